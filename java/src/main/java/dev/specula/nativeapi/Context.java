@@ -1,0 +1,127 @@
+package dev.specula.nativeapi;
+
+import static dev.specula.ffi.SpeculaFfi.*;
+
+import dev.specula.ffi.spec_device_info;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.Collections;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * One backend on one device. Thread-safe: its calls may come from several threads. Closing it closes
+ * every buffer and model made from it first, so no native object outlives its context.
+ */
+public final class Context extends NativeHandle {
+    static {
+        Native.ensureLoaded();
+    }
+
+    private final String backend;
+    private final int device;
+    private final Set<NativeHandle> dependents = Collections.newSetFromMap(new ConcurrentHashMap<>());
+
+    private Context(String backend, int device, MemorySegment raw) {
+        super("Context(" + backend + ":" + device + ")", raw, h -> spec_context_destroy(h));
+        this.backend = backend;
+        this.device = device;
+    }
+
+    /** Opens backend ("cpu" or "cuda") on a device; throws SpeculaException naming why it cannot. */
+    public static Context open(String backend, int device) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment out = arena.allocate(ValueLayout.ADDRESS);
+            Native.check(spec_context_create(arena.allocateFrom(backend), device, out), MemorySegment.NULL);
+            return new Context(backend, device, out.get(ValueLayout.ADDRESS, 0));
+        }
+    }
+
+    public static Context cpu() {
+        return open("cpu", 0);
+    }
+
+    public String backend() {
+        return backend;
+    }
+
+    public int device() {
+        return device;
+    }
+
+    /** The floor cost of one ABI call: validates the handle and returns. */
+    public void noop() {
+        Native.check(spec_context_noop(segment()), MemorySegment.NULL);
+    }
+
+    /** CPU threads the cpu backend uses; 0 means all cores. */
+    public void setThreads(int threads) {
+        MemorySegment h = segment();
+        Native.check(spec_context_set_threads(h, threads), h);
+    }
+
+    public DeviceInfo deviceInfo() {
+        MemorySegment h = segment();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment info = spec_device_info.allocate(arena);
+            Native.check(spec_device_query(h, info), h);
+            return new DeviceInfo(
+                    spec_device_info.backend(info).getString(0),
+                    spec_device_info.device_index(info),
+                    spec_device_info.name(info).getString(0),
+                    spec_device_info.total_memory(info),
+                    spec_device_info.free_memory(info),
+                    spec_device_info.compute_major(info),
+                    spec_device_info.compute_minor(info),
+                    spec_device_info.multiprocessors(info));
+        }
+    }
+
+    /** Allocates nbytes of this context's device memory, zeroed. */
+    public DeviceBuffer allocate(long nbytes) {
+        MemorySegment h = segment();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment out = arena.allocate(ValueLayout.ADDRESS);
+            Native.check(spec_buffer_alloc(h, nbytes, out), h);
+            DeviceBuffer buffer = new DeviceBuffer(this, out.get(ValueLayout.ADDRESS, 0), nbytes);
+            dependents.add(buffer);
+            return buffer;
+        }
+    }
+
+    /** The native context for the wrapper's own calls; throws once closed. */
+    MemorySegment handle() {
+        return segment();
+    }
+
+    void register(NativeHandle dependent) {
+        dependents.add(dependent);
+    }
+
+    void forget(NativeHandle dependent) {
+        dependents.remove(dependent);
+    }
+
+    /** Throws IllegalStateException unless h was made by this context. */
+    void checkOwns(NativeHandle h, String what) {
+        if (!dependents.contains(h)) {
+            throw new IllegalStateException(what + " " + h.kind() + " belongs to another context or is closed");
+        }
+    }
+
+    @Override
+    void closeDependents() {
+        // Models before buffers: a model may reference buffers, never the reverse.
+        for (NativeHandle h : dependents.toArray(NativeHandle[]::new)) {
+            if (!(h instanceof DeviceBuffer)) h.close();
+        }
+        for (NativeHandle h : dependents.toArray(NativeHandle[]::new)) h.close();
+        dependents.clear();
+    }
+
+    @Override
+    public String toString() {
+        return kind() + (isOpen() ? "" : " (closed)");
+    }
+}

@@ -1,0 +1,45 @@
+package dev.specula.nativeapi;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.function.Consumer;
+
+/**
+ * One native handle owned by Java. Its lifetime is an {@link Arena}: closing the handle closes the
+ * arena, whose cleanup action runs the native destroy exactly once. Every use goes through
+ * {@link #segment()}, so a closed handle fails in Java with a clear message and never reaches native code.
+ */
+abstract class NativeHandle implements AutoCloseable {
+    private final String kind;
+    private final Arena arena = Arena.ofShared();
+    private final MemorySegment segment;
+
+    NativeHandle(String kind, MemorySegment raw, Consumer<MemorySegment> destroy) {
+        this.kind = kind;
+        this.segment = raw.reinterpret(arena, destroy);
+    }
+
+    /** The live handle; throws IllegalStateException once closed. */
+    final MemorySegment segment() {
+        if (!arena.scope().isAlive()) throw new IllegalStateException(kind + " is closed");
+        return segment;
+    }
+
+    public final boolean isOpen() {
+        return arena.scope().isAlive();
+    }
+
+    /** Closes what depends on this handle first; subclasses override to add that. */
+    void closeDependents() {}
+
+    @Override
+    public synchronized void close() {
+        if (!arena.scope().isAlive()) return;
+        closeDependents();
+        arena.close();
+    }
+
+    final String kind() {
+        return kind;
+    }
+}

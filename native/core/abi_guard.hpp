@@ -1,0 +1,50 @@
+// What every ABI entry point shares: handle liveness checks, and the wrapper that turns a
+// failure or an escaping exception into a status plus a recorded message.
+#pragma once
+
+#include "internal.hpp"
+
+#include <exception>
+#include <new>
+
+namespace specula {
+
+// Records f as the thread's last error (and ctx's, when given) and returns its status.
+spec_status record(const spec_context *ctx, const Failure &f);
+
+inline bool live_context(const spec_context *ctx) { return ctx && ctx->tag == TAG_CONTEXT; }
+inline bool live_buffer(const spec_buffer *b) { return b && b->tag == TAG_BUFFER && live_context(b->ctx); }
+inline bool live_model(const spec_model *m) { return m && m->tag == TAG_MODEL && live_context(m->ctx); }
+inline bool live_kv(const spec_kv *kv) { return kv && kv->tag == TAG_KV && live_model(kv->model); }
+
+inline const char *handle_problem(const void *h) { return h ? "is not live (destroyed or foreign)" : "is null"; }
+
+// Runs body (which returns a status and may fill a Failure), turning any escape into a status.
+template <typename Body>
+spec_status guarded(const spec_context *ctx, Body body) {
+    Failure err{SPEC_OK, ""};
+    spec_status st;
+    try {
+        st = body(err);
+    } catch (const std::bad_alloc &) {
+        return record(ctx, failure(SPEC_ERR_OUT_OF_MEMORY, "out of host memory"));
+    } catch (const std::exception &e) {
+        return record(ctx, failure(SPEC_ERR_INTERNAL, "internal error: %s", e.what()));
+    } catch (...) {
+        return record(ctx, failure(SPEC_ERR_INTERNAL, "internal error"));
+    }
+    if (st != SPEC_OK) {
+        if (err.status == SPEC_OK) err.status = st;
+        if (err.message.empty()) err.message = "unspecified error";
+        return record(ctx, err);
+    }
+    return SPEC_OK;
+}
+
+} // namespace specula
+
+#define FAIL(err, code, ...)                  \
+    do {                                      \
+        (err) = failure((code), __VA_ARGS__); \
+        return (err).status;                  \
+    } while (0)

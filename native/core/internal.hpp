@@ -1,0 +1,124 @@
+// The native core's own view of the ABI handles, and the interface every backend implements.
+// The core (specula.cpp) validates every argument before it calls a backend, so a backend may
+// assume its arguments are in range.
+#pragma once
+
+#include "specula.h"
+
+#include <cstdarg>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace specula {
+
+// Handles carry a tag so that a null, destroyed or foreign pointer is caught before use.
+enum : uint32_t {
+    TAG_CONTEXT = 0x53504358u, // "SPCX"
+    TAG_BUFFER = 0x53504246u,  // "SPBF"
+    TAG_MODEL = 0x53504d44u,   // "SPMD"
+    TAG_KV = 0x53504b56u,      // "SPKV"
+    TAG_DEAD = 0xdeadbeefu
+};
+
+class Backend;
+
+// A failure on its way out of the ABI: a status and the message that goes with it.
+struct Failure {
+    spec_status status;
+    std::string message;
+};
+
+// Formats a message into a Failure; backends return these through Result.
+Failure failure(spec_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+} // namespace specula
+
+struct spec_context {
+    uint32_t tag = specula::TAG_CONTEXT;
+    specula::Backend *backend = nullptr;
+    int32_t device = 0;
+    int32_t n_threads = 0;
+    void *backend_state = nullptr;
+    std::string last_error;
+};
+
+struct spec_buffer {
+    uint32_t tag = specula::TAG_BUFFER;
+    spec_context *ctx = nullptr;
+    void *ptr = nullptr; // device memory for the context's backend (host memory for cpu)
+    uint64_t size = 0;
+};
+
+struct spec_weight {
+    int32_t dtype = -1;
+    const void *data = nullptr; // host memory owned by the caller (a mapped file)
+    uint64_t nbytes = 0;
+    int64_t rows = 0;
+    int64_t cols = 0;
+    const void *device_data = nullptr; // where the backend reads it from (== data for cpu)
+};
+
+struct spec_model {
+    uint32_t tag = specula::TAG_MODEL;
+    spec_context *ctx = nullptr;
+    spec_model_config config{};
+    bool finalized = false;
+    // weights[role][layer]; global roles use layer 0.
+    std::vector<std::vector<spec_weight>> weights;
+    void *backend_state = nullptr;
+
+    const spec_weight &w(int role, int layer = 0) const { return weights[role][layer]; }
+};
+
+struct spec_kv {
+    uint32_t tag = specula::TAG_KV;
+    spec_model *model = nullptr;
+    int32_t capacity = 0;
+    int32_t committed = 0;
+    int32_t pending = 0;                // tree tokens after the committed prefix
+    std::vector<int32_t> pending_parents; // the last forward's tree, for commit validation
+    void *backend_state = nullptr;
+};
+
+namespace specula {
+
+using Status = spec_status;
+
+// Every backend implements this interface. Methods return SPEC_OK or fill `err`.
+class Backend {
+public:
+    virtual ~Backend() = default;
+    virtual const char *name() const = 0;
+    // Number of devices, or BACKEND_UNAVAILABLE with the reason in err.
+    virtual Status device_count(int32_t *out, Failure &err) = 0;
+    virtual Status context_init(spec_context *ctx, Failure &err) = 0;
+    virtual void context_release(spec_context *ctx) = 0;
+    virtual Status device_query(const spec_context *ctx, spec_device_info *out, Failure &err) = 0;
+
+    virtual Status alloc(spec_context *ctx, uint64_t nbytes, void **out, Failure &err) = 0;
+    virtual void release(spec_context *ctx, void *ptr) = 0;
+    enum class Copy { HostToDevice, DeviceToHost, DeviceToDevice };
+    virtual Status copy(spec_context *ctx, void *dst, const void *src, uint64_t nbytes, Copy kind, Failure &err) = 0;
+
+    virtual Status model_finalize(spec_model *model, Failure &err) = 0;
+    virtual void model_release(spec_model *model) = 0;
+    virtual Status kv_init(spec_kv *kv, Failure &err) = 0;
+    virtual void kv_release(spec_kv *kv) = 0;
+    // Moves pending tokens path[0..n) into committed positions committed..committed+n.
+    virtual Status kv_commit(spec_kv *kv, int32_t n_path, const int32_t *path, Failure &err) = 0;
+    // args are validated; parents and positions are always given (the core fills defaults).
+    virtual Status forward(spec_model *model, spec_kv *kv, const spec_forward_args &args, Failure &err) = 0;
+};
+
+Backend *cpu_backend();
+#ifdef SPECULA_WITH_CUDA
+Backend *cuda_backend();
+#endif
+
+// Bytes one row of `cols` elements takes in a dtype, or 0 when cols does not fit its blocks.
+uint64_t dtype_row_bytes(int32_t dtype, int64_t cols);
+const char *dtype_name(int32_t dtype);
+
+} // namespace specula

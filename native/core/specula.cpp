@@ -1,0 +1,588 @@
+// The ABI entry points: validate, dispatch to the context's backend, record errors.
+// Nothing here throws past the ABI, aborts or prints.
+#include "abi_guard.hpp"
+
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <new>
+
+#ifndef SPECULA_VERSION
+#define SPECULA_VERSION "0.0.0-dev"
+#endif
+
+namespace specula {
+
+Failure failure(spec_status status, const char *fmt, ...) {
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    return Failure{status, buf};
+}
+
+uint64_t dtype_row_bytes(int32_t dtype, int64_t cols) {
+    if (cols <= 0) return 0;
+    switch (dtype) {
+    case SPEC_DTYPE_F32: return (uint64_t)cols * 4;
+    case SPEC_DTYPE_F16:
+    case SPEC_DTYPE_BF16: return (uint64_t)cols * 2;
+    case SPEC_DTYPE_Q8_0: return cols % 32 ? 0 : (uint64_t)cols / 32 * 34;
+    case SPEC_DTYPE_Q4_0: return cols % 32 ? 0 : (uint64_t)cols / 32 * 18;
+    default: return 0;
+    }
+}
+
+const char *dtype_name(int32_t dtype) {
+    switch (dtype) {
+    case SPEC_DTYPE_F32: return "F32";
+    case SPEC_DTYPE_F16: return "F16";
+    case SPEC_DTYPE_BF16: return "BF16";
+    case SPEC_DTYPE_Q8_0: return "Q8_0";
+    case SPEC_DTYPE_Q4_0: return "Q4_0";
+    default: return "unknown";
+    }
+}
+
+namespace {
+thread_local std::string t_last_error;
+std::mutex g_error_mutex; // context messages may be written from several threads
+} // namespace
+
+spec_status record(const spec_context *ctx, const Failure &f) {
+    t_last_error = f.message;
+    if (ctx) {
+        std::lock_guard<std::mutex> lock(g_error_mutex);
+        const_cast<spec_context *>(ctx)->last_error = f.message;
+    }
+    return f.status;
+}
+
+} // namespace specula
+
+using namespace specula;
+
+namespace {
+
+Backend *find_backend(const char *name) {
+    if (!name) return nullptr;
+    if (std::strcmp(name, "cpu") == 0) return cpu_backend();
+#ifdef SPECULA_WITH_CUDA
+    if (std::strcmp(name, "cuda") == 0) return cuda_backend();
+#endif
+    return nullptr;
+}
+
+spec_status write_string(const std::string &s, char *buf, uint64_t cap, Failure &err) {
+    if (!buf) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "output buffer is null");
+    if (cap == 0) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "output capacity is zero");
+    if (s.size() + 1 > cap) {
+        std::memcpy(buf, s.data(), cap - 1);
+        buf[cap - 1] = 0;
+        FAIL(err, SPEC_ERR_BUFFER_TOO_SMALL, "output needs %zu bytes, capacity is %llu", s.size() + 1,
+             (unsigned long long)cap);
+    }
+    std::memcpy(buf, s.c_str(), s.size() + 1);
+    return SPEC_OK;
+}
+
+spec_status check_range(const spec_buffer *b, uint64_t offset, uint64_t nbytes, const char *what, Failure &err) {
+    if (nbytes == 0) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: byte count is zero", what);
+    if (offset > b->size || nbytes > b->size - offset)
+        FAIL(err, SPEC_ERR_OUT_OF_RANGE, "%s: bytes [%llu, %llu) run past the buffer's end (size %llu)", what,
+             (unsigned long long)offset, (unsigned long long)offset + (unsigned long long)nbytes,
+             (unsigned long long)b->size);
+    return SPEC_OK;
+}
+
+bool is_global_role(int32_t role) {
+    return role == SPEC_W_TOKEN_EMBD || role == SPEC_W_OUTPUT_NORM || role == SPEC_W_OUTPUT;
+}
+
+const char *role_name(int32_t role) {
+    static const char *names[] = {"token_embd", "output_norm", "output",  "attn_norm", "attn_q",
+                                  "attn_k",     "attn_v",      "attn_out", "attn_q_bias", "attn_k_bias",
+                                  "attn_v_bias", "ffn_norm",   "ffn_gate", "ffn_up",    "ffn_down"};
+    return role >= 0 && role < SPEC_W_ROLE_COUNT ? names[role] : "unknown";
+}
+
+// The shape each role must have under a config.
+void expected_shape(const spec_model_config &c, int32_t role, int64_t *rows, int64_t *cols) {
+    const int64_t q = (int64_t)c.n_head * c.head_dim, kv = (int64_t)c.n_head_kv * c.head_dim;
+    switch (role) {
+    case SPEC_W_TOKEN_EMBD: case SPEC_W_OUTPUT: *rows = c.n_vocab; *cols = c.n_embd; break;
+    case SPEC_W_OUTPUT_NORM: case SPEC_W_ATTN_NORM: case SPEC_W_FFN_NORM: *rows = 1; *cols = c.n_embd; break;
+    case SPEC_W_ATTN_Q: *rows = q; *cols = c.n_embd; break;
+    case SPEC_W_ATTN_K: case SPEC_W_ATTN_V: *rows = kv; *cols = c.n_embd; break;
+    case SPEC_W_ATTN_OUT: *rows = c.n_embd; *cols = q; break;
+    case SPEC_W_ATTN_Q_BIAS: *rows = 1; *cols = q; break;
+    case SPEC_W_ATTN_K_BIAS: case SPEC_W_ATTN_V_BIAS: *rows = 1; *cols = kv; break;
+    case SPEC_W_FFN_GATE: case SPEC_W_FFN_UP: *rows = c.n_ff; *cols = c.n_embd; break;
+    case SPEC_W_FFN_DOWN: *rows = c.n_embd; *cols = c.n_ff; break;
+    default: *rows = *cols = 0;
+    }
+}
+
+bool role_required(const spec_model_config &c, int32_t role) {
+    switch (role) {
+    case SPEC_W_ATTN_Q_BIAS: case SPEC_W_ATTN_K_BIAS: case SPEC_W_ATTN_V_BIAS: return c.arch == SPEC_ARCH_QWEN2;
+    default: return true;
+    }
+}
+
+spec_status validate_config(const spec_model_config &c, Failure &err) {
+    if (c.arch != SPEC_ARCH_LLAMA && c.arch != SPEC_ARCH_QWEN2) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "unknown arch %d", c.arch);
+    struct { const char *name; int32_t v; int32_t max; } dims[] = {
+        {"n_vocab", c.n_vocab, 1 << 22}, {"n_embd", c.n_embd, 1 << 16}, {"n_layer", c.n_layer, 1024},
+        {"n_head", c.n_head, 1024},       {"n_head_kv", c.n_head_kv, 1024}, {"head_dim", c.head_dim, 1024},
+        {"n_ff", c.n_ff, 1 << 18},        {"n_ctx_train", c.n_ctx_train, 1 << 24}};
+    for (auto &d : dims)
+        if (d.v <= 0 || d.v > d.max) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "config %s = %d is out of range (1..%d)", d.name, d.v, d.max);
+    if (c.n_head % c.n_head_kv) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "n_head %d is not a multiple of n_head_kv %d", c.n_head, c.n_head_kv);
+    if (c.head_dim % 2) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "head_dim %d is odd", c.head_dim);
+    if (c.rope_dims < 0 || c.rope_dims > c.head_dim || c.rope_dims % 2)
+        FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "rope_dims %d must be even and at most head_dim %d", c.rope_dims, c.head_dim);
+    if (!(c.rms_eps > 0.0f && c.rms_eps < 1.0f)) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "rms_eps %g is out of range (0, 1)", (double)c.rms_eps);
+    if (!(c.rope_theta > 0.0f)) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "rope_theta %g must be positive", (double)c.rope_theta);
+    if (c.rope_style != SPEC_ROPE_NORM && c.rope_style != SPEC_ROPE_NEOX) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "unknown rope_style %d", c.rope_style);
+    if (c.rope_scaling < SPEC_ROPE_SCALING_NONE || c.rope_scaling > SPEC_ROPE_SCALING_LLAMA3)
+        FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "unknown rope_scaling %d", c.rope_scaling);
+    if (c.rope_scaling != SPEC_ROPE_SCALING_NONE && !(c.rope_factor > 0.0f))
+        FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "rope_factor %g must be positive when scaling", (double)c.rope_factor);
+    if (c.rope_scaling == SPEC_ROPE_SCALING_LLAMA3 &&
+        (c.rope_orig_ctx <= 0 || !(c.rope_low_freq_factor > 0.0f) || !(c.rope_high_freq_factor > c.rope_low_freq_factor)))
+        FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "llama3 rope scaling needs rope_orig_ctx > 0 and 0 < low_freq_factor < high_freq_factor");
+    if (c.kv_dtype != SPEC_DTYPE_F32 && c.kv_dtype != SPEC_DTYPE_F16 && c.kv_dtype != SPEC_DTYPE_BF16)
+        FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "kv_dtype %d must be F32, F16 or BF16", c.kv_dtype);
+    return SPEC_OK;
+}
+
+} // namespace
+
+extern "C" {
+
+SPEC_API spec_status spec_abi_version(uint32_t *out) {
+    return guarded(nullptr, [&](Failure &err) -> spec_status {
+        if (!out) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_abi_version: out is null");
+        *out = (uint32_t)SPEC_ABI_VERSION_MAJOR << 16 | SPEC_ABI_VERSION_MINOR;
+        return SPEC_OK;
+    });
+}
+
+SPEC_API spec_status spec_library_version(char *buf, uint64_t cap) {
+    return guarded(nullptr, [&](Failure &err) { return write_string(SPECULA_VERSION, buf, cap, err); });
+}
+
+SPEC_API spec_status spec_backends_compiled(char *buf, uint64_t cap) {
+    return guarded(nullptr, [&](Failure &err) {
+#ifdef SPECULA_WITH_CUDA
+        return write_string("cpu,cuda", buf, cap, err);
+#else
+        return write_string("cpu", buf, cap, err);
+#endif
+    });
+}
+
+SPEC_API spec_status spec_device_count(const char *backend, int32_t *out) {
+    return guarded(nullptr, [&](Failure &err) -> spec_status {
+        if (!out) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_device_count: out is null");
+        Backend *b = find_backend(backend);
+        if (!b) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "unknown backend '%s' (compiled: %s)", backend ? backend : "(null)",
+#ifdef SPECULA_WITH_CUDA
+                     "cpu,cuda"
+#else
+                     "cpu"
+#endif
+            );
+        return b->device_count(out, err);
+    });
+}
+
+SPEC_API spec_status spec_last_error(const spec_context *ctx, char *buf, uint64_t cap, uint64_t *len_out) {
+    // Reading an error must not overwrite it, so failures here only return a status.
+    if (!buf || cap == 0) return SPEC_ERR_INVALID_ARGUMENT;
+    if (ctx && !live_context(ctx)) return SPEC_ERR_INVALID_HANDLE;
+    std::string msg;
+    if (ctx) {
+        std::lock_guard<std::mutex> lock(g_error_mutex);
+        msg = ctx->last_error;
+    } else {
+        msg = t_last_error;
+    }
+    uint64_t n = msg.size() < cap - 1 ? msg.size() : cap - 1;
+    std::memcpy(buf, msg.data(), n);
+    buf[n] = 0;
+    if (len_out) *len_out = msg.size();
+    return SPEC_OK;
+}
+
+SPEC_API spec_status spec_context_create(const char *backend, int32_t device, spec_context **out) {
+    return guarded(nullptr, [&](Failure &err) -> spec_status {
+        if (!out) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_context_create: out is null");
+        *out = nullptr;
+        Backend *b = find_backend(backend);
+        if (!b) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "unknown backend '%s'", backend ? backend : "(null)");
+        int32_t count = 0;
+        spec_status st = b->device_count(&count, err);
+        if (st != SPEC_OK) return st;
+        if (device < 0 || device >= count)
+            FAIL(err, SPEC_ERR_OUT_OF_RANGE, "device index %d is out of range: backend '%s' has %d device(s)", device,
+                 b->name(), count);
+        auto *ctx = new spec_context();
+        ctx->backend = b;
+        ctx->device = device;
+        st = b->context_init(ctx, err);
+        if (st != SPEC_OK) {
+            ctx->tag = TAG_DEAD;
+            delete ctx;
+            return st;
+        }
+        *out = ctx;
+        return SPEC_OK;
+    });
+}
+
+SPEC_API spec_status spec_context_destroy(spec_context *ctx) {
+    return guarded(nullptr, [&](Failure &err) -> spec_status {
+        if (!live_context(ctx)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_context_destroy: context %s", handle_problem(ctx));
+        ctx->backend->context_release(ctx);
+        ctx->tag = TAG_DEAD;
+        delete ctx;
+        return SPEC_OK;
+    });
+}
+
+SPEC_API spec_status spec_context_noop(spec_context *ctx) {
+    if (!live_context(ctx))
+        return record(nullptr, failure(SPEC_ERR_INVALID_HANDLE, "spec_context_noop: context %s", handle_problem(ctx)));
+    return SPEC_OK;
+}
+
+SPEC_API spec_status spec_context_set_threads(spec_context *ctx, int32_t n_threads) {
+    return guarded(live_context(ctx) ? ctx : nullptr, [&](Failure &err) -> spec_status {
+        if (!live_context(ctx)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_context_set_threads: context %s", handle_problem(ctx));
+        if (n_threads < 0 || n_threads > 1024)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "thread count %d is out of range (0..1024)", n_threads);
+        ctx->n_threads = n_threads;
+        return SPEC_OK;
+    });
+}
+
+SPEC_API spec_status spec_device_query(const spec_context *ctx, spec_device_info *out) {
+    return guarded(live_context(ctx) ? ctx : nullptr, [&](Failure &err) -> spec_status {
+        if (!live_context(ctx)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_device_query: context %s", handle_problem(ctx));
+        if (!out) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_device_query: out is null");
+        std::memset(out, 0, sizeof *out);
+        std::snprintf(out->backend, sizeof out->backend, "%s", ctx->backend->name());
+        out->device_index = ctx->device;
+        return ctx->backend->device_query(ctx, out, err);
+    });
+}
+
+SPEC_API spec_status spec_buffer_alloc(spec_context *ctx, uint64_t nbytes, spec_buffer **out) {
+    return guarded(live_context(ctx) ? ctx : nullptr, [&](Failure &err) -> spec_status {
+        if (!live_context(ctx)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_buffer_alloc: context %s", handle_problem(ctx));
+        if (!out) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_buffer_alloc: out is null");
+        *out = nullptr;
+        if (nbytes == 0) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_buffer_alloc: size is zero");
+        if (nbytes > (1ull << 48)) FAIL(err, SPEC_ERR_OUT_OF_MEMORY, "spec_buffer_alloc: %llu bytes is more than any device holds", (unsigned long long)nbytes);
+        void *ptr = nullptr;
+        spec_status st = ctx->backend->alloc(ctx, nbytes, &ptr, err);
+        if (st != SPEC_OK) return st;
+        auto *b = new spec_buffer();
+        b->ctx = ctx;
+        b->ptr = ptr;
+        b->size = nbytes;
+        *out = b;
+        return SPEC_OK;
+    });
+}
+
+SPEC_API spec_status spec_buffer_free(spec_buffer *buf) {
+    return guarded(nullptr, [&](Failure &err) -> spec_status {
+        if (!live_buffer(buf)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_buffer_free: buffer %s", handle_problem(buf));
+        buf->ctx->backend->release(buf->ctx, buf->ptr);
+        buf->tag = TAG_DEAD;
+        delete buf;
+        return SPEC_OK;
+    });
+}
+
+SPEC_API spec_status spec_buffer_size(const spec_buffer *buf, uint64_t *out) {
+    return guarded(nullptr, [&](Failure &err) -> spec_status {
+        if (!live_buffer(buf)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_buffer_size: buffer %s", handle_problem(buf));
+        if (!out) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_buffer_size: out is null");
+        *out = buf->size;
+        return SPEC_OK;
+    });
+}
+
+SPEC_API spec_status spec_copy_h2d(spec_buffer *dst, uint64_t dst_offset, const void *src, uint64_t nbytes) {
+    const spec_context *ctx = live_buffer(dst) ? dst->ctx : nullptr;
+    return guarded(ctx, [&](Failure &err) -> spec_status {
+        if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_copy_h2d: destination buffer %s", handle_problem(dst));
+        if (!src) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_copy_h2d: source pointer is null");
+        if (check_range(dst, dst_offset, nbytes, "spec_copy_h2d destination", err)) return err.status;
+        return dst->ctx->backend->copy(dst->ctx, (char *)dst->ptr + dst_offset, src, nbytes, Backend::Copy::HostToDevice, err);
+    });
+}
+
+SPEC_API spec_status spec_copy_d2h(void *dst, const spec_buffer *src, uint64_t src_offset, uint64_t nbytes) {
+    const spec_context *ctx = live_buffer(src) ? src->ctx : nullptr;
+    return guarded(ctx, [&](Failure &err) -> spec_status {
+        if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_copy_d2h: source buffer %s", handle_problem(src));
+        if (!dst) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_copy_d2h: destination pointer is null");
+        if (check_range(src, src_offset, nbytes, "spec_copy_d2h source", err)) return err.status;
+        return src->ctx->backend->copy(src->ctx, dst, (const char *)src->ptr + src_offset, nbytes, Backend::Copy::DeviceToHost, err);
+    });
+}
+
+SPEC_API spec_status spec_copy_d2d(spec_buffer *dst, uint64_t dst_offset, const spec_buffer *src, uint64_t src_offset,
+                                   uint64_t nbytes) {
+    const spec_context *ctx = live_buffer(dst) ? dst->ctx : nullptr;
+    return guarded(ctx, [&](Failure &err) -> spec_status {
+        if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_copy_d2d: destination buffer %s", handle_problem(dst));
+        if (!live_buffer(src)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_copy_d2d: source buffer %s", handle_problem(src));
+        if (src->ctx != dst->ctx) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_copy_d2d: buffers belong to different contexts");
+        if (check_range(dst, dst_offset, nbytes, "spec_copy_d2d destination", err)) return err.status;
+        if (check_range(src, src_offset, nbytes, "spec_copy_d2d source", err)) return err.status;
+        return dst->ctx->backend->copy(dst->ctx, (char *)dst->ptr + dst_offset, (const char *)src->ptr + src_offset, nbytes,
+                                       Backend::Copy::DeviceToDevice, err);
+    });
+}
+
+/* ---------------------------------------------------------------- models */
+
+SPEC_API spec_status spec_model_create(spec_context *ctx, const spec_model_config *config, spec_model **out) {
+    return guarded(live_context(ctx) ? ctx : nullptr, [&](Failure &err) -> spec_status {
+        if (!live_context(ctx)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_model_create: context %s", handle_problem(ctx));
+        if (!config || !out) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_model_create: config or out is null");
+        *out = nullptr;
+        if (validate_config(*config, err)) return err.status;
+        auto *m = new spec_model();
+        m->ctx = ctx;
+        m->config = *config;
+        if (m->config.rope_dims == 0) m->config.rope_dims = config->head_dim;
+        m->weights.resize(SPEC_W_ROLE_COUNT);
+        for (int r = 0; r < SPEC_W_ROLE_COUNT; r++) m->weights[r].resize(is_global_role(r) ? 1 : config->n_layer);
+        *out = m;
+        return SPEC_OK;
+    });
+}
+
+SPEC_API spec_status spec_model_destroy(spec_model *model) {
+    return guarded(nullptr, [&](Failure &err) -> spec_status {
+        if (!live_model(model)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_model_destroy: model %s", handle_problem(model));
+        if (model->finalized) model->ctx->backend->model_release(model);
+        model->tag = TAG_DEAD;
+        delete model;
+        return SPEC_OK;
+    });
+}
+
+SPEC_API spec_status spec_model_set_weight(spec_model *model, int32_t role, int32_t layer, int32_t dtype, const void *data,
+                                           uint64_t nbytes, int64_t rows, int64_t cols) {
+    const spec_context *ctx = live_model(model) ? model->ctx : nullptr;
+    return guarded(ctx, [&](Failure &err) -> spec_status {
+        if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_model_set_weight: model %s", handle_problem(model));
+        if (model->finalized) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_model_set_weight: model is already finalized");
+        if (role < 0 || role >= SPEC_W_ROLE_COUNT) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "unknown weight role %d", role);
+        const auto &c = model->config;
+        if (!is_global_role(role) && (layer < 0 || layer >= c.n_layer))
+            FAIL(err, SPEC_ERR_OUT_OF_RANGE, "weight %s: layer %d is out of range (model has %d layers)", role_name(role), layer, c.n_layer);
+        if (!data) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "weight %s: data is null", role_name(role));
+        int64_t er = 0, ec = 0;
+        expected_shape(c, role, &er, &ec);
+        if (rows != er || cols != ec)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "weight %s (layer %d): shape [%lld x %lld], expected [%lld x %lld]", role_name(role),
+                 layer, (long long)rows, (long long)cols, (long long)er, (long long)ec);
+        bool vector = rows == 1 && role != SPEC_W_TOKEN_EMBD && role != SPEC_W_OUTPUT;
+        if (vector && dtype != SPEC_DTYPE_F32 && dtype != SPEC_DTYPE_F16 && dtype != SPEC_DTYPE_BF16)
+            FAIL(err, SPEC_ERR_UNSUPPORTED, "weight %s: vectors must be F32, F16 or BF16, got %s", role_name(role), dtype_name(dtype));
+        uint64_t row_bytes = dtype_row_bytes(dtype, cols);
+        if (row_bytes == 0)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "weight %s: dtype %d (%s) cannot hold rows of %lld elements", role_name(role), dtype,
+                 dtype_name(dtype), (long long)cols);
+        if (nbytes != row_bytes * (uint64_t)rows)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "weight %s: %llu bytes given, %s [%lld x %lld] needs %llu", role_name(role),
+                 (unsigned long long)nbytes, dtype_name(dtype), (long long)rows, (long long)cols,
+                 (unsigned long long)(row_bytes * (uint64_t)rows));
+        spec_weight &w = model->weights[role][is_global_role(role) ? 0 : layer];
+        w.dtype = dtype;
+        w.data = data;
+        w.device_data = data;
+        w.nbytes = nbytes;
+        w.rows = rows;
+        w.cols = cols;
+        return SPEC_OK;
+    });
+}
+
+SPEC_API spec_status spec_model_finalize(spec_model *model) {
+    const spec_context *ctx = live_model(model) ? model->ctx : nullptr;
+    return guarded(ctx, [&](Failure &err) -> spec_status {
+        if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_model_finalize: model %s", handle_problem(model));
+        if (model->finalized) return SPEC_OK;
+        for (int r = 0; r < SPEC_W_ROLE_COUNT; r++) {
+            if (!role_required(model->config, r)) continue;
+            for (size_t l = 0; l < model->weights[r].size(); l++)
+                if (!model->weights[r][l].data)
+                    FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "model is missing weight %s%s%zu", role_name(r),
+                         is_global_role(r) ? "" : " of layer ", is_global_role(r) ? (size_t)0 : l);
+        }
+        // Biases come as a set: either all three of a layer or none.
+        for (int l = 0; l < model->config.n_layer; l++) {
+            int n = !!model->weights[SPEC_W_ATTN_Q_BIAS][l].data + !!model->weights[SPEC_W_ATTN_K_BIAS][l].data +
+                    !!model->weights[SPEC_W_ATTN_V_BIAS][l].data;
+            if (n != 0 && n != 3) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "layer %d has %d of the 3 q/k/v biases", l, n);
+        }
+        spec_status st = model->ctx->backend->model_finalize(model, err);
+        if (st == SPEC_OK) model->finalized = true;
+        return st;
+    });
+}
+
+SPEC_API spec_status spec_kv_create(spec_model *model, int32_t capacity, spec_kv **out) {
+    const spec_context *ctx = live_model(model) ? model->ctx : nullptr;
+    return guarded(ctx, [&](Failure &err) -> spec_status {
+        if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_kv_create: model %s", handle_problem(model));
+        if (!out) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_kv_create: out is null");
+        *out = nullptr;
+        if (!model->finalized) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_kv_create: model is not finalized");
+        if (capacity <= 0 || capacity > (1 << 24)) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_kv_create: capacity %d is out of range (1..16777216)", capacity);
+        auto *kv = new spec_kv();
+        kv->model = model;
+        kv->capacity = capacity;
+        spec_status st = model->ctx->backend->kv_init(kv, err);
+        if (st != SPEC_OK) {
+            kv->tag = TAG_DEAD;
+            delete kv;
+            return st;
+        }
+        *out = kv;
+        return SPEC_OK;
+    });
+}
+
+SPEC_API spec_status spec_kv_destroy(spec_kv *kv) {
+    return guarded(nullptr, [&](Failure &err) -> spec_status {
+        if (!live_kv(kv)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_kv_destroy: kv cache %s", handle_problem(kv));
+        kv->model->ctx->backend->kv_release(kv);
+        kv->tag = TAG_DEAD;
+        delete kv;
+        return SPEC_OK;
+    });
+}
+
+SPEC_API spec_status spec_kv_length(const spec_kv *kv, int32_t *out) {
+    return guarded(nullptr, [&](Failure &err) -> spec_status {
+        if (!live_kv(kv)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_kv_length: kv cache %s", handle_problem(kv));
+        if (!out) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_kv_length: out is null");
+        *out = kv->committed;
+        return SPEC_OK;
+    });
+}
+
+SPEC_API spec_status spec_kv_truncate(spec_kv *kv, int32_t new_length) {
+    const spec_context *ctx = live_kv(kv) ? kv->model->ctx : nullptr;
+    return guarded(ctx, [&](Failure &err) -> spec_status {
+        if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_kv_truncate: kv cache %s", handle_problem(kv));
+        if (new_length < 0 || new_length > kv->committed)
+            FAIL(err, SPEC_ERR_OUT_OF_RANGE, "spec_kv_truncate: length %d is out of range (0..%d committed)", new_length, kv->committed);
+        kv->committed = new_length;
+        kv->pending = 0;
+        kv->pending_parents.clear();
+        return SPEC_OK;
+    });
+}
+
+SPEC_API spec_status spec_kv_commit(spec_kv *kv, int32_t n_path, const int32_t *path) {
+    const spec_context *ctx = live_kv(kv) ? kv->model->ctx : nullptr;
+    return guarded(ctx, [&](Failure &err) -> spec_status {
+        if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_kv_commit: kv cache %s", handle_problem(kv));
+        if (n_path < 0 || n_path > kv->pending)
+            FAIL(err, SPEC_ERR_OUT_OF_RANGE, "spec_kv_commit: path length %d is out of range (0..%d pending)", n_path, kv->pending);
+        if (n_path > 0 && !path) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_kv_commit: path is null");
+        for (int32_t i = 0; i < n_path; i++) {
+            int32_t node = path[i];
+            if (node < 0 || node >= kv->pending)
+                FAIL(err, SPEC_ERR_OUT_OF_RANGE, "spec_kv_commit: path[%d] = %d is not a pending token (0..%d)", i, node, kv->pending - 1);
+            int32_t want = i == 0 ? -1 : path[i - 1];
+            if (kv->pending_parents[node] != want)
+                FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_kv_commit: path[%d] = %d has parent %d, not %d: not a root-to-node chain", i, node,
+                     kv->pending_parents[node], want);
+        }
+        spec_status st = kv->model->ctx->backend->kv_commit(kv, n_path, path, err);
+        if (st != SPEC_OK) return st;
+        kv->committed += n_path;
+        kv->pending = 0;
+        kv->pending_parents.clear();
+        return SPEC_OK;
+    });
+}
+
+SPEC_API spec_status spec_forward(spec_model *model, spec_kv *kv, const spec_forward_args *args) {
+    const spec_context *ctx = live_model(model) ? model->ctx : nullptr;
+    return guarded(ctx, [&](Failure &err) -> spec_status {
+        if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_forward: model %s", handle_problem(model));
+        if (!live_kv(kv)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_forward: kv cache %s", handle_problem(kv));
+        if (kv->model != model) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: kv cache belongs to another model");
+        if (!model->finalized) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: model is not finalized");
+        if (!args) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: args is null");
+        const auto &c = model->config;
+        const int32_t n = args->n_tokens;
+        if (n <= 0) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: n_tokens %d must be positive", n);
+        if (n > kv->capacity - kv->committed)
+            FAIL(err, SPEC_ERR_OUT_OF_RANGE, "spec_forward: %d tokens do not fit: %d committed of capacity %d", n, kv->committed, kv->capacity);
+        if (!args->tokens) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: tokens is null");
+        for (int32_t i = 0; i < n; i++)
+            if (args->tokens[i] < 0 || args->tokens[i] >= c.n_vocab)
+                FAIL(err, SPEC_ERR_OUT_OF_RANGE, "spec_forward: token[%d] = %d is out of range (vocabulary %d)", i, args->tokens[i], c.n_vocab);
+        std::vector<int32_t> parents(n), positions(n), depth(n);
+        for (int32_t i = 0; i < n; i++) {
+            int32_t p = args->parents ? args->parents[i] : i - 1;
+            if (p < -1 || p >= i)
+                FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: parent[%d] = %d must be -1 or an earlier index (0..%d)", i, p, i - 1);
+            parents[i] = p;
+            depth[i] = p < 0 ? 0 : depth[p] + 1;
+            positions[i] = args->positions ? args->positions[i] : kv->committed + depth[i];
+            if (positions[i] < 0) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: position[%d] = %d is negative", i, positions[i]);
+        }
+        auto check_out = [&](const spec_buffer *b, uint64_t need, const char *what) -> spec_status {
+            if (!live_buffer(b)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_forward: %s buffer %s", what, handle_problem(b));
+            if (b->ctx != model->ctx) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: %s buffer belongs to another context", what);
+            if (b->size < need)
+                FAIL(err, SPEC_ERR_BUFFER_TOO_SMALL, "spec_forward: %s buffer holds %llu bytes, needs %llu", what,
+                     (unsigned long long)b->size, (unsigned long long)need);
+            return SPEC_OK;
+        };
+        if (args->logits_mode < SPEC_LOGITS_NONE || args->logits_mode > SPEC_LOGITS_LAST)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: unknown logits_mode %d", args->logits_mode);
+        if (args->logits_mode != SPEC_LOGITS_NONE) {
+            uint64_t rows = args->logits_mode == SPEC_LOGITS_ALL ? (uint64_t)n : 1;
+            if (check_out(args->logits, rows * (uint64_t)c.n_vocab * 4, "logits")) return err.status;
+        }
+        if (args->exit_layer < 0 || args->exit_layer > c.n_layer)
+            FAIL(err, SPEC_ERR_OUT_OF_RANGE, "spec_forward: exit_layer %d is out of range (0..%d)", args->exit_layer, c.n_layer);
+        if (args->exit_layer == 0 && (args->exit_hidden || args->exit_logits || args->stop_at_exit))
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: exit outputs or stop_at_exit given without an exit_layer");
+        if (args->exit_hidden && check_out(args->exit_hidden, (uint64_t)n * c.n_embd * 4, "exit_hidden")) return err.status;
+        if (args->exit_logits && check_out(args->exit_logits, (uint64_t)n * c.n_vocab * 4, "exit_logits")) return err.status;
+        if (args->stop_at_exit && args->logits_mode != SPEC_LOGITS_NONE)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: stop_at_exit runs no final layers, so logits_mode must be NONE (use exit_logits)");
+
+        spec_forward_args a = *args;
+        a.parents = parents.data();
+        a.positions = positions.data();
+        kv->pending = 0;
+        kv->pending_parents.clear();
+        spec_status st = model->ctx->backend->forward(model, kv, a, err);
+        if (st != SPEC_OK) return st;
+        kv->pending = n;
+        kv->pending_parents = parents;
+        return SPEC_OK;
+    });
+}
+
+} // extern "C"

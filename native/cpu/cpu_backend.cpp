@@ -1,0 +1,88 @@
+// The cpu backend: host memory for buffers, and the reference implementation of every operation.
+#include "cpu_model.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <sys/sysinfo.h>
+#include <thread>
+
+namespace specula {
+namespace {
+
+std::string cpu_model_name() {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("model name", 0) == 0) {
+            auto colon = line.find(':');
+            if (colon != std::string::npos) {
+                auto start = line.find_first_not_of(' ', colon + 1);
+                return start == std::string::npos ? "cpu" : line.substr(start);
+            }
+        }
+    }
+    return "cpu";
+}
+
+class CpuBackend final : public Backend {
+public:
+    const char *name() const override { return "cpu"; }
+
+    Status device_count(int32_t *out, Failure &) override {
+        *out = 1;
+        return SPEC_OK;
+    }
+    Status context_init(spec_context *, Failure &) override { return SPEC_OK; }
+    void context_release(spec_context *) override {}
+
+    Status device_query(const spec_context *, spec_device_info *out, Failure &) override {
+        std::snprintf(out->name, sizeof out->name, "%s", cpu_model_name().c_str());
+        struct sysinfo si{};
+        if (sysinfo(&si) == 0) {
+            out->total_memory = (uint64_t)si.totalram * si.mem_unit;
+            out->free_memory = ((uint64_t)si.freeram + si.bufferram) * si.mem_unit;
+        }
+        out->multiprocessors = (int32_t)std::thread::hardware_concurrency();
+        return SPEC_OK;
+    }
+
+    Status alloc(spec_context *, uint64_t nbytes, void **out, Failure &err) override {
+        // 64-byte alignment suits AVX-512 loads.
+        uint64_t rounded = (nbytes + 63) & ~uint64_t(63);
+        void *p = std::aligned_alloc(64, rounded);
+        if (!p) {
+            err = failure(SPEC_ERR_OUT_OF_MEMORY, "cpu: cannot allocate %llu bytes", (unsigned long long)nbytes);
+            return err.status;
+        }
+        std::memset(p, 0, rounded);
+        *out = p;
+        return SPEC_OK;
+    }
+    void release(spec_context *, void *ptr) override { std::free(ptr); }
+
+    Status copy(spec_context *, void *dst, const void *src, uint64_t nbytes, Copy, Failure &) override {
+        std::memmove(dst, src, nbytes);
+        return SPEC_OK;
+    }
+
+    Status model_finalize(spec_model *m, Failure &err) override { return cpu::model_finalize(m, err); }
+    void model_release(spec_model *m) override { cpu::model_release(m); }
+    Status kv_init(spec_kv *kv, Failure &err) override { return cpu::kv_init(kv, err); }
+    void kv_release(spec_kv *kv) override { cpu::kv_release(kv); }
+    Status kv_commit(spec_kv *kv, int32_t n, const int32_t *path, Failure &err) override { return cpu::kv_commit(kv, n, path, err); }
+    Status forward(spec_model *m, spec_kv *kv, const spec_forward_args &a, Failure &err) override {
+        return cpu::forward(m, kv, a, err);
+    }
+};
+
+} // namespace
+
+Backend *cpu_backend() {
+    static CpuBackend backend;
+    return &backend;
+}
+
+} // namespace specula

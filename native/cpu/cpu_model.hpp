@@ -1,0 +1,16 @@
+// The cpu backend's transformer: weights read in place from the caller's (mapped) memory,
+// one KV cache per sequence, and a forward pass with tree attention.
+#pragma once
+
+#include "../core/internal.hpp"
+
+namespace specula::cpu {
+
+Status model_finalize(spec_model *model, Failure &err);
+void model_release(spec_model *model);
+Status kv_init(spec_kv *kv, Failure &err);
+void kv_release(spec_kv *kv);
+Status kv_commit(spec_kv *kv, int32_t n_path, const int32_t *path, Failure &err);
+Status forward(spec_model *model, spec_kv *kv, const spec_forward_args &args, Failure &err);
+
+} // namespace specula::cpu

@@ -1,0 +1,129 @@
+// The cuda backend: device memory through the CUDA runtime (linked statically, so only the
+// driver is needed at run time). Model operations arrive with the CUDA model issue.
+#include "../core/internal.hpp"
+
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+#include <cstdio>
+#include <cstring>
+
+namespace specula {
+namespace {
+
+// Without a driver the runtime only says "insufficient driver"; naming the missing library is clearer.
+bool driver_library_present() {
+    void *h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_NOLOAD);
+    if (!h) h = dlopen("libcuda.so.1", RTLD_LAZY);
+    if (!h) return false;
+    dlclose(h);
+    return true;
+}
+
+Status device_failure(Failure &err, cudaError_t e, const char *what) {
+    err = failure(SPEC_ERR_DEVICE, "cuda: %s failed: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
+    return err.status;
+}
+
+class CudaBackend final : public Backend {
+public:
+    const char *name() const override { return "cuda"; }
+
+    Status device_count(int32_t *out, Failure &err) override {
+        *out = 0;
+        if (!driver_library_present()) {
+            err = failure(SPEC_ERR_BACKEND_UNAVAILABLE, "no CUDA driver (libcuda.so.1 cannot be loaded)");
+            return err.status;
+        }
+        int n = 0;
+        cudaError_t e = cudaGetDeviceCount(&n);
+        if (e == cudaErrorNoDevice || (e == cudaSuccess && n == 0)) {
+            cudaGetLastError();
+            err = failure(SPEC_ERR_BACKEND_UNAVAILABLE, "no CUDA device found");
+            return err.status;
+        }
+        if (e != cudaSuccess) {
+            cudaGetLastError();
+            err = failure(SPEC_ERR_BACKEND_UNAVAILABLE, "CUDA unavailable: %s", cudaGetErrorString(e));
+            return err.status;
+        }
+        *out = n;
+        return SPEC_OK;
+    }
+
+    Status context_init(spec_context *ctx, Failure &err) override {
+        cudaError_t e = cudaSetDevice(ctx->device);
+        if (e != cudaSuccess) return device_failure(err, e, "cudaSetDevice");
+        return SPEC_OK;
+    }
+    void context_release(spec_context *) override {}
+
+    Status device_query(const spec_context *ctx, spec_device_info *out, Failure &err) override {
+        cudaDeviceProp prop{};
+        cudaError_t e = cudaGetDeviceProperties(&prop, ctx->device);
+        if (e != cudaSuccess) return device_failure(err, e, "cudaGetDeviceProperties");
+        std::snprintf(out->name, sizeof out->name, "%s", prop.name);
+        out->compute_major = prop.major;
+        out->compute_minor = prop.minor;
+        out->multiprocessors = prop.multiProcessorCount;
+        size_t free_b = 0, total_b = 0;
+        cudaSetDevice(ctx->device);
+        e = cudaMemGetInfo(&free_b, &total_b);
+        if (e != cudaSuccess) return device_failure(err, e, "cudaMemGetInfo");
+        out->total_memory = total_b;
+        out->free_memory = free_b;
+        return SPEC_OK;
+    }
+
+    Status alloc(spec_context *ctx, uint64_t nbytes, void **out, Failure &err) override {
+        cudaSetDevice(ctx->device);
+        void *p = nullptr;
+        cudaError_t e = cudaMalloc(&p, nbytes);
+        if (e == cudaErrorMemoryAllocation) {
+            cudaGetLastError();
+            err = failure(SPEC_ERR_OUT_OF_MEMORY, "cuda: cannot allocate %llu bytes on device %d", (unsigned long long)nbytes, ctx->device);
+            return err.status;
+        }
+        if (e != cudaSuccess) return device_failure(err, e, "cudaMalloc");
+        e = cudaMemset(p, 0, nbytes);
+        if (e != cudaSuccess) {
+            cudaFree(p);
+            return device_failure(err, e, "cudaMemset");
+        }
+        *out = p;
+        return SPEC_OK;
+    }
+    void release(spec_context *ctx, void *ptr) override {
+        cudaSetDevice(ctx->device);
+        cudaFree(ptr);
+    }
+
+    Status copy(spec_context *ctx, void *dst, const void *src, uint64_t nbytes, Copy kind, Failure &err) override {
+        cudaSetDevice(ctx->device);
+        cudaMemcpyKind k = kind == Copy::HostToDevice   ? cudaMemcpyHostToDevice
+                           : kind == Copy::DeviceToHost ? cudaMemcpyDeviceToHost
+                                                        : cudaMemcpyDeviceToDevice;
+        cudaError_t e = cudaMemcpy(dst, src, nbytes, k);
+        if (e != cudaSuccess) return device_failure(err, e, "cudaMemcpy");
+        return SPEC_OK;
+    }
+
+    Status unsupported(Failure &err) {
+        err = failure(SPEC_ERR_UNSUPPORTED, "cuda: model operations are not implemented in this build yet; use the cpu backend");
+        return err.status;
+    }
+    Status model_finalize(spec_model *, Failure &err) override { return unsupported(err); }
+    void model_release(spec_model *) override {}
+    Status kv_init(spec_kv *, Failure &err) override { return unsupported(err); }
+    void kv_release(spec_kv *) override {}
+    Status kv_commit(spec_kv *, int32_t, const int32_t *, Failure &err) override { return unsupported(err); }
+    Status forward(spec_model *, spec_kv *, const spec_forward_args &, Failure &err) override { return unsupported(err); }
+};
+
+} // namespace
+
+Backend *cuda_backend() {
+    static CudaBackend backend;
+    return &backend;
+}
+
+} // namespace specula

@@ -1,0 +1,240 @@
+/*
+ * specula.h: the C ABI of Specula's native core, the only door between Java and native code.
+ *
+ * Habits every function keeps:
+ *   - It returns a spec_status. SPEC_OK is zero; anything else has a message that
+ *     spec_last_error() returns (per context, and per calling thread for calls without one).
+ *   - It validates its arguments before touching memory or launching work.
+ *   - It never aborts, exits or prints.
+ *   - Handles are opaque; sizes and counts are explicit fixed-width integers.
+ *
+ * The Java bindings in java/src/main/java/dev/specula/ffi are generated from this file by
+ * jextract/generate.sh. After changing it, regenerate them.
+ */
+#ifndef SPECULA_H
+#define SPECULA_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define SPEC_API __declspec(dllexport)
+#else
+#define SPEC_API __attribute__((visibility("default")))
+#endif
+
+/* ABI version: major changes break callers, minor changes only add. */
+#define SPEC_ABI_VERSION_MAJOR 0
+#define SPEC_ABI_VERSION_MINOR 2
+
+typedef int32_t spec_status;
+
+enum spec_status_code {
+    SPEC_OK = 0,
+    SPEC_ERR_INVALID_ARGUMENT = 1,  /* a null pointer, a bad size, an unknown name or enum value */
+    SPEC_ERR_INVALID_HANDLE = 2,    /* a null, destroyed or foreign handle */
+    SPEC_ERR_OUT_OF_RANGE = 3,      /* an index or a byte range past the end of what it names */
+    SPEC_ERR_OUT_OF_MEMORY = 4,
+    SPEC_ERR_BACKEND_UNAVAILABLE = 5, /* e.g. cuda without a driver or a GPU */
+    SPEC_ERR_UNSUPPORTED = 6,       /* valid, but not implemented by this backend or build */
+    SPEC_ERR_DEVICE = 7,            /* the device reported an error */
+    SPEC_ERR_BUFFER_TOO_SMALL = 8,  /* an output buffer cannot hold the result */
+    SPEC_ERR_INTERNAL = 9
+};
+
+/* Opaque handles. */
+typedef struct spec_context spec_context; /* one backend on one device */
+typedef struct spec_buffer spec_buffer;   /* memory on a context's device */
+typedef struct spec_model spec_model;     /* weights and shape of one transformer */
+typedef struct spec_kv spec_kv;           /* one sequence's KV cache for one model */
+
+/* ---------------------------------------------------------------- library */
+
+/* Packs SPEC_ABI_VERSION_MAJOR << 16 | SPEC_ABI_VERSION_MINOR into *out. */
+SPEC_API spec_status spec_abi_version(uint32_t *out);
+
+/* Writes the library version string, NUL-terminated, into buf (capacity cap bytes). */
+SPEC_API spec_status spec_library_version(char *buf, uint64_t cap);
+
+/* Writes the backends compiled into this library as a comma-separated list ("cpu,cuda"). */
+SPEC_API spec_status spec_backends_compiled(char *buf, uint64_t cap);
+
+/* How many devices a backend sees. When the backend cannot run here (no driver, no GPU),
+ * returns SPEC_ERR_BACKEND_UNAVAILABLE with the reason as the thread's last error. */
+SPEC_API spec_status spec_device_count(const char *backend, int32_t *out);
+
+/* The last error message of a context, or of the calling thread when ctx is NULL.
+ * Writes at most cap bytes including the NUL; *len_out (optional) gets the full length. */
+SPEC_API spec_status spec_last_error(const spec_context *ctx, char *buf, uint64_t cap, uint64_t *len_out);
+
+/* ---------------------------------------------------------------- contexts */
+
+/* backend: "cpu" or "cuda"; device: 0-based index below spec_device_count. */
+SPEC_API spec_status spec_context_create(const char *backend, int32_t device, spec_context **out);
+SPEC_API spec_status spec_context_destroy(spec_context *ctx);
+
+/* Does nothing but validate the handle: the floor cost of one call through the ABI. */
+SPEC_API spec_status spec_context_noop(spec_context *ctx);
+
+/* Sets how many CPU threads the cpu backend uses (0 = all cores). Other backends ignore it. */
+SPEC_API spec_status spec_context_set_threads(spec_context *ctx, int32_t n_threads);
+
+typedef struct spec_device_info {
+    char name[256];
+    char backend[16];
+    uint64_t total_memory;  /* bytes */
+    uint64_t free_memory;   /* bytes */
+    int32_t compute_major;  /* CUDA compute capability; 0 for cpu */
+    int32_t compute_minor;
+    int32_t multiprocessors; /* SMs for cuda, logical cores for cpu */
+    int32_t device_index;
+} spec_device_info;
+
+SPEC_API spec_status spec_device_query(const spec_context *ctx, spec_device_info *out);
+
+/* ---------------------------------------------------------------- buffers */
+
+SPEC_API spec_status spec_buffer_alloc(spec_context *ctx, uint64_t nbytes, spec_buffer **out);
+SPEC_API spec_status spec_buffer_free(spec_buffer *buf);
+SPEC_API spec_status spec_buffer_size(const spec_buffer *buf, uint64_t *out);
+
+/* Copies between host memory and buffers. Offsets and counts are in bytes; a range past
+ * either end is SPEC_ERR_OUT_OF_RANGE and nothing is copied. Buffers of a d2d copy must
+ * belong to the same context. */
+SPEC_API spec_status spec_copy_h2d(spec_buffer *dst, uint64_t dst_offset, const void *src, uint64_t nbytes);
+SPEC_API spec_status spec_copy_d2h(void *dst, const spec_buffer *src, uint64_t src_offset, uint64_t nbytes);
+SPEC_API spec_status spec_copy_d2d(spec_buffer *dst, uint64_t dst_offset, const spec_buffer *src,
+                                   uint64_t src_offset, uint64_t nbytes);
+
+/* ---------------------------------------------------------------- models */
+
+enum spec_dtype {
+    SPEC_DTYPE_F32 = 0,
+    SPEC_DTYPE_F16 = 1,
+    SPEC_DTYPE_BF16 = 2,
+    SPEC_DTYPE_Q8_0 = 3, /* blocks of 32: one f16 scale, 32 int8 (GGML layout) */
+    SPEC_DTYPE_Q4_0 = 4  /* blocks of 32: one f16 scale, 16 bytes of nibbles (GGML layout) */
+};
+
+enum spec_arch {
+    SPEC_ARCH_LLAMA = 0,  /* also Mistral and SmolLM */
+    SPEC_ARCH_QWEN2 = 1   /* q/k/v biases */
+};
+
+enum spec_rope_style {
+    SPEC_ROPE_NORM = 0, /* rotates adjacent pairs (x[2i], x[2i+1]): GGUF llama layout */
+    SPEC_ROPE_NEOX = 1  /* rotates halves (x[i], x[i + d/2]): qwen2 and HF layout */
+};
+
+enum spec_rope_scaling {
+    SPEC_ROPE_SCALING_NONE = 0,
+    SPEC_ROPE_SCALING_LINEAR = 1,
+    SPEC_ROPE_SCALING_LLAMA3 = 2
+};
+
+typedef struct spec_model_config {
+    int32_t arch;          /* spec_arch */
+    int32_t n_vocab;
+    int32_t n_embd;
+    int32_t n_layer;
+    int32_t n_head;
+    int32_t n_head_kv;
+    int32_t head_dim;
+    int32_t n_ff;
+    int32_t n_ctx_train;
+    float rms_eps;
+    float rope_theta;
+    int32_t rope_style;    /* spec_rope_style */
+    int32_t rope_dims;     /* rotated dims per head; 0 means head_dim */
+    int32_t rope_scaling;  /* spec_rope_scaling */
+    float rope_factor;
+    float rope_low_freq_factor;
+    float rope_high_freq_factor;
+    int32_t rope_orig_ctx;
+    int32_t kv_dtype;      /* F32, F16 or BF16 */
+} spec_model_config;
+
+/* Which weight a pointer is. Matrices are row-major [rows = out features][cols = in features],
+ * as GGUF and safetensors store them. TOKEN_EMBD is [n_vocab][n_embd]. */
+enum spec_weight_role {
+    SPEC_W_TOKEN_EMBD = 0,
+    SPEC_W_OUTPUT_NORM = 1,
+    SPEC_W_OUTPUT = 2,      /* the LM head; may be the same memory as TOKEN_EMBD (tied) */
+    SPEC_W_ATTN_NORM = 3,
+    SPEC_W_ATTN_Q = 4,
+    SPEC_W_ATTN_K = 5,
+    SPEC_W_ATTN_V = 6,
+    SPEC_W_ATTN_OUT = 7,
+    SPEC_W_ATTN_Q_BIAS = 8,
+    SPEC_W_ATTN_K_BIAS = 9,
+    SPEC_W_ATTN_V_BIAS = 10,
+    SPEC_W_FFN_NORM = 11,
+    SPEC_W_FFN_GATE = 12,
+    SPEC_W_FFN_UP = 13,
+    SPEC_W_FFN_DOWN = 14,
+    SPEC_W_ROLE_COUNT = 15
+};
+
+SPEC_API spec_status spec_model_create(spec_context *ctx, const spec_model_config *config, spec_model **out);
+SPEC_API spec_status spec_model_destroy(spec_model *model);
+
+/* Hands over one weight. data points at host memory (typically a mapped model file) that must
+ * stay valid while the model lives; a backend may copy it to its device. layer is ignored for
+ * TOKEN_EMBD, OUTPUT_NORM and OUTPUT. rows x cols must match the config for that role;
+ * vectors (norms, biases) have rows = 1. */
+SPEC_API spec_status spec_model_set_weight(spec_model *model, int32_t role, int32_t layer, int32_t dtype,
+                                           const void *data, uint64_t nbytes, int64_t rows, int64_t cols);
+
+/* Checks that every weight the config needs was given. Forward calls fail before this. */
+SPEC_API spec_status spec_model_finalize(spec_model *model);
+
+/* One sequence's KV cache with room for capacity positions (committed plus pending). */
+SPEC_API spec_status spec_kv_create(spec_model *model, int32_t capacity, spec_kv **out);
+SPEC_API spec_status spec_kv_destroy(spec_kv *kv);
+
+/* Committed length: the positions every later token attends to. */
+SPEC_API spec_status spec_kv_length(const spec_kv *kv, int32_t *out);
+
+/* Drops committed positions at and after new_length (and any pending tree tokens). */
+SPEC_API spec_status spec_kv_truncate(spec_kv *kv, int32_t new_length);
+
+/* Keeps only the pending tree tokens path[0..n_path) of the last forward, in that order, as the
+ * next committed positions, and drops the other pending tokens. path must be a root-to-node
+ * chain of the last forward's tree (each element the parent of the next). */
+SPEC_API spec_status spec_kv_commit(spec_kv *kv, int32_t n_path, const int32_t *path);
+
+enum spec_logits_mode {
+    SPEC_LOGITS_NONE = 0,
+    SPEC_LOGITS_ALL = 1,  /* one row per token */
+    SPEC_LOGITS_LAST = 2  /* only the last token's row */
+};
+
+typedef struct spec_forward_args {
+    int32_t n_tokens;
+    const int32_t *tokens;    /* host, n_tokens ids below n_vocab */
+    const int32_t *parents;   /* host, n_tokens; NULL means a chain. parents[i] < i, -1 = a root
+                               * that follows the committed prefix directly */
+    const int32_t *positions; /* host, n_tokens; NULL means committed length + depth in the tree */
+    int32_t logits_mode;      /* spec_logits_mode */
+    spec_buffer *logits;      /* f32 [rows][n_vocab], rows per logits_mode */
+    int32_t exit_layer;       /* 0 = none; else also write the state after layers [0, exit_layer) */
+    spec_buffer *exit_hidden; /* f32 [n_tokens][n_embd], optional when exit_layer > 0 */
+    spec_buffer *exit_logits; /* f32 [n_tokens][n_vocab] through the output norm and LM head, optional */
+    int32_t stop_at_exit;     /* nonzero: run only layers [0, exit_layer) (early-exit drafting);
+                               * the pending tokens then hold KV for those layers only */
+} spec_forward_args;
+
+/* Runs n_tokens new tokens over the committed prefix of kv. Token i attends to every committed
+ * position, to its ancestors in the tree, and to itself (tree attention). The tokens stay
+ * pending in kv until spec_kv_commit keeps a path of them; a new forward first drops earlier
+ * pending tokens. */
+SPEC_API spec_status spec_forward(spec_model *model, spec_kv *kv, const spec_forward_args *args);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SPECULA_H */
