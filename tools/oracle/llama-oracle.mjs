@@ -1,0 +1,93 @@
+// Runs llama.cpp (node-llama-cpp's CPU build) on a GGUF and answers a list of tasks as JSON.
+// Usage: node llama-oracle.mjs REQUEST.json RESPONSE.json
+// Request: {"model": path, "oracleDir": dir, "vocabSize": n, "threads": 1, "contextSize": 512, "tasks": [task...]}
+//   {"type": "tokenize", "texts": [...]}                 -> {"tokens": [[ids]...]} (no BOS, no special parsing)
+//   {"type": "logprobs", "tokens": [ids]}                -> {"logprobs": [[vocab floats] per position]}
+//   {"type": "greedy", "tokens": [ids], "maxTokens": n}  -> {"tokens": [generated ids]}
+//   {"type": "speed", "tokens": [ids], "decodeTokens": n} -> {"promptSeconds", "decodeSeconds", "generated"}
+// Runs from a file on purpose: node-llama-cpp's binary self-test fails under `node -e`.
+import fs from "node:fs";
+import path from "node:path";
+import {pathToFileURL} from "node:url";
+
+const [requestPath, responsePath] = process.argv.slice(2);
+const request = JSON.parse(fs.readFileSync(requestPath, "utf8"));
+const entry = path.join(request.oracleDir, "node_modules", "node-llama-cpp", "dist", "index.js");
+const {getLlama} = await import(pathToFileURL(entry).href);
+
+const llama = await getLlama({gpu: false, build: "never", logLevel: "error"});
+const model = await llama.loadModel({modelPath: request.model});
+const threads = request.threads ?? 1;
+const contextSize = request.contextSize ?? 512;
+// Full distribution: no truncation, temperature 1, so probabilities are softmax(logits).
+const plain = {temperature: 1, topK: 0, topP: 1, minP: 0};
+
+async function withSequence(fn) {
+    const context = await model.createContext({contextSize, threads, batchSize: contextSize, sequences: 1});
+    const sequence = context.getSequence();
+    try {
+        return await fn(sequence);
+    } finally {
+        sequence.dispose();
+        await context.dispose();
+    }
+}
+
+async function logprobs(tokens) {
+    return withSequence(async (sequence) => {
+        const input = tokens.map((t) => [t, {generateNext: {probabilities: true, options: plain}}]);
+        const out = await sequence.controlledEvaluate(input);
+        const vocab = request.vocabSize; // the caller knows it from the GGUF; the JS API does not expose it
+        return out.map((o) => {
+            const row = new Array(vocab).fill(-1e30);
+            for (const [token, p] of o.next.probabilities) row[token] = p > 0 ? Math.log(p) : -1e30;
+            return row;
+        });
+    });
+}
+
+async function greedy(tokens, maxTokens) {
+    return withSequence(async (sequence) => {
+        const generated = [];
+        for await (const token of sequence.evaluate(tokens, {temperature: 0})) {
+            generated.push(token);
+            if (generated.length >= maxTokens) break;
+        }
+        return generated;
+    });
+}
+
+async function speed(tokens, decodeTokens) {
+    return withSequence(async (sequence) => {
+        const t0 = process.hrtime.bigint();
+        await sequence.evaluateWithoutGeneratingNewTokens(tokens);
+        const t1 = process.hrtime.bigint();
+        let generated = 0;
+        let last = tokens[tokens.length - 1];
+        // One token at a time, as plain decoding does; the first call samples after the prompt.
+        for await (const token of sequence.evaluate([last], {temperature: 0})) {
+            generated++;
+            if (generated >= decodeTokens) break;
+        }
+        const t2 = process.hrtime.bigint();
+        return {promptSeconds: Number(t1 - t0) / 1e9, decodeSeconds: Number(t2 - t1) / 1e9, generated};
+    });
+}
+
+const results = [];
+for (const task of request.tasks) {
+    if (task.type === "tokenize") {
+        results.push({tokens: task.texts.map((t) => Array.from(model.tokenize(t, false)))});
+    } else if (task.type === "logprobs") {
+        results.push({logprobs: await logprobs(task.tokens)});
+    } else if (task.type === "greedy") {
+        results.push({tokens: await greedy(task.tokens, task.maxTokens)});
+    } else if (task.type === "speed") {
+        results.push(await speed(task.tokens, task.decodeTokens));
+    } else {
+        throw new Error(`unknown task type ${task.type}`);
+    }
+}
+fs.writeFileSync(responsePath, JSON.stringify({model: request.model, results}));
+await model.dispose();
+await llama.dispose();
