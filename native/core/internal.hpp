@@ -19,6 +19,7 @@ enum : uint32_t {
     TAG_BUFFER = 0x53504246u,  // "SPBF"
     TAG_MODEL = 0x53504d44u,   // "SPMD"
     TAG_KV = 0x53504b56u,      // "SPKV"
+    TAG_RECYCLER = 0x53505243u, // "SPRC"
     TAG_DEAD = 0xdeadbeefu
 };
 
@@ -82,6 +83,17 @@ struct spec_kv {
     void *backend_state = nullptr;
 };
 
+// A Token Recycling adjacency matrix on a context's device.
+struct spec_recycler {
+    uint32_t tag = specula::TAG_RECYCLER;
+    spec_context *ctx = nullptr;
+    int32_t n_vocab = 0;
+    int32_t k = 0;
+    void *matrix = nullptr;   // int32 [n_vocab][k], allocated through the backend's alloc
+    uint32_t updates = 0;     // successful update calls so far
+    void *backend_state = nullptr;
+};
+
 namespace specula {
 
 using Status = spec_status;
@@ -110,6 +122,16 @@ public:
     virtual Status kv_commit(spec_kv *kv, int32_t n_path, const int32_t *path, Failure &err) = 0;
     // args are validated; parents and positions are always given (the core fills defaults).
     virtual Status forward(spec_model *model, spec_kv *kv, const spec_forward_args &args, Failure &err) = 0;
+
+    // Speculative kernels (kernels_abi.cpp validates every argument; scale is already resolved).
+    virtual Status tree_attention(spec_context *ctx, const spec_tree_attention_args &args, Failure &err) = 0;
+    virtual Status verify(spec_context *ctx, const spec_verify_args &args, Failure &err) = 0;
+    // Backend state of a recycler whose matrix is already allocated and filled.
+    virtual Status recycler_init(spec_recycler *rec, Failure &err) = 0;
+    virtual void recycler_release(spec_recycler *rec) = 0;
+    virtual Status recycler_update(spec_recycler *rec, const spec_recycler_update_args &args, Failure &err) = 0;
+    // args.parents is filled by the core; the backend writes args.tokens.
+    virtual Status recycler_draft(spec_recycler *rec, const spec_recycler_draft_args &args, Failure &err) = 0;
 };
 
 Backend *cpu_backend();

@@ -559,9 +559,20 @@ SPEC_API spec_status spec_forward(spec_model *model, spec_kv *kv, const spec_for
         };
         if (args->logits_mode < SPEC_LOGITS_NONE || args->logits_mode > SPEC_LOGITS_LAST)
             FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: unknown logits_mode %d", args->logits_mode);
+        // The backend sees the logits from logits_offset on, as a buffer of its own.
+        spec_buffer logits_view;
         if (args->logits_mode != SPEC_LOGITS_NONE) {
             uint64_t rows = args->logits_mode == SPEC_LOGITS_ALL ? (uint64_t)n : 1;
-            if (check_out(args->logits, rows * (uint64_t)c.n_vocab * 4, "logits")) return err.status;
+            uint64_t need = rows * (uint64_t)c.n_vocab * 4;
+            if (check_out(args->logits, 1, "logits")) return err.status;
+            if (args->logits_offset % 4 || args->logits_offset > args->logits->size || need > args->logits->size - args->logits_offset)
+                FAIL(err, SPEC_ERR_BUFFER_TOO_SMALL, "spec_forward: logits buffer of %llu bytes cannot hold %llu bytes at offset %llu",
+                     (unsigned long long)args->logits->size, (unsigned long long)need, (unsigned long long)args->logits_offset);
+            logits_view = *args->logits;
+            logits_view.ptr = (char *)args->logits->ptr + args->logits_offset;
+            logits_view.size = args->logits->size - args->logits_offset;
+        } else if (args->logits_offset) {
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: logits_offset without logits");
         }
         if (args->exit_layer < 0 || args->exit_layer > c.n_layer)
             FAIL(err, SPEC_ERR_OUT_OF_RANGE, "spec_forward: exit_layer %d is out of range (0..%d)", args->exit_layer, c.n_layer);
@@ -573,6 +584,8 @@ SPEC_API spec_status spec_forward(spec_model *model, spec_kv *kv, const spec_for
             FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: stop_at_exit runs no final layers, so logits_mode must be NONE (use exit_logits)");
 
         spec_forward_args a = *args;
+        if (args->logits_mode != SPEC_LOGITS_NONE) a.logits = &logits_view;
+        a.logits_offset = 0;
         a.parents = parents.data();
         a.positions = positions.data();
         kv->pending = 0;

@@ -1,5 +1,6 @@
 // The cpu backend: host memory for buffers, and the reference implementation of every operation.
 #include "cpu_model.hpp"
+#include "spec_kernels.hpp"
 
 #include <cstdio>
 #include <cstdlib>
@@ -75,6 +76,19 @@ public:
     Status kv_commit(spec_kv *kv, int32_t n, const int32_t *path, Failure &err) override { return cpu::kv_commit(kv, n, path, err); }
     Status forward(spec_model *m, spec_kv *kv, const spec_forward_args &a, Failure &err) override {
         return cpu::forward(m, kv, a, err);
+    }
+
+    Status tree_attention(spec_context *ctx, const spec_tree_attention_args &a, Failure &err) override {
+        return cpu::tree_attention(ctx, a, err);
+    }
+    Status verify(spec_context *ctx, const spec_verify_args &a, Failure &err) override { return cpu::verify(ctx, a, err); }
+    Status recycler_init(spec_recycler *, Failure &) override { return SPEC_OK; }
+    void recycler_release(spec_recycler *) override {}
+    Status recycler_update(spec_recycler *r, const spec_recycler_update_args &a, Failure &err) override {
+        return cpu::recycler_update(r, a, err);
+    }
+    Status recycler_draft(spec_recycler *r, const spec_recycler_draft_args &a, Failure &err) override {
+        return cpu::recycler_draft(r, a, err);
     }
 };
 

@@ -1,17 +1,599 @@
-// Placeholder until the forward pass lands: every model operation reports UNSUPPORTED.
+// The cpu backend's transformer (llama / qwen2 conventions, as llama.cpp runs them):
+//
+//   x = embd[token]; per layer: n = rmsnorm(x)*attn_norm; q,k,v = W n (+ bias); rope(q, k);
+//   x += Wo attention(q, K, V); n = rmsnorm(x)*ffn_norm; x += Wdown(silu(Wgate n) * Wup n);
+//   logits = Woutput (rmsnorm(x)*output_norm)
+//
+// Weights are read in place from the caller's memory (only norms and biases, which are tiny,
+// are converted to f32 once). Every matrix product reads each weight row once per call, for
+// all of the call's tokens; a task owns a range of output rows:
+//   - up to kernels().tmax tokens (decode): the rows stream four at a time through tile(), which
+//     dequantizes in registers, while the next four rows are prefetched into L2;
+//   - more tokens (tree verification, prompts): the task's rows are dequantized once into an f32
+//     scratch that stays in L2, then gemm() runs gemm_t tokens at a time against them.
+// Activations stay f32: Q8_0 and Q4_0 weights are dequantized exactly (q*d, (nibble-8)*d), never
+// multiplied in int8 against quantized activations. Each output keeps one f32 accumulator whose
+// fma sequence is the same in both paths, so a token's logits do not depend on how many tokens
+// shared its call, on its place in a tree, or on the thread count: a tree verification gives
+// exactly the logits that decoding its paths token by token gives.
+//
+// Threads (a small persistent pool, thread_pool.hpp) split matrix rows, attention (token, kv
+// head) pairs, and per-token elementwise work. Long prompts run in slices of MAX_UBATCH tokens.
 #include "cpu_model.hpp"
 
-namespace specula::cpu {
+#include "kernels.hpp"
+#include "thread_pool.hpp"
 
-static Status unsupported(Failure &err) {
-    err = failure(SPEC_ERR_UNSUPPORTED, "cpu: the model forward is not built yet");
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+namespace specula::cpu {
+namespace {
+
+// Long prompts run in slices of this many tokens, which bounds the activation scratch.
+constexpr int32_t MAX_UBATCH = 512;
+
+struct Mat {
+    const uint8_t *data = nullptr;
+    int32_t dtype = SPEC_DTYPE_F32;
+    int64_t rows = 0, cols = 0;
+    uint64_t row_bytes = 0;
+    const uint8_t *row(int64_t r) const { return data + (uint64_t)r * row_bytes; }
+};
+
+struct Layer {
+    Mat wq, wk, wv, wo, gate, up, down;
+    const float *attn_norm = nullptr, *ffn_norm = nullptr;
+    const float *bq = nullptr, *bk = nullptr, *bv = nullptr;
+};
+
+struct ThreadScratch {
+    std::vector<float> deq;    // a task's dequantized weight rows
+    std::vector<float> acc;    // gemm's partial sums
+    std::vector<float> scores; // attention scores of one query-head group
+};
+
+struct ModelState {
+    const KernelSet *ks = nullptr;
+    Mat embd, output;
+    const float *output_norm = nullptr;
+    std::vector<Layer> layers;
+    std::vector<std::vector<float>> vectors; // the f32 copies of norms and biases
+    std::vector<double> inv_freq;            // rope: rope_dims/2 frequencies, llama3 scaling applied
+    double pos_scale = 1.0;                  // rope: linear scaling
+    int64_t max_cols = 0;
+
+    std::mutex mu; // one forward at a time per model: the pool and the scratch below are shared
+    std::unique_ptr<ThreadPool> pool;
+    int pool_requested = -1;
+    std::vector<ThreadScratch> scratch; // one per pool thread
+};
+
+struct KvState {
+    uint8_t *mem = nullptr;   // [n_layer][K, V][capacity][n_head_kv][head_dim] in kv_dtype
+    uint64_t slot_bytes = 0;  // n_head_kv * head_dim * element size
+    uint64_t layer_bytes = 0; // capacity * slot_bytes
+    int32_t pending_layers = 0;
+
+    // Activations of one slice of tokens, grown on demand.
+    int32_t rows = 0;
+    std::vector<float> x, xn, q, k, v, att, g, u;
+    std::vector<float> rope; // [rows][rope_dims/2][cos, sin]
+    // Each token's keys as runs of cache slots: run_data[2*run_first[i] ...], run_count[i] pairs.
+    std::vector<int32_t> run_first, run_count, run_data, n_keys;
+
+    uint8_t *kcache(int l) const { return mem + (uint64_t)(2 * l) * layer_bytes; }
+    uint8_t *vcache(int l) const { return mem + (uint64_t)(2 * l + 1) * layer_bytes; }
+};
+
+uint64_t dtype_size(int32_t dt) { return dt == SPEC_DTYPE_F32 ? 4 : 2; }
+
+const KernelSet *select_kernels() {
+    init_tables();
+    const KernelSet *best = kernels_scalar();
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    // SPECULA_CPU_ISA=scalar|avx2 caps the level (for tests and comparisons); it never raises it.
+    const char *cap = std::getenv("SPECULA_CPU_ISA");
+    const bool allow512 = !cap || std::strcmp(cap, "avx512") == 0 || (std::strcmp(cap, "avx2") != 0 && std::strcmp(cap, "scalar") != 0);
+    const bool allow2 = !cap || std::strcmp(cap, "scalar") != 0;
+    if (avx512 && allow512 && kernels_avx512()) best = kernels_avx512();
+    else if (avx2 && allow2 && kernels_avx2()) best = kernels_avx2();
+#endif
+    return best;
+}
+
+// ------------------------------------------------------------------ matrix products
+
+// Y[t][r] (+)= W[r] . X[t] for rows [r0, r1), tokens [0, n).
+void mat_rows(const KernelSet &kern, ThreadScratch &ts, const Mat &W, const float *X, int64_t ldx, int n, float *Y,
+              int64_t ldy, bool accumulate, int64_t r0, int64_t r1) {
+    const int64_t K = W.cols;
+    auto put = [&](int64_t row, int64_t t, float v) {
+        float *y = Y + t * ldy + row;
+        *y = accumulate ? *y + v : v;
+    };
+    if (n <= kern.tmax) {
+        // Few tokens (decode): stream the rows four at a time, dequantizing in registers, and
+        // prefetch the next four rows meanwhile.
+        float out[4 * 8];
+        for (int64_t r = r0; r < r1; r += 4) {
+            const int nr = (int)std::min<int64_t>(4, r1 - r);
+            const uint8_t *p[4];
+            for (int i = 0; i < 4; i++) p[i] = W.row(r + std::min(i, nr - 1));
+            const uint8_t *pf = r + 4 < r1 ? W.row(r + 4) : nullptr;
+            const int64_t pf_bytes = pf ? (int64_t)W.row_bytes * std::min<int64_t>(4, r1 - r - 4) : 0;
+            kern.tile(W.dtype, p, K, X, ldx, n, out, pf, pf_bytes);
+            for (int t = 0; t < n; t++)
+                for (int i = 0; i < nr; i++) put(r + i, t, out[t * 4 + i]);
+        }
+        return;
+    }
+    // Many tokens: dequantize the task's rows once into f32, then run gemm_t tokens at a time
+    // against all of them, k in blocks small enough that those tokens' activations stay in L1.
+    const int64_t nr = r1 - r0;
+    const float *rows = W.dtype == SPEC_DTYPE_F32 ? (const float *)W.row(r0) : ts.deq.data();
+    if (W.dtype != SPEC_DTYPE_F32)
+        for (int64_t i = 0; i < nr; i++) kern.dequant(W.dtype, W.row(r0 + i), K, ts.deq.data() + i * K);
+    const int GR = kern.gemm_r, GT = kern.gemm_t, lanes = kern.lanes;
+    // k blocks: the gemm_t tokens' slice of activations within ~24 KiB of L1, blocks of equal size.
+    const int64_t kb_max = std::max<int64_t>(lanes, (int64_t)(24 * 1024) / (4 * GT) / lanes * lanes);
+    const int64_t n_kb = (K + kb_max - 1) / kb_max;
+    int64_t kb = ((K + n_kb - 1) / n_kb + lanes - 1) / lanes * lanes;
+    if (kb >= K) kb = K;
+    const int64_t groups = (nr + GR - 1) / GR;
+    float *acc = ts.acc.data();
+    float out[64];
+    const float *rp[8];
+    for (int64_t t0 = 0; t0 < n; t0 += GT) {
+        const int T = (int)std::min<int64_t>(GT, n - t0);
+        for (int64_t k0 = 0; k0 < K; k0 += kb) {
+            const int64_t k1 = std::min(K, k0 + kb);
+            for (int64_t g = 0; g < groups; g++) {
+                for (int i = 0; i < GR; i++) rp[i] = rows + std::min<int64_t>(g * GR + i, nr - 1) * K;
+                kern.gemm(rp, k0, k1, K, X + t0 * ldx, ldx, T, acc + g * GR * GT * lanes, out);
+                if (k1 == K)
+                    for (int t = 0; t < T; t++)
+                        for (int i = 0; i < GR && g * GR + i < nr; i++) put(r0 + g * GR + i, t0 + t, out[t * GR + i]);
+            }
+        }
+    }
+}
+
+constexpr int64_t MAX_CHUNK_FLOATS = 128 * 1024; // f32 weights per many-token task (512 KiB, in L2)
+constexpr int64_t MAX_CHUNK_ROWS = 256;
+
+// Rows per task: several tasks per thread (threads on a shared machine run at uneven speeds),
+// a multiple of 16 rows (whole cache lines of output for one token), and for many tokens a
+// slice of dequantized weights that stays in L2 while every token passes over it.
+int64_t chunk_rows(const Mat &W, int n, int n_threads, int tmax) {
+    if (n_threads <= 1 && n <= tmax) return W.rows;
+    int64_t chunk = (W.rows + (int64_t)n_threads * 4 - 1) / ((int64_t)n_threads * 4);
+    chunk = std::max<int64_t>(16, (chunk + 15) / 16 * 16);
+    if (n > tmax) {
+        // at most MAX_CHUNK_ROWS rows and MAX_CHUNK_FLOATS of scratch, unless 16 rows are already more
+        const int64_t cap = std::max<int64_t>(16, std::min<int64_t>(MAX_CHUNK_ROWS, MAX_CHUNK_FLOATS / W.cols) / 16 * 16);
+        chunk = std::min(chunk, cap);
+    }
+    return chunk;
+}
+
+struct Seg {
+    const Mat *W;
+    const float *X;
+    int64_t ldx;
+    float *Y;
+    int64_t ldy;
+    bool accumulate;
+    int64_t chunk = 0, tasks = 0;
+};
+
+// Runs up to 3 products (sharing the token count n) as one parallel job.
+void matmul(ModelState &ms, Seg *segs, int n_segs, int n) {
+    const int nth = ms.pool->size();
+    int64_t total = 0;
+    for (int s = 0; s < n_segs; s++) {
+        segs[s].chunk = chunk_rows(*segs[s].W, n, nth, ms.ks->tmax);
+        segs[s].tasks = (segs[s].W->rows + segs[s].chunk - 1) / segs[s].chunk;
+        total += segs[s].tasks;
+    }
+    auto body = [&](int task, int thread) {
+        int s = 0;
+        int64_t t = task;
+        while (t >= segs[s].tasks) t -= segs[s++].tasks;
+        const Seg &g = segs[s];
+        const int64_t r0 = t * g.chunk, r1 = std::min(g.W->rows, r0 + g.chunk);
+        mat_rows(*ms.ks, ms.scratch[thread], *g.W, g.X, g.ldx, n, g.Y, g.ldy, g.accumulate, r0, r1);
+    };
+    ms.pool->parallel_for((int)total, body);
+}
+
+// ------------------------------------------------------------------ small pieces
+
+void rmsnorm(const float *x, const float *w, float *out, int64_t n, float eps) {
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const float s = (float)(1.0 / std::sqrt(ss / (double)n + (double)eps));
+    for (int64_t i = 0; i < n; i++) out[i] = x[i] * s * w[i];
+}
+
+// Rotates each of n_heads heads of x (head_dim apart) by the token's (cos, sin) table.
+void rope(float *x, int n_heads, int head_dim, int rope_dims, bool neox, const float *cs) {
+    const int half = rope_dims / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (int64_t)h * head_dim;
+        for (int i = 0; i < half; i++) {
+            const float c = cs[2 * i], s = cs[2 * i + 1];
+            float *a = neox ? v + i : v + 2 * i;
+            float *b = neox ? v + i + half : v + 2 * i + 1;
+            const float x0 = *a, x1 = *b;
+            *a = x0 * c - x1 * s;
+            *b = x0 * s + x1 * c;
+        }
+    }
+}
+
+template <class F>
+void for_tokens(ModelState &ms, int n, int64_t work_per_token, F &&f) {
+    if (n == 1 || (int64_t)n * work_per_token < 16384) {
+        for (int j = 0; j < n; j++) f(j, 0);
+    } else {
+        ms.pool->parallel_for(n, f);
+    }
+}
+
+Status oom(Failure &err, const char *what) {
+    err = failure(SPEC_ERR_OUT_OF_MEMORY, "cpu: out of memory for %s", what);
     return err.status;
 }
-Status model_finalize(spec_model *, Failure &err) { return unsupported(err); }
-void model_release(spec_model *) {}
-Status kv_init(spec_kv *, Failure &err) { return unsupported(err); }
-void kv_release(spec_kv *) {}
-Status kv_commit(spec_kv *, int32_t, const int32_t *, Failure &err) { return unsupported(err); }
-Status forward(spec_model *, spec_kv *, const spec_forward_args &, Failure &err) { return unsupported(err); }
+
+// ------------------------------------------------------------------ forward
+
+Status forward_impl(spec_model *m, spec_kv *kv, const spec_forward_args &a, Failure &err) {
+    ModelState &ms = *(ModelState *)m->backend_state;
+    KvState &st = *(KvState *)kv->backend_state;
+    const spec_model_config &c = m->config;
+    const KernelSet &kern = *ms.ks;
+    std::lock_guard<std::mutex> lock(ms.mu);
+
+    int want = m->ctx->n_threads > 0 ? m->ctx->n_threads : (int)std::thread::hardware_concurrency();
+    if (want < 1) want = 1;
+    if (!ms.pool || ms.pool_requested != want) {
+        ms.pool.reset();
+        ms.pool.reset(new ThreadPool(want));
+        ms.pool_requested = want;
+    }
+    const int nth = ms.pool->size();
+
+    const int32_t n = a.n_tokens, C = kv->committed;
+    const int32_t E = c.n_embd, D = c.head_dim, Hq = c.n_head, Hkv = c.n_head_kv, F = c.n_ff, V = c.n_vocab;
+    const int32_t G = Hq / Hkv, QD = Hq * D, KD = Hkv * D, RD = c.rope_dims;
+    const int32_t exit_layer = a.exit_layer;
+    const int32_t n_run = a.stop_at_exit ? exit_layer : c.n_layer;
+    const bool neox = c.rope_style == SPEC_ROPE_NEOX;
+    const float scale = 1.0f / std::sqrt((float)D);
+    const uint64_t es = dtype_size(c.kv_dtype);
+
+    // Every token's keys: the committed prefix, its ancestors among the new tokens, itself.
+    st.run_first.resize(n);
+    st.run_count.resize(n);
+    st.n_keys.resize(n);
+    st.run_data.clear();
+    int32_t max_keys = 0;
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t p = a.parents[i];
+        const int32_t first = (int32_t)(st.run_data.size() / 2);
+        int32_t count = 0;
+        if (p < 0) {
+            if (C > 0) {
+                st.run_data.push_back(0);
+                st.run_data.push_back(C);
+                count = 1;
+            }
+            st.n_keys[i] = C + 1;
+        } else {
+            for (int32_t r = 0; r < st.run_count[p]; r++) {
+                const int32_t s0 = st.run_data[2 * (st.run_first[p] + r)], s1 = st.run_data[2 * (st.run_first[p] + r) + 1];
+                st.run_data.push_back(s0);
+                st.run_data.push_back(s1);
+            }
+            count = st.run_count[p];
+            st.n_keys[i] = st.n_keys[p] + 1;
+        }
+        const int32_t slot = C + i;
+        if (count > 0 && st.run_data[2 * (first + count - 1)] + st.run_data[2 * (first + count - 1) + 1] == slot) {
+            st.run_data[2 * (first + count - 1) + 1]++;
+        } else {
+            st.run_data.push_back(slot);
+            st.run_data.push_back(1);
+            count++;
+        }
+        st.run_first[i] = first;
+        st.run_count[i] = count;
+        max_keys = std::max(max_keys, st.n_keys[i]);
+    }
+
+    // Scratch: per thread, then activations for one slice.
+    ms.scratch.resize(nth);
+    for (auto &s : ms.scratch) {
+        const size_t deq = (size_t)std::max<int64_t>(16 * ms.max_cols, MAX_CHUNK_FLOATS); // see chunk_rows
+        if (s.deq.size() < deq) s.deq.resize(deq);
+        const size_t acc = (size_t)(MAX_CHUNK_ROWS / kern.gemm_r + 1) * kern.gemm_r * kern.gemm_t * kern.lanes;
+        if (s.acc.size() < acc) s.acc.resize(acc);
+        const size_t need = (size_t)G * ((size_t)max_keys + 1);
+        if (s.scores.size() < need) s.scores.resize(need);
+    }
+    const int32_t rows = std::min(n, MAX_UBATCH);
+    if (st.rows < rows) {
+        st.x.resize((size_t)rows * E);
+        st.xn.resize((size_t)rows * E);
+        st.q.resize((size_t)rows * QD);
+        st.att.resize((size_t)rows * QD);
+        st.k.resize((size_t)rows * KD);
+        st.v.resize((size_t)rows * KD);
+        st.g.resize((size_t)rows * F);
+        st.u.resize((size_t)rows * F);
+        st.rope.resize((size_t)rows * RD);
+        st.rows = rows;
+    }
+
+    float *logits = a.logits_mode != SPEC_LOGITS_NONE ? (float *)a.logits->ptr : nullptr;
+    float *exit_hidden = a.exit_hidden ? (float *)a.exit_hidden->ptr : nullptr;
+    float *exit_logits = a.exit_logits ? (float *)a.exit_logits->ptr : nullptr;
+
+    for (int32_t u0 = 0; u0 < n; u0 += MAX_UBATCH) {
+        const int32_t nb = std::min(MAX_UBATCH, n - u0);
+        float *x = st.x.data(), *xn = st.xn.data(), *q = st.q.data(), *kk = st.k.data(), *vv = st.v.data();
+        float *att = st.att.data(), *g = st.g.data(), *u = st.u.data();
+
+        for (int32_t j = 0; j < nb; j++) {
+            const int32_t tok = a.tokens[u0 + j];
+            kern.dequant(ms.embd.dtype, ms.embd.row(tok), E, x + (int64_t)j * E);
+            const double pos = (double)a.positions[u0 + j] * ms.pos_scale;
+            float *cs = st.rope.data() + (int64_t)j * RD;
+            for (int32_t i = 0; i < RD / 2; i++) {
+                const double ang = pos * ms.inv_freq[i];
+                cs[2 * i] = (float)std::cos(ang);
+                cs[2 * i + 1] = (float)std::sin(ang);
+            }
+        }
+
+        auto final_head = [&](const float *rows_x, int32_t count, float *dst) {
+            // dst[count][V] = output head over rmsnorm(rows_x)*output_norm
+            for_tokens(ms, count, E, [&](int j, int) { rmsnorm(rows_x + (int64_t)j * E, ms.output_norm, xn + (int64_t)j * E, E, c.rms_eps); });
+            Seg s{&ms.output, xn, E, dst, V, false};
+            matmul(ms, &s, 1, count);
+        };
+
+        for (int32_t l = 0; l < n_run; l++) {
+            const Layer &L = ms.layers[l];
+            uint8_t *kc = st.kcache(l), *vc = st.vcache(l);
+
+            for_tokens(ms, nb, E, [&](int j, int) { rmsnorm(x + (int64_t)j * E, L.attn_norm, xn + (int64_t)j * E, E, c.rms_eps); });
+            Seg qkv[3] = {{&L.wq, xn, E, q, QD, false}, {&L.wk, xn, E, kk, KD, false}, {&L.wv, xn, E, vv, KD, false}};
+            matmul(ms, qkv, 3, nb);
+
+            for_tokens(ms, nb, QD + 2 * KD, [&](int j, int) {
+                float *qj = q + (int64_t)j * QD, *kj = kk + (int64_t)j * KD, *vj = vv + (int64_t)j * KD;
+                if (L.bq) {
+                    for (int32_t i = 0; i < QD; i++) qj[i] += L.bq[i];
+                    for (int32_t i = 0; i < KD; i++) kj[i] += L.bk[i];
+                    for (int32_t i = 0; i < KD; i++) vj[i] += L.bv[i];
+                }
+                const float *cs = st.rope.data() + (int64_t)j * RD;
+                rope(qj, Hq, D, RD, neox, cs);
+                rope(kj, Hkv, D, RD, neox, cs);
+                const uint64_t slot = (uint64_t)(C + u0 + j);
+                kern.store_kv(kc + slot * st.slot_bytes, kj, KD, c.kv_dtype);
+                kern.store_kv(vc + slot * st.slot_bytes, vj, KD, c.kv_dtype);
+            });
+
+            auto attn = [&](int task, int thread) {
+                const int32_t j = task / Hkv, h = task % Hkv, i = u0 + j;
+                AttnParams p;
+                p.q = q + (int64_t)j * QD + (int64_t)h * G * D;
+                p.out = att + (int64_t)j * QD + (int64_t)h * G * D;
+                p.G = G;
+                p.D = D;
+                p.kbase = kc + (uint64_t)h * D * es;
+                p.vbase = vc + (uint64_t)h * D * es;
+                p.slot_bytes = (int64_t)st.slot_bytes;
+                p.kv_dtype = c.kv_dtype;
+                p.runs = st.run_data.data() + 2 * (int64_t)st.run_first[i];
+                p.n_runs = st.run_count[i];
+                p.n_keys = st.n_keys[i];
+                p.scale = scale;
+                p.scores = ms.scratch[thread].scores.data();
+                kern.attention(p);
+            };
+            ms.pool->parallel_for(nb * Hkv, attn);
+
+            Seg o{&L.wo, att, QD, x, E, true};
+            matmul(ms, &o, 1, nb);
+
+            for_tokens(ms, nb, E, [&](int j, int) { rmsnorm(x + (int64_t)j * E, L.ffn_norm, xn + (int64_t)j * E, E, c.rms_eps); });
+            {
+                const int64_t chunk = chunk_rows(L.gate, nb, nth, kern.tmax);
+                const int tasks = (int)((F + chunk - 1) / chunk);
+                ms.pool->parallel_for(tasks, [&](int task, int thread) {
+                    const int64_t r0 = task * chunk, r1 = std::min<int64_t>(F, r0 + chunk);
+                    mat_rows(kern, ms.scratch[thread], L.gate, xn, E, nb, g, F, false, r0, r1);
+                    mat_rows(kern, ms.scratch[thread], L.up, xn, E, nb, u, F, false, r0, r1);
+                    for (int32_t j = 0; j < nb; j++) kern.silu_mul(g + (int64_t)j * F + r0, u + (int64_t)j * F + r0, r1 - r0);
+                });
+            }
+            Seg d{&L.down, g, F, x, E, true};
+            matmul(ms, &d, 1, nb);
+
+            if (l + 1 == exit_layer) {
+                if (exit_hidden) std::memcpy(exit_hidden + (int64_t)u0 * E, x, sizeof(float) * (size_t)nb * E);
+                if (exit_logits) final_head(x, nb, exit_logits + (int64_t)u0 * V);
+            }
+        }
+
+        if (!a.stop_at_exit && a.logits_mode != SPEC_LOGITS_NONE) {
+            const bool reuse = exit_layer == c.n_layer && exit_logits; // the same numbers, already computed
+            if (a.logits_mode == SPEC_LOGITS_ALL) {
+                if (reuse) std::memcpy(logits + (int64_t)u0 * V, exit_logits + (int64_t)u0 * V, sizeof(float) * (size_t)nb * V);
+                else final_head(x, nb, logits + (int64_t)u0 * V);
+            } else if (u0 + nb == n) {
+                if (reuse) std::memcpy(logits, exit_logits + (int64_t)(n - 1) * V, sizeof(float) * (size_t)V);
+                else final_head(x + (int64_t)(nb - 1) * E, 1, logits);
+            }
+        }
+    }
+    st.pending_layers = n_run;
+    return SPEC_OK;
+}
+
+} // namespace
+
+// ------------------------------------------------------------------ the backend's entry points
+
+Status model_finalize(spec_model *m, Failure &err) {
+    try {
+        std::unique_ptr<ModelState> ms(new ModelState());
+        const spec_model_config &c = m->config;
+        ms->ks = select_kernels();
+        auto mat = [&](int role, int layer) {
+            const spec_weight &w = m->w(role, layer);
+            Mat M;
+            M.data = (const uint8_t *)w.data;
+            M.dtype = w.dtype;
+            M.rows = w.rows;
+            M.cols = w.cols;
+            M.row_bytes = dtype_row_bytes(w.dtype, w.cols);
+            ms->max_cols = std::max(ms->max_cols, M.cols);
+            return M;
+        };
+        auto vec = [&](int role, int layer) -> const float * {
+            const spec_weight &w = m->w(role, layer);
+            if (!w.data) return nullptr;
+            std::vector<float> v((size_t)w.cols);
+            const uint16_t *h = (const uint16_t *)w.data;
+            for (int64_t i = 0; i < w.cols; i++) {
+                if (w.dtype == SPEC_DTYPE_F32) std::memcpy(&v[i], (const float *)w.data + i, 4);
+                else if (w.dtype == SPEC_DTYPE_F16) v[i] = f16_to_f32(load_u16(h + i));
+                else v[i] = bf16_to_f32(load_u16(h + i));
+            }
+            ms->vectors.push_back(std::move(v));
+            return ms->vectors.back().data();
+        };
+        ms->embd = mat(SPEC_W_TOKEN_EMBD, 0);
+        ms->output = mat(SPEC_W_OUTPUT, 0);
+        ms->output_norm = vec(SPEC_W_OUTPUT_NORM, 0);
+        ms->layers.resize(c.n_layer);
+        for (int l = 0; l < c.n_layer; l++) {
+            Layer &L = ms->layers[l];
+            L.wq = mat(SPEC_W_ATTN_Q, l);
+            L.wk = mat(SPEC_W_ATTN_K, l);
+            L.wv = mat(SPEC_W_ATTN_V, l);
+            L.wo = mat(SPEC_W_ATTN_OUT, l);
+            L.gate = mat(SPEC_W_FFN_GATE, l);
+            L.up = mat(SPEC_W_FFN_UP, l);
+            L.down = mat(SPEC_W_FFN_DOWN, l);
+            L.attn_norm = vec(SPEC_W_ATTN_NORM, l);
+            L.ffn_norm = vec(SPEC_W_FFN_NORM, l);
+            L.bq = vec(SPEC_W_ATTN_Q_BIAS, l);
+            L.bk = vec(SPEC_W_ATTN_K_BIAS, l);
+            L.bv = vec(SPEC_W_ATTN_V_BIAS, l);
+        }
+
+        const int rd = c.rope_dims > 0 ? c.rope_dims : c.head_dim;
+        ms->inv_freq.resize(rd / 2);
+        for (int i = 0; i < rd / 2; i++) {
+            double theta = std::pow((double)c.rope_theta, -2.0 * i / rd);
+            if (c.rope_scaling == SPEC_ROPE_SCALING_LLAMA3) {
+                const double pi = 3.14159265358979323846;
+                const double wavelen = 2.0 * pi / theta;
+                const double low_wl = c.rope_orig_ctx / (double)c.rope_low_freq_factor;
+                const double high_wl = c.rope_orig_ctx / (double)c.rope_high_freq_factor;
+                if (wavelen < high_wl) {
+                    // high frequency: unchanged
+                } else if (wavelen > low_wl) {
+                    theta /= c.rope_factor;
+                } else {
+                    const double smooth = (c.rope_orig_ctx / wavelen - c.rope_low_freq_factor) /
+                                          ((double)c.rope_high_freq_factor - c.rope_low_freq_factor);
+                    theta = (1.0 - smooth) * theta / c.rope_factor + smooth * theta;
+                }
+            }
+            ms->inv_freq[i] = theta;
+        }
+        ms->pos_scale = c.rope_scaling == SPEC_ROPE_SCALING_LINEAR ? 1.0 / c.rope_factor : 1.0;
+        m->backend_state = ms.release();
+        return SPEC_OK;
+    } catch (const std::bad_alloc &) {
+        return oom(err, "the model's tables");
+    }
+}
+
+void model_release(spec_model *m) {
+    delete (ModelState *)m->backend_state;
+    m->backend_state = nullptr;
+}
+
+Status kv_init(spec_kv *kv, Failure &err) {
+    const spec_model_config &c = kv->model->config;
+    auto *st = new (std::nothrow) KvState();
+    if (!st) return oom(err, "a kv cache");
+    st->slot_bytes = (uint64_t)c.n_head_kv * c.head_dim * dtype_size(c.kv_dtype);
+    st->layer_bytes = (uint64_t)kv->capacity * st->slot_bytes;
+    const uint64_t total = 2 * (uint64_t)c.n_layer * st->layer_bytes;
+    // calloc: zero pages arrive lazily, and a slot never written reads as zeros, not garbage.
+    st->mem = (uint8_t *)std::calloc(total, 1);
+    if (!st->mem) {
+        delete st;
+        err = failure(SPEC_ERR_OUT_OF_MEMORY, "cpu: cannot allocate a kv cache of %llu bytes (%d positions)",
+                      (unsigned long long)total, kv->capacity);
+        return err.status;
+    }
+    kv->backend_state = st;
+    return SPEC_OK;
+}
+
+void kv_release(spec_kv *kv) {
+    auto *st = (KvState *)kv->backend_state;
+    if (st) std::free(st->mem);
+    delete st;
+    kv->backend_state = nullptr;
+}
+
+Status kv_commit(spec_kv *kv, int32_t n_path, const int32_t *path, Failure &err) {
+    KvState &st = *(KvState *)kv->backend_state;
+    const int64_t C = kv->committed;
+    // path is strictly increasing (each element the parent of the next) so path[j] >= j: copying
+    // in order never overwrites a slot a later step still reads.
+    for (int32_t l = 0; l < st.pending_layers; l++) {
+        uint8_t *caches[2] = {st.kcache(l), st.vcache(l)};
+        for (uint8_t *base : caches)
+            for (int32_t j = 0; j < n_path; j++)
+                if (path[j] != j)
+                    std::memmove(base + (uint64_t)(C + j) * st.slot_bytes, base + (uint64_t)(C + path[j]) * st.slot_bytes, st.slot_bytes);
+    }
+    return SPEC_OK;
+}
+
+Status forward(spec_model *m, spec_kv *kv, const spec_forward_args &a, Failure &err) {
+    try {
+        return forward_impl(m, kv, a, err);
+    } catch (const std::bad_alloc &) {
+        return oom(err, "the forward pass's scratch");
+    } catch (const std::system_error &) {
+        err = failure(SPEC_ERR_INTERNAL, "cpu: cannot start or synchronize worker threads");
+        return err.status;
+    }
+}
 
 } // namespace specula::cpu

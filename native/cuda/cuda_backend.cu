@@ -1,6 +1,7 @@
 // The cuda backend: device memory through the CUDA runtime (linked statically, so only the
 // driver is needed at run time). Model operations arrive with the CUDA model issue.
 #include "../core/internal.hpp"
+#include "spec_cuda.cuh"
 
 #include <cuda_runtime.h>
 #include <dlfcn.h>
@@ -8,6 +9,16 @@
 #include <cstring>
 
 namespace specula {
+
+namespace cuda { // the speculative kernels: tree_attention.cu, verify.cu, recycling.cu
+Status tree_attention(spec_context *ctx, const spec_tree_attention_args &args, Failure &err);
+Status verify(spec_context *ctx, const spec_verify_args &args, Failure &err);
+Status recycler_init(spec_recycler *rec, Failure &err);
+void recycler_release(spec_recycler *rec);
+Status recycler_update(spec_recycler *rec, const spec_recycler_update_args &args, Failure &err);
+Status recycler_draft(spec_recycler *rec, const spec_recycler_draft_args &args, Failure &err);
+} // namespace cuda
+
 namespace {
 
 // Without a driver the runtime only says "insufficient driver"; naming the missing library is clearer.
@@ -55,7 +66,7 @@ public:
         if (e != cudaSuccess) return device_failure(err, e, "cudaSetDevice");
         return SPEC_OK;
     }
-    void context_release(spec_context *) override {}
+    void context_release(spec_context *ctx) override { cuda::release_kernel_state(ctx); }
 
     Status device_query(const spec_context *ctx, spec_device_info *out, Failure &err) override {
         cudaDeviceProp prop{};
@@ -117,6 +128,19 @@ public:
     void kv_release(spec_kv *) override {}
     Status kv_commit(spec_kv *, int32_t, const int32_t *, Failure &err) override { return unsupported(err); }
     Status forward(spec_model *, spec_kv *, const spec_forward_args &, Failure &err) override { return unsupported(err); }
+
+    Status tree_attention(spec_context *ctx, const spec_tree_attention_args &a, Failure &err) override {
+        return cuda::tree_attention(ctx, a, err);
+    }
+    Status verify(spec_context *ctx, const spec_verify_args &a, Failure &err) override { return cuda::verify(ctx, a, err); }
+    Status recycler_init(spec_recycler *r, Failure &err) override { return cuda::recycler_init(r, err); }
+    void recycler_release(spec_recycler *r) override { cuda::recycler_release(r); }
+    Status recycler_update(spec_recycler *r, const spec_recycler_update_args &a, Failure &err) override {
+        return cuda::recycler_update(r, a, err);
+    }
+    Status recycler_draft(spec_recycler *r, const spec_recycler_draft_args &a, Failure &err) override {
+        return cuda::recycler_draft(r, a, err);
+    }
 };
 
 } // namespace

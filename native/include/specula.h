@@ -28,7 +28,7 @@ extern "C" {
 
 /* ABI version: major changes break callers, minor changes only add. */
 #define SPEC_ABI_VERSION_MAJOR 0
-#define SPEC_ABI_VERSION_MINOR 2
+#define SPEC_ABI_VERSION_MINOR 4
 
 typedef int32_t spec_status;
 
@@ -225,6 +225,8 @@ typedef struct spec_forward_args {
     spec_buffer *exit_logits; /* f32 [n_tokens][n_vocab] through the output norm and LM head, optional */
     int32_t stop_at_exit;     /* nonzero: run only layers [0, exit_layer) (early-exit drafting);
                                * the pending tokens then hold KV for those layers only */
+    uint64_t logits_offset;   /* byte offset of the first row in logits, so that the trees of a batch can
+                               * write their rows into one [B][max_nodes][n_vocab] buffer for spec_verify */
 } spec_forward_args;
 
 /* Runs n_tokens new tokens over the committed prefix of kv. Token i attends to every committed
@@ -232,6 +234,171 @@ typedef struct spec_forward_args {
  * pending in kv until spec_kv_commit keeps a path of them; a new forward first drops earlier
  * pending tokens. */
 SPEC_API spec_status spec_forward(spec_model *model, spec_kv *kv, const spec_forward_args *args);
+
+/* ---- speculative kernels: tree attention, verification, token recycling */
+
+/* Trees. A draft tree of one sequence is n nodes in an array: tokens[i] and parents[i], with
+ * parents[i] = -1 or an earlier index (topological order). Verification and token recycling use
+ * one convention for node 0: it is the ROOT, the last token already decided (the previous step's
+ * bonus token, not yet in the KV cache); parents[0] = -1 and every other node has a parent in
+ * [0, i). The target's logits at node i predict node i's children, so a tree run through
+ * spec_forward (tokens and parents as given) yields every logits row verification needs, and
+ * the accepted path [0, a1, a2, ...] is the path spec_kv_commit takes. */
+#define SPEC_TREE_MAX_NODES 128   /* nodes per tree (tree tokens per sequence) */
+#define SPEC_KERNEL_MAX_BATCH 1024 /* sequences per call */
+
+/* Tree attention of the verify phase, for B sequences at once. Query t of sequence b (head h,
+ * kv head h / (n_head / n_head_kv)) attends to the sequence's prefix_len[b] committed KV slots
+ * and to the tree tokens that are t itself or its ancestors; the tree tokens' own K/V sit at
+ * slots prefix_len[b] .. prefix_len[b] + tree_len[b] - 1. Here a tree may have several roots
+ * (parents[i] = -1 anywhere), as spec_forward allows. Softmax in fp32 with fp32 accumulation on
+ * both backends; the results of cpu and cuda agree within 1e-4 relative to max |V| of the
+ * attended rows (different summation order and exp). */
+typedef struct spec_tree_attention_args {
+    int32_t batch;        /* B, 1..SPEC_KERNEL_MAX_BATCH */
+    int32_t n_head;       /* query heads, a multiple of n_head_kv (GQA), at most 256 */
+    int32_t n_head_kv;
+    int32_t head_dim;     /* 64 or 128 */
+    int32_t max_tree;     /* Tmax: row stride of q, out and the per-node host arrays, 1..SPEC_TREE_MAX_NODES */
+    int32_t max_ctx;      /* slots per sequence in k_cache and v_cache */
+    int32_t kv_dtype;     /* SPEC_DTYPE_F32, F16 or BF16 */
+    float scale;          /* softmax scale; 0 means 1/sqrt(head_dim) */
+    const int32_t *prefix_len; /* host [B], >= 0 */
+    const int32_t *tree_len;   /* host [B]: T_b, 1..max_tree, prefix_len[b] + T_b <= max_ctx */
+    const int32_t *parents;    /* host [B][max_tree]: -1 or an earlier index; entries at and past T_b are ignored */
+    spec_buffer *q;       /* f32 [B][max_tree][n_head][head_dim] */
+    spec_buffer *k_cache; /* kv_dtype [B][max_ctx][n_head_kv][head_dim] */
+    spec_buffer *v_cache; /* kv_dtype [B][max_ctx][n_head_kv][head_dim] */
+    spec_buffer *out;     /* f32 [B][max_tree][n_head][head_dim]; rows t >= T_b are left untouched */
+} spec_tree_attention_args;
+
+SPEC_API spec_status spec_tree_attention(spec_context *ctx, const spec_tree_attention_args *args);
+
+/* How one sequence's target distribution is shaped, exactly as plain sampling shapes it:
+ * softmax(logits / temperature), then keep the top_k most likely tokens, then keep the smallest
+ * set of the most likely remaining tokens whose mass reaches top_p, then renormalize. Tokens are
+ * ranked by logit, ties broken by the lower token id (NaN ranks as -inf). */
+typedef struct spec_sampling_params {
+    uint64_t seed;       /* with spec_verify_args.step, names this sequence's random stream */
+    float temperature;   /* 0 = greedy (argmax; top_k and top_p unused but still checked); else > 0 */
+    float top_p;         /* (0, 1]; 1 = off */
+    int32_t top_k;       /* 0 = off */
+    int32_t reserved;    /* must be 0 */
+} spec_sampling_params;
+
+enum spec_depth_flag {
+    SPEC_DEPTH_NOT_REACHED = -1, /* the walk stopped earlier, or the node there had no children */
+    SPEC_DEPTH_REJECTED = 0,     /* every child at this depth was tested and rejected */
+    SPEC_DEPTH_ACCEPTED = 1      /* a child at this depth was accepted */
+};
+
+typedef struct spec_verify_result {
+    int32_t n_accepted;  /* draft tokens accepted (the path's length without the root) */
+    int32_t last_node;   /* the path's last node (0 when none accepted) */
+    int32_t bonus_token; /* the token that follows the path: the next step's root */
+    int32_t reserved;
+    int32_t path[SPEC_TREE_MAX_NODES];        /* [0] = 0 (the root), then the accepted nodes; n_accepted + 1
+                                               * entries, the rest -1: the path spec_kv_commit takes */
+    int32_t depth_flags[SPEC_TREE_MAX_NODES]; /* [d] for depth d >= 1: spec_depth_flag; [0] = ACCEPTED (the root) */
+} spec_verify_result;
+
+/* Verifies B draft trees against the target's logits at every node (node 0 = the root, see
+ * above). Per sequence, by its params:
+ *   greedy (temperature 0): the accepted path is the deepest node whose every node on the way
+ *     down has the token the target's argmax picks at its parent (argmax ties: lowest token id;
+ *     several deepest nodes: lowest node index wins); bonus = argmax at the path's last node.
+ *   sampling: recursive rejection sampling across siblings (SpecInfer's multi-draft speculative
+ *     sampling), lossless: at node n with shaped target p, its children in index order are each
+ *     accepted with probability min(1, p(x) / q(x)); after a rejection p becomes
+ *     norm(max(p - q, 0)). When a child is accepted the walk moves into it; when all are rejected
+ *     (or n has none) the bonus is drawn from the current p. q is draft_probs' row of node n,
+ *     the distribution n's children were drawn from independently; without draft_probs the
+ *     drafter is deterministic: q is a point mass at each child's token, so a rejected token's
+ *     probability is zeroed and p renormalized.
+ * Random numbers come from Philox-4x32-10 keyed by the sequence's seed with counter
+ * (node, draw, step): both backends draw the same numbers and compute the same integer
+ * (fixed-point) probabilities, so they return identical results. All work runs on the
+ * context's device; only the results travel back. */
+typedef struct spec_verify_args {
+    int32_t batch;            /* B, 1..SPEC_KERNEL_MAX_BATCH */
+    int32_t max_nodes;        /* row stride of the node arrays, logits and draft_probs, 1..SPEC_TREE_MAX_NODES */
+    int32_t n_vocab;
+    int32_t reserved;         /* must be 0 */
+    const int32_t *n_nodes;   /* host [B]: nodes of each tree, 1..max_nodes */
+    const int32_t *tokens;    /* host [B][max_nodes], ids below n_vocab */
+    const int32_t *parents;   /* host [B][max_nodes]: [0] = -1, else 0 <= parents[i] < i */
+    const spec_sampling_params *params; /* host [B] */
+    spec_buffer *logits;      /* f32 [B][max_nodes][n_vocab]: row i = the target's logits after node i */
+    spec_buffer *draft_probs; /* NULL, or f32 [B][max_nodes][n_vocab]: row i = the draft distribution of node i's children */
+    uint64_t step;            /* counter for the random streams; change it every step */
+    spec_verify_result *results; /* host [B] */
+} spec_verify_args;
+
+SPEC_API spec_status spec_verify(spec_context *ctx, const spec_verify_args *args);
+
+/* Token Recycling (arXiv 2408.08696): an adjacency matrix int32 [n_vocab][k] on the device,
+ * row t = candidate next tokens after token t, best first. */
+typedef struct spec_recycler spec_recycler;
+
+#define SPEC_RECYCLER_DEFAULT_K 8
+#define SPEC_RECYCLER_MAX_K 32
+#define SPEC_RECYCLER_DEFAULT_TEMPLATE_NODES 81 /* the root plus the paper's 80 nodes over depth 6 */
+
+enum spec_recycler_fill {
+    SPEC_RECYCLER_FILL_ZERO = 0, /* every candidate is token 0 */
+    SPEC_RECYCLER_FILL_SELF = 1, /* row t holds t k times */
+    SPEC_RECYCLER_FILL_RANK = 2  /* row t holds 0, 1, ..., k-1 */
+};
+
+/* Creates a matrix of n_vocab rows of k candidates (1 <= k <= SPEC_RECYCLER_MAX_K, k <= n_vocab),
+ * filled with SPEC_RECYCLER_FILL_ZERO. */
+SPEC_API spec_status spec_recycler_create(spec_context *ctx, int32_t n_vocab, int32_t k, spec_recycler **out);
+SPEC_API spec_status spec_recycler_destroy(spec_recycler *rec);
+SPEC_API spec_status spec_recycler_shape(const spec_recycler *rec, int32_t *n_vocab, int32_t *k);
+SPEC_API spec_status spec_recycler_fill(spec_recycler *rec, int32_t fill);
+
+/* Copies the whole matrix to or from host memory: n_elements must be n_vocab * k. load checks
+ * every id is below n_vocab before it changes anything. */
+SPEC_API spec_status spec_recycler_save(const spec_recycler *rec, int32_t *dst, uint64_t n_elements);
+SPEC_API spec_status spec_recycler_load(spec_recycler *rec, const int32_t *src, uint64_t n_elements);
+
+/* After a verification: for every node of every tree (rejected branches too), the k most likely
+ * tokens of its logits row (ties: lowest id first) become the row of the node's token. All rows
+ * are computed first and then written, so one call is one atomic step; when several nodes carry
+ * the same token the last one wins (sequences in batch order, then node index). The arrays have
+ * spec_verify_args' layout, so the same ones can be passed. */
+typedef struct spec_recycler_update_args {
+    int32_t batch;          /* B, 1..SPEC_KERNEL_MAX_BATCH */
+    int32_t max_nodes;      /* row stride, 1..SPEC_TREE_MAX_NODES */
+    const int32_t *n_nodes; /* host [B]: 1..max_nodes */
+    const int32_t *tokens;  /* host [B][max_nodes], ids below n_vocab */
+    spec_buffer *logits;    /* f32 [B][max_nodes][n_vocab] */
+} spec_recycler_update_args;
+
+SPEC_API spec_status spec_recycler_update(spec_recycler *rec, const spec_recycler_update_args *args);
+
+/* Expands a static tree template from each sequence's root token by BFS over the matrix: node i
+ * of the template takes candidate ranks[i] of its parent's token's row. The template is data:
+ * parents[0] = -1 (the root), 0 <= parents[i] < i, 0 <= ranks[i] < k for i >= 1 (ranks[0] is
+ * ignored). Writes each tree's tokens (tokens[b][0] = root_tokens[b]) and, when asked, its
+ * parents: the layout spec_forward, spec_tree_attention and spec_verify take. */
+typedef struct spec_recycler_draft_args {
+    int32_t batch;                   /* B, 1..SPEC_KERNEL_MAX_BATCH */
+    int32_t n_template;              /* template nodes including the root, 1..SPEC_TREE_MAX_NODES */
+    const int32_t *template_parents; /* host [n_template] */
+    const int32_t *template_ranks;   /* host [n_template] */
+    const int32_t *root_tokens;      /* host [B], ids below n_vocab */
+    int32_t *tokens;                 /* host out [B][n_template] */
+    int32_t *parents;                /* host out [B][n_template], optional (NULL) */
+} spec_recycler_draft_args;
+
+SPEC_API spec_status spec_recycler_draft(spec_recycler *rec, const spec_recycler_draft_args *args);
+
+/* A default template of the paper's shape: SPEC_RECYCLER_DEFAULT_TEMPLATE_NODES nodes (the root and 80
+ * drafts, depth at most 6, up to 8 children per node), breadth-first, built by best-first expansion under
+ * a prior on how often each candidate rank is accepted. *n_out (optional) gets the node
+ * count; cap smaller than it is SPEC_ERR_BUFFER_TOO_SMALL. Needs k >= 8. */
+SPEC_API spec_status spec_recycler_default_template(int32_t *parents, int32_t *ranks, int32_t cap, int32_t *n_out);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,6 @@
 // Runs llama.cpp (node-llama-cpp's CPU build) on a GGUF and answers a list of tasks as JSON.
 // Usage: node llama-oracle.mjs REQUEST.json RESPONSE.json
-// Request: {"model": path, "oracleDir": dir, "vocabSize": n, "threads": 1, "contextSize": 512, "tasks": [task...]}
+// Request: {"model": path, "oracleDir": dir, "vocabSize": n, "threads": 1, "contextSize": 512, "kvType": "F32", "tasks": [task...]}
 //   {"type": "tokenize", "texts": [...]}                 -> {"tokens": [[ids]...]} (no BOS, no special parsing)
 //   {"type": "logprobs", "tokens": [ids]}                -> {"logprobs": [[vocab floats] per position]}
 //   {"type": "greedy", "tokens": [ids], "maxTokens": n}  -> {"tokens": [generated ids]}
@@ -19,11 +19,15 @@ const llama = await getLlama({gpu: false, build: "never", logLevel: "error"});
 const model = await llama.loadModel({modelPath: request.model});
 const threads = request.threads ?? 1;
 const contextSize = request.contextSize ?? 512;
+// The KV cache type ("F32" or "F16", llama.cpp's default): with F16, llama.cpp also rounds queries and
+// attention weights to f16, so an exact engine only matches it closely with an F32 cache.
+const kvType = {F32: 0, F16: 1}[request.kvType ?? "F32"]; // GgmlType ids, as the addon takes them
 // Full distribution: no truncation, temperature 1, so probabilities are softmax(logits).
 const plain = {temperature: 1, topK: 0, topP: 1, minP: 0};
 
 async function withSequence(fn) {
-    const context = await model.createContext({contextSize, threads, batchSize: contextSize, sequences: 1});
+    const context = await model.createContext({contextSize, threads, batchSize: contextSize, sequences: 1,
+        experimentalKvCacheKeyType: kvType, experimentalKvCacheValueType: kvType, flashAttention: false});
     const sequence = context.getSequence();
     try {
         return await fn(sequence);

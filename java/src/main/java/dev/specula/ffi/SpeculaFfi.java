@@ -32,14 +32,59 @@ public class SpeculaFfi extends SpeculaFfi$shared {
     public static int SPEC_ABI_VERSION_MAJOR() {
         return SPEC_ABI_VERSION_MAJOR;
     }
-    private static final int SPEC_ABI_VERSION_MINOR = (int)2L;
+    private static final int SPEC_ABI_VERSION_MINOR = (int)4L;
     /**
      * {@snippet lang=c :
-     * #define SPEC_ABI_VERSION_MINOR 2
+     * #define SPEC_ABI_VERSION_MINOR 4
      * }
      */
     public static int SPEC_ABI_VERSION_MINOR() {
         return SPEC_ABI_VERSION_MINOR;
+    }
+    private static final int SPEC_TREE_MAX_NODES = (int)128L;
+    /**
+     * {@snippet lang=c :
+     * #define SPEC_TREE_MAX_NODES 128
+     * }
+     */
+    public static int SPEC_TREE_MAX_NODES() {
+        return SPEC_TREE_MAX_NODES;
+    }
+    private static final int SPEC_KERNEL_MAX_BATCH = (int)1024L;
+    /**
+     * {@snippet lang=c :
+     * #define SPEC_KERNEL_MAX_BATCH 1024
+     * }
+     */
+    public static int SPEC_KERNEL_MAX_BATCH() {
+        return SPEC_KERNEL_MAX_BATCH;
+    }
+    private static final int SPEC_RECYCLER_DEFAULT_K = (int)8L;
+    /**
+     * {@snippet lang=c :
+     * #define SPEC_RECYCLER_DEFAULT_K 8
+     * }
+     */
+    public static int SPEC_RECYCLER_DEFAULT_K() {
+        return SPEC_RECYCLER_DEFAULT_K;
+    }
+    private static final int SPEC_RECYCLER_MAX_K = (int)32L;
+    /**
+     * {@snippet lang=c :
+     * #define SPEC_RECYCLER_MAX_K 32
+     * }
+     */
+    public static int SPEC_RECYCLER_MAX_K() {
+        return SPEC_RECYCLER_MAX_K;
+    }
+    private static final int SPEC_RECYCLER_DEFAULT_TEMPLATE_NODES = (int)81L;
+    /**
+     * {@snippet lang=c :
+     * #define SPEC_RECYCLER_DEFAULT_TEMPLATE_NODES 81
+     * }
+     */
+    public static int SPEC_RECYCLER_DEFAULT_TEMPLATE_NODES() {
+        return SPEC_RECYCLER_DEFAULT_TEMPLATE_NODES;
     }
     /**
      * {@snippet lang=c :
@@ -2010,6 +2055,737 @@ public class SpeculaFfi extends SpeculaFfi$shared {
                 traceDowncall("spec_forward", model, kv, args);
             }
             return (int)mh$.invokeExact(model, kv, args);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_tree_attention {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_tree_attention");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_tree_attention(spec_context *ctx, const spec_tree_attention_args *args)
+     * }
+     */
+    public static FunctionDescriptor spec_tree_attention$descriptor() {
+        return spec_tree_attention.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_tree_attention(spec_context *ctx, const spec_tree_attention_args *args)
+     * }
+     */
+    public static MethodHandle spec_tree_attention$handle() {
+        return spec_tree_attention.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_tree_attention(spec_context *ctx, const spec_tree_attention_args *args)
+     * }
+     */
+    public static MemorySegment spec_tree_attention$address() {
+        return spec_tree_attention.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_tree_attention(spec_context *ctx, const spec_tree_attention_args *args)
+     * }
+     */
+    public static int spec_tree_attention(MemorySegment ctx, MemorySegment args) {
+        var mh$ = spec_tree_attention.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_tree_attention", ctx, args);
+            }
+            return (int)mh$.invokeExact(ctx, args);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+    private static final int SPEC_DEPTH_NOT_REACHED = (int)-1L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_depth_flag.SPEC_DEPTH_NOT_REACHED = -1
+     * }
+     */
+    public static int SPEC_DEPTH_NOT_REACHED() {
+        return SPEC_DEPTH_NOT_REACHED;
+    }
+    private static final int SPEC_DEPTH_REJECTED = (int)0L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_depth_flag.SPEC_DEPTH_REJECTED = 0
+     * }
+     */
+    public static int SPEC_DEPTH_REJECTED() {
+        return SPEC_DEPTH_REJECTED;
+    }
+    private static final int SPEC_DEPTH_ACCEPTED = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_depth_flag.SPEC_DEPTH_ACCEPTED = 1
+     * }
+     */
+    public static int SPEC_DEPTH_ACCEPTED() {
+        return SPEC_DEPTH_ACCEPTED;
+    }
+
+    private static class spec_verify {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_verify");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_verify(spec_context *ctx, const spec_verify_args *args)
+     * }
+     */
+    public static FunctionDescriptor spec_verify$descriptor() {
+        return spec_verify.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_verify(spec_context *ctx, const spec_verify_args *args)
+     * }
+     */
+    public static MethodHandle spec_verify$handle() {
+        return spec_verify.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_verify(spec_context *ctx, const spec_verify_args *args)
+     * }
+     */
+    public static MemorySegment spec_verify$address() {
+        return spec_verify.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_verify(spec_context *ctx, const spec_verify_args *args)
+     * }
+     */
+    public static int spec_verify(MemorySegment ctx, MemorySegment args) {
+        var mh$ = spec_verify.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_verify", ctx, args);
+            }
+            return (int)mh$.invokeExact(ctx, args);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+    private static final int SPEC_RECYCLER_FILL_ZERO = (int)0L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_recycler_fill.SPEC_RECYCLER_FILL_ZERO = 0
+     * }
+     */
+    public static int SPEC_RECYCLER_FILL_ZERO() {
+        return SPEC_RECYCLER_FILL_ZERO;
+    }
+    private static final int SPEC_RECYCLER_FILL_SELF = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_recycler_fill.SPEC_RECYCLER_FILL_SELF = 1
+     * }
+     */
+    public static int SPEC_RECYCLER_FILL_SELF() {
+        return SPEC_RECYCLER_FILL_SELF;
+    }
+    private static final int SPEC_RECYCLER_FILL_RANK = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_recycler_fill.SPEC_RECYCLER_FILL_RANK = 2
+     * }
+     */
+    public static int SPEC_RECYCLER_FILL_RANK() {
+        return SPEC_RECYCLER_FILL_RANK;
+    }
+
+    private static class spec_recycler_create {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_recycler_create");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_create(spec_context *ctx, int32_t n_vocab, int32_t k, spec_recycler **out)
+     * }
+     */
+    public static FunctionDescriptor spec_recycler_create$descriptor() {
+        return spec_recycler_create.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_create(spec_context *ctx, int32_t n_vocab, int32_t k, spec_recycler **out)
+     * }
+     */
+    public static MethodHandle spec_recycler_create$handle() {
+        return spec_recycler_create.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_create(spec_context *ctx, int32_t n_vocab, int32_t k, spec_recycler **out)
+     * }
+     */
+    public static MemorySegment spec_recycler_create$address() {
+        return spec_recycler_create.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_recycler_create(spec_context *ctx, int32_t n_vocab, int32_t k, spec_recycler **out)
+     * }
+     */
+    public static int spec_recycler_create(MemorySegment ctx, int n_vocab, int k, MemorySegment out) {
+        var mh$ = spec_recycler_create.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_recycler_create", ctx, n_vocab, k, out);
+            }
+            return (int)mh$.invokeExact(ctx, n_vocab, k, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_recycler_destroy {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_recycler_destroy");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_destroy(spec_recycler *rec)
+     * }
+     */
+    public static FunctionDescriptor spec_recycler_destroy$descriptor() {
+        return spec_recycler_destroy.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_destroy(spec_recycler *rec)
+     * }
+     */
+    public static MethodHandle spec_recycler_destroy$handle() {
+        return spec_recycler_destroy.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_destroy(spec_recycler *rec)
+     * }
+     */
+    public static MemorySegment spec_recycler_destroy$address() {
+        return spec_recycler_destroy.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_recycler_destroy(spec_recycler *rec)
+     * }
+     */
+    public static int spec_recycler_destroy(MemorySegment rec) {
+        var mh$ = spec_recycler_destroy.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_recycler_destroy", rec);
+            }
+            return (int)mh$.invokeExact(rec);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_recycler_shape {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_recycler_shape");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_shape(const spec_recycler *rec, int32_t *n_vocab, int32_t *k)
+     * }
+     */
+    public static FunctionDescriptor spec_recycler_shape$descriptor() {
+        return spec_recycler_shape.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_shape(const spec_recycler *rec, int32_t *n_vocab, int32_t *k)
+     * }
+     */
+    public static MethodHandle spec_recycler_shape$handle() {
+        return spec_recycler_shape.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_shape(const spec_recycler *rec, int32_t *n_vocab, int32_t *k)
+     * }
+     */
+    public static MemorySegment spec_recycler_shape$address() {
+        return spec_recycler_shape.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_recycler_shape(const spec_recycler *rec, int32_t *n_vocab, int32_t *k)
+     * }
+     */
+    public static int spec_recycler_shape(MemorySegment rec, MemorySegment n_vocab, MemorySegment k) {
+        var mh$ = spec_recycler_shape.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_recycler_shape", rec, n_vocab, k);
+            }
+            return (int)mh$.invokeExact(rec, n_vocab, k);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_recycler_fill {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_recycler_fill");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_fill(spec_recycler *rec, int32_t fill)
+     * }
+     */
+    public static FunctionDescriptor spec_recycler_fill$descriptor() {
+        return spec_recycler_fill.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_fill(spec_recycler *rec, int32_t fill)
+     * }
+     */
+    public static MethodHandle spec_recycler_fill$handle() {
+        return spec_recycler_fill.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_fill(spec_recycler *rec, int32_t fill)
+     * }
+     */
+    public static MemorySegment spec_recycler_fill$address() {
+        return spec_recycler_fill.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_recycler_fill(spec_recycler *rec, int32_t fill)
+     * }
+     */
+    public static int spec_recycler_fill(MemorySegment rec, int fill) {
+        var mh$ = spec_recycler_fill.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_recycler_fill", rec, fill);
+            }
+            return (int)mh$.invokeExact(rec, fill);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_recycler_save {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_LONG
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_recycler_save");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_save(const spec_recycler *rec, int32_t *dst, uint64_t n_elements)
+     * }
+     */
+    public static FunctionDescriptor spec_recycler_save$descriptor() {
+        return spec_recycler_save.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_save(const spec_recycler *rec, int32_t *dst, uint64_t n_elements)
+     * }
+     */
+    public static MethodHandle spec_recycler_save$handle() {
+        return spec_recycler_save.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_save(const spec_recycler *rec, int32_t *dst, uint64_t n_elements)
+     * }
+     */
+    public static MemorySegment spec_recycler_save$address() {
+        return spec_recycler_save.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_recycler_save(const spec_recycler *rec, int32_t *dst, uint64_t n_elements)
+     * }
+     */
+    public static int spec_recycler_save(MemorySegment rec, MemorySegment dst, long n_elements) {
+        var mh$ = spec_recycler_save.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_recycler_save", rec, dst, n_elements);
+            }
+            return (int)mh$.invokeExact(rec, dst, n_elements);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_recycler_load {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_LONG
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_recycler_load");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_load(spec_recycler *rec, const int32_t *src, uint64_t n_elements)
+     * }
+     */
+    public static FunctionDescriptor spec_recycler_load$descriptor() {
+        return spec_recycler_load.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_load(spec_recycler *rec, const int32_t *src, uint64_t n_elements)
+     * }
+     */
+    public static MethodHandle spec_recycler_load$handle() {
+        return spec_recycler_load.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_load(spec_recycler *rec, const int32_t *src, uint64_t n_elements)
+     * }
+     */
+    public static MemorySegment spec_recycler_load$address() {
+        return spec_recycler_load.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_recycler_load(spec_recycler *rec, const int32_t *src, uint64_t n_elements)
+     * }
+     */
+    public static int spec_recycler_load(MemorySegment rec, MemorySegment src, long n_elements) {
+        var mh$ = spec_recycler_load.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_recycler_load", rec, src, n_elements);
+            }
+            return (int)mh$.invokeExact(rec, src, n_elements);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_recycler_update {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_recycler_update");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_update(spec_recycler *rec, const spec_recycler_update_args *args)
+     * }
+     */
+    public static FunctionDescriptor spec_recycler_update$descriptor() {
+        return spec_recycler_update.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_update(spec_recycler *rec, const spec_recycler_update_args *args)
+     * }
+     */
+    public static MethodHandle spec_recycler_update$handle() {
+        return spec_recycler_update.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_update(spec_recycler *rec, const spec_recycler_update_args *args)
+     * }
+     */
+    public static MemorySegment spec_recycler_update$address() {
+        return spec_recycler_update.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_recycler_update(spec_recycler *rec, const spec_recycler_update_args *args)
+     * }
+     */
+    public static int spec_recycler_update(MemorySegment rec, MemorySegment args) {
+        var mh$ = spec_recycler_update.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_recycler_update", rec, args);
+            }
+            return (int)mh$.invokeExact(rec, args);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_recycler_draft {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_recycler_draft");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_draft(spec_recycler *rec, const spec_recycler_draft_args *args)
+     * }
+     */
+    public static FunctionDescriptor spec_recycler_draft$descriptor() {
+        return spec_recycler_draft.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_draft(spec_recycler *rec, const spec_recycler_draft_args *args)
+     * }
+     */
+    public static MethodHandle spec_recycler_draft$handle() {
+        return spec_recycler_draft.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_draft(spec_recycler *rec, const spec_recycler_draft_args *args)
+     * }
+     */
+    public static MemorySegment spec_recycler_draft$address() {
+        return spec_recycler_draft.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_recycler_draft(spec_recycler *rec, const spec_recycler_draft_args *args)
+     * }
+     */
+    public static int spec_recycler_draft(MemorySegment rec, MemorySegment args) {
+        var mh$ = spec_recycler_draft.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_recycler_draft", rec, args);
+            }
+            return (int)mh$.invokeExact(rec, args);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_recycler_default_template {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_recycler_default_template");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_default_template(int32_t *parents, int32_t *ranks, int32_t cap, int32_t *n_out)
+     * }
+     */
+    public static FunctionDescriptor spec_recycler_default_template$descriptor() {
+        return spec_recycler_default_template.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_default_template(int32_t *parents, int32_t *ranks, int32_t cap, int32_t *n_out)
+     * }
+     */
+    public static MethodHandle spec_recycler_default_template$handle() {
+        return spec_recycler_default_template.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_recycler_default_template(int32_t *parents, int32_t *ranks, int32_t cap, int32_t *n_out)
+     * }
+     */
+    public static MemorySegment spec_recycler_default_template$address() {
+        return spec_recycler_default_template.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_recycler_default_template(int32_t *parents, int32_t *ranks, int32_t cap, int32_t *n_out)
+     * }
+     */
+    public static int spec_recycler_default_template(MemorySegment parents, MemorySegment ranks, int cap, MemorySegment n_out) {
+        var mh$ = spec_recycler_default_template.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_recycler_default_template", parents, ranks, cap, n_out);
+            }
+            return (int)mh$.invokeExact(parents, ranks, cap, n_out);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {

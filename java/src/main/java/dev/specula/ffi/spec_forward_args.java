@@ -25,6 +25,7 @@ import static java.lang.foreign.MemoryLayout.PathElement.*;
  *     spec_buffer *exit_hidden;
  *     spec_buffer *exit_logits;
  *     int32_t stop_at_exit;
+ *     uint64_t logits_offset;
  * }
  * }
  */
@@ -48,7 +49,8 @@ public class spec_forward_args {
         SpeculaFfi.C_POINTER.withName("exit_hidden"),
         SpeculaFfi.C_POINTER.withName("exit_logits"),
         SpeculaFfi.C_INT.withName("stop_at_exit"),
-        MemoryLayout.paddingLayout(4)
+        MemoryLayout.paddingLayout(4),
+        SpeculaFfi.C_LONG.withName("logits_offset")
     ).withName("spec_forward_args");
 
     /**
@@ -496,6 +498,50 @@ public class spec_forward_args {
      */
     public static void stop_at_exit(MemorySegment struct, int fieldValue) {
         struct.set(stop_at_exit$LAYOUT, stop_at_exit$OFFSET, fieldValue);
+    }
+
+    private static final OfLong logits_offset$LAYOUT = (OfLong)$LAYOUT.select(groupElement("logits_offset"));
+
+    /**
+     * Layout for field:
+     * {@snippet lang=c :
+     * uint64_t logits_offset
+     * }
+     */
+    public static final OfLong logits_offset$layout() {
+        return logits_offset$LAYOUT;
+    }
+
+    private static final long logits_offset$OFFSET = $LAYOUT.byteOffset(groupElement("logits_offset"));
+
+    /**
+     * Offset for field:
+     * {@snippet lang=c :
+     * uint64_t logits_offset
+     * }
+     */
+    public static final long logits_offset$offset() {
+        return logits_offset$OFFSET;
+    }
+
+    /**
+     * Getter for field:
+     * {@snippet lang=c :
+     * uint64_t logits_offset
+     * }
+     */
+    public static long logits_offset(MemorySegment struct) {
+        return struct.get(logits_offset$LAYOUT, logits_offset$OFFSET);
+    }
+
+    /**
+     * Setter for field:
+     * {@snippet lang=c :
+     * uint64_t logits_offset
+     * }
+     */
+    public static void logits_offset(MemorySegment struct, long fieldValue) {
+        struct.set(logits_offset$LAYOUT, logits_offset$OFFSET, fieldValue);
     }
 
     /**

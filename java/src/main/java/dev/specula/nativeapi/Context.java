@@ -24,7 +24,7 @@ public final class Context extends NativeHandle {
     private final Set<NativeHandle> dependents = Collections.newSetFromMap(new ConcurrentHashMap<>());
 
     private Context(String backend, int device, MemorySegment raw) {
-        super("Context(" + backend + ":" + device + ")", raw, h -> spec_context_destroy(h));
+        super("Context(" + backend + ":" + device + ")", null, raw, h -> spec_context_destroy(h));
         this.backend = backend;
         this.device = device;
     }
@@ -84,9 +84,7 @@ public final class Context extends NativeHandle {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment out = arena.allocate(ValueLayout.ADDRESS);
             Native.check(spec_buffer_alloc(h, nbytes, out), h);
-            DeviceBuffer buffer = new DeviceBuffer(this, out.get(ValueLayout.ADDRESS, 0), nbytes);
-            dependents.add(buffer);
-            return buffer;
+            return new DeviceBuffer(this, out.get(ValueLayout.ADDRESS, 0), nbytes);
         }
     }
 
@@ -103,19 +101,11 @@ public final class Context extends NativeHandle {
         dependents.remove(dependent);
     }
 
-    /** Throws IllegalStateException unless h was made by this context. */
-    void checkOwns(NativeHandle h, String what) {
-        if (!dependents.contains(h)) {
-            throw new IllegalStateException(what + " " + h.kind() + " belongs to another context or is closed");
-        }
-    }
-
     @Override
     void closeDependents() {
-        // Models before buffers: a model may reference buffers, never the reverse.
-        for (NativeHandle h : dependents.toArray(NativeHandle[]::new)) {
-            if (!(h instanceof DeviceBuffer)) h.close();
-        }
+        // KV caches point into their models, so they go first; plain buffers last.
+        for (NativeHandle h : dependents.toArray(NativeHandle[]::new)) if (h instanceof KvCache) h.close();
+        for (NativeHandle h : dependents.toArray(NativeHandle[]::new)) if (!(h instanceof DeviceBuffer)) h.close();
         for (NativeHandle h : dependents.toArray(NativeHandle[]::new)) h.close();
         dependents.clear();
     }

@@ -11,7 +11,7 @@ public final class DeviceBuffer extends NativeHandle {
     private final long size;
 
     DeviceBuffer(Context context, MemorySegment raw, long size) {
-        super("DeviceBuffer(" + size + " bytes)", raw, h -> spec_buffer_free(h));
+        super("DeviceBuffer(" + size + " bytes)", context, raw, h -> spec_buffer_free(h));
         this.context = context;
         this.size = size;
     }
@@ -49,12 +49,6 @@ public final class DeviceBuffer extends NativeHandle {
             throw new IllegalStateException("source " + src.kind() + " belongs to another context");
         }
         Native.check(spec_copy_d2d(segment(), offset, src.segment(), srcOffset, nbytes), context.handle());
-    }
-
-    @Override
-    public synchronized void close() {
-        super.close();
-        context.forget(this);
     }
 
     @Override

@@ -11,12 +11,16 @@ import java.util.function.Consumer;
  */
 abstract class NativeHandle implements AutoCloseable {
     private final String kind;
+    private final Context owner;
     private final Arena arena = Arena.ofShared();
     private final MemorySegment segment;
 
-    NativeHandle(String kind, MemorySegment raw, Consumer<MemorySegment> destroy) {
+    /** owner is the context this handle was made from (null for a context itself); it tracks live handles. */
+    NativeHandle(String kind, Context owner, MemorySegment raw, Consumer<MemorySegment> destroy) {
         this.kind = kind;
+        this.owner = owner;
         this.segment = raw.reinterpret(arena, destroy);
+        if (owner != null) owner.register(this);
     }
 
     /** The live handle; throws IllegalStateException once closed. */
@@ -37,6 +41,7 @@ abstract class NativeHandle implements AutoCloseable {
         if (!arena.scope().isAlive()) return;
         closeDependents();
         arena.close();
+        if (owner != null) owner.forget(this);
     }
 
     final String kind() {

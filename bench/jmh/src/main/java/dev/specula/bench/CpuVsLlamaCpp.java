@@ -1,0 +1,95 @@
+package dev.specula.bench;
+
+import dev.specula.engine.NativeModels;
+import dev.specula.engine.PlainDecoder;
+import dev.specula.engine.SamplingOptions;
+import dev.specula.model.ModelFile;
+import dev.specula.model.TestModelMaker;
+import dev.specula.model.gguf.GgmlType;
+import dev.specula.nativeapi.Context;
+import dev.specula.nativeapi.DType;
+import dev.specula.nativeapi.KvCache;
+import dev.specula.nativeapi.NativeModel;
+import dev.specula.oracle.LlamaCppOracle;
+import dev.specula.tokenizer.VocabTrainer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Locale;
+import java.util.SplittableRandom;
+
+/**
+ * Plain CPU decoding and prompt processing, Specula against llama.cpp, on the same random-weight GGUF files
+ * with the same thread count, in one run, printing the ratios. Both keep the KV cache in F16 (llama.cpp's
+ * default) and decode greedily one token per forward.
+ *
+ * <p>Usage: CpuVsLlamaCpp [sizes=100m,1b] [types=F16,Q8_0] [threads=1,2] [promptTokens=128] [decodeTokens=32]
+ */
+public final class CpuVsLlamaCpp {
+    record Size(String name, int dim, int layers, int heads, int kvHeads, int ff, int vocab) {}
+
+    static final List<Size> SIZES = List.of(
+            new Size("100m", 768, 10, 12, 4, 2048, 32000),
+            new Size("1b", 2048, 18, 32, 8, 5632, 32000));
+
+    public static void main(String[] args) throws Exception {
+        List<String> sizes = List.of(arg(args, 0, "100m,1b").split(","));
+        List<String> types = List.of(arg(args, 1, "F16,Q8_0").split(","));
+        List<String> threads = List.of(arg(args, 2, "1,2").split(","));
+        int promptTokens = Integer.parseInt(arg(args, 3, "128"));
+        int decodeTokens = Integer.parseInt(arg(args, 4, "32"));
+        LlamaCppOracle oracle = LlamaCppOracle.find().orElseThrow(() -> new IllegalStateException(LlamaCppOracle.whyMissing()));
+        Path dir = Path.of(System.getProperty("user.home"), ".cache", "specula", "bench");
+        Files.createDirectories(dir);
+        System.out.println("| model | type | threads | prompt tok/s specula | llama.cpp | ratio | decode tok/s specula | llama.cpp | ratio |");
+        System.out.println("|---|---|---|---|---|---|---|---|---|");
+        for (Size size : SIZES) {
+            if (!sizes.contains(size.name())) continue;
+            for (String type : types) {
+                Path file = dir.resolve(size.name() + "-" + type + ".gguf");
+                if (!Files.isRegularFile(file)) {
+                    System.err.println("making " + file);
+                    new TestModelMaker().arch("llama").dim(size.dim()).layers(size.layers()).heads(size.heads())
+                            .kvHeads(size.kvHeads()).ff(size.ff()).vocab(size.vocab()).context(2048).type(GgmlType.valueOf(type))
+                            .seed(1).tokenizer(VocabTrainer.ggufMetadata("llama", size.vocab(), 1)).write(file);
+                }
+                int[] prompt = new int[promptTokens];
+                SplittableRandom rng = new SplittableRandom(3);
+                prompt[0] = 1;
+                for (int i = 1; i < prompt.length; i++) prompt[i] = 3 + rng.nextInt(size.vocab() - 3);
+                for (String t : threads) {
+                    int n = Integer.parseInt(t);
+                    double[] ours = specula(file, prompt, decodeTokens, n);
+                    LlamaCppOracle.Speed theirs = oracle.speed(file, prompt, decodeTokens, n, "F16");
+                    double theirPrompt = prompt.length / theirs.promptSeconds();
+                    double theirDecode = theirs.generated() / theirs.decodeSeconds();
+                    System.out.printf(Locale.ROOT, "| %s | %s | %d | %.1f | %.1f | %.2f | %.2f | %.2f | %.2f |%n", size.name(), type, n,
+                            ours[0], theirPrompt, ours[0] / theirPrompt, ours[1], theirDecode, ours[1] / theirDecode);
+                }
+            }
+        }
+    }
+
+    /** Prompt tokens per second and decoded tokens per second. */
+    static double[] specula(Path file, int[] prompt, int decodeTokens, int threads) {
+        try (Context ctx = Context.cpu(); ModelFile mf = ModelFile.open(file);
+             NativeModel model = NativeModels.load(ctx, mf, DType.F16);
+             PlainDecoder decoder = new PlainDecoder(model)) {
+            ctx.setThreads(threads);
+            // Warm-up: page in the mapping.
+            try (KvCache kv = model.newKvCache(prompt.length + decodeTokens + 8)) {
+                decoder.generate(kv, new int[] {1, 2}, 2, SamplingOptions.GREEDY, x -> false, x -> true, () -> false);
+            }
+            try (KvCache kv = model.newKvCache(prompt.length + decodeTokens + 8)) {
+                var r = decoder.generate(kv, prompt, decodeTokens, SamplingOptions.GREEDY, x -> false, x -> true, () -> false);
+                // The first generated token comes with the prompt's logits; decode speed counts the forwards after it.
+                double decodeRate = (r.stats().generatedTokens() - 1) / r.stats().generateSeconds();
+                return new double[] {r.stats().promptTokensPerSecond(), decodeRate};
+            }
+        }
+    }
+
+    private static String arg(String[] args, int i, String fallback) {
+        return args.length > i && !args[i].isBlank() ? args[i] : fallback;
+    }
+}

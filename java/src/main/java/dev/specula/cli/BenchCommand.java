@@ -1,0 +1,235 @@
+package dev.specula.cli;
+
+import com.google.gson.Gson;
+import com.google.gson.JsonArray;
+import com.google.gson.JsonObject;
+import dev.specula.engine.GenerationRequest;
+import dev.specula.engine.GenerationResult;
+import dev.specula.engine.LoadedModel;
+import dev.specula.engine.SamplingOptions;
+import dev.specula.nativeapi.Context;
+import java.awt.BasicStroke;
+import java.awt.Color;
+import java.awt.Font;
+import java.awt.Graphics2D;
+import java.awt.RenderingHints;
+import java.awt.image.BufferedImage;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.LocalDate;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import javax.imageio.ImageIO;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * Spec-Bench style comparison of drafters on one model: every question of a JSONL file (question_id, category,
+ * turns) is answered greedily by each drafter in turn, so all share the machine's noise; the table gives each
+ * drafter's speedup over plain decoding ("none") and its mean accepted tokens per step, overall and per category.
+ */
+@Command(name = "bench", sortOptions = false, mixinStandardHelpOptions = true,
+        description = "Compare drafters on a Spec-Bench style prompt file: speedup over plain decoding and mean accepted tokens.")
+final class BenchCommand implements Callable<Integer> {
+    @Option(names = "--model", paramLabel = "FILE", description = "The target model (default: the demo model).")
+    Path model;
+
+    @Option(names = "--prompts", paramLabel = "FILE.jsonl", required = true,
+            description = "One JSON object per line with question_id, category and turns (the first turn is the prompt).")
+    Path prompts;
+
+    @Option(names = "--drafters", paramLabel = "LIST", defaultValue = "none,pld,recycling", split = ",",
+            description = "Comma-separated drafters; none is always included (default: ${DEFAULT-VALUE}).")
+    List<String> drafters;
+
+    @Option(names = "--max-tokens", paramLabel = "N", defaultValue = "128", description = "Tokens per answer (default: ${DEFAULT-VALUE}).")
+    int maxTokens;
+
+    @Option(names = "--draft-model", paramLabel = "FILE", description = "The draft model for the draft-model drafter (default: the demo draft).")
+    Path draftModel;
+
+    @Option(names = "--limit", paramLabel = "N", defaultValue = "0", description = "Use only the first N questions (0 = all).")
+    int limit;
+
+    @Option(names = "--tree-size", paramLabel = "N", defaultValue = "81", description = "Largest draft tree (default: ${DEFAULT-VALUE}).")
+    int treeSize;
+
+    @Option(names = "--fixed-tree", description = "Always use the largest tree (no cost-based back-off).")
+    boolean fixedTree;
+
+    @Option(names = "--threads", paramLabel = "N", defaultValue = "0", description = "CPU threads; 0 uses all cores.")
+    int threads;
+
+    @Option(names = "--out", paramLabel = "DIR", description = "Write the table (bench.md) and chart (bench.png) here.")
+    Path out;
+
+    record Question(String id, String category, String prompt) {}
+
+    /** Sums per drafter and category. */
+    static final class Tally {
+        double seconds;
+        long tokens;
+        long steps;
+        long acceptedTokens;
+
+        void add(GenerationResult r) {
+            seconds += r.stats().generateSeconds();
+            tokens += r.tokens().length;
+            if (r.speculation() != null) {
+                steps += r.speculation().steps();
+                acceptedTokens += r.speculation().tokens();
+            } else {
+                steps += r.tokens().length;
+                acceptedTokens += r.tokens().length;
+            }
+        }
+
+        double tokensPerSecond() {
+            return seconds > 0 ? tokens / seconds : 0;
+        }
+
+        double meanAccepted() {
+            return steps > 0 ? (double) acceptedTokens / steps : 0;
+        }
+    }
+
+    @Override
+    public Integer call() throws IOException {
+        List<Question> questions = readQuestions(prompts);
+        if (limit > 0 && questions.size() > limit) questions = questions.subList(0, limit);
+        List<String> names = new ArrayList<>(List.of("none"));
+        for (String d : drafters) if (!names.contains(d.trim())) names.add(d.trim());
+        Path path = model != null ? model : DefaultModel.locate();
+        Map<String, Map<String, Tally>> tallies = new LinkedHashMap<>(); // drafter -> category ("all" too) -> tally
+        try (Context ctx = Context.cpu(); LoadedModel loaded = LoadedModel.open(ctx, path);
+             Drafters factory = new Drafters(loaded, treeSize, !fixedTree, draftModel, 4096)) {
+            ctx.setThreads(threads);
+            var generator = loaded.generator(4096);
+            // Warm-up: first-touch of the mapping and JIT, outside the figures.
+            generator.generate(GenerationRequest.greedy(questions.get(0).prompt(), 16), t -> {}, () -> false);
+            int q = 0;
+            for (Question question : questions) {
+                q++;
+                int[] reference = null;
+                for (String name : names) {
+                    GenerationRequest request = new GenerationRequest(question.prompt(), maxTokens, SamplingOptions.GREEDY,
+                            List.of(), null, factory.speculation(name));
+                    GenerationResult r = generator.generate(request, t -> {}, () -> false);
+                    if (reference == null) reference = r.tokens();
+                    else if (!Arrays.equals(reference, r.tokens()))
+                        throw new IllegalStateException("drafter " + name + " changed the greedy output of question " + question.id());
+                    Map<String, Tally> byCategory = tallies.computeIfAbsent(name, k -> new LinkedHashMap<>());
+                    byCategory.computeIfAbsent("all", k -> new Tally()).add(r);
+                    byCategory.computeIfAbsent(question.category(), k -> new Tally()).add(r);
+                }
+                System.err.printf("\r%d/%d questions", q, questions.size());
+            }
+            System.err.println();
+        }
+        String table = table(path, questions.size(), names, tallies);
+        System.out.print(table);
+        if (out != null) {
+            Files.createDirectories(out);
+            Files.writeString(out.resolve("bench.md"), table);
+            chart(names, tallies, out.resolve("bench.png"));
+            System.err.println("wrote " + out.resolve("bench.md") + " and " + out.resolve("bench.png"));
+        }
+        return 0;
+    }
+
+    static List<Question> readQuestions(Path file) throws IOException {
+        List<Question> out = new ArrayList<>();
+        Gson gson = new Gson();
+        int line = 0;
+        for (String s : Files.readAllLines(file)) {
+            line++;
+            if (s.isBlank()) continue;
+            JsonObject o;
+            try {
+                o = gson.fromJson(s, JsonObject.class);
+            } catch (RuntimeException e) {
+                throw new IllegalArgumentException(file + ":" + line + ": not a JSON object: " + e.getMessage());
+            }
+            if (o == null || !o.has("turns") || !o.get("turns").isJsonArray() || o.getAsJsonArray("turns").isEmpty())
+                throw new IllegalArgumentException(file + ":" + line + ": needs a non-empty \"turns\" array");
+            JsonArray turns = o.getAsJsonArray("turns");
+            String id = o.has("question_id") ? o.get("question_id").getAsString() : String.valueOf(line);
+            String category = o.has("category") ? o.get("category").getAsString() : "default";
+            out.add(new Question(id, category, turns.get(0).getAsString()));
+        }
+        if (out.isEmpty()) throw new IllegalArgumentException(file + ": no questions");
+        return out;
+    }
+
+    static String table(Path model, int questions, List<String> names, Map<String, Map<String, Tally>> tallies) {
+        StringBuilder sb = new StringBuilder();
+        sb.append(String.format(Locale.ROOT, "Model %s, %d questions, greedy, %s%n%n", model.getFileName(), questions, LocalDate.now()));
+        List<String> categories = new ArrayList<>(tallies.get("none").keySet());
+        sb.append("| drafter | category | tokens/s | speedup vs none | mean accepted tokens |\n|---|---|---|---|---|\n");
+        for (String name : names) {
+            for (String c : categories) {
+                Tally t = tallies.get(name).get(c), base = tallies.get("none").get(c);
+                sb.append(String.format(Locale.ROOT, "| %s | %s | %.1f | %.2fx | %.2f |%n", name, c, t.tokensPerSecond(),
+                        t.tokensPerSecond() / base.tokensPerSecond(), t.meanAccepted()));
+            }
+        }
+        return sb.toString();
+    }
+
+    static void chart(List<String> names, Map<String, Map<String, Tally>> tallies, Path png) throws IOException {
+        System.setProperty("java.awt.headless", "true");
+        List<String> categories = new ArrayList<>(tallies.get("none").keySet());
+        int w = 160 + categories.size() * (names.size() * 36 + 30), h = 420, left = 60, bottom = 340;
+        BufferedImage img = new BufferedImage(w, h, BufferedImage.TYPE_INT_RGB);
+        Graphics2D g = img.createGraphics();
+        g.setRenderingHint(RenderingHints.KEY_ANTIALIASING, RenderingHints.VALUE_ANTIALIAS_ON);
+        g.setColor(Color.WHITE);
+        g.fillRect(0, 0, w, h);
+        double max = 1.0;
+        for (String n : names) for (String c : categories) {
+            Tally t = tallies.get(n).get(c), b = tallies.get("none").get(c);
+            max = Math.max(max, t.tokensPerSecond() / b.tokensPerSecond());
+        }
+        double scale = 280 / (max * 1.1);
+        Color[] palette = {new Color(0x9e9e9e), new Color(0x1f77b4), new Color(0xff7f0e), new Color(0x2ca02c), new Color(0xd62728)};
+        g.setFont(new Font(Font.SANS_SERIF, Font.PLAIN, 12));
+        g.setColor(Color.BLACK);
+        g.drawString("speedup over plain decoding (none = 1.0)", left, 20);
+        int x = left + 10;
+        for (String c : categories) {
+            for (int i = 0; i < names.size(); i++) {
+                Tally t = tallies.get(names.get(i)).get(c), b = tallies.get("none").get(c);
+                double v = t.tokensPerSecond() / b.tokensPerSecond();
+                int bh = (int) Math.round(v * scale);
+                g.setColor(palette[i % palette.length]);
+                g.fillRect(x, bottom - bh, 30, bh);
+                g.setColor(Color.BLACK);
+                g.drawString(String.format(Locale.ROOT, "%.2f", v), x, bottom - bh - 4);
+                x += 36;
+            }
+            g.drawString(c.length() > 22 ? c.substring(0, 22) : c, x - names.size() * 36, bottom + 18);
+            x += 30;
+        }
+        g.setStroke(new BasicStroke(1f, BasicStroke.CAP_BUTT, BasicStroke.JOIN_MITER, 10f, new float[] {4f}, 0f));
+        int one = bottom - (int) Math.round(scale);
+        g.drawLine(left, one, w - 20, one);
+        g.setStroke(new BasicStroke(1f));
+        g.drawLine(left, bottom, w - 20, bottom);
+        int lx = left;
+        for (int i = 0; i < names.size(); i++) {
+            g.setColor(palette[i % palette.length]);
+            g.fillRect(lx, h - 40, 12, 12);
+            g.setColor(Color.BLACK);
+            g.drawString(names.get(i), lx + 16, h - 30);
+            lx += 110;
+        }
+        g.dispose();
+        ImageIO.write(img, "png", png.toFile());
+    }
+}

@@ -1,0 +1,37 @@
+package dev.specula.cli;
+
+import dev.specula.model.TestModelMaker;
+import dev.specula.model.gguf.GgmlType;
+import dev.specula.tokenizer.VocabTrainer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/**
+ * The model `specula run` uses when none is named: the trained demo target in the repository's models/
+ * folder when present, else a seeded random-weight test model made once in the user's cache.
+ */
+final class DefaultModel {
+    static final String DEMO_TARGET = "models/demo-target.gguf";
+
+    private DefaultModel() {}
+
+    static Path locate() {
+        String home = System.getProperty("specula.home");
+        if (home != null) {
+            Path demo = Path.of(home).resolve(DEMO_TARGET);
+            if (Files.isRegularFile(demo)) return demo;
+        }
+        Path cached = Path.of(System.getProperty("user.home"), ".cache", "specula", "models", "test-llama-128x4-q8.gguf");
+        if (!Files.isRegularFile(cached)) {
+            try {
+                Files.createDirectories(cached.getParent());
+            } catch (java.io.IOException e) {
+                throw new java.io.UncheckedIOException("cannot create " + cached.getParent(), e);
+            }
+            System.err.println("specula: no trained demo model here; making a random-weight test model at " + cached);
+            new TestModelMaker().arch("llama").dim(128).layers(4).heads(4).kvHeads(2).ff(384).vocab(2048).context(1024)
+                    .type(GgmlType.Q8_0).seed(1).tokenizer(VocabTrainer.ggufMetadata("llama", 2048, 1)).write(cached);
+        }
+        return cached;
+    }
+}

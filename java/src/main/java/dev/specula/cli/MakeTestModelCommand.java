@@ -1,0 +1,101 @@
+package dev.specula.cli;
+
+import dev.specula.model.TestModelMaker;
+import dev.specula.model.gguf.GgmlType;
+import dev.specula.tokenizer.VocabTrainer;
+import java.nio.file.Path;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/** Writes a GGUF model with seeded random weights, for tests and benchmarks. */
+@Command(name = "make-test-model", sortOptions = false,
+        description = "Write a GGUF model with seeded random weights (llama or qwen2, any size) for tests and benchmarks.")
+final class MakeTestModelCommand implements Callable<Integer> {
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    @Option(names = {"-h", "--help"}, usageHelp = true, description = "Show this help and exit.")
+    boolean help;
+
+    @Option(names = "--out", required = true, paramLabel = "FILE", description = "The GGUF file to write.")
+    Path out;
+
+    @Option(names = "--arch", paramLabel = "NAME", defaultValue = "llama", description = "Architecture: llama or qwen2 (default: ${DEFAULT-VALUE}).")
+    String arch;
+
+    @Option(names = "--dim", paramLabel = "N", defaultValue = "64", description = "Embedding width n_embd (default: ${DEFAULT-VALUE}).")
+    int dim;
+
+    @Option(names = "--layers", paramLabel = "N", defaultValue = "2", description = "Number of transformer blocks (default: ${DEFAULT-VALUE}).")
+    int layers;
+
+    @Option(names = "--heads", paramLabel = "N", defaultValue = "4", description = "Attention heads; dim / heads is the head size (default: ${DEFAULT-VALUE}).")
+    int heads;
+
+    @Option(names = "--kv-heads", paramLabel = "N", defaultValue = "2", description = "Key/value heads, dividing --heads (default: ${DEFAULT-VALUE}).")
+    int kvHeads;
+
+    @Option(names = "--ff", paramLabel = "N", defaultValue = "192", description = "Feed-forward width n_ff (default: ${DEFAULT-VALUE}).")
+    int ff;
+
+    @Option(names = "--vocab", paramLabel = "N", defaultValue = "512", description = "Vocabulary size (default: ${DEFAULT-VALUE}).")
+    int vocab;
+
+    @Option(names = "--context", paramLabel = "N", defaultValue = "256", description = "Training context length n_ctx_train (default: ${DEFAULT-VALUE}).")
+    int context;
+
+    @Option(names = "--type", paramLabel = "TYPE", defaultValue = "F32",
+            description = "Type of the weight matrices: F32, F16, BF16, Q8_0 or Q4_0; norms and biases stay F32 (default: ${DEFAULT-VALUE}).")
+    String type;
+
+    private boolean tied;
+
+    @Option(names = "--tied", description = "Share the token embedding as the output layer (no output.weight).")
+    void tied(boolean ignored) {
+        tied = true;
+    }
+
+    @Option(names = "--untied", description = "Write a separate output.weight (the default).")
+    void untied(boolean ignored) {
+        tied = false;
+    }
+
+    @Option(names = "--seed", paramLabel = "N", defaultValue = "42", description = "Seed of the weights and vocabulary; the same seed gives the same file (default: ${DEFAULT-VALUE}).")
+    long seed;
+
+    @Option(names = "--rope-theta", paramLabel = "THETA", defaultValue = "10000", description = "RoPE base frequency (default: ${DEFAULT-VALUE}).")
+    float ropeTheta;
+
+    @Option(names = "--tokenizer", paramLabel = "STYLE", defaultValue = "llama",
+            description = "Tokenizer style of the vocabulary: llama (SentencePiece with byte fallback) or gpt2 (byte-level BPE) (default: ${DEFAULT-VALUE}).")
+    String tokenizer;
+
+    @Override
+    public Integer call() {
+        GgmlType ggmlType;
+        try {
+            ggmlType = GgmlType.valueOf(type.toUpperCase(Locale.ROOT));
+        } catch (IllegalArgumentException e) {
+            throw new CommandLine.ParameterException(spec.commandLine(), "invalid --type " + type + ": use F32, F16, BF16, Q8_0 or Q4_0");
+        }
+        if (!tokenizer.equals("llama") && !tokenizer.equals("gpt2")) {
+            throw new CommandLine.ParameterException(spec.commandLine(), "invalid --tokenizer " + tokenizer + ": use llama or gpt2");
+        }
+        TestModelMaker maker = new TestModelMaker().arch(arch).dim(dim).layers(layers).heads(heads).kvHeads(kvHeads)
+                .ff(ff).vocab(vocab).context(context).type(ggmlType).tied(tied).seed(seed).ropeTheta(ropeTheta);
+        try {
+            maker.config();
+            Map<String, Object> vocabulary = VocabTrainer.ggufMetadata(tokenizer, vocab, seed);
+            TestModelMaker.Summary summary = maker.tokenizer(vocabulary).write(out);
+            spec.commandLine().getOut().println("wrote " + summary.describe());
+            spec.commandLine().getOut().flush();
+            return 0;
+        } catch (IllegalArgumentException | UnsupportedOperationException e) {
+            throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
+        }
+    }
+}

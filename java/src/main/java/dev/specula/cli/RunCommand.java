@@ -1,0 +1,143 @@
+package dev.specula.cli;
+
+import com.google.gson.GsonBuilder;
+import dev.specula.engine.GenerationRequest;
+import dev.specula.engine.GenerationResult;
+import dev.specula.engine.LoadedModel;
+import dev.specula.engine.SamplingOptions;
+import dev.specula.nativeapi.Context;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/** Generates text from a prompt, streaming it, with the stats at the end (or one JSON object with --json). */
+@Command(name = "run", sortOptions = false, mixinStandardHelpOptions = true,
+        description = "Generate text from a prompt.")
+final class RunCommand implements Callable<Integer> {
+    @Option(names = "--model", paramLabel = "FILE", description = "A GGUF file or Hugging Face checkpoint folder (default: the demo model).")
+    Path model;
+
+    @Option(names = "--prompt", paramLabel = "TEXT", defaultValue = "public static int max(int a, int b) {\n",
+            description = "The prompt (default: a Java method signature).")
+    String prompt;
+
+    @Option(names = "--max-tokens", paramLabel = "N", defaultValue = "64", description = "Most tokens to generate (default: ${DEFAULT-VALUE}).")
+    int maxTokens;
+
+    @Option(names = "--temperature", paramLabel = "T", defaultValue = "0", description = "0 is greedy (default: ${DEFAULT-VALUE}).")
+    float temperature;
+
+    @Option(names = "--top-k", paramLabel = "K", defaultValue = "0", description = "Keep the K most likely tokens; 0 keeps all.")
+    int topK;
+
+    @Option(names = "--top-p", paramLabel = "P", defaultValue = "1", description = "Nucleus sampling mass; 1 keeps all.")
+    float topP;
+
+    @Option(names = "--min-p", paramLabel = "P", defaultValue = "0", description = "Drop tokens below P times the top probability.")
+    float minP;
+
+    @Option(names = "--repeat-penalty", paramLabel = "X", defaultValue = "1", description = "Penalty for recent tokens; 1 is none.")
+    float repeatPenalty;
+
+    @Option(names = "--seed", paramLabel = "S", defaultValue = "0", description = "Random seed for sampling (default: ${DEFAULT-VALUE}).")
+    long seed;
+
+    @Option(names = "--stop", paramLabel = "TEXT", description = "A string that ends the output (repeatable).")
+    List<String> stop = new ArrayList<>();
+
+    @Option(names = "--context", paramLabel = "N", defaultValue = "2048", description = "KV cache positions (default: ${DEFAULT-VALUE}).")
+    int context;
+
+    @Option(names = "--threads", paramLabel = "N", defaultValue = "0", description = "CPU threads; 0 uses all cores.")
+    int threads;
+
+    @Option(names = "--drafter", paramLabel = "NAME", defaultValue = "none",
+            description = "none, pld, recycling, draft-model or early-exit (default: ${DEFAULT-VALUE}).")
+    String drafter;
+
+    @Option(names = "--draft-model", paramLabel = "FILE", description = "The draft model for --drafter draft-model (default: the demo draft).")
+    Path draftModel;
+
+    @Option(names = "--verify", paramLabel = "MODE", defaultValue = "greedy",
+            description = "greedy (temperature 0) or sample (lossless, needs --temperature > 0); relaxed modes typical and lantern are not in this build.")
+    String verify;
+
+    @Option(names = "--tree-size", paramLabel = "N", defaultValue = "81", description = "Largest draft tree, root included (default: ${DEFAULT-VALUE}).")
+    int treeSize;
+
+    @Option(names = "--fixed-tree", description = "Always use the largest tree (no cost-based back-off).")
+    boolean fixedTree;
+
+    @Option(names = "--json", description = "Print one JSON object with the token ids, the text and the stats.")
+    boolean json;
+
+    @Override
+    public Integer call() {
+        Path path = model != null ? model : DefaultModel.locate();
+        switch (verify) {
+            case "greedy" -> {
+                if (temperature != 0) throw new IllegalArgumentException("--verify greedy takes temperature 0; use --verify sample");
+            }
+            case "sample" -> {
+                if (temperature <= 0) throw new IllegalArgumentException("--verify sample needs --temperature > 0");
+            }
+            case "typical", "lantern" -> throw new IllegalArgumentException("relaxed verification '" + verify + "' is not in this build");
+            default -> throw new IllegalArgumentException("unknown --verify mode '" + verify + "': greedy or sample");
+        }
+        SamplingOptions sampling = new SamplingOptions(temperature, topK, topP, minP, repeatPenalty, 64, seed);
+        PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
+        try (Context ctx = Context.cpu(); LoadedModel loaded = LoadedModel.open(ctx, path);
+             Drafters drafters = new Drafters(loaded, treeSize, !fixedTree, draftModel, context)) {
+            ctx.setThreads(threads);
+            GenerationRequest request = new GenerationRequest(prompt, maxTokens, sampling, stop, null, drafters.speculation(drafter));
+            if (!json) out.print(prompt);
+            GenerationResult r = loaded.generator(context).generate(request, text -> {
+                if (!json) out.print(text);
+            }, () -> false);
+            if (json) {
+                Map<String, Object> o = new LinkedHashMap<>();
+                o.put("model", path.toString());
+                o.put("prompt", prompt);
+                o.put("prompt_tokens", r.promptTokens());
+                o.put("tokens", r.tokens());
+                o.put("text", r.text());
+                o.put("stop_reason", r.stopReason().name().toLowerCase());
+                Map<String, Object> stats = new LinkedHashMap<>();
+                stats.put("prompt_tokens", r.stats().promptTokens());
+                stats.put("generated_tokens", r.stats().generatedTokens());
+                stats.put("prompt_seconds", r.stats().promptSeconds());
+                stats.put("generate_seconds", r.stats().generateSeconds());
+                stats.put("prompt_tokens_per_second", r.stats().promptTokensPerSecond());
+                stats.put("generated_tokens_per_second", r.stats().generatedTokensPerSecond());
+                if (r.speculation() != null) {
+                    stats.put("drafter", drafter);
+                    stats.put("steps", r.speculation().steps());
+                    stats.put("mean_accepted_tokens", r.speculation().meanAccepted());
+                    stats.put("accepted_length_histogram", r.speculation().acceptedLengthHistogram());
+                    double[] depth = new double[r.speculation().maxDepthReached()];
+                    for (int d = 0; d < depth.length; d++) depth[d] = r.speculation().acceptanceAtDepth(d + 1);
+                    stats.put("acceptance_by_depth", depth);
+                    stats.put("draft_seconds", r.speculation().draftSeconds());
+                    stats.put("verify_seconds", r.speculation().verifySeconds());
+                    stats.put("other_seconds", r.speculation().otherSeconds());
+                }
+                o.put("stats", stats);
+                out.println(new GsonBuilder().disableHtmlEscaping().create().toJson(o));
+            } else {
+                out.println();
+                String spec = r.speculation() == null ? "" : String.format(", %s: %.2f tokens/step", drafter, r.speculation().meanAccepted());
+                System.err.printf("%n[%s: %d prompt tokens at %.1f tok/s, %d generated at %.1f tok/s%s, stopped: %s]%n",
+                        path.getFileName(), r.stats().promptTokens(), r.stats().promptTokensPerSecond(),
+                        r.stats().generatedTokens(), r.stats().generatedTokensPerSecond(), spec, r.stopReason().name().toLowerCase());
+            }
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,29 @@
+package dev.specula.engine;
+
+import dev.specula.nativeapi.DeviceBuffer;
+import dev.specula.nativeapi.VerifyResult;
+
+/**
+ * A drafting policy: proposes a tree of guesses for one sequence and learns from how it was verified.
+ * Whether an instance may serve several sequences at once is said by each class.
+ */
+public interface DraftPolicy {
+    /** A short name for tables and the CLI, e.g. "pld". */
+    String name();
+
+    /**
+     * Proposes a tree rooted at the sequence's last token (history[length - 1]), with at most maxNodes nodes
+     * including the root. Returning the root alone means "no speculation this step".
+     */
+    DraftTree propose(int[] history, int length, int maxNodes);
+
+    /** Sees the verification of the tree it proposed for one sequence. The default learns nothing. */
+    default void observe(DraftTree tree, VerifyResult result) {}
+
+    /**
+     * Sees a whole verified batch once per step: every sequence's tree, whichever policy drafted it, and the
+     * target's logits, f32 [B][maxNodes][nVocab]. For policies that learn from the target's predictions
+     * wherever they come from, such as Token Recycling. The default does nothing.
+     */
+    default void observeBatch(DraftTree[] trees, DeviceBuffer logits, int maxNodes) {}
+}

@@ -1,0 +1,8 @@
+package dev.specula.engine;
+
+/**
+ * What a generation produced: the prompt's tokens, the generated tokens and text, why it stopped, its cost,
+ * and (for speculative requests, else null) the speculation statistics.
+ */
+public record GenerationResult(int[] promptTokens, int[] tokens, String text, StopReason stopReason, GenerationStats stats,
+                               SpecStats speculation) {}

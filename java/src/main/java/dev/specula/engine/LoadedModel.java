@@ -1,0 +1,81 @@
+package dev.specula.engine;
+
+import dev.specula.model.ModelFile;
+import dev.specula.nativeapi.Context;
+import dev.specula.nativeapi.DType;
+import dev.specula.nativeapi.NativeModel;
+import dev.specula.tokenizer.Tokenizer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/**
+ * A model file opened, its weights on a context and its tokenizer: everything a generation needs. Closing
+ * it closes the native model and unmaps the file. May be shared between threads.
+ */
+public final class LoadedModel implements AutoCloseable {
+    private final ModelFile file;
+    private final NativeModel model;
+    private final Tokenizer tokenizer;
+
+    private LoadedModel(ModelFile file, NativeModel model, Tokenizer tokenizer) {
+        this.file = file;
+        this.model = model;
+        this.tokenizer = tokenizer;
+    }
+
+    /**
+     * Opens a GGUF file (tokenizer from its metadata) or a Hugging Face checkpoint folder (tokenizer from its
+     * tokenizer.json). The KV cache is F16, as llama.cpp keeps it.
+     */
+    public static LoadedModel open(Context context, Path path) {
+        ModelFile file = ModelFile.open(path);
+        try {
+            Tokenizer tokenizer;
+            if (file.gguf().isPresent()) {
+                tokenizer = Tokenizer.fromGgufMetadata(file.gguf().get().metadata());
+            } else {
+                Path json = huggingFaceTokenizer(path);
+                try {
+                    tokenizer = Tokenizer.fromHuggingFace(json);
+                } catch (java.io.IOException e) {
+                    throw new java.io.UncheckedIOException(json + ": cannot read the tokenizer: " + e.getMessage(), e);
+                }
+            }
+            NativeModel model = NativeModels.load(context, file, DType.F16);
+            return new LoadedModel(file, model, tokenizer);
+        } catch (RuntimeException e) {
+            file.close();
+            throw e;
+        }
+    }
+
+    private static Path huggingFaceTokenizer(Path path) {
+        Path dir = Files.isDirectory(path) ? path : path.toAbsolutePath().getParent();
+        Path json = dir.resolve("tokenizer.json");
+        if (!Files.isRegularFile(json)) throw new IllegalArgumentException(path + ": no tokenizer.json beside the checkpoint");
+        return json;
+    }
+
+    public NativeModel model() {
+        return model;
+    }
+
+    public Tokenizer tokenizer() {
+        return tokenizer;
+    }
+
+    public ModelFile file() {
+        return file;
+    }
+
+    /** A generator over this model with KV caches of contextLength positions (at most the model's training context). */
+    public Generator generator(int contextLength) {
+        return new Generator(model, tokenizer, Math.min(contextLength, model.shape().nCtxTrain()));
+    }
+
+    @Override
+    public void close() {
+        model.close();
+        file.close();
+    }
+}

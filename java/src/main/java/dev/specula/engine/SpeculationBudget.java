@@ -1,0 +1,82 @@
+package dev.specula.engine;
+
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * Chooses how many tree nodes a policy may propose, from measured costs rather than a fixed rule: for each
+ * size bucket (1, 2, 4, ... nodes) it keeps the measured seconds of a verify step and, per policy, the tokens
+ * such a step produced, and picks the bucket with the most tokens per second. A bucket not tried for a while
+ * is tried again, so the choice follows changes (a policy warming up, a busier machine). Size 1 is plain
+ * decoding: when nothing beats it, speculation switches off. Thread-safe.
+ */
+public final class SpeculationBudget {
+    private static final double DECAY = 0.8;
+    private static final int EXPLORE_EVERY = 16;
+
+    private final int[] buckets;
+    // Per policy and bucket: seconds per verify step, and tokens per step.
+    private final Map<String, double[]> cost = new ConcurrentHashMap<>();
+    private final Map<String, double[]> yield = new ConcurrentHashMap<>();
+    private final Map<String, int[]> sinceTried = new ConcurrentHashMap<>();
+    private final boolean adaptive;
+
+    /** maxNodes: the largest tree; adaptive false always allows maxNodes (for comparisons). */
+    public SpeculationBudget(int maxNodes, boolean adaptive) {
+        int n = 1;
+        while ((1 << n) < maxNodes) n++;
+        buckets = new int[n + 1];
+        for (int i = 0; i < n; i++) buckets[i] = 1 << i;
+        buckets[n] = maxNodes;
+        this.adaptive = adaptive;
+    }
+
+    public int maxNodes() {
+        return buckets[buckets.length - 1];
+    }
+
+    /** The tree size a policy may use this step. */
+    public synchronized int choose(String policy) {
+        if (!adaptive) return maxNodes();
+        double[] y = yield.computeIfAbsent(policy, k -> new double[buckets.length]);
+        double[] cost = this.cost.computeIfAbsent(policy, k -> new double[buckets.length]);
+        int[] since = sinceTried.computeIfAbsent(policy, k -> new int[buckets.length]);
+        for (int i = 0; i < buckets.length; i++) since[i]++;
+        // Untried buckets first, smallest to largest, so both sides of every ratio get measured.
+        for (int i = 0; i < buckets.length; i++) if (cost[i] == 0 || y[i] == 0) return pick(i, since);
+        int best = 0;
+        double bestRate = 0;
+        for (int i = 0; i < buckets.length; i++) {
+            double rate = y[i] / cost[i];
+            if (rate > bestRate) {
+                bestRate = rate;
+                best = i;
+            }
+        }
+        // Re-measure a neighbour now and then: costs and acceptance drift.
+        for (int d : new int[] {1, -1}) {
+            int j = best + d;
+            if (j >= 0 && j < buckets.length && since[j] > EXPLORE_EVERY) return pick(j, since);
+        }
+        return pick(best, since);
+    }
+
+    private int pick(int i, int[] since) {
+        since[i] = 0;
+        return buckets[i];
+    }
+
+    /** Records a step: the size the policy was allowed, the seconds its verification took, the tokens it gave. */
+    public synchronized void record(String policy, int allowed, double seconds, int tokens) {
+        int i = bucketOf(allowed);
+        double[] cost = this.cost.computeIfAbsent(policy, k -> new double[buckets.length]);
+        cost[i] = cost[i] == 0 ? seconds : DECAY * cost[i] + (1 - DECAY) * seconds;
+        double[] y = yield.computeIfAbsent(policy, k -> new double[buckets.length]);
+        y[i] = y[i] == 0 ? tokens : DECAY * y[i] + (1 - DECAY) * tokens;
+    }
+
+    private int bucketOf(int nodes) {
+        for (int i = 0; i < buckets.length; i++) if (nodes <= buckets[i]) return i;
+        return buckets.length - 1;
+    }
+}

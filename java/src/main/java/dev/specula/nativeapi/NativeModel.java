@@ -1,0 +1,135 @@
+package dev.specula.nativeapi;
+
+import static dev.specula.ffi.SpeculaFfi.*;
+
+import dev.specula.ffi.spec_forward_args;
+import dev.specula.ffi.spec_model_config;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * A transformer's weights on a context. Weights are handed over as addresses (typically into a mapped
+ * model file) that must stay valid while the model lives: pass their owner to {@link #keepAlive}.
+ * Forward calls on one model are serialised; separate models run in parallel.
+ */
+public final class NativeModel extends NativeHandle {
+    private final Context context;
+    private final ModelShape shape;
+    private final List<Object> keepAlive = new ArrayList<>();
+    private boolean finalized;
+
+    private NativeModel(Context context, ModelShape shape, MemorySegment raw) {
+        super("NativeModel(" + shape.nLayer() + " layers, vocabulary " + shape.nVocab() + ")", context, raw, h -> spec_model_destroy(h));
+        this.context = context;
+        this.shape = shape;
+    }
+
+    /** Creates an empty model of this shape whose KV caches hold kvType (F32, F16 or BF16). */
+    public static NativeModel create(Context context, ModelShape shape, DType kvType) {
+        MemorySegment ctx = context.handle();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment c = spec_model_config.allocate(arena);
+            spec_model_config.arch(c, shape.archCode());
+            spec_model_config.n_vocab(c, shape.nVocab());
+            spec_model_config.n_embd(c, shape.nEmbd());
+            spec_model_config.n_layer(c, shape.nLayer());
+            spec_model_config.n_head(c, shape.nHead());
+            spec_model_config.n_head_kv(c, shape.nHeadKv());
+            spec_model_config.head_dim(c, shape.headDim());
+            spec_model_config.n_ff(c, shape.nFf());
+            spec_model_config.n_ctx_train(c, shape.nCtxTrain());
+            spec_model_config.rms_eps(c, shape.rmsEps());
+            spec_model_config.rope_theta(c, shape.ropeTheta());
+            spec_model_config.rope_style(c, shape.ropeStyleCode());
+            spec_model_config.rope_dims(c, shape.ropeDims());
+            spec_model_config.rope_scaling(c, shape.ropeScalingCode());
+            spec_model_config.rope_factor(c, shape.ropeFactor());
+            spec_model_config.rope_low_freq_factor(c, shape.ropeLowFreqFactor());
+            spec_model_config.rope_high_freq_factor(c, shape.ropeHighFreqFactor());
+            spec_model_config.rope_orig_ctx(c, shape.ropeOrigCtx());
+            spec_model_config.kv_dtype(c, kvType.code());
+            MemorySegment out = arena.allocate(ValueLayout.ADDRESS);
+            Native.check(spec_model_create(ctx, c, out), ctx);
+            return new NativeModel(context, shape, out.get(ValueLayout.ADDRESS, 0));
+        }
+    }
+
+    public ModelShape shape() {
+        return shape;
+    }
+
+    public Context context() {
+        return context;
+    }
+
+    /** Keeps owner (e.g. the mapped file) reachable as long as this model. */
+    public synchronized void keepAlive(Object owner) {
+        keepAlive.add(owner);
+    }
+
+    /** Hands over one weight; global roles ignore layer. data must be native memory. */
+    public void setWeight(WeightRole role, int layer, DType type, MemorySegment data, long rows, long cols) {
+        setWeightCode(role.code(), layer, type.code(), data, rows, cols);
+    }
+
+    /** {@link #setWeight} with the ABI's SPEC_W_* and SPEC_DTYPE_* values, as model readers produce them. */
+    public synchronized void setWeightCode(int role, int layer, int dtype, MemorySegment data, long rows, long cols) {
+        if (!data.isNative()) throw new IllegalArgumentException("weight role " + role + " must be native memory, not a heap array");
+        MemorySegment h = segment();
+        Native.check(spec_model_set_weight(h, role, layer, dtype, data, data.byteSize(), rows, cols), context.handle());
+    }
+
+    /** Checks every needed weight is there; forward calls are possible after this. */
+    public synchronized void finish() {
+        Native.check(spec_model_finalize(segment()), context.handle());
+        finalized = true;
+    }
+
+    public synchronized KvCache newKvCache(int capacity) {
+        MemorySegment h = segment();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment out = arena.allocate(ValueLayout.ADDRESS);
+            Native.check(spec_kv_create(h, capacity, out), context.handle());
+            return new KvCache(this, out.get(ValueLayout.ADDRESS, 0), capacity);
+        }
+    }
+
+    /** Runs args over kv's committed prefix; the tokens stay pending in kv until {@link KvCache#commit}. */
+    public synchronized void forward(KvCache kv, ForwardArgs args) {
+        MemorySegment h = segment();
+        if (kv.model() != this) throw new IllegalStateException(kv.kind() + " belongs to another model");
+        MemorySegment kvh = kv.handle();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment a = spec_forward_args.allocate(arena);
+            spec_forward_args.n_tokens(a, args.size());
+            spec_forward_args.tokens(a, arena.allocateFrom(ValueLayout.JAVA_INT, args.tokens()));
+            spec_forward_args.parents(a, args.parents() == null ? MemorySegment.NULL : arena.allocateFrom(ValueLayout.JAVA_INT, args.parents()));
+            spec_forward_args.positions(a, args.positions() == null ? MemorySegment.NULL : arena.allocateFrom(ValueLayout.JAVA_INT, args.positions()));
+            spec_forward_args.logits_mode(a, switch (args.logitsMode()) {
+                case NONE -> SPEC_LOGITS_NONE();
+                case ALL -> SPEC_LOGITS_ALL();
+                case LAST -> SPEC_LOGITS_LAST();
+            });
+            spec_forward_args.logits(a, bufferHandle(args.logits()));
+            spec_forward_args.exit_layer(a, args.exitLayer());
+            spec_forward_args.exit_hidden(a, bufferHandle(args.exitHidden()));
+            spec_forward_args.exit_logits(a, bufferHandle(args.exitLogits()));
+            spec_forward_args.stop_at_exit(a, args.stopAtExit() ? 1 : 0);
+            spec_forward_args.logits_offset(a, args.logitsOffset());
+            Native.check(spec_forward(h, kvh, a), context.handle());
+        }
+    }
+
+    private MemorySegment bufferHandle(DeviceBuffer b) {
+        if (b == null) return MemorySegment.NULL;
+        if (b.context() != context) throw new IllegalStateException(b.kind() + " belongs to another context");
+        return b.handle();
+    }
+
+    public boolean finished() {
+        return finalized;
+    }
+}

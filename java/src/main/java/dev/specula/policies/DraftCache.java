@@ -1,0 +1,167 @@
+package dev.specula.policies;
+
+import dev.specula.nativeapi.DeviceBuffer;
+import dev.specula.nativeapi.ForwardArgs;
+import dev.specula.nativeapi.KvCache;
+import dev.specula.nativeapi.NativeModel;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.Arrays;
+
+/**
+ * A drafter's own KV cache for one sequence, kept equal to a prefix of that sequence, and the chain forwards
+ * a drafter runs on it. The drafter is either a whole model (exitLayer 0: its logits) or the first exitLayer
+ * layers of a model (early exit: stop_at_exit, its exit logits). Such a cache is only valid for the exit
+ * layer it was filled with: its positions hold KV for those layers only.
+ *
+ * <p>The cache remembers which tokens it holds. Each step {@link #advanceTo} compares them with the sequence:
+ * positions past the common prefix (drafts the target rejected) are truncated away, the tokens the cache
+ * lacks (accepted drafts, the bonus token, the new root) are forwarded as one chain and committed. Drafted
+ * tokens are committed too ({@link #append}), so the next draft step attends to them; the next advanceTo
+ * drops whichever of them the target did not accept. Not thread-safe: one per sequence.
+ */
+final class DraftCache implements AutoCloseable {
+    /** Long catch-ups (the prompt) go in chunks so the forward's scratch stays bounded. */
+    private static final int CHUNK = 512;
+
+    private final NativeModel model;
+    private final int exitLayer;
+    private final KvCache kv;
+    private final int rows; // logits rows the buffer holds (exit logits need one row per forwarded token)
+    private final int vocab;
+    private final DeviceBuffer logits;
+    private final Arena arena = Arena.ofShared(); // the engine may call the policy from any thread
+    private final MemorySegment host;
+    private final float[] row;
+    private int[] tokens = new int[64];
+    private int length;
+
+    /**
+     * @param exitLayer 0 to run the whole model; else run layers [0, exitLayer) and read the exit logits
+     * @param rows      the most tokens one forward may ask logits of (only matters with an exit layer)
+     */
+    DraftCache(NativeModel model, int exitLayer, int capacity, int rows) {
+        this.model = model;
+        this.exitLayer = exitLayer;
+        this.rows = exitLayer == 0 ? 1 : Math.max(1, rows);
+        this.vocab = model.shape().nVocab();
+        this.kv = model.newKvCache(capacity);
+        try {
+            this.logits = model.context().allocate((long) this.rows * vocab * Float.BYTES);
+        } catch (RuntimeException e) {
+            kv.close();
+            throw e;
+        }
+        this.host = arena.allocate((long) vocab * Float.BYTES, 64);
+        this.row = new float[vocab];
+    }
+
+    int length() {
+        return length;
+    }
+
+    int capacity() {
+        return kv.capacity();
+    }
+
+    KvCache kv() {
+        return kv;
+    }
+
+    /**
+     * Makes the cache hold exactly history[0..length) and returns the drafter's logits after history[length-1]
+     * (its distribution for the next token). The returned array is reused by the next call.
+     */
+    float[] advanceTo(int[] history, int length) {
+        int common = 0;
+        int limit = Math.min(this.length, length);
+        while (common < limit && tokens[common] == history[common]) common++;
+        // At least the last token is forwarded again: its logits are what the caller wants.
+        common = Math.min(common, length - 1);
+        if (common < this.length) {
+            kv.truncate(common);
+            this.length = common;
+        }
+        // The first part of the catch-up needs no logits; the last (at most `rows` tokens) gives them.
+        int withLogits = exitLayer == 0 ? Math.min(length - common, CHUNK) : Math.min(length - common, rows);
+        int split = length - withLogits;
+        for (int start = common; start < split; start += CHUNK) {
+            int end = Math.min(split, start + CHUNK);
+            forward(Arrays.copyOfRange(history, start, end), false);
+        }
+        forward(Arrays.copyOfRange(history, split, length), true);
+        return lastRow(withLogits);
+    }
+
+    /** Forwards one drafted token after the cache's contents, commits it and returns the logits after it. */
+    float[] append(int token) {
+        forward(new int[] {token}, true);
+        return lastRow(1);
+    }
+
+    /** Receives the drafter's logits after history[nextIndex - 1], i.e. its prediction of history[nextIndex]. */
+    interface Predictions {
+        void accept(int nextIndex, float[] logits);
+    }
+
+    /**
+     * Makes the cache hold exactly history[0..upTo) (exit-layer drafters only), like {@link #advanceTo} but
+     * without a root to draft from, and shows the drafter's prediction of history[next] for every next in
+     * [scoreFrom, length) whose predecessor is newly forwarded. Tokens before that are forwarded without
+     * logits, in large chunks. For shadow estimates that see the full context.
+     */
+    void catchUp(int[] history, int upTo, int length, int scoreFrom, Predictions predictions) {
+        if (exitLayer == 0) throw new IllegalStateException("catchUp needs an exit layer");
+        int common = 0;
+        int limit = Math.min(this.length, upTo);
+        while (common < limit && tokens[common] == history[common]) common++;
+        if (common < this.length) {
+            kv.truncate(common);
+            this.length = common;
+        }
+        // history[i] predicts history[i + 1]: logits are needed from i = scoreFrom - 1 on.
+        int quiet = Math.max(common, Math.min(upTo, scoreFrom - 1));
+        for (int start = common; start < quiet; start += CHUNK) forward(Arrays.copyOfRange(history, start, Math.min(quiet, start + CHUNK)), false);
+        for (int start = quiet; start < upTo; start += rows) {
+            int end = Math.min(upTo, start + rows);
+            forward(Arrays.copyOfRange(history, start, end), true);
+            for (int i = start; i < end; i++) if (i + 1 < length && i + 1 >= scoreFrom) predictions.accept(i + 1, readRow(i - start));
+        }
+    }
+
+    private void forward(int[] chain, boolean wantLogits) {
+        ForwardArgs args;
+        if (exitLayer == 0) {
+            args = new ForwardArgs(chain, null, null, wantLogits ? ForwardArgs.LogitsMode.LAST : ForwardArgs.LogitsMode.NONE,
+                    wantLogits ? logits : null, 0, null, null, false, 0);
+        } else {
+            args = new ForwardArgs(chain, null, null, ForwardArgs.LogitsMode.NONE, null, exitLayer, null,
+                    wantLogits ? logits : null, true, 0);
+        }
+        model.forward(kv, args);
+        kv.commitChain(chain.length);
+        if (length + chain.length > tokens.length) tokens = Arrays.copyOf(tokens, Math.max(tokens.length * 2, length + chain.length));
+        System.arraycopy(chain, 0, tokens, length, chain.length);
+        length += chain.length;
+    }
+
+    /** The logits after the last of the n tokens just forwarded. */
+    private float[] lastRow(int n) {
+        return readRow(exitLayer == 0 ? 0 : n - 1);
+    }
+
+    private float[] readRow(int i) {
+        long bytes = (long) vocab * Float.BYTES;
+        logits.copyToHost(i * bytes, host, 0, bytes);
+        MemorySegment.copy(host, ValueLayout.JAVA_FLOAT, 0, row, 0, vocab);
+        return row;
+    }
+
+    @Override
+    public void close() {
+        logits.close();
+        kv.close();
+        arena.close();
+    }
+}

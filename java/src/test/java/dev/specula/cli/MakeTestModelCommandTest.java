@@ -1,0 +1,79 @@
+package dev.specula.cli;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import dev.specula.model.ModelConfig;
+import dev.specula.model.gguf.GgmlType;
+import dev.specula.model.gguf.GgufFile;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
+
+class MakeTestModelCommandTest {
+    @TempDir
+    Path dir;
+
+    private record Run(int code, String out, String err) {}
+
+    private static Run run(String... args) {
+        StringWriter out = new StringWriter(), err = new StringWriter();
+        CommandLine cli = new CommandLine(new SpeculaCli());
+        cli.setOut(new PrintWriter(out));
+        cli.setErr(new PrintWriter(err));
+        int code = cli.execute(args);
+        return new Run(code, out.toString(), err.toString());
+    }
+
+    @Test
+    void helpListsEveryOption() {
+        Run r = run("make-test-model", "--help");
+        assertEquals(0, r.code());
+        for (String option : new String[] {"--out", "--arch", "--dim", "--layers", "--heads", "--kv-heads", "--ff", "--vocab",
+                "--context", "--type", "--tied", "--untied", "--seed", "--rope-theta", "--tokenizer"}) {
+            assertTrue(r.out().contains(option), option + " missing from:\n" + r.out());
+        }
+        assertTrue(r.out().contains("Q8_0"), r.out());
+        assertTrue(run("--help").out().contains("make-test-model"));
+    }
+
+    @Test
+    void writesTheModelItIsAskedFor() {
+        Path file = dir.resolve("cli.gguf");
+        Run r = run("make-test-model", "--out", file.toString(), "--arch", "qwen2", "--dim", "64", "--layers", "3",
+                "--heads", "4", "--kv-heads", "1", "--ff", "160", "--vocab", "300", "--context", "512", "--type", "q8_0",
+                "--tied", "--seed", "9", "--rope-theta", "1000000", "--tokenizer", "llama");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().contains("wrote " + file), r.out());
+        try (GgufFile g = GgufFile.open(file)) {
+            ModelConfig c = ModelConfig.fromGguf(g);
+            assertEquals(ModelConfig.Arch.QWEN2, c.arch());
+            assertEquals(3, c.nLayer());
+            assertEquals(1, c.nHeadKv());
+            assertEquals(160, c.nFf());
+            assertEquals(300, c.nVocab());
+            assertEquals(512, c.nCtxTrain());
+            assertEquals(1e6f, c.ropeTheta());
+            assertTrue(c.tiedEmbeddings());
+            assertEquals(GgmlType.Q8_0, g.tensor("blk.2.attn_q.weight").type());
+            assertEquals(300, g.getStringList("tokenizer.ggml.tokens").size());
+        }
+    }
+
+    @Test
+    void badSettingsAreUsageErrors() {
+        Path file = dir.resolve("bad.gguf");
+        Run r = run("make-test-model", "--out", file.toString(), "--type", "Q5_K");
+        assertEquals(2, r.code());
+        assertTrue(r.err().contains("type Q5_K is not F32, F16, BF16, Q8_0 or Q4_0"), r.err());
+        r = run("make-test-model", "--out", file.toString(), "--type", "f8");
+        assertEquals(2, r.code());
+        assertTrue(r.err().contains("invalid --type f8: use F32, F16, BF16, Q8_0 or Q4_0"), r.err());
+        r = run("make-test-model", "--out", file.toString(), "--dim", "48", "--type", "Q8_0");
+        assertEquals(2, r.code());
+        assertTrue(r.err().contains("Q8_0 needs dim and ff to be multiples of 32"), r.err());
+        assertFalse(file.toFile().exists());
+    }
+}

@@ -1,0 +1,118 @@
+package dev.specula.policies;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import dev.specula.engine.DraftPolicy;
+import dev.specula.engine.NativeModels;
+import dev.specula.engine.PlainDecoder;
+import dev.specula.engine.SamplingOptions;
+import dev.specula.engine.SpecStats;
+import dev.specula.engine.SpeculativeEngine;
+import dev.specula.engine.StopReason;
+import dev.specula.model.ModelFile;
+import dev.specula.model.TestModelMaker;
+import dev.specula.model.gguf.GgmlType;
+import dev.specula.nativeapi.Context;
+import dev.specula.nativeapi.DType;
+import dev.specula.nativeapi.KvCache;
+import dev.specula.nativeapi.NativeModel;
+import dev.specula.tokenizer.Tokenizer;
+import dev.specula.tokenizer.VocabTrainer;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+import java.util.function.Supplier;
+
+/**
+ * Random-weight models, prompts and plain greedy references for the policy tests, and the check that a
+ * policy's greedy speculative output equals them token for token.
+ */
+final class PolicyFixture implements AutoCloseable {
+    static final int VOCAB = 320;
+    static final int CONTEXT = 512;
+    static final int MAX_TOKENS = 40;
+
+    final Context context = Context.cpu();
+    final List<ModelFile> files = new ArrayList<>();
+    final List<int[]> prompts = new ArrayList<>();
+    final List<int[]> expected = new ArrayList<>();
+    final NativeModel target;
+    final Tokenizer tokenizer;
+
+    /** A target of the given depth (dim 64, the tokenizer of VocabTrainer llama/320/seed 3), its references on `prompts` prompts. */
+    PolicyFixture(Path dir, int layers, int prompts) {
+        target = model(dir.resolve("target.gguf"), new TestModelMaker().arch("llama").dim(64).layers(layers).heads(4).kvHeads(2)
+                .ff(160).seed(3));
+        tokenizer = tokenizer(0);
+        SplittableRandom rng = new SplittableRandom(5);
+        for (int p = 0; p < prompts; p++) {
+            // Half the prompts repeat a phrase, as real prompts often do.
+            int len = 4 + rng.nextInt(24);
+            int[] prompt = new int[len];
+            prompt[0] = 1;
+            for (int i = 1; i < len; i++) prompt[i] = p % 2 == 0 && i > 6 ? prompt[i - 5] : 3 + rng.nextInt(VOCAB - 3);
+            this.prompts.add(prompt);
+        }
+        try (PlainDecoder plain = new PlainDecoder(target)) {
+            for (int[] prompt : this.prompts) {
+                try (KvCache kv = target.newKvCache(CONTEXT)) {
+                    expected.add(plain.generate(kv, prompt, MAX_TOKENS, SamplingOptions.GREEDY, t -> false, t -> true, () -> false).tokens());
+                }
+            }
+        }
+    }
+
+    /** Writes and loads a random model with the shared tokenizer metadata (same style, size and seed as the target's). */
+    NativeModel model(Path path, TestModelMaker maker) {
+        maker.vocab(VOCAB).context(CONTEXT).type(GgmlType.F32).tokenizer(VocabTrainer.ggufMetadata("llama", VOCAB, 3)).write(path);
+        ModelFile file = ModelFile.open(path);
+        files.add(file);
+        return NativeModels.load(context, file, DType.F32);
+    }
+
+    /** The tokenizer of the i-th model loaded. */
+    Tokenizer tokenizer(int i) {
+        return Tokenizer.fromGgufMetadata(files.get(i).gguf().orElseThrow().metadata());
+    }
+
+    /**
+     * Runs every prompt greedily through the engine with a fresh policy each, asserts the output equals plain
+     * greedy decoding, closes the policies and returns the summed statistics.
+     */
+    <P extends DraftPolicy> SpecStats checkLossless(Supplier<P> policies, int maxNodes, boolean adaptive) {
+        SpecStats total = new SpecStats();
+        try (SpeculativeEngine engine = new SpeculativeEngine(target, maxNodes, adaptive)) {
+            for (int p = 0; p < prompts.size(); p++) {
+                P policy = policies.get();
+                try (KvCache kv = target.newKvCache(CONTEXT)) {
+                    SpeculativeEngine.Result r = engine.generate(new SpeculativeEngine.Request(kv, prompts.get(p), MAX_TOKENS,
+                            SamplingOptions.GREEDY, policy, t -> false, t -> true, () -> false));
+                    assertArrayEquals(expected.get(p), r.tokens(), "prompt " + p + " with " + policy.name());
+                    assertEquals(StopReason.MAX_TOKENS, r.reason());
+                    total.add(r.stats());
+                } finally {
+                    if (policy instanceof AutoCloseable c) {
+                        try {
+                            c.close();
+                        } catch (Exception e) {
+                            throw new RuntimeException(e);
+                        }
+                    }
+                }
+            }
+        }
+        return total;
+    }
+
+    static String describe(SpecStats s) {
+        return String.format(java.util.Locale.ROOT, "%d steps, %d tokens, mean accepted %.3f, acceptance at depth 1 %.3f, histogram %s",
+                s.steps(), s.tokens(), s.meanAccepted(), s.acceptanceAtDepth(1), java.util.Arrays.toString(s.acceptedLengthHistogram()));
+    }
+
+    @Override
+    public void close() {
+        context.close(); // closes the models and caches made from it
+        files.forEach(ModelFile::close);
+    }
+}

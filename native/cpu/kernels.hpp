@@ -1,0 +1,145 @@
+// The cpu backend's numeric kernels, one set per instruction-set level, chosen at run time.
+//
+// Each set is compiled in its own file under a `#pragma GCC target` (kernels_avx512.cpp,
+// kernels_avx2.cpp) or for the baseline (kernels_scalar.cpp) from the one template in
+// kernels_impl.inc. Those files include no C++ standard headers and keep everything in an
+// anonymous namespace, so no inline function compiled for AVX-512 can be merged into code that
+// runs on an older CPU. This header holds only plain declarations and static helpers.
+//
+// Numerics: weights are dequantized to exact f32 (F16, BF16, Q8_0 as q*d, Q4_0 as (nibble-8)*d)
+// and multiplied with f32 activations; activations are never quantized. Every output element
+// has a single f32 accumulator that walks k upward in vector-width chunks, whatever the number
+// of tokens or rows computed beside it, so a token's result does not depend on the batch it was
+// in, on the thread that computed it, or on whether its weight rows came from a scratch copy.
+#pragma once
+
+#include <stdint.h>
+#include <string.h>
+
+namespace specula::cpu {
+
+// One (token, kv head) unit of attention: the group of query heads sharing kv head `g`.
+struct AttnParams {
+    const float *q;        // G query heads x D, contiguous
+    float *out;            // G x D
+    int32_t G;             // query heads per kv head
+    int32_t D;             // head_dim
+    const uint8_t *kbase;  // the layer's K cache plus the byte offset of kv head g
+    const uint8_t *vbase;  // same for V
+    int64_t slot_bytes;    // bytes from one cache slot to the next
+    int32_t kv_dtype;      // SPEC_DTYPE_F32 / F16 / BF16
+    const int32_t *runs;   // n_runs pairs (first slot, count): the keys, in order
+    int32_t n_runs;
+    int32_t n_keys;        // sum of the counts
+    float scale;
+    float *scores;         // scratch, G * (n_keys + 1) floats
+};
+
+struct KernelSet {
+    const char *name;
+    int tmax;     // most tokens one tile call takes
+    int gemm_r;   // rows per gemm call
+    int gemm_t;   // most tokens per gemm call
+    int lanes;    // floats per vector: gemm's acc holds gemm_r * T * lanes floats; k blocks are multiples of it
+    // out[t*4 + r] = sum_k row_r[k] * X[t*ldx + k] for r < 4, t < T (1..tmax). rows are in dtype;
+    // all four pointers must be valid (repeat one for fewer rows). pf (optional): pf_bytes of
+    // weights the caller reads next, prefetched along the way.
+    void (*tile)(int32_t dtype, const uint8_t *const *rows, int64_t K, const float *X, int64_t ldx, int T, float *out,
+                 const uint8_t *pf, int64_t pf_bytes);
+    // The same products for gemm_r f32 rows and T (1..gemm_t) tokens over k in [k0, k1), a
+    // multiple of lanes except at K: the first block (k0 == 0) starts the sums, the last
+    // (k1 == K) writes out[t*gemm_r + r]; between blocks the partial sums wait in acc.
+    void (*gemm)(const float *const *rows, int64_t k0, int64_t k1, int64_t K, const float *X, int64_t ldx, int T,
+                 float *acc, float *out);
+    // out[0..K) = the row dequantized to f32, bit-identical to what tile() multiplies with.
+    void (*dequant)(int32_t dtype, const uint8_t *row, int64_t K, float *out);
+    // Softmax attention of one query-head group over the listed cache slots.
+    void (*attention)(const AttnParams &p);
+    // g[i] = silu(g[i]) * u[i]
+    void (*silu_mul)(float *g, const float *u, int64_t n);
+    // dst (kv dtype) = src rounded to nearest even.
+    void (*store_kv)(void *dst, const float *src, int64_t n, int32_t kv_dtype);
+};
+
+// f16 -> f32 for every half, filled by init_tables() before any kernel runs: a quantized block's
+// scale becomes one broadcast load instead of a conversion.
+extern float g_f16_table[65536];
+void init_tables(); // idempotent, thread-safe
+
+const KernelSet *kernels_scalar();
+const KernelSet *kernels_avx2();   // nullptr when not compiled for this target
+const KernelSet *kernels_avx512(); // nullptr when not compiled for this target
+
+// Scalar conversions shared by every set (and the only ones the scalar set uses).
+static inline float f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+    if (exp == 0) {
+        if (mant == 0) {
+            bits = sign;
+        } else { // subnormal half: normalize
+            exp = 113;
+            while (!(mant & 0x400)) {
+                mant <<= 1;
+                exp--;
+            }
+            bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (mant << 13);
+    } else {
+        bits = sign | ((exp + 112) << 23) | (mant << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline uint16_t f32_to_f16(float f) { // round to nearest even (F. Giesen's float_to_half_rtne)
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    const uint32_t sign = x & 0x80000000u;
+    x ^= sign;
+    uint16_t o;
+    if (x >= (127u + 16u) << 23) {
+        o = x > (255u << 23) ? 0x7e00 : 0x7c00;
+    } else if (x < (113u << 23)) {
+        const uint32_t magic_u = ((127u - 15u) + (23u - 10u) + 1u) << 23;
+        float magic, xf;
+        memcpy(&magic, &magic_u, 4);
+        memcpy(&xf, &x, 4);
+        xf += magic;
+        uint32_t xb;
+        memcpy(&xb, &xf, 4);
+        o = (uint16_t)(xb - magic_u);
+    } else {
+        uint32_t mant_odd = (x >> 13) & 1;
+        x += 0xc8000fffu; // ((15 - 127) << 23) + 0xfff, modulo 2^32
+        x += mant_odd;
+        o = (uint16_t)(x >> 13);
+    }
+    return (uint16_t)(o | (sign >> 16));
+}
+
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline uint16_t f32_to_bf16(float f) { // round to nearest even
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40);
+    x += 0x7fffu + ((x >> 16) & 1);
+    return (uint16_t)(x >> 16);
+}
+
+static inline uint16_t load_u16(const void *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+} // namespace specula::cpu

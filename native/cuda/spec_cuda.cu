@@ -1,0 +1,65 @@
+// Per-context scratch and error helpers of the cuda speculative kernels.
+#include "spec_cuda.cuh"
+
+#include <new>
+
+namespace specula::cuda {
+
+namespace {
+std::mutex g_state_mutex; // guards creating a context's state
+}
+
+Status cuda_failure(Failure &err, cudaError_t e, const char *what) {
+    if (e == cudaErrorMemoryAllocation) {
+        cudaGetLastError();
+        err = failure(SPEC_ERR_OUT_OF_MEMORY, "cuda: %s: out of device memory", what);
+        return err.status;
+    }
+    err = failure(SPEC_ERR_DEVICE, "cuda: %s failed: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
+    return err.status;
+}
+
+Status check_launch(Failure &err, const char *what) {
+    cudaError_t e = cudaGetLastError();
+    return e == cudaSuccess ? SPEC_OK : cuda_failure(err, e, what);
+}
+
+KernelState &kernel_state(spec_context *ctx) {
+    std::lock_guard<std::mutex> lock(g_state_mutex);
+    if (!ctx->backend_state) ctx->backend_state = new KernelState();
+    return *static_cast<KernelState *>(ctx->backend_state);
+}
+
+void release_kernel_state(spec_context *ctx) {
+    auto *st = static_cast<KernelState *>(ctx->backend_state);
+    if (!st) return;
+    if (st->scratch) {
+        cudaSetDevice(ctx->device);
+        cudaFree(st->scratch);
+    }
+    delete st;
+    ctx->backend_state = nullptr;
+}
+
+Status grow_scratch(spec_context *ctx, KernelState &st, size_t bytes, Failure &err) {
+    if (st.sm_count == 0) {
+        cudaError_t e = cudaDeviceGetAttribute(&st.sm_count, cudaDevAttrMultiProcessorCount, ctx->device);
+        if (e != cudaSuccess) return cuda_failure(err, e, "cudaDeviceGetAttribute");
+    }
+    if (bytes <= st.scratch_size) return SPEC_OK;
+    if (st.scratch) {
+        cudaFree(st.scratch); // waits for kernels still using it
+        st.scratch = nullptr;
+        st.scratch_size = 0;
+    }
+    size_t want = bytes + bytes / 4; // some headroom against regrowing every call
+    cudaError_t e = cudaMalloc((void **)&st.scratch, want);
+    if (e != cudaSuccess) {
+        st.scratch = nullptr;
+        return cuda_failure(err, e, "cudaMalloc (kernel scratch)");
+    }
+    st.scratch_size = want;
+    return SPEC_OK;
+}
+
+} // namespace specula::cuda

@@ -1,0 +1,116 @@
+// Shared pieces of the cuda speculative kernels (tree_attention.cu, verify.cu, recycling.cu):
+// the per-context scratch memory, error reporting, and block-wide reductions over uint64.
+#pragma once
+
+#include "../core/internal.hpp"
+#include "../core/kernel_math.hpp"
+
+#include <cuda_runtime.h>
+#include <mutex>
+#include <vector>
+
+namespace specula::cuda {
+
+Status cuda_failure(Failure &err, cudaError_t e, const char *what);
+// Reports a failed launch (bad configuration, or an earlier asynchronous fault).
+Status check_launch(Failure &err, const char *what);
+
+// Each context owns one scratch allocation for the speculative kernels, grown on demand, and a
+// lock: two threads calling kernels on one context take turns instead of sharing the scratch.
+// Kernels run on the legacy default stream, so a later call's upload waits for earlier kernels.
+struct KernelState {
+    std::mutex lock;
+    char *scratch = nullptr;
+    size_t scratch_size = 0;
+    int sm_count = 0;
+};
+KernelState &kernel_state(spec_context *ctx);
+void release_kernel_state(spec_context *ctx);
+// Makes the scratch at least `bytes` (contents are not kept). Call with the state's lock held.
+Status grow_scratch(spec_context *ctx, KernelState &st, size_t bytes, Failure &err);
+
+// Places pieces in one allocation, each 256-byte aligned: first the ones uploaded from the
+// host in a single copy, then device-only ones.
+struct Layout {
+    size_t bytes = 0;
+    size_t add(size_t n) {
+        size_t off = (bytes + 255) & ~(size_t)255;
+        bytes = off + n;
+        return off;
+    }
+};
+
+// Host-side staging of the upload region: fill, then copy once.
+struct Staging {
+    std::vector<char> host;
+    explicit Staging(size_t n) : host(n) {}
+    template <typename T>
+    void put(size_t off, const T *src, size_t count) {
+        if (count) std::memcpy(host.data() + off, src, count * sizeof(T));
+    }
+    Status upload(char *dst, Failure &err) {
+        if (host.empty()) return SPEC_OK;
+        cudaError_t e = cudaMemcpy(dst, host.data(), host.size(), cudaMemcpyHostToDevice);
+        return e == cudaSuccess ? SPEC_OK : cuda_failure(err, e, "cudaMemcpy (kernel arguments)");
+    }
+};
+
+#ifdef __CUDACC__
+// ---------------------------------------------------------------- warp and block reductions
+
+__device__ __forceinline__ unsigned long long warp_max_u64(unsigned long long v) {
+    for (int o = 16; o; o >>= 1) {
+        unsigned long long x = __shfl_xor_sync(0xffffffffu, v, o);
+        v = x > v ? x : v;
+    }
+    return v;
+}
+__device__ __forceinline__ unsigned long long warp_sum_u64(unsigned long long v) {
+    for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ unsigned long long warp_inclusive_scan_u64(unsigned long long v) {
+    const int lane = threadIdx.x & 31;
+    for (int o = 1; o < 32; o <<= 1) {
+        unsigned long long x = __shfl_up_sync(0xffffffffu, v, o);
+        if (lane >= o) v += x;
+    }
+    return v;
+}
+
+// Block-wide max or sum; every thread gets the result. red: 33 elements of shared memory.
+// Every thread of the block must call it (it synchronizes).
+template <bool Max>
+__device__ unsigned long long block_reduce_u64(unsigned long long v, unsigned long long *red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+    v = Max ? warp_max_u64(v) : warp_sum_u64(v);
+    __syncthreads(); // red may still be read by a previous call
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        unsigned long long x = lane < n_warps ? red[lane] : 0;
+        x = Max ? warp_max_u64(x) : warp_sum_u64(x);
+        if (lane == 0) red[32] = x;
+    }
+    __syncthreads();
+    return red[32];
+}
+
+// Block-wide inclusive prefix sum in thread order. red: 33 elements of shared memory.
+__device__ inline unsigned long long block_inclusive_scan_u64(unsigned long long v, unsigned long long *red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+    unsigned long long x = warp_inclusive_scan_u64(v);
+    __syncthreads();
+    if (lane == 31) red[warp] = x;
+    __syncthreads();
+    if (warp == 0) {
+        unsigned long long y = lane < n_warps ? red[lane] : 0;
+        y = warp_inclusive_scan_u64(y);
+        red[lane] = y;
+    }
+    __syncthreads();
+    return x + (warp > 0 ? red[warp - 1] : 0);
+}
+#endif
+
+} // namespace specula::cuda

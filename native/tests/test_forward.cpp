@@ -1,0 +1,857 @@
+/* The cpu forward pass through the ABI: small random models checked against a plain
+ * double-precision reference written here, tree attention against chains, commits, prompt
+ * slicing, logits modes, early exit, thread-count independence and bad input.
+ * SPECULA_CPU_ISA caps the kernel level per model, so the reference checks run for every
+ * kernel set this CPU has (avx512, avx2, scalar). */
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "check.h"
+
+namespace {
+
+// ------------------------------------------------------------------ conversions (independent)
+
+float h2f(uint16_t h) {
+    const int s = h >> 15, e = (h >> 10) & 31, m = h & 1023;
+    double v;
+    if (e == 0) v = std::ldexp((double)m, -24);
+    else if (e == 31) v = m ? NAN : INFINITY;
+    else v = std::ldexp(1024.0 + m, e - 25);
+    return (float)(s ? -v : v);
+}
+
+uint16_t f2h(float f) { // round to nearest even, by search over the exact value (slow, obvious)
+    const double x = std::fabs((double)f);
+    const uint16_t sign = std::signbit(f) ? 0x8000 : 0;
+    if (x >= 65520.0) return sign | 0x7c00;
+    // candidates: the largest half <= x and the next one
+    uint16_t lo = 0;
+    for (int step = 1 << 14; step; step >>= 1)
+        if (lo + step < 0x7c00 && h2f((uint16_t)(lo + step)) <= x) lo = (uint16_t)(lo + step);
+    const double a = h2f(lo), b = h2f((uint16_t)(lo + 1));
+    uint16_t r = lo;
+    if (x - a > b - x || (x - a == b - x && (lo & 1))) r = (uint16_t)(lo + 1);
+    return sign | r;
+}
+
+float bf2f(uint16_t h) {
+    uint32_t b = (uint32_t)h << 16;
+    float f;
+    std::memcpy(&f, &b, 4);
+    return f;
+}
+
+uint16_t f2bf(float f) {
+    uint32_t b;
+    std::memcpy(&b, &f, 4);
+    b += 0x7fff + ((b >> 16) & 1);
+    return (uint16_t)(b >> 16);
+}
+
+double round_kv(double v, int dt) {
+    if (dt == SPEC_DTYPE_F16) return h2f(f2h((float)v));
+    if (dt == SPEC_DTYPE_BF16) return bf2f(f2bf((float)v));
+    return (float)v;
+}
+
+// ------------------------------------------------------------------ random models
+
+struct Rng {
+    uint64_t s;
+    explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 1) {}
+    uint64_t next() {
+        s += 0x9E3779B97F4A7C15ull;
+        uint64_t z = s;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        return z ^ (z >> 31);
+    }
+    double uniform() { return (double)(next() >> 11) / 9007199254740992.0; } // [0, 1)
+    double sym(double a) { return (2.0 * uniform() - 1.0) * a; }
+    int below(int n) { return (int)(next() % (uint64_t)n); }
+};
+
+struct Weight {
+    int dtype = -1;
+    std::vector<uint8_t> bytes; // bytes[0] is padding, so the weight sits at an odd address
+    const uint8_t *data() const { return bytes.data() + 1; }
+    uint64_t size() const { return bytes.size() - 1; }
+    int64_t rows = 0, cols = 0;
+    std::vector<double> dense; // the values the bytes mean
+};
+
+void put16(std::vector<uint8_t> &b, uint16_t v) {
+    b.push_back((uint8_t)(v & 255));
+    b.push_back((uint8_t)(v >> 8));
+}
+
+Weight make_weight(Rng &r, int dtype, int64_t rows, int64_t cols, double amp, double center = 0.0) {
+    Weight w;
+    w.dtype = dtype;
+    w.rows = rows;
+    w.cols = cols;
+    w.bytes.push_back(0xA5); // misaligns the weight: the kernels must not assume alignment
+    for (int64_t i = 0; i < rows; i++) {
+        if (dtype == SPEC_DTYPE_Q8_0 || dtype == SPEC_DTYPE_Q4_0) {
+            for (int64_t b = 0; b < cols / 32; b++) {
+                const bool q8 = dtype == SPEC_DTYPE_Q8_0;
+                const uint16_t dh = f2h((float)(amp / (q8 ? 127.0 : 8.0) * (0.5 + r.uniform())));
+                const double d = h2f(dh);
+                put16(w.bytes, dh);
+                if (q8) {
+                    for (int j = 0; j < 32; j++) {
+                        const int q = r.below(255) - 127;
+                        w.bytes.push_back((uint8_t)(int8_t)q);
+                        w.dense.push_back(q * d);
+                    }
+                } else {
+                    uint8_t nib[32];
+                    for (int j = 0; j < 32; j++) nib[j] = (uint8_t)r.below(16);
+                    for (int j = 0; j < 16; j++) w.bytes.push_back((uint8_t)(nib[j] | nib[j + 16] << 4));
+                    for (int j = 0; j < 32; j++) w.dense.push_back((nib[j] - 8) * d);
+                }
+            }
+        } else {
+            for (int64_t j = 0; j < cols; j++) {
+                const float f = (float)(center + r.sym(amp));
+                if (dtype == SPEC_DTYPE_F32) {
+                    uint8_t b[4];
+                    std::memcpy(b, &f, 4);
+                    w.bytes.insert(w.bytes.end(), b, b + 4);
+                    w.dense.push_back(f);
+                } else if (dtype == SPEC_DTYPE_F16) {
+                    const uint16_t h = f2h(f);
+                    put16(w.bytes, h);
+                    w.dense.push_back(h2f(h));
+                } else {
+                    const uint16_t h = f2bf(f);
+                    put16(w.bytes, h);
+                    w.dense.push_back(bf2f(h));
+                }
+            }
+        }
+    }
+    return w;
+}
+
+struct ModelSpec {
+    const char *name;
+    spec_model_config cfg;
+    int mat_dtype[SPEC_W_ROLE_COUNT]; // per role; vectors use vec_dtype
+    int vec_dtype;
+    bool tied;
+    uint64_t seed;
+};
+
+spec_model_config base_config() {
+    spec_model_config c;
+    std::memset(&c, 0, sizeof c);
+    c.arch = SPEC_ARCH_LLAMA;
+    c.n_vocab = 50;
+    c.n_embd = 64;
+    c.n_layer = 2;
+    c.n_head = 4;
+    c.n_head_kv = 2;
+    c.head_dim = 16;
+    c.n_ff = 96;
+    c.n_ctx_train = 1024;
+    c.rms_eps = 1e-5f;
+    c.rope_theta = 10000.0f;
+    c.rope_style = SPEC_ROPE_NORM;
+    c.kv_dtype = SPEC_DTYPE_F32;
+    return c;
+}
+
+ModelSpec spec_all(const char *name, spec_model_config c, int mat_dtype, int vec_dtype, bool tied, uint64_t seed) {
+    ModelSpec s;
+    s.name = name;
+    s.cfg = c;
+    for (int r = 0; r < SPEC_W_ROLE_COUNT; r++) s.mat_dtype[r] = mat_dtype;
+    s.vec_dtype = vec_dtype;
+    s.tied = tied;
+    s.seed = seed;
+    return s;
+}
+
+bool is_vector_role(int r) {
+    return r == SPEC_W_OUTPUT_NORM || r == SPEC_W_ATTN_NORM || r == SPEC_W_FFN_NORM || r == SPEC_W_ATTN_Q_BIAS ||
+           r == SPEC_W_ATTN_K_BIAS || r == SPEC_W_ATTN_V_BIAS;
+}
+bool is_global_role(int r) { return r == SPEC_W_TOKEN_EMBD || r == SPEC_W_OUTPUT_NORM || r == SPEC_W_OUTPUT; }
+
+void role_shape(const spec_model_config &c, int role, int64_t *rows, int64_t *cols) {
+    const int64_t q = (int64_t)c.n_head * c.head_dim, kv = (int64_t)c.n_head_kv * c.head_dim;
+    switch (role) {
+    case SPEC_W_TOKEN_EMBD: case SPEC_W_OUTPUT: *rows = c.n_vocab; *cols = c.n_embd; break;
+    case SPEC_W_OUTPUT_NORM: case SPEC_W_ATTN_NORM: case SPEC_W_FFN_NORM: *rows = 1; *cols = c.n_embd; break;
+    case SPEC_W_ATTN_Q: *rows = q; *cols = c.n_embd; break;
+    case SPEC_W_ATTN_K: case SPEC_W_ATTN_V: *rows = kv; *cols = c.n_embd; break;
+    case SPEC_W_ATTN_OUT: *rows = c.n_embd; *cols = q; break;
+    case SPEC_W_ATTN_Q_BIAS: *rows = 1; *cols = q; break;
+    case SPEC_W_ATTN_K_BIAS: case SPEC_W_ATTN_V_BIAS: *rows = 1; *cols = kv; break;
+    case SPEC_W_FFN_GATE: case SPEC_W_FFN_UP: *rows = c.n_ff; *cols = c.n_embd; break;
+    case SPEC_W_FFN_DOWN: *rows = c.n_embd; *cols = c.n_ff; break;
+    default: *rows = *cols = 0;
+    }
+}
+
+struct TestModel {
+    ModelSpec spec;
+    std::vector<Weight> w[SPEC_W_ROLE_COUNT]; // [role][layer]; OUTPUT empty when tied
+
+    const Weight &get(int role, int layer = 0) const {
+        if (role == SPEC_W_OUTPUT && spec.tied) return w[SPEC_W_TOKEN_EMBD][0];
+        return w[role][is_global_role(role) ? 0 : layer];
+    }
+    bool has(int role) const { return !w[role].empty(); }
+};
+
+TestModel make_model(const ModelSpec &s) {
+    TestModel m;
+    m.spec = s;
+    Rng r(s.seed);
+    const spec_model_config &c = s.cfg;
+    for (int role = 0; role < SPEC_W_ROLE_COUNT; role++) {
+        const bool bias = role == SPEC_W_ATTN_Q_BIAS || role == SPEC_W_ATTN_K_BIAS || role == SPEC_W_ATTN_V_BIAS;
+        if (bias && c.arch != SPEC_ARCH_QWEN2) continue;
+        if (role == SPEC_W_OUTPUT && s.tied) continue;
+        const int n = is_global_role(role) ? 1 : c.n_layer;
+        int64_t rows, cols;
+        role_shape(c, role, &rows, &cols);
+        for (int l = 0; l < n; l++) {
+            if (is_vector_role(role)) {
+                const bool norm = !bias;
+                m.w[role].push_back(make_weight(r, s.vec_dtype, rows, cols, norm ? 0.25 : 0.5, norm ? 1.0 : 0.0));
+            } else {
+                const double amp = role == SPEC_W_TOKEN_EMBD ? 1.0 : std::sqrt(3.0 / (double)cols) * 1.5;
+                m.w[role].push_back(make_weight(r, s.mat_dtype[role], rows, cols, amp));
+            }
+        }
+    }
+    return m;
+}
+
+spec_model *load_model(spec_context *ctx, const TestModel &m) {
+    spec_model *model = NULL;
+    CHECK_OK(spec_model_create(ctx, &m.spec.cfg, &model));
+    if (!model) return NULL;
+    for (int role = 0; role < SPEC_W_ROLE_COUNT; role++) {
+        const bool bias = role == SPEC_W_ATTN_Q_BIAS || role == SPEC_W_ATTN_K_BIAS || role == SPEC_W_ATTN_V_BIAS;
+        if (bias && m.spec.cfg.arch != SPEC_ARCH_QWEN2) continue;
+        const int n = is_global_role(role) ? 1 : m.spec.cfg.n_layer;
+        for (int l = 0; l < n; l++) {
+            const Weight &w = m.get(role, l);
+            // tied: OUTPUT is the very same memory as TOKEN_EMBD
+            spec_status st = spec_model_set_weight(model, role, l, w.dtype, w.data(), w.size(), w.rows, w.cols);
+            CHECK(st == SPEC_OK);
+        }
+    }
+    CHECK_OK(spec_model_finalize(model));
+    return model;
+}
+
+// ------------------------------------------------------------------ the reference (double)
+
+struct Reference {
+    const TestModel &m;
+    const spec_model_config &c;
+    std::vector<std::vector<std::vector<double>>> K, V; // [layer][position index][n_head_kv*head_dim]
+
+    explicit Reference(const TestModel &tm) : m(tm), c(tm.spec.cfg), K(c.n_layer), V(c.n_layer) {}
+
+    static std::vector<double> matvec(const Weight &w, const std::vector<double> &x) {
+        std::vector<double> y((size_t)w.rows, 0.0);
+        for (int64_t r = 0; r < w.rows; r++) {
+            double s = 0.0;
+            for (int64_t k = 0; k < w.cols; k++) s += w.dense[(size_t)(r * w.cols + k)] * x[(size_t)k];
+            y[(size_t)r] = s;
+        }
+        return y;
+    }
+    std::vector<double> norm(const std::vector<double> &x, const Weight &w) const {
+        double ss = 0.0;
+        for (double v : x) ss += v * v;
+        const double s = 1.0 / std::sqrt(ss / (double)x.size() + (double)c.rms_eps);
+        std::vector<double> y(x.size());
+        for (size_t i = 0; i < x.size(); i++) y[i] = x[i] * s * w.dense[i];
+        return y;
+    }
+    double freq(int i) const {
+        const int rd = c.rope_dims ? c.rope_dims : c.head_dim;
+        double theta = std::pow((double)c.rope_theta, -2.0 * i / rd);
+        if (c.rope_scaling == SPEC_ROPE_SCALING_LLAMA3) {
+            const double wavelen = 2.0 * M_PI / theta;
+            const double lo = c.rope_orig_ctx / (double)c.rope_low_freq_factor, hi = c.rope_orig_ctx / (double)c.rope_high_freq_factor;
+            if (wavelen < hi) {
+            } else if (wavelen > lo) {
+                theta = theta / c.rope_factor;
+            } else {
+                const double sm = (c.rope_orig_ctx / wavelen - c.rope_low_freq_factor) / ((double)c.rope_high_freq_factor - c.rope_low_freq_factor);
+                theta = (1 - sm) * theta / c.rope_factor + sm * theta;
+            }
+        }
+        return theta;
+    }
+    void rope(std::vector<double> &x, int n_heads, int pos) const {
+        const int rd = c.rope_dims ? c.rope_dims : c.head_dim;
+        const double p = c.rope_scaling == SPEC_ROPE_SCALING_LINEAR ? pos / (double)c.rope_factor : pos;
+        for (int h = 0; h < n_heads; h++)
+            for (int i = 0; i < rd / 2; i++) {
+                const double ang = p * freq(i);
+                const size_t a = (size_t)h * c.head_dim + (c.rope_style == SPEC_ROPE_NEOX ? i : 2 * i);
+                const size_t b = c.rope_style == SPEC_ROPE_NEOX ? a + rd / 2 : a + 1;
+                const double x0 = x[a], x1 = x[b];
+                x[a] = x0 * std::cos(ang) - x1 * std::sin(ang);
+                x[b] = x0 * std::sin(ang) + x1 * std::cos(ang);
+            }
+    }
+    std::vector<double> head(const std::vector<double> &x) const {
+        return matvec(m.get(SPEC_W_OUTPUT), norm(x, m.get(SPEC_W_OUTPUT_NORM)));
+    }
+    // One more token of the chain; hidden (optional) gets the residual after each layer.
+    std::vector<double> step(int token, int pos, std::vector<std::vector<double>> *hidden = nullptr) {
+        const int E = c.n_embd, D = c.head_dim, G = c.n_head / c.n_head_kv;
+        const Weight &emb = m.get(SPEC_W_TOKEN_EMBD);
+        std::vector<double> x(emb.dense.begin() + (long)token * E, emb.dense.begin() + (long)(token + 1) * E);
+        if (hidden) hidden->clear();
+        for (int l = 0; l < c.n_layer; l++) {
+            std::vector<double> n = norm(x, m.get(SPEC_W_ATTN_NORM, l));
+            std::vector<double> q = matvec(m.get(SPEC_W_ATTN_Q, l), n), k = matvec(m.get(SPEC_W_ATTN_K, l), n),
+                                v = matvec(m.get(SPEC_W_ATTN_V, l), n);
+            if (c.arch == SPEC_ARCH_QWEN2) {
+                for (size_t i = 0; i < q.size(); i++) q[i] += m.get(SPEC_W_ATTN_Q_BIAS, l).dense[i];
+                for (size_t i = 0; i < k.size(); i++) k[i] += m.get(SPEC_W_ATTN_K_BIAS, l).dense[i];
+                for (size_t i = 0; i < v.size(); i++) v[i] += m.get(SPEC_W_ATTN_V_BIAS, l).dense[i];
+            }
+            rope(q, c.n_head, pos);
+            rope(k, c.n_head_kv, pos);
+            for (auto &e : k) e = round_kv(e, c.kv_dtype);
+            for (auto &e : v) e = round_kv(e, c.kv_dtype);
+            K[l].push_back(k);
+            V[l].push_back(v);
+            std::vector<double> att((size_t)c.n_head * D, 0.0);
+            const size_t T = K[l].size();
+            for (int h = 0; h < c.n_head; h++) {
+                const int g = h / G;
+                std::vector<double> s(T);
+                double mx = -1e300;
+                for (size_t t = 0; t < T; t++) {
+                    double d = 0.0;
+                    for (int i = 0; i < D; i++) d += q[(size_t)h * D + i] * K[l][t][(size_t)g * D + i];
+                    s[t] = d / std::sqrt((double)D);
+                    mx = std::max(mx, s[t]);
+                }
+                double sum = 0.0;
+                for (auto &e : s) sum += (e = std::exp(e - mx));
+                for (size_t t = 0; t < T; t++)
+                    for (int i = 0; i < D; i++) att[(size_t)h * D + i] += s[t] / sum * V[l][t][(size_t)g * D + i];
+            }
+            std::vector<double> o = matvec(m.get(SPEC_W_ATTN_OUT, l), att);
+            for (int i = 0; i < E; i++) x[i] += o[i];
+            n = norm(x, m.get(SPEC_W_FFN_NORM, l));
+            std::vector<double> gt = matvec(m.get(SPEC_W_FFN_GATE, l), n), up = matvec(m.get(SPEC_W_FFN_UP, l), n);
+            for (size_t i = 0; i < gt.size(); i++) gt[i] = gt[i] / (1.0 + std::exp(-gt[i])) * up[i];
+            std::vector<double> d = matvec(m.get(SPEC_W_FFN_DOWN, l), gt);
+            for (int i = 0; i < E; i++) x[i] += d[i];
+            if (hidden) hidden->push_back(x);
+        }
+        return head(x);
+    }
+};
+
+// ------------------------------------------------------------------ running through the ABI
+
+struct Out {
+    std::vector<float> logits, exit_hidden, exit_logits;
+    spec_status status = SPEC_OK;
+};
+
+spec_buffer *alloc_buf(spec_context *ctx, uint64_t n_floats) {
+    spec_buffer *b = NULL;
+    CHECK_OK(spec_buffer_alloc(ctx, n_floats * 4, &b));
+    return b;
+}
+
+Out forward(spec_context *ctx, spec_model *model, spec_kv *kv, const spec_model_config &c, const std::vector<int> &tokens,
+            const int *parents = NULL, const int *positions = NULL, int mode = SPEC_LOGITS_ALL, int exit_layer = 0,
+            bool want_hidden = false, bool want_exit_logits = false, bool stop = false) {
+    Out o;
+    const int n = (int)tokens.size();
+    spec_forward_args a;
+    std::memset(&a, 0, sizeof a);
+    a.n_tokens = n;
+    a.tokens = tokens.data();
+    a.parents = parents;
+    a.positions = positions;
+    a.logits_mode = mode;
+    const uint64_t rows = mode == SPEC_LOGITS_ALL ? (uint64_t)n : 1;
+    if (mode != SPEC_LOGITS_NONE) a.logits = alloc_buf(ctx, rows * c.n_vocab);
+    a.exit_layer = exit_layer;
+    if (want_hidden) a.exit_hidden = alloc_buf(ctx, (uint64_t)n * c.n_embd);
+    if (want_exit_logits) a.exit_logits = alloc_buf(ctx, (uint64_t)n * c.n_vocab);
+    a.stop_at_exit = stop;
+    o.status = spec_forward(model, kv, &a);
+    if (o.status != SPEC_OK) {
+        char msg[512];
+        spec_last_error(ctx, msg, sizeof msg, NULL);
+        fprintf(stderr, "  forward failed (%d): %s\n", o.status, msg);
+    }
+    auto take = [&](spec_buffer *b, std::vector<float> &dst, uint64_t count) {
+        if (!b) return;
+        dst.resize(count);
+        if (o.status == SPEC_OK) CHECK_OK(spec_copy_d2h(dst.data(), b, 0, count * 4));
+        spec_buffer_free(b);
+    };
+    take(a.logits, o.logits, rows * c.n_vocab);
+    take(a.exit_hidden, o.exit_hidden, (uint64_t)n * c.n_embd);
+    take(a.exit_logits, o.exit_logits, (uint64_t)n * c.n_vocab);
+    return o;
+}
+
+void commit_chain(spec_kv *kv, int n) {
+    std::vector<int> path(n);
+    for (int i = 0; i < n; i++) path[i] = i;
+    CHECK_OK(spec_kv_commit(kv, n, path.data()));
+}
+
+// max |a - b| over a row, relative to the row's largest |b|
+double row_err(const float *a, const double *b, int n) {
+    double d = 0.0, mx = 1e-3;
+    for (int i = 0; i < n; i++) {
+        d = std::max(d, std::fabs((double)a[i] - b[i]));
+        mx = std::max(mx, std::fabs(b[i]));
+    }
+    return d / mx;
+}
+
+double row_err_f(const float *a, const float *b, int n) {
+    std::vector<double> bd(b, b + n);
+    return row_err(a, bd.data(), n);
+}
+
+std::vector<int> random_tokens(Rng &r, int n, int vocab) {
+    std::vector<int> t(n);
+    for (auto &e : t) e = r.below(vocab);
+    return t;
+}
+
+// ------------------------------------------------------------------ 1. chains against the reference
+
+void check_against_reference(spec_context *ctx, const ModelSpec &s, int n_prompt, int n_decode, int pos0, double tol) {
+    TestModel tm = make_model(s);
+    const spec_model_config &c = tm.spec.cfg;
+    spec_model *model = load_model(ctx, tm);
+    if (!model) return;
+    spec_kv *kv = NULL;
+    CHECK_OK(spec_kv_create(model, n_prompt + n_decode + 4, &kv));
+    Rng r(s.seed + 7);
+    std::vector<int> toks = random_tokens(r, n_prompt + n_decode, c.n_vocab);
+    std::vector<int> pos(toks.size());
+    for (size_t i = 0; i < pos.size(); i++) pos[i] = pos0 + (int)i;
+
+    std::vector<float> got; // all rows
+    std::vector<int> prompt(toks.begin(), toks.begin() + n_prompt);
+    Out o = forward(ctx, model, kv, c, prompt, NULL, pos0 ? pos.data() : NULL);
+    CHECK(o.status == SPEC_OK);
+    got = o.logits;
+    commit_chain(kv, n_prompt);
+    for (int i = n_prompt; i < n_prompt + n_decode; i++) {
+        Out d = forward(ctx, model, kv, c, std::vector<int>{toks[i]}, NULL, pos0 ? &pos[i] : NULL);
+        CHECK(d.status == SPEC_OK);
+        got.insert(got.end(), d.logits.begin(), d.logits.end());
+        commit_chain(kv, 1);
+    }
+    Reference ref(tm);
+    double worst = 0.0;
+    for (size_t i = 0; i < toks.size(); i++) {
+        std::vector<double> want = ref.step(toks[i], pos[i]);
+        if (got.size() >= (i + 1) * c.n_vocab) worst = std::max(worst, row_err(&got[i * c.n_vocab], want.data(), c.n_vocab));
+    }
+    if (!(worst <= tol)) fprintf(stderr, "  %s: error %.3g exceeds %.3g\n", s.name, worst, tol);
+    CHECK(worst <= tol);
+    printf("  %-34s max rel err %.2e (tol %.0e)\n", s.name, worst, tol);
+    spec_kv_destroy(kv);
+    spec_model_destroy(model);
+}
+
+void test_reference(spec_context *ctx) {
+    spec_model_config c = base_config();
+    check_against_reference(ctx, spec_all("llama f32", c, SPEC_DTYPE_F32, SPEC_DTYPE_F32, false, 1), 7, 3, 0, 1e-4);
+
+    c = base_config();
+    c.kv_dtype = SPEC_DTYPE_F16;
+    check_against_reference(ctx, spec_all("llama f16 tied kv-f16", c, SPEC_DTYPE_F16, SPEC_DTYPE_F16, true, 2), 6, 3, 0, 1e-3);
+
+    c = base_config();
+    c.rope_scaling = SPEC_ROPE_SCALING_LLAMA3;
+    c.rope_factor = 8.0f;
+    c.rope_low_freq_factor = 1.0f;
+    c.rope_high_freq_factor = 4.0f;
+    c.rope_orig_ctx = 64;
+    check_against_reference(ctx, spec_all("llama bf16 llama3-rope pos 300", c, SPEC_DTYPE_BF16, SPEC_DTYPE_BF16, false, 3), 5, 3, 300, 1e-4);
+
+    c = base_config();
+    c.arch = SPEC_ARCH_QWEN2;
+    c.rope_style = SPEC_ROPE_NEOX;
+    c.rope_scaling = SPEC_ROPE_SCALING_LINEAR;
+    c.rope_factor = 2.0f;
+    c.rope_theta = 1000000.0f;
+    check_against_reference(ctx, spec_all("qwen2 q8_0 biases neox linear", c, SPEC_DTYPE_Q8_0, SPEC_DTYPE_F32, false, 4), 9, 3, 0, 1e-4);
+
+    c = base_config();
+    c.rope_style = SPEC_ROPE_NEOX;
+    c.rope_dims = 8;
+    c.kv_dtype = SPEC_DTYPE_BF16;
+    check_against_reference(ctx, spec_all("llama q4_0 partial-rope kv-bf16", c, SPEC_DTYPE_Q4_0, SPEC_DTYPE_F32, true, 5), 8, 2, 0, 5e-3);
+
+    // Sizes that fit no vector width, one kv head for all query heads, mixed dtypes.
+    c = base_config();
+    c.n_embd = 40;
+    c.head_dim = 10;
+    c.n_head = 4;
+    c.n_head_kv = 1;
+    c.n_ff = 58;
+    c.n_vocab = 37;
+    c.n_layer = 3;
+    c.kv_dtype = SPEC_DTYPE_F16;
+    ModelSpec odd = spec_all("odd sizes mixed f32/f16/bf16", c, SPEC_DTYPE_F16, SPEC_DTYPE_BF16, false, 6);
+    odd.mat_dtype[SPEC_W_ATTN_Q] = SPEC_DTYPE_F32;
+    odd.mat_dtype[SPEC_W_ATTN_V] = SPEC_DTYPE_BF16;
+    odd.mat_dtype[SPEC_W_FFN_DOWN] = SPEC_DTYPE_F32;
+    odd.mat_dtype[SPEC_W_OUTPUT] = SPEC_DTYPE_BF16;
+    check_against_reference(ctx, odd, 11, 3, 0, 1e-3);
+
+    // Mixed quantized and plain, larger, qwen2.
+    c = base_config();
+    c.arch = SPEC_ARCH_QWEN2;
+    c.rope_style = SPEC_ROPE_NEOX;
+    c.n_embd = 96;
+    c.n_head = 6;
+    c.n_head_kv = 2;
+    c.n_ff = 160;
+    c.n_vocab = 71;
+    ModelSpec mix = spec_all("qwen2 mixed q8/q4/f16", c, SPEC_DTYPE_Q8_0, SPEC_DTYPE_F16, false, 8);
+    mix.mat_dtype[SPEC_W_TOKEN_EMBD] = SPEC_DTYPE_Q4_0;
+    mix.mat_dtype[SPEC_W_ATTN_K] = SPEC_DTYPE_F16;
+    mix.mat_dtype[SPEC_W_FFN_UP] = SPEC_DTYPE_Q4_0;
+    mix.mat_dtype[SPEC_W_OUTPUT] = SPEC_DTYPE_F32;
+    check_against_reference(ctx, mix, 13, 2, 0, 1e-4);
+
+    // Realistic widths (SmolLM-135M's), where the many-token path splits rows and k into blocks.
+    c = base_config();
+    c.n_embd = 576;
+    c.n_head = 9;
+    c.n_head_kv = 3;
+    c.head_dim = 64;
+    c.n_ff = 1536;
+    c.n_vocab = 1000;
+    c.n_layer = 1;
+    c.kv_dtype = SPEC_DTYPE_F16;
+    check_against_reference(ctx, spec_all("smollm widths q8_0", c, SPEC_DTYPE_Q8_0, SPEC_DTYPE_F32, true, 10), 10, 2, 0, 1e-3);
+
+    // A prompt longer than one internal slice (512) and than one token block.
+    c = base_config();
+    c.n_layer = 1;
+    check_against_reference(ctx, spec_all("long prompt q8_0 (600 tokens)", c, SPEC_DTYPE_Q8_0, SPEC_DTYPE_F32, false, 9), 600, 2, 0, 1e-4);
+}
+
+// ------------------------------------------------------------------ 2-5. trees, commits, slicing, modes
+
+struct Fixture {
+    spec_context *ctx;
+    TestModel tm;
+    spec_model *model;
+    const spec_model_config &c() const { return tm.spec.cfg; }
+};
+
+std::vector<int> path_to(const std::vector<int> &parents, int node) {
+    std::vector<int> p;
+    for (int i = node; i >= 0; i = parents[i]) p.insert(p.begin(), i);
+    return p;
+}
+
+void test_tree(Fixture &f, double tol) {
+    const spec_model_config &c = f.c();
+    Rng r(11);
+    std::vector<int> prefix = random_tokens(r, 5, c.n_vocab);
+    // a tree of 12 nodes with several branches and two roots
+    std::vector<int> parents = {-1, 0, 0, 1, 2, 1, 3, -1, 7, 4, 4, 6};
+    std::vector<int> tokens = random_tokens(r, (int)parents.size(), c.n_vocab);
+
+    spec_kv *kv = NULL, *kv2 = NULL;
+    CHECK_OK(spec_kv_create(f.model, 64, &kv));
+    CHECK_OK(spec_kv_create(f.model, 64, &kv2));
+    CHECK(forward(f.ctx, f.model, kv, c, prefix).status == SPEC_OK);
+    commit_chain(kv, 5);
+    CHECK(forward(f.ctx, f.model, kv2, c, prefix).status == SPEC_OK);
+    commit_chain(kv2, 5);
+
+    Out tree = forward(f.ctx, f.model, kv, c, tokens, parents.data());
+    CHECK(tree.status == SPEC_OK);
+    double worst = 0.0;
+    for (size_t i = 0; i < parents.size(); i++) {
+        std::vector<int> path = path_to(parents, (int)i), ptoks;
+        for (int p : path) ptoks.push_back(tokens[p]);
+        Out chain = forward(f.ctx, f.model, kv2, c, ptoks); // pending only: the next forward drops it
+        if (chain.status != SPEC_OK || tree.logits.empty()) continue;
+        worst = std::max(worst, row_err_f(&tree.logits[i * c.n_vocab], &chain.logits[(path.size() - 1) * c.n_vocab], c.n_vocab));
+    }
+    printf("  tree vs chains (%s): max rel err %.2e\n", f.tm.spec.name, worst);
+    CHECK(worst <= tol);
+
+    // 3. commit the path to node 11 (0,1,3,6,11), then one more token == the whole chain at once
+    std::vector<int> path = path_to(parents, 11);
+    CHECK_OK(spec_kv_commit(kv, (int)path.size(), path.data()));
+    int32_t len = 0;
+    CHECK_OK(spec_kv_length(kv, &len));
+    CHECK(len == 5 + (int)path.size());
+    const int extra = r.below(c.n_vocab);
+    Out next = forward(f.ctx, f.model, kv, c, std::vector<int>{extra});
+    std::vector<int> whole = prefix;
+    for (int p : path) whole.push_back(tokens[p]);
+    whole.push_back(extra);
+    CHECK_OK(spec_kv_truncate(kv2, 0));
+    Out full = forward(f.ctx, f.model, kv2, c, whole);
+    if (next.status == SPEC_OK && full.status == SPEC_OK) {
+        const double e = row_err_f(next.logits.data(), &full.logits[(whole.size() - 1) * c.n_vocab], c.n_vocab);
+        printf("  commit tree path + 1 token vs chain: rel err %.2e\n", e);
+        CHECK(e <= tol);
+    }
+    // the path of the second root alone (7, 8) also commits
+    CHECK(forward(f.ctx, f.model, kv, c, tokens, parents.data()).status == SPEC_OK);
+    const int p78[2] = {7, 8};
+    CHECK_OK(spec_kv_commit(kv, 2, p78));
+    spec_kv_destroy(kv);
+    spec_kv_destroy(kv2);
+}
+
+void test_prompt_vs_steps(Fixture &f) {
+    const spec_model_config &c = f.c();
+    Rng r(12);
+    std::vector<int> toks = random_tokens(r, 9, c.n_vocab);
+    spec_kv *a = NULL, *b = NULL;
+    CHECK_OK(spec_kv_create(f.model, 16, &a));
+    CHECK_OK(spec_kv_create(f.model, 16, &b));
+    Out all = forward(f.ctx, f.model, a, c, toks);
+    double worst = 0.0;
+    bool identical = true;
+    for (size_t i = 0; i < toks.size(); i++) {
+        Out one = forward(f.ctx, f.model, b, c, std::vector<int>{toks[i]});
+        commit_chain(b, 1);
+        if (one.status != SPEC_OK || all.status != SPEC_OK) continue;
+        worst = std::max(worst, row_err_f(&all.logits[i * c.n_vocab], one.logits.data(), c.n_vocab));
+        identical = identical && std::memcmp(&all.logits[i * c.n_vocab], one.logits.data(), c.n_vocab * 4) == 0;
+    }
+    printf("  prompt at once vs token by token: max rel err %.2e%s\n", worst, identical ? " (bit-identical)" : "");
+    CHECK(worst <= 1e-5);
+    spec_kv_destroy(a);
+    spec_kv_destroy(b);
+}
+
+void test_modes_and_exit(Fixture &f) {
+    const spec_model_config &c = f.c();
+    const int L = c.n_layer;
+    Rng r(13);
+    std::vector<int> toks = random_tokens(r, 6, c.n_vocab);
+    spec_kv *kv = NULL;
+    CHECK_OK(spec_kv_create(f.model, 16, &kv));
+    Out all = forward(f.ctx, f.model, kv, c, toks);
+    Out last = forward(f.ctx, f.model, kv, c, toks, NULL, NULL, SPEC_LOGITS_LAST);
+    if (all.status == SPEC_OK && last.status == SPEC_OK)
+        CHECK(std::memcmp(last.logits.data(), &all.logits[5 * c.n_vocab], c.n_vocab * 4) == 0);
+
+    // exit at the last layer: exit logits are the logits
+    Out ex = forward(f.ctx, f.model, kv, c, toks, NULL, NULL, SPEC_LOGITS_ALL, L, true, true);
+    if (ex.status == SPEC_OK && all.status == SPEC_OK) {
+        CHECK(std::memcmp(ex.logits.data(), all.logits.data(), all.logits.size() * 4) == 0);
+        CHECK(std::memcmp(ex.exit_logits.data(), all.logits.data(), all.logits.size() * 4) == 0);
+    }
+    // ... and with LAST, the row of the last token
+    Out exl = forward(f.ctx, f.model, kv, c, toks, NULL, NULL, SPEC_LOGITS_LAST, L, false, true);
+    if (exl.status == SPEC_OK && all.status == SPEC_OK)
+        CHECK(std::memcmp(exl.logits.data(), &all.logits[5 * c.n_vocab], c.n_vocab * 4) == 0);
+
+    // an early exit: hidden and logits against the reference after layer 1
+    Out mid = forward(f.ctx, f.model, kv, c, toks, NULL, NULL, SPEC_LOGITS_ALL, 1, true, true);
+    Reference ref(f.tm);
+    double eh = 0.0, el = 0.0;
+    for (size_t i = 0; i < toks.size() && mid.status == SPEC_OK; i++) {
+        std::vector<std::vector<double>> hidden;
+        std::vector<double> lg = ref.step(toks[i], (int)i, &hidden);
+        eh = std::max(eh, row_err(&mid.exit_hidden[i * c.n_embd], hidden[0].data(), c.n_embd));
+        el = std::max(el, row_err(&mid.exit_logits[i * c.n_vocab], ref.head(hidden[0]).data(), c.n_vocab));
+        (void)lg;
+    }
+    printf("  exit after layer 1 vs reference: hidden %.2e, logits %.2e\n", eh, el);
+    CHECK(eh <= 1e-4 && el <= 1e-4);
+    if (mid.status == SPEC_OK && all.status == SPEC_OK) CHECK(std::memcmp(mid.logits.data(), all.logits.data(), all.logits.size() * 4) == 0);
+
+    // stop at the exit: the same exit outputs, from fewer layers
+    Out stop = forward(f.ctx, f.model, kv, c, toks, NULL, NULL, SPEC_LOGITS_NONE, 1, true, true, true);
+    CHECK(stop.status == SPEC_OK);
+    if (stop.status == SPEC_OK && mid.status == SPEC_OK) {
+        CHECK(std::memcmp(stop.exit_hidden.data(), mid.exit_hidden.data(), mid.exit_hidden.size() * 4) == 0);
+        CHECK(std::memcmp(stop.exit_logits.data(), mid.exit_logits.data(), mid.exit_logits.size() * 4) == 0);
+    }
+    // a stop-at-exit tree commits like any other (its first layer's KV is what later drafts read)
+    const int par[3] = {-1, 0, 0};
+    Out draft = forward(f.ctx, f.model, kv, c, std::vector<int>{1, 2, 3}, par, NULL, SPEC_LOGITS_NONE, 1, false, true, true);
+    CHECK(draft.status == SPEC_OK);
+    const int p02[2] = {0, 2};
+    CHECK_OK(spec_kv_commit(kv, 2, p02));
+    spec_kv_destroy(kv);
+}
+
+// ------------------------------------------------------------------ 6. thread counts
+
+void test_threads(spec_context *ctx) {
+    spec_model_config c = base_config();
+    c.n_embd = 128;
+    c.n_head = 8;
+    c.n_head_kv = 4;
+    c.n_ff = 352;
+    c.n_vocab = 300;
+    ModelSpec s = spec_all("threads", c, SPEC_DTYPE_Q8_0, SPEC_DTYPE_F32, false, 21);
+    s.mat_dtype[SPEC_W_ATTN_Q] = SPEC_DTYPE_F16;
+    s.mat_dtype[SPEC_W_FFN_DOWN] = SPEC_DTYPE_Q4_0;
+    TestModel tm = make_model(s);
+    spec_model *model = load_model(ctx, tm);
+    if (!model) return;
+    Rng r(22);
+    std::vector<int> toks = random_tokens(r, 20, c.n_vocab);
+    const int par[5] = {-1, 0, 0, 1, 1};
+    std::vector<int> tree = random_tokens(r, 5, c.n_vocab);
+    std::vector<float> base;
+    for (int nt : {1, 2, 3, 0}) {
+        CHECK_OK(spec_context_set_threads(ctx, nt));
+        spec_kv *kv = NULL;
+        CHECK_OK(spec_kv_create(model, 32, &kv));
+        Out a = forward(ctx, model, kv, c, toks);
+        commit_chain(kv, 20);
+        Out b = forward(ctx, model, kv, c, tree, par);
+        Out d = forward(ctx, model, kv, c, std::vector<int>{5});
+        std::vector<float> all = a.logits;
+        all.insert(all.end(), b.logits.begin(), b.logits.end());
+        all.insert(all.end(), d.logits.begin(), d.logits.end());
+        if (base.empty()) base = all;
+        else CHECK(all.size() == base.size() && std::memcmp(all.data(), base.data(), base.size() * 4) == 0);
+        spec_kv_destroy(kv);
+    }
+    printf("  threads 1, 2, 3, all: identical logits\n");
+    CHECK_OK(spec_context_set_threads(ctx, 0));
+    spec_model_destroy(model);
+}
+
+// ------------------------------------------------------------------ 7. bad input
+
+void test_errors(spec_context *ctx) {
+    spec_model_config c = base_config();
+    TestModel tm = make_model(spec_all("errors", c, SPEC_DTYPE_F32, SPEC_DTYPE_F32, false, 31));
+
+    // a weight of the wrong shape; a kv cache (so a forward) before finalize; a missing weight
+    spec_model *m = NULL;
+    CHECK_OK(spec_model_create(ctx, &c, &m));
+    const Weight &wq = tm.get(SPEC_W_ATTN_Q, 0);
+    CHECK_FAILS(ctx, spec_model_set_weight(m, SPEC_W_ATTN_Q, 0, SPEC_DTYPE_F32, wq.data(), wq.size(), wq.cols, wq.rows - 1),
+                SPEC_ERR_INVALID_ARGUMENT, "expected [64 x 64]");
+    spec_kv *kv = NULL;
+    CHECK_FAILS(ctx, spec_kv_create(m, 16, &kv), SPEC_ERR_INVALID_ARGUMENT, "not finalized");
+    CHECK_FAILS(ctx, spec_model_finalize(m), SPEC_ERR_INVALID_ARGUMENT, "missing weight");
+    spec_model_destroy(m);
+
+    spec_model *model = load_model(ctx, tm);
+    if (!model) return;
+    CHECK_OK(spec_kv_create(model, 8, &kv));
+    spec_buffer *logits = alloc_buf(ctx, 16 * c.n_vocab);
+    int toks[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    spec_forward_args a;
+    std::memset(&a, 0, sizeof a);
+    a.tokens = toks;
+    a.logits_mode = SPEC_LOGITS_ALL;
+    a.logits = logits;
+
+    const int bad_parent[3] = {-1, 0, 2};
+    a.n_tokens = 3;
+    a.parents = bad_parent;
+    CHECK_FAILS(ctx, spec_forward(model, kv, &a), SPEC_ERR_INVALID_ARGUMENT, "parent[2] = 2");
+    a.parents = NULL;
+
+    toks[1] = c.n_vocab;
+    CHECK_FAILS(ctx, spec_forward(model, kv, &a), SPEC_ERR_OUT_OF_RANGE, "token[1] = 50 is out of range");
+    toks[1] = 2;
+
+    a.n_tokens = 9;
+    CHECK_FAILS(ctx, spec_forward(model, kv, &a), SPEC_ERR_OUT_OF_RANGE, "do not fit");
+    a.n_tokens = 8;
+    CHECK_OK(spec_forward(model, kv, &a));
+    commit_chain(kv, 5);
+    a.n_tokens = 4;
+    CHECK_FAILS(ctx, spec_forward(model, kv, &a), SPEC_ERR_OUT_OF_RANGE, "5 committed of capacity 8");
+
+    // a commit that is not a root-to-node chain
+    const int tree_par[3] = {-1, 0, 0};
+    a.n_tokens = 3;
+    a.parents = tree_par;
+    CHECK_OK(spec_forward(model, kv, &a));
+    const int not_chain[2] = {1, 2};
+    CHECK_FAILS(ctx, spec_kv_commit(kv, 2, not_chain), SPEC_ERR_INVALID_ARGUMENT, "not a root-to-node chain");
+    const int siblings[3] = {0, 1, 2};
+    CHECK_FAILS(ctx, spec_kv_commit(kv, 3, siblings), SPEC_ERR_INVALID_ARGUMENT, "not a root-to-node chain");
+
+    // logits with stop_at_exit; a small logits buffer
+    a.exit_layer = 1;
+    a.stop_at_exit = 1;
+    CHECK_FAILS(ctx, spec_forward(model, kv, &a), SPEC_ERR_INVALID_ARGUMENT, "stop_at_exit");
+    a.exit_layer = 0;
+    a.stop_at_exit = 0;
+    spec_buffer *tiny = alloc_buf(ctx, 4);
+    a.logits = tiny;
+    CHECK_FAILS(ctx, spec_forward(model, kv, &a), SPEC_ERR_BUFFER_TOO_SMALL, "logits buffer");
+
+    spec_buffer_free(tiny);
+    spec_buffer_free(logits);
+    spec_kv_destroy(kv);
+    spec_model_destroy(model);
+}
+
+} // namespace
+
+int main(void) {
+    spec_context *ctx = NULL;
+    CHECK_OK(spec_context_create("cpu", 0, &ctx));
+    if (!ctx) return check_finish("test_forward");
+
+    const char *isas[] = {"avx512", "avx2", "scalar"};
+    for (const char *isa : isas) {
+        setenv("SPECULA_CPU_ISA", isa, 1); // read when a model is finalized; caps, never raises
+        printf("kernels capped at %s:\n", isa);
+        test_reference(ctx);
+
+        spec_model_config c = base_config();
+        c.n_layer = 3;
+        Fixture f{ctx, make_model(spec_all("tree f32", c, SPEC_DTYPE_F32, SPEC_DTYPE_F32, false, 41)), NULL};
+        f.model = load_model(ctx, f.tm);
+        test_tree(f, 1e-4);
+        test_prompt_vs_steps(f);
+        test_modes_and_exit(f);
+        spec_model_destroy(f.model);
+
+        c.kv_dtype = SPEC_DTYPE_F16;
+        Fixture g{ctx, make_model(spec_all("tree q8_0 kv-f16", c, SPEC_DTYPE_Q8_0, SPEC_DTYPE_F16, true, 42)), NULL};
+        g.model = load_model(ctx, g.tm);
+        test_tree(g, 1e-4);
+        test_prompt_vs_steps(g);
+        spec_model_destroy(g.model);
+    }
+    unsetenv("SPECULA_CPU_ISA");
+    test_threads(ctx);
+    test_errors(ctx);
+    spec_context_destroy(ctx);
+    return check_finish("test_forward");
+}
