@@ -82,7 +82,11 @@ final class Drafters implements AutoCloseable {
 
     private Supplier<EarlyExitPolicy> earlyExitPolicies() {
         if (earlyExitPolicies == null) {
-            earlyExitPolicies = EarlyExitPolicy.factory(target.model(), EarlyExitPolicy.Options.dynamic(target.model().shape().nLayer(), context));
+            // Windowed shadow passes every 32 steps: exact ones keep every candidate's cache current, which
+            // costs more than the drafts save on a CPU.
+            var dynamic = EarlyExitPolicy.Options.dynamic(target.model().shape().nLayer(), context);
+            var options = new EarlyExitPolicy.Options(dynamic.exitLayers(), dynamic.maxDraft(), 0, 32, 16, context);
+            earlyExitPolicies = EarlyExitPolicy.factory(target.model(), options);
         }
         return earlyExitPolicies;
     }

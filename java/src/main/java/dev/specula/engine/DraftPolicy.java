@@ -1,6 +1,7 @@
 package dev.specula.engine;
 
 import dev.specula.nativeapi.DeviceBuffer;
+import dev.specula.nativeapi.KvCache;
 import dev.specula.nativeapi.VerifyResult;
 
 /**
@@ -16,6 +17,16 @@ public interface DraftPolicy {
      * including the root. Returning the root alone means "no speculation this step".
      */
     DraftTree propose(int[] history, int length, int maxNodes);
+
+    /**
+     * As {@link #propose(int[], int, int)}, also given the sequence's target KV cache, whose committed prefix is
+     * history[0..length-1). A policy that drafts with the target's own layers may run forwards on it (its first
+     * layers' KV for the prefix is exactly what such a drafter would compute) but must leave it with that same
+     * committed prefix. The engine calls this one.
+     */
+    default DraftTree propose(int[] history, int length, int maxNodes, KvCache targetKv) {
+        return propose(history, length, maxNodes);
+    }
 
     /** Sees the verification of the tree it proposed for one sequence. The default learns nothing. */
     default void observe(DraftTree tree, VerifyResult result) {}

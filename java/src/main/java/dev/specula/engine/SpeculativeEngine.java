@@ -168,10 +168,12 @@ public final class SpeculativeEngine implements AutoCloseable {
             KvCache kv = s.request.kv();
             s.allowed = Math.min(budget.choose(s.request.policy().name()), kv.capacity() - kv.length());
             long t0 = System.nanoTime();
-            DraftTree tree = s.request.policy().propose(s.history, s.length, s.allowed);
+            DraftTree tree = s.request.policy().propose(s.history, s.length, s.allowed, kv);
             long t1 = System.nanoTime();
             if (tree.size() > s.allowed)
                 throw new IllegalStateException("policy " + s.request.policy().name() + " proposed " + tree.size() + " nodes, more than the " + s.allowed + " allowed");
+            if (kv.length() != s.length - 1)
+                throw new IllegalStateException("policy " + s.request.policy().name() + " left the KV cache at " + kv.length() + " positions, not " + (s.length - 1));
             if (tree.tokens()[0] != s.history[s.length - 1])
                 throw new IllegalStateException("policy " + s.request.policy().name() + " rooted its tree at " + tree.tokens()[0] + ", not the last token " + s.history[s.length - 1]);
             target.forward(kv, ForwardArgs.tree(tree.tokens(), tree.parents(), logits, b * maxNodes * rowBytes));

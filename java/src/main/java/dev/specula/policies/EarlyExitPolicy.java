@@ -189,6 +189,17 @@ public final class EarlyExitPolicy implements DraftPolicy, AutoCloseable {
 
     @Override
     public DraftTree propose(int[] history, int length, int maxNodes) {
+        return propose(history, length, maxNodes, null);
+    }
+
+    /**
+     * Drafts with the first E layers. Given the target's own KV cache, the draft runs on it: the committed
+     * prefix's first E layers hold exactly what an E-layer drafter computes, so nothing is recomputed; the
+     * drafted tokens are committed with KV for those layers only and truncated away before returning. Without
+     * it, the candidate's own cache is caught up instead.
+     */
+    @Override
+    public DraftTree propose(int[] history, int length, int maxNodes, KvCache targetKv) {
         int root = history[length - 1];
         lastCandidate = -1;
         lastDraft = 0;
@@ -200,25 +211,62 @@ public final class EarlyExitPolicy implements DraftPolicy, AutoCloseable {
         }
 
         int maxD = Math.min(options.maxDraft(), Math.min(maxNodes - 1, options.capacity() - length));
+        boolean reuse = targetKv != null && targetKv.model() == target && targetKv.length() == length - 1;
+        if (reuse) maxD = Math.min(maxD, targetKv.capacity() - length);
         if (maxD < 1) return DraftTree.rootOnly(root);
         int[] choice = choose(estimates.values(), options.exitLayers(), nLayer, maxD, options.fixedDraft());
         int best = choice[0], bestD = choice[1];
         if (bestD == 0) return DraftTree.rootOnly(root);
 
-        DraftCache cache = cache(best);
         int[] guesses = new int[bestD];
-        float[] logits = cache.advanceTo(history, length);
         int limit = target.shape().nVocab();
-        for (int d = 0; d < bestD; d++) {
-            // Argmax: deterministic drafts keep the engine's point-mass verification lossless.
-            guesses[d] = argmax(logits, limit);
-            if (d + 1 < bestD) logits = cache.append(guesses[d]);
+        if (reuse) {
+            int base = targetKv.length();
+            try {
+                float[] logits = exitStep(targetKv, root, options.exitLayers()[best]);
+                for (int d = 0; d < bestD; d++) {
+                    guesses[d] = argmax(logits, limit);
+                    if (d + 1 < bestD) logits = exitStep(targetKv, guesses[d], options.exitLayers()[best]);
+                }
+            } finally {
+                targetKv.truncate(base);
+            }
+        } else {
+            DraftCache cache = cache(best);
+            float[] logits = cache.advanceTo(history, length);
+            for (int d = 0; d < bestD; d++) {
+                // Argmax: deterministic drafts keep the engine's point-mass verification lossless.
+                guesses[d] = argmax(logits, limit);
+                if (d + 1 < bestD) logits = cache.append(guesses[d]);
+            }
         }
         lastCandidate = best;
         lastDraft = bestD;
         chosenCount[best]++;
         lastDrafted[best] = steps;
         return DraftTree.chain(root, guesses);
+    }
+
+    private DeviceBuffer stepLogits;
+    private Arena stepArena;
+    private MemorySegment stepHost;
+    private float[] stepRow;
+
+    /** One token through the first exitLayer layers of kv's model, committed; returns its exit logits. */
+    private float[] exitStep(KvCache kv, int token, int exitLayer) {
+        int vocab = target.shape().nVocab();
+        if (stepLogits == null) {
+            stepLogits = target.context().allocate((long) vocab * Float.BYTES);
+            stepArena = Arena.ofShared();
+            stepHost = stepArena.allocate((long) vocab * Float.BYTES, 64);
+            stepRow = new float[vocab];
+        }
+        target.forward(kv, new ForwardArgs(new int[] {token}, null, null, ForwardArgs.LogitsMode.NONE, null, exitLayer, null,
+                stepLogits, true, 0));
+        kv.commitChain(1);
+        stepLogits.copyToHost(0, stepHost, 0, stepHost.byteSize());
+        MemorySegment.copy(stepHost, ValueLayout.JAVA_FLOAT, 0, stepRow, 0, vocab);
+        return stepRow;
     }
 
     /**
@@ -348,6 +396,10 @@ public final class EarlyExitPolicy implements DraftPolicy, AutoCloseable {
         }
         if (shadowKv != null) shadowKv.close();
         if (shadowLogits != null) shadowLogits.close();
+        if (stepLogits != null) stepLogits.close();
+        if (stepArena != null) stepArena.close();
+        stepLogits = null;
+        stepArena = null;
         shadowKv = null;
         shadowLogits = null;
     }
