@@ -43,8 +43,8 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--max-tokens", paramLabel = "N", defaultValue = "160", description = "Tokens to generate (default: ${DEFAULT-VALUE}).")
     int maxTokens;
 
-    @Option(names = "--drafters", paramLabel = "LIST", defaultValue = "pld,recycling", split = ",",
-            description = "Drafters to compare with plain decoding (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--drafters", paramLabel = "LIST", split = ",",
+            description = "Drafters to compare with plain decoding (default: pld, recycling, and draft-model when the demo draft is there).")
     List<String> drafters;
 
     @Option(names = "--rounds", paramLabel = "N", defaultValue = "3", description = "Timed runs per drafter; the best counts (default: ${DEFAULT-VALUE}).")
@@ -65,7 +65,15 @@ final class DemoCommand implements Callable<Integer> {
             out.println();
             out.println("----");
             List<String> names = new ArrayList<>(List.of("none"));
-            names.addAll(drafters);
+            if (drafters != null) {
+                names.addAll(drafters);
+            } else {
+                names.addAll(List.of("pld", "recycling"));
+                if (model == null && java.nio.file.Files.isRegularFile(Path.of(System.getProperty("specula.home", ".")).resolve(Drafters.DEMO_DRAFT))
+                        && path.getFileName().toString().equals(Path.of(DefaultModel.DEMO_TARGET).getFileName().toString())) {
+                    names.add("draft-model");
+                }
+            }
             double[] rate = new double[names.size()];
             double[] accepted = new double[names.size()];
             // Rounds interleave the drafters so that they share the machine's noise.

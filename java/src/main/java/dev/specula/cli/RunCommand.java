@@ -1,10 +1,14 @@
 package dev.specula.cli;
 
 import com.google.gson.GsonBuilder;
+import dev.specula.engine.BannedSequences;
+import dev.specula.engine.CandidateFilter;
 import dev.specula.engine.GenerationRequest;
 import dev.specula.engine.GenerationResult;
 import dev.specula.engine.LoadedModel;
+import dev.specula.engine.RelaxedVerifier;
 import dev.specula.engine.SamplingOptions;
+import dev.specula.engine.TokenNeighbours;
 import dev.specula.nativeapi.Context;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
@@ -66,8 +70,13 @@ final class RunCommand implements Callable<Integer> {
     Path draftModel;
 
     @Option(names = "--verify", paramLabel = "MODE", defaultValue = "greedy",
-            description = "greedy (temperature 0) or sample (lossless, needs --temperature > 0); relaxed modes typical and lantern are not in this build.")
+            description = "greedy (temperature 0) or sample (lossless, needs --temperature > 0); typical or lantern"
+                    + " (relaxed, LOSSY: accept drafts the model would not have chosen; temperature 0, needs a --drafter).")
     String verify;
+
+    @Option(names = "--ban", paramLabel = "TEXT",
+            description = "A string never to generate (repeatable); banned as the tokenizer encodes it, other tokenizations are not caught.")
+    List<String> ban = new ArrayList<>();
 
     @Option(names = "--tree-size", paramLabel = "N", defaultValue = "81", description = "Largest draft tree, root included (default: ${DEFAULT-VALUE}).")
     int treeSize;
@@ -88,15 +97,27 @@ final class RunCommand implements Callable<Integer> {
             case "sample" -> {
                 if (temperature <= 0) throw new IllegalArgumentException("--verify sample needs --temperature > 0");
             }
-            case "typical", "lantern" -> throw new IllegalArgumentException("relaxed verification '" + verify + "' is not in this build");
-            default -> throw new IllegalArgumentException("unknown --verify mode '" + verify + "': greedy or sample");
+            case "typical", "lantern" -> {
+                if (temperature != 0) throw new IllegalArgumentException("--verify " + verify + " picks tokens greedily; it takes temperature 0");
+                System.err.println("warning: --verify " + verify + " is LOSSY: the output may differ from the model's own greedy output");
+            }
+            default -> throw new IllegalArgumentException("unknown --verify mode '" + verify + "': greedy, sample, typical or lantern");
         }
         SamplingOptions sampling = new SamplingOptions(temperature, topK, topP, minP, repeatPenalty, 64, seed);
         PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
         try (Context ctx = Context.cpu(); LoadedModel loaded = LoadedModel.open(ctx, path);
              Drafters drafters = new Drafters(loaded, treeSize, !fixedTree, draftModel, context)) {
             ctx.setThreads(threads);
-            GenerationRequest request = new GenerationRequest(prompt, maxTokens, sampling, stop, null, drafters.speculation(drafter));
+            List<CandidateFilter> filters = ban.isEmpty() ? List.of() : List.of(BannedSequences.ofStrings(loaded.tokenizer(), ban));
+            RelaxedVerifier relaxed = switch (verify) {
+                case "typical" -> RelaxedVerifier.typical();
+                case "lantern" -> RelaxedVerifier.lantern(TokenNeighbours.fromGguf(loaded.file().gguf().orElseThrow(
+                        () -> new IllegalArgumentException("--verify lantern reads the token embeddings from a GGUF model")),
+                        TokenNeighbours.DEFAULT_K), RelaxedVerifier.LANTERN_DELTA);
+                default -> null;
+            };
+            GenerationRequest request = new GenerationRequest(prompt, maxTokens, sampling, stop, null, drafters.speculation(drafter),
+                    filters, relaxed);
             if (!json) out.print(prompt);
             GenerationResult r = loaded.generator(context).generate(request, text -> {
                 if (!json) out.print(text);

@@ -8,9 +8,13 @@ import java.util.List;
  *
  * @param addBos      whether to put the model's BOS token first (null = what the model's tokenizer says)
  * @param speculation how to draft; null decodes plainly (the only way that supports repetition penalty and min-p)
+ * @param filters     constraints on every generated token (empty for none); plain and speculative decoding
+ *                    give the same output under the same filters
+ * @param relaxed     null (lossless), or a LOSSY relaxed verifier for the speculative steps (needs greedy
+ *                    sampling); without speculation it has nothing to relax and decoding is plain greedy
  */
 public record GenerationRequest(String prompt, int maxTokens, SamplingOptions sampling, List<String> stopStrings, Boolean addBos,
-                                Speculation speculation) {
+                                Speculation speculation, List<CandidateFilter> filters, RelaxedVerifier relaxed) {
 
     /**
      * @param policy   the drafter for this request (a fresh one where the policy keeps per-sequence state);
@@ -29,6 +33,15 @@ public record GenerationRequest(String prompt, int maxTokens, SamplingOptions sa
         if (maxTokens < 0) throw new IllegalArgumentException("maxTokens must be >= 0, got " + maxTokens);
         if (sampling == null) sampling = SamplingOptions.GREEDY;
         stopStrings = stopStrings == null ? List.of() : List.copyOf(stopStrings);
+        filters = filters == null ? List.of() : List.copyOf(filters);
+        if (relaxed != null && !sampling.greedy())
+            throw new IllegalArgumentException("relaxed verification (" + relaxed.mode() + ") picks tokens greedily; use temperature 0");
+    }
+
+    /** A request without filters, verified losslessly. */
+    public GenerationRequest(String prompt, int maxTokens, SamplingOptions sampling, List<String> stopStrings, Boolean addBos,
+                             Speculation speculation) {
+        this(prompt, maxTokens, sampling, stopStrings, addBos, speculation, List.of(), null);
     }
 
     public static GenerationRequest greedy(String prompt, int maxTokens) {
@@ -36,6 +49,15 @@ public record GenerationRequest(String prompt, int maxTokens, SamplingOptions sa
     }
 
     public GenerationRequest withSpeculation(Speculation s) {
-        return new GenerationRequest(prompt, maxTokens, sampling, stopStrings, addBos, s);
+        return new GenerationRequest(prompt, maxTokens, sampling, stopStrings, addBos, s, filters, relaxed);
+    }
+
+    public GenerationRequest withFilters(List<CandidateFilter> f) {
+        return new GenerationRequest(prompt, maxTokens, sampling, stopStrings, addBos, speculation, f, relaxed);
+    }
+
+    /** Opts in to LOSSY relaxed verification; null returns to lossless verification. */
+    public GenerationRequest withRelaxedVerifier(RelaxedVerifier r) {
+        return new GenerationRequest(prompt, maxTokens, sampling, stopStrings, addBos, speculation, filters, r);
     }
 }

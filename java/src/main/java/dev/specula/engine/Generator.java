@@ -63,7 +63,7 @@ public final class Generator {
             GenerationRequest.Speculation s = request.speculation();
             if (s == null) {
                 try (PlainDecoder plain = new PlainDecoder(model)) {
-                    PlainDecoder.Result r = plain.generate(kv, prompt, request.maxTokens(), request.sampling(), stopTokens::contains, sink, cancelled);
+                    PlainDecoder.Result r = plain.generate(kv, prompt, request.maxTokens(), request.sampling(), stopTokens::contains, sink, cancelled, request.filters());
                     tokens = r.tokens();
                     reason = r.reason();
                     stats = r.stats();
@@ -72,7 +72,7 @@ public final class Generator {
                 try (SpeculativeEngine engine = new SpeculativeEngine(model, s.maxNodes(), s.adaptive());
                      AutoCloseable owned = s.policy() instanceof AutoCloseable c ? c : () -> {}) {
                     SpeculativeEngine.Result r = engine.generate(new SpeculativeEngine.Request(kv, prompt, request.maxTokens(),
-                            request.sampling(), s.policy(), stopTokens::contains, sink, cancelled));
+                            request.sampling(), s.policy(), stopTokens::contains, sink, cancelled, request.filters(), request.relaxed()));
                     tokens = r.tokens();
                     reason = r.reason();
                     spec = r.stats();

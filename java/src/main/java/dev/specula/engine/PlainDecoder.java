@@ -8,6 +8,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
+import java.util.List;
 import java.util.function.BooleanSupplier;
 import java.util.function.IntPredicate;
 
@@ -41,6 +42,12 @@ public final class PlainDecoder implements AutoCloseable {
      */
     public Result generate(KvCache kv, int[] prompt, int maxTokens, SamplingOptions sampling, IntPredicate isStop,
                            TokenSink sink, BooleanSupplier cancelled) {
+        return generate(kv, prompt, maxTokens, sampling, isStop, sink, cancelled, List.of());
+    }
+
+    /** As above, with each row masked by filters (given the tokens so far) before a token is chosen from it. */
+    public Result generate(KvCache kv, int[] prompt, int maxTokens, SamplingOptions sampling, IntPredicate isStop,
+                           TokenSink sink, BooleanSupplier cancelled, List<CandidateFilter> filters) {
         if (prompt.length == 0) throw new IllegalArgumentException("the prompt has no tokens");
         if (maxTokens < 0) throw new IllegalArgumentException("maxTokens must be >= 0, got " + maxTokens);
         if (prompt.length >= kv.capacity())
@@ -64,7 +71,9 @@ public final class PlainDecoder implements AutoCloseable {
                 reason = StopReason.CANCELLED;
                 break;
             }
-            int token = sampler.sample(readLogits(), history, length);
+            float[] row = readLogits();
+            CandidateFilter.applyAll(filters, history, length, row);
+            int token = sampler.sample(row, history, length);
             if (isStop.test(token)) {
                 reason = StopReason.END_OF_SEQUENCE;
                 break;

@@ -7,6 +7,9 @@ import dev.specula.nativeapi.NativeModel;
 import dev.specula.nativeapi.SamplingParams;
 import dev.specula.nativeapi.TreeVerifier;
 import dev.specula.nativeapi.VerifyResult;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.IdentityHashMap;
@@ -22,8 +25,10 @@ import java.util.function.IntPredicate;
  * token; the policies learn from the outcome. A plain decoding step is the same path with a one-node tree.
  *
  * <p>Greedy verification gives exactly the tokens of plain greedy decoding; sampling gives exactly the
- * distribution of plain sampling with the same temperature, top-k and top-p. One engine serves one batch at a
- * time (calls are serialised); make one per thread for parallel batches.
+ * distribution of plain sampling with the same temperature, top-k and top-p. {@link CandidateFilter}s on a
+ * request keep both lossless with respect to the filtered distribution. A request may instead opt in to a
+ * LOSSY {@link RelaxedVerifier} (typical or LANTERN acceptance), verified on the host. One engine serves one
+ * batch at a time (calls are serialised); make one per thread for parallel batches.
  */
 public final class SpeculativeEngine implements AutoCloseable {
     private final NativeModel target;
@@ -31,6 +36,7 @@ public final class SpeculativeEngine implements AutoCloseable {
     private final SpeculationBudget budget;
     private final int vocab;
     private DeviceBuffer logits;
+    private MemorySegment hostRows;
     private int logitsBatch;
     private long step;
 
@@ -51,9 +57,18 @@ public final class SpeculativeEngine implements AutoCloseable {
         return target;
     }
 
-    /** One sequence of a batch. The KV cache must be empty and belong to the target. */
+    /**
+     * One sequence of a batch. The KV cache must be empty and belong to the target.
+     *
+     * @param filters  constraints on every chosen token, applied to the target's row at every tree node before
+     *                 verification (empty for none); greedy and sampling stay lossless w.r.t. the filtered
+     *                 distribution
+     * @param relaxed  null for lossless verification (greedy or sampling, by {@code sampling}); otherwise a
+     *                 LOSSY relaxed verifier (typical or LANTERN), which needs greedy sampling options
+     */
     public record Request(KvCache kv, int[] prompt, int maxTokens, SamplingOptions sampling, DraftPolicy policy,
-                          IntPredicate isStop, TokenSink sink, BooleanSupplier cancelled) {
+                          IntPredicate isStop, TokenSink sink, BooleanSupplier cancelled,
+                          List<CandidateFilter> filters, RelaxedVerifier relaxed) {
         public Request {
             if (prompt.length == 0) throw new IllegalArgumentException("the prompt has no tokens");
             if (maxTokens < 0) throw new IllegalArgumentException("maxTokens must be >= 0, got " + maxTokens);
@@ -62,6 +77,32 @@ public final class SpeculativeEngine implements AutoCloseable {
                         + " use plain decoding (drafter none) for them");
             if (prompt.length >= kv.capacity())
                 throw new IllegalArgumentException("the prompt's " + prompt.length + " tokens do not fit a context of " + kv.capacity());
+            filters = filters == null ? List.of() : List.copyOf(filters);
+            if (relaxed != null && !sampling.greedy())
+                throw new IllegalArgumentException("relaxed verification (" + relaxed.mode() + ") picks tokens greedily; use temperature 0");
+        }
+
+        /** A request without filters, verified losslessly. */
+        public Request(KvCache kv, int[] prompt, int maxTokens, SamplingOptions sampling, DraftPolicy policy,
+                       IntPredicate isStop, TokenSink sink, BooleanSupplier cancelled) {
+            this(kv, prompt, maxTokens, sampling, policy, isStop, sink, cancelled, List.of(), null);
+        }
+
+        public Request withFilters(List<CandidateFilter> f) {
+            return new Request(kv, prompt, maxTokens, sampling, policy, isStop, sink, cancelled, f, relaxed);
+        }
+
+        /** Opts in to LOSSY relaxed verification; null returns to lossless verification. */
+        public Request withRelaxedVerifier(RelaxedVerifier r) {
+            return new Request(kv, prompt, maxTokens, sampling, policy, isStop, sink, cancelled, filters, r);
+        }
+
+        public VerifyMode verifyMode() {
+            return relaxed != null ? relaxed.mode() : sampling.greedy() ? VerifyMode.GREEDY : VerifyMode.SAMPLE;
+        }
+
+        boolean needsHostRows() {
+            return relaxed != null || !filters.isEmpty();
         }
     }
 
@@ -186,7 +227,21 @@ public final class SpeculativeEngine implements AutoCloseable {
             params[b] = s.params;
         }
         long v0 = System.nanoTime();
-        VerifyResult[] results = TreeVerifier.verify(target.context(), maxNodes, vocab, tokens, parents, params, logits, null, step++);
+        float[][][] rows = new float[batch][][];
+        boolean anyNative = false;
+        for (int b = 0; b < batch; b++) {
+            Sequence s = active.get(b);
+            if (s.request.needsHostRows()) rows[b] = hostRows(s, b);
+            anyNative |= s.request.relaxed() == null;
+        }
+        VerifyResult[] results = anyNative
+                ? TreeVerifier.verify(target.context(), maxNodes, vocab, tokens, parents, params, logits, null, step)
+                : new VerifyResult[batch];
+        step++;
+        for (int b = 0; b < batch; b++) {
+            Sequence s = active.get(b);
+            if (s.request.relaxed() != null) results[b] = s.request.relaxed().verify(s.tree, rows[b]);
+        }
         double verifySeconds = (System.nanoTime() - v0) / 1e9 / batch;
 
         DraftTree[] trees = new DraftTree[batch];
@@ -215,6 +270,33 @@ public final class SpeculativeEngine implements AutoCloseable {
             policies.put(s.request.policy(), Boolean.TRUE);
         }
         for (DraftPolicy p : policies.keySet()) p.observeBatch(trees, logits, maxNodes);
+    }
+
+    /**
+     * Copies sequence b's tree rows to the host and, where the request has filters, masks each node's row with
+     * that node's context (history, then the path from the root down to the node) and copies the rows back,
+     * so native verification and the policies see the filtered logits.
+     */
+    private float[][] hostRows(Sequence s, int b) {
+        DraftTree tree = s.tree;
+        int n = tree.size();
+        long rowBytes = (long) vocab * Float.BYTES, base = b * maxNodes * rowBytes;
+        if (hostRows == null) hostRows = Arena.ofAuto().allocate((long) maxNodes * rowBytes, 64);
+        logits.copyToHost(base, hostRows, 0, n * rowBytes);
+        float[][] rows = new float[n][vocab];
+        for (int i = 0; i < n; i++) MemorySegment.copy(hostRows, ValueLayout.JAVA_FLOAT, i * rowBytes, rows[i], 0, vocab);
+        List<CandidateFilter> filters = s.request.filters();
+        if (filters.isEmpty()) return rows;
+        int[] depth = tree.depths();
+        int maxDepth = Arrays.stream(depth).max().orElse(0);
+        int[] context = Arrays.copyOf(s.history, s.length + maxDepth);
+        for (int i = 0; i < n; i++) {
+            for (int j = i; j > 0; j = tree.parents()[j]) context[s.length + depth[j] - 1] = tree.tokens()[j];
+            CandidateFilter.applyAll(filters, context, s.length + depth[i], rows[i]);
+            MemorySegment.copy(rows[i], 0, hostRows, ValueLayout.JAVA_FLOAT, i * rowBytes, vocab);
+        }
+        logits.copyFromHost(hostRows, 0, base, n * rowBytes);
+        return rows;
     }
 
     private void ensureLogits(int batch) {
