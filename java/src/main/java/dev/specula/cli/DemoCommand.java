@@ -1,5 +1,6 @@
 package dev.specula.cli;
 
+import dev.specula.Drafters;
 import dev.specula.engine.GenerationRequest;
 import dev.specula.engine.GenerationResult;
 import dev.specula.engine.Generator;

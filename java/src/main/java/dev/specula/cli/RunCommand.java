@@ -3,6 +3,7 @@ package dev.specula.cli;
 import com.google.gson.GsonBuilder;
 import dev.specula.engine.BannedSequences;
 import dev.specula.engine.CandidateFilter;
+import dev.specula.Drafters;
 import dev.specula.engine.GenerationRequest;
 import dev.specula.engine.GenerationResult;
 import dev.specula.engine.LoadedModel;

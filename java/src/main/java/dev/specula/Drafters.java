@@ -1,4 +1,4 @@
-package dev.specula.cli;
+package dev.specula;
 
 import dev.specula.engine.DraftPolicy;
 import dev.specula.engine.GenerationRequest;
@@ -20,10 +20,10 @@ import java.util.function.Supplier;
  * request (the recycling matrix, the draft model and its acceptance predictor, early-exit estimates) lives
  * here, one per target model, for the life of the command.
  */
-final class Drafters implements AutoCloseable {
-    static final List<String> NAMES = List.of("none", "pld", "recycling", "draft-model", "early-exit");
+public final class Drafters implements AutoCloseable {
+    public static final List<String> NAMES = List.of("none", "pld", "recycling", "draft-model", "early-exit");
     /** Beside the demo target: its trained draft model. */
-    static final String DEMO_DRAFT = "models/demo-draft.gguf";
+    public static final String DEMO_DRAFT = "models/demo-draft.gguf";
 
     private final LoadedModel target;
     private final int maxNodes;
@@ -36,7 +36,7 @@ final class Drafters implements AutoCloseable {
     private Supplier<EarlyExitPolicy> earlyExitPolicies;
 
     /** draftPath: the draft model for "draft-model" (null: the demo draft when there is one). */
-    Drafters(LoadedModel target, int maxNodes, boolean adaptive, Path draftPath, int context) {
+    public Drafters(LoadedModel target, int maxNodes, boolean adaptive, Path draftPath, int context) {
         this.target = target;
         this.maxNodes = maxNodes;
         this.adaptive = adaptive;
@@ -44,12 +44,12 @@ final class Drafters implements AutoCloseable {
         this.context = context;
     }
 
-    Drafters(LoadedModel target, int maxNodes, boolean adaptive) {
+    public Drafters(LoadedModel target, int maxNodes, boolean adaptive) {
         this(target, maxNodes, adaptive, null, 4096);
     }
 
     /** The speculation for one request with this drafter, or null for plain decoding ("none"). */
-    GenerationRequest.Speculation speculation(String name) {
+    public GenerationRequest.Speculation speculation(String name) {
         Supplier<? extends DraftPolicy> policy = switch (name) {
             case "none" -> null;
             case "pld" -> PromptLookupPolicy::new;
@@ -92,7 +92,7 @@ final class Drafters implements AutoCloseable {
     }
 
     /** The recycling matrix shared by every request of this command. */
-    Recycler recycler() {
+    public Recycler recycler() {
         if (recycler == null) {
             recycler = Recycler.create(target.model().context(), target.model().shape().nVocab(), Recycler.DEFAULT_K, Recycler.Fill.ZERO);
         }
