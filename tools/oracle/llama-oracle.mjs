@@ -1,7 +1,11 @@
 // Runs llama.cpp (node-llama-cpp's CPU build) on a GGUF and answers a list of tasks as JSON.
 // Usage: node llama-oracle.mjs REQUEST.json RESPONSE.json
-// Request: {"model": path, "oracleDir": dir, "vocabSize": n, "threads": 1, "contextSize": 512, "kvType": "F32", "tasks": [task...]}
-//   {"type": "tokenize", "texts": [...]}                 -> {"tokens": [[ids]...]} (no BOS, no special parsing)
+// Request: {"model": path, "oracleDir": dir, "vocabSize": n, "threads": 1, "contextSize": 512, "kvType": "F32",
+//           "vocabOnly": false, "tasks": [task...]}
+// With vocabOnly a GGUF of metadata alone is enough for tokenize tasks (llama.cpp then logs a missing tensor
+// and a failed load on stderr, but the vocabulary loads).
+//   {"type": "tokenize", "texts": [...]}                 -> {"tokens": [[ids]...]} (no BOS, no special parsing),
+//       "specialTokens" (the same with control tokens in the text parsed) and "texts" (detokenized "tokens")
 //   {"type": "logprobs", "tokens": [ids]}                -> {"logprobs": [[vocab floats] per position]}
 //   {"type": "greedy", "tokens": [ids], "maxTokens": n}  -> {"tokens": [generated ids]}
 //   {"type": "speed", "tokens": [ids], "decodeTokens": n} -> {"promptSeconds", "decodeSeconds", "generated"}
@@ -16,7 +20,7 @@ const entry = path.join(request.oracleDir, "node_modules", "node-llama-cpp", "di
 const {getLlama} = await import(pathToFileURL(entry).href);
 
 const llama = await getLlama({gpu: false, build: "never", logLevel: "error"});
-const model = await llama.loadModel({modelPath: request.model});
+const model = await llama.loadModel({modelPath: request.model, vocabOnly: request.vocabOnly ?? false, gpuLayers: 0});
 const threads = request.threads ?? 1;
 const contextSize = request.contextSize ?? 512;
 // The KV cache type ("F32" or "F16", llama.cpp's default): with F16, llama.cpp also rounds queries and
@@ -81,7 +85,12 @@ async function speed(tokens, decodeTokens) {
 const results = [];
 for (const task of request.tasks) {
     if (task.type === "tokenize") {
-        results.push({tokens: task.texts.map((t) => Array.from(model.tokenize(t, false)))});
+        const tokens = task.texts.map((t) => Array.from(model.tokenize(t, false)));
+        results.push({
+            tokens,
+            specialTokens: task.texts.map((t) => Array.from(model.tokenize(t, true))),
+            texts: tokens.map((ids) => model.detokenize(ids, false)),
+        });
     } else if (task.type === "logprobs") {
         results.push({logprobs: await logprobs(task.tokens)});
     } else if (task.type === "greedy") {

@@ -68,12 +68,24 @@ public final class LlamaCppOracle {
         return whyMissing;
     }
 
-    /** Tokenizes each text (no BOS, special tokens as plain text). */
-    public List<int[]> tokenize(Path model, List<String> texts) {
+    /**
+     * llama.cpp's view of each text: its tokens (no BOS, control tokens in the text as plain text), its tokens
+     * with control tokens parsed, and the detokenized plain tokens.
+     */
+    public record Tokenization(List<int[]> tokens, List<int[]> specialTokens, List<String> texts) {}
+
+    /** Tokenizes each text; vocabOnly loads only the vocabulary, so a GGUF of metadata alone will do. */
+    public Tokenization tokenize(Path model, List<String> texts, boolean vocabOnly) {
         JsonObject task = new JsonObject();
         task.addProperty("type", "tokenize");
         task.add("texts", GSON.toJsonTree(texts));
-        JsonArray rows = run(model, 0, 1, "F32", List.of(task)).get(0).getAsJsonObject().getAsJsonArray("tokens");
+        JsonObject r = run(model, 0, 1, "F32", vocabOnly, List.of(task)).get(0).getAsJsonObject();
+        List<String> decoded = new ArrayList<>();
+        for (JsonElement e : r.getAsJsonArray("texts")) decoded.add(e.getAsString());
+        return new Tokenization(rows(r.getAsJsonArray("tokens")), rows(r.getAsJsonArray("specialTokens")), decoded);
+    }
+
+    private static List<int[]> rows(JsonArray rows) {
         List<int[]> out = new ArrayList<>();
         for (JsonElement row : rows) out.add(GSON.fromJson(row, int[].class));
         return out;
@@ -84,7 +96,7 @@ public final class LlamaCppOracle {
         JsonObject task = new JsonObject();
         task.addProperty("type", "logprobs");
         task.add("tokens", GSON.toJsonTree(tokens));
-        JsonArray rows = run(model, vocabSize, 1, "F32", List.of(task)).get(0).getAsJsonObject().getAsJsonArray("logprobs");
+        JsonArray rows = run(model, vocabSize, 1, "F32", false, List.of(task)).get(0).getAsJsonObject().getAsJsonArray("logprobs");
         float[][] out = new float[rows.size()][];
         for (int i = 0; i < out.length; i++) out[i] = GSON.fromJson(rows.get(i), float[].class);
         return out;
@@ -96,7 +108,7 @@ public final class LlamaCppOracle {
         task.addProperty("type", "greedy");
         task.add("tokens", GSON.toJsonTree(tokens));
         task.addProperty("maxTokens", maxTokens);
-        return GSON.fromJson(run(model, 0, 1, "F32", List.of(task)).get(0).getAsJsonObject().get("tokens"), int[].class);
+        return GSON.fromJson(run(model, 0, 1, "F32", false, List.of(task)).get(0).getAsJsonObject().get("tokens"), int[].class);
     }
 
     public record Speed(double promptSeconds, double decodeSeconds, int generated) {}
@@ -110,16 +122,17 @@ public final class LlamaCppOracle {
         task.addProperty("type", "speed");
         task.add("tokens", GSON.toJsonTree(tokens));
         task.addProperty("decodeTokens", decodeTokens);
-        return GSON.fromJson(run(model, 0, threads, kvType, List.of(task)).get(0), Speed.class);
+        return GSON.fromJson(run(model, 0, threads, kvType, false, List.of(task)).get(0), Speed.class);
     }
 
     /** Runs tasks; the oracle's KV cache is F32 unless asked, so it compares with an exact engine closely. */
-    private JsonArray run(Path model, int vocabSize, int threads, String kvType, List<JsonObject> tasks) {
+    private JsonArray run(Path model, int vocabSize, int threads, String kvType, boolean vocabOnly, List<JsonObject> tasks) {
         try {
             Path dir = Files.createTempDirectory("specula-oracle");
             Path request = dir.resolve("request.json"), response = dir.resolve("response.json");
             Map<String, Object> req = Map.of("model", model.toAbsolutePath().toString(), "oracleDir", oracleDir.toString(),
-                    "vocabSize", vocabSize, "threads", threads, "contextSize", 1024, "kvType", kvType, "tasks", tasks);
+                    "vocabSize", vocabSize, "threads", threads, "contextSize", 1024, "kvType", kvType, "vocabOnly", vocabOnly,
+                    "tasks", tasks);
             Files.writeString(request, GSON.toJson(req));
             Process p = new ProcessBuilder(node, script.toString(), request.toString(), response.toString())
                     .redirectErrorStream(true).start();

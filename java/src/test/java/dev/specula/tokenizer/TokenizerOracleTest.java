@@ -6,15 +6,10 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.google.gson.Gson;
 import com.google.gson.GsonBuilder;
-import com.google.gson.JsonArray;
-import com.google.gson.JsonElement;
-import com.google.gson.JsonObject;
-import com.google.gson.JsonParser;
+import dev.specula.oracle.LlamaCppOracle;
 
 import java.io.ByteArrayOutputStream;
-import java.io.IOException;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -22,7 +17,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 
 import org.junit.jupiter.api.BeforeAll;
@@ -33,7 +27,7 @@ import org.junit.jupiter.params.provider.MethodSource;
 
 /**
  * Compares the Java tokenizers with llama.cpp itself, run through node-llama-cpp by
- * {@code tools/oracle/tokenize-check.mjs}, on vocabularies from {@link VocabTrainer} written as
+ * {@code tools/oracle/llama-oracle.mjs} (through {@link LlamaCppOracle}), on vocabularies from {@link VocabTrainer} written as
  * metadata-only GGUF files (llama.cpp loads them with {@code vocab_only}).
  *
  * <p>Skipped when {@code node} is not on the PATH or node-llama-cpp is not installed in
@@ -44,37 +38,18 @@ class TokenizerOracleTest {
     private static final Gson GSON = new GsonBuilder().disableHtmlEscaping().create();
     private static final Set<String> PRE_WITHOUT_CLEAN_SPACES = Set.of("qwen2", "smollm");
 
-    private static Path script;
+    private static LlamaCppOracle oracle;
     private static List<String> samples;
 
     @TempDir
     Path tmp;
 
     @BeforeAll
-    static void findOracle() throws Exception {
-        String repo = System.getProperty("specula.repo", "..");
-        script = Path.of(repo, "tools", "oracle", "tokenize-check.mjs").toAbsolutePath().normalize();
-        assumeTrue(Files.isRegularFile(script), "oracle script not found: " + script);
-        String dir = System.getenv("SPECULA_ORACLE_DIR");
-        Path oracleDir = dir != null ? Path.of(dir) : Path.of(System.getProperty("user.home"), ".cache", "specula", "oracle");
-        assumeTrue(Files.isDirectory(oracleDir.resolve("node_modules").resolve("node-llama-cpp")),
-                "llama.cpp oracle not installed: no node-llama-cpp in " + oracleDir
-                        + "/node_modules (set SPECULA_ORACLE_DIR or install it there); skipping");
-        assumeTrue(nodeWorks(), "node is not on the PATH; skipping the llama.cpp oracle comparison");
+    static void findOracle() {
+        var found = LlamaCppOracle.find();
+        assumeTrue(found.isPresent(), () -> "llama.cpp oracle unavailable (" + LlamaCppOracle.whyMissing() + "); skipping");
+        oracle = found.get();
         samples = TokenizerSamples.all();
-    }
-
-    private static boolean nodeWorks() {
-        try {
-            Process p = new ProcessBuilder("node", "--version").redirectErrorStream(true).start();
-            p.getInputStream().readAllBytes();
-            return p.waitFor(30, TimeUnit.SECONDS) && p.exitValue() == 0;
-        } catch (IOException e) {
-            return false;
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            return false;
-        }
     }
 
     /**
@@ -127,11 +102,10 @@ class TokenizerOracleTest {
     void tokenizesLikeLlamaCpp(String style, int size, long seed, String variant) throws Exception {
         Map<String, Object> md = variant(style, size, seed, variant);
         Tokenizer tokenizer = Tokenizer.fromGgufMetadata(md);
-        JsonObject oracle = runOracle(md, samples);
-        JsonArray oracleTokens = oracle.getAsJsonArray("tokens");
-        JsonArray oracleSpecialTokens = oracle.getAsJsonArray("specialTokens");
-        JsonArray oracleTexts = oracle.getAsJsonArray("texts");
-        assertEquals(samples.size(), oracleTokens.size());
+        Path gguf = tmp.resolve("vocab.gguf");
+        GgufTestWriter.write(gguf, GgufTestWriter.llamaVocabOnly(md));
+        LlamaCppOracle.Tokenization theirs = oracle.tokenize(gguf, samples, true);
+        assertEquals(samples.size(), theirs.tokens().size());
 
         String preName = (String) md.getOrDefault("tokenizer.ggml.pre", "");
         boolean cleanSpaces = style.equals("gpt2") && !PRE_WITHOUT_CLEAN_SPACES.contains(preName);
@@ -141,13 +115,13 @@ class TokenizerOracleTest {
         int textMismatches = 0;
         for (int i = 0; i < samples.size(); i++) {
             String text = samples.get(i);
-            int[] expected = toInts(oracleTokens.get(i).getAsJsonArray());
+            int[] expected = theirs.tokens().get(i);
             int[] actual = tokenizer.encode(text, false);
             if (!Arrays.equals(expected, actual)) {
                 tokenMismatches++;
                 mismatches.add(describe(tokenizer, text, expected, actual));
             }
-            int[] expectedSpecial = toInts(oracleSpecialTokens.get(i).getAsJsonArray());
+            int[] expectedSpecial = theirs.specialTokens().get(i);
             int[] actualSpecial = tokenizer.encode(text, false, true);
             if (!Arrays.equals(expectedSpecial, actualSpecial)) {
                 specialMismatches++;
@@ -156,10 +130,10 @@ class TokenizerOracleTest {
             // llama.cpp's detokenize of its own ids; cleaned like llama.cpp for BPE vocabularies.
             byte[] decoded = tokenizer.decodeBytes(expected);
             String ours = new String(cleanSpaces ? cleanSpaces(decoded) : decoded, StandardCharsets.UTF_8);
-            if (!ours.equals(oracleTexts.get(i).getAsString())) {
+            if (!ours.equals(theirs.texts().get(i))) {
                 textMismatches++;
                 mismatches.add("detokenize differs for " + GSON.toJson(text) + ": llama.cpp "
-                        + GSON.toJson(oracleTexts.get(i).getAsString()) + ", Java " + GSON.toJson(ours));
+                        + GSON.toJson(theirs.texts().get(i)) + ", Java " + GSON.toJson(ours));
             }
         }
         System.out.printf("oracle %s/%d/%s: %d strings, %d token mismatches, %d parse_special mismatches,"
@@ -167,33 +141,6 @@ class TokenizerOracleTest {
                 specialMismatches, textMismatches);
         assertTrue(mismatches.isEmpty(), mismatches.size() + " mismatches with llama.cpp:\n"
                 + String.join("\n", mismatches.subList(0, Math.min(20, mismatches.size()))));
-    }
-
-    private JsonObject runOracle(Map<String, Object> tokenizerMetadata, List<String> strings) throws Exception {
-        Path gguf = tmp.resolve("vocab.gguf");
-        GgufTestWriter.write(gguf, GgufTestWriter.llamaVocabOnly(tokenizerMetadata));
-        Path in = tmp.resolve("strings.json");
-        Files.writeString(in, GSON.toJson(strings), StandardCharsets.UTF_8);
-        Path out = tmp.resolve("tokens.json");
-        Path log = tmp.resolve("oracle.log");
-        Process process = new ProcessBuilder("node", script.toString(), gguf.toString(), in.toString(), out.toString())
-                .redirectErrorStream(true).redirectOutput(log.toFile()).start();
-        boolean done = process.waitFor(180, TimeUnit.SECONDS);
-        if (!done) {
-            process.destroyForcibly();
-        }
-        assertTrue(done && process.exitValue() == 0 && Files.isRegularFile(out),
-                "oracle failed:\n" + Files.readString(log));
-        return JsonParser.parseString(Files.readString(out, StandardCharsets.UTF_8)).getAsJsonObject();
-    }
-
-    private static int[] toInts(JsonArray array) {
-        int[] ids = new int[array.size()];
-        int i = 0;
-        for (JsonElement e : array) {
-            ids[i++] = e.getAsInt();
-        }
-        return ids;
     }
 
     private static String describe(Tokenizer tokenizer, String text, int[] expected, int[] actual) {
