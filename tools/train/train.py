@@ -33,7 +33,15 @@ def get_batch(data, B, T, gen, device):
     return x[:, :-1], x[:, 1:]
 
 
-def lr_at(step, steps, peak, warmup):
+def lr_at(step, steps, peak, warmup, phase2_steps=0, phase2_peak=None, phase2_warmup=30):
+    if step >= steps and phase2_steps:
+        # phase 2 (warm restart): linear re-warm from 10% of the phase-1 peak to
+        # phase2_peak, then cosine decay to 10% of phase2_peak
+        s = step - steps
+        if s < phase2_warmup:
+            return 0.1 * peak + (phase2_peak - 0.1 * peak) * (s + 1) / phase2_warmup
+        p = (s - phase2_warmup) / max(1, phase2_steps - phase2_warmup)
+        return phase2_peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
     if step < warmup:
         return peak * (step + 1) / warmup
     p = (step - warmup) / max(1, steps - warmup)
@@ -54,6 +62,9 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--warmup", type=int, default=60)
+    ap.add_argument("--phase2-steps", type=int, default=0,
+                    help="extra steps after --steps with a warm-restarted cosine (peak --phase2-lr)")
+    ap.add_argument("--phase2-lr", type=float, default=None, help="default: half the phase-1 peak")
     ap.add_argument("--seed", type=int, default=1337)
     ap.add_argument("--ckpt-every", type=int, default=50)
     ap.add_argument("--log-every", type=int, default=10)
@@ -91,14 +102,16 @@ def main():
 
     data = np.fromfile(os.path.join(CORPUS_DIR, "train.u16"), dtype=np.uint16)
     T, B = cfg.ctx, args.batch
-    print("model %s params %d device %s tokens/step %d steps %d peak_lr %g"
-          % (args.model, model.n_params(), device, B * T, args.steps, peak), flush=True)
+    print("model %s params %d device %s tokens/step %d steps %d (+%d phase 2) peak_lr %g"
+          % (args.model, model.n_params(), device, B * T, args.steps, args.phase2_steps, peak), flush=True)
     t0 = time.time()
     elapsed0 = log[-1]["elapsed_s"] if log else 0.0
     model.train()
     loss_acc, n_acc = 0.0, 0
     probe = {}
-    while step < args.steps:
+    total = args.steps + args.phase2_steps
+    p2peak = args.phase2_lr if args.phase2_lr is not None else peak / 2
+    while step < total:
         if auto and device == "cpu":
             phase = step % 200
             if phase in (0, 10):
@@ -110,7 +123,7 @@ def main():
                 torch.set_num_threads(threads)
                 print("threads probe (s/10 steps):", {k: round(v, 1) for k, v in probe.items()},
                       "-> using", threads, flush=True)
-        lr = lr_at(step, args.steps, peak, args.warmup)
+        lr = lr_at(step, args.steps, peak, args.warmup, args.phase2_steps, p2peak)
         for g in opt.param_groups:
             g["lr"] = lr
         x, y = get_batch(data, B, T, gen, device)
@@ -125,14 +138,14 @@ def main():
             probe[threads] = time.time() - probe_t0
         loss_acc += loss.item()
         n_acc += 1
-        if step % args.log_every == 0 or step == args.steps:
+        if step % args.log_every == 0 or step == total:
             el = elapsed0 + time.time() - t0
             rec = {"step": step, "loss": loss_acc / n_acc, "lr": lr, "elapsed_s": round(el, 1),
                    "tokens": step * B * T}
             log.append(rec)
             print(json.dumps(rec) + " tok/s=%.0f" % (step * B * T / el if el else 0), flush=True)
             loss_acc, n_acc = 0.0, 0
-        if step % args.ckpt_every == 0 or step == args.steps:
+        if step % args.ckpt_every == 0 or step == total:
             save(latest, model, opt, step, gen, args, log)
     torch.save({"cfg": cfg.to_dict(), "model": model.state_dict(), "step": step,
                 "args": vars(args), "log": log}, os.path.join(out_dir, "final.pt"))

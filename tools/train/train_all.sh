@@ -4,6 +4,7 @@
 #   tools/train/train_all.sh            # from the repository root (or anywhere)
 #
 # Environment knobs: DRAFT_STEPS (default 800), TARGET_STEPS (default 700),
+# TARGET_PHASE2_STEPS (default 800; warm-restarted cosine after TARGET_STEPS),
 # SPECULA_TRAIN_WORK (intermediates, default tools/train/work, git-ignored),
 # SPECULA_ORACLE_DIR (node-llama-cpp install, default /root/.cache/specula/oracle),
 # SKIP_SETUP=1 to skip apt/npm. Re-running resumes interrupted training from
@@ -13,6 +14,7 @@ cd "$(dirname "$0")"
 PY=/usr/bin/python3
 DRAFT_STEPS=${DRAFT_STEPS:-800}
 TARGET_STEPS=${TARGET_STEPS:-700}
+TARGET_PHASE2_STEPS=${TARGET_PHASE2_STEPS:-800}
 MODELS=../../models
 # glibc malloc tuning: roughly doubles the CPU step rate of torch 1.13
 export GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296
@@ -24,7 +26,7 @@ $PY prep_data.py
 $PY train_tokenizer.py
 $PY tokenize_corpus.py
 nice -n 5 $PY train.py --model draft  --steps "$DRAFT_STEPS"  --batch 16 --resume 2>&1 | tee -a work/logs/draft.log
-nice -n 5 $PY train.py --model target --steps "$TARGET_STEPS" --batch 8  --ckpt-every 25 --resume 2>&1 | tee -a work/logs/target.log
+nice -n 5 $PY train.py --model target --steps "$TARGET_STEPS" --phase2-steps "$TARGET_PHASE2_STEPS" --batch 8 --ckpt-every 25 --resume 2>&1 | tee -a work/logs/target.log
 $PY export_gguf.py --model draft  --out $MODELS/demo-draft.gguf
 $PY export_gguf.py --model target --out $MODELS/demo-target.gguf
 $PY verify_export.py --model draft  --gguf $MODELS/demo-draft.gguf

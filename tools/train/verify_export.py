@@ -18,7 +18,7 @@ import sys
 import sentencepiece as spm
 import torch
 
-from common import HERE, TOK_PREFIX, WORK, ensure
+from common import CORPUS_DIR, HERE, MODELS, TOK_PREFIX, WORK, ensure
 from export_gguf import load_checkpoint
 
 ORACLE_DIR = os.environ.get("SPECULA_ORACLE_DIR", "/root/.cache/specula/oracle")
@@ -45,9 +45,16 @@ def main():
     d = ensure(os.path.join(WORK, "verify"))
     req = os.path.join(d, args.model + ".req.json")
     resp = os.path.join(d, args.model + ".resp.json")
+    # extra tokenization-only texts: the benchmark prompts (if present) and a few held-out files
+    extra = []
+    bench = os.path.join(MODELS, "demo-prompts.jsonl")
+    if os.path.exists(bench):
+        extra += [json.loads(l)["turns"][0] for l in open(bench, encoding="utf-8")]
+    with open(os.path.join(CORPUS_DIR, "heldout.jsonl"), encoding="utf-8") as f:
+        extra += [json.loads(l)["text"][:20000] for i, l in enumerate(f) if i % 10 == 0]
     with open(req, "w") as f:
         json.dump({"model": os.path.abspath(args.gguf), "oracle_dir": ORACLE_DIR, "n_gen": args.n_gen,
-                   "ctx": model.cfg.ctx, "prompts": SNIPPETS}, f)
+                   "ctx": model.cfg.ctx, "prompts": SNIPPETS, "tokenize_only": extra}, f)
     subprocess.run(["node", os.path.join(HERE, "verify_llamacpp.mjs"), req, resp], check=True)
     res = json.load(open(resp))
     ok = True
@@ -70,8 +77,13 @@ def main():
             print("   spm  ", ids, "\n   llama", r["tokens"])
         if not gen_ok:
             print("   torch", greedy, "\n   llama", r["greedy"])
+    tok_bad = [i for i, (t, ids) in enumerate(zip(extra, res["tokenize_only"])) if sp.encode(t) != ids]
+    print("tokenization of %d extra texts (%d chars): %s" % (len(extra), sum(map(len, extra)),
+                                                            "OK" if not tok_bad else "MISMATCH at %s" % tok_bad))
+    ok &= not tok_bad
     summary = {"model": args.model, "gguf": args.gguf, "checkpoint_step": ck["step"], "snippets": len(SNIPPETS),
-               "n_gen": args.n_gen, "all_ok": bool(ok), "max_abs_prob_diff": worst}
+               "n_gen": args.n_gen, "extra_tokenized_texts": len(extra),
+               "extra_tokenized_chars": sum(map(len, extra)), "all_ok": bool(ok), "max_abs_prob_diff": worst}
     print(json.dumps(summary))
     with open(os.path.join(d, args.model + ".summary.json"), "w") as f:
         json.dump(summary, f)

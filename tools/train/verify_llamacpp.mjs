@@ -1,6 +1,6 @@
 // Oracle side of the export check: runs llama.cpp (via node-llama-cpp, CPU, 1 thread)
 // on a GGUF file. Usage: node verify_llamacpp.mjs <request.json> <response.json>
-// request: {model, oracle_dir, n_gen, prompts: [text...]}
+// request: {model, oracle_dir, n_gen, ctx, prompts: [text...], tokenize_only: [text...]}
 // response: per prompt {tokens (tokenize, no BOS), greedy ([BOS]+tokens, temperature 0),
 //                       last_probs (top-20 [token, prob] after the prompt, full softmax)}
 import fs from "node:fs";
@@ -39,6 +39,8 @@ for (const text of req.prompts) {
     await ctx.dispose();
     results.push({text, tokens, greedy, last_probs: lastProbs});
 }
-fs.writeFileSync(outPath, JSON.stringify({model: req.model, bos, results}));
+// tokenization-only checks (e.g. the benchmark prompts)
+const tokOnly = (req.tokenize_only ?? []).map((t) => Array.from(model.tokenize(t, false)));
+fs.writeFileSync(outPath, JSON.stringify({model: req.model, bos, results, tokenize_only: tokOnly}));
 await model.dispose();
 await llama.dispose();

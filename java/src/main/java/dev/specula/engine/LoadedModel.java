@@ -28,6 +28,11 @@ public final class LoadedModel implements AutoCloseable {
      * tokenizer.json). The KV cache is F16, as llama.cpp keeps it.
      */
     public static LoadedModel open(Context context, Path path) {
+        return open(context, path, DType.F16);
+    }
+
+    /** As {@link #open(Context, Path)}, with the KV cache in kvType (F32, F16 or BF16). */
+    public static LoadedModel open(Context context, Path path, DType kvType) {
         ModelFile file = ModelFile.open(path);
         try {
             Tokenizer tokenizer;
@@ -41,7 +46,7 @@ public final class LoadedModel implements AutoCloseable {
                     throw new java.io.UncheckedIOException(json + ": cannot read the tokenizer: " + e.getMessage(), e);
                 }
             }
-            NativeModel model = NativeModels.load(context, file, DType.F16);
+            NativeModel model = NativeModels.load(context, file, kvType);
             return new LoadedModel(file, model, tokenizer);
         } catch (RuntimeException e) {
             file.close();
