@@ -37,6 +37,9 @@ public final class SpeculativeEngine implements AutoCloseable {
     private final int vocab;
     private DeviceBuffer logits;
     private MemorySegment hostRows;
+    private final Arena hostArena = Arena.ofShared();
+    private MemorySegment rootRow;
+    private float[] rowCopy;
     private int logitsBatch;
     private long step;
 
@@ -115,6 +118,7 @@ public final class SpeculativeEngine implements AutoCloseable {
     private static final class Sequence {
         final Request request;
         final SamplingParams params;
+        final Sampler sampler; // for plain steps, which sample on the host
         int[] history;
         int length;
         int generated;
@@ -129,6 +133,7 @@ public final class SpeculativeEngine implements AutoCloseable {
             request = r;
             SamplingOptions s = r.sampling();
             params = new SamplingParams(s.seed(), s.temperature(), s.topP(), s.topK());
+            sampler = new Sampler(s);
             history = Arrays.copyOf(r.prompt(), r.prompt().length + Math.max(16, r.maxTokens() + 1));
             length = r.prompt().length;
         }
@@ -227,6 +232,22 @@ public final class SpeculativeEngine implements AutoCloseable {
             params[b] = s.params;
         }
         long v0 = System.nanoTime();
+        boolean plainStep = true;
+        for (Sequence s : active) plainStep &= s.tree.size() == 1;
+        if (plainStep) {
+            // Every tree is its root alone: a plain decoding step, chosen on the host as plain decoding does,
+            // without a verification call. This is what "speculation off" costs, so backing off can reach it.
+            VerifyResult[] results = new VerifyResult[batch];
+            for (int b = 0; b < batch; b++) {
+                Sequence s = active.get(b);
+                float[] row = s.request.needsHostRows() ? hostRows(s, b)[0] : hostRow(b);
+                int token = s.sampler.sample(row, s.history, s.length);
+                results[b] = new VerifyResult(0, 0, token, new int[] {0}, new int[] {1});
+            }
+            step++;
+            finish(active, results, (System.nanoTime() - v0) / 1e9 / batch);
+            return;
+        }
         float[][][] rows = new float[batch][][];
         boolean anyNative = false;
         for (int b = 0; b < batch; b++) {
@@ -242,8 +263,12 @@ public final class SpeculativeEngine implements AutoCloseable {
             Sequence s = active.get(b);
             if (s.request.relaxed() != null) results[b] = s.request.relaxed().verify(s.tree, rows[b]);
         }
-        double verifySeconds = (System.nanoTime() - v0) / 1e9 / batch;
+        finish(active, results, (System.nanoTime() - v0) / 1e9 / batch);
+    }
 
+    /** Commits each sequence's accepted path, streams its tokens and lets the policies learn. */
+    private void finish(List<Sequence> active, VerifyResult[] results, double verifySeconds) {
+        int batch = active.size();
         DraftTree[] trees = new DraftTree[batch];
         Map<DraftPolicy, Boolean> policies = new IdentityHashMap<>();
         for (int b = 0; b < batch; b++) {
@@ -270,6 +295,18 @@ public final class SpeculativeEngine implements AutoCloseable {
             policies.put(s.request.policy(), Boolean.TRUE);
         }
         for (DraftPolicy p : policies.keySet()) p.observeBatch(trees, logits, maxNodes);
+    }
+
+    /** Sequence b's root row of logits, on the host. */
+    private float[] hostRow(int b) {
+        long rowBytes = (long) vocab * Float.BYTES;
+        if (rootRow == null) {
+            rootRow = hostArena.allocate(rowBytes, 64);
+            rowCopy = new float[vocab];
+        }
+        logits.copyToHost(b * maxNodes * rowBytes, rootRow, 0, rowBytes);
+        MemorySegment.copy(rootRow, ValueLayout.JAVA_FLOAT, 0, rowCopy, 0, vocab);
+        return rowCopy;
     }
 
     /**
@@ -309,5 +346,6 @@ public final class SpeculativeEngine implements AutoCloseable {
     @Override
     public synchronized void close() {
         if (logits != null) logits.close();
+        hostArena.close();
     }
 }
