@@ -28,6 +28,12 @@ public interface DraftPolicy {
         return propose(history, length, maxNodes);
     }
 
+    /**
+     * Called once per sequence with its prompt, while the target processes it, so a drafter with a model of its
+     * own can fill that model's cache then (the time counts as prompt processing). The default does nothing.
+     */
+    default void prefill(int[] prompt, int length) {}
+
     /** Sees the verification of the tree it proposed for one sequence. The default learns nothing. */
     default void observe(DraftTree tree, VerifyResult result) {}
 

@@ -26,6 +26,13 @@ public final class Generator {
         this.contextLength = contextLength;
     }
 
+    /** Budgets outlive requests: what one measured (step costs, acceptance per policy) serves the next. */
+    private final java.util.Map<String, SpeculationBudget> budgets = new java.util.concurrent.ConcurrentHashMap<>();
+
+    private SpeculationBudget budget(GenerationRequest.Speculation s) {
+        return budgets.computeIfAbsent(s.maxNodes() + (s.adaptive() ? "a" : "f"), k -> new SpeculationBudget(s.maxNodes(), s.adaptive()));
+    }
+
     public Tokenizer tokenizer() {
         return tokenizer;
     }
@@ -69,7 +76,7 @@ public final class Generator {
                     stats = r.stats();
                 }
             } else {
-                try (SpeculativeEngine engine = new SpeculativeEngine(model, s.maxNodes(), s.adaptive());
+                try (SpeculativeEngine engine = new SpeculativeEngine(model, budget(s));
                      AutoCloseable owned = s.policy() instanceof AutoCloseable c ? c : () -> {}) {
                     SpeculativeEngine.Result r = engine.generate(new SpeculativeEngine.Request(kv, prompt, request.maxTokens(),
                             request.sampling(), s.policy(), stopTokens::contains, sink, cancelled, request.filters(), request.relaxed()));

@@ -48,11 +48,20 @@ public final class SpeculativeEngine implements AutoCloseable {
      * @param adaptive let measured step costs shrink trees, down to plain decoding, when speculation does not pay
      */
     public SpeculativeEngine(NativeModel target, int maxNodes, boolean adaptive) {
+        this(target, new SpeculationBudget(maxNodes, adaptive));
+    }
+
+    /**
+     * An engine whose tree sizes come from budget, which may be shared with other engines of the same target so
+     * that what one request measured serves the next (its largest tree is this engine's).
+     */
+    public SpeculativeEngine(NativeModel target, SpeculationBudget budget) {
+        int maxNodes = budget.maxNodes();
         if (maxNodes < 1 || maxNodes > TreeVerifier.MAX_NODES)
             throw new IllegalArgumentException("maxNodes must be in 1.." + TreeVerifier.MAX_NODES + ", got " + maxNodes);
         this.target = target;
         this.maxNodes = maxNodes;
-        this.budget = new SpeculationBudget(maxNodes, adaptive);
+        this.budget = budget;
         this.vocab = target.shape().nVocab();
     }
 
@@ -200,6 +209,7 @@ public final class SpeculativeEngine implements AutoCloseable {
             target.forward(s.request.kv(), new ForwardArgs(chunk, null, null, ForwardArgs.LogitsMode.NONE, null, 0, null, null, false, 0));
             s.request.kv().commitChain(chunk.length);
         }
+        s.request.policy().prefill(prompt, prompt.length);
         s.stats.recordPrompt(prompt.length, (System.nanoTime() - t0) / 1e9);
     }
 

@@ -129,6 +129,13 @@ public final class DraftModelPolicy implements DraftPolicy, AutoCloseable {
         return "draft";
     }
 
+    /** Fills the draft model's cache with the prompt (all but its last token, the first root). */
+    @Override
+    public void prefill(int[] prompt, int length) {
+        if (cache == null) cache = new DraftCache(draft, 0, options.capacity(), 1);
+        if (length >= 2 && length - 1 < cache.capacity()) cache.advanceTo(prompt, length - 1);
+    }
+
     @Override
     public DraftTree propose(int[] history, int length, int maxNodes) {
         int root = history[length - 1];

@@ -205,15 +205,15 @@ public final class EarlyExitPolicy implements DraftPolicy, AutoCloseable {
         lastDraft = 0;
         steps++;
         if (promptLength < 0) promptLength = length;
+        int maxD = Math.min(options.maxDraft(), Math.min(maxNodes - 1, options.capacity() - length));
+        boolean reuse = targetKv != null && targetKv.model() == target && targetKv.length() == length - 1;
+        if (reuse) maxD = Math.min(maxD, targetKv.capacity() - length);
+        // No shadow passes while the engine allows no draft: they would cost without serving a choice.
+        if (maxD < 1) return DraftTree.rootOnly(root);
         if (options.shadowEvery() > 0 && steps % options.shadowEvery() == 0) {
             if (options.shadowWindow() == 0) exactShadowPass(history, length);
             else windowedShadowPass(history, length);
         }
-
-        int maxD = Math.min(options.maxDraft(), Math.min(maxNodes - 1, options.capacity() - length));
-        boolean reuse = targetKv != null && targetKv.model() == target && targetKv.length() == length - 1;
-        if (reuse) maxD = Math.min(maxD, targetKv.capacity() - length);
-        if (maxD < 1) return DraftTree.rootOnly(root);
         int[] choice = choose(estimates.values(), options.exitLayers(), nLayer, maxD, options.fixedDraft());
         int best = choice[0], bestD = choice[1];
         if (bestD == 0) return DraftTree.rootOnly(root);
