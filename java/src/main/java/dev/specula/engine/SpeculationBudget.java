@@ -6,9 +6,9 @@ import java.util.concurrent.ConcurrentHashMap;
 /**
  * Chooses how many tree nodes a policy may propose, from measured costs rather than a fixed rule: for each
  * size bucket (1, 2, 4, ... nodes) it keeps the measured seconds of a verify step and, per policy, the tokens
- * such a step produced, and picks the bucket with the most tokens per second. A bucket not tried for a while
- * is tried again, so the choice follows changes (a policy warming up, a busier machine). Size 1 is plain
- * decoding: when nothing beats it, speculation switches off. Thread-safe.
+ * such a step produced, and picks the bucket with the most tokens per second. Plain decoding and the best
+ * bucket's neighbours are measured again every so often, so the choice follows changes (a policy warming up, a
+ * busier machine). Size 1 is plain decoding: when nothing beats it, speculation switches off. Thread-safe.
  */
 public final class SpeculationBudget {
     private static final double DECAY = 0.8;
@@ -53,10 +53,11 @@ public final class SpeculationBudget {
                 best = i;
             }
         }
-        // Re-measure a neighbour now and then: costs and acceptance drift.
-        for (int d : new int[] {1, -1}) {
-            int j = best + d;
-            if (j >= 0 && j < buckets.length && since[j] > EXPLORE_EVERY) return pick(j, since);
+        // Now and then re-measure the best bucket's neighbours and plain decoding: costs and acceptance drift
+        // (a JIT warming up, a busier machine), and a stale figure for plain decoding, the yardstick, would keep
+        // speculation on or off for good. Far larger trees are not re-tried: one such step costs many.
+        for (int j : new int[] {0, best + 1, best - 1}) {
+            if (j >= 0 && j < buckets.length && j != best && since[j] > EXPLORE_EVERY) return pick(j, since);
         }
         return pick(best, since);
     }
