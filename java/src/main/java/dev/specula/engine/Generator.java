@@ -4,7 +4,9 @@ import dev.specula.nativeapi.KvCache;
 import dev.specula.nativeapi.NativeModel;
 import dev.specula.tokenizer.StreamingDecoder;
 import dev.specula.tokenizer.Tokenizer;
+import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.BooleanSupplier;
 
 /**
@@ -27,7 +29,7 @@ public final class Generator {
     }
 
     /** Budgets outlive requests: what one measured (step costs, acceptance per policy) serves the next. */
-    private final java.util.Map<String, SpeculationBudget> budgets = new java.util.concurrent.ConcurrentHashMap<>();
+    private final Map<String, SpeculationBudget> budgets = new ConcurrentHashMap<>();
 
     private SpeculationBudget budget(GenerationRequest.Speculation s) {
         return budgets.computeIfAbsent(s.maxNodes() + (s.adaptive() ? "a" : "f"), k -> new SpeculationBudget(s.maxNodes(), s.adaptive()));

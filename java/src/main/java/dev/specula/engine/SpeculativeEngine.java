@@ -38,8 +38,6 @@ public final class SpeculativeEngine implements AutoCloseable {
     private DeviceBuffer logits;
     private MemorySegment hostRows;
     private final Arena hostArena = Arena.ofShared();
-    private MemorySegment rootRow;
-    private float[] rowCopy;
     private int logitsBatch;
     private long step;
 
@@ -250,7 +248,7 @@ public final class SpeculativeEngine implements AutoCloseable {
             VerifyResult[] results = new VerifyResult[batch];
             for (int b = 0; b < batch; b++) {
                 Sequence s = active.get(b);
-                float[] row = s.request.needsHostRows() ? hostRows(s, b)[0] : hostRow(b);
+                float[] row = hostRows(s, b)[0];
                 int token = s.sampler.sample(row, s.history, s.length);
                 results[b] = new VerifyResult(0, 0, token, new int[] {0}, new int[] {1});
             }
@@ -307,18 +305,6 @@ public final class SpeculativeEngine implements AutoCloseable {
         for (DraftPolicy p : policies.keySet()) p.observeBatch(trees, logits, maxNodes);
     }
 
-    /** Sequence b's root row of logits, on the host. */
-    private float[] hostRow(int b) {
-        long rowBytes = (long) vocab * Float.BYTES;
-        if (rootRow == null) {
-            rootRow = hostArena.allocate(rowBytes, 64);
-            rowCopy = new float[vocab];
-        }
-        logits.copyToHost(b * maxNodes * rowBytes, rootRow, 0, rowBytes);
-        MemorySegment.copy(rootRow, ValueLayout.JAVA_FLOAT, 0, rowCopy, 0, vocab);
-        return rowCopy;
-    }
-
     /**
      * Copies sequence b's tree rows to the host and, where the request has filters, masks each node's row with
      * that node's context (history, then the path from the root down to the node) and copies the rows back,
@@ -328,7 +314,7 @@ public final class SpeculativeEngine implements AutoCloseable {
         DraftTree tree = s.tree;
         int n = tree.size();
         long rowBytes = (long) vocab * Float.BYTES, base = b * maxNodes * rowBytes;
-        if (hostRows == null) hostRows = Arena.ofAuto().allocate((long) maxNodes * rowBytes, 64);
+        if (hostRows == null) hostRows = hostArena.allocate((long) maxNodes * rowBytes, 64);
         logits.copyToHost(base, hostRows, 0, n * rowBytes);
         float[][] rows = new float[n][vocab];
         for (int i = 0; i < n; i++) MemorySegment.copy(hostRows, ValueLayout.JAVA_FLOAT, i * rowBytes, rows[i], 0, vocab);
