@@ -132,6 +132,14 @@ public:
     virtual Status recycler_update(spec_recycler *rec, const spec_recycler_update_args &args, Failure &err) = 0;
     // args.parents is filled by the core; the backend writes args.tokens.
     virtual Status recycler_draft(spec_recycler *rec, const spec_recycler_draft_args &args, Failure &err) = 0;
+
+    // Memory planning (request validated by the core): the same arithmetic the backend
+    // allocates by. plan->total is filled by the core.
+    virtual Status memory_plan(const spec_model_config &config, const spec_memory_request &request, spec_memory_plan *plan,
+                               Failure &err) = 0;
+    // Grows the context's kernel scratch to the plan's kernel_scratch for these shapes.
+    virtual Status reserve(spec_context *ctx, int32_t batch, int32_t max_nodes, int32_t n_vocab, int32_t recycler_k,
+                           Failure &err) = 0;
 };
 
 Backend *cpu_backend();
@@ -141,6 +149,14 @@ Backend *cuda_backend();
 
 // Bytes one row of `cols` elements takes in a dtype, or 0 when cols does not fit its blocks.
 uint64_t dtype_row_bytes(int32_t dtype, int64_t cols);
+
+// One KV cache: [n_layer][K, V][capacity][n_head_kv][head_dim] in kv_dtype, on every backend.
+inline uint64_t kv_slot_bytes(const spec_model_config &c) {
+    return (uint64_t)c.n_head_kv * (uint64_t)c.head_dim * (c.kv_dtype == SPEC_DTYPE_F32 ? 4u : 2u);
+}
+inline uint64_t kv_cache_bytes(const spec_model_config &c, int32_t capacity) {
+    return 2 * (uint64_t)c.n_layer * (uint64_t)capacity * kv_slot_bytes(c);
+}
 const char *dtype_name(int32_t dtype);
 
 } // namespace specula

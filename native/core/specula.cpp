@@ -598,4 +598,45 @@ SPEC_API spec_status spec_forward(spec_model *model, spec_kv *kv, const spec_for
     });
 }
 
+SPEC_API spec_status spec_memory_plan_compute(const char *backend, const spec_model_config *config,
+                                              const spec_memory_request *request, spec_memory_plan *out) {
+    return guarded(nullptr, [&](Failure &err) -> spec_status {
+        const char *fn = "spec_memory_plan_compute";
+        if (!config || !request || !out) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: config, request and out must not be null", fn);
+        Backend *b = find_backend(backend);
+        if (!b) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: unknown backend '%s'", fn, backend ? backend : "(null)");
+        if (validate_config(*config, err)) return err.status;
+        const spec_memory_request &r = *request;
+        if (r.kv_capacity <= 0 || r.kv_capacity > (1 << 24))
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: kv_capacity %d is out of range (1..16777216)", fn, r.kv_capacity);
+        if (r.n_sequences <= 0 || r.n_sequences > SPEC_KERNEL_MAX_BATCH)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: n_sequences %d is out of range (1..%d)", fn, r.n_sequences, SPEC_KERNEL_MAX_BATCH);
+        if (r.max_nodes < 0 || r.max_nodes > SPEC_TREE_MAX_NODES)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: max_nodes %d is out of range (0..%d)", fn, r.max_nodes, SPEC_TREE_MAX_NODES);
+        if (r.recycler_k < 0 || r.recycler_k > SPEC_RECYCLER_MAX_K || r.recycler_k > config->n_vocab)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: recycler_k %d is out of range (0..%d, at most n_vocab)", fn, r.recycler_k,
+                 SPEC_RECYCLER_MAX_K);
+        *out = spec_memory_plan{};
+        if (b->memory_plan(*config, r, out, err)) return err.status;
+        out->total = out->weights + out->kv_caches + out->model_scratch + out->kernel_scratch + out->recycler;
+        return SPEC_OK;
+    });
+}
+
+SPEC_API spec_status spec_context_reserve(spec_context *ctx, int32_t batch, int32_t max_nodes, int32_t n_vocab,
+                                          int32_t recycler_k) {
+    return guarded(live_context(ctx) ? ctx : nullptr, [&](Failure &err) -> spec_status {
+        const char *fn = "spec_context_reserve";
+        if (!live_context(ctx)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "%s: context %s", fn, handle_problem(ctx));
+        if (batch <= 0 || batch > SPEC_KERNEL_MAX_BATCH)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: batch %d is out of range (1..%d)", fn, batch, SPEC_KERNEL_MAX_BATCH);
+        if (max_nodes <= 0 || max_nodes > SPEC_TREE_MAX_NODES)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: max_nodes %d is out of range (1..%d)", fn, max_nodes, SPEC_TREE_MAX_NODES);
+        if (n_vocab <= 0 || n_vocab > (1 << 22)) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: n_vocab %d is out of range", fn, n_vocab);
+        if (recycler_k < 0 || recycler_k > SPEC_RECYCLER_MAX_K)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: recycler_k %d is out of range (0..%d)", fn, recycler_k, SPEC_RECYCLER_MAX_K);
+        return ctx->backend->reserve(ctx, batch, max_nodes, n_vocab, recycler_k, err);
+    });
+}
+
 } // extern "C"

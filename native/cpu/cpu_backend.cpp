@@ -90,6 +90,20 @@ public:
     Status recycler_draft(spec_recycler *r, const spec_recycler_draft_args &a, Failure &err) override {
         return cpu::recycler_draft(r, a, err);
     }
+
+    Status memory_plan(const spec_model_config &c, const spec_memory_request &r, spec_memory_plan *p, Failure &) override {
+        p->weights = 0; // read in place from the caller's mapping
+        p->kv_caches = kv_cache_bytes(c, r.kv_capacity) * (uint64_t)r.n_sequences;
+        p->model_scratch = cpu::model_scratch_bytes(c, r.kv_capacity);
+        // verify.cpp's per-call vectors: sampling weights of one vocabulary row plus per-node
+        // bookkeeping; recycling.cpp's top-k rows of every node.
+        const uint64_t nodes = (uint64_t)r.n_sequences * (uint64_t)r.max_nodes;
+        p->kernel_scratch = r.max_nodes ? (uint64_t)c.n_vocab * 8 + nodes * (8 + 4 + 1 + 8 + 4 * (uint64_t)r.recycler_k) : 0;
+        p->recycler = (uint64_t)c.n_vocab * (uint64_t)r.recycler_k * 4;
+        return SPEC_OK;
+    }
+    // Host scratch is allocated per call (and host memory is not the scarce resource here).
+    Status reserve(spec_context *, int32_t, int32_t, int32_t, int32_t, Failure &) override { return SPEC_OK; }
 };
 
 } // namespace

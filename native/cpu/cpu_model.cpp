@@ -461,6 +461,20 @@ Status forward_impl(spec_model *m, spec_kv *kv, const spec_forward_args &a, Fail
 
 // ------------------------------------------------------------------ the backend's entry points
 
+uint64_t model_scratch_bytes(const spec_model_config &c, int32_t kv_capacity) {
+    // forward_impl's buffers at their largest: one slice of MAX_UBATCH tokens, and per thread the
+    // dequantized rows, gemm partial sums (bounded by the widest kernel set) and attention scores.
+    const uint64_t rows = MAX_UBATCH, E = c.n_embd, QD = (uint64_t)c.n_head * c.head_dim;
+    const uint64_t KD = (uint64_t)c.n_head_kv * c.head_dim, F = c.n_ff;
+    const uint64_t RD = c.rope_dims > 0 ? c.rope_dims : c.head_dim;
+    const uint64_t activations = rows * (2 * E + 2 * QD + 2 * KD + 2 * F + RD) * 4;
+    const uint64_t max_cols = std::max<uint64_t>(E, F);
+    const uint64_t per_thread = std::max<uint64_t>(16 * max_cols, MAX_CHUNK_FLOATS) * 4 + (MAX_CHUNK_ROWS + 16) * 16 * 16 * 4 +
+                                (uint64_t)(c.n_head / c.n_head_kv) * ((uint64_t)kv_capacity + 1) * 4;
+    const uint64_t threads = std::max(1u, std::thread::hardware_concurrency());
+    return activations + threads * per_thread;
+}
+
 Status model_finalize(spec_model *m, Failure &err) {
     try {
         std::unique_ptr<ModelState> ms(new ModelState());
@@ -548,9 +562,9 @@ Status kv_init(spec_kv *kv, Failure &err) {
     const spec_model_config &c = kv->model->config;
     auto *st = new (std::nothrow) KvState();
     if (!st) return oom(err, "a kv cache");
-    st->slot_bytes = (uint64_t)c.n_head_kv * c.head_dim * dtype_size(c.kv_dtype);
+    st->slot_bytes = kv_slot_bytes(c);
     st->layer_bytes = (uint64_t)kv->capacity * st->slot_bytes;
-    const uint64_t total = 2 * (uint64_t)c.n_layer * st->layer_bytes;
+    const uint64_t total = kv_cache_bytes(c, kv->capacity);
     // calloc: zero pages arrive lazily, and a slot never written reads as zeros, not garbage.
     st->mem = (uint8_t *)std::calloc(total, 1);
     if (!st->mem) {

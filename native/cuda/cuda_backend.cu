@@ -1,6 +1,7 @@
 // The cuda backend: device memory through the CUDA runtime (linked statically, so only the
-// driver is needed at run time). Model operations arrive with the CUDA model issue.
+// driver is needed at run time); the model in model.cu, the speculative kernels beside it.
 #include "../core/internal.hpp"
+#include "model.cuh"
 #include "spec_cuda.cuh"
 
 #include <cuda_runtime.h>
@@ -118,16 +119,16 @@ public:
         return SPEC_OK;
     }
 
-    Status unsupported(Failure &err) {
-        err = failure(SPEC_ERR_UNSUPPORTED, "cuda: model operations are not implemented in this build yet; use the cpu backend");
-        return err.status;
+    Status model_finalize(spec_model *m, Failure &err) override { return cuda::model_finalize(m, err); }
+    void model_release(spec_model *m) override { cuda::model_release(m); }
+    Status kv_init(spec_kv *kv, Failure &err) override { return cuda::kv_init(kv, err); }
+    void kv_release(spec_kv *kv) override { cuda::kv_release(kv); }
+    Status kv_commit(spec_kv *kv, int32_t n, const int32_t *path, Failure &err) override {
+        return cuda::kv_commit(kv, n, path, err);
     }
-    Status model_finalize(spec_model *, Failure &err) override { return unsupported(err); }
-    void model_release(spec_model *) override {}
-    Status kv_init(spec_kv *, Failure &err) override { return unsupported(err); }
-    void kv_release(spec_kv *) override {}
-    Status kv_commit(spec_kv *, int32_t, const int32_t *, Failure &err) override { return unsupported(err); }
-    Status forward(spec_model *, spec_kv *, const spec_forward_args &, Failure &err) override { return unsupported(err); }
+    Status forward(spec_model *m, spec_kv *kv, const spec_forward_args &a, Failure &err) override {
+        return cuda::forward(m, kv, a, err);
+    }
 
     Status tree_attention(spec_context *ctx, const spec_tree_attention_args &a, Failure &err) override {
         return cuda::tree_attention(ctx, a, err);
@@ -140,6 +141,18 @@ public:
     }
     Status recycler_draft(spec_recycler *r, const spec_recycler_draft_args &a, Failure &err) override {
         return cuda::recycler_draft(r, a, err);
+    }
+
+    Status memory_plan(const spec_model_config &c, const spec_memory_request &r, spec_memory_plan *p, Failure &) override {
+        p->weights = cuda::model_weight_bytes(c, r.weight_bytes);
+        p->kv_caches = kv_cache_bytes(c, r.kv_capacity) * (uint64_t)r.n_sequences;
+        p->model_scratch = cuda::model_scratch_bytes(c);
+        p->kernel_scratch = r.max_nodes ? cuda::kernel_scratch_bytes(r.n_sequences, r.max_nodes, c.n_vocab, r.recycler_k) : 0;
+        p->recycler = cuda::recycler_bytes(c.n_vocab, r.recycler_k);
+        return SPEC_OK;
+    }
+    Status reserve(spec_context *ctx, int32_t batch, int32_t max_nodes, int32_t n_vocab, int32_t k, Failure &err) override {
+        return cuda::reserve_kernel_scratch(ctx, batch, max_nodes, n_vocab, k, err);
     }
 };
 

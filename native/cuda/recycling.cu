@@ -100,6 +100,39 @@ void recycler_release(spec_recycler *rec) {
     rec->backend_state = nullptr;
 }
 
+namespace {
+struct UpdateLayout {
+    size_t o_rows, o_tok, upload, o_top, bytes;
+    UpdateLayout(size_t n, size_t k) {
+        Layout lay;
+        o_rows = lay.add(n * 8);
+        o_tok = lay.add(n * 4);
+        upload = lay.bytes;
+        o_top = lay.add(n * k * 4);
+        bytes = lay.bytes;
+    }
+};
+struct DraftLayout {
+    size_t o_par, o_rank, o_depth, o_roots, upload, o_out, bytes;
+    DraftLayout(size_t B, size_t N) {
+        Layout lay;
+        o_par = lay.add(N * 4);
+        o_rank = lay.add(N * 4);
+        o_depth = lay.add(N * 4);
+        o_roots = lay.add(B * 4);
+        upload = lay.bytes;
+        o_out = lay.add(B * N * 4);
+        bytes = lay.bytes;
+    }
+};
+} // namespace
+
+size_t recycler_update_scratch_bytes(size_t n_nodes, size_t k) { return UpdateLayout(n_nodes, k).bytes; }
+size_t recycler_draft_scratch_bytes(size_t B, size_t N) { return DraftLayout(B, N).bytes; }
+uint64_t recycler_bytes(int64_t n_vocab, int32_t k) {
+    return k > 0 ? (uint64_t)n_vocab * (uint64_t)k * 4 + (uint64_t)n_vocab * 8 : 0; // matrix + owner stamps (recycler_init)
+}
+
 Status recycler_update(spec_recycler *rec, const spec_recycler_update_args &a, Failure &err) {
     spec_context *ctx = rec->ctx;
     auto *rs = static_cast<RecyclerState *>(rec->backend_state);
@@ -116,10 +149,8 @@ Status recycler_update(spec_recycler *rec, const spec_recycler_update_args &a, F
             tokens.push_back(a.tokens[(size_t)b * a.max_nodes + i]);
         }
     const size_t n = rows.size(), k = (size_t)rec->k;
-    Layout lay;
-    const size_t o_rows = lay.add(n * 8), o_tok = lay.add(n * 4);
-    const size_t upload = lay.bytes;
-    const size_t o_top = lay.add(n * k * 4);
+    const UpdateLayout lay(n, k);
+    const size_t o_rows = lay.o_rows, o_tok = lay.o_tok, upload = lay.upload, o_top = lay.o_top;
     if (grow_scratch(ctx, st, lay.bytes, err)) return err.status;
     Staging up(upload);
     up.put(o_rows, rows.data(), n);
@@ -164,10 +195,9 @@ Status recycler_draft(spec_recycler *rec, const spec_recycler_draft_args &a, Fai
         depth[i] = depth[a.template_parents[i]] + 1;
         max_depth = depth[i] > max_depth ? depth[i] : max_depth;
     }
-    Layout lay;
-    const size_t o_par = lay.add(N * 4), o_rank = lay.add(N * 4), o_depth = lay.add(N * 4), o_roots = lay.add(B * 4);
-    const size_t upload = lay.bytes;
-    const size_t o_out = lay.add(B * N * 4);
+    const DraftLayout lay(B, N);
+    const size_t o_par = lay.o_par, o_rank = lay.o_rank, o_depth = lay.o_depth, o_roots = lay.o_roots, upload = lay.upload;
+    const size_t o_out = lay.o_out;
     if (grow_scratch(ctx, st, lay.bytes, err)) return err.status;
     Staging up(upload);
     up.put(o_par, a.template_parents, N);

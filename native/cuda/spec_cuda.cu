@@ -1,6 +1,7 @@
 // Per-context scratch and error helpers of the cuda speculative kernels.
 #include "spec_cuda.cuh"
 
+#include <algorithm>
 #include <new>
 
 namespace specula::cuda {
@@ -41,6 +42,9 @@ void release_kernel_state(spec_context *ctx) {
     ctx->backend_state = nullptr;
 }
 
+// Some headroom against regrowing every call when shapes creep up.
+static size_t scratch_allocation(size_t bytes) { return bytes + bytes / 4; }
+
 Status grow_scratch(spec_context *ctx, KernelState &st, size_t bytes, Failure &err) {
     if (st.sm_count == 0) {
         cudaError_t e = cudaDeviceGetAttribute(&st.sm_count, cudaDevAttrMultiProcessorCount, ctx->device);
@@ -52,7 +56,7 @@ Status grow_scratch(spec_context *ctx, KernelState &st, size_t bytes, Failure &e
         st.scratch = nullptr;
         st.scratch_size = 0;
     }
-    size_t want = bytes + bytes / 4; // some headroom against regrowing every call
+    size_t want = scratch_allocation(bytes);
     cudaError_t e = cudaMalloc((void **)&st.scratch, want);
     if (e != cudaSuccess) {
         st.scratch = nullptr;
@@ -60,6 +64,30 @@ Status grow_scratch(spec_context *ctx, KernelState &st, size_t bytes, Failure &e
     }
     st.scratch_size = want;
     return SPEC_OK;
+}
+
+// The largest of the speculative kernels' layouts at these shapes, before grow_scratch's headroom.
+static size_t kernel_scratch_needed(int32_t batch, int32_t max_nodes, int32_t n_vocab, int32_t recycler_k) {
+    const size_t B = (size_t)batch, N = (size_t)max_nodes;
+    size_t bytes = verify_scratch_bytes(B, N, (size_t)n_vocab);
+    if (recycler_k > 0) {
+        bytes = std::max(bytes, recycler_update_scratch_bytes(B * N, (size_t)recycler_k));
+        bytes = std::max(bytes, recycler_draft_scratch_bytes(B, N));
+    }
+    return bytes;
+}
+
+uint64_t kernel_scratch_bytes(int32_t batch, int32_t max_nodes, int32_t n_vocab, int32_t recycler_k) {
+    return scratch_allocation(kernel_scratch_needed(batch, max_nodes, n_vocab, recycler_k));
+}
+
+Status reserve_kernel_scratch(spec_context *ctx, int32_t batch, int32_t max_nodes, int32_t n_vocab, int32_t recycler_k,
+                              Failure &err) {
+    KernelState &st = kernel_state(ctx);
+    std::lock_guard<std::mutex> lock(st.lock);
+    cudaError_t e = cudaSetDevice(ctx->device);
+    if (e != cudaSuccess) return cuda_failure(err, e, "cudaSetDevice");
+    return grow_scratch(ctx, st, kernel_scratch_needed(batch, max_nodes, n_vocab, recycler_k), err);
 }
 
 } // namespace specula::cuda

@@ -29,6 +29,17 @@ void release_kernel_state(spec_context *ctx);
 // Makes the scratch at least `bytes` (contents are not kept). Call with the state's lock held.
 Status grow_scratch(spec_context *ctx, KernelState &st, size_t bytes, Failure &err);
 
+// Scratch each speculative kernel takes at a shape (their layouts, computed where they are used),
+// and what a context must hold for B trees of N nodes over V tokens with a recycler of k.
+size_t verify_scratch_bytes(size_t B, size_t N, size_t V);
+size_t recycler_update_scratch_bytes(size_t n_nodes, size_t k);
+size_t recycler_draft_scratch_bytes(size_t B, size_t N);
+uint64_t recycler_bytes(int64_t n_vocab, int32_t k);
+uint64_t kernel_scratch_bytes(int32_t batch, int32_t max_nodes, int32_t n_vocab, int32_t recycler_k);
+// Grows the context's scratch to kernel_scratch_bytes(...) now (spec_context_reserve).
+Status reserve_kernel_scratch(spec_context *ctx, int32_t batch, int32_t max_nodes, int32_t n_vocab, int32_t recycler_k,
+                              Failure &err);
+
 // Places pieces in one allocation, each 256-byte aligned: first the ones uploaded from the
 // host in a single copy, then device-only ones.
 struct Layout {

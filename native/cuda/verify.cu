@@ -347,6 +347,26 @@ __global__ void __launch_bounds__(VT) verify_kernel(VerifyDev a) {
 
 } // namespace
 
+namespace {
+// Where verify's pieces sit in the context's scratch: uploaded arguments first, then device-only.
+struct VerifyLayout {
+    size_t o_nn, o_tok, o_par, o_params, upload, o_res, o_w, bytes;
+    VerifyLayout(size_t B, size_t N, size_t V, bool sampling) {
+        Layout lay;
+        o_nn = lay.add(B * 4);
+        o_tok = lay.add(B * N * 4);
+        o_par = lay.add(B * N * 4);
+        o_params = lay.add(B * sizeof(spec_sampling_params));
+        upload = lay.bytes;
+        o_res = lay.add(B * sizeof(spec_verify_result));
+        o_w = sampling ? lay.add(B * V * 8) : 0;
+        bytes = lay.bytes;
+    }
+};
+} // namespace
+
+size_t verify_scratch_bytes(size_t B, size_t N, size_t V) { return VerifyLayout(B, N, V, true).bytes; }
+
 Status verify(spec_context *ctx, const spec_verify_args &a, Failure &err) {
     KernelState &st = kernel_state(ctx);
     std::lock_guard<std::mutex> lock(st.lock);
@@ -356,12 +376,9 @@ Status verify(spec_context *ctx, const spec_verify_args &a, Failure &err) {
     bool sampling = false;
     for (size_t b = 0; b < B; b++) sampling |= a.params[b].temperature != 0.0f;
 
-    Layout lay;
-    const size_t o_nn = lay.add(B * 4), o_tok = lay.add(B * N * 4), o_par = lay.add(B * N * 4),
-                 o_params = lay.add(B * sizeof(spec_sampling_params));
-    const size_t upload = lay.bytes;
-    const size_t o_res = lay.add(B * sizeof(spec_verify_result));
-    const size_t o_w = sampling ? lay.add(B * V * 8) : 0;
+    const VerifyLayout lay(B, N, V, sampling);
+    const size_t o_nn = lay.o_nn, o_tok = lay.o_tok, o_par = lay.o_par, o_params = lay.o_params, upload = lay.upload;
+    const size_t o_res = lay.o_res, o_w = lay.o_w;
     if (grow_scratch(ctx, st, lay.bytes, err)) return err.status;
 
     Staging up(upload);

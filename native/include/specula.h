@@ -28,7 +28,7 @@ extern "C" {
 
 /* ABI version: major changes break callers, minor changes only add. */
 #define SPEC_ABI_VERSION_MAJOR 0
-#define SPEC_ABI_VERSION_MINOR 4
+#define SPEC_ABI_VERSION_MINOR 5
 
 typedef int32_t spec_status;
 
@@ -399,6 +399,41 @@ SPEC_API spec_status spec_recycler_draft(spec_recycler *rec, const spec_recycler
  * a prior on how often each candidate rank is accepted. *n_out (optional) gets the node
  * count; cap smaller than it is SPEC_ERR_BUFFER_TOO_SMALL. Needs k >= 8. */
 SPEC_API spec_status spec_recycler_default_template(int32_t *parents, int32_t *ranks, int32_t cap, int32_t *n_out);
+
+/* ---------------------------------------------------------------- memory planning */
+
+/* A use of one model that a caller wants to budget before allocating anything (SpecMemo): the
+ * model's weights, n_sequences KV caches, and the speculative kernels' per-step scratch. */
+typedef struct spec_memory_request {
+    uint64_t weight_bytes; /* the sum of nbytes that spec_model_set_weight will be given */
+    int32_t kv_capacity;   /* positions per KV cache, >= 1 */
+    int32_t n_sequences;   /* KV caches (the batch), >= 1 */
+    int32_t max_nodes;     /* tree nodes per sequence that spec_verify / spec_recycler_* will see; 0 = none */
+    int32_t recycler_k;    /* candidates per row of a recycler over this model's vocabulary; 0 = none */
+} spec_memory_request;
+
+/* What that use takes of the backend's memory (device memory for cuda, host memory for cpu), in
+ * bytes. The backend allocates by the same arithmetic: a model finalized, caches created and a
+ * context reserved (spec_context_reserve) within the plan need no further memory while they run. */
+typedef struct spec_memory_plan {
+    uint64_t weights;        /* the backend's copy of the weights (cpu: 0, it reads the caller's memory) */
+    uint64_t kv_caches;      /* n_sequences caches of kv_capacity positions */
+    uint64_t model_scratch;  /* one forward call's activations; fixed per model, long inputs run in slices */
+    uint64_t kernel_scratch; /* spec_verify and spec_recycler_* for n_sequences trees of max_nodes */
+    uint64_t recycler;       /* the adjacency matrix */
+    uint64_t total;
+} spec_memory_plan;
+
+/* Plans request for a model of config on backend ("cpu" or "cuda"). Needs no device: the plan
+ * is arithmetic, so it can be printed and checked on any machine. */
+SPEC_API spec_status spec_memory_plan_compute(const char *backend, const spec_model_config *config,
+                                              const spec_memory_request *request, spec_memory_plan *out);
+
+/* Makes the context's kernel scratch large enough, now, for spec_verify and spec_recycler_* on
+ * batch trees of max_nodes nodes over n_vocab tokens (with sampling) and a recycler of
+ * recycler_k (0 = none), so that those calls never allocate later. */
+SPEC_API spec_status spec_context_reserve(spec_context *ctx, int32_t batch, int32_t max_nodes, int32_t n_vocab,
+                                          int32_t recycler_k);
 
 #ifdef __cplusplus
 }

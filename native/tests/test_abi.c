@@ -2,6 +2,7 @@
  * status plus message for every kind of bad argument. */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "check.h"
 
@@ -133,8 +134,84 @@ static void test_cuda_without_gpu_is_a_status(void) {
     }
 }
 
+static spec_model_config small_config(void) {
+    spec_model_config c;
+    memset(&c, 0, sizeof c);
+    c.arch = SPEC_ARCH_LLAMA;
+    c.n_vocab = 1000;
+    c.n_embd = 64;
+    c.n_layer = 2;
+    c.n_head = 4;
+    c.n_head_kv = 2;
+    c.head_dim = 16;
+    c.n_ff = 128;
+    c.n_ctx_train = 256;
+    c.rms_eps = 1e-5f;
+    c.rope_theta = 10000.0f;
+    c.kv_dtype = SPEC_DTYPE_F16;
+    return c;
+}
+
+/* The plan is arithmetic: it must be available for every compiled backend, with or without a device. */
+static void test_memory_plan(void) {
+    spec_model_config c = small_config();
+    spec_memory_request r = {1u << 20, 256, 2, 64, 8};
+    spec_memory_plan p;
+    char compiled[64];
+    CHECK_OK(spec_backends_compiled(compiled, sizeof compiled));
+    const char *backends[] = {"cpu", "cuda"};
+    for (int i = 0; i < 2; i++) {
+        if (!strstr(compiled, backends[i])) continue;
+        CHECK_OK(spec_memory_plan_compute(backends[i], &c, &r, &p));
+        /* 2 sequences x 2 layers x (K, V) x 256 positions x 2 kv heads x 16 dims x 2 bytes */
+        CHECK(p.kv_caches == 2ull * 2 * 2 * 256 * 2 * 16 * 2);
+        CHECK(p.recycler >= 1000ull * 8 * 4);
+        CHECK(p.kernel_scratch > 0);
+        CHECK(p.total == p.weights + p.kv_caches + p.model_scratch + p.kernel_scratch + p.recycler);
+        if (i == 0) CHECK(p.weights == 0); /* cpu reads the caller's mapping */
+        else CHECK(p.weights >= r.weight_bytes);
+        /* more of anything never needs less */
+        spec_memory_plan q;
+        spec_memory_request bigger = r;
+        bigger.n_sequences = 4;
+        bigger.max_nodes = 128;
+        bigger.kv_capacity = 512;
+        CHECK_OK(spec_memory_plan_compute(backends[i], &c, &bigger, &q));
+        CHECK(q.kv_caches == 4 * p.kv_caches);
+        CHECK(q.kernel_scratch >= p.kernel_scratch && q.total > p.total);
+        spec_memory_request none = r;
+        none.max_nodes = 0;
+        none.recycler_k = 0;
+        CHECK_OK(spec_memory_plan_compute(backends[i], &c, &none, &q));
+        CHECK(q.kernel_scratch == 0 && q.recycler == 0);
+    }
+    CHECK_FAILS(NULL, spec_memory_plan_compute("tpu", &c, &r, &p), SPEC_ERR_INVALID_ARGUMENT, "unknown backend 'tpu'");
+    CHECK_FAILS(NULL, spec_memory_plan_compute("cpu", NULL, &r, &p), SPEC_ERR_INVALID_ARGUMENT, "must not be null");
+    spec_memory_request bad = r;
+    bad.n_sequences = 0;
+    CHECK_FAILS(NULL, spec_memory_plan_compute("cpu", &c, &bad, &p), SPEC_ERR_INVALID_ARGUMENT, "n_sequences 0");
+    bad = r;
+    bad.max_nodes = SPEC_TREE_MAX_NODES + 1;
+    CHECK_FAILS(NULL, spec_memory_plan_compute("cpu", &c, &bad, &p), SPEC_ERR_INVALID_ARGUMENT, "max_nodes 129");
+    bad = r;
+    bad.recycler_k = 33;
+    CHECK_FAILS(NULL, spec_memory_plan_compute("cpu", &c, &bad, &p), SPEC_ERR_INVALID_ARGUMENT, "recycler_k 33");
+    spec_model_config broken = c;
+    broken.n_head_kv = 3;
+    CHECK_FAILS(NULL, spec_memory_plan_compute("cpu", &broken, &r, &p), SPEC_ERR_INVALID_ARGUMENT, "not a multiple");
+
+    spec_context *ctx = NULL;
+    CHECK_OK(spec_context_create("cpu", 0, &ctx));
+    CHECK_OK(spec_context_reserve(ctx, 4, 64, 1000, 8));
+    CHECK_FAILS(ctx, spec_context_reserve(ctx, 0, 64, 1000, 8), SPEC_ERR_INVALID_ARGUMENT, "batch 0");
+    CHECK_FAILS(ctx, spec_context_reserve(ctx, 1, 200, 1000, 8), SPEC_ERR_INVALID_ARGUMENT, "max_nodes 200");
+    CHECK_OK(spec_context_destroy(ctx));
+    CHECK_FAILS(NULL, spec_context_reserve(NULL, 1, 1, 1, 0), SPEC_ERR_INVALID_HANDLE, "context is null");
+}
+
 int main(void) {
     test_versions();
+    test_memory_plan();
     test_contexts();
     test_buffers();
     test_cuda_without_gpu_is_a_status();

@@ -32,10 +32,10 @@ public class SpeculaFfi extends SpeculaFfi$shared {
     public static int SPEC_ABI_VERSION_MAJOR() {
         return SPEC_ABI_VERSION_MAJOR;
     }
-    private static final int SPEC_ABI_VERSION_MINOR = (int)4L;
+    private static final int SPEC_ABI_VERSION_MINOR = (int)5L;
     /**
      * {@snippet lang=c :
-     * #define SPEC_ABI_VERSION_MINOR 4
+     * #define SPEC_ABI_VERSION_MINOR 5
      * }
      */
     public static int SPEC_ABI_VERSION_MINOR() {
@@ -2786,6 +2786,133 @@ public class SpeculaFfi extends SpeculaFfi$shared {
                 traceDowncall("spec_recycler_default_template", parents, ranks, cap, n_out);
             }
             return (int)mh$.invokeExact(parents, ranks, cap, n_out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_memory_plan_compute {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_memory_plan_compute");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_memory_plan_compute(const char *backend, const spec_model_config *config, const spec_memory_request *request, spec_memory_plan *out)
+     * }
+     */
+    public static FunctionDescriptor spec_memory_plan_compute$descriptor() {
+        return spec_memory_plan_compute.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_memory_plan_compute(const char *backend, const spec_model_config *config, const spec_memory_request *request, spec_memory_plan *out)
+     * }
+     */
+    public static MethodHandle spec_memory_plan_compute$handle() {
+        return spec_memory_plan_compute.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_memory_plan_compute(const char *backend, const spec_model_config *config, const spec_memory_request *request, spec_memory_plan *out)
+     * }
+     */
+    public static MemorySegment spec_memory_plan_compute$address() {
+        return spec_memory_plan_compute.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_memory_plan_compute(const char *backend, const spec_model_config *config, const spec_memory_request *request, spec_memory_plan *out)
+     * }
+     */
+    public static int spec_memory_plan_compute(MemorySegment backend, MemorySegment config, MemorySegment request, MemorySegment out) {
+        var mh$ = spec_memory_plan_compute.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_memory_plan_compute", backend, config, request, out);
+            }
+            return (int)mh$.invokeExact(backend, config, request, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_context_reserve {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_context_reserve");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_context_reserve(spec_context *ctx, int32_t batch, int32_t max_nodes, int32_t n_vocab, int32_t recycler_k)
+     * }
+     */
+    public static FunctionDescriptor spec_context_reserve$descriptor() {
+        return spec_context_reserve.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_context_reserve(spec_context *ctx, int32_t batch, int32_t max_nodes, int32_t n_vocab, int32_t recycler_k)
+     * }
+     */
+    public static MethodHandle spec_context_reserve$handle() {
+        return spec_context_reserve.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_context_reserve(spec_context *ctx, int32_t batch, int32_t max_nodes, int32_t n_vocab, int32_t recycler_k)
+     * }
+     */
+    public static MemorySegment spec_context_reserve$address() {
+        return spec_context_reserve.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_context_reserve(spec_context *ctx, int32_t batch, int32_t max_nodes, int32_t n_vocab, int32_t recycler_k)
+     * }
+     */
+    public static int spec_context_reserve(MemorySegment ctx, int batch, int max_nodes, int n_vocab, int recycler_k) {
+        var mh$ = spec_context_reserve.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_context_reserve", ctx, batch, max_nodes, n_vocab, recycler_k);
+            }
+            return (int)mh$.invokeExact(ctx, batch, max_nodes, n_vocab, recycler_k);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {

@@ -1,0 +1,42 @@
+// Matrix products of the cuda model: Y = W X for the weights of one layer and the activations of
+// the tokens of one forward call. Weights keep the dtype of the model file (F32, F16, BF16, Q8_0,
+// Q4_0, GGML block layouts) and are row-major [rows = out features][cols = in features];
+// activations and outputs are f32.
+//
+// Two regimes, picked by n (the tokens of the call):
+//   - few tokens (decode, small trees): weight streaming. The kernel reads each weight row once
+//     for all n tokens, at close to the memory bandwidth; activations stay f32 and 16-bit or
+//     quantized weights are converted exactly in registers (the cpu backend's arithmetic).
+//   - many tokens (large trees, prompts): tensor cores (mma). Activations are split into a
+//     high and a low 16-bit part (x = hi + lo) so that two mma passes reproduce f32 products to
+//     about 2^-17 relative: greedy decisions then agree with the cpu backend's.
+// Every launch goes to the given stream, allocates nothing and never synchronizes with the host,
+// so a forward built from these can be captured into a CUDA graph.
+#pragma once
+
+#include "../core/internal.hpp"
+
+#include <cuda_runtime.h>
+#include <cstddef>
+#include <cstdint>
+
+namespace specula::cuda {
+
+struct DeviceMatrix {
+    const void *data = nullptr; // device memory, rows * row_bytes
+    int32_t dtype = SPEC_DTYPE_F32;
+    int64_t rows = 0, cols = 0;
+    uint64_t row_bytes = 0;      // dtype_row_bytes(dtype, cols)
+};
+
+// Bytes of device scratch that matmul() needs for n tokens of cols inputs (the split activations
+// of the tensor-core path; 0 when n stays in the streaming regime).
+size_t matmul_scratch_bytes(int64_t cols, int n);
+
+// Y[t][r] = (accumulate ? Y[t][r] : 0) + sum_k W[r][k] X[t][k] for t < n, r < W.rows.
+// X: f32 [n][ldx] (ldx >= W.cols), Y: f32 [n][ldy] (ldy >= W.rows), device memory; Y must not
+// alias X. scratch: at least matmul_scratch_bytes(W.cols, n) bytes. Reports launch errors in err.
+Status matmul(const DeviceMatrix &W, const float *X, int64_t ldx, int n, float *Y, int64_t ldy, bool accumulate,
+              void *scratch, cudaStream_t stream, Failure &err);
+
+} // namespace specula::cuda

@@ -1,0 +1,23 @@
+// The cuda backend's transformer: the same operations and semantics as the cpu backend's
+// (native/cpu/cpu_model.cpp), with weights uploaded once, the KV cache in device memory and
+// only token ids, positions, tree parents and small results crossing PCIe.
+#pragma once
+
+#include "../core/internal.hpp"
+
+namespace specula::cuda {
+
+Status model_finalize(spec_model *model, Failure &err);
+void model_release(spec_model *model);
+Status kv_init(spec_kv *kv, Failure &err);
+void kv_release(spec_kv *kv);
+Status kv_commit(spec_kv *kv, int32_t n_path, const int32_t *path, Failure &err);
+Status forward(spec_model *model, spec_kv *kv, const spec_forward_args &args, Failure &err);
+
+// What model_finalize allocates on the device for a model of config whose weights total
+// weight_bytes as given (the memory plan's `weights`), and the fixed activation scratch of its
+// forward passes (`model_scratch`): computed by the same code that allocates.
+uint64_t model_weight_bytes(const spec_model_config &config, uint64_t weight_bytes);
+uint64_t model_scratch_bytes(const spec_model_config &config);
+
+} // namespace specula::cuda
