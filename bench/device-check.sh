@@ -1,37 +1,55 @@
 #!/usr/bin/env bash
 # The GPU machine's check of the native core (it has nvcc, cmake, PyTorch and compute-sanitizer,
-# no Java). From the repository root:
+# no Java). From the repository root, with the run tool's carry: [".device-java"] (made here by
+# bench/pack-device-java.sh) for the Java parity step:
 #
 #   bash bench/device-check.sh
 #
 # configures and builds (cuda on), runs ctest (the cuda tests really run here), runs
 # compute-sanitizer (memcheck, racecheck, synccheck) over the cuda tests on their small cases,
-# runs the kernel benchmark and the PyTorch side-by-side, and prints a summary table last.
-# Stays under 8 minutes: every step has a timeout, and steps are skipped past a deadline.
+# runs the Java parity driver (cuda against cpu: logits per dtype, greedy generation with every
+# drafter, Token Recycling's speedup) when .device-java is there, then the benchmarks: the ~1B
+# model (bench_model) and transformers' LlamaForCausalLM on the same weights (torch_llama.py), the
+# matmul benchmark, the speculative kernels and their PyTorch side-by-side; a summary table last.
+# Stays under about 8 minutes: every step has a timeout, and steps are skipped past a deadline.
+# Environment: SPECULA_DEVICE_BUDGET=seconds (default 470) moves the deadline;
+# SPECULA_DEVICE_SKIP=name,prefix,... skips the steps whose names start with one of them
+# (e.g. "sanitizer,bench-kernels" for a second run that only wants the model benchmark);
+# SPECULA_DEVICE_BUILD=dir builds elsewhere than build/device.
 # Logs: build/device/logs/.
 set -u
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/cuda/bin:/usr/local/cuda/compute-sanitizer"
 
-BUILD=build/device
+BUILD=${SPECULA_DEVICE_BUILD:-build/device}
 LOGS=$BUILD/logs
-mkdir -p "$LOGS"
+WEIGHTS=${TMPDIR:-/tmp}/specula-bench-model
+mkdir -p "$LOGS" "$WEIGHTS"
 T0=$(date +%s)
-DEADLINE=$((T0 + 450)) # leave room under the 8 minutes for the last step's timeout
+DEADLINE=$((T0 + ${SPECULA_DEVICE_BUDGET:-470})) # the last step's timeout is cut to end by then
 JOBS=$(nproc 2>/dev/null || echo 8)
+SPECULA_DEVICE_SKIP=${SPECULA_DEVICE_SKIP:-}
 SUMMARY=()
 
 elapsed() { echo $(($(date +%s) - T0)); }
+left() { echo $((DEADLINE - $(date +%s))); }
+record() { SUMMARY+=("$(printf '| %-24s | %-8s | %6s | %s |' "$1" "$2" "$3" "$4")"); }
 
 # step NAME TIMEOUT_S COMMAND...: runs COMMAND into $LOGS/NAME.log, records the outcome.
 step() {
     local name=$1 limit=$2
     shift 2
-    local now left
-    now=$(date +%s)
-    left=$((DEADLINE - now))
+    local skip
+    for skip in ${SPECULA_DEVICE_SKIP//,/ }; do
+        if [[ $name == "$skip"* ]]; then
+            record "$name" skipped - "SPECULA_DEVICE_SKIP"
+            return
+        fi
+    done
+    local left
+    left=$(left)
     if ((left <= 10)); then
-        SUMMARY+=("$(printf '| %-24s | %-8s | %6s | %s |' "$name" "skipped" "-" "past the time budget")")
+        record "$name" skipped - "past the time budget"
         return
     fi
     ((limit > left)) && limit=$left
@@ -50,34 +68,80 @@ step() {
     case $name in
         ctest) note=$(grep -E "tests passed|tests failed" "$LOGS/$name.log" | tail -1) ;;
         sanitizer-*) note=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY|hazard" "$LOGS/$name.log" | tail -1) ;;
+        java-parity) note=$(grep -E "^CudaParity:|^recycling on cuda" "$LOGS/$name.log" | tr '\n' ' ' | cut -c1-110) ;;
+        bench-model) note=$(grep -E "^\| decode" "$LOGS/$name.log" | head -1 | tr -s ' ' | cut -c1-90) ;;
+        bench-torch-llama) note=$(grep -E "^\| torch-eager decode|^compile: failed" "$LOGS/$name.log" | head -1 | tr -s ' ' | cut -c1-90) ;;
+        bench-matmul) note=$(grep -E "^\| matmul" "$LOGS/$name.log" | head -1 | cut -c1-90) ;;
         bench-*) note=$(grep -E "^\| (tree_attention|step)" "$LOGS/$name.log" | head -1 | cut -c1-90) ;;
     esac
-    SUMMARY+=("$(printf '| %-24s | %-8s | %6s | %s |' "$name" "$result" "$secs" "$note")")
+    record "$name" "$result" "$secs" "$note"
 }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/gpu: /'
 step configure 120 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSPECULA_CUDA=ON
 step build 300 cmake --build "$BUILD" -j "$JOBS"
-step ctest 200 ctest --test-dir "$BUILD" --output-on-failure
+step ctest 200 ctest --test-dir "$BUILD" --output-on-failure -j 4
 if command -v compute-sanitizer >/dev/null; then
     for tool in memcheck racecheck synccheck; do
         step "sanitizer-$tool" 120 env SPECULA_TEST_QUICK=1 \
             compute-sanitizer --tool "$tool" --error-exitcode 3 "$BUILD/test_cuda_kernels"
     done
     step sanitizer-buffers 60 compute-sanitizer --tool memcheck --error-exitcode 3 "$BUILD/test_cuda_buffers"
+    if [[ -x $BUILD/test_cuda_model ]]; then
+        step sanitizer-model 120 env SPECULA_TEST_QUICK=1 \
+            compute-sanitizer --tool memcheck --error-exitcode 3 "$BUILD/test_cuda_model"
+    else
+        record sanitizer-model skipped - "no test_cuda_model built"
+    fi
 else
-    SUMMARY+=("$(printf '| %-24s | %-8s | %6s | %s |' "sanitizer" "skipped" "-" "compute-sanitizer not found")")
+    record sanitizer skipped - "compute-sanitizer not found"
 fi
-step bench-specula 150 "$BUILD/bench_kernels"
-if python3 -c "import torch" 2>/dev/null; then
-    step bench-torch 150 python3 bench/native/torch_kernels.py
+
+# Parity before the benchmarks: it is what must pass. The jar carries the libspecula.so built where it was packed.
+if [[ -x .device-java/bin/java ]]; then
+    step java-parity 180 .device-java/bin/java -cp .device-java/benchmarks.jar dev.specula.bench.CudaParity --backends cuda,cpu
 else
-    SUMMARY+=("$(printf '| %-24s | %-8s | %6s | %s |' "bench-torch" "skipped" "-" "no PyTorch")")
+    record java-parity skipped - "no .device-java (bench/pack-device-java.sh, then carry it)"
+fi
+
+rm -f "$WEIGHTS"/* # nothing of an earlier run may stand in for this one
+step bench-model 150 "$BUILD/bench_model" --out-dir "$WEIGHTS" --cpu-check
+if ! python3 -c "import torch, transformers" 2>/dev/null; then
+    record bench-torch-llama skipped - "no PyTorch or transformers"
+elif [[ ! -f $WEIGHTS/reference.json ]]; then
+    record bench-torch-llama skipped - "bench_model wrote no weights"
+else
+    # torch.compile gets what is left after about a minute for loading and the eager rows.
+    compile_s=$(($(left) - 90))
+    ((compile_s > 150)) && compile_s=150
+    compile_args=(--compile-timeout "$compile_s")
+    ((compile_s < 30)) && compile_args=(--no-compile)
+    step bench-torch-llama 300 python3 bench/native/torch_llama.py "$WEIGHTS" "${compile_args[@]}"
+fi
+rm -f "$WEIGHTS/model.safetensors"
+if [[ -x $BUILD/bench_matmul ]]; then
+    step bench-matmul 90 "$BUILD/bench_matmul" --quick
+else
+    record bench-matmul skipped - "no bench_matmul built"
+fi
+step bench-kernels 120 "$BUILD/bench_kernels" --quick
+if python3 -c "import torch" 2>/dev/null; then
+    step bench-torch-kernels 120 python3 bench/native/torch_kernels.py
+else
+    record bench-torch-kernels skipped - "no PyTorch"
 fi
 
 echo
-echo "=== benchmark rows (specula, then torch)"
-grep -hE "^\||^peak" "$LOGS/bench-specula.log" "$LOGS/bench-torch.log" 2>/dev/null
+echo "=== parity (java-parity)"
+grep -hE "^\| (model|llama|qwen2|demo-target \| (none|recycling))|^(recycling on|CudaParity:|FAILED|WARNING)" \
+    "$LOGS/java-parity.log" 2>/dev/null
+echo
+echo "=== model benchmark (specula, then torch on the same weights)"
+grep -hE "^(model|bandwidth|floor|cpu check|device|logits|compile):|^\| (row|decode|step|torch-)" \
+    "$LOGS/bench-model.log" "$LOGS/bench-torch-llama.log" 2>/dev/null
+echo
+echo "=== kernel benchmarks (matmul, speculative kernels, torch)"
+grep -hE "^\||^peak" "$LOGS/bench-matmul.log" "$LOGS/bench-kernels.log" "$LOGS/bench-torch-kernels.log" 2>/dev/null
 echo
 echo "=== summary ($(elapsed)s in all; logs in $LOGS)"
 printf '| %-24s | %-8s | %6s | %s |\n' step result secs note

@@ -22,6 +22,7 @@
 #include "cpu_model.hpp"
 
 #include "kernels.hpp"
+#include "../core/model_math.hpp"
 #include "thread_pool.hpp"
 
 #include <algorithm>
@@ -224,7 +225,7 @@ void matmul(ModelState &ms, Seg *segs, int n_segs, int n) {
 void rmsnorm(const float *x, const float *w, float *out, int64_t n, float eps) {
     double ss = 0.0;
     for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    const float s = (float)(1.0 / std::sqrt(ss / (double)n + (double)eps));
+    const float s = mm::rms_scale(ss, n, eps);
     for (int64_t i = 0; i < n; i++) out[i] = x[i] * s * w[i];
 }
 
@@ -234,12 +235,9 @@ void rope(float *x, int n_heads, int head_dim, int rope_dims, bool neox, const f
     for (int h = 0; h < n_heads; h++) {
         float *v = x + (int64_t)h * head_dim;
         for (int i = 0; i < half; i++) {
-            const float c = cs[2 * i], s = cs[2 * i + 1];
-            float *a = neox ? v + i : v + 2 * i;
-            float *b = neox ? v + i + half : v + 2 * i + 1;
-            const float x0 = *a, x1 = *b;
-            *a = x0 * c - x1 * s;
-            *b = x0 * s + x1 * c;
+            int a, b;
+            mm::rope_pair(i, half, neox, a, b);
+            mm::rope_rotate(v[a], v[b], cs[2 * i], cs[2 * i + 1], v[a], v[b]);
         }
     }
 }
@@ -360,10 +358,9 @@ Status forward_impl(spec_model *m, spec_kv *kv, const spec_forward_args &a, Fail
         for (int32_t j = 0; j < nb; j++) {
             const int32_t tok = a.tokens[u0 + j];
             kern.dequant(ms.embd.dtype, ms.embd.row(tok), E, x + (int64_t)j * E);
-            const double pos = (double)a.positions[u0 + j] * ms.pos_scale;
             float *cs = st.rope.data() + (int64_t)j * RD;
             for (int32_t i = 0; i < RD / 2; i++) {
-                const double ang = pos * ms.inv_freq[i];
+                const double ang = mm::rope_angle(a.positions[u0 + j], ms.pos_scale, ms.inv_freq[i]);
                 cs[2 * i] = (float)std::cos(ang);
                 cs[2 * i + 1] = (float)std::sin(ang);
             }
@@ -524,28 +521,10 @@ Status model_finalize(spec_model *m, Failure &err) {
             L.bv = vec(SPEC_W_ATTN_V_BIAS, l);
         }
 
-        const int rd = c.rope_dims > 0 ? c.rope_dims : c.head_dim;
+        const int rd = mm::rope_dims(c);
         ms->inv_freq.resize(rd / 2);
-        for (int i = 0; i < rd / 2; i++) {
-            double theta = std::pow((double)c.rope_theta, -2.0 * i / rd);
-            if (c.rope_scaling == SPEC_ROPE_SCALING_LLAMA3) {
-                const double pi = 3.14159265358979323846;
-                const double wavelen = 2.0 * pi / theta;
-                const double low_wl = c.rope_orig_ctx / (double)c.rope_low_freq_factor;
-                const double high_wl = c.rope_orig_ctx / (double)c.rope_high_freq_factor;
-                if (wavelen < high_wl) {
-                    // high frequency: unchanged
-                } else if (wavelen > low_wl) {
-                    theta /= c.rope_factor;
-                } else {
-                    const double smooth = (c.rope_orig_ctx / wavelen - c.rope_low_freq_factor) /
-                                          ((double)c.rope_high_freq_factor - c.rope_low_freq_factor);
-                    theta = (1.0 - smooth) * theta / c.rope_factor + smooth * theta;
-                }
-            }
-            ms->inv_freq[i] = theta;
-        }
-        ms->pos_scale = c.rope_scaling == SPEC_ROPE_SCALING_LINEAR ? 1.0 / c.rope_factor : 1.0;
+        for (int i = 0; i < rd / 2; i++) ms->inv_freq[i] = mm::rope_inv_freq(c, i);
+        ms->pos_scale = mm::rope_pos_scale(c);
         m->backend_state = ms.release();
         return SPEC_OK;
     } catch (const std::bad_alloc &) {

@@ -30,12 +30,22 @@ struct DeviceMatrix {
 };
 
 // Bytes of device scratch that matmul() needs for n tokens of cols inputs (the split activations
-// of the tensor-core path; 0 when n stays in the streaming regime).
+// of the tensor-core path: 2 x n x round_up(cols, 32) 16-bit values plus n floats; 0 when n <= 8,
+// the streaming regime). Any dtype: the size does not depend on it.
 size_t matmul_scratch_bytes(int64_t cols, int n);
 
 // Y[t][r] = (accumulate ? Y[t][r] : 0) + sum_k W[r][k] X[t][k] for t < n, r < W.rows.
 // X: f32 [n][ldx] (ldx >= W.cols), Y: f32 [n][ldy] (ldy >= W.rows), device memory; Y must not
-// alias X. scratch: at least matmul_scratch_bytes(W.cols, n) bytes. Reports launch errors in err.
+// alias X. scratch: at least matmul_scratch_bytes(W.cols, n) bytes, 16-byte aligned (needed, and
+// checked, whenever n > 8); one scratch may serve every call on a stream, since each call's kernels
+// finish with it before the next call's start. Reports launch errors in err; invalid arguments
+// (unknown dtype, quantized cols not a multiple of 32, row_bytes not the GGML row size, W.data
+// not aligned to its element size, 2 bytes for quantized) are SPEC_ERR_INVALID_ARGUMENT.
+//
+// Fast paths want 16-byte alignment: X with ldx % 4 == 0 (else scalar activation loads), and for
+// F32/F16/BF16 W.data 16-byte aligned with cols % 8 == 0 (else a scalar streaming kernel is used
+// for every n, correct but slow). F32 weights always stream (in chunks of 8 tokens for larger n).
+// Results are deterministic: the same call gives the same bits every time, in a graph or not.
 Status matmul(const DeviceMatrix &W, const float *X, int64_t ldx, int n, float *Y, int64_t ldy, bool accumulate,
               void *scratch, cudaStream_t stream, Failure &err);
 

@@ -1,19 +1,540 @@
-// Placeholder until the cuda forward lands (helper A replaces this file).
+// The cuda backend's transformer: the operations and semantics of the cpu backend
+// (native/cpu/cpu_model.cpp) with weights uploaded once, the KV cache in device memory, and per
+// step one small upload (token ids, positions, tree key sets) and no copy back.
+//
+// Shapes. A call runs in slices of at most mm::MAX_ROWS (128) tokens, each padded to a bucket
+// of 1, 2, 4, ..., 128 rows, so the activation scratch is fixed per model (allocated once at
+// finalize, mm::scratch_layout) and every slice runs one of a few fixed launch sequences.
+//
+// Parameter block. Whatever changes from step to step (tokens, positions, each token's key
+// set, the committed length, the KV cache's address, the caller's output addresses) lives in a
+// device-side mm::StepParams that the kernels read. It is written into pinned host memory (a
+// small ring, each slot reused only after the event of its last upload) and uploaded with one
+// cudaMemcpyAsync on the model's stream before the slice's work.
+//
+// Graphs. A slice's launch sequence depends only on mm::GraphKey (bucket, head mode, exit
+// configuration), so each key is captured once into a CUDA graph and replayed for every step
+// and every KV cache of the model. SPECULA_CUDA_GRAPHS=0 (read at finalize) launches the same
+// kernels directly; a failed capture or instantiation falls back to direct launches for that key.
+//
+// Streams. Each model owns a blocking stream: work on the legacy default stream (buffer copies,
+// the speculative kernels) stays ordered with it, so forward returns without synchronizing and
+// spec_verify / spec_copy_d2h see its results. Logits reach the caller's buffer through a copy
+// kernel (the LM head writes a fixed scratch; the caller's address is in the parameter block).
 #include "model.cuh"
 
-namespace specula::cuda {
+#include "matmul.cuh"
+#include "model_ops.cuh"
+#include "spec_cuda.cuh"
 
-static Status unsupported(Failure &err) {
-    err = failure(SPEC_ERR_UNSUPPORTED, "cuda: model operations are not implemented in this build yet; use the cpu backend");
-    return err.status;
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <unordered_map>
+#include <vector>
+
+namespace specula::cuda {
+namespace {
+
+constexpr int RING = 8; // pinned upload slots
+
+struct Layer {
+    DeviceMatrix wq, wk, wv, wo, gate, up, down;
+    const float *attn_norm = nullptr, *ffn_norm = nullptr;
+    const float *bq = nullptr, *bk = nullptr, *bv = nullptr;
+};
+
+struct GraphEntry {
+    cudaGraphExec_t exec = nullptr;
+    bool failed = false; // capture or instantiation failed once: launch directly
+};
+
+struct ModelState {
+    int device = 0;
+    cudaStream_t stream = nullptr;
+    char *weights = nullptr;
+    char *scratch = nullptr;
+    mm::ScratchLayout lay;
+    DeviceMatrix embd, output;
+    const float *output_norm = nullptr;
+    const double *inv_freq = nullptr;
+    double pos_scale = 1.0;
+    std::vector<Layer> layers;
+    bool use_graphs = true;
+    std::map<uint64_t, GraphEntry> graphs;
+
+    std::mutex mu; // one forward or commit at a time: the scratch, ring and graphs are shared
+    char *pinned = nullptr;
+    cudaEvent_t events[RING] = {};
+    int next_slot = 0;
+    std::vector<int32_t> dense;                         // per call: the key sets (mm::build_key_sets)
+    std::vector<uint32_t> mask;                         // [n][MASK_BITS / 32]
+
+    mm::StepParams *params() const { return reinterpret_cast<mm::StepParams *>(scratch + lay.params); }
+    float *f(size_t off) const { return reinterpret_cast<float *>(scratch + off); }
+
+    ~ModelState() {
+        if (stream) cudaStreamSynchronize(stream);
+        for (auto &g : graphs)
+            if (g.second.exec) cudaGraphExecDestroy(g.second.exec);
+        for (cudaEvent_t e : events)
+            if (e) cudaEventDestroy(e);
+        if (pinned) cudaFreeHost(pinned);
+        if (scratch) cudaFree(scratch);
+        if (weights) cudaFree(weights);
+        if (stream) cudaStreamDestroy(stream);
+    }
+};
+
+struct KvState {
+    char *mem = nullptr;
+    int32_t pending_layers = 0; // layers whose KV the pending tokens hold (stop_at_exit: fewer)
+};
+
+constexpr size_t SLOT_BYTES = sizeof(mm::StepParams);
+static_assert(SLOT_BYTES >= sizeof(int32_t) * 2 * mm::MAX_ROWS, "a slot also carries kv_commit's moves");
+
+Status set_device(int device, Failure &err) {
+    cudaError_t e = cudaSetDevice(device);
+    return e == cudaSuccess ? SPEC_OK : cuda_failure(err, e, "cudaSetDevice");
 }
-Status model_finalize(spec_model *, Failure &err) { return unsupported(err); }
-void model_release(spec_model *) {}
-Status kv_init(spec_kv *, Failure &err) { return unsupported(err); }
-void kv_release(spec_kv *) {}
-Status kv_commit(spec_kv *, int32_t, const int32_t *, Failure &err) { return unsupported(err); }
-Status forward(spec_model *, spec_kv *, const spec_forward_args &, Failure &err) { return unsupported(err); }
-uint64_t model_weight_bytes(const spec_model_config &, uint64_t weight_bytes) { return weight_bytes; }
-uint64_t model_scratch_bytes(const spec_model_config &) { return 0; }
+
+// A pinned slot no earlier upload still reads.
+Status acquire_slot(ModelState &ms, char **slot, Failure &err) {
+    const int i = ms.next_slot;
+    cudaError_t e = cudaEventSynchronize(ms.events[i]); // long done in practice: RING uploads ago
+    if (e != cudaSuccess) return cuda_failure(err, e, "cudaEventSynchronize (upload slot)");
+    *slot = ms.pinned + (size_t)i * SLOT_BYTES;
+    return SPEC_OK;
+}
+
+// Uploads the slot acquire_slot returned (the first `bytes`) to dst on the model's stream.
+Status upload_slot(ModelState &ms, void *dst, size_t bytes, Failure &err) {
+    const int i = ms.next_slot;
+    ms.next_slot = (i + 1) % RING;
+    cudaError_t e = cudaMemcpyAsync(dst, ms.pinned + (size_t)i * SLOT_BYTES, bytes, cudaMemcpyHostToDevice, ms.stream);
+    if (e != cudaSuccess) return cuda_failure(err, e, "cudaMemcpyAsync (step parameters)");
+    e = cudaEventRecord(ms.events[i], ms.stream);
+    return e == cudaSuccess ? SPEC_OK : cuda_failure(err, e, "cudaEventRecord (upload slot)");
+}
+
+#define TRY(call)                                   \
+    do {                                            \
+        const Status st_ = (call);                  \
+        if (st_ != SPEC_OK) return st_;             \
+    } while (0)
+
+// The LM head over `rows` rows of x into the head scratch.
+Status head_rows(const ModelState &ms, const spec_model_config &c, int32_t rows, void *mm_scratch, Failure &err) {
+    TRY(ops::rmsnorm(ms.f(ms.lay.x), ms.output_norm, ms.f(ms.lay.xn), rows, c.n_embd, c.rms_eps, nullptr, ms.stream, err));
+    return matmul(ms.output, ms.f(ms.lay.xn), c.n_embd, rows, ms.f(ms.lay.head), c.n_vocab, false, mm_scratch, ms.stream, err);
+}
+
+// Every launch of one slice, in stream order; the same sequence is captured into a graph.
+Status enqueue_slice(const ModelState &ms, const spec_model_config &c, const mm::GraphKey &key, Failure &err) {
+    const int32_t R = key.rows, E = c.n_embd, D = c.head_dim, Hq = c.n_head, Hkv = c.n_head_kv, F = c.n_ff, V = c.n_vocab;
+    const int32_t QD = Hq * D, KD = Hkv * D, half = mm::rope_dims(c) / 2;
+    const mm::StepParams *P = ms.params();
+    cudaStream_t s = ms.stream;
+    void *mms = ms.scratch + ms.lay.matmul;
+    float *x = ms.f(ms.lay.x), *xn = ms.f(ms.lay.xn), *q = ms.f(ms.lay.q), *k = ms.f(ms.lay.k), *v = ms.f(ms.lay.v);
+    float *att = ms.f(ms.lay.att), *g = ms.f(ms.lay.g), *u = ms.f(ms.lay.u), *head = ms.f(ms.lay.head);
+
+    TRY(ops::embed(P, ms.embd.data, ms.embd.dtype, ms.embd.row_bytes, E, ms.inv_freq, ms.pos_scale, half, R, x,
+                   ms.f(ms.lay.rope), s, err));
+    const int32_t n_run = key.stop_at_exit ? key.exit_layer : c.n_layer;
+    for (int32_t l = 0; l < n_run; l++) {
+        const Layer &L = ms.layers[l];
+        TRY(ops::rmsnorm(x, L.attn_norm, xn, R, E, c.rms_eps, nullptr, s, err));
+        TRY(matmul(L.wq, xn, E, R, q, QD, false, mms, s, err));
+        TRY(matmul(L.wk, xn, E, R, k, KD, false, mms, s, err));
+        TRY(matmul(L.wv, xn, E, R, v, KD, false, mms, s, err));
+        ops::QkvPost qp{q, k, v, L.bq, L.bk, L.bv, ms.f(ms.lay.rope), Hq, Hkv, D, half, c.kv_dtype, c.rope_style == SPEC_ROPE_NEOX};
+        TRY(ops::qkv_post(P, qp, l, R, s, err));
+        ops::Attention at{q, att, ms.f(ms.lay.part), Hq, Hkv, D, c.kv_dtype, 1.0f / std::sqrt((float)D)};
+        TRY(ops::attention(P, at, l, R, s, err));
+        TRY(matmul(L.wo, att, QD, R, x, E, true, mms, s, err));
+        TRY(ops::rmsnorm(x, L.ffn_norm, xn, R, E, c.rms_eps, nullptr, s, err));
+        TRY(matmul(L.gate, xn, E, R, g, F, false, mms, s, err));
+        TRY(matmul(L.up, xn, E, R, u, F, false, mms, s, err));
+        TRY(ops::silu_mul(g, u, (int64_t)R * F, s, err));
+        TRY(matmul(L.down, g, F, R, x, E, true, mms, s, err));
+        if (l + 1 == key.exit_layer) {
+            if (key.exit_hidden) TRY(ops::copy_out(P, ops::Dest::ExitHidden, ops::RowsOut::All, x, E, R, s, err));
+            if (key.exit_logits) {
+                TRY(head_rows(ms, c, R, mms, err));
+                TRY(ops::copy_out(P, ops::Dest::ExitLogits, ops::RowsOut::All, head, V, R, s, err));
+            }
+        }
+    }
+    // Exit logits after the last layer are the logits: the head scratch still holds them.
+    const bool reuse = key.exit_layer == c.n_layer && key.exit_logits;
+    if (key.head == mm::HEAD_ALL) {
+        if (!reuse) TRY(head_rows(ms, c, R, mms, err));
+        TRY(ops::copy_out(P, ops::Dest::Logits, ops::RowsOut::All, head, V, R, s, err));
+    } else if (key.head == mm::HEAD_LAST) {
+        if (reuse) {
+            TRY(ops::copy_out(P, ops::Dest::Logits, ops::RowsOut::Last, head, V, R, s, err));
+        } else {
+            TRY(ops::rmsnorm(x, ms.output_norm, xn, 1, E, c.rms_eps, P, s, err));
+            TRY(matmul(ms.output, xn, E, 1, head, V, false, mms, s, err));
+            TRY(ops::copy_out(P, ops::Dest::Logits, ops::RowsOut::First, head, V, 1, s, err));
+        }
+    }
+    return SPEC_OK;
+}
+
+// Captures key's launch sequence; on any failure leaves the entry marked failed.
+void capture(ModelState &ms, const spec_model_config &c, const mm::GraphKey &key, GraphEntry &entry) {
+    entry.failed = true;
+    if (cudaStreamBeginCapture(ms.stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+        cudaGetLastError();
+        return;
+    }
+    Failure ignored{SPEC_OK, {}};
+    const Status st = enqueue_slice(ms, c, key, ignored);
+    cudaGraph_t graph = nullptr;
+    const cudaError_t e = cudaStreamEndCapture(ms.stream, &graph);
+    if (st == SPEC_OK && e == cudaSuccess && graph) {
+        cudaGraphExec_t exec = nullptr;
+        if (cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess) {
+            entry.exec = exec;
+            entry.failed = false;
+        }
+    }
+    if (graph) cudaGraphDestroy(graph);
+    cudaGetLastError(); // a failed capture leaves its error behind; the direct launch reports real ones
+}
+
+Status run_slice(ModelState &ms, const spec_model_config &c, const mm::GraphKey &key, Failure &err) {
+    if (ms.use_graphs) {
+        GraphEntry &entry = ms.graphs[key.pack()];
+        if (!entry.exec && !entry.failed) capture(ms, c, key, entry);
+        if (entry.exec) {
+            cudaError_t e = cudaGraphLaunch(entry.exec, ms.stream);
+            return e == cudaSuccess ? SPEC_OK : cuda_failure(err, e, "cudaGraphLaunch (model forward)");
+        }
+    }
+    return enqueue_slice(ms, c, key, err);
+}
+
+// The most scratch matmul() takes for any product of the model at any bucket.
+size_t matmul_scratch_max(const spec_model_config &c) {
+    size_t most = 0;
+    const int64_t cols[3] = {c.n_embd, (int64_t)c.n_head * c.head_dim, c.n_ff};
+    for (int32_t rows = 1; rows <= mm::MAX_ROWS; rows *= 2)
+        for (int64_t k : cols) most = std::max(most, matmul_scratch_bytes(k, rows));
+    return most;
+}
+
+float vector_element(const spec_weight &w, int64_t i) {
+    const uint8_t *p = (const uint8_t *)w.data;
+    return mm::dequant_element(w.dtype, p, i);
+}
+
+Status finalize_impl(spec_model *m, ModelState &ms, Failure &err) {
+    const spec_model_config &c = m->config;
+    if (c.head_dim > mm::ATT_MAX_HEAD_DIM) {
+        err = failure(SPEC_ERR_UNSUPPORTED, "cuda: head_dim %d is larger than the attention kernel's %d", c.head_dim, mm::ATT_MAX_HEAD_DIM);
+        return err.status;
+    }
+    TRY(set_device(m->ctx->device, err));
+    ms.device = m->ctx->device;
+
+    // Weights: one allocation of exactly model_weight_bytes(config, the nbytes given).
+    uint64_t given = 0;
+    for (const auto &role : m->weights)
+        for (const spec_weight &w : role)
+            if (w.data) given += w.nbytes;
+    const uint64_t wbytes = mm::weight_alloc_bytes(c, given);
+    cudaError_t e = cudaMalloc((void **)&ms.weights, wbytes);
+    if (e != cudaSuccess) {
+        ms.weights = nullptr;
+        return cuda_failure(err, e, "cudaMalloc (model weights)");
+    }
+    uint64_t at = 0;
+    auto place = [&](uint64_t bytes) {
+        const uint64_t off = mm::align256(at);
+        at = off + bytes;
+        return off;
+    };
+    std::unordered_map<const void *, std::pair<uint64_t, const spec_weight *>> uploaded; // tied matrices: one copy
+    auto matrix = [&](int role, int layer, DeviceMatrix &M) -> Status {
+        spec_weight &w = m->weights[role][layer];
+        auto it = uploaded.find(w.data);
+        uint64_t off;
+        if (it != uploaded.end() && it->second.second->dtype == w.dtype && it->second.second->nbytes == w.nbytes) {
+            off = it->second.first;
+        } else {
+            off = place(w.nbytes);
+            cudaError_t ce = cudaMemcpy(ms.weights + off, w.data, w.nbytes, cudaMemcpyHostToDevice);
+            if (ce != cudaSuccess) return cuda_failure(err, ce, "cudaMemcpy (model weights)");
+            uploaded.emplace(w.data, std::make_pair(off, &w));
+        }
+        M.data = ms.weights + off;
+        M.dtype = w.dtype;
+        M.rows = w.rows;
+        M.cols = w.cols;
+        M.row_bytes = dtype_row_bytes(w.dtype, w.cols);
+        w.device_data = M.data;
+        return SPEC_OK;
+    };
+    // Vectors and the rope table: converted on the host into one image, uploaded at once.
+    std::vector<std::pair<uint64_t, std::vector<char>>> small; // (offset, bytes)
+    auto vector = [&](int role, int layer) -> const float * {
+        spec_weight &w = m->weights[role][layer];
+        if (!w.data) return nullptr;
+        std::vector<char> bytes((size_t)w.cols * 4);
+        for (int64_t i = 0; i < w.cols; i++) {
+            const float v = vector_element(w, i);
+            std::memcpy(bytes.data() + 4 * i, &v, 4);
+        }
+        const uint64_t off = place(bytes.size());
+        small.emplace_back(off, std::move(bytes));
+        w.device_data = ms.weights + off;
+        return (const float *)(ms.weights + off);
+    };
+    // Matrices first, then the small pieces, so that those form one contiguous image.
+    TRY(matrix(SPEC_W_TOKEN_EMBD, 0, ms.embd));
+    TRY(matrix(SPEC_W_OUTPUT, 0, ms.output));
+    ms.layers.resize(c.n_layer);
+    for (int l = 0; l < c.n_layer; l++) {
+        Layer &L = ms.layers[l];
+        TRY(matrix(SPEC_W_ATTN_Q, l, L.wq));
+        TRY(matrix(SPEC_W_ATTN_K, l, L.wk));
+        TRY(matrix(SPEC_W_ATTN_V, l, L.wv));
+        TRY(matrix(SPEC_W_ATTN_OUT, l, L.wo));
+        TRY(matrix(SPEC_W_FFN_GATE, l, L.gate));
+        TRY(matrix(SPEC_W_FFN_UP, l, L.up));
+        TRY(matrix(SPEC_W_FFN_DOWN, l, L.down));
+    }
+    ms.output_norm = vector(SPEC_W_OUTPUT_NORM, 0);
+    for (int l = 0; l < c.n_layer; l++) {
+        Layer &L = ms.layers[l];
+        L.attn_norm = vector(SPEC_W_ATTN_NORM, l);
+        L.ffn_norm = vector(SPEC_W_FFN_NORM, l);
+        L.bq = vector(SPEC_W_ATTN_Q_BIAS, l);
+        L.bk = vector(SPEC_W_ATTN_K_BIAS, l);
+        L.bv = vector(SPEC_W_ATTN_V_BIAS, l);
+    }
+    {
+        const int half = mm::rope_dims(c) / 2;
+        std::vector<char> bytes((size_t)half * 8);
+        for (int i = 0; i < half; i++) {
+            const double f = mm::rope_inv_freq(c, i);
+            std::memcpy(bytes.data() + 8 * i, &f, 8);
+        }
+        const uint64_t off = place(bytes.size());
+        ms.inv_freq = (const double *)(ms.weights + off);
+        small.emplace_back(off, std::move(bytes));
+        ms.pos_scale = mm::rope_pos_scale(c);
+    }
+    if (at > wbytes) { // weight_alloc_bytes is an upper bound by construction
+        err = failure(SPEC_ERR_INTERNAL, "cuda: model weights need %llu bytes, %llu were planned", (unsigned long long)at,
+                      (unsigned long long)wbytes);
+        return err.status;
+    }
+    if (!small.empty()) {
+        const uint64_t lo = small.front().first, hi = small.back().first + small.back().second.size();
+        std::vector<char> image(hi - lo, 0);
+        for (auto &p : small) std::memcpy(image.data() + (p.first - lo), p.second.data(), p.second.size());
+        e = cudaMemcpy(ms.weights + lo, image.data(), image.size(), cudaMemcpyHostToDevice);
+        if (e != cudaSuccess) return cuda_failure(err, e, "cudaMemcpy (model norms and biases)");
+    }
+
+    // Scratch, zeroed: padding rows then start finite.
+    ms.lay = mm::scratch_layout(c, matmul_scratch_max(c));
+    e = cudaMalloc((void **)&ms.scratch, ms.lay.bytes);
+    if (e != cudaSuccess) {
+        ms.scratch = nullptr;
+        return cuda_failure(err, e, "cudaMalloc (model scratch)");
+    }
+    e = cudaMemset(ms.scratch, 0, ms.lay.bytes);
+    if (e != cudaSuccess) return cuda_failure(err, e, "cudaMemset (model scratch)");
+
+    e = cudaStreamCreate(&ms.stream); // blocking: ordered with the legacy default stream
+    if (e != cudaSuccess) {
+        ms.stream = nullptr;
+        return cuda_failure(err, e, "cudaStreamCreate (model stream)");
+    }
+    e = cudaMallocHost((void **)&ms.pinned, SLOT_BYTES * RING);
+    if (e != cudaSuccess) {
+        ms.pinned = nullptr;
+        return cuda_failure(err, e, "cudaMallocHost (step parameter staging)");
+    }
+    for (cudaEvent_t &ev : ms.events) {
+        e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
+        if (e != cudaSuccess) {
+            ev = nullptr;
+            return cuda_failure(err, e, "cudaEventCreate");
+        }
+    }
+    TRY(ops::prepare(c.head_dim, err));
+    const char *env = std::getenv("SPECULA_CUDA_GRAPHS");
+    ms.use_graphs = !(env && std::strcmp(env, "0") == 0);
+    return SPEC_OK;
+}
+
+Status forward_impl(spec_model *m, spec_kv *kv, const spec_forward_args &a, Failure &err) {
+    ModelState &ms = *(ModelState *)m->backend_state;
+    KvState &ks = *(KvState *)kv->backend_state;
+    const spec_model_config &c = m->config;
+    std::lock_guard<std::mutex> lock(ms.mu);
+    TRY(set_device(ms.device, err));
+    const int32_t n = a.n_tokens, C = kv->committed;
+
+    ms.dense.resize(n);
+    ms.mask.resize((size_t)n * (mm::MASK_BITS / 32));
+    auto *mask = reinterpret_cast<uint32_t(*)[mm::MASK_BITS / 32]>(ms.mask.data());
+    const int32_t bad = mm::build_key_sets(a.parents, n, ms.dense.data(), mask);
+    if (bad >= 0) {
+        err = failure(SPEC_ERR_UNSUPPORTED,
+                      "cuda: token %d's ancestors lie more than %d tokens past its longest all-ancestor prefix; trees "
+                      "that wide run on the cpu backend only",
+                      bad, mm::MASK_BITS);
+        return err.status;
+    }
+    mm::CallOutputs out;
+    out.logits_mode = a.logits_mode;
+    out.logits = a.logits_mode != SPEC_LOGITS_NONE ? (uint64_t)a.logits->ptr : 0;
+    out.exit_hidden = a.exit_hidden ? (uint64_t)a.exit_hidden->ptr : 0;
+    out.exit_logits = a.exit_logits ? (uint64_t)a.exit_logits->ptr : 0;
+    const uint64_t layer_bytes = (uint64_t)kv->capacity * kv_slot_bytes(c);
+
+    for (int32_t u0 = 0; u0 < n; u0 += mm::MAX_ROWS) {
+        const int32_t nb = std::min(mm::MAX_ROWS, n - u0);
+        mm::GraphKey key;
+        key.rows = mm::bucket_rows(nb);
+        key.head = mm::slice_head(a.logits_mode, a.stop_at_exit != 0, u0 + nb == n);
+        key.exit_layer = a.exit_layer;
+        key.exit_hidden = a.exit_hidden != nullptr;
+        key.exit_logits = a.exit_logits != nullptr;
+        key.stop_at_exit = a.stop_at_exit != 0;
+        char *slot = nullptr;
+        TRY(acquire_slot(ms, &slot, err));
+        auto *sp = reinterpret_cast<mm::StepParams *>(slot);
+        mm::fill_step(*sp, a.tokens, a.positions, ms.dense.data(), mask, C, u0, nb, (uint64_t)ks.mem, layer_bytes, out, c.n_embd,
+                      c.n_vocab);
+        TRY(upload_slot(ms, ms.params(), mm::step_upload_bytes(nb), err));
+        TRY(run_slice(ms, c, key, err));
+    }
+    ks.pending_layers = a.stop_at_exit ? a.exit_layer : c.n_layer;
+    return SPEC_OK;
+}
+
+} // namespace
+
+// ------------------------------------------------------------------ the backend's entry points
+
+uint64_t model_weight_bytes(const spec_model_config &config, uint64_t weight_bytes) {
+    return mm::weight_alloc_bytes(config, weight_bytes);
+}
+
+uint64_t model_scratch_bytes(const spec_model_config &config) {
+    return mm::scratch_layout(config, matmul_scratch_max(config)).bytes;
+}
+
+Status model_finalize(spec_model *m, Failure &err) {
+    std::unique_ptr<ModelState> ms(new (std::nothrow) ModelState());
+    if (!ms) {
+        err = failure(SPEC_ERR_OUT_OF_MEMORY, "cuda: out of host memory for a model");
+        return err.status;
+    }
+    try {
+        const Status st = finalize_impl(m, *ms, err);
+        if (st != SPEC_OK) return st;
+    } catch (const std::bad_alloc &) {
+        err = failure(SPEC_ERR_OUT_OF_MEMORY, "cuda: out of host memory while uploading a model");
+        return err.status;
+    }
+    m->backend_state = ms.release();
+    return SPEC_OK;
+}
+
+void model_release(spec_model *m) {
+    auto *ms = (ModelState *)m->backend_state;
+    if (ms) cudaSetDevice(ms->device);
+    delete ms;
+    m->backend_state = nullptr;
+}
+
+Status kv_init(spec_kv *kv, Failure &err) {
+    const spec_model_config &c = kv->model->config;
+    TRY(set_device(kv->model->ctx->device, err));
+    auto *ks = new (std::nothrow) KvState();
+    if (!ks) {
+        err = failure(SPEC_ERR_OUT_OF_MEMORY, "cuda: out of host memory for a kv cache");
+        return err.status;
+    }
+    const uint64_t total = kv_cache_bytes(c, kv->capacity);
+    cudaError_t e = cudaMalloc((void **)&ks->mem, total);
+    if (e == cudaSuccess) e = cudaMemset(ks->mem, 0, total); // a slot never written reads as zeros, as on the cpu
+    if (e != cudaSuccess) {
+        if (ks->mem) cudaFree(ks->mem);
+        delete ks;
+        cudaGetLastError();
+        err = failure(e == cudaErrorMemoryAllocation ? SPEC_ERR_OUT_OF_MEMORY : SPEC_ERR_DEVICE,
+                      "cuda: cannot allocate a kv cache of %llu bytes (%d positions): %s", (unsigned long long)total, kv->capacity,
+                      cudaGetErrorString(e));
+        return err.status;
+    }
+    kv->backend_state = ks;
+    return SPEC_OK;
+}
+
+void kv_release(spec_kv *kv) {
+    auto *ks = (KvState *)kv->backend_state;
+    if (ks && ks->mem) {
+        cudaSetDevice(kv->model->ctx->device);
+        cudaFree(ks->mem); // synchronizes: no forward still writes it
+    }
+    delete ks;
+    kv->backend_state = nullptr;
+}
+
+Status kv_commit(spec_kv *kv, int32_t n_path, const int32_t *path, Failure &err) {
+    ModelState &ms = *(ModelState *)kv->model->backend_state;
+    KvState &ks = *(KvState *)kv->backend_state;
+    const spec_model_config &c = kv->model->config;
+    std::lock_guard<std::mutex> lock(ms.mu);
+    TRY(set_device(ms.device, err));
+    int32_t j = 0;
+    while (j < n_path && path[j] == j) j++; // the leading run is already in place
+    if (j == n_path || ks.pending_layers == 0) return SPEC_OK;
+    const uint64_t slot_bytes = kv_slot_bytes(c), layer_bytes = (uint64_t)kv->capacity * slot_bytes;
+    int32_t *dev_pairs = reinterpret_cast<int32_t *>(ms.scratch + ms.lay.commit);
+    while (j < n_path) {
+        char *slot = nullptr;
+        TRY(acquire_slot(ms, &slot, err));
+        auto *pairs = reinterpret_cast<int32_t *>(slot);
+        int32_t count = 0;
+        for (; j < n_path && count < mm::MAX_ROWS; j++)
+            if (path[j] != j) {
+                pairs[2 * count] = j;
+                pairs[2 * count + 1] = path[j];
+                count++;
+            }
+        if (!count) break;
+        TRY(upload_slot(ms, dev_pairs, sizeof(int32_t) * 2 * (size_t)count, err));
+        TRY(ops::kv_move(ks.mem, layer_bytes, slot_bytes, ks.pending_layers, kv->committed, dev_pairs, count, ms.stream, err));
+    }
+    return SPEC_OK;
+}
+
+Status forward(spec_model *m, spec_kv *kv, const spec_forward_args &args, Failure &err) {
+    try {
+        return forward_impl(m, kv, args, err);
+    } catch (const std::bad_alloc &) {
+        err = failure(SPEC_ERR_OUT_OF_MEMORY, "cuda: out of host memory for a forward pass");
+        return err.status;
+    }
+}
 
 } // namespace specula::cuda

@@ -4,17 +4,28 @@ import dev.specula.engine.GenerationRequest;
 import dev.specula.engine.GenerationResult;
 import dev.specula.engine.Generator;
 import dev.specula.engine.LoadedModel;
+import dev.specula.engine.MemoryBudget;
+import dev.specula.engine.MemoryBudgetException;
+import dev.specula.engine.MemoryPolicy;
 import dev.specula.engine.SamplingOptions;
 import dev.specula.engine.TextListener;
+import dev.specula.model.ModelFile;
 import dev.specula.nativeapi.Context;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.concurrent.Semaphore;
 import java.util.function.BooleanSupplier;
 
 /**
  * The front door for embedding Specula: a model on a backend with a default drafter, built once and shared.
- * Thread-safe: {@link #generate} may run on many threads at once, each call with its own KV cache; state that
- * learns across requests (the recycling matrix, the draft model's acceptance predictor) is shared by all.
+ * Thread-safe: {@link #generate} may run on many threads at once, each call with its own KV cache, up to the
+ * batch at a time (further calls wait their turn); state that learns across requests (the recycling matrix, the
+ * draft model's acceptance predictor) is shared by all.
+ *
+ * <p>Before any weight reaches the backend, the engine checks its {@link MemoryBudget} (weights, KV caches for
+ * the whole context times the batch, scratch, the recycling matrix, the draft model, the step buffers) against
+ * the memory available; what does not fit is refused or shrunk, as the {@link MemoryPolicy} says, so a run never
+ * fails midway for memory. A shrink is logged and reported by {@link #memoryBudget()}.
  *
  * <pre>{@code
  * try (SpeculaEngine engine = SpeculaEngine.builder().model(Path.of("model.gguf")).drafter("recycling").build()) {
@@ -29,19 +40,42 @@ public final class SpeculaEngine implements AutoCloseable {
     private final Generator generator;
     private final String drafter;
 
+    private final MemoryBudget.Fit memory;
+    private final Semaphore turns;
+
     private SpeculaEngine(Builder b) {
         if (b.model == null) throw new IllegalArgumentException("SpeculaEngine.builder() needs a model");
         if (!Drafters.NAMES.contains(b.drafter))
             throw new IllegalArgumentException("unknown drafter '" + b.drafter + "'; choose one of " + Drafters.NAMES);
         Context ctx = Context.open(b.backend, b.device);
+        LoadedModel loaded = null;
+        Drafters made = null;
         try {
             ctx.setThreads(b.threads);
-            this.model = LoadedModel.open(ctx, b.model);
-            this.drafters = new Drafters(model, b.maxTreeNodes, b.adaptive, b.draftModel, b.contextLength);
-            this.generator = model.generator(b.contextLength);
+            ModelFile file = ModelFile.open(b.model); // mapped, nothing allocated yet
+            MemoryBudget.Request request;
+            try {
+                request = Drafters.budgetRequest(b.backend, file, b.drafter, b.draftModel, b.contextLength, b.batch, b.maxTreeNodes);
+                this.memory = MemoryBudget.fit(request, b.memoryPolicy, MemoryBudget.available(ctx, b.memoryLimit, MemoryBudget.DEFAULT_SAFETY_MARGIN));
+            } catch (RuntimeException e) {
+                file.close();
+                throw e;
+            }
+            if (memory.shrunk()) System.getLogger(SpeculaEngine.class.getName()).log(System.Logger.Level.WARNING, memory.describe());
+            MemoryBudget.Request chosen = memory.budget().request();
+            loaded = LoadedModel.open(ctx, file, request.kvType());
+            this.model = loaded;
+            made = new Drafters(model, chosen.maxTreeNodes(), b.adaptive, b.draftModel, chosen.contextLength());
+            this.drafters = made;
+            this.generator = model.generator(chosen.contextLength());
             this.drafter = b.drafter;
             drafters.speculation(drafter); // fails now, not on the first request, if the drafter cannot be made
+            // The verification and recycling scratch at its final size now, so no step allocates it later.
+            ctx.reserve(chosen.batch(), chosen.maxTreeNodes(), model.model().shape().nVocab(), chosen.drafting().recyclerK());
+            this.turns = new Semaphore(chosen.batch(), true);
         } catch (RuntimeException e) {
+            if (made != null) made.close();
+            if (loaded != null) loaded.close();
             ctx.close();
             throw e;
         }
@@ -63,7 +97,21 @@ public final class SpeculaEngine implements AutoCloseable {
      */
     public GenerationResult generate(GenerationRequest request, TextListener listener, BooleanSupplier cancelled) {
         GenerationRequest r = request.speculation() == null ? request.withSpeculation(drafters.speculation(drafter)) : request;
-        return generator.generate(r, listener, cancelled);
+        turns.acquireUninterruptibly(); // at most the budgeted batch of KV caches and step buffers at once
+        try {
+            return generator.generate(r, listener, cancelled);
+        } finally {
+            turns.release();
+        }
+    }
+
+    /**
+     * The memory budget the engine was built with: its items, the limit it was checked against, and what the
+     * memory policy shrank (if anything). Requests naming a drafter other than the engine's may need that
+     * drafter's own buffers beyond it.
+     */
+    public MemoryBudget.Fit memoryBudget() {
+        return memory;
     }
 
     public LoadedModel model() {
@@ -93,6 +141,9 @@ public final class SpeculaEngine implements AutoCloseable {
         private Path draftModel;
         private int maxTreeNodes = 81;
         private boolean adaptive = true;
+        private int batch = 4;
+        private MemoryPolicy memoryPolicy = MemoryPolicy.REFUSE;
+        private long memoryLimit;
 
         private Builder() {}
 
@@ -145,6 +196,32 @@ public final class SpeculaEngine implements AutoCloseable {
             return this;
         }
 
+        /** Requests generating at once, each with its own KV cache (default 4); more wait their turn. */
+        public Builder batch(int n) {
+            this.batch = n;
+            return this;
+        }
+
+        /** What to do when the memory budget does not fit: refuse (default), shrink the tree or shrink the batch. */
+        public Builder memoryPolicy(MemoryPolicy policy) {
+            this.memoryPolicy = policy;
+            return this;
+        }
+
+        /**
+         * The most memory the engine may take of the backend's, in bytes; 0 (default) measures it: the device's
+         * free memory for cuda, the host's available memory for cpu, less a safety margin.
+         */
+        public Builder memoryLimit(long bytes) {
+            if (bytes < 0) throw new IllegalArgumentException("memory limit must be >= 0 bytes, got " + bytes);
+            this.memoryLimit = bytes;
+            return this;
+        }
+
+        /**
+         * Builds the engine; throws {@link MemoryBudgetException}, before loading anything, when the memory budget
+         * does not fit and the policy cannot shrink it enough.
+         */
         public SpeculaEngine build() {
             return new SpeculaEngine(this);
         }

@@ -7,9 +7,12 @@ import dev.specula.Drafters;
 import dev.specula.engine.GenerationRequest;
 import dev.specula.engine.GenerationResult;
 import dev.specula.engine.LoadedModel;
+import dev.specula.engine.MemoryBudget;
+import dev.specula.engine.MemoryPolicy;
 import dev.specula.engine.RelaxedVerifier;
 import dev.specula.engine.SamplingOptions;
 import dev.specula.engine.TokenNeighbours;
+import dev.specula.model.ModelFile;
 import dev.specula.nativeapi.Context;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
@@ -85,6 +88,13 @@ final class RunCommand implements Callable<Integer> {
     @Option(names = "--fixed-tree", description = "Always use the largest tree (no cost-based back-off).")
     boolean fixedTree;
 
+    @Option(names = "--memory-policy", paramLabel = "POLICY", defaultValue = "refuse",
+            description = "When the memory budget does not fit: refuse, shrink-tree or shrink-batch (default: ${DEFAULT-VALUE}).")
+    String memoryPolicy;
+
+    @Option(names = "--memory-limit", paramLabel = "SIZE", description = "Most memory to use (e.g. 512M, 2G; default: what is available).")
+    String memoryLimit;
+
     @Option(names = "--json", description = "Print one JSON object with the token ids, the text and the stats.")
     boolean json;
 
@@ -106,60 +116,81 @@ final class RunCommand implements Callable<Integer> {
         }
         SamplingOptions sampling = new SamplingOptions(temperature, topK, topP, minP, repeatPenalty, 64, seed);
         PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
-        try (Context ctx = Context.cpu(); LoadedModel loaded = LoadedModel.open(ctx, path);
-             Drafters drafters = new Drafters(loaded, treeSize, !fixedTree, draftModel, context)) {
+        MemoryPolicy policy = MemoryPolicy.parse(memoryPolicy);
+        long limit = memoryLimit == null ? 0 : MemoryBudget.parseSize(memoryLimit);
+        try (Context ctx = Context.cpu()) {
             ctx.setThreads(threads);
-            List<CandidateFilter> filters = ban.isEmpty() ? List.of() : List.of(BannedSequences.ofStrings(loaded.tokenizer(), ban));
-            RelaxedVerifier relaxed = switch (verify) {
-                case "typical" -> RelaxedVerifier.typical();
-                case "lantern" -> RelaxedVerifier.lantern(TokenNeighbours.fromGguf(loaded.file().gguf().orElseThrow(
-                        () -> new IllegalArgumentException("--verify lantern reads the token embeddings from a GGUF model")),
-                        TokenNeighbours.DEFAULT_K), RelaxedVerifier.LANTERN_DELTA);
-                default -> null;
-            };
-            GenerationRequest request = new GenerationRequest(prompt, maxTokens, sampling, stop, null, drafters.speculation(drafter),
-                    filters, relaxed);
-            if (!json) out.print(prompt);
-            GenerationResult r = loaded.generator(context).generate(request, text -> {
-                if (!json) out.print(text);
-            }, () -> false);
-            if (json) {
-                Map<String, Object> o = new LinkedHashMap<>();
-                o.put("model", path.toString());
-                o.put("prompt", prompt);
-                o.put("prompt_tokens", r.promptTokens());
-                o.put("tokens", r.tokens());
-                o.put("text", r.text());
-                o.put("stop_reason", r.stopReason().name().toLowerCase());
-                Map<String, Object> stats = new LinkedHashMap<>();
-                stats.put("prompt_tokens", r.stats().promptTokens());
-                stats.put("generated_tokens", r.stats().generatedTokens());
-                stats.put("prompt_seconds", r.stats().promptSeconds());
-                stats.put("generate_seconds", r.stats().generateSeconds());
-                stats.put("prompt_tokens_per_second", r.stats().promptTokensPerSecond());
-                stats.put("generated_tokens_per_second", r.stats().generatedTokensPerSecond());
-                if (r.speculation() != null) {
-                    stats.put("drafter", drafter);
-                    stats.put("steps", r.speculation().steps());
-                    stats.put("mean_accepted_tokens", r.speculation().meanAccepted());
-                    stats.put("accepted_length_histogram", r.speculation().acceptedLengthHistogram());
-                    double[] depth = new double[r.speculation().maxDepthReached()];
-                    for (int d = 0; d < depth.length; d++) depth[d] = r.speculation().acceptanceAtDepth(d + 1);
-                    stats.put("acceptance_by_depth", depth);
-                    stats.put("draft_seconds", r.speculation().draftSeconds());
-                    stats.put("verify_seconds", r.speculation().verifySeconds());
-                    stats.put("other_seconds", r.speculation().otherSeconds());
-                }
-                o.put("stats", stats);
-                out.println(new GsonBuilder().disableHtmlEscaping().create().toJson(o));
-            } else {
-                out.println();
-                String spec = r.speculation() == null ? "" : String.format(", %s: %.2f tokens/step", drafter, r.speculation().meanAccepted());
-                System.err.printf("%n[%s: %d prompt tokens at %.1f tok/s, %d generated at %.1f tok/s%s, stopped: %s]%n",
-                        path.getFileName(), r.stats().promptTokens(), r.stats().promptTokensPerSecond(),
-                        r.stats().generatedTokens(), r.stats().generatedTokensPerSecond(), spec, r.stopReason().name().toLowerCase());
+            // The budget is checked on the mapped file, before any weight reaches the backend.
+            ModelFile file = ModelFile.open(path);
+            MemoryBudget.Fit fit;
+            try {
+                fit = MemoryBudget.fit(Drafters.budgetRequest(ctx.backend(), file, drafter, draftModel, context, 1, treeSize), policy,
+                        MemoryBudget.available(ctx, limit, MemoryBudget.DEFAULT_SAFETY_MARGIN));
+            } catch (RuntimeException e) {
+                file.close();
+                throw e;
+            }
+            if (fit.shrunk()) System.err.println("specula: " + fit.describe());
+            MemoryBudget.Request chosen = fit.budget().request();
+            try (LoadedModel loaded = LoadedModel.open(ctx, file, chosen.kvType());
+                 Drafters drafters = new Drafters(loaded, chosen.maxTreeNodes(), !fixedTree, draftModel, chosen.contextLength())) {
+                ctx.reserve(chosen.batch(), chosen.maxTreeNodes(), loaded.model().shape().nVocab(), chosen.drafting().recyclerK());
+                run(loaded, drafters, sampling, out, path);
             }
         }
         return 0;
+    }
+
+    private void run(LoadedModel loaded, Drafters drafters, SamplingOptions sampling, PrintStream out, Path path) {
+        List<CandidateFilter> filters = ban.isEmpty() ? List.of() : List.of(BannedSequences.ofStrings(loaded.tokenizer(), ban));
+        RelaxedVerifier relaxed = switch (verify) {
+            case "typical" -> RelaxedVerifier.typical();
+            case "lantern" -> RelaxedVerifier.lantern(TokenNeighbours.fromGguf(loaded.file().gguf().orElseThrow(
+                    () -> new IllegalArgumentException("--verify lantern reads the token embeddings from a GGUF model")),
+                    TokenNeighbours.DEFAULT_K), RelaxedVerifier.LANTERN_DELTA);
+            default -> null;
+        };
+        GenerationRequest request = new GenerationRequest(prompt, maxTokens, sampling, stop, null, drafters.speculation(drafter),
+                filters, relaxed);
+        if (!json) out.print(prompt);
+        GenerationResult r = loaded.generator(context).generate(request, text -> {
+            if (!json) out.print(text);
+        }, () -> false);
+        if (json) {
+            Map<String, Object> o = new LinkedHashMap<>();
+            o.put("model", path.toString());
+            o.put("prompt", prompt);
+            o.put("prompt_tokens", r.promptTokens());
+            o.put("tokens", r.tokens());
+            o.put("text", r.text());
+            o.put("stop_reason", r.stopReason().name().toLowerCase());
+            Map<String, Object> stats = new LinkedHashMap<>();
+            stats.put("prompt_tokens", r.stats().promptTokens());
+            stats.put("generated_tokens", r.stats().generatedTokens());
+            stats.put("prompt_seconds", r.stats().promptSeconds());
+            stats.put("generate_seconds", r.stats().generateSeconds());
+            stats.put("prompt_tokens_per_second", r.stats().promptTokensPerSecond());
+            stats.put("generated_tokens_per_second", r.stats().generatedTokensPerSecond());
+            if (r.speculation() != null) {
+                stats.put("drafter", drafter);
+                stats.put("steps", r.speculation().steps());
+                stats.put("mean_accepted_tokens", r.speculation().meanAccepted());
+                stats.put("accepted_length_histogram", r.speculation().acceptedLengthHistogram());
+                double[] depth = new double[r.speculation().maxDepthReached()];
+                for (int d = 0; d < depth.length; d++) depth[d] = r.speculation().acceptanceAtDepth(d + 1);
+                stats.put("acceptance_by_depth", depth);
+                stats.put("draft_seconds", r.speculation().draftSeconds());
+                stats.put("verify_seconds", r.speculation().verifySeconds());
+                stats.put("other_seconds", r.speculation().otherSeconds());
+            }
+            o.put("stats", stats);
+            out.println(new GsonBuilder().disableHtmlEscaping().create().toJson(o));
+        } else {
+            out.println();
+            String spec = r.speculation() == null ? "" : String.format(", %s: %.2f tokens/step", drafter, r.speculation().meanAccepted());
+            System.err.printf("%n[%s: %d prompt tokens at %.1f tok/s, %d generated at %.1f tok/s%s, stopped: %s]%n",
+                    path.getFileName(), r.stats().promptTokens(), r.stats().promptTokensPerSecond(),
+                    r.stats().generatedTokens(), r.stats().generatedTokensPerSecond(), spec, r.stopReason().name().toLowerCase());
+        }
     }
 }

@@ -1,5 +1,6 @@
 package dev.specula.cli;
 
+import dev.specula.engine.MemoryBudgetException;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -17,6 +18,18 @@ public final class SpeculaCli implements Runnable {
     }
 
     public static void main(String[] args) {
-        System.exit(new CommandLine(new SpeculaCli()).execute(args));
+        System.exit(commandLine().execute(args));
+    }
+
+    /** The command line, with a refused memory budget reported as its message alone: it is a verdict, not a bug. */
+    static CommandLine commandLine() {
+        CommandLine cli = new CommandLine(new SpeculaCli());
+        cli.setExecutionExceptionHandler((e, line, parsed) -> {
+            if (!(e instanceof MemoryBudgetException)) throw e;
+            line.getErr().println("specula: " + e.getMessage());
+            line.getErr().flush();
+            return 2;
+        });
+        return cli;
     }
 }

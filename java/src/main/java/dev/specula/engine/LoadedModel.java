@@ -13,6 +13,9 @@ import java.nio.file.Path;
  * it closes the native model and unmaps the file. May be shared between threads.
  */
 public final class LoadedModel implements AutoCloseable {
+    /** The KV cache type models are opened with unless told otherwise. */
+    public static final DType DEFAULT_KV_TYPE = DType.F16;
+
     private final ModelFile file;
     private final NativeModel model;
     private final Tokenizer tokenizer;
@@ -28,12 +31,20 @@ public final class LoadedModel implements AutoCloseable {
      * tokenizer.json). The KV cache is F16, as llama.cpp keeps it.
      */
     public static LoadedModel open(Context context, Path path) {
-        return open(context, path, DType.F16);
+        return open(context, path, DEFAULT_KV_TYPE);
     }
 
     /** As {@link #open(Context, Path)}, with the KV cache in kvType (F32, F16 or BF16). */
     public static LoadedModel open(Context context, Path path, DType kvType) {
-        ModelFile file = ModelFile.open(path);
+        return open(context, ModelFile.open(path), kvType);
+    }
+
+    /**
+     * Puts an already opened file's weights on context (after, say, a {@link MemoryBudget} was checked against
+     * its shape). The model takes the file over: it closes it, also when this fails.
+     */
+    public static LoadedModel open(Context context, ModelFile file, DType kvType) {
+        Path path = file.path();
         try {
             Tokenizer tokenizer;
             if (file.gguf().isPresent()) {
@@ -71,6 +82,13 @@ public final class LoadedModel implements AutoCloseable {
 
     public ModelFile file() {
         return file;
+    }
+
+    /** The bytes of the weights as they are handed to the native core (what {@link dev.specula.nativeapi.MemoryPlan} takes). */
+    public static long weightBytes(ModelFile file) {
+        long sum = 0;
+        for (var w : file.weights()) sum += w.nbytes();
+        return sum;
     }
 
     /** A generator over this model with KV caches of contextLength positions (at most the model's training context). */

@@ -1,9 +1,12 @@
 package dev.specula.engine;
 
+import dev.specula.nativeapi.Context;
 import dev.specula.nativeapi.DeviceBuffer;
 import dev.specula.nativeapi.ForwardArgs;
 import dev.specula.nativeapi.KvCache;
 import dev.specula.nativeapi.NativeModel;
+import dev.specula.nativeapi.SamplingParams;
+import dev.specula.nativeapi.TreeVerifier;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -15,6 +18,10 @@ import java.util.function.IntPredicate;
 /**
  * Plain (non-speculative) decoding at the token level: one forward per token. The baseline every
  * speculative policy must equal token for token (greedy) and beat in speed.
+ *
+ * <p>Off the cpu backend each token is chosen on the device (a verification of a one-node tree, whose bonus
+ * token is the sampled next token), so only token ids cross to the host; on cpu, and for what the device cannot
+ * express (repetition penalty, min-p, filters), the logits row comes to the host and {@link Sampler} chooses.
  */
 public final class PlainDecoder implements AutoCloseable {
     /** Prompts are fed in chunks so the forward's scratch stays bounded. */
@@ -25,11 +32,30 @@ public final class PlainDecoder implements AutoCloseable {
     private final Arena arena = Arena.ofConfined();
     private final MemorySegment hostLogits;
     private final float[] row;
+    private final boolean deviceSampling;
+
+    /** System property that forces device-side sampling on the cpu backend too (for tests of both paths). */
+    public static final String DEVICE_SAMPLING_PROPERTY = "specula.deviceSampling";
+
+    /**
+     * Whether plain steps on context choose tokens on its device unless told otherwise: yes off the cpu backend
+     * (only token ids then cross PCIe); on cpu the host path is the reference and saves a call, unless the
+     * system property {@value #DEVICE_SAMPLING_PROPERTY} is true.
+     */
+    public static boolean deviceSamplingByDefault(Context context) {
+        return !context.backend().equals("cpu") || Boolean.getBoolean(DEVICE_SAMPLING_PROPERTY);
+    }
 
     public PlainDecoder(NativeModel model) {
+        this(model, deviceSamplingByDefault(model.context()));
+    }
+
+    /** deviceSampling: choose tokens on the device where the sampling options allow it (see the class comment). */
+    public PlainDecoder(NativeModel model, boolean deviceSampling) {
         this.model = model;
+        this.deviceSampling = deviceSampling;
         int vocab = model.shape().nVocab();
-        this.logits = model.context().allocate((long) vocab * Float.BYTES);
+        this.logits = model.context().allocate(SpeculativeEngine.logitsBytes(1, 1, vocab));
         this.hostLogits = arena.allocate((long) vocab * Float.BYTES, 64);
         this.row = new float[vocab];
     }
@@ -53,6 +79,10 @@ public final class PlainDecoder implements AutoCloseable {
         if (prompt.length >= kv.capacity())
             throw new IllegalArgumentException("the prompt's " + prompt.length + " tokens do not fit a context of " + kv.capacity());
         Sampler sampler = new Sampler(sampling);
+        boolean onDevice = deviceSampling && filters.isEmpty() && sampling.deviceExpressible();
+        SamplingParams[] params = {new SamplingParams(sampling.seed(), sampling.temperature(), sampling.topP(), sampling.topK())};
+        int[][] root = {{prompt[prompt.length - 1]}}, rootParent = {{-1}};
+        long step = 0;
         int[] history = Arrays.copyOf(prompt, prompt.length + maxTokens);
         int length = prompt.length;
 
@@ -71,9 +101,14 @@ public final class PlainDecoder implements AutoCloseable {
                 reason = StopReason.CANCELLED;
                 break;
             }
-            float[] row = readLogits();
-            CandidateFilter.applyAll(filters, history, length, row);
-            int token = sampler.sample(row, history, length);
+            int token;
+            if (onDevice) {
+                token = TreeVerifier.verify(model.context(), 1, model.shape().nVocab(), root, rootParent, params, logits, null, step++)[0].bonusToken();
+            } else {
+                float[] row = readLogits();
+                CandidateFilter.applyAll(filters, history, length, row);
+                token = sampler.sample(row, history, length);
+            }
             if (isStop.test(token)) {
                 reason = StopReason.END_OF_SEQUENCE;
                 break;
@@ -89,6 +124,7 @@ public final class PlainDecoder implements AutoCloseable {
                 reason = StopReason.CONTEXT_FULL;
                 break;
             }
+            root[0][0] = token;
             model.forward(kv, ForwardArgs.chainLast(new int[] {token}, logits));
             kv.commitChain(1);
         }

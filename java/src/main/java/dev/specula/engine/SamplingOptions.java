@@ -35,6 +35,14 @@ public record SamplingOptions(float temperature, int topK, float topP, float min
         return temperature == 0f;
     }
 
+    /**
+     * Whether spec_verify's sampling parameters express these options (temperature, top-k, top-p), so tokens can
+     * be chosen on the device; repetition penalty and min-p are host-only.
+     */
+    public boolean deviceExpressible() {
+        return repetitionPenalty == 1f && minP == 0f;
+    }
+
     public SamplingOptions withTopK(int k) {
         return new SamplingOptions(temperature, k, topP, minP, repetitionPenalty, repetitionWindow, seed);
     }

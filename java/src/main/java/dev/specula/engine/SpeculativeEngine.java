@@ -40,6 +40,7 @@ public final class SpeculativeEngine implements AutoCloseable {
     private final Arena hostArena = Arena.ofShared();
     private int logitsBatch;
     private long step;
+    private final boolean deviceSampling;
 
     /**
      * @param maxNodes the largest tree, root included (at most {@link TreeVerifier#MAX_NODES})
@@ -54,6 +55,16 @@ public final class SpeculativeEngine implements AutoCloseable {
      * that what one request measured serves the next (its largest tree is this engine's).
      */
     public SpeculativeEngine(NativeModel target, SpeculationBudget budget) {
+        this(target, budget, PlainDecoder.deviceSamplingByDefault(target.context()));
+    }
+
+    /**
+     * As above, choosing where plain steps (every tree a lone root) pick their tokens: deviceSampling true runs
+     * them as a verification of one-node trees on the context's device, so only the chosen tokens cross to the
+     * host; false copies each logits row to the host and samples there (the reference). Sequences with filters
+     * or relaxed verification always take the host path.
+     */
+    public SpeculativeEngine(NativeModel target, SpeculationBudget budget, boolean deviceSampling) {
         int maxNodes = budget.maxNodes();
         if (maxNodes < 1 || maxNodes > TreeVerifier.MAX_NODES)
             throw new IllegalArgumentException("maxNodes must be in 1.." + TreeVerifier.MAX_NODES + ", got " + maxNodes);
@@ -61,6 +72,12 @@ public final class SpeculativeEngine implements AutoCloseable {
         this.maxNodes = maxNodes;
         this.budget = budget;
         this.vocab = target.shape().nVocab();
+        this.deviceSampling = deviceSampling;
+    }
+
+    /** The device buffer of tree logits for batch trees of maxNodes: what {@link MemoryBudget} counts. */
+    static long logitsBytes(int batch, int maxNodes, int vocab) {
+        return (long) batch * maxNodes * vocab * Float.BYTES;
     }
 
     public NativeModel target() {
@@ -125,7 +142,7 @@ public final class SpeculativeEngine implements AutoCloseable {
     private static final class Sequence {
         final Request request;
         final SamplingParams params;
-        final Sampler sampler; // for plain steps, which sample on the host
+        final Sampler sampler; // for plain steps sampled on the host
         int[] history;
         int length;
         int generated;
@@ -242,7 +259,9 @@ public final class SpeculativeEngine implements AutoCloseable {
         long v0 = System.nanoTime();
         boolean plainStep = true;
         for (Sequence s : active) plainStep &= s.tree.size() == 1;
-        if (plainStep) {
+        boolean onDevice = deviceSampling;
+        for (Sequence s : active) onDevice &= !s.request.needsHostRows();
+        if (plainStep && !onDevice) {
             // Every tree is its root alone: a plain decoding step, chosen on the host as plain decoding does,
             // without a verification call. This is what "speculation off" costs, so backing off can reach it.
             VerifyResult[] results = new VerifyResult[batch];
@@ -256,6 +275,8 @@ public final class SpeculativeEngine implements AutoCloseable {
             finish(active, results, (System.nanoTime() - v0) / 1e9 / batch);
             return;
         }
+        // A tree step, or a plain step sampled on the device (one-node trees whose bonus token is the sampled
+        // next token): one verification call for the batch, and only its small results cross to the host.
         float[][][] rows = new float[batch][][];
         boolean anyNative = false;
         for (int b = 0; b < batch; b++) {
@@ -335,7 +356,7 @@ public final class SpeculativeEngine implements AutoCloseable {
     private void ensureLogits(int batch) {
         if (logits != null && logitsBatch >= batch) return;
         if (logits != null) logits.close();
-        logits = target.context().allocate((long) batch * maxNodes * vocab * Float.BYTES);
+        logits = target.context().allocate(logitsBytes(batch, maxNodes, vocab));
         logitsBatch = batch;
     }
 

@@ -31,30 +31,36 @@ public final class NativeModel extends NativeHandle {
     public static NativeModel create(Context context, ModelShape shape, DType kvType) {
         MemorySegment ctx = context.handle();
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment c = spec_model_config.allocate(arena);
-            spec_model_config.arch(c, shape.archCode());
-            spec_model_config.n_vocab(c, shape.nVocab());
-            spec_model_config.n_embd(c, shape.nEmbd());
-            spec_model_config.n_layer(c, shape.nLayer());
-            spec_model_config.n_head(c, shape.nHead());
-            spec_model_config.n_head_kv(c, shape.nHeadKv());
-            spec_model_config.head_dim(c, shape.headDim());
-            spec_model_config.n_ff(c, shape.nFf());
-            spec_model_config.n_ctx_train(c, shape.nCtxTrain());
-            spec_model_config.rms_eps(c, shape.rmsEps());
-            spec_model_config.rope_theta(c, shape.ropeTheta());
-            spec_model_config.rope_style(c, shape.ropeStyleCode());
-            spec_model_config.rope_dims(c, shape.ropeDims());
-            spec_model_config.rope_scaling(c, shape.ropeScalingCode());
-            spec_model_config.rope_factor(c, shape.ropeFactor());
-            spec_model_config.rope_low_freq_factor(c, shape.ropeLowFreqFactor());
-            spec_model_config.rope_high_freq_factor(c, shape.ropeHighFreqFactor());
-            spec_model_config.rope_orig_ctx(c, shape.ropeOrigCtx());
-            spec_model_config.kv_dtype(c, kvType.code());
+            MemorySegment c = config(arena, shape, kvType);
             MemorySegment out = arena.allocate(ValueLayout.ADDRESS);
             Native.check(spec_model_create(ctx, c, out), ctx);
             return new NativeModel(context, shape, out.get(ValueLayout.ADDRESS, 0));
         }
+    }
+
+    /** spec_model_config for shape with KV caches of kvType: what spec_model_create and spec_memory_plan_compute take. */
+    static MemorySegment config(Arena arena, ModelShape shape, DType kvType) {
+        MemorySegment c = spec_model_config.allocate(arena);
+        spec_model_config.arch(c, shape.archCode());
+        spec_model_config.n_vocab(c, shape.nVocab());
+        spec_model_config.n_embd(c, shape.nEmbd());
+        spec_model_config.n_layer(c, shape.nLayer());
+        spec_model_config.n_head(c, shape.nHead());
+        spec_model_config.n_head_kv(c, shape.nHeadKv());
+        spec_model_config.head_dim(c, shape.headDim());
+        spec_model_config.n_ff(c, shape.nFf());
+        spec_model_config.n_ctx_train(c, shape.nCtxTrain());
+        spec_model_config.rms_eps(c, shape.rmsEps());
+        spec_model_config.rope_theta(c, shape.ropeTheta());
+        spec_model_config.rope_style(c, shape.ropeStyleCode());
+        spec_model_config.rope_dims(c, shape.ropeDims());
+        spec_model_config.rope_scaling(c, shape.ropeScalingCode());
+        spec_model_config.rope_factor(c, shape.ropeFactor());
+        spec_model_config.rope_low_freq_factor(c, shape.ropeLowFreqFactor());
+        spec_model_config.rope_high_freq_factor(c, shape.ropeHighFreqFactor());
+        spec_model_config.rope_orig_ctx(c, shape.ropeOrigCtx());
+        spec_model_config.kv_dtype(c, kvType.code());
+        return c;
     }
 
     public ModelShape shape() {

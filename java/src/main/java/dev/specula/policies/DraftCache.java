@@ -44,7 +44,7 @@ final class DraftCache implements AutoCloseable {
     DraftCache(NativeModel model, int exitLayer, int capacity, int rows) {
         this.model = model;
         this.exitLayer = exitLayer;
-        this.rows = exitLayer == 0 ? 1 : Math.max(1, rows);
+        this.rows = logitsRows(exitLayer, rows);
         this.vocab = model.shape().nVocab();
         this.kv = model.newKvCache(capacity);
         try {
@@ -55,6 +55,11 @@ final class DraftCache implements AutoCloseable {
         }
         this.host = arena.allocate((long) vocab * Float.BYTES, 64);
         this.row = new float[vocab];
+    }
+
+    /** Rows of logits a cache keeps on the device: one for a whole model, rows for an exit layer. */
+    static int logitsRows(int exitLayer, int rows) {
+        return exitLayer == 0 ? 1 : Math.max(1, rows);
     }
 
     int length() {

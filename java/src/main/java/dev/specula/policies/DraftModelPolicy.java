@@ -97,6 +97,11 @@ public final class DraftModelPolicy implements DraftPolicy, AutoCloseable {
         this.vocabLimit = Math.min(target.shape().nVocab(), draft.shape().nVocab());
     }
 
+    /** Rows of vocabulary logits one sequence's policy keeps on the device (beside its draft KV cache of capacity positions). */
+    public static int deviceLogitsRows() {
+        return DraftCache.logitsRows(0, 1);
+    }
+
     /** Checks the tokenizers once and then makes a fresh policy (with its own draft KV cache) per call. */
     public static Supplier<DraftModelPolicy> factory(NativeModel target, Tokenizer targetTokenizer, NativeModel draft,
                                                      Tokenizer draftTokenizer, Options options) {

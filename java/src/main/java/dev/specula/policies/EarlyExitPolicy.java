@@ -136,6 +136,24 @@ public final class EarlyExitPolicy implements DraftPolicy, AutoCloseable {
         }
     }
 
+    /**
+     * Rows of vocabulary logits one sequence's policy may keep on the device when it drafts on the target's own
+     * KV cache, as the engine lets it: one exit step's row, and a windowed shadow pass's rows (exact shadow
+     * passes use a cache per candidate instead, see {@link #deviceKvPositions}).
+     */
+    public static int deviceLogitsRows(Options o) {
+        return 1 + (o.shadowWindow() > 0 ? shadowRows(o) : o.exitLayers().length * DraftCache.logitsRows(1, ROWS));
+    }
+
+    /** Positions of the target's KV caches one sequence's policy may keep of its own: the windowed pass's, or a cache per candidate. */
+    public static int deviceKvPositions(Options o) {
+        return o.shadowWindow() > 0 ? shadowRows(o) : o.exitLayers().length * o.capacity();
+    }
+
+    private static int shadowRows(Options o) {
+        return o.shadowWindow() + 1;
+    }
+
     /** IllegalArgumentException when an exit layer is outside 1..n_layer. Estimates of its own. */
     public EarlyExitPolicy(NativeModel target, Options options) {
         this(target, options, null);
@@ -339,8 +357,8 @@ public final class EarlyExitPolicy implements DraftPolicy, AutoCloseable {
         if (window < 2 || length - promptLength < 2) return;
         int vocab = target.shape().nVocab();
         if (shadowKv == null) {
-            shadowKv = target.newKvCache(options.shadowWindow() + 1);
-            shadowLogits = target.context().allocate((long) (options.shadowWindow() + 1) * vocab * Float.BYTES);
+            shadowKv = target.newKvCache(shadowRows(options));
+            shadowLogits = target.context().allocate((long) shadowRows(options) * vocab * Float.BYTES);
         }
         // The sequence's first token leads the window, at position 0: models lean on it as an attention sink
         // (StreamingLLM), and without it windowed predictions are much worse than those with full context.

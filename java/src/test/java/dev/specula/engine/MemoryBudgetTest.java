@@ -1,0 +1,174 @@
+package dev.specula.engine;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import dev.specula.Drafters;
+import dev.specula.model.ModelFile;
+import dev.specula.model.TestModelMaker;
+import dev.specula.model.gguf.GgmlType;
+import dev.specula.nativeapi.DType;
+import dev.specula.nativeapi.MemoryPlan;
+import dev.specula.tokenizer.VocabTrainer;
+import java.nio.file.Path;
+import java.util.List;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class MemoryBudgetTest {
+    static final int VOCAB = 400;
+
+    @TempDir
+    static Path temp;
+    static ModelFile target;
+    static Path draftPath;
+
+    @BeforeAll
+    static void setUp() {
+        Path t = temp.resolve("target.gguf");
+        new TestModelMaker().arch("llama").dim(64).layers(4).heads(4).kvHeads(2).ff(160).vocab(VOCAB).context(1024)
+                .type(GgmlType.F32).seed(4).tokenizer(VocabTrainer.ggufMetadata("llama", VOCAB, 4)).write(t);
+        draftPath = temp.resolve("draft.gguf");
+        new TestModelMaker().arch("llama").dim(32).layers(1).heads(2).kvHeads(1).ff(64).vocab(VOCAB).context(1024)
+                .type(GgmlType.F32).seed(5).tokenizer(VocabTrainer.ggufMetadata("llama", VOCAB, 4)).write(draftPath);
+        target = ModelFile.open(t);
+    }
+
+    @AfterAll
+    static void tearDown() {
+        target.close();
+    }
+
+    static MemoryBudget.Request request(String backend, String drafter, int context, int batch, int nodes) {
+        return Drafters.budgetRequest(backend, target, drafter, draftPath, context, batch, nodes);
+    }
+
+    static long item(MemoryBudget b, String prefix) {
+        return b.items().stream().filter(i -> i.component().startsWith(prefix)).mapToLong(MemoryBudget.Item::bytes).sum();
+    }
+
+    @Test
+    void itemizesTheTargetTheTreeAndTheRecycler() {
+        MemoryBudget.Request r = request("cpu", "recycling", 512, 2, 81);
+        MemoryBudget b = MemoryBudget.of(r);
+        MemoryPlan plan = MemoryPlan.compute("cpu", target.config(), DType.F16, LoadedModel.weightBytes(target), 512, 2, 81, 8);
+        // 4 layers x (K, V) x 512 positions x 2 KV heads x 16 dims x f16, per sequence.
+        assertEquals(2L * 4 * 2 * 512 * 2 * 16 * 2, plan.kvCaches());
+        assertEquals(plan.kvCaches(), item(b, "target KV caches"));
+        assertEquals(plan.modelScratch(), item(b, "target forward scratch"));
+        assertEquals(plan.kernelScratch(), item(b, "verify + recycling scratch"));
+        assertEquals(2L * 81 * VOCAB * 4, item(b, "tree logits"));
+        assertEquals((long) VOCAB * 8 * 4, item(b, "recycling matrix"));
+        // On cpu the weights are the file's mapping: listed, not counted.
+        MemoryBudget.Item w = b.items().get(0);
+        assertTrue(w.component().contains("mapped file, not allocated"), w.component());
+        assertFalse(w.counted());
+        assertEquals(LoadedModel.weightBytes(target), w.bytes());
+        assertEquals(plan.total() + 2L * 81 * VOCAB * 4, b.total());
+        // On cuda they are a device copy and count.
+        MemoryBudget cuda = MemoryBudget.of(request("cuda", "recycling", 512, 2, 81));
+        assertTrue(cuda.items().get(0).counted());
+        MemoryPlan cudaPlan = MemoryPlan.compute("cuda", target.config(), DType.F16, LoadedModel.weightBytes(target), 512, 2, 81, 8);
+        assertEquals(cudaPlan.total() + 2L * 81 * VOCAB * 4, cuda.total());
+        assertTrue(cuda.table().contains("target weights (device copy)"), cuda.table());
+        // The context is capped at the model's training context, as generators cap it.
+        assertEquals(1024, request("cpu", "none", 8192, 1, 1).contextLength());
+    }
+
+    @Test
+    void draftModelAndEarlyExitBringTheirOwnBuffers() {
+        MemoryBudget d = MemoryBudget.of(request("cuda", "draft-model", 256, 3, 16));
+        MemoryPlan draft;
+        try (ModelFile f = ModelFile.open(draftPath)) {
+            draft = MemoryPlan.compute("cuda", f.config(), DType.F16, LoadedModel.weightBytes(f), 256, 3, 0, 0);
+        }
+        assertEquals(draft.weights(), item(d, "draft weights"));
+        assertEquals(draft.kvCaches(), item(d, "draft KV caches"));
+        assertEquals(3L * VOCAB * 4, item(d, "draft-model logits"));
+        assertEquals(0, item(d, "recycling matrix"));
+        MemoryBudget e = MemoryBudget.of(request("cpu", "early-exit", 256, 2, 16));
+        // The engine's windowed shadow pass of 16 tokens plus its sink: 17 positions and rows; one more row for exit steps.
+        assertEquals(MemoryPlan.compute("cpu", target.config(), DType.F16, 0, 17, 2, 0, 0).kvCaches(), item(e, "early-exit KV caches"));
+        assertEquals(2L * 18 * VOCAB * 4, item(e, "early-exit logits"));
+        assertEquals(MemoryBudget.of(request("cpu", "pld", 256, 2, 16)).total() + item(e, "early-exit"), e.total());
+    }
+
+    @Test
+    void refusalNamesTheTotalTheLimitAndTheLargestItems() {
+        MemoryBudget.Request r = request("cpu", "recycling", 1024, 4, 81);
+        MemoryBudget b = MemoryBudget.of(r);
+        MemoryBudget.Limit limit = MemoryBudget.Limit.explicit(b.total() / 2);
+        var e = assertThrows(MemoryBudgetException.class, () -> MemoryBudget.fit(r, MemoryPolicy.REFUSE, limit));
+        String m = e.getMessage();
+        assertTrue(m.contains("needs " + MemoryBudget.human(b.total())), m);
+        assertTrue(m.contains(MemoryBudget.human(b.total() / 2) + " (memory limit) is available"), m);
+        for (MemoryBudget.Item i : b.largest(3)) assertTrue(m.contains(i.component() + " " + MemoryBudget.human(i.bytes())), m);
+        assertTrue(m.contains("largest items: " + b.largest(1).get(0).component()), m);
+        assertTrue(m.contains("shrink-tree"), m);
+        assertSame(limit, e.limit());
+        // Fitting exactly is fitting.
+        MemoryBudget.Fit fit = MemoryBudget.fit(r, MemoryPolicy.REFUSE, MemoryBudget.Limit.explicit(b.total()));
+        assertFalse(fit.shrunk());
+        assertEquals("", fit.shrinkNote());
+        // Nothing to check against: nothing refused.
+        assertFalse(MemoryBudget.fit(r, MemoryPolicy.REFUSE, MemoryBudget.Limit.unknown("no device")).checked());
+    }
+
+    @Test
+    void shrinkTreeHalvesToTheLargestFittingSize() {
+        MemoryBudget.Request r = request("cpu", "recycling", 512, 2, 81);
+        // 81 -> 40 -> 20 fits; 40 does not.
+        long limit = MemoryBudget.of(r.withMaxTreeNodes(20)).total() + 1;
+        assertTrue(MemoryBudget.of(r.withMaxTreeNodes(40)).total() > limit);
+        MemoryBudget.Fit fit = MemoryBudget.fit(r, MemoryPolicy.SHRINK_TREE, MemoryBudget.Limit.explicit(limit));
+        assertTrue(fit.shrunk());
+        assertEquals(20, fit.budget().request().maxTreeNodes());
+        assertEquals(2, fit.budget().request().batch());
+        assertEquals("tree shrunk from 81 to 20 nodes", fit.shrinkNote());
+        assertTrue(fit.describe().contains("shrink-tree"), fit.describe());
+        // Down to plain decoding, and no further.
+        long plain = MemoryBudget.of(r.withMaxTreeNodes(1)).total();
+        assertEquals(1, MemoryBudget.fit(r, MemoryPolicy.SHRINK_TREE, MemoryBudget.Limit.explicit(plain)).budget().request().maxTreeNodes());
+        var e = assertThrows(MemoryBudgetException.class,
+                () -> MemoryBudget.fit(r, MemoryPolicy.SHRINK_TREE, MemoryBudget.Limit.explicit(plain - 1)));
+        assertTrue(e.getMessage().contains("even trees of 1 node (plain decoding) need " + MemoryBudget.human(plain)), e.getMessage());
+        assertEquals(1, e.budget().request().maxTreeNodes());
+    }
+
+    @Test
+    void shrinkBatchHalvesToTheLargestFittingBatch() {
+        MemoryBudget.Request r = request("cuda", "recycling", 1024, 8, 64);
+        long limit = MemoryBudget.of(r.withBatch(2)).total() + 1;
+        assertTrue(MemoryBudget.of(r.withBatch(4)).total() > limit);
+        MemoryBudget.Fit fit = MemoryBudget.fit(r, MemoryPolicy.SHRINK_BATCH, MemoryBudget.Limit.explicit(limit));
+        assertEquals(2, fit.budget().request().batch());
+        assertEquals(64, fit.budget().request().maxTreeNodes());
+        assertEquals("batch shrunk from 8 to 2 sequences", fit.shrinkNote());
+        long one = MemoryBudget.of(r.withBatch(1)).total();
+        var e = assertThrows(MemoryBudgetException.class,
+                () -> MemoryBudget.fit(r, MemoryPolicy.SHRINK_BATCH, MemoryBudget.Limit.explicit(one - 1)));
+        assertTrue(e.getMessage().contains("even a batch of 1 needs " + MemoryBudget.human(one)), e.getMessage());
+    }
+
+    @Test
+    void limitsSizesAndUnits() {
+        MemoryBudget.Limit m = MemoryBudget.Limit.measured(1000, "cuda device 0 free memory", 0.05);
+        assertEquals(950, m.bytes());
+        assertTrue(m.describe().contains("less a 5% safety margin"), m.describe());
+        MemoryBudget.Limit host = MemoryBudget.hostAvailable(0.05);
+        assertTrue(host.known() && host.bytes() > 0, host.describe()); // Linux here
+        assertEquals(512L << 20, MemoryBudget.parseSize("512M"));
+        assertEquals(2L << 30, MemoryBudget.parseSize("2G"));
+        assertEquals(3L << 29, MemoryBudget.parseSize("1.5GiB"));
+        assertEquals(4096, MemoryBudget.parseSize("4096"));
+        assertEquals(64L << 10, MemoryBudget.parseSize("64k"));
+        for (String bad : List.of("", "G", "-1M", "lots")) assertThrows(IllegalArgumentException.class, () -> MemoryBudget.parseSize(bad));
+        assertEquals("512 B", MemoryBudget.human(512));
+        assertEquals("1.5 KiB", MemoryBudget.human(1536));
+        assertEquals("20.0 MiB", MemoryBudget.human(20L << 20));
+        assertEquals("2.5 GiB", MemoryBudget.human(5L << 29));
+        assertEquals(MemoryPolicy.SHRINK_TREE, MemoryPolicy.parse("shrink-tree"));
+        assertThrows(IllegalArgumentException.class, () -> MemoryPolicy.parse("grow"));
+    }
+}

@@ -1,0 +1,419 @@
+// The cuda model's kernels other than the matrix products; see model_ops.cuh. The per-element
+// math (rope, rmsnorm's scale, silu, dequantizing, the key sets, the online softmax) comes from
+// native/core/model_math.hpp, which the cpu backend and the host tests share.
+#include "model_ops.cuh"
+
+#include <algorithm>
+
+namespace specula::cuda::ops {
+namespace {
+
+constexpr int THREADS = 256;
+
+__device__ __forceinline__ float warp_max_f(float v) {
+    for (int o = 16; o; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+__device__ __forceinline__ float warp_sum_f(float v) {
+    for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ double warp_sum_d(double v) {
+    for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// KV cache elements: f32 as is, f16 / bf16 through the shared exact conversions.
+template <int DT>
+__device__ __forceinline__ float kv_load(const char *base, size_t elem) {
+    if (DT == SPEC_DTYPE_F32) return reinterpret_cast<const float *>(base)[elem];
+    const uint16_t h = reinterpret_cast<const uint16_t *>(base)[elem];
+    return DT == SPEC_DTYPE_F16 ? km::f16_to_f32(h) : km::bf16_to_f32(h);
+}
+__device__ __forceinline__ void kv_store(char *base, size_t elem, float v, int dt) {
+    if (dt == SPEC_DTYPE_F32) reinterpret_cast<float *>(base)[elem] = v;
+    else reinterpret_cast<uint16_t *>(base)[elem] = dt == SPEC_DTYPE_F16 ? km::f32_to_f16(v) : km::f32_to_bf16(v);
+}
+
+// ---------------------------------------------------------------- embedding and rope table
+
+__global__ void embed_kernel(const mm::StepParams *p, const uint8_t *embd, int32_t dtype, uint64_t row_bytes, int32_t E,
+                             const double *inv_freq, double pos_scale, int32_t half, float *x, float *rope) {
+    const int t = blockIdx.x;
+    float *xr = x + (size_t)t * E;
+    if (t >= p->h.n_rows) {
+        for (int e = threadIdx.x; e < E; e += blockDim.x) xr[e] = 0.0f;
+        return;
+    }
+    const mm::StepRow &r = p->rows[t];
+    const uint8_t *row = embd + (uint64_t)r.token * row_bytes;
+    for (int e = threadIdx.x; e < E; e += blockDim.x) xr[e] = mm::dequant_element(dtype, row, e);
+    float *cs = rope + (size_t)t * half * 2;
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        const double ang = mm::rope_angle(r.position, pos_scale, inv_freq[i]);
+        cs[2 * i] = (float)cos(ang);
+        cs[2 * i + 1] = (float)sin(ang);
+    }
+}
+
+// ---------------------------------------------------------------- rmsnorm
+
+__global__ void rmsnorm_kernel(const float *x, const float *w, float *out, int32_t n, float eps, const mm::StepParams *last_of) {
+    __shared__ double red[32];
+    const int src = last_of ? last_of->h.n_rows - 1 : blockIdx.x;
+    const float *xr = x + (size_t)src * n;
+    float *o = out + (size_t)blockIdx.x * n;
+    double ss = 0.0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += (double)xr[i] * xr[i];
+    ss = warp_sum_d(ss);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) red[warp] = ss;
+    __syncthreads();
+    if (warp == 0) {
+        double v = lane < (int)(blockDim.x >> 5) ? red[lane] : 0.0;
+        v = warp_sum_d(v);
+        if (lane == 0) red[0] = v;
+    }
+    __syncthreads();
+    const float s = mm::rms_scale(red[0], n, eps);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) o[i] = km::fmul(km::fmul(xr[i], s), w[i]);
+}
+
+// ---------------------------------------------------------------- q/k/v epilogue
+
+__global__ void qkv_post_kernel(const mm::StepParams *p, QkvPost a, int32_t layer) {
+    const int t = blockIdx.x;
+    if (t >= p->h.n_rows) return; // padding: q/k/v stay as computed, the cache untouched
+    const int D = a.head_dim, QD = a.n_head * D, KD = a.n_head_kv * D;
+    float *q = a.q + (size_t)t * QD, *k = a.k + (size_t)t * KD, *v = a.v + (size_t)t * KD;
+    if (a.bq) {
+        for (int i = threadIdx.x; i < QD; i += blockDim.x) q[i] = km::fadd(q[i], a.bq[i]);
+        for (int i = threadIdx.x; i < KD; i += blockDim.x) {
+            k[i] = km::fadd(k[i], a.bk[i]);
+            v[i] = km::fadd(v[i], a.bv[i]);
+        }
+        __syncthreads();
+    }
+    const float *cs = a.rope + (size_t)t * a.rope_half * 2;
+    const int pairs = (a.n_head + a.n_head_kv) * a.rope_half;
+    for (int idx = threadIdx.x; idx < pairs; idx += blockDim.x) {
+        const int h = idx / a.rope_half, i = idx % a.rope_half;
+        float *vec = h < a.n_head ? q + (size_t)h * D : k + (size_t)(h - a.n_head) * D;
+        int ia, ib;
+        mm::rope_pair(i, a.rope_half, a.neox, ia, ib);
+        mm::rope_rotate(vec[ia], vec[ib], cs[2 * i], cs[2 * i + 1], vec[ia], vec[ib]);
+    }
+    __syncthreads();
+    const size_t slot = (size_t)(p->h.first_slot + t);
+    char *kc = reinterpret_cast<char *>(p->h.kv) + (size_t)(2 * layer) * p->h.layer_bytes;
+    char *vc = kc + p->h.layer_bytes;
+    for (int i = threadIdx.x; i < KD; i += blockDim.x) {
+        kv_store(kc, slot * KD + i, k[i], a.kv_dtype);
+        kv_store(vc, slot * KD + i, v[i], a.kv_dtype);
+    }
+}
+
+// ---------------------------------------------------------------- tree attention
+//
+// Grid (split, row tile, kv head). A block takes mm::ATT_ROWS query rows (row = token * G + g)
+// and the split's share of the keys its tokens can see ([0, last token's slot]), in tiles of
+// ATT_KEYS keys staged in shared memory as f32. Each warp owns ATT_ROWS / 4 rows: lane j scores
+// key j of the tile against a row (masked by the row's key set), then the warp updates the
+// row's online softmax and accumulates P.V, each lane owning dims lane, lane + 32, ...
+// With one split the block writes the normalized output; otherwise (m, l, acc) partials that
+// combine_kernel merges.
+
+constexpr int ATT_THREADS = 128;
+constexpr int ATT_WARPS = ATT_THREADS / 32;
+constexpr int ATT_RPW = mm::ATT_ROWS / ATT_WARPS;
+static_assert(mm::ATT_KEYS == 32, "one key per lane");
+
+struct AttnDev {
+    const mm::StepParams *p;
+    const float *q;
+    float *out, *part;
+    int32_t layer, D, G, n_head, n_head_kv, rows_total, splits, part_rows;
+    float scale;
+};
+
+size_t attn_smem_bytes(int D) {
+    return sizeof(float) * ((size_t)mm::ATT_ROWS * D + (size_t)mm::ATT_KEYS * (D + 1) + (size_t)mm::ATT_KEYS * D);
+}
+
+template <int MAXD, int DT>
+__global__ void __launch_bounds__(ATT_THREADS) attention_kernel(AttnDev a) {
+    constexpr int DPL = MAXD / 32;
+    extern __shared__ float smem[];
+    __shared__ mm::StepRow meta[mm::ATT_ROWS];
+    const int D = a.D, G = a.G;
+    float *Qs = smem;                            // [ATT_ROWS][D]
+    float *Ks = Qs + mm::ATT_ROWS * D;           // [ATT_KEYS][D + 1]: lanes read different rows
+    float *Vs = Ks + mm::ATT_KEYS * (D + 1);     // [ATT_KEYS][D]
+    const int split = blockIdx.x, row0 = blockIdx.y * mm::ATT_ROWS, kvh = blockIdx.z;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int n_rows = a.p->h.n_rows, first = a.p->h.first_slot;
+
+    // Keys this tile's tokens can see: up to the last valid token's own slot.
+    int n_keys = 0;
+    if (row0 / G < n_rows) {
+        const int last_row = min(row0 + mm::ATT_ROWS, a.rows_total) - 1;
+        n_keys = first + min(last_row / G, n_rows - 1) + 1;
+    }
+    int k0, k1;
+    mm::split_range(n_keys, a.splits, split, k0, k1);
+
+    for (int e = tid; e < mm::ATT_ROWS * D; e += ATT_THREADS) {
+        const int r = e / D, d = e % D, rg = row0 + r, t = rg / G, g = rg % G;
+        const bool valid = rg < a.rows_total && t < n_rows;
+        Qs[e] = valid ? a.q[((size_t)t * a.n_head + (size_t)kvh * G + g) * D + d] : 0.0f;
+    }
+    for (int r = tid; r < mm::ATT_ROWS; r += ATT_THREADS) {
+        const int rg = row0 + r, t = rg / G;
+        if (rg < a.rows_total && t < n_rows) meta[r] = a.p->rows[t];
+    }
+
+    float acc[ATT_RPW][DPL], m[ATT_RPW], l[ATT_RPW];
+#pragma unroll
+    for (int i = 0; i < ATT_RPW; i++) {
+        m[i] = -INFINITY;
+        l[i] = 0.0f;
+#pragma unroll
+        for (int dd = 0; dd < DPL; dd++) acc[i][dd] = 0.0f;
+    }
+
+    const char *kbase = reinterpret_cast<const char *>(a.p->h.kv) + (size_t)(2 * a.layer) * a.p->h.layer_bytes;
+    const char *vbase = kbase + a.p->h.layer_bytes;
+    const size_t slot_elems = (size_t)a.n_head_kv * D;
+    for (int kt = k0; kt < k1; kt += mm::ATT_KEYS) {
+        __syncthreads(); // the previous tile is consumed (and Q, meta are in place)
+        for (int e = tid; e < mm::ATT_KEYS * D; e += ATT_THREADS) {
+            const int j = e / D, d = e % D, slot = kt + j;
+            float kx = 0.0f, vx = 0.0f;
+            if (slot < k1) {
+                const size_t elem = (size_t)slot * slot_elems + (size_t)kvh * D + d;
+                kx = kv_load<DT>(kbase, elem);
+                vx = kv_load<DT>(vbase, elem);
+            }
+            Ks[j * (D + 1) + d] = kx;
+            Vs[j * D + d] = vx;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int i = 0; i < ATT_RPW; i++) {
+            const int r = warp * ATT_RPW + i, rg = row0 + r;
+            if (rg >= a.rows_total || rg / G >= n_rows) continue; // warp-uniform
+            const int slot = kt + lane;
+            const bool ok = slot < k1 && mm::key_allowed(meta[r], slot);
+            float s = -INFINITY;
+            if (ok) {
+                float dot = 0.0f;
+                const float *qr = Qs + r * D, *kr = Ks + lane * (D + 1);
+                for (int d = 0; d < D; d++) dot = fmaf(qr[d], kr[d], dot);
+                s = dot * a.scale;
+            }
+            const float m_new = fmaxf(m[i], warp_max_f(s));
+            if (m_new == -INFINITY) continue; // nothing visible yet (warp-uniform)
+            const float alpha = mm::softmax_rescale(m[i], m_new);
+            const float pw = ok ? mm::softmax_weight(s, m_new) : 0.0f;
+            l[i] = l[i] * alpha + warp_sum_f(pw);
+#pragma unroll
+            for (int dd = 0; dd < DPL; dd++) acc[i][dd] *= alpha;
+            for (int j = 0; j < mm::ATT_KEYS; j++) {
+                const float pj = __shfl_sync(0xffffffffu, pw, j);
+#pragma unroll
+                for (int dd = 0; dd < DPL; dd++) {
+                    const int d = lane + 32 * dd;
+                    if (d < D) acc[i][dd] = fmaf(pj, Vs[j * D + d], acc[i][dd]);
+                }
+            }
+            m[i] = m_new;
+        }
+    }
+
+#pragma unroll
+    for (int i = 0; i < ATT_RPW; i++) {
+        const int r = warp * ATT_RPW + i, rg = row0 + r, t = rg / G, g = rg % G;
+        if (rg >= a.rows_total) continue;
+        const bool valid = t < n_rows;
+        if (a.splits == 1) {
+            float *o = a.out + ((size_t)t * a.n_head + (size_t)kvh * G + g) * D;
+            const float inv = valid ? 1.0f / l[i] : 0.0f;
+#pragma unroll
+            for (int dd = 0; dd < DPL; dd++) {
+                const int d = lane + 32 * dd;
+                if (d < D) o[d] = valid ? acc[i][dd] * inv : 0.0f;
+            }
+        } else if (valid) {
+            float *pp = a.part + (((size_t)split * a.part_rows + rg) * a.n_head_kv + kvh) * mm::attn_partial_floats_per_row(D);
+            if (lane == 0) {
+                pp[0] = m[i];
+                pp[1] = l[i];
+            }
+#pragma unroll
+            for (int dd = 0; dd < DPL; dd++) {
+                const int d = lane + 32 * dd;
+                if (d < D) pp[2 + d] = acc[i][dd];
+            }
+        }
+    }
+}
+
+// One warp per (token, query head): merges the splits' partials (lane s weighs split s).
+__global__ void combine_kernel(AttnDev a, int32_t rows) {
+    __shared__ float wsh[ATT_WARPS][32];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int w = blockIdx.x * ATT_WARPS + warp;
+    const int t = w / a.n_head, hq = w % a.n_head, D = a.D;
+    if (t >= rows) return;
+    float *o = a.out + ((size_t)t * a.n_head + hq) * D;
+    if (t >= a.p->h.n_rows) {
+        for (int d = lane; d < D; d += 32) o[d] = 0.0f;
+        return;
+    }
+    const int kvh = hq / a.G, rg = t * a.G + hq % a.G;
+    const int64_t stride = mm::attn_partial_floats_per_row(D);
+    auto partial = [&](int s) { return a.part + (((size_t)s * a.part_rows + rg) * a.n_head_kv + kvh) * stride; };
+    const float ms = lane < a.splits ? partial(lane)[0] : -INFINITY;
+    const float M = warp_max_f(ms);
+    const float ws = lane < a.splits ? mm::softmax_rescale(ms, M) : 0.0f;
+    const float L = warp_sum_f(lane < a.splits ? partial(lane)[1] * ws : 0.0f);
+    wsh[warp][lane] = ws;
+    __syncwarp();
+    const float inv = 1.0f / L;
+    for (int d = lane; d < D; d += 32) {
+        float acc = 0.0f;
+        for (int s = 0; s < a.splits; s++)
+            if (wsh[warp][s] != 0.0f) acc = fmaf(wsh[warp][s], partial(s)[2 + d], acc);
+        o[d] = acc * inv;
+    }
+}
+
+template <int MAXD>
+void *attention_kernel_for(int dtype) {
+    switch (dtype) {
+    case SPEC_DTYPE_F16: return (void *)attention_kernel<MAXD, SPEC_DTYPE_F16>;
+    case SPEC_DTYPE_BF16: return (void *)attention_kernel<MAXD, SPEC_DTYPE_BF16>;
+    default: return (void *)attention_kernel<MAXD, SPEC_DTYPE_F32>;
+    }
+}
+void *attention_kernel_for(int head_dim, int dtype) {
+    if (head_dim <= 32) return attention_kernel_for<32>(dtype);
+    if (head_dim <= 64) return attention_kernel_for<64>(dtype);
+    if (head_dim <= 128) return attention_kernel_for<128>(dtype);
+    return attention_kernel_for<256>(dtype);
+}
+
+// ---------------------------------------------------------------- elementwise and copies
+
+__global__ void silu_mul_kernel(float *g, const float *u, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        g[i] = km::fmul(mm::silu(g[i]), u[i]);
+}
+
+__global__ void copy_out_kernel(const mm::StepParams *p, Dest dest, RowsOut which, const float *src, int64_t width) {
+    const uint64_t addr = dest == Dest::Logits ? p->h.logits : dest == Dest::ExitHidden ? p->h.exit_hidden : p->h.exit_logits;
+    if (!addr) return;
+    const int n_rows = p->h.n_rows;
+    int64_t src_row = 0, dst_row = 0;
+    if (which == RowsOut::All) {
+        if ((int)blockIdx.y >= n_rows) return;
+        src_row = dst_row = blockIdx.y;
+    } else if (which == RowsOut::Last) {
+        src_row = n_rows - 1;
+    }
+    const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i < width) reinterpret_cast<float *>(addr)[dst_row * width + i] = src[src_row * width + i];
+}
+
+__global__ void kv_move_kernel(char *kv, uint64_t layer_bytes, int64_t units, int32_t committed, const int32_t *pairs, int32_t n_pairs) {
+    const int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (e >= units) return;
+    uint16_t *base = reinterpret_cast<uint16_t *>(kv + (uint64_t)blockIdx.y * layer_bytes);
+    // In path order: a slot is read before any later move overwrites it (path[j] >= j).
+    for (int32_t i = 0; i < n_pairs; i++) {
+        const int64_t dst = committed + pairs[2 * i], src = committed + pairs[2 * i + 1];
+        base[dst * units + e] = base[src * units + e];
+    }
+}
+
+unsigned blocks_for(int64_t n, int per) { return (unsigned)std::max<int64_t>(1, (n + per - 1) / per); }
+
+} // namespace
+
+Status prepare(int32_t head_dim, Failure &err) {
+    const size_t smem = attn_smem_bytes(head_dim);
+    for (int dt : {SPEC_DTYPE_F32, SPEC_DTYPE_F16, SPEC_DTYPE_BF16}) {
+        cudaError_t e = cudaFuncSetAttribute(attention_kernel_for(head_dim, dt), cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return cuda_failure(err, e, "cudaFuncSetAttribute (model attention shared memory)");
+    }
+    return SPEC_OK;
+}
+
+Status embed(const mm::StepParams *p, const void *embd, int32_t embd_dtype, uint64_t embd_row_bytes, int32_t n_embd,
+             const double *inv_freq, double pos_scale, int32_t rope_half, int32_t rows, float *x, float *rope,
+             cudaStream_t stream, Failure &err) {
+    embed_kernel<<<rows, THREADS, 0, stream>>>(p, (const uint8_t *)embd, embd_dtype, embd_row_bytes, n_embd, inv_freq, pos_scale,
+                                               rope_half, x, rope);
+    return check_launch(err, "model embedding kernel");
+}
+
+Status rmsnorm(const float *x, const float *w, float *out, int32_t rows, int32_t n, float eps, const mm::StepParams *last_of,
+               cudaStream_t stream, Failure &err) {
+    rmsnorm_kernel<<<last_of ? 1 : rows, THREADS, 0, stream>>>(x, w, out, n, eps, last_of);
+    return check_launch(err, "model rmsnorm kernel");
+}
+
+Status qkv_post(const mm::StepParams *p, const QkvPost &a, int32_t layer, int32_t rows, cudaStream_t stream, Failure &err) {
+    qkv_post_kernel<<<rows, THREADS, 0, stream>>>(p, a, layer);
+    return check_launch(err, "model q/k/v kernel");
+}
+
+Status attention(const mm::StepParams *p, const Attention &a, int32_t layer, int32_t rows, cudaStream_t stream, Failure &err) {
+    AttnDev d;
+    d.p = p;
+    d.q = a.q;
+    d.out = a.out;
+    d.part = a.part;
+    d.layer = layer;
+    d.D = a.head_dim;
+    d.G = a.n_head / a.n_head_kv;
+    d.n_head = a.n_head;
+    d.n_head_kv = a.n_head_kv;
+    d.rows_total = rows * d.G;
+    d.splits = mm::attn_splits(rows, d.G, a.n_head_kv);
+    const int tiles = mm::attn_tiles(rows, d.G);
+    d.part_rows = tiles * mm::ATT_ROWS;
+    d.scale = a.scale;
+    const dim3 grid((unsigned)d.splits, (unsigned)tiles, (unsigned)a.n_head_kv);
+    void *args[] = {&d};
+    cudaError_t e = cudaLaunchKernel(attention_kernel_for(a.head_dim, a.kv_dtype), grid, dim3(ATT_THREADS), args,
+                                     attn_smem_bytes(a.head_dim), stream);
+    if (e != cudaSuccess) return cuda_failure(err, e, "model attention kernel");
+    if (d.splits > 1) {
+        combine_kernel<<<blocks_for((int64_t)rows * a.n_head, ATT_WARPS), ATT_THREADS, 0, stream>>>(d, rows);
+        return check_launch(err, "model attention combine kernel");
+    }
+    return SPEC_OK;
+}
+
+Status silu_mul(float *g, const float *u, int64_t n, cudaStream_t stream, Failure &err) {
+    silu_mul_kernel<<<std::min<unsigned>(blocks_for(n, THREADS), 4096), THREADS, 0, stream>>>(g, u, n);
+    return check_launch(err, "model silu kernel");
+}
+
+Status copy_out(const mm::StepParams *p, Dest dest, RowsOut which, const float *src, int64_t width, int32_t rows,
+                cudaStream_t stream, Failure &err) {
+    const dim3 grid(blocks_for(width, THREADS), which == RowsOut::All ? (unsigned)rows : 1u);
+    copy_out_kernel<<<grid, THREADS, 0, stream>>>(p, dest, which, src, width);
+    return check_launch(err, "model output copy kernel");
+}
+
+Status kv_move(void *kv, uint64_t layer_bytes, uint64_t slot_bytes, int32_t n_layers, int32_t committed, const int32_t *pairs,
+               int32_t n_pairs, cudaStream_t stream, Failure &err) {
+    const int64_t units = (int64_t)(slot_bytes / 2);
+    const dim3 grid(blocks_for(units, THREADS), (unsigned)(2 * n_layers));
+    kv_move_kernel<<<grid, THREADS, 0, stream>>>((char *)kv, layer_bytes, units, committed, pairs, n_pairs);
+    return check_launch(err, "kv_commit kernel");
+}
+
+} // namespace specula::cuda::ops

@@ -1,0 +1,72 @@
+// The cuda model's kernels other than the matrix products (matmul.cuh): embedding lookup,
+// RMSNorm, the q/k/v epilogue (biases, RoPE, the KV cache store), tree attention over the KV
+// cache, SwiGLU, copies of result rows to the caller, and kv_commit's slot moves.
+//
+// Kernels of a forward read the step's numbers (tokens, positions, key sets, the KV cache and
+// output addresses) from the device-side parameter block (mm::StepParams), never from launch
+// arguments, so a captured graph replays for every step. `rows` is always the slice's bucket;
+// rows at and past StepParams::h.n_rows are padding: they never touch the KV cache or the
+// caller's buffers, and every kernel leaves them finite (zero activations).
+#pragma once
+
+#include "../core/model_math.hpp"
+#include "spec_cuda.cuh"
+
+#include <cuda_runtime.h>
+
+namespace specula::cuda::ops {
+
+// Sets kernel attributes once per model (the attention kernel's shared memory for head_dim);
+// never during a graph capture.
+Status prepare(int32_t head_dim, Failure &err);
+
+// x[t] = embd[token_t] (dequantized), rope[t][i] = (cos, sin) of token t's angle for pair i.
+Status embed(const mm::StepParams *p, const void *embd, int32_t embd_dtype, uint64_t embd_row_bytes, int32_t n_embd,
+             const double *inv_freq, double pos_scale, int32_t rope_half, int32_t rows, float *x, float *rope,
+             cudaStream_t stream, Failure &err);
+
+// out[t] = x[t] * rms_scale * w. With last_of (the parameter block): one row, x's row
+// n_rows - 1 into out's row 0 (the LM head of LOGITS_LAST).
+Status rmsnorm(const float *x, const float *w, float *out, int32_t rows, int32_t n, float eps, const mm::StepParams *last_of,
+               cudaStream_t stream, Failure &err);
+
+struct QkvPost {
+    float *q, *k, *v;                 // [rows][n_head * D], [rows][n_head_kv * D] x2
+    const float *bq, *bk, *bv;        // biases or null
+    const float *rope;                // [rows][rope_half][2]
+    int32_t n_head, n_head_kv, head_dim, rope_half, kv_dtype;
+    bool neox;
+};
+// Biases, RoPE on q and k, and the store of k and v into the KV cache at layer `layer`.
+Status qkv_post(const mm::StepParams *p, const QkvPost &a, int32_t layer, int32_t rows, cudaStream_t stream, Failure &err);
+
+struct Attention {
+    const float *q;  // [rows][n_head * D], roped
+    float *out;      // [rows][n_head * D]
+    float *part;     // partials of the splits (mm::attn_partial_floats)
+    int32_t n_head, n_head_kv, head_dim, kv_dtype;
+    float scale;
+};
+// Tree attention of the slice's rows over the KV cache of `layer`.
+Status attention(const mm::StepParams *p, const Attention &a, int32_t layer, int32_t rows, cudaStream_t stream, Failure &err);
+
+// g = silu(g) * u over n elements.
+Status silu_mul(float *g, const float *u, int64_t n, cudaStream_t stream, Failure &err);
+
+enum class Dest { Logits, ExitHidden, ExitLogits };
+enum class RowsOut {
+    All,   // src rows [0, n_rows) to the destination's rows
+    Last,  // src row n_rows - 1 to the destination's row 0
+    First  // src row 0 to the destination's row 0
+};
+// Copies result rows of `width` floats to the caller's buffer named in the parameter block
+// (nothing when it names none). rows: the bucket (for All).
+Status copy_out(const mm::StepParams *p, Dest dest, RowsOut which, const float *src, int64_t width, int32_t rows,
+                cudaStream_t stream, Failure &err);
+
+// Moves, in order, slot committed + pairs[2i+1] to slot committed + pairs[2i] for every K and V
+// of layers [0, n_layers). pairs: device memory.
+Status kv_move(void *kv, uint64_t layer_bytes, uint64_t slot_bytes, int32_t n_layers, int32_t committed,
+               const int32_t *pairs, int32_t n_pairs, cudaStream_t stream, Failure &err);
+
+} // namespace specula::cuda::ops

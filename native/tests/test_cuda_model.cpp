@@ -1,0 +1,430 @@
+/* The cuda forward pass against the cpu backend, through the ABI only: the same random small
+ * models (model_fixture.hpp) loaded on both, per weight dtype (F32, F16, BF16, Q8_0, Q4_0) x
+ * arch (llama, qwen2 with biases) x kv dtype, with GQA, rope NORM / NEOX, partial rope and
+ * llama3 / linear scaling. Compared (max |cuda - cpu| relative to max |cpu logit| of a row,
+ * printed): a prompt longer than one slice, single-token decoding, a tree with two roots written
+ * at a logits_offset, LOGITS_LAST, early exits (hidden and logits, stop_at_exit and the commit
+ * of such a tree), kv_commit of a tree path, kv_truncate. Then greedy generation of 24 tokens
+ * for 20 prompts, identical on both backends; graphs on and off (SPECULA_CUDA_GRAPHS=0)
+ * identical bit for bit; and bad input. Skips (exit 77) without a GPU. SPECULA_TEST_QUICK=1 runs
+ * a reduced set (for compute-sanitizer). */
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "check.h"
+#include "model_fixture.hpp"
+
+namespace {
+
+bool g_quick = false;
+
+struct Contexts {
+    spec_context *cpu = nullptr, *gpu = nullptr;
+};
+
+struct Both {
+    TestModel tm;
+    spec_model *cpu = nullptr, *gpu = nullptr;
+    const spec_model_config &c() const { return tm.spec.cfg; }
+};
+
+Both load_both(const Contexts &cx, const ModelSpec &s) {
+    Both b;
+    b.tm = make_model(s);
+    b.cpu = load_model(cx.cpu, b.tm);
+    b.gpu = load_model(cx.gpu, b.tm);
+    return b;
+}
+
+void destroy(Both &b) {
+    if (b.cpu) spec_model_destroy(b.cpu);
+    if (b.gpu) spec_model_destroy(b.gpu);
+}
+
+// Worst row of (gpu vs cpu) over equally shaped outputs of `width` floats per row.
+double rows_err(const std::vector<float> &gpu, const std::vector<float> &cpu, int width) {
+    if (gpu.size() != cpu.size() || gpu.empty()) return INFINITY;
+    double worst = 0.0;
+    for (size_t r = 0; r + width <= cpu.size(); r += width) worst = std::max(worst, row_err_f(&gpu[r], &cpu[r], width));
+    return worst;
+}
+
+struct Tally {
+    double worst = 0.0;
+    void add(double e, const char *what) {
+        if (!(e <= worst)) worst = e;
+        if (!std::isfinite(e)) fprintf(stderr, "  %s: no comparable output\n", what);
+    }
+};
+
+// A forward on the cuda model whose logits land at row `offset_rows` of a larger buffer.
+std::vector<float> forward_at_offset(spec_context *ctx, spec_model *model, spec_kv *kv, const spec_model_config &c,
+                                     const std::vector<int> &tokens, const int *parents, int offset_rows) {
+    const int n = (int)tokens.size();
+    spec_buffer *buf = alloc_buf(ctx, (uint64_t)(offset_rows + n) * c.n_vocab);
+    std::vector<float> poison((size_t)offset_rows * c.n_vocab, 1234.5f), rows((size_t)n * c.n_vocab);
+    if (offset_rows) CHECK_OK(spec_copy_h2d(buf, 0, poison.data(), poison.size() * 4));
+    spec_forward_args a;
+    std::memset(&a, 0, sizeof a);
+    a.n_tokens = n;
+    a.tokens = tokens.data();
+    a.parents = parents;
+    a.logits_mode = SPEC_LOGITS_ALL;
+    a.logits = buf;
+    a.logits_offset = (uint64_t)offset_rows * c.n_vocab * 4;
+    CHECK_OK(spec_forward(model, kv, &a));
+    std::vector<float> before(poison.size());
+    if (offset_rows) {
+        CHECK_OK(spec_copy_d2h(before.data(), buf, 0, before.size() * 4));
+        CHECK(std::memcmp(before.data(), poison.data(), poison.size() * 4) == 0); // rows before the offset untouched
+    }
+    CHECK_OK(spec_copy_d2h(rows.data(), buf, a.logits_offset, rows.size() * 4));
+    spec_buffer_free(buf);
+    return rows;
+}
+
+// ------------------------------------------------------------------ 1. one model through every path
+
+double scenario(const Contexts &cx, Both &b) {
+    const spec_model_config &c = b.c();
+    const int V = c.n_vocab, E = c.n_embd, L = c.n_layer;
+    Tally t;
+    spec_kv *kc = nullptr, *kg = nullptr;
+    CHECK_OK(spec_kv_create(b.cpu, 400, &kc));
+    CHECK_OK(spec_kv_create(b.gpu, 400, &kg));
+    if (!kc || !kg) return INFINITY;
+    Rng r(b.tm.spec.seed + 1000);
+    auto both = [&](const std::vector<int> &toks, const int *parents, int mode, int exit_layer = 0, bool hidden = false,
+                    bool exit_logits = false, bool stop = false) {
+        Out oc = forward(cx.cpu, b.cpu, kc, c, toks, parents, NULL, mode, exit_layer, hidden, exit_logits, stop);
+        Out og = forward(cx.gpu, b.gpu, kg, c, toks, parents, NULL, mode, exit_layer, hidden, exit_logits, stop);
+        CHECK(oc.status == SPEC_OK && og.status == SPEC_OK);
+        if (mode != SPEC_LOGITS_NONE) t.add(rows_err(og.logits, oc.logits, V), "logits");
+        if (hidden) t.add(rows_err(og.exit_hidden, oc.exit_hidden, E), "exit hidden");
+        if (exit_logits) t.add(rows_err(og.exit_logits, oc.exit_logits, V), "exit logits");
+        return og;
+    };
+    auto commit = [&](int n, const int *path) {
+        CHECK_OK(spec_kv_commit(kc, n, path));
+        CHECK_OK(spec_kv_commit(kg, n, path));
+    };
+
+    // a prompt longer than one slice (128 rows)
+    const int n_prompt = g_quick ? 140 : 200;
+    std::vector<int> prompt = random_tokens(r, n_prompt, V);
+    both(prompt, NULL, SPEC_LOGITS_ALL);
+    commit_chain(kc, n_prompt);
+    commit_chain(kg, n_prompt);
+    // decoding, one token at a time
+    for (int i = 0; i < 4; i++) {
+        both(std::vector<int>{r.below(V)}, NULL, SPEC_LOGITS_LAST);
+        commit_chain(kc, 1);
+        commit_chain(kg, 1);
+    }
+    // a tree with two roots, written at a logits offset on cuda
+    const std::vector<int> parents = {-1, 0, 0, 1, 2, 1, 3, -1, 7, 4, 4, 6};
+    std::vector<int> tree = random_tokens(r, (int)parents.size(), V);
+    Out tc = forward(cx.cpu, b.cpu, kc, c, tree, parents.data());
+    std::vector<float> tg = forward_at_offset(cx.gpu, b.gpu, kg, c, tree, parents.data(), 12);
+    t.add(rows_err(tg, tc.logits, V), "tree");
+    // LAST of the same tree on cuda: the last row of ALL
+    Out tl = forward(cx.gpu, b.gpu, kg, c, tree, parents.data(), NULL, SPEC_LOGITS_LAST);
+    if (tl.status == SPEC_OK && tg.size() == parents.size() * V)
+        t.add(row_err_f(tl.logits.data(), &tg[(parents.size() - 1) * V], V), "last vs all");
+    forward_at_offset(cx.gpu, b.gpu, kg, c, tree, parents.data(), 0); // the tree pending again on cuda
+    // commit the path to node 11, decode on
+    const std::vector<int> path = path_to(parents, 11);
+    commit((int)path.size(), path.data());
+    for (int i = 0; i < 2; i++) {
+        both(std::vector<int>{r.below(V)}, NULL, SPEC_LOGITS_ALL);
+        commit_chain(kc, 1);
+        commit_chain(kg, 1);
+    }
+    // early exits: mid-model, and at the last layer (where exit logits are the logits)
+    std::vector<int> five = random_tokens(r, 5, V);
+    both(five, NULL, SPEC_LOGITS_ALL, 1, true, true);
+    Out at_end = both(five, NULL, SPEC_LOGITS_ALL, L, true, true);
+    if (at_end.status == SPEC_OK) CHECK(std::memcmp(at_end.logits.data(), at_end.exit_logits.data(), at_end.logits.size() * 4) == 0);
+    both(five, NULL, SPEC_LOGITS_LAST, L, false, true);
+    both(five, NULL, SPEC_LOGITS_NONE, 1, true, true, true);
+    // a stop-at-exit draft tree commits its first layers' KV; then a full step
+    const int draft_par[3] = {-1, 0, 0};
+    both(std::vector<int>{1, 2, 3}, draft_par, SPEC_LOGITS_NONE, 1, false, true, true);
+    const int p02[2] = {0, 2};
+    commit(2, p02);
+    both(std::vector<int>{4, 5}, NULL, SPEC_LOGITS_ALL);
+    // truncate, then continue from there
+    CHECK_OK(spec_kv_truncate(kc, 100));
+    CHECK_OK(spec_kv_truncate(kg, 100));
+    both(random_tokens(r, 3, V), NULL, SPEC_LOGITS_ALL);
+    spec_kv_destroy(kc);
+    spec_kv_destroy(kg);
+    return t.worst;
+}
+
+spec_model_config small_config(int arch) {
+    spec_model_config c = base_config();
+    if (arch == SPEC_ARCH_QWEN2) {
+        c.arch = SPEC_ARCH_QWEN2;
+        c.rope_style = SPEC_ROPE_NEOX;
+        c.rope_theta = 1000000.0f;
+        c.rope_scaling = SPEC_ROPE_SCALING_LINEAR;
+        c.rope_factor = 2.0f;
+    } else {
+        c.rope_scaling = SPEC_ROPE_SCALING_LLAMA3;
+        c.rope_factor = 8.0f;
+        c.rope_low_freq_factor = 1.0f;
+        c.rope_high_freq_factor = 4.0f;
+        c.rope_orig_ctx = 64;
+    }
+    return c;
+}
+
+void test_parity(const Contexts &cx) {
+    const int dtypes[5] = {SPEC_DTYPE_F32, SPEC_DTYPE_F16, SPEC_DTYPE_BF16, SPEC_DTYPE_Q8_0, SPEC_DTYPE_Q4_0};
+    const char *dt_names[5] = {"f32", "f16", "bf16", "q8_0", "q4_0"};
+    const int kv_dtypes[3] = {SPEC_DTYPE_F32, SPEC_DTYPE_F16, SPEC_DTYPE_BF16};
+    const char *kv_names[3] = {"f32", "f16", "bf16"};
+    int n = 0;
+    for (int di = 0; di < 5; di++)
+        for (int arch : {SPEC_ARCH_LLAMA, SPEC_ARCH_QWEN2})
+            for (int ki = 0; ki < 3; ki++) {
+                if (g_quick && !(ki == 1 && (di == 0 || di == 3))) continue;
+                spec_model_config c = small_config(arch);
+                c.kv_dtype = kv_dtypes[ki];
+                if (ki == 2) c.rope_dims = 8; // partial rope
+                char name[96];
+                snprintf(name, sizeof name, "%s %s kv-%s%s", arch == SPEC_ARCH_QWEN2 ? "qwen2" : "llama", dt_names[di], kv_names[ki],
+                         ki == 2 ? " rope 8/16" : "");
+                const bool tied = (di + ki) % 2 == 1;
+                Both b = load_both(cx, spec_all(name, c, dtypes[di], kv_dtypes[(di + ki) % 3], tied, 100 + n));
+                const double tol = c.kv_dtype == SPEC_DTYPE_BF16 ? 5e-3 : 2e-3;
+                const double e = b.cpu && b.gpu ? scenario(cx, b) : INFINITY;
+                printf("  %-36s cuda vs cpu: max rel err %.2e (tol %.0e)\n", name, e, tol);
+                CHECK(e <= tol);
+                destroy(b);
+                n++;
+            }
+    // wider heads (the 64-dim attention kernel), more rows per matmul, odd sizes
+    if (!g_quick) {
+        spec_model_config c = small_config(SPEC_ARCH_LLAMA);
+        c.n_embd = 256;
+        c.n_head = 8;
+        c.n_head_kv = 2;
+        c.head_dim = 64;
+        c.n_ff = 512;
+        c.n_vocab = 300;
+        c.kv_dtype = SPEC_DTYPE_BF16;
+        Both b = load_both(cx, spec_all("llama bf16 d64 gqa4", c, SPEC_DTYPE_BF16, SPEC_DTYPE_BF16, true, 200));
+        double e = b.cpu && b.gpu ? scenario(cx, b) : INFINITY;
+        printf("  %-36s cuda vs cpu: max rel err %.2e\n", "llama bf16 d64 gqa4", e);
+        CHECK(e <= 5e-3);
+        destroy(b);
+
+        c = base_config();
+        c.n_embd = 40;
+        c.head_dim = 10;
+        c.n_head = 4;
+        c.n_head_kv = 1;
+        c.n_ff = 58;
+        c.n_vocab = 37;
+        c.n_layer = 3;
+        c.kv_dtype = SPEC_DTYPE_F16;
+        ModelSpec odd = spec_all("odd sizes mixed f32/f16/bf16", c, SPEC_DTYPE_F16, SPEC_DTYPE_BF16, false, 201);
+        odd.mat_dtype[SPEC_W_ATTN_Q] = SPEC_DTYPE_F32;
+        odd.mat_dtype[SPEC_W_ATTN_V] = SPEC_DTYPE_BF16;
+        odd.mat_dtype[SPEC_W_OUTPUT] = SPEC_DTYPE_BF16;
+        b = load_both(cx, odd);
+        e = b.cpu && b.gpu ? scenario(cx, b) : INFINITY;
+        printf("  %-36s cuda vs cpu: max rel err %.2e\n", odd.name, e);
+        CHECK(e <= 2e-3);
+        destroy(b);
+    }
+}
+
+// ------------------------------------------------------------------ 2. greedy generation
+
+const char *dtype_name_of(int dt) {
+    static const char *names[5] = {"f32", "f16", "bf16", "q8_0", "q4_0"};
+    return dt >= 0 && dt < 5 ? names[dt] : "?";
+}
+
+int argmax(const std::vector<float> &row) { return (int)(std::max_element(row.begin(), row.end()) - row.begin()); }
+
+std::vector<int> greedy(spec_context *ctx, spec_model *model, const spec_model_config &c, const std::vector<int> &prompt, int steps) {
+    std::vector<int> out;
+    spec_kv *kv = nullptr;
+    CHECK_OK(spec_kv_create(model, (int)prompt.size() + steps + 1, &kv));
+    if (!kv) return out;
+    Out o = forward(ctx, model, kv, c, prompt, NULL, NULL, SPEC_LOGITS_LAST);
+    commit_chain(kv, (int)prompt.size());
+    for (int s = 0; s < steps && o.status == SPEC_OK; s++) {
+        out.push_back(argmax(o.logits));
+        o = forward(ctx, model, kv, c, std::vector<int>{out.back()}, NULL, NULL, SPEC_LOGITS_LAST);
+        commit_chain(kv, 1);
+    }
+    spec_kv_destroy(kv);
+    return out;
+}
+
+void test_greedy(const Contexts &cx) {
+    const int n_prompts = g_quick ? 3 : 20;
+    for (int dt : {SPEC_DTYPE_BF16, SPEC_DTYPE_Q8_0}) {
+        spec_model_config c = small_config(SPEC_ARCH_LLAMA);
+        c.n_embd = 128;
+        c.n_head = 8;
+        c.n_head_kv = 2;
+        c.n_ff = 256;
+        c.n_vocab = 256;
+        c.kv_dtype = SPEC_DTYPE_F16;
+        Both b = load_both(cx, spec_all("greedy", c, dt, SPEC_DTYPE_F32, false, 300 + dt));
+        if (!b.cpu || !b.gpu) continue;
+        Rng r(77 + dt);
+        int same = 0;
+        for (int p = 0; p < n_prompts; p++) {
+            std::vector<int> prompt = random_tokens(r, 3 + r.below(40), c.n_vocab);
+            std::vector<int> a = greedy(cx.cpu, b.cpu, c, prompt, 24), g = greedy(cx.gpu, b.gpu, c, prompt, 24);
+            if (a == g && a.size() == 24) same++;
+            else fprintf(stderr, "  greedy prompt %d (%s): cuda and cpu diverge\n", p, dtype_name_of(dt));
+        }
+        printf("  greedy %s: %d of %d prompts generate the same 24 tokens on cuda and cpu\n", dtype_name_of(dt), same, n_prompts);
+        CHECK(same == n_prompts);
+        destroy(b);
+    }
+}
+
+// ------------------------------------------------------------------ 3. graphs on and off
+
+std::vector<float> graph_run(const Contexts &cx, spec_model *model, const spec_model_config &c, uint64_t seed) {
+    std::vector<float> all;
+    spec_kv *kv = nullptr;
+    CHECK_OK(spec_kv_create(model, 300, &kv));
+    if (!kv) return all;
+    Rng r(seed);
+    auto take = [&](const Out &o) { all.insert(all.end(), o.logits.begin(), o.logits.end()); };
+    take(forward(cx.gpu, model, kv, c, random_tokens(r, 150, c.n_vocab)));
+    commit_chain(kv, 150);
+    for (int i = 0; i < 3; i++) {
+        take(forward(cx.gpu, model, kv, c, std::vector<int>{r.below(c.n_vocab)}, NULL, NULL, SPEC_LOGITS_LAST));
+        commit_chain(kv, 1);
+    }
+    const std::vector<int> parents = {-1, 0, 0, 1, 2, 1, 3, -1, 7, 4, 4, 6};
+    take(forward(cx.gpu, model, kv, c, random_tokens(r, 12, c.n_vocab), parents.data()));
+    const std::vector<int> path = path_to(parents, 6);
+    CHECK_OK(spec_kv_commit(kv, (int)path.size(), path.data()));
+    Out ex = forward(cx.gpu, model, kv, c, random_tokens(r, 7, c.n_vocab), NULL, NULL, SPEC_LOGITS_ALL, 1, true, true);
+    take(ex);
+    all.insert(all.end(), ex.exit_hidden.begin(), ex.exit_hidden.end());
+    all.insert(all.end(), ex.exit_logits.begin(), ex.exit_logits.end());
+    take(forward(cx.gpu, model, kv, c, std::vector<int>{1}, NULL, NULL, SPEC_LOGITS_LAST));
+    spec_kv_destroy(kv);
+    return all;
+}
+
+void test_graphs(const Contexts &cx) {
+    spec_model_config c = small_config(SPEC_ARCH_QWEN2);
+    c.kv_dtype = SPEC_DTYPE_BF16;
+    TestModel tm = make_model(spec_all("graphs", c, SPEC_DTYPE_Q8_0, SPEC_DTYPE_F16, false, 400));
+    spec_model *with = load_model(cx.gpu, tm);
+    setenv("SPECULA_CUDA_GRAPHS", "0", 1); // read at finalize
+    spec_model *without = load_model(cx.gpu, tm);
+    unsetenv("SPECULA_CUDA_GRAPHS");
+    if (!with || !without) return;
+    std::vector<float> a = graph_run(cx, with, c, 5), b = graph_run(cx, without, c, 5);
+    // twice with graphs: replays of captured graphs give the same numbers as their first launch
+    std::vector<float> a2 = graph_run(cx, with, c, 5);
+    CHECK(!a.empty() && a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0);
+    CHECK(a2.size() == a.size() && std::memcmp(a.data(), a2.data(), a.size() * 4) == 0);
+    printf("  graphs on vs off (SPECULA_CUDA_GRAPHS=0): %zu floats, bit-identical\n", a.size());
+    spec_model_destroy(with);
+    spec_model_destroy(without);
+}
+
+// ------------------------------------------------------------------ 4. bad input, memory plan
+
+void test_errors(const Contexts &cx) {
+    spec_model_config c = base_config();
+    TestModel tm = make_model(spec_all("errors", c, SPEC_DTYPE_F16, SPEC_DTYPE_F32, false, 500));
+    spec_model *a = load_model(cx.gpu, tm), *b = load_model(cx.gpu, tm);
+    if (!a || !b) return;
+    spec_kv *kv = nullptr;
+    CHECK_OK(spec_kv_create(b, 300, &kv));
+    spec_buffer *logits = alloc_buf(cx.gpu, 300 * (uint64_t)c.n_vocab);
+    std::vector<int> toks(200, 1);
+    spec_forward_args f;
+    std::memset(&f, 0, sizeof f);
+    f.n_tokens = 3;
+    f.tokens = toks.data();
+    f.logits_mode = SPEC_LOGITS_ALL;
+    f.logits = logits;
+    CHECK_FAILS(cx.gpu, spec_forward(a, kv, &f), SPEC_ERR_INVALID_ARGUMENT, "belongs to another model");
+    toks[1] = c.n_vocab;
+    CHECK_FAILS(cx.gpu, spec_forward(b, kv, &f), SPEC_ERR_OUT_OF_RANGE, "out of range");
+    toks[1] = 1;
+    // 200 roots: token 128's key set does not fit the kernel's window
+    std::vector<int> roots(200, -1);
+    f.n_tokens = 200;
+    f.parents = roots.data();
+    CHECK_FAILS(cx.gpu, spec_forward(b, kv, &f), SPEC_ERR_UNSUPPORTED, "ancestors");
+    // ... while 100 roots fit
+    f.n_tokens = 100;
+    CHECK_OK(spec_forward(b, kv, &f));
+    spec_buffer_free(logits);
+    spec_kv_destroy(kv);
+
+    // the plan's figures against what the device lost
+    spec_memory_request req;
+    std::memset(&req, 0, sizeof req);
+    uint64_t given = 0;
+    for (int role = 0; role < SPEC_W_ROLE_COUNT; role++)
+        for (const Weight &w : tm.w[role]) given += w.size();
+    req.weight_bytes = given;
+    req.kv_capacity = 4096;
+    req.n_sequences = 1;
+    spec_memory_plan plan;
+    CHECK_OK(spec_memory_plan_compute("cuda", &c, &req, &plan));
+    spec_device_info before, after;
+    CHECK_OK(spec_device_query(cx.gpu, &before));
+    spec_model *m = load_model(cx.gpu, tm);
+    spec_kv *big = nullptr;
+    CHECK_OK(spec_kv_create(m, 4096, &big));
+    CHECK_OK(spec_device_query(cx.gpu, &after));
+    printf("  memory plan: weights %llu + scratch %llu + kv %llu bytes; the device lost %lld\n", (unsigned long long)plan.weights,
+           (unsigned long long)plan.model_scratch, (unsigned long long)plan.kv_caches,
+           (long long)(before.free_memory - after.free_memory));
+    spec_kv_destroy(big);
+    spec_model_destroy(m);
+    spec_model_destroy(a);
+    spec_model_destroy(b);
+}
+
+} // namespace
+
+int main(void) {
+    int32_t n_dev = 0;
+    if (spec_device_count("cuda", &n_dev) != SPEC_OK || n_dev < 1) {
+        printf("test_cuda_model: no CUDA device, skipped\n");
+        return 77;
+    }
+    const char *q = getenv("SPECULA_TEST_QUICK");
+    g_quick = q && strcmp(q, "0") != 0;
+    Contexts cx;
+    CHECK_OK(spec_context_create("cpu", 0, &cx.cpu));
+    CHECK_OK(spec_context_create("cuda", 0, &cx.gpu));
+    if (!cx.cpu || !cx.gpu) return check_finish("test_cuda_model");
+    printf("parity per dtype, arch and kv dtype:\n");
+    test_parity(cx);
+    printf("greedy generation:\n");
+    test_greedy(cx);
+    printf("graphs:\n");
+    test_graphs(cx);
+    printf("errors and memory:\n");
+    test_errors(cx);
+    spec_context_destroy(cx.cpu);
+    spec_context_destroy(cx.gpu);
+    return check_finish("test_cuda_model");
+}

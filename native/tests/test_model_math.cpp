@@ -1,0 +1,649 @@
+/* The shared transformer arithmetic and the host logic of the cuda forward pass
+ * (native/core/model_math.hpp), on the host: rope frequencies against the cpu backend's former
+ * code for every scaling mode, the rotation's index mapping, rmsnorm's scale, silu, exact
+ * dequantization of every dtype, row buckets, slice head modes, graph keys, the per-token key
+ * sets of tree attention against brute-force ancestry, the parameter block of a slice, a host
+ * emulation of the attention kernel's splits / tiles / online softmax / combine against a
+ * two-pass reference, and the byte layouts of weights and scratch. */
+#include <stdint.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+#include <vector>
+
+#include "check.h"
+#include "../core/model_math.hpp"
+
+using namespace specula;
+
+static uint64_t g_state = 0x1234;
+static uint64_t next_u64() {
+    uint64_t z = (g_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static int below(int n) { return (int)(next_u64() % (uint64_t)n); }
+static float sym(float a) { return ((float)((next_u64() >> 40) * 0x1.0p-24) * 2.0f - 1.0f) * a; }
+
+static spec_model_config base(void) {
+    spec_model_config c;
+    memset(&c, 0, sizeof c);
+    c.arch = SPEC_ARCH_LLAMA;
+    c.n_vocab = 1000;
+    c.n_embd = 256;
+    c.n_layer = 4;
+    c.n_head = 8;
+    c.n_head_kv = 2;
+    c.head_dim = 32;
+    c.n_ff = 640;
+    c.rms_eps = 1e-5f;
+    c.rope_theta = 10000.0f;
+    c.kv_dtype = SPEC_DTYPE_F16;
+    return c;
+}
+
+/* ---------------------------------------------------------------- rope */
+
+/* The cpu backend's rope table before it moved into model_math.hpp, verbatim. */
+static std::vector<double> old_inv_freq(const spec_model_config &c) {
+    const int rd = c.rope_dims > 0 ? c.rope_dims : c.head_dim;
+    std::vector<double> inv_freq(rd / 2);
+    for (int i = 0; i < rd / 2; i++) {
+        double theta = std::pow((double)c.rope_theta, -2.0 * i / rd);
+        if (c.rope_scaling == SPEC_ROPE_SCALING_LLAMA3) {
+            const double pi = 3.14159265358979323846;
+            const double wavelen = 2.0 * pi / theta;
+            const double low_wl = c.rope_orig_ctx / (double)c.rope_low_freq_factor;
+            const double high_wl = c.rope_orig_ctx / (double)c.rope_high_freq_factor;
+            if (wavelen < high_wl) {
+            } else if (wavelen > low_wl) {
+                theta /= c.rope_factor;
+            } else {
+                const double smooth = (c.rope_orig_ctx / wavelen - c.rope_low_freq_factor) /
+                                      ((double)c.rope_high_freq_factor - c.rope_low_freq_factor);
+                theta = (1.0 - smooth) * theta / c.rope_factor + smooth * theta;
+            }
+        }
+        inv_freq[i] = theta;
+    }
+    return inv_freq;
+}
+
+static void test_rope(void) {
+    int checked = 0;
+    for (int scaling : {SPEC_ROPE_SCALING_NONE, SPEC_ROPE_SCALING_LINEAR, SPEC_ROPE_SCALING_LLAMA3})
+        for (int hd : {16, 64, 128})
+            for (int rd : {0, 8, 32})
+                for (float theta : {10000.0f, 500000.0f, 1000000.0f}) {
+                    spec_model_config c = base();
+                    c.head_dim = hd;
+                    c.rope_dims = rd > hd ? 0 : rd;
+                    c.rope_theta = theta;
+                    c.rope_scaling = scaling;
+                    c.rope_factor = scaling == SPEC_ROPE_SCALING_LINEAR ? 4.0f : 8.0f;
+                    c.rope_low_freq_factor = 1.0f;
+                    c.rope_high_freq_factor = 4.0f;
+                    c.rope_orig_ctx = scaling == SPEC_ROPE_SCALING_LLAMA3 ? 8192 : 0;
+                    std::vector<double> want = old_inv_freq(c);
+                    CHECK((int)want.size() == mm::rope_dims(c) / 2);
+                    for (size_t i = 0; i < want.size(); i++) {
+                        CHECK(mm::rope_inv_freq(c, (int)i) == want[i]);
+                        checked++;
+                    }
+                    const double ps = mm::rope_pos_scale(c);
+                    CHECK(ps == (scaling == SPEC_ROPE_SCALING_LINEAR ? 1.0 / c.rope_factor : 1.0));
+                    for (int pos : {0, 1, 300, 131071})
+                        CHECK(mm::rope_angle(pos, ps, want.back()) == (double)pos * ps * want.back());
+                }
+    /* llama3 scaling actually changes low frequencies and keeps high ones */
+    spec_model_config c = base();
+    c.head_dim = 128;
+    c.rope_theta = 500000.0f;
+    c.rope_scaling = SPEC_ROPE_SCALING_LLAMA3;
+    c.rope_factor = 8.0f;
+    c.rope_low_freq_factor = 1.0f;
+    c.rope_high_freq_factor = 4.0f;
+    c.rope_orig_ctx = 8192;
+    spec_model_config plain = c;
+    plain.rope_scaling = SPEC_ROPE_SCALING_NONE;
+    CHECK(mm::rope_inv_freq(c, 0) == mm::rope_inv_freq(plain, 0));
+    CHECK(std::fabs(mm::rope_inv_freq(c, 63) - mm::rope_inv_freq(plain, 63) / 8.0) < 1e-30);
+
+    /* rotating a head: NORM pairs (2i, 2i+1), NEOX pairs (i, i + half); dims past rope_dims untouched */
+    for (bool neox : {false, true}) {
+        const int D = 16, RD = 12, half = RD / 2;
+        float x[D], y[D];
+        for (int i = 0; i < D; i++) x[i] = y[i] = sym(2.0f);
+        std::set<int> touched;
+        for (int i = 0; i < half; i++) {
+            int a, b;
+            mm::rope_pair(i, half, neox, a, b);
+            CHECK(a == (neox ? i : 2 * i) && b == (neox ? i + half : 2 * i + 1));
+            touched.insert(a);
+            touched.insert(b);
+            const double ang = 0.37 * (i + 1);
+            const float cs = (float)std::cos(ang), sn = (float)std::sin(ang);
+            mm::rope_rotate(y[a], y[b], cs, sn, y[a], y[b]);
+            const double w0 = (double)x[a] * cs - (double)x[b] * sn, w1 = (double)x[a] * sn + (double)x[b] * cs;
+            CHECK(std::fabs(y[a] - w0) < 1e-6 && std::fabs(y[b] - w1) < 1e-6);
+            CHECK(y[a] == x[a] * cs - x[b] * sn); /* no fused multiply-add */
+        }
+        CHECK((int)touched.size() == RD);
+        for (int i = 0; i < D; i++)
+            if (!touched.count(i)) CHECK(y[i] == x[i]);
+    }
+    printf("  rope: %d frequencies identical to the cpu backend's former table\n", checked);
+}
+
+/* ---------------------------------------------------------------- elementwise */
+
+static void test_elementwise(void) {
+    for (int n : {1, 7, 64, 4096}) {
+        for (float eps : {1e-5f, 1e-6f}) {
+            const double ss = 0.3 * n + 1e-3;
+            CHECK(mm::rms_scale(ss, n, eps) == (float)(1.0 / std::sqrt(ss / (double)n + (double)eps)));
+        }
+    }
+    double worst = 0.0;
+    for (int i = -2000; i <= 2000; i++) {
+        const float x = i * 0.01f;
+        const double want = x / (1.0 + std::exp(-(double)x));
+        worst = std::max(worst, std::fabs(mm::silu(x) - want) / std::max(1e-3, std::fabs(want)));
+    }
+    CHECK(worst < 1e-6);
+    CHECK(mm::silu(0.0f) == 0.0f);
+
+    /* dequantization: every dtype, exactly, from a misaligned row */
+    std::vector<uint8_t> buf(1 + 4 * 64);
+    uint8_t *row = buf.data() + 1;
+    float vals[64];
+    for (int k = 0; k < 64; k++) vals[k] = sym(3.0f);
+    for (int k = 0; k < 64; k++) memcpy(row + 4 * k, &vals[k], 4);
+    for (int k = 0; k < 64; k++) CHECK(mm::dequant_element(SPEC_DTYPE_F32, row, k) == vals[k]);
+    for (int k = 0; k < 64; k++) {
+        const uint16_t h = km::f32_to_f16(vals[k]);
+        row[2 * k] = (uint8_t)h;
+        row[2 * k + 1] = (uint8_t)(h >> 8);
+    }
+    for (int k = 0; k < 64; k++) CHECK(mm::dequant_element(SPEC_DTYPE_F16, row, k) == km::f16_to_f32(km::f32_to_f16(vals[k])));
+    for (int k = 0; k < 64; k++) {
+        const uint16_t h = km::f32_to_bf16(vals[k]);
+        row[2 * k] = (uint8_t)h;
+        row[2 * k + 1] = (uint8_t)(h >> 8);
+    }
+    for (int k = 0; k < 64; k++) CHECK(mm::dequant_element(SPEC_DTYPE_BF16, row, k) == km::bf16_to_f32(km::f32_to_bf16(vals[k])));
+    /* Q8_0: two blocks of (f16 d, 32 x int8) */
+    const float d8[2] = {0.0125f, 0.5f};
+    int8_t q8[64];
+    for (int b = 0; b < 2; b++) {
+        const uint16_t h = km::f32_to_f16(d8[b]);
+        row[34 * b] = (uint8_t)h;
+        row[34 * b + 1] = (uint8_t)(h >> 8);
+        for (int j = 0; j < 32; j++) {
+            q8[32 * b + j] = (int8_t)(below(255) - 127);
+            row[34 * b + 2 + j] = (uint8_t)q8[32 * b + j];
+        }
+    }
+    for (int k = 0; k < 64; k++)
+        CHECK(mm::dequant_element(SPEC_DTYPE_Q8_0, row, k) == (float)q8[k] * km::f16_to_f32(km::f32_to_f16(d8[k / 32])));
+    /* Q4_0: (f16 d, 16 bytes: element j low nibble of byte j, element j + 16 its high nibble) */
+    int nib[64];
+    for (int b = 0; b < 2; b++) {
+        const uint16_t h = km::f32_to_f16(d8[b]);
+        row[18 * b] = (uint8_t)h;
+        row[18 * b + 1] = (uint8_t)(h >> 8);
+        for (int j = 0; j < 32; j++) nib[32 * b + j] = below(16);
+        for (int j = 0; j < 16; j++) row[18 * b + 2 + j] = (uint8_t)(nib[32 * b + j] | nib[32 * b + j + 16] << 4);
+    }
+    for (int k = 0; k < 64; k++)
+        CHECK(mm::dequant_element(SPEC_DTYPE_Q4_0, row, k) == (float)(nib[k] - 8) * km::f16_to_f32(km::f32_to_f16(d8[k / 32])));
+    printf("  rms_scale, silu (max rel err %.1e), dequantization of 5 dtypes\n", worst);
+}
+
+/* ---------------------------------------------------------------- shapes */
+
+static void test_shapes(void) {
+    std::set<int> buckets;
+    for (int n = 1; n <= 300; n++) {
+        const int b = mm::bucket_rows(n);
+        buckets.insert(b);
+        CHECK((b & (b - 1)) == 0 && b <= mm::MAX_ROWS);
+        if (n <= mm::MAX_ROWS) CHECK(b >= n && (b == 1 || b / 2 < n));
+        else CHECK(b == mm::MAX_ROWS);
+    }
+    CHECK(buckets.size() == 8); /* 1, 2, 4, ..., 128 */
+
+    CHECK(mm::slice_head(SPEC_LOGITS_NONE, false, true) == mm::HEAD_NONE);
+    CHECK(mm::slice_head(SPEC_LOGITS_ALL, false, false) == mm::HEAD_ALL);
+    CHECK(mm::slice_head(SPEC_LOGITS_ALL, false, true) == mm::HEAD_ALL);
+    CHECK(mm::slice_head(SPEC_LOGITS_LAST, false, false) == mm::HEAD_NONE);
+    CHECK(mm::slice_head(SPEC_LOGITS_LAST, false, true) == mm::HEAD_LAST);
+    CHECK(mm::slice_head(SPEC_LOGITS_NONE, true, true) == mm::HEAD_NONE);
+
+    std::set<uint64_t> keys;
+    int count = 0;
+    for (int rows : buckets)
+        for (int head = 0; head < 3; head++)
+            for (int exit_layer = 0; exit_layer <= 80; exit_layer++)
+                for (int flags = 0; flags < 8; flags++) {
+                    mm::GraphKey k;
+                    k.rows = rows;
+                    k.head = head;
+                    k.exit_layer = exit_layer;
+                    k.exit_hidden = flags & 1;
+                    k.exit_logits = (flags >> 1) & 1;
+                    k.stop_at_exit = (flags >> 2) & 1;
+                    keys.insert(k.pack());
+                    count++;
+                }
+    CHECK((int)keys.size() == count);
+    CHECK(mm::step_upload_bytes(1) == 80 && mm::step_upload_bytes(128) == sizeof(mm::StepParams));
+    printf("  buckets, head modes, %d distinct graph keys\n", count);
+}
+
+/* ---------------------------------------------------------------- key sets and the parameter block */
+
+static bool is_ancestor_or_self(const std::vector<int32_t> &parents, int anc, int i) {
+    for (int j = i; j >= 0; j = parents[j])
+        if (j == anc) return true;
+    return false;
+}
+
+static std::vector<int32_t> random_tree(int n, int roots_every) {
+    std::vector<int32_t> p(n);
+    for (int i = 0; i < n; i++) p[i] = (i == 0 || below(roots_every) == 0) ? -1 : below(i);
+    return p;
+}
+
+static void check_key_sets(const std::vector<int32_t> &parents, int32_t C) {
+    const int n = (int)parents.size();
+    std::vector<int32_t> dense(n);
+    std::vector<uint32_t> mask((size_t)n * 4);
+    auto *m = reinterpret_cast<uint32_t(*)[4]>(mask.data());
+    CHECK(mm::build_key_sets(parents.data(), n, dense.data(), m) == -1);
+    for (int i = 0; i < n; i++) {
+        mm::StepRow r;
+        r.dense_end = C + dense[i];
+        for (int w = 0; w < 4; w++) r.mask[w] = m[i][w];
+        for (int s = 0; s < C; s++)
+            if (!mm::key_allowed(r, s)) {
+                CHECK(false);
+                break;
+            }
+        for (int j = 0; j < n + mm::MASK_BITS + 2; j++) {
+            const bool want = j < n && is_ancestor_or_self(parents, j, i);
+            if (mm::key_allowed(r, C + j) != want) {
+                fprintf(stderr, "  token %d key %d: got %d want %d\n", i, j, !want, want);
+                CHECK(false);
+                return;
+            }
+        }
+    }
+}
+
+static void test_key_sets(void) {
+    for (int trial = 0; trial < 200; trial++) {
+        const int n = 1 + below(128);
+        check_key_sets(random_tree(n, 1 + below(20)), below(3) ? below(5000) : 0);
+    }
+    /* chains: everything dense, no mask */
+    std::vector<int32_t> chain(1000);
+    for (int i = 0; i < 1000; i++) chain[i] = i - 1;
+    std::vector<int32_t> dense(1000);
+    std::vector<uint32_t> mask(4000);
+    auto *m = reinterpret_cast<uint32_t(*)[4]>(mask.data());
+    CHECK(mm::build_key_sets(chain.data(), 1000, dense.data(), m) == -1);
+    bool dense_only = true;
+    for (int i = 0; i < 1000; i++) dense_only = dense_only && dense[i] == i + 1 && !m[i][0] && !m[i][1] && !m[i][2] && !m[i][3];
+    CHECK(dense_only);
+    check_key_sets(chain, 17);
+    /* a long prompt then a tree hanging off its end: supported */
+    std::vector<int32_t> tail = chain;
+    tail.resize(300);
+    for (int i = 300; i < 420; i++) tail.push_back(i < 305 ? 299 : 300 + below(i - 300));
+    check_key_sets(tail, 3);
+    /* 200 roots: token 128 would need a mask bit 128 past its dense prefix */
+    std::vector<int32_t> roots(200, -1);
+    CHECK(mm::build_key_sets(roots.data(), 200, dense.data(), m) == 128);
+    printf("  key sets: 200 random trees, chains and a prompt+tree match brute-force ancestry\n");
+}
+
+static void test_fill_step(void) {
+    const std::vector<int32_t> parents = {-1, 0, 0, 1, 2, 1, 3, -1, 7, 4, 4, 6};
+    const int n = (int)parents.size(), C = 5;
+    std::vector<int32_t> tokens(n), positions(n), dense(n);
+    std::vector<uint32_t> mask((size_t)n * 4);
+    auto *m = reinterpret_cast<uint32_t(*)[4]>(mask.data());
+    for (int i = 0; i < n; i++) {
+        tokens[i] = 100 + i;
+        positions[i] = C + (parents[i] < 0 ? 0 : positions[parents[i]] - C + 1);
+    }
+    CHECK(mm::build_key_sets(parents.data(), n, dense.data(), m) == -1);
+    mm::StepParams sp;
+    memset(&sp, 0xff, sizeof sp);
+    mm::CallOutputs out;
+    out.logits = 0x10000;
+    out.exit_hidden = 0x20000;
+    out.exit_logits = 0;
+    out.logits_mode = SPEC_LOGITS_ALL;
+    mm::fill_step(sp, tokens.data(), positions.data(), dense.data(), m, C, 0, n, 0xabc00, 4096, out, 64, 50);
+    CHECK(sp.h.kv == 0xabc00 && sp.h.layer_bytes == 4096 && sp.h.n_rows == n && sp.h.first_slot == C);
+    CHECK(sp.h.logits == 0x10000 && sp.h.exit_hidden == 0x20000 && sp.h.exit_logits == 0);
+    for (int i = 0; i < n; i++) {
+        CHECK(sp.rows[i].token == 100 + i && sp.rows[i].position == positions[i]);
+        for (int j = 0; j < n; j++) CHECK(mm::key_allowed(sp.rows[i], C + j) == is_ancestor_or_self(parents, j, i));
+        CHECK(mm::key_allowed(sp.rows[i], C - 1));
+    }
+    CHECK(sp.rows[6].position == C + 3); /* 0 -> 1 -> 3 -> 6 */
+    /* slice 3 of a 300-token chain: rows 256.., outputs offset by rows for ALL, not for LAST */
+    std::vector<int32_t> chain(300), toks(300), pos(300), d(300);
+    std::vector<uint32_t> mk(1200);
+    auto *m2 = reinterpret_cast<uint32_t(*)[4]>(mk.data());
+    for (int i = 0; i < 300; i++) chain[i] = i - 1, toks[i] = i, pos[i] = 7 + i;
+    CHECK(mm::build_key_sets(chain.data(), 300, d.data(), m2) == -1);
+    mm::fill_step(sp, toks.data(), pos.data(), d.data(), m2, 7, 256, 44, 0x1000, 64, out, 64, 50);
+    CHECK(sp.h.first_slot == 7 + 256 && sp.h.n_rows == 44 && sp.rows[0].token == 256 && sp.rows[43].position == 7 + 299);
+    CHECK(sp.h.logits == 0x10000 + 256ull * 50 * 4 && sp.h.exit_hidden == 0x20000 + 256ull * 64 * 4);
+    CHECK(sp.rows[10].dense_end == 7 + 267); /* every earlier slot, itself included */
+    out.logits_mode = SPEC_LOGITS_LAST;
+    mm::fill_step(sp, toks.data(), pos.data(), d.data(), m2, 7, 256, 44, 0x1000, 64, out, 64, 50);
+    CHECK(sp.h.logits == 0x10000);
+    printf("  parameter block of a 12-node tree and of a prompt's third slice\n");
+}
+
+/* ---------------------------------------------------------------- attention: kernel order vs two passes */
+
+/* Emulates attention_kernel + combine_kernel for one slice: blocks (split, tile, kv head), tiles of
+ * ATT_KEYS keys, the online softmax of each row, then the merge of the splits. */
+static void emulate_attention(int rows, int n_rows, int G, int Hkv, int D, const mm::StepParams &sp, const std::vector<float> &q,
+                              const std::vector<float> &K, const std::vector<float> &V, float scale, std::vector<float> &out) {
+    const int Hq = G * Hkv, rows_total = rows * G, tiles = mm::attn_tiles(rows, G), splits = mm::attn_splits(rows, G, Hkv);
+    const int part_rows = tiles * mm::ATT_ROWS;
+    const int64_t stride = mm::attn_partial_floats_per_row(D);
+    std::vector<float> part((size_t)splits * part_rows * Hkv * stride, NAN);
+    out.assign((size_t)rows * Hq * D, NAN);
+    for (int split = 0; split < splits; split++)
+        for (int tile = 0; tile < tiles; tile++)
+            for (int kvh = 0; kvh < Hkv; kvh++) {
+                const int row0 = tile * mm::ATT_ROWS;
+                int n_keys = 0;
+                if (row0 / G < n_rows) {
+                    const int last_row = std::min(row0 + mm::ATT_ROWS, rows_total) - 1;
+                    n_keys = sp.h.first_slot + std::min(last_row / G, n_rows - 1) + 1;
+                }
+                int k0, k1;
+                mm::split_range(n_keys, splits, split, k0, k1);
+                for (int r = 0; r < mm::ATT_ROWS; r++) {
+                    const int rg = row0 + r, t = rg / G, g = rg % G;
+                    if (rg >= rows_total) continue;
+                    const bool valid = t < n_rows;
+                    float m = -INFINITY, l = 0.0f;
+                    std::vector<float> acc(D, 0.0f);
+                    for (int kt = k0; kt < k1 && valid; kt += mm::ATT_KEYS) {
+                        float s[mm::ATT_KEYS], tmax = -INFINITY;
+                        for (int j = 0; j < mm::ATT_KEYS; j++) {
+                            const int slot = kt + j;
+                            s[j] = -INFINITY;
+                            if (slot < k1 && mm::key_allowed(sp.rows[t], slot)) {
+                                float dot = 0.0f;
+                                for (int d = 0; d < D; d++)
+                                    dot = std::fma(q[((size_t)t * Hq + kvh * G + g) * D + d], K[((size_t)slot * Hkv + kvh) * D + d], dot);
+                                s[j] = dot * scale;
+                            }
+                            tmax = std::max(tmax, s[j]);
+                        }
+                        const float m_new = std::max(m, tmax);
+                        if (m_new == -INFINITY) continue;
+                        const float alpha = mm::softmax_rescale(m, m_new);
+                        float psum = 0.0f, p[mm::ATT_KEYS];
+                        for (int j = 0; j < mm::ATT_KEYS; j++) psum += (p[j] = s[j] == -INFINITY ? 0.0f : mm::softmax_weight(s[j], m_new));
+                        l = l * alpha + psum;
+                        for (int d = 0; d < D; d++) {
+                            acc[d] *= alpha;
+                            for (int j = 0; j < mm::ATT_KEYS; j++)
+                                if (kt + j < k1) acc[d] = std::fma(p[j], V[((size_t)(kt + j) * Hkv + kvh) * D + d], acc[d]);
+                        }
+                        m = m_new;
+                    }
+                    if (splits == 1) {
+                        for (int d = 0; d < D; d++) out[((size_t)t * Hq + kvh * G + g) * D + d] = valid ? acc[d] / l : 0.0f;
+                    } else if (valid) {
+                        float *pp = &part[(((size_t)split * part_rows + rg) * Hkv + kvh) * stride];
+                        pp[0] = m;
+                        pp[1] = l;
+                        for (int d = 0; d < D; d++) pp[2 + d] = acc[d];
+                    }
+                }
+            }
+    if (splits == 1) return;
+    for (int t = 0; t < rows; t++)
+        for (int hq = 0; hq < Hq; hq++) {
+            float *o = &out[((size_t)t * Hq + hq) * D];
+            if (t >= n_rows) {
+                for (int d = 0; d < D; d++) o[d] = 0.0f;
+                continue;
+            }
+            const int kvh = hq / G, rg = t * G + hq % G;
+            auto partial = [&](int s) { return &part[(((size_t)s * part_rows + rg) * Hkv + kvh) * stride]; };
+            float M = -INFINITY;
+            for (int s = 0; s < splits; s++) M = std::max(M, partial(s)[0]);
+            float L = 0.0f;
+            std::vector<float> w(splits);
+            for (int s = 0; s < splits; s++) L += partial(s)[1] * (w[s] = mm::softmax_rescale(partial(s)[0], M));
+            for (int d = 0; d < D; d++) {
+                float a = 0.0f;
+                for (int s = 0; s < splits; s++)
+                    if (w[s] != 0.0f) a = std::fma(w[s], partial(s)[2 + d], a);
+                o[d] = a * (1.0f / L);
+            }
+        }
+}
+
+static void test_attention_order(void) {
+    struct Case {
+        int n, G, Hkv, D, C, roots_every;
+    } cases[] = {{1, 4, 2, 16, 0, 1},    {1, 4, 8, 64, 700, 1},  {3, 2, 2, 10, 33, 100}, {12, 4, 2, 32, 5, 4},
+                 {64, 4, 8, 64, 300, 6}, {128, 1, 4, 16, 90, 9}, {100, 8, 1, 24, 1, 3},  {17, 3, 3, 40, 64, 2},
+                 {120, 8, 4, 16, 40, 5}};
+    double worst = 0.0;
+    for (const Case &cs : cases) {
+        const int rows = mm::bucket_rows(cs.n), Hq = cs.G * cs.Hkv, D = cs.D, C = cs.C, n_slots = C + cs.n;
+        std::vector<int32_t> parents = random_tree(cs.n, cs.roots_every), toks(cs.n, 0), pos(cs.n, 0), dense(cs.n);
+        if (cs.roots_every == 100)
+            for (int i = 0; i < cs.n; i++) parents[i] = i - 1;
+        std::vector<uint32_t> mask((size_t)cs.n * 4);
+        auto *m = reinterpret_cast<uint32_t(*)[4]>(mask.data());
+        CHECK(mm::build_key_sets(parents.data(), cs.n, dense.data(), m) == -1);
+        static mm::StepParams sp;
+        mm::fill_step(sp, toks.data(), pos.data(), dense.data(), m, C, 0, cs.n, 0, 0, mm::CallOutputs(), 8, 8);
+        std::vector<float> q((size_t)rows * Hq * D), K((size_t)n_slots * cs.Hkv * D), V(K.size());
+        for (auto &x : q) x = sym(2.0f);
+        for (auto &x : K) x = sym(2.0f);
+        for (auto &x : V) x = sym(1.0f);
+        const float scale = 1.0f / std::sqrt((float)D);
+        std::vector<float> got;
+        emulate_attention(rows, cs.n, cs.G, cs.Hkv, D, sp, q, K, V, scale, got);
+        double err = 0.0;
+        for (int t = 0; t < rows; t++)
+            for (int hq = 0; hq < Hq; hq++) {
+                const int kvh = hq / cs.G;
+                const float *o = &got[((size_t)t * Hq + hq) * D];
+                if (t >= cs.n) {
+                    for (int d = 0; d < D; d++) CHECK(o[d] == 0.0f);
+                    continue;
+                }
+                /* two passes in double over the token's key set */
+                std::vector<double> s;
+                std::vector<int> slots;
+                double mx = -1e300;
+                for (int slot = 0; slot < n_slots; slot++) {
+                    const bool vis = slot < C || is_ancestor_or_self(parents, slot - C, t);
+                    if (!vis) continue;
+                    double dot = 0.0;
+                    for (int d = 0; d < D; d++) dot += (double)q[((size_t)t * Hq + hq) * D + d] * K[((size_t)slot * cs.Hkv + kvh) * D + d];
+                    s.push_back(dot * scale);
+                    slots.push_back(slot);
+                    mx = std::max(mx, s.back());
+                }
+                double sum = 0.0;
+                for (double &e : s) sum += (e = std::exp(e - mx));
+                for (int d = 0; d < D; d++) {
+                    double want = 0.0;
+                    for (size_t i = 0; i < s.size(); i++) want += s[i] / sum * V[((size_t)slots[i] * cs.Hkv + kvh) * D + d];
+                    err = std::max(err, std::fabs(o[d] - want));
+                }
+            }
+        worst = std::max(worst, err);
+        /* the splits cover the keys exactly once */
+        const int splits = mm::attn_splits(rows, cs.G, cs.Hkv);
+        int covered = 0, prev_end = 0;
+        for (int s = 0; s < splits; s++) {
+            int k0, k1;
+            mm::split_range(n_slots, splits, s, k0, k1);
+            CHECK(k0 == prev_end || k0 == k1);
+            CHECK(k0 % mm::ATT_KEYS == 0 || k0 == n_slots);
+            covered += k1 - k0;
+            if (k1 > k0) prev_end = k1;
+        }
+        CHECK(covered == n_slots);
+    }
+    printf("  attention: kernel order (splits, tiles, online softmax, merge) vs two passes: max abs err %.2e\n", worst);
+    CHECK(worst < 2e-6);
+}
+
+/* ---------------------------------------------------------------- layouts */
+
+/* model.cu's placement of the weights: matrices (tied ones once), then f32 vectors, then the rope table. */
+static uint64_t place_weights(const spec_model_config &c, const int *mat_dtype, int vec_dtype, bool tied, bool biases, uint64_t *given) {
+    auto row_bytes = [](int dt, int64_t cols) -> uint64_t {
+        switch (dt) {
+        case SPEC_DTYPE_F32: return (uint64_t)cols * 4;
+        case SPEC_DTYPE_F16: case SPEC_DTYPE_BF16: return (uint64_t)cols * 2;
+        case SPEC_DTYPE_Q8_0: return (uint64_t)cols / 32 * 34;
+        default: return (uint64_t)cols / 32 * 18;
+        }
+    };
+    const int64_t E = c.n_embd, QD = (int64_t)c.n_head * c.head_dim, KD = (int64_t)c.n_head_kv * c.head_dim, F = c.n_ff;
+    uint64_t at = 0;
+    *given = 0;
+    auto put = [&](uint64_t bytes) { at = mm::align256(at) + bytes; };
+    auto mat = [&](int role, int64_t rows, int64_t cols, bool upload) {
+        const uint64_t b = row_bytes(mat_dtype[role], cols) * (uint64_t)rows;
+        *given += b;
+        if (upload) put(b);
+    };
+    auto vec = [&](int64_t cols) {
+        *given += (uint64_t)cols * (vec_dtype == SPEC_DTYPE_F32 ? 4 : 2);
+        put((uint64_t)cols * 4);
+    };
+    mat(SPEC_W_TOKEN_EMBD, c.n_vocab, E, true);
+    mat(SPEC_W_OUTPUT, c.n_vocab, E, !tied);
+    for (int l = 0; l < c.n_layer; l++) {
+        mat(SPEC_W_ATTN_Q, QD, E, true);
+        mat(SPEC_W_ATTN_K, KD, E, true);
+        mat(SPEC_W_ATTN_V, KD, E, true);
+        mat(SPEC_W_ATTN_OUT, E, QD, true);
+        mat(SPEC_W_FFN_GATE, F, E, true);
+        mat(SPEC_W_FFN_UP, F, E, true);
+        mat(SPEC_W_FFN_DOWN, E, F, true);
+    }
+    vec(E);
+    for (int l = 0; l < c.n_layer; l++) {
+        vec(E);
+        vec(E);
+        if (biases) {
+            vec(QD);
+            vec(KD);
+            vec(KD);
+        }
+    }
+    put((uint64_t)(mm::rope_dims(c) / 2) * 8);
+    return at;
+}
+
+static void check_layout(const spec_model_config &c, size_t mm_scratch) {
+    const mm::ScratchLayout s = mm::scratch_layout(c, mm_scratch);
+    const size_t R = mm::MAX_ROWS, E = c.n_embd, QD = (size_t)c.n_head * c.head_dim, KD = (size_t)c.n_head_kv * c.head_dim;
+    const std::pair<size_t, size_t> pieces[] = {
+        {s.params, sizeof(mm::StepParams)}, {s.commit, 8 * R}, {s.x, 4 * R * E}, {s.xn, 4 * R * E}, {s.q, 4 * R * QD},
+        {s.k, 4 * R * KD}, {s.v, 4 * R * KD}, {s.att, 4 * R * QD}, {s.g, 4 * R * c.n_ff}, {s.u, 4 * R * c.n_ff},
+        {s.rope, 4 * R * (size_t)(mm::rope_dims(c) / 2) * 2}, {s.head, 4 * R * c.n_vocab},
+        {s.part, 4 * (size_t)mm::attn_partial_floats(c)}, {s.matmul, mm_scratch}};
+    size_t end = 0;
+    for (const auto &p : pieces) {
+        CHECK(p.first % 256 == 0);
+        CHECK(p.first >= end);
+        end = p.first + p.second;
+    }
+    CHECK(s.bytes >= end && s.bytes % 256 == 0);
+    /* the partials hold every bucket's splits */
+    const int G = c.n_head / c.n_head_kv;
+    for (int rows = 1; rows <= mm::MAX_ROWS; rows *= 2) {
+        const int sp = mm::attn_splits(rows, G, c.n_head_kv);
+        if (sp > 1)
+            CHECK((int64_t)sp * mm::attn_tiles(rows, G) * mm::ATT_ROWS * c.n_head_kv * (c.head_dim + 2) <= mm::attn_partial_floats(c));
+    }
+}
+
+static void test_layouts(void) {
+    spec_model_config c = base();
+    check_layout(c, 0);
+    check_layout(c, 12345);
+    const size_t b0 = mm::scratch_layout(c, 0).bytes;
+    spec_model_config bigger = c;
+    bigger.n_vocab *= 2;
+    CHECK(mm::scratch_layout(bigger, 0).bytes > b0);
+    bigger = c;
+    bigger.n_ff += 64;
+    CHECK(mm::scratch_layout(bigger, 0).bytes > b0);
+    CHECK(mm::scratch_layout(c, 1 << 20).bytes >= b0 + (1 << 20));
+    /* a 1B llama: the figures the memory plan reports */
+    spec_model_config big = base();
+    big.n_vocab = 128256;
+    big.n_embd = 2048;
+    big.n_layer = 16;
+    big.n_head = 32;
+    big.n_head_kv = 8;
+    big.head_dim = 64;
+    big.n_ff = 8192;
+    check_layout(big, 0);
+    printf("  scratch of a 1B llama (without matmul's): %.1f MiB (LM head rows %.1f MiB)\n", mm::scratch_layout(big, 0).bytes / 1048576.0,
+           4.0 * mm::MAX_ROWS * big.n_vocab / 1048576.0);
+
+    int mixes = 0;
+    for (int trial = 0; trial < 300; trial++) {
+        spec_model_config w = base();
+        w.n_layer = 1 + below(6);
+        w.n_embd = 32 * (1 + below(8));
+        w.n_ff = 32 * (1 + below(12));
+        w.head_dim = 8 * (1 + below(16));
+        w.n_head_kv = 1 + below(4);
+        w.n_head = w.n_head_kv * (1 + below(4));
+        w.n_vocab = 1 + below(3000);
+        int dts[SPEC_W_ROLE_COUNT];
+        for (int &d : dts) d = below(5);
+        const int vdt = below(3);
+        const bool tied = below(2), biases = below(2);
+        uint64_t given = 0;
+        const uint64_t need = place_weights(w, dts, vdt, tied, biases, &given);
+        CHECK(need <= mm::weight_alloc_bytes(w, given));
+        CHECK(mm::weight_alloc_bytes(w, given + 1) == mm::weight_alloc_bytes(w, given) + 1);
+        mixes++;
+    }
+    printf("  weight allocation bound holds for %d random dtype / tied / bias mixes\n", mixes);
+}
+
+int main(void) {
+    (void)error_mentions;
+    test_rope();
+    test_elementwise();
+    test_shapes();
+    test_key_sets();
+    test_fill_step();
+    test_attention_order();
+    test_layouts();
+    return check_finish("test_model_math");
+}
