@@ -248,6 +248,17 @@ constexpr int ATT_MAX_HEAD_DIM = 256;
 
 SPEC_HD int32_t attn_tiles(int32_t rows, int32_t G) { return (rows * G + ATT_ROWS - 1) / ATT_ROWS; }
 
+// The kernel instance a head_dim runs on: head dims up to 32, 64, 128 or ATT_MAX_HEAD_DIM.
+SPEC_HD int32_t attn_head_dim_bucket(int32_t head_dim) {
+    return head_dim <= 32 ? 32 : head_dim <= 64 ? 64 : head_dim <= 128 ? 128 : ATT_MAX_HEAD_DIM;
+}
+
+// Dynamic shared memory of the attention kernel at head_dim D: Q rows, K tile (rows padded by
+// one float), V tile, all f32.
+SPEC_HD size_t attn_smem_bytes(int32_t D) {
+    return sizeof(float) * ((size_t)ATT_ROWS * D + (size_t)ATT_KEYS * (D + 1) + (size_t)ATT_KEYS * D);
+}
+
 // Splits of the keys (flash decoding): enough blocks to fill the device when there are few rows,
 // one split when the rows alone fill it. Fixed per bucket, so a graph's grid never changes;
 // the split's share of the keys is computed from the step's key count.
@@ -292,11 +303,30 @@ SPEC_HD int64_t attn_partial_floats_per_row(int32_t head_dim) { return 2 + (int6
 
 SPEC_HD uint64_t align256(uint64_t n) { return (n + 255) & ~(uint64_t)255; }
 
+// Matrices that multiply the same activations (a layer's q, k, v; its gate and up) are placed
+// back to back and run as one matrix of all their rows, one weight-streaming launch instead of
+// several, when they share dtype and columns and each one's bytes are a multiple of 16: every
+// piece then starts 16-byte aligned, as a matrix of its own would (matmul.cuh's fast paths), and
+// its rows are the stacked matrix's rows at an offset. Otherwise they stay separate matrices.
+struct MatrixPiece {
+    int32_t dtype;
+    int64_t rows, cols;
+    uint64_t bytes; // rows * the dtype's row bytes
+};
+inline bool can_stack(const MatrixPiece *pieces, int n) {
+    for (int i = 0; i < n; i++) {
+        if (pieces[i].dtype != pieces[0].dtype || pieces[i].cols != pieces[0].cols) return false;
+        if (pieces[i].bytes % 16 != 0 || pieces[i].rows <= 0) return false;
+    }
+    return n > 0;
+}
+
 // Upper bound of the pieces of the weight allocation: every matrix (uploaded once even when
 // tied), every norm and bias converted to f32 (biases counted for every layer, whether given or
 // not), the rope frequencies; each piece 256-byte aligned. given_bytes: the sum of the nbytes
 // given to spec_model_set_weight (the matrices inside it only shrink when vectors or tied
-// matrices are counted there).
+// matrices are counted there). Stacked matrices (can_stack) take one piece for several, and a
+// tied matrix inside a stack is copied again, which given_bytes already counts: still a bound.
 inline uint64_t weight_alloc_bytes(const spec_model_config &c, uint64_t given_bytes) {
     const uint64_t L = (uint64_t)c.n_layer, E = (uint64_t)c.n_embd;
     const uint64_t QD = (uint64_t)c.n_head * c.head_dim, KD = (uint64_t)c.n_head_kv * c.head_dim;
@@ -309,13 +339,21 @@ inline uint64_t weight_alloc_bytes(const spec_model_config &c, uint64_t given_by
 // The activation scratch of one model: fixed, for one slice of MAX_ROWS rows.
 struct ScratchLayout {
     size_t params = 0, commit = 0;           // StepParams; kv_commit's (dst, src) pairs
-    size_t x = 0, xn = 0, q = 0, k = 0, v = 0, att = 0, g = 0, u = 0;
+    size_t x = 0, xn = 0, att = 0;
+    size_t qkv = 0;                          // [rows][qkv_width]: q, k, v of a row side by side
+    size_t gu = 0;                           // [rows][2 n_ff]: gate, up; silu(gate) * up in the gate half
     size_t rope = 0;                         // [rows][rope_dims / 2][cos, sin]
     size_t head = 0;                         // [rows][n_vocab]: the LM head's output before it is copied out
     size_t part = 0;                         // attention partials
     size_t matmul = 0;                       // matmul()'s scratch
     size_t bytes = 0;
 };
+
+// Row strides of the q/k/v and gate/up activations: one matmul (stacked weights) or several
+// (separate ones, written at column offsets) fill the same buffers, so everything downstream
+// reads one layout. q at column 0, k at n_head * head_dim, v after k.
+inline int64_t qkv_width(const spec_model_config &c) { return (int64_t)(c.n_head + 2 * c.n_head_kv) * c.head_dim; }
+inline int64_t gu_width(const spec_model_config &c) { return 2 * (int64_t)c.n_ff; }
 
 // Largest attention partial buffer over the buckets, in floats.
 inline int64_t attn_partial_floats(const spec_model_config &c) {
@@ -339,18 +377,14 @@ inline ScratchLayout scratch_layout(const spec_model_config &c, size_t matmul_sc
         at = off + n;
         return off;
     };
-    const size_t R = MAX_ROWS, E = (size_t)c.n_embd, QD = (size_t)c.n_head * c.head_dim;
-    const size_t KD = (size_t)c.n_head_kv * c.head_dim, F = (size_t)c.n_ff, V = (size_t)c.n_vocab;
+    const size_t R = MAX_ROWS, E = (size_t)c.n_embd, QD = (size_t)c.n_head * c.head_dim, V = (size_t)c.n_vocab;
     s.params = add(sizeof(StepParams));
     s.commit = add(sizeof(int32_t) * 2 * MAX_ROWS);
     s.x = add(4 * R * E);
     s.xn = add(4 * R * E);
-    s.q = add(4 * R * QD);
-    s.k = add(4 * R * KD);
-    s.v = add(4 * R * KD);
+    s.qkv = add(4 * R * (size_t)qkv_width(c));
     s.att = add(4 * R * QD);
-    s.g = add(4 * R * F);
-    s.u = add(4 * R * F);
+    s.gu = add(4 * R * (size_t)gu_width(c));
     s.rope = add(4 * R * (size_t)(rope_dims(c) / 2) * 2);
     s.head = add(4 * R * V);
     s.part = add(4 * (size_t)attn_partial_floats(c));

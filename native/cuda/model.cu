@@ -17,10 +17,28 @@
 // and every KV cache of the model. SPECULA_CUDA_GRAPHS=0 (read at finalize) launches the same
 // kernels directly; a failed capture or instantiation falls back to direct launches for that key.
 //
-// Streams. Each model owns a blocking stream: work on the legacy default stream (buffer copies,
-// the speculative kernels) stays ordered with it, so forward returns without synchronizing and
-// spec_verify / spec_copy_d2h see its results. Logits reach the caller's buffer through a copy
-// kernel (the LM head writes a fixed scratch; the caller's address is in the parameter block).
+// Stacked weights. A layer's q, k, v weights (and its gate, up weights) are uploaded back to back
+// when mm::can_stack allows, and run as one matmul of all their rows into one activation buffer
+// ([rows][q | k | v], [rows][gate | up]); otherwise, or with SPECULA_CUDA_FUSE=0 (read at
+// finalize), as separate matmuls writing the same buffers at column offsets. Per layer that is 4
+// weight-streaming launches instead of 7 (the small k and v products alone cannot reach the
+// memory bandwidth). Both give the same bits wherever matmul streams (up to 8 rows: each output
+// row's sums depend on that row alone). On the tensor-core path the split-k factor depends on
+// the row count, so stacked and separate products may differ in the last bits there.
+//
+// Streams. Each model owns a non-blocking stream, so that capturing a graph on it never involves
+// the legacy default stream: CUDA rejects legacy-stream work (another thread's cudaMemcpy, a
+// speculative kernel) while a blocking stream is being captured. The rest of the backend works
+// on the legacy stream (buffer copies, spec_verify, the recycler; stream 0 in those files, which
+// are not built with per-thread default streams; nothing uses cudaStreamPerThread). Ordering is
+// explicit instead: forward and kv_commit first record an event on the legacy stream and make
+// the model's stream wait for it (earlier copies into the caller's buffers are done before the
+// model reads or overwrites them), and last record an event on the model's stream and make the
+// legacy stream wait for it (a later spec_copy_d2h or spec_verify sees the results). Capture
+// happens between the two, on the model's stream alone. So forward returns without
+// synchronizing. kv_release and model_release wait for the model's stream before freeing.
+// Logits reach the caller's buffer through a copy kernel (the LM head writes a fixed scratch;
+// the caller's address is in the parameter block).
 #include "model.cuh"
 
 #include "matmul.cuh"
@@ -33,11 +51,13 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <new>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace specula::cuda {
@@ -47,6 +67,7 @@ constexpr int RING = 8; // pinned upload slots
 
 struct Layer {
     DeviceMatrix wq, wk, wv, wo, gate, up, down;
+    DeviceMatrix wqkv, wgu; // the stacked matrices (data null: run wq, wk, wv / gate, up separately)
     const float *attn_norm = nullptr, *ffn_norm = nullptr;
     const float *bq = nullptr, *bk = nullptr, *bv = nullptr;
 };
@@ -58,7 +79,8 @@ struct GraphEntry {
 
 struct ModelState {
     int device = 0;
-    cudaStream_t stream = nullptr;
+    cudaStream_t stream = nullptr; // non-blocking; ordered with the legacy stream by the two events
+    cudaEvent_t legacy_mark = nullptr, model_mark = nullptr;
     char *weights = nullptr;
     char *scratch = nullptr;
     mm::ScratchLayout lay;
@@ -68,6 +90,7 @@ struct ModelState {
     double pos_scale = 1.0;
     std::vector<Layer> layers;
     bool use_graphs = true;
+    bool stack = true; // SPECULA_CUDA_FUSE
     std::map<uint64_t, GraphEntry> graphs;
 
     std::mutex mu; // one forward or commit at a time: the scratch, ring and graphs are shared
@@ -86,6 +109,8 @@ struct ModelState {
             if (g.second.exec) cudaGraphExecDestroy(g.second.exec);
         for (cudaEvent_t e : events)
             if (e) cudaEventDestroy(e);
+        if (legacy_mark) cudaEventDestroy(legacy_mark);
+        if (model_mark) cudaEventDestroy(model_mark);
         if (pinned) cudaFreeHost(pinned);
         if (scratch) cudaFree(scratch);
         if (weights) cudaFree(weights);
@@ -131,6 +156,22 @@ Status upload_slot(ModelState &ms, void *dst, size_t bytes, Failure &err) {
         if (st_ != SPEC_OK) return st_;             \
     } while (0)
 
+// Runs `enqueue` (work on the model's stream) after everything already on the legacy stream, and
+// makes later legacy-stream work wait for it (the "Streams." contract above). The closing half
+// runs even when enqueue fails part way: whatever it launched is still ordered.
+template <typename Enqueue>
+Status ordered_with_legacy(ModelState &ms, Failure &err, Enqueue &&enqueue) {
+    cudaError_t e = cudaEventRecord(ms.legacy_mark, cudaStreamLegacy);
+    if (e == cudaSuccess) e = cudaStreamWaitEvent(ms.stream, ms.legacy_mark, 0);
+    if (e != cudaSuccess) return cuda_failure(err, e, "ordering the model stream after the default stream");
+    const Status st = enqueue();
+    e = cudaEventRecord(ms.model_mark, ms.stream);
+    if (e == cudaSuccess) e = cudaStreamWaitEvent(cudaStreamLegacy, ms.model_mark, 0);
+    if (e != cudaSuccess && st == SPEC_OK) return cuda_failure(err, e, "ordering the default stream after the model stream");
+    if (e != cudaSuccess) cudaGetLastError(); // the first failure is the one reported
+    return st;
+}
+
 // The LM head over `rows` rows of x into the head scratch.
 Status head_rows(const ModelState &ms, const spec_model_config &c, int32_t rows, void *mm_scratch, Failure &err) {
     TRY(ops::rmsnorm(ms.f(ms.lay.x), ms.output_norm, ms.f(ms.lay.xn), rows, c.n_embd, c.rms_eps, nullptr, ms.stream, err));
@@ -144,8 +185,10 @@ Status enqueue_slice(const ModelState &ms, const spec_model_config &c, const mm:
     const mm::StepParams *P = ms.params();
     cudaStream_t s = ms.stream;
     void *mms = ms.scratch + ms.lay.matmul;
-    float *x = ms.f(ms.lay.x), *xn = ms.f(ms.lay.xn), *q = ms.f(ms.lay.q), *k = ms.f(ms.lay.k), *v = ms.f(ms.lay.v);
-    float *att = ms.f(ms.lay.att), *g = ms.f(ms.lay.g), *u = ms.f(ms.lay.u), *head = ms.f(ms.lay.head);
+    const int64_t QKV = mm::qkv_width(c), GU = mm::gu_width(c);
+    float *x = ms.f(ms.lay.x), *xn = ms.f(ms.lay.xn), *att = ms.f(ms.lay.att), *head = ms.f(ms.lay.head);
+    float *q = ms.f(ms.lay.qkv), *k = q + QD, *v = k + KD; // row t at t * QKV
+    float *g = ms.f(ms.lay.gu), *u = g + F;                 // row t at t * GU
 
     TRY(ops::embed(P, ms.embd.data, ms.embd.dtype, ms.embd.row_bytes, E, ms.inv_freq, ms.pos_scale, half, R, x,
                    ms.f(ms.lay.rope), s, err));
@@ -153,19 +196,27 @@ Status enqueue_slice(const ModelState &ms, const spec_model_config &c, const mm:
     for (int32_t l = 0; l < n_run; l++) {
         const Layer &L = ms.layers[l];
         TRY(ops::rmsnorm(x, L.attn_norm, xn, R, E, c.rms_eps, nullptr, s, err));
-        TRY(matmul(L.wq, xn, E, R, q, QD, false, mms, s, err));
-        TRY(matmul(L.wk, xn, E, R, k, KD, false, mms, s, err));
-        TRY(matmul(L.wv, xn, E, R, v, KD, false, mms, s, err));
-        ops::QkvPost qp{q, k, v, L.bq, L.bk, L.bv, ms.f(ms.lay.rope), Hq, Hkv, D, half, c.kv_dtype, c.rope_style == SPEC_ROPE_NEOX};
+        if (L.wqkv.data) {
+            TRY(matmul(L.wqkv, xn, E, R, q, QKV, false, mms, s, err));
+        } else {
+            TRY(matmul(L.wq, xn, E, R, q, QKV, false, mms, s, err));
+            TRY(matmul(L.wk, xn, E, R, k, QKV, false, mms, s, err));
+            TRY(matmul(L.wv, xn, E, R, v, QKV, false, mms, s, err));
+        }
+        ops::QkvPost qp{q, k, v, QKV, L.bq, L.bk, L.bv, ms.f(ms.lay.rope), Hq, Hkv, D, half, c.kv_dtype, c.rope_style == SPEC_ROPE_NEOX};
         TRY(ops::qkv_post(P, qp, l, R, s, err));
-        ops::Attention at{q, att, ms.f(ms.lay.part), Hq, Hkv, D, c.kv_dtype, 1.0f / std::sqrt((float)D)};
+        ops::Attention at{q, QKV, att, ms.f(ms.lay.part), Hq, Hkv, D, c.kv_dtype, 1.0f / std::sqrt((float)D)};
         TRY(ops::attention(P, at, l, R, s, err));
         TRY(matmul(L.wo, att, QD, R, x, E, true, mms, s, err));
         TRY(ops::rmsnorm(x, L.ffn_norm, xn, R, E, c.rms_eps, nullptr, s, err));
-        TRY(matmul(L.gate, xn, E, R, g, F, false, mms, s, err));
-        TRY(matmul(L.up, xn, E, R, u, F, false, mms, s, err));
-        TRY(ops::silu_mul(g, u, (int64_t)R * F, s, err));
-        TRY(matmul(L.down, g, F, R, x, E, true, mms, s, err));
+        if (L.wgu.data) {
+            TRY(matmul(L.wgu, xn, E, R, g, GU, false, mms, s, err));
+        } else {
+            TRY(matmul(L.gate, xn, E, R, g, GU, false, mms, s, err));
+            TRY(matmul(L.up, xn, E, R, u, GU, false, mms, s, err));
+        }
+        TRY(ops::silu_mul(g, u, GU, R, F, s, err));
+        TRY(matmul(L.down, g, GU, R, x, E, true, mms, s, err));
         if (l + 1 == key.exit_layer) {
             if (key.exit_hidden) TRY(ops::copy_out(P, ops::Dest::ExitHidden, ops::RowsOut::All, x, E, R, s, err));
             if (key.exit_logits) {
@@ -247,6 +298,9 @@ Status finalize_impl(spec_model *m, ModelState &ms, Failure &err) {
     }
     TRY(set_device(m->ctx->device, err));
     ms.device = m->ctx->device;
+    const char *graphs_env = std::getenv("SPECULA_CUDA_GRAPHS"), *fuse_env = std::getenv("SPECULA_CUDA_FUSE");
+    ms.use_graphs = !(graphs_env && std::strcmp(graphs_env, "0") == 0);
+    ms.stack = !(fuse_env && std::strcmp(fuse_env, "0") == 0);
 
     // Weights: one allocation of exactly model_weight_bytes(config, the nbytes given).
     uint64_t given = 0;
@@ -266,6 +320,24 @@ Status finalize_impl(spec_model *m, ModelState &ms, Failure &err) {
         return off;
     };
     std::unordered_map<const void *, std::pair<uint64_t, const spec_weight *>> uploaded; // tied matrices: one copy
+    auto copy_matrix = [&](spec_weight &w, uint64_t off) -> Status {
+        if (off + w.nbytes > wbytes) { // checked before the copy: it must never write past the allocation
+            err = failure(SPEC_ERR_INTERNAL, "cuda: model weights need more than the %llu bytes planned", (unsigned long long)wbytes);
+            return err.status;
+        }
+        cudaError_t ce = cudaMemcpy(ms.weights + off, w.data, w.nbytes, cudaMemcpyHostToDevice);
+        if (ce != cudaSuccess) return cuda_failure(err, ce, "cudaMemcpy (model weights)");
+        uploaded.emplace(w.data, std::make_pair(off, &w));
+        return SPEC_OK;
+    };
+    auto describe = [&](spec_weight &w, uint64_t off, DeviceMatrix &M) {
+        M.data = ms.weights + off;
+        M.dtype = w.dtype;
+        M.rows = w.rows;
+        M.cols = w.cols;
+        M.row_bytes = dtype_row_bytes(w.dtype, w.cols);
+        w.device_data = M.data;
+    };
     auto matrix = [&](int role, int layer, DeviceMatrix &M) -> Status {
         spec_weight &w = m->weights[role][layer];
         auto it = uploaded.find(w.data);
@@ -274,16 +346,38 @@ Status finalize_impl(spec_model *m, ModelState &ms, Failure &err) {
             off = it->second.first;
         } else {
             off = place(w.nbytes);
-            cudaError_t ce = cudaMemcpy(ms.weights + off, w.data, w.nbytes, cudaMemcpyHostToDevice);
-            if (ce != cudaSuccess) return cuda_failure(err, ce, "cudaMemcpy (model weights)");
-            uploaded.emplace(w.data, std::make_pair(off, &w));
+            TRY(copy_matrix(w, off));
         }
-        M.data = ms.weights + off;
-        M.dtype = w.dtype;
-        M.rows = w.rows;
-        M.cols = w.cols;
-        M.row_bytes = dtype_row_bytes(w.dtype, w.cols);
-        w.device_data = M.data;
+        describe(w, off, M);
+        return SPEC_OK;
+    };
+    // Matrices of one layer that multiply the same activations: back to back as one matrix S
+    // (mm::can_stack; each also described on its own), or separately with S left empty.
+    auto stacked = [&](std::initializer_list<std::pair<int, DeviceMatrix *>> parts, int layer, DeviceMatrix &S) -> Status {
+        mm::MatrixPiece pieces[3];
+        int n = 0;
+        uint64_t total = 0;
+        int64_t rows = 0;
+        for (const auto &p : parts) {
+            const spec_weight &w = m->weights[p.first][layer];
+            pieces[n++] = mm::MatrixPiece{w.dtype, w.rows, w.cols, w.nbytes};
+            total += w.nbytes;
+            rows += w.rows;
+        }
+        S = DeviceMatrix{};
+        if (!ms.stack || !mm::can_stack(pieces, n)) {
+            for (const auto &p : parts) TRY(matrix(p.first, layer, *p.second));
+            return SPEC_OK;
+        }
+        uint64_t off = place(total);
+        for (const auto &p : parts) {
+            spec_weight &w = m->weights[p.first][layer];
+            TRY(copy_matrix(w, off)); // a tied copy elsewhere does not help: the stack must be contiguous
+            describe(w, off, *p.second);
+            off += w.nbytes;
+        }
+        S = *parts.begin()->second;
+        S.rows = rows;
         return SPEC_OK;
     };
     // Vectors and the rope table: converted on the host into one image, uploaded at once.
@@ -307,12 +401,9 @@ Status finalize_impl(spec_model *m, ModelState &ms, Failure &err) {
     ms.layers.resize(c.n_layer);
     for (int l = 0; l < c.n_layer; l++) {
         Layer &L = ms.layers[l];
-        TRY(matrix(SPEC_W_ATTN_Q, l, L.wq));
-        TRY(matrix(SPEC_W_ATTN_K, l, L.wk));
-        TRY(matrix(SPEC_W_ATTN_V, l, L.wv));
+        TRY(stacked({{SPEC_W_ATTN_Q, &L.wq}, {SPEC_W_ATTN_K, &L.wk}, {SPEC_W_ATTN_V, &L.wv}}, l, L.wqkv));
         TRY(matrix(SPEC_W_ATTN_OUT, l, L.wo));
-        TRY(matrix(SPEC_W_FFN_GATE, l, L.gate));
-        TRY(matrix(SPEC_W_FFN_UP, l, L.up));
+        TRY(stacked({{SPEC_W_FFN_GATE, &L.gate}, {SPEC_W_FFN_UP, &L.up}}, l, L.wgu));
         TRY(matrix(SPEC_W_FFN_DOWN, l, L.down));
     }
     ms.output_norm = vector(SPEC_W_OUTPUT_NORM, 0);
@@ -359,10 +450,10 @@ Status finalize_impl(spec_model *m, ModelState &ms, Failure &err) {
     e = cudaMemset(ms.scratch, 0, ms.lay.bytes);
     if (e != cudaSuccess) return cuda_failure(err, e, "cudaMemset (model scratch)");
 
-    e = cudaStreamCreate(&ms.stream); // blocking: ordered with the legacy default stream
+    e = cudaStreamCreateWithFlags(&ms.stream, cudaStreamNonBlocking); // ordered by events: see "Streams."
     if (e != cudaSuccess) {
         ms.stream = nullptr;
-        return cuda_failure(err, e, "cudaStreamCreate (model stream)");
+        return cuda_failure(err, e, "cudaStreamCreateWithFlags (model stream)");
     }
     e = cudaMallocHost((void **)&ms.pinned, SLOT_BYTES * RING);
     if (e != cudaSuccess) {
@@ -376,9 +467,14 @@ Status finalize_impl(spec_model *m, ModelState &ms, Failure &err) {
             return cuda_failure(err, e, "cudaEventCreate");
         }
     }
+    for (cudaEvent_t *ev : {&ms.legacy_mark, &ms.model_mark}) {
+        e = cudaEventCreateWithFlags(ev, cudaEventDisableTiming);
+        if (e != cudaSuccess) {
+            *ev = nullptr;
+            return cuda_failure(err, e, "cudaEventCreate (stream ordering)");
+        }
+    }
     TRY(ops::prepare(c.head_dim, err));
-    const char *env = std::getenv("SPECULA_CUDA_GRAPHS");
-    ms.use_graphs = !(env && std::strcmp(env, "0") == 0);
     return SPEC_OK;
 }
 
@@ -408,23 +504,26 @@ Status forward_impl(spec_model *m, spec_kv *kv, const spec_forward_args &a, Fail
     out.exit_logits = a.exit_logits ? (uint64_t)a.exit_logits->ptr : 0;
     const uint64_t layer_bytes = (uint64_t)kv->capacity * kv_slot_bytes(c);
 
-    for (int32_t u0 = 0; u0 < n; u0 += mm::MAX_ROWS) {
-        const int32_t nb = std::min(mm::MAX_ROWS, n - u0);
-        mm::GraphKey key;
-        key.rows = mm::bucket_rows(nb);
-        key.head = mm::slice_head(a.logits_mode, a.stop_at_exit != 0, u0 + nb == n);
-        key.exit_layer = a.exit_layer;
-        key.exit_hidden = a.exit_hidden != nullptr;
-        key.exit_logits = a.exit_logits != nullptr;
-        key.stop_at_exit = a.stop_at_exit != 0;
-        char *slot = nullptr;
-        TRY(acquire_slot(ms, &slot, err));
-        auto *sp = reinterpret_cast<mm::StepParams *>(slot);
-        mm::fill_step(*sp, a.tokens, a.positions, ms.dense.data(), mask, C, u0, nb, (uint64_t)ks.mem, layer_bytes, out, c.n_embd,
-                      c.n_vocab);
-        TRY(upload_slot(ms, ms.params(), mm::step_upload_bytes(nb), err));
-        TRY(run_slice(ms, c, key, err));
-    }
+    TRY(ordered_with_legacy(ms, err, [&]() -> Status {
+        for (int32_t u0 = 0; u0 < n; u0 += mm::MAX_ROWS) {
+            const int32_t nb = std::min(mm::MAX_ROWS, n - u0);
+            mm::GraphKey key;
+            key.rows = mm::bucket_rows(nb);
+            key.head = mm::slice_head(a.logits_mode, a.stop_at_exit != 0, u0 + nb == n);
+            key.exit_layer = a.exit_layer;
+            key.exit_hidden = a.exit_hidden != nullptr;
+            key.exit_logits = a.exit_logits != nullptr;
+            key.stop_at_exit = a.stop_at_exit != 0;
+            char *slot = nullptr;
+            TRY(acquire_slot(ms, &slot, err));
+            auto *sp = reinterpret_cast<mm::StepParams *>(slot);
+            mm::fill_step(*sp, a.tokens, a.positions, ms.dense.data(), mask, C, u0, nb, (uint64_t)ks.mem, layer_bytes, out,
+                          c.n_embd, c.n_vocab);
+            TRY(upload_slot(ms, ms.params(), mm::step_upload_bytes(nb), err));
+            TRY(run_slice(ms, c, key, err));
+        }
+        return SPEC_OK;
+    }));
     ks.pending_layers = a.stop_at_exit ? a.exit_layer : c.n_layer;
     return SPEC_OK;
 }
@@ -475,7 +574,8 @@ Status kv_init(spec_kv *kv, Failure &err) {
     }
     const uint64_t total = kv_cache_bytes(c, kv->capacity);
     cudaError_t e = cudaMalloc((void **)&ks->mem, total);
-    if (e == cudaSuccess) e = cudaMemset(ks->mem, 0, total); // a slot never written reads as zeros, as on the cpu
+    if (e != cudaSuccess) ks->mem = nullptr; // not ours to free, whatever a failed cudaMalloc left there
+    else e = cudaMemset(ks->mem, 0, total);   // a slot never written reads as zeros, as on the cpu
     if (e != cudaSuccess) {
         if (ks->mem) cudaFree(ks->mem);
         delete ks;
@@ -493,7 +593,13 @@ void kv_release(spec_kv *kv) {
     auto *ks = (KvState *)kv->backend_state;
     if (ks && ks->mem) {
         cudaSetDevice(kv->model->ctx->device);
-        cudaFree(ks->mem); // synchronizes: no forward still writes it
+        // Forward and commit return before their kernels finish: wait for the model's stream
+        // explicitly rather than count on cudaFree synchronizing.
+        if (auto *ms = (ModelState *)kv->model->backend_state) {
+            std::lock_guard<std::mutex> lock(ms->mu);
+            cudaStreamSynchronize(ms->stream);
+        }
+        cudaFree(ks->mem);
     }
     delete ks;
     kv->backend_state = nullptr;
@@ -510,22 +616,24 @@ Status kv_commit(spec_kv *kv, int32_t n_path, const int32_t *path, Failure &err)
     if (j == n_path || ks.pending_layers == 0) return SPEC_OK;
     const uint64_t slot_bytes = kv_slot_bytes(c), layer_bytes = (uint64_t)kv->capacity * slot_bytes;
     int32_t *dev_pairs = reinterpret_cast<int32_t *>(ms.scratch + ms.lay.commit);
-    while (j < n_path) {
-        char *slot = nullptr;
-        TRY(acquire_slot(ms, &slot, err));
-        auto *pairs = reinterpret_cast<int32_t *>(slot);
-        int32_t count = 0;
-        for (; j < n_path && count < mm::MAX_ROWS; j++)
-            if (path[j] != j) {
-                pairs[2 * count] = j;
-                pairs[2 * count + 1] = path[j];
-                count++;
-            }
-        if (!count) break;
-        TRY(upload_slot(ms, dev_pairs, sizeof(int32_t) * 2 * (size_t)count, err));
-        TRY(ops::kv_move(ks.mem, layer_bytes, slot_bytes, ks.pending_layers, kv->committed, dev_pairs, count, ms.stream, err));
-    }
-    return SPEC_OK;
+    return ordered_with_legacy(ms, err, [&]() -> Status {
+        while (j < n_path) {
+            char *slot = nullptr;
+            TRY(acquire_slot(ms, &slot, err));
+            auto *pairs = reinterpret_cast<int32_t *>(slot);
+            int32_t count = 0;
+            for (; j < n_path && count < mm::MAX_ROWS; j++)
+                if (path[j] != j) {
+                    pairs[2 * count] = j;
+                    pairs[2 * count + 1] = path[j];
+                    count++;
+                }
+            if (!count) break;
+            TRY(upload_slot(ms, dev_pairs, sizeof(int32_t) * 2 * (size_t)count, err));
+            TRY(ops::kv_move(ks.mem, layer_bytes, slot_bytes, ks.pending_layers, kv->committed, dev_pairs, count, ms.stream, err));
+        }
+        return SPEC_OK;
+    });
 }
 
 Status forward(spec_model *m, spec_kv *kv, const spec_forward_args &args, Failure &err) {

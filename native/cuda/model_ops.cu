@@ -85,7 +85,7 @@ __global__ void qkv_post_kernel(const mm::StepParams *p, QkvPost a, int32_t laye
     const int t = blockIdx.x;
     if (t >= p->h.n_rows) return; // padding: q/k/v stay as computed, the cache untouched
     const int D = a.head_dim, QD = a.n_head * D, KD = a.n_head_kv * D;
-    float *q = a.q + (size_t)t * QD, *k = a.k + (size_t)t * KD, *v = a.v + (size_t)t * KD;
+    float *q = a.q + (size_t)t * a.ld, *k = a.k + (size_t)t * a.ld, *v = a.v + (size_t)t * a.ld;
     if (a.bq) {
         for (int i = threadIdx.x; i < QD; i += blockDim.x) q[i] = km::fadd(q[i], a.bq[i]);
         for (int i = threadIdx.x; i < KD; i += blockDim.x) {
@@ -131,14 +131,11 @@ static_assert(mm::ATT_KEYS == 32, "one key per lane");
 struct AttnDev {
     const mm::StepParams *p;
     const float *q;
+    int64_t q_ld;
     float *out, *part;
     int32_t layer, D, G, n_head, n_head_kv, rows_total, splits, part_rows;
     float scale;
 };
-
-size_t attn_smem_bytes(int D) {
-    return sizeof(float) * ((size_t)mm::ATT_ROWS * D + (size_t)mm::ATT_KEYS * (D + 1) + (size_t)mm::ATT_KEYS * D);
-}
 
 template <int MAXD, int DT>
 __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(AttnDev a) {
@@ -165,7 +162,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(AttnDev a) {
     for (int e = tid; e < mm::ATT_ROWS * D; e += ATT_THREADS) {
         const int r = e / D, d = e % D, rg = row0 + r, t = rg / G, g = rg % G;
         const bool valid = rg < a.rows_total && t < n_rows;
-        Qs[e] = valid ? a.q[((size_t)t * a.n_head + (size_t)kvh * G + g) * D + d] : 0.0f;
+        Qs[e] = valid ? a.q[(size_t)t * a.q_ld + ((size_t)kvh * G + g) * D + d] : 0.0f;
     }
     for (int r = tid; r < mm::ATT_ROWS; r += ATT_THREADS) {
         const int rg = row0 + r, t = rg / G;
@@ -297,17 +294,22 @@ void *attention_kernel_for(int dtype) {
     }
 }
 void *attention_kernel_for(int head_dim, int dtype) {
-    if (head_dim <= 32) return attention_kernel_for<32>(dtype);
-    if (head_dim <= 64) return attention_kernel_for<64>(dtype);
-    if (head_dim <= 128) return attention_kernel_for<128>(dtype);
-    return attention_kernel_for<256>(dtype);
+    static_assert(mm::ATT_MAX_HEAD_DIM == 256, "one instance per mm::attn_head_dim_bucket");
+    switch (mm::attn_head_dim_bucket(head_dim)) {
+    case 32: return attention_kernel_for<32>(dtype);
+    case 64: return attention_kernel_for<64>(dtype);
+    case 128: return attention_kernel_for<128>(dtype);
+    default: return attention_kernel_for<256>(dtype);
+    }
 }
 
 // ---------------------------------------------------------------- elementwise and copies
 
-__global__ void silu_mul_kernel(float *g, const float *u, int64_t n) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        g[i] = km::fmul(mm::silu(g[i]), u[i]);
+// Grid (column blocks, rows).
+__global__ void silu_mul_kernel(float *g, const float *u, int64_t ld, int64_t width) {
+    const int64_t row = (int64_t)blockIdx.y * ld;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < width; i += (int64_t)gridDim.x * blockDim.x)
+        g[row + i] = km::fmul(mm::silu(g[row + i]), u[row + i]);
 }
 
 __global__ void copy_out_kernel(const mm::StepParams *p, Dest dest, RowsOut which, const float *src, int64_t width) {
@@ -341,7 +343,10 @@ unsigned blocks_for(int64_t n, int per) { return (unsigned)std::max<int64_t>(1, 
 } // namespace
 
 Status prepare(int32_t head_dim, Failure &err) {
-    const size_t smem = attn_smem_bytes(head_dim);
+    // The attribute belongs to the kernel instance, which every model of the bucket shares: set
+    // it for the bucket's largest head_dim, or a later model with a smaller head_dim would lower
+    // it below what an earlier, larger one launches with (a failed launch).
+    const size_t smem = mm::attn_smem_bytes(mm::attn_head_dim_bucket(head_dim));
     for (int dt : {SPEC_DTYPE_F32, SPEC_DTYPE_F16, SPEC_DTYPE_BF16}) {
         cudaError_t e = cudaFuncSetAttribute(attention_kernel_for(head_dim, dt), cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return cuda_failure(err, e, "cudaFuncSetAttribute (model attention shared memory)");
@@ -372,6 +377,7 @@ Status attention(const mm::StepParams *p, const Attention &a, int32_t layer, int
     AttnDev d;
     d.p = p;
     d.q = a.q;
+    d.q_ld = a.q_ld;
     d.out = a.out;
     d.part = a.part;
     d.layer = layer;
@@ -387,7 +393,7 @@ Status attention(const mm::StepParams *p, const Attention &a, int32_t layer, int
     const dim3 grid((unsigned)d.splits, (unsigned)tiles, (unsigned)a.n_head_kv);
     void *args[] = {&d};
     cudaError_t e = cudaLaunchKernel(attention_kernel_for(a.head_dim, a.kv_dtype), grid, dim3(ATT_THREADS), args,
-                                     attn_smem_bytes(a.head_dim), stream);
+                                     mm::attn_smem_bytes(a.head_dim), stream);
     if (e != cudaSuccess) return cuda_failure(err, e, "model attention kernel");
     if (d.splits > 1) {
         combine_kernel<<<blocks_for((int64_t)rows * a.n_head, ATT_WARPS), ATT_THREADS, 0, stream>>>(d, rows);
@@ -396,8 +402,9 @@ Status attention(const mm::StepParams *p, const Attention &a, int32_t layer, int
     return SPEC_OK;
 }
 
-Status silu_mul(float *g, const float *u, int64_t n, cudaStream_t stream, Failure &err) {
-    silu_mul_kernel<<<std::min<unsigned>(blocks_for(n, THREADS), 4096), THREADS, 0, stream>>>(g, u, n);
+Status silu_mul(float *g, const float *u, int64_t ld, int32_t rows, int64_t width, cudaStream_t stream, Failure &err) {
+    const dim3 grid(std::min<unsigned>(blocks_for(width, THREADS), 64), (unsigned)rows);
+    silu_mul_kernel<<<grid, THREADS, 0, stream>>>(g, u, ld, width);
     return check_launch(err, "model silu kernel");
 }
 

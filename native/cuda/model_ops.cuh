@@ -31,7 +31,8 @@ Status rmsnorm(const float *x, const float *w, float *out, int32_t rows, int32_t
                cudaStream_t stream, Failure &err);
 
 struct QkvPost {
-    float *q, *k, *v;                 // [rows][n_head * D], [rows][n_head_kv * D] x2
+    float *q, *k, *v;                 // row t of each at t * ld: n_head * D, n_head_kv * D, n_head_kv * D floats
+    int64_t ld;                       // row stride of q, k and v (mm::qkv_width)
     const float *bq, *bk, *bv;        // biases or null
     const float *rope;                // [rows][rope_half][2]
     int32_t n_head, n_head_kv, head_dim, rope_half, kv_dtype;
@@ -41,7 +42,8 @@ struct QkvPost {
 Status qkv_post(const mm::StepParams *p, const QkvPost &a, int32_t layer, int32_t rows, cudaStream_t stream, Failure &err);
 
 struct Attention {
-    const float *q;  // [rows][n_head * D], roped
+    const float *q;  // roped, row t at t * q_ld: n_head * D floats
+    int64_t q_ld;
     float *out;      // [rows][n_head * D]
     float *part;     // partials of the splits (mm::attn_partial_floats)
     int32_t n_head, n_head_kv, head_dim, kv_dtype;
@@ -50,8 +52,9 @@ struct Attention {
 // Tree attention of the slice's rows over the KV cache of `layer`.
 Status attention(const mm::StepParams *p, const Attention &a, int32_t layer, int32_t rows, cudaStream_t stream, Failure &err);
 
-// g = silu(g) * u over n elements.
-Status silu_mul(float *g, const float *u, int64_t n, cudaStream_t stream, Failure &err);
+// g = silu(g) * u over `width` elements of each of `rows` rows, row t of both at t * ld (g and
+// u may be the two halves of one buffer).
+Status silu_mul(float *g, const float *u, int64_t ld, int32_t rows, int64_t width, cudaStream_t stream, Failure &err);
 
 enum class Dest { Logits, ExitHidden, ExitLogits };
 enum class RowsOut {

@@ -11,8 +11,10 @@ std::mutex g_state_mutex; // guards creating a context's state
 }
 
 Status cuda_failure(Failure &err, cudaError_t e, const char *what) {
+    // Reported here, so cleared here: a recoverable error left as the runtime's last error would
+    // fail a later, unrelated check_launch. (A sticky error stays: every later call reports it.)
+    cudaGetLastError();
     if (e == cudaErrorMemoryAllocation) {
-        cudaGetLastError();
         err = failure(SPEC_ERR_OUT_OF_MEMORY, "cuda: %s: out of device memory", what);
         return err.status;
     }

@@ -4,13 +4,16 @@
  * dequantization of every dtype, row buckets, slice head modes, graph keys, the per-token key
  * sets of tree attention against brute-force ancestry, the parameter block of a slice, a host
  * emulation of the attention kernel's splits / tiles / online softmax / combine against a
- * two-pass reference, and the byte layouts of weights and scratch. */
+ * two-pass reference, which matrices stack into one launch, and the byte layouts of weights
+ * (stacked or not) and scratch. */
 #include <stdint.h>
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <map>
 #include <set>
+#include <utility>
 #include <vector>
 
 #include "check.h"
@@ -516,8 +519,10 @@ static void test_attention_order(void) {
 
 /* ---------------------------------------------------------------- layouts */
 
-/* model.cu's placement of the weights: matrices (tied ones once), then f32 vectors, then the rope table. */
-static uint64_t place_weights(const spec_model_config &c, const int *mat_dtype, int vec_dtype, bool tied, bool biases, uint64_t *given) {
+/* model.cu's placement of the weights: matrices (tied ones once; q, k, v and gate, up stacked
+ * when mm::can_stack allows and `stack`), then f32 vectors, then the rope table. */
+static uint64_t place_weights(const spec_model_config &c, const int *mat_dtype, int vec_dtype, bool tied, bool biases, bool stack,
+                              uint64_t *given, int *stacks = nullptr) {
     auto row_bytes = [](int dt, int64_t cols) -> uint64_t {
         switch (dt) {
         case SPEC_DTYPE_F32: return (uint64_t)cols * 4;
@@ -539,15 +544,29 @@ static uint64_t place_weights(const spec_model_config &c, const int *mat_dtype, 
         *given += (uint64_t)cols * (vec_dtype == SPEC_DTYPE_F32 ? 4 : 2);
         put((uint64_t)cols * 4);
     };
+    /* several matrices of E columns: one piece when stackable, else one each */
+    auto group = [&](std::initializer_list<std::pair<int, int64_t>> parts) {
+        mm::MatrixPiece p[3];
+        int n = 0;
+        uint64_t total = 0;
+        for (const auto &r : parts) {
+            p[n++] = mm::MatrixPiece{mat_dtype[r.first], r.second, E, row_bytes(mat_dtype[r.first], E) * (uint64_t)r.second};
+            total += p[n - 1].bytes;
+        }
+        if (stack && mm::can_stack(p, n)) {
+            *given += total;
+            put(total);
+            if (stacks) (*stacks)++;
+        } else {
+            for (const auto &r : parts) mat(r.first, r.second, E, true);
+        }
+    };
     mat(SPEC_W_TOKEN_EMBD, c.n_vocab, E, true);
     mat(SPEC_W_OUTPUT, c.n_vocab, E, !tied);
     for (int l = 0; l < c.n_layer; l++) {
-        mat(SPEC_W_ATTN_Q, QD, E, true);
-        mat(SPEC_W_ATTN_K, KD, E, true);
-        mat(SPEC_W_ATTN_V, KD, E, true);
+        group({{SPEC_W_ATTN_Q, QD}, {SPEC_W_ATTN_K, KD}, {SPEC_W_ATTN_V, KD}});
         mat(SPEC_W_ATTN_OUT, E, QD, true);
-        mat(SPEC_W_FFN_GATE, F, E, true);
-        mat(SPEC_W_FFN_UP, F, E, true);
+        group({{SPEC_W_FFN_GATE, F}, {SPEC_W_FFN_UP, F}});
         mat(SPEC_W_FFN_DOWN, E, F, true);
     }
     vec(E);
@@ -567,9 +586,10 @@ static uint64_t place_weights(const spec_model_config &c, const int *mat_dtype, 
 static void check_layout(const spec_model_config &c, size_t mm_scratch) {
     const mm::ScratchLayout s = mm::scratch_layout(c, mm_scratch);
     const size_t R = mm::MAX_ROWS, E = c.n_embd, QD = (size_t)c.n_head * c.head_dim, KD = (size_t)c.n_head_kv * c.head_dim;
+    CHECK(mm::qkv_width(c) == (int64_t)(QD + 2 * KD) && mm::gu_width(c) == 2 * (int64_t)c.n_ff);
     const std::pair<size_t, size_t> pieces[] = {
-        {s.params, sizeof(mm::StepParams)}, {s.commit, 8 * R}, {s.x, 4 * R * E}, {s.xn, 4 * R * E}, {s.q, 4 * R * QD},
-        {s.k, 4 * R * KD}, {s.v, 4 * R * KD}, {s.att, 4 * R * QD}, {s.g, 4 * R * c.n_ff}, {s.u, 4 * R * c.n_ff},
+        {s.params, sizeof(mm::StepParams)}, {s.commit, 8 * R}, {s.x, 4 * R * E}, {s.xn, 4 * R * E},
+        {s.qkv, 4 * R * (QD + 2 * KD)}, {s.att, 4 * R * QD}, {s.gu, 4 * R * 2 * (size_t)c.n_ff},
         {s.rope, 4 * R * (size_t)(mm::rope_dims(c) / 2) * 2}, {s.head, 4 * R * c.n_vocab},
         {s.part, 4 * (size_t)mm::attn_partial_floats(c)}, {s.matmul, mm_scratch}};
     size_t end = 0;
@@ -613,7 +633,7 @@ static void test_layouts(void) {
     printf("  scratch of a 1B llama (without matmul's): %.1f MiB (LM head rows %.1f MiB)\n", mm::scratch_layout(big, 0).bytes / 1048576.0,
            4.0 * mm::MAX_ROWS * big.n_vocab / 1048576.0);
 
-    int mixes = 0;
+    int mixes = 0, stacks = 0;
     for (int trial = 0; trial < 300; trial++) {
         spec_model_config w = base();
         w.n_layer = 1 + below(6);
@@ -625,19 +645,65 @@ static void test_layouts(void) {
         w.n_vocab = 1 + below(3000);
         int dts[SPEC_W_ROLE_COUNT];
         for (int &d : dts) d = below(5);
+        if (below(2)) /* mostly one dtype, as most model files: then q/k/v and gate/up stack */
+            for (int &d : dts) d = dts[0];
         const int vdt = below(3);
         const bool tied = below(2), biases = below(2);
-        uint64_t given = 0;
-        const uint64_t need = place_weights(w, dts, vdt, tied, biases, &given);
+        uint64_t given = 0, given_stacked = 0;
+        const uint64_t need = place_weights(w, dts, vdt, tied, biases, false, &given);
+        const uint64_t need_stacked = place_weights(w, dts, vdt, tied, biases, true, &given_stacked, &stacks);
+        CHECK(given_stacked == given); /* the caller's figure does not depend on how the backend places them */
         CHECK(need <= mm::weight_alloc_bytes(w, given));
+        CHECK(need_stacked <= need && need_stacked <= mm::weight_alloc_bytes(w, given));
         CHECK(mm::weight_alloc_bytes(w, given + 1) == mm::weight_alloc_bytes(w, given) + 1);
         mixes++;
     }
-    printf("  weight allocation bound holds for %d random dtype / tied / bias mixes\n", mixes);
+    CHECK(stacks > 100);
+    printf("  weight allocation bound holds for %d random dtype / tied / bias mixes, stacked (%d stacks) or not\n", mixes, stacks);
+}
+
+/* Stacking (one launch for q, k, v or gate, up): same dtype and columns, and every piece a
+ * multiple of 16 bytes, so each starts 16-byte aligned as it would alone. */
+static void test_can_stack(void) {
+    const mm::MatrixPiece bf16_q{SPEC_DTYPE_BF16, 2048, 2048, 2048 * 4096ull}, bf16_k{SPEC_DTYPE_BF16, 512, 2048, 512 * 4096ull};
+    const mm::MatrixPiece qkv[3] = {bf16_q, bf16_k, bf16_k};
+    CHECK(mm::can_stack(qkv, 3));
+    CHECK(mm::can_stack(qkv, 1));
+    CHECK(!mm::can_stack(qkv, 0));
+    mm::MatrixPiece mixed[3] = {bf16_q, bf16_k, bf16_k};
+    mixed[1].dtype = SPEC_DTYPE_F16; /* same bytes, another dtype */
+    CHECK(!mm::can_stack(mixed, 3));
+    mixed[1] = bf16_k;
+    mixed[2].cols = 1024;
+    mixed[2].bytes = 512 * 2048ull;
+    CHECK(!mm::can_stack(mixed, 3));
+    /* Q8_0 [4 x 32]: 4 blocks of 34 bytes = 136, not a multiple of 16: the next piece would start 8-byte aligned */
+    const mm::MatrixPiece q8_small{SPEC_DTYPE_Q8_0, 4, 32, 136}, q8_ok{SPEC_DTYPE_Q8_0, 8, 32, 272};
+    const mm::MatrixPiece a[2] = {q8_small, q8_ok}, b[2] = {q8_ok, q8_ok};
+    CHECK(!mm::can_stack(a, 2));
+    CHECK(mm::can_stack(b, 2));
+    /* Q4_0 of a 1B llama: 64 blocks of 18 bytes per row, 1152 bytes, stacks */
+    const mm::MatrixPiece q4[2] = {{SPEC_DTYPE_Q4_0, 8192, 2048, 8192 * 1152ull}, {SPEC_DTYPE_Q4_0, 8192, 2048, 8192 * 1152ull}};
+    CHECK(mm::can_stack(q4, 2));
+}
+
+/* The attention kernel's shared-memory attribute is set once per kernel instance (head_dim
+ * bucket), so it must be the bucket's largest need: every head_dim of the bucket launches with at
+ * most that, whichever model set it last. */
+static void test_attention_smem(void) {
+    for (int D = 2; D <= mm::ATT_MAX_HEAD_DIM; D += 2) {
+        const int b = mm::attn_head_dim_bucket(D);
+        CHECK(b >= D && b <= mm::ATT_MAX_HEAD_DIM && (b == 32 || mm::attn_head_dim_bucket(b / 2) == b / 2));
+        CHECK(mm::attn_smem_bytes(D) <= mm::attn_smem_bytes(b));
+        CHECK(mm::attn_head_dim_bucket(b) == b);
+    }
+    CHECK(mm::attn_smem_bytes(mm::ATT_MAX_HEAD_DIM) + sizeof(mm::StepRow) * mm::ATT_ROWS <= 227 * 1024); /* sm_90 opt-in */
 }
 
 int main(void) {
     (void)error_mentions;
+    test_attention_smem();
+    test_can_stack();
     test_rope();
     test_elementwise();
     test_shapes();

@@ -1,7 +1,7 @@
 // The cuda matrix products (native/cuda/matmul.cu) against a double-precision cpu reference, on
 // fresh random inputs: every dtype, n from 1 to 200 tokens (both regimes and the chunking past
-// 128), shapes with rows that fill no tile and columns that fill no chunk, strided inputs and
-// outputs, accumulate on and off. Also: argument validation, and that a call captured in a CUDA
+// 128), shapes with rows that fill no tile and columns that fill no k tile or no chunk, strided
+// inputs and outputs, accumulate on and off. Also: argument validation, and that a call captured in a CUDA
 // graph gives the same bits as the eager call (graph capture, determinism).
 //
 // Exit 0: all passed; 1: a failure; 77: no CUDA device (ctest reports it as skipped).
@@ -340,10 +340,12 @@ int main() {
 
     std::vector<Shape> shapes;
     if (quick) {
-        shapes = {{1000, 96, 1, 3}, {300, 100, 0, 0}, {520, 2048, 0, 0}};
+        shapes = {{1000, 96, 1, 3}, {300, 100, 0, 0}, {517, 200, 0, 2}, {520, 2048, 0, 0}};
     } else {
+        // 200 columns: a multiple of 8 but not of 32, so the tensor-core path's last k tile is part
+        // weights, part zero fill (the other tensor-core shapes have whole k tiles)
         shapes = {{2048, 2048, 0, 0}, {5632, 2048, 0, 0}, {2048, 5632, 0, 0}, {1000, 96, 1, 3}, {1003, 160, 4, 1},
-                  {300, 100, 0, 0}};
+                  {517, 200, 0, 2}, {300, 100, 0, 0}};
     }
     const std::vector<int> ns_full = {1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 32, 64, 100, 128};
     const std::vector<int> ns_quick = {1, 3, 8, 9, 17, 64, 128};

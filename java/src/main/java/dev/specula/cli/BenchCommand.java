@@ -28,6 +28,7 @@ import java.util.Map;
 import java.util.concurrent.Callable;
 import javax.imageio.ImageIO;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /**
@@ -38,6 +39,9 @@ import picocli.CommandLine.Option;
 @Command(name = "bench", sortOptions = false, mixinStandardHelpOptions = true,
         description = "Compare drafters on a Spec-Bench style prompt file: speedup over plain decoding and mean accepted tokens.")
 final class BenchCommand implements Callable<Integer> {
+    @Mixin
+    BackendOptions where;
+
     @Option(names = "--model", paramLabel = "FILE", description = "The target model (default: the demo model).")
     Path model;
 
@@ -108,7 +112,7 @@ final class BenchCommand implements Callable<Integer> {
         for (String d : drafters) if (!names.contains(d.trim())) names.add(d.trim());
         Path path = model != null ? model : DefaultModel.locate();
         Map<String, Map<String, Tally>> tallies = new LinkedHashMap<>(); // drafter -> category ("all" too) -> tally
-        try (Context ctx = Context.cpu(); LoadedModel loaded = LoadedModel.open(ctx, path);
+        try (Context ctx = where.open(); LoadedModel loaded = LoadedModel.open(ctx, path);
              Drafters factory = new Drafters(loaded, treeSize, !fixedTree, draftModel, 4096)) {
             ctx.setThreads(threads);
             var generator = loaded.generator(4096);

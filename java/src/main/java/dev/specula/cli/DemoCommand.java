@@ -16,6 +16,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /**
@@ -34,6 +35,9 @@ final class DemoCommand implements Callable<Integer> {
              */
             public static int max(int[] values) {
             """;
+
+    @Mixin
+    BackendOptions where;
 
     @Option(names = "--model", paramLabel = "FILE", description = "The target model (default: the demo model).")
     Path model;
@@ -55,7 +59,7 @@ final class DemoCommand implements Callable<Integer> {
     public Integer call() {
         Path path = model != null ? model : DefaultModel.locate();
         PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
-        try (Context ctx = Context.cpu(); LoadedModel loaded = LoadedModel.open(ctx, path);
+        try (Context ctx = where.open(); LoadedModel loaded = LoadedModel.open(ctx, path);
              Drafters factory = new Drafters(loaded, 81, true)) {
             Generator generator = loaded.generator(2048);
             out.println("model: " + path);

@@ -15,6 +15,7 @@ import java.util.Locale;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
 
@@ -34,8 +35,8 @@ final class InfoCommand implements Callable<Integer> {
     @Option(names = "--model", paramLabel = "FILE", description = "A GGUF file or Hugging Face checkpoint folder to budget.")
     Path model;
 
-    @Option(names = "--backend", paramLabel = "NAME", defaultValue = "cpu", description = "cpu or cuda (default: ${DEFAULT-VALUE}).")
-    String backend;
+    @Mixin
+    BackendOptions where;
 
     @Option(names = "--context", paramLabel = "N", defaultValue = "4096", description = "KV positions per sequence (default: ${DEFAULT-VALUE}).")
     int context;
@@ -101,6 +102,7 @@ final class InfoCommand implements Callable<Integer> {
     }
 
     private void budget(PrintWriter out) {
+        String backend = where.backend;
         if (!KNOWN_BACKENDS.contains(backend)) throw new IllegalArgumentException("unknown --backend '" + backend + "': cpu or cuda");
         String name = drafter.equals("draft") ? "draft-model" : drafter;
         if (!Drafters.NAMES.contains(name))
@@ -116,7 +118,7 @@ final class InfoCommand implements Callable<Integer> {
                     request.batch(), request.contextLength(), request.contextLength() < context ? " (the model's training context)" : "",
                     request.maxTreeNodes(), name);
             out.print(budget.table());
-            MemoryBudget.Limit limit = limit();
+            MemoryBudget.Limit limit = limit(backend);
             out.println("available: " + limit.describe());
             if (!limit.known()) {
                 out.println("fits:      unknown (nothing to check against)");
@@ -141,14 +143,14 @@ final class InfoCommand implements Callable<Integer> {
         }
     }
 
-    private MemoryBudget.Limit limit() {
+    private MemoryBudget.Limit limit(String backend) {
         if (memoryLimit != null) return MemoryBudget.Limit.explicit(MemoryBudget.parseSize(memoryLimit));
         if (backend.equals("cpu")) return MemoryBudget.hostAvailable(MemoryBudget.DEFAULT_SAFETY_MARGIN);
         if (!Specula.backendsCompiled().contains(backend)) return MemoryBudget.Limit.unknown(backend + " is not compiled into this library");
         try {
             int count = Specula.deviceCount(backend);
-            if (count == 0) return MemoryBudget.Limit.unknown(backend + " sees no device here");
-            try (Context ctx = Context.open(backend, 0)) {
+            if (count <= where.device) return MemoryBudget.Limit.unknown(backend + " has no device " + where.device + " here");
+            try (Context ctx = where.open()) {
                 return MemoryBudget.available(ctx, 0, MemoryBudget.DEFAULT_SAFETY_MARGIN);
             }
         } catch (SpeculaException e) {

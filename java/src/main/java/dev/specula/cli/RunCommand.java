@@ -23,12 +23,16 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** Generates text from a prompt, streaming it, with the stats at the end (or one JSON object with --json). */
 @Command(name = "run", sortOptions = false, mixinStandardHelpOptions = true,
         description = "Generate text from a prompt.")
 final class RunCommand implements Callable<Integer> {
+    @Mixin
+    BackendOptions where;
+
     @Option(names = "--model", paramLabel = "FILE", description = "A GGUF file or Hugging Face checkpoint folder (default: the demo model).")
     Path model;
 
@@ -118,7 +122,7 @@ final class RunCommand implements Callable<Integer> {
         PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
         MemoryPolicy policy = MemoryPolicy.parse(memoryPolicy);
         long limit = memoryLimit == null ? 0 : MemoryBudget.parseSize(memoryLimit);
-        try (Context ctx = Context.cpu()) {
+        try (Context ctx = where.open()) {
             ctx.setThreads(threads);
             // The budget is checked on the mapped file, before any weight reaches the backend.
             ModelFile file = ModelFile.open(path);

@@ -1,6 +1,8 @@
 package dev.specula.cli;
 
 import dev.specula.engine.MemoryBudgetException;
+import dev.specula.nativeapi.SpeculaException;
+import dev.specula.nativeapi.Status;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -21,11 +23,16 @@ public final class SpeculaCli implements Runnable {
         System.exit(commandLine().execute(args));
     }
 
-    /** The command line, with a refused memory budget reported as its message alone: it is a verdict, not a bug. */
+    /**
+     * The command line, with a refused memory budget or a backend this machine cannot run reported as its message
+     * alone: those are verdicts about the machine, not bugs.
+     */
     static CommandLine commandLine() {
         CommandLine cli = new CommandLine(new SpeculaCli());
         cli.setExecutionExceptionHandler((e, line, parsed) -> {
-            if (!(e instanceof MemoryBudgetException)) throw e;
+            boolean verdict = e instanceof MemoryBudgetException
+                    || (e instanceof SpeculaException se && se.status() == Status.BACKEND_UNAVAILABLE);
+            if (!verdict) throw e;
             line.getErr().println("specula: " + e.getMessage());
             line.getErr().flush();
             return 2;

@@ -102,4 +102,15 @@ class InfoCommandTest {
         assertTrue(r.err().contains("64.0 KiB (memory limit) is available"), r.err());
         assertFalse(r.err().contains("\tat "), "no stack trace: " + r.err());
     }
+
+    @Test
+    void runOnABackendThisMachineCannotUseSaysWhy() {
+        Path file = model();
+        Run r = run("run", "--model", file.toString(), "--max-tokens", "4", "--backend", "cuda");
+        if (r.code() == 0) return; // a machine with a GPU runs it
+        assertEquals(2, r.code(), r.out() + r.err());
+        assertTrue(r.err().startsWith("specula: "), r.err());
+        assertTrue(r.err().contains("cuda") || r.err().contains("CUDA"), r.err());
+        assertFalse(r.err().contains("\tat "), "no stack trace: " + r.err());
+    }
 }
