@@ -133,6 +133,10 @@ public:
     // args.parents is filled by the core; the backend writes args.tokens.
     virtual Status recycler_draft(spec_recycler *rec, const spec_recycler_draft_args &args, Failure &err) = 0;
 
+    // rows: the first row's device address (the core applied the offset and range-checked every row).
+    virtual Status logits_summarize(spec_context *ctx, const float *rows, int32_t n_rows, int64_t row_stride, int32_t limit,
+                                    int32_t k, spec_logits_summary *out, Failure &err) = 0;
+
     // Memory planning (request validated by the core): the same arithmetic the backend
     // allocates by. plan->total is filled by the core.
     virtual Status memory_plan(const spec_model_config &config, const spec_memory_request &request, spec_memory_plan *plan,

@@ -13,6 +13,8 @@
 //     logit, ties by lower id, so argmax, top-k and the top-p cut have one answer.
 #pragma once
 
+#include "specula.h"
+
 #include <cstdint>
 #include <cstring>
 #include <cmath>
@@ -221,6 +223,52 @@ SPEC_UNROLL
         c[K - 1] = 0;
     }
 };
+
+// ---------------------------------------------------------------- logits summaries
+// spec_logits_summarize: a row's top-k by the composite order above, then softmax at temperature 1
+// in double. The pieces both backends share, so that they differ only in summation order and exp.
+
+// exp(x - max) in double, a logit's unnormalized softmax weight; z gets x - max. The maximum itself
+// weighs 1 (so +inf logits share the mass instead of making inf - inf), NaN weighs 0.
+SPEC_HD double summary_weight(float x, float max_logit, double &z) {
+    z = 0.0;
+    if (x == max_logit) return 1.0;
+    if (!(x < max_logit)) return 0.0; // NaN, or a NaN maximum (a row of only NaN)
+    z = (double)x - (double)max_logit;
+    return exp(z);
+}
+
+// Adds a logit to the row's sums: S = sum e and W = sum e z, for H = log S - W / S.
+SPEC_HD void summary_accumulate(float x, float max_logit, double &sum, double &weighted) {
+    double z;
+    const double e = summary_weight(x, max_logit, z);
+    if (e > 0.0) { // underflowed terms, -inf logits included, must not add 0 * -inf
+        sum += e;
+        weighted += e * z;
+    }
+}
+
+// Writes a row's summary from its k best composites (0 = none: a row shorter than k), their logits
+// (top_logit[0] is the row's maximum) and the sums over the row.
+SPEC_HD void summary_write(const uint64_t *top, const float *top_logit, int k, double sum, double weighted,
+                           spec_logits_summary &out) {
+    for (int j = 0; j < SPEC_SUMMARY_MAX_K; j++) {
+        out.top[j] = j < k && top[j] ? (int32_t)composite_id(top[j]) : -1;
+        out.prob[j] = 0.0f;
+    }
+    out.reserved = 0;
+    if (!(sum > 0.0)) { // every logit NaN: the point mass at top[0], as verification has it
+        out.prob[0] = 1.0f;
+        out.entropy = 0.0f;
+        return;
+    }
+    for (int j = 0; j < k; j++) {
+        double z;
+        if (top[j]) out.prob[j] = (float)(summary_weight(top_logit[j], top_logit[0], z) / sum);
+    }
+    const double h = log(sum) - weighted / sum;
+    out.entropy = h > 0.0 ? (float)h : 0.0f;
+}
 
 // ---------------------------------------------------------------- integer probabilities
 

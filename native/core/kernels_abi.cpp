@@ -1,5 +1,5 @@
-// The ABI entry points of the speculative kernels: tree attention, batched verification and
-// Token Recycling. As in specula.cpp, each validates every argument (the host-side tree arrays
+// The ABI entry points of the speculative kernels: tree attention, batched verification, Token
+// Recycling and logits summaries. As in specula.cpp, each validates every argument (the host-side tree arrays
 // included, so that no kernel ever sees a bad parent or token id) before it dispatches to the
 // context's backend.
 #include "abi_guard.hpp"
@@ -354,6 +354,38 @@ SPEC_API spec_status spec_recycler_default_template(int32_t *parents, int32_t *r
             FAIL(err, SPEC_ERR_BUFFER_TOO_SMALL, "spec_recycler_default_template: capacity %d, the template has %d nodes", cap, n);
         build_default_template(parents, ranks);
         return SPEC_OK;
+    });
+}
+
+/* ---------------------------------------------------------------- logits summaries */
+
+SPEC_API spec_status spec_logits_summarize(spec_context *ctx, const spec_buffer *logits, uint64_t offset_bytes, int32_t rows,
+                                           int64_t row_stride, int32_t limit, int32_t k, spec_logits_summary *out) {
+    return guarded(live_context(ctx) ? ctx : nullptr, [&](Failure &err) -> spec_status {
+        const char *fn = "spec_logits_summarize";
+        if (!live_context(ctx)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "%s: context %s", fn, handle_problem(ctx));
+        if (!out) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: out is null", fn);
+        if (check_count(rows, 1, SPEC_KERNEL_MAX_BATCH * SPEC_TREE_MAX_NODES, fn, "rows", err)) return err.status;
+        if (check_count(k, 1, SPEC_SUMMARY_MAX_K, fn, "k", err)) return err.status;
+        if (row_stride < 1)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: row_stride = %lld must be at least 1 float", fn, (long long)row_stride);
+        if (limit < 1 || limit > row_stride)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: limit = %d is out of range (1..%lld = row_stride)", fn, limit, (long long)row_stride);
+        if (check_buffer(logits, ctx, 0, fn, "logits", err)) return err.status;
+        if (offset_bytes % 4)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: offset_bytes = %llu is not a multiple of 4 (a float)", fn,
+                 (unsigned long long)offset_bytes);
+        // The last row ends at offset + ((rows - 1) * row_stride + limit) floats; 128-bit, so no product wraps.
+        const unsigned __int128 end = (unsigned __int128)offset_bytes +
+                                      ((unsigned __int128)(rows - 1) * (uint64_t)row_stride + (uint64_t)limit) * 4u;
+        if (end > logits->size)
+            FAIL(err, SPEC_ERR_OUT_OF_RANGE,
+                 "%s: %d rows of stride %lld floats (limit %d) from byte %llu need %llu bytes, the logits buffer holds %llu", fn, rows,
+                 (long long)row_stride, limit, (unsigned long long)offset_bytes,
+                 end > (unsigned __int128)UINT64_MAX ? (unsigned long long)UINT64_MAX : (unsigned long long)end,
+                 (unsigned long long)logits->size);
+        const float *first = (const float *)((const char *)logits->ptr + offset_bytes);
+        return ctx->backend->logits_summarize(ctx, first, rows, row_stride, limit, k, out, err);
     });
 }
 

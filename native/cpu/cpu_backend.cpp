@@ -90,6 +90,10 @@ public:
     Status recycler_draft(spec_recycler *r, const spec_recycler_draft_args &a, Failure &err) override {
         return cpu::recycler_draft(r, a, err);
     }
+    Status logits_summarize(spec_context *ctx, const float *rows, int32_t n, int64_t stride, int32_t limit, int32_t k,
+                            spec_logits_summary *out, Failure &err) override {
+        return cpu::logits_summarize(ctx, rows, n, stride, limit, k, out, err);
+    }
 
     Status memory_plan(const spec_model_config &c, const spec_memory_request &r, spec_memory_plan *p, Failure &) override {
         p->weights = 0; // read in place from the caller's mapping

@@ -1,5 +1,5 @@
-// The cpu twins of the speculative kernels (tree_attention.cpp, verify.cpp, recycling.cpp): plain
-// loops over host memory, the reference the cuda kernels are tested against.
+// The cpu twins of the speculative kernels (tree_attention.cpp, verify.cpp, recycling.cpp,
+// logits_summary.cpp): plain loops over host memory, the reference the cuda kernels are tested against.
 #pragma once
 
 #include "../core/internal.hpp"
@@ -17,6 +17,8 @@ Status tree_attention(spec_context *ctx, const spec_tree_attention_args &args, F
 Status verify(spec_context *ctx, const spec_verify_args &args, Failure &err);
 Status recycler_update(spec_recycler *rec, const spec_recycler_update_args &args, Failure &err);
 Status recycler_draft(spec_recycler *rec, const spec_recycler_draft_args &args, Failure &err);
+Status logits_summarize(spec_context *ctx, const float *rows, int32_t n_rows, int64_t row_stride, int32_t limit, int32_t k,
+                        spec_logits_summary *out, Failure &err);
 
 // Runs body(i) for i in [0, n) on up to the context's thread count (0 = all cores). Work items
 // are independent and write disjoint outputs, so results do not depend on the split. An

@@ -11,13 +11,15 @@
 
 namespace specula {
 
-namespace cuda { // the speculative kernels: tree_attention.cu, verify.cu, recycling.cu
+namespace cuda { // the speculative kernels: tree_attention.cu, verify.cu, recycling.cu, logits_summary.cu
 Status tree_attention(spec_context *ctx, const spec_tree_attention_args &args, Failure &err);
 Status verify(spec_context *ctx, const spec_verify_args &args, Failure &err);
 Status recycler_init(spec_recycler *rec, Failure &err);
 void recycler_release(spec_recycler *rec);
 Status recycler_update(spec_recycler *rec, const spec_recycler_update_args &args, Failure &err);
 Status recycler_draft(spec_recycler *rec, const spec_recycler_draft_args &args, Failure &err);
+Status logits_summarize(spec_context *ctx, const float *rows, int32_t n_rows, int64_t row_stride, int32_t limit, int32_t k,
+                        spec_logits_summary *out, Failure &err);
 } // namespace cuda
 
 namespace {
@@ -141,6 +143,10 @@ public:
     }
     Status recycler_draft(spec_recycler *r, const spec_recycler_draft_args &a, Failure &err) override {
         return cuda::recycler_draft(r, a, err);
+    }
+    Status logits_summarize(spec_context *ctx, const float *rows, int32_t n, int64_t stride, int32_t limit, int32_t k,
+                            spec_logits_summary *out, Failure &err) override {
+        return cuda::logits_summarize(ctx, rows, n, stride, limit, k, out, err);
     }
 
     Status memory_plan(const spec_model_config &c, const spec_memory_request &r, spec_memory_plan *p, Failure &) override {

@@ -1,6 +1,6 @@
 // Token Recycling on the GPU.
-//   update: one block per tree node finds the top-k of its logits row (each thread keeps a
-//     sorted list of its own best k in registers, then k rounds of a block-wide max merge them)
+//   update: one block per tree node finds the top-k of its logits row (spec_cuda.cuh's block
+//     top-k: each thread keeps its own best k in registers, then k rounds of a block-wide max merge them)
 //     and claims the node's token's row with an atomicMax of (stamp << 32 | node); a second
 //     kernel writes each row from the node that won it (the last one, as on the cpu).
 //   draft: one block per sequence expands the template level by level (a level's nodes only
@@ -25,31 +25,11 @@ __global__ void __launch_bounds__(TOPK_THREADS)
                 unsigned long long *owner, uint32_t stamp) {
     __shared__ unsigned long long red[33];
     const int n = blockIdx.x;
-    const float *row = logits + (size_t)rows[n] * V;
     km::TopList<K> list;
-    list.clear();
-    // Four loads in flight per thread before the compares: the scan is memory-bound.
-    for (int64_t base = threadIdx.x; base < V; base += 4 * TOPK_THREADS) {
-        float x[4];
-#pragma unroll
-        for (int u = 0; u < 4; u++) {
-            const int64_t i = base + (int64_t)u * TOPK_THREADS;
-            x[u] = i < V ? row[i] : 0.0f;
-        }
-#pragma unroll
-        for (int u = 0; u < 4; u++) {
-            const int64_t i = base + (int64_t)u * TOPK_THREADS;
-            if (i < V) list.push(km::composite(x[u], (uint32_t)i));
-        }
-    }
-    // Merge: each round the best head in the block wins; its owner drops it. Composites are
-    // unique (they include the id), so exactly one thread pops.
-    for (int j = 0; j < k; j++) {
-        const unsigned long long head = list.c[0];
-        const unsigned long long best = block_reduce_u64<true>(head, red);
-        if (head == best) list.pop();
+    thread_top_list<K, TOPK_THREADS>(logits + (size_t)rows[n] * V, V, list);
+    block_merge_top(list, k, red, [&](int j, unsigned long long best) {
         if (threadIdx.x == 0) top[(size_t)n * k + j] = (int32_t)km::composite_id(best);
-    }
+    });
     if (threadIdx.x == 0) atomicMax(&owner[tokens[n]], (unsigned long long)stamp << 32 | (unsigned)n);
 }
 

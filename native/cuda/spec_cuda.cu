@@ -72,6 +72,7 @@ Status grow_scratch(spec_context *ctx, KernelState &st, size_t bytes, Failure &e
 static size_t kernel_scratch_needed(int32_t batch, int32_t max_nodes, int32_t n_vocab, int32_t recycler_k) {
     const size_t B = (size_t)batch, N = (size_t)max_nodes;
     size_t bytes = verify_scratch_bytes(B, N, (size_t)n_vocab);
+    bytes = std::max(bytes, logits_summary_scratch_bytes(B * N)); // a summary per tree node
     if (recycler_k > 0) {
         bytes = std::max(bytes, recycler_update_scratch_bytes(B * N, (size_t)recycler_k));
         bytes = std::max(bytes, recycler_draft_scratch_bytes(B, N));

@@ -1,5 +1,6 @@
-// Shared pieces of the cuda speculative kernels (tree_attention.cu, verify.cu, recycling.cu):
-// the per-context scratch memory, error reporting, and block-wide reductions over uint64.
+// Shared pieces of the cuda speculative kernels (tree_attention.cu, verify.cu, recycling.cu,
+// logits_summary.cu): the per-context scratch memory, error reporting, block-wide reductions, and
+// the block top-k of a logits row.
 #pragma once
 
 #include "../core/internal.hpp"
@@ -34,6 +35,7 @@ Status grow_scratch(spec_context *ctx, KernelState &st, size_t bytes, Failure &e
 size_t verify_scratch_bytes(size_t B, size_t N, size_t V);
 size_t recycler_update_scratch_bytes(size_t n_nodes, size_t k);
 size_t recycler_draft_scratch_bytes(size_t B, size_t N);
+size_t logits_summary_scratch_bytes(size_t rows);
 uint64_t recycler_bytes(int64_t n_vocab, int32_t k);
 uint64_t kernel_scratch_bytes(int32_t batch, int32_t max_nodes, int32_t n_vocab, int32_t recycler_k);
 // Grows the context's scratch to kernel_scratch_bytes(...) now (spec_context_reserve).
@@ -107,6 +109,23 @@ __device__ unsigned long long block_reduce_u64(unsigned long long v, unsigned lo
     return red[32];
 }
 
+// Block-wide sum of doubles; every thread gets it. red: 33 elements of shared memory. Every thread
+// of the block must call it (it synchronizes).
+__device__ inline double block_sum_f64(double v, double *red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+    for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    __syncthreads(); // red may still be read by a previous call
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        double x = lane < n_warps ? red[lane] : 0.0;
+        for (int o = 16; o; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+        if (lane == 0) red[32] = x;
+    }
+    __syncthreads();
+    return red[32];
+}
+
 // Block-wide inclusive prefix sum in thread order. red: 33 elements of shared memory.
 __device__ inline unsigned long long block_inclusive_scan_u64(unsigned long long v, unsigned long long *red) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
@@ -121,6 +140,43 @@ __device__ inline unsigned long long block_inclusive_scan_u64(unsigned long long
     }
     __syncthreads();
     return x + (warp > 0 ? red[warp - 1] : 0);
+}
+
+// ---------------------------------------------------------------- block top-k of a row
+// Each of THREADS threads keeps a sorted list of its own best K composites in registers; then k
+// rounds of a block-wide max merge them (recycling.cu's update, logits_summary.cu).
+
+// This thread's best K of row[0..n), scanning with four loads in flight: the scan is memory-bound.
+template <int K, int THREADS>
+__device__ void thread_top_list(const float *row, int64_t n, km::TopList<K> &list) {
+    list.clear();
+    for (int64_t base = threadIdx.x; base < n; base += 4 * THREADS) {
+        float x[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int64_t i = base + (int64_t)u * THREADS;
+            x[u] = i < n ? row[i] : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int64_t i = base + (int64_t)u * THREADS;
+            if (i < n) list.push(km::composite(x[u], (uint32_t)i));
+        }
+    }
+}
+
+// The block's best k (k <= K), best first: every thread calls emit(j, composite) for j = 0..k-1 with
+// the same values (0 once the row has fewer than k tokens). Each round the best head in the block
+// wins and its owner drops it; composites are unique (they include the id), so exactly one thread
+// pops. Every thread of the block must call it.
+template <int K, typename Emit>
+__device__ void block_merge_top(km::TopList<K> &list, int k, unsigned long long *red, Emit emit) {
+    for (int j = 0; j < k; j++) {
+        const unsigned long long head = list.c[0];
+        const unsigned long long best = block_reduce_u64<true>(head, red);
+        if (head == best && best != 0) list.pop();
+        emit(j, best);
+    }
 }
 #endif
 

@@ -28,7 +28,7 @@ extern "C" {
 
 /* ABI version: major changes break callers, minor changes only add. */
 #define SPEC_ABI_VERSION_MAJOR 0
-#define SPEC_ABI_VERSION_MINOR 5
+#define SPEC_ABI_VERSION_MINOR 6
 
 typedef int32_t spec_status;
 
@@ -400,6 +400,34 @@ SPEC_API spec_status spec_recycler_draft(spec_recycler *rec, const spec_recycler
  * count; cap smaller than it is SPEC_ERR_BUFFER_TOO_SMALL. Needs k >= 8. */
 SPEC_API spec_status spec_recycler_default_template(int32_t *parents, int32_t *ranks, int32_t cap, int32_t *n_out);
 
+/* ---- logits summaries: what a drafter needs of its next-token distribution */
+
+/* A drafter deciding what to propose usually needs a few numbers per logits row, not the row: its
+ * most likely tokens, their probabilities and the distribution's entropy. spec_logits_summarize
+ * computes them on the context's device, so that only these few bytes cross to the host. */
+#define SPEC_SUMMARY_MAX_K 8
+
+typedef struct spec_logits_summary {
+    int32_t top[SPEC_SUMMARY_MAX_K]; /* the k most likely ids below limit, best first, ranked as spec_verify ranks
+                                      * (by logit, ties by the lower id, NaN as -inf); -1 past k
+                                      * (and past limit when k > limit) */
+    float prob[SPEC_SUMMARY_MAX_K];  /* their probabilities under softmax at temperature 1 over the ids below limit
+                                      * (NaN logits have none; a row of only NaN is a point mass at top[0]); 0 past k */
+    float entropy;                   /* of that distribution, in nats */
+    int32_t reserved;                /* written as 0 */
+} spec_logits_summary;
+
+/* Summarizes rows logits rows: row r is the f32 vector at offset_bytes + r * row_stride * 4 of logits,
+ * of which the ids below limit count (ids at and past it, e.g. a vocabulary's padding, are left out).
+ * Probabilities and entropy are summed in double on both backends; the ids are identical on both and
+ * the numbers agree within 1e-5 relative (different summation order and exp). */
+SPEC_API spec_status spec_logits_summarize(spec_context *ctx, const spec_buffer *logits, uint64_t offset_bytes,
+                                           int32_t rows,       /* 1..SPEC_KERNEL_MAX_BATCH * SPEC_TREE_MAX_NODES */
+                                           int64_t row_stride, /* floats between rows' starts, >= limit */
+                                           int32_t limit,      /* ids below it count: 1..row_stride */
+                                           int32_t k,          /* 1..SPEC_SUMMARY_MAX_K */
+                                           spec_logits_summary *out /* host [rows] */);
+
 /* ---------------------------------------------------------------- memory planning */
 
 /* A use of one model that a caller wants to budget before allocating anything (SpecMemo): the
@@ -419,7 +447,7 @@ typedef struct spec_memory_plan {
     uint64_t weights;        /* the backend's copy of the weights (cpu: 0, it reads the caller's memory) */
     uint64_t kv_caches;      /* n_sequences caches of kv_capacity positions */
     uint64_t model_scratch;  /* one forward call's activations; fixed per model, long inputs run in slices */
-    uint64_t kernel_scratch; /* spec_verify and spec_recycler_* for n_sequences trees of max_nodes */
+    uint64_t kernel_scratch; /* spec_verify, spec_recycler_* and spec_logits_summarize for n_sequences trees of max_nodes */
     uint64_t recycler;       /* the adjacency matrix */
     uint64_t total;
 } spec_memory_plan;
@@ -430,8 +458,9 @@ SPEC_API spec_status spec_memory_plan_compute(const char *backend, const spec_mo
                                               const spec_memory_request *request, spec_memory_plan *out);
 
 /* Makes the context's kernel scratch large enough, now, for spec_verify and spec_recycler_* on
- * batch trees of max_nodes nodes over n_vocab tokens (with sampling) and a recycler of
- * recycler_k (0 = none), so that those calls never allocate later. */
+ * batch trees of max_nodes nodes over n_vocab tokens (with sampling), a recycler of recycler_k
+ * (0 = none) and spec_logits_summarize of up to batch * max_nodes rows, so that those calls never
+ * allocate later. */
 SPEC_API spec_status spec_context_reserve(spec_context *ctx, int32_t batch, int32_t max_nodes, int32_t n_vocab,
                                           int32_t recycler_k);
 

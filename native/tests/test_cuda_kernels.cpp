@@ -1,7 +1,8 @@
 /* The cuda speculative kernels against their cpu twins, on fresh random inputs of several sizes,
  * checking every element: tree attention within the documented tolerance (1e-4 of max |V|) with
  * padding rows still poisoned; verification results and recycler matrices / drafts exactly
- * (both backends draw the same Philox numbers and compute the same integer probabilities).
+ * (both backends draw the same Philox numbers and compute the same integer probabilities); logits
+ * summaries with identical ids and probabilities / entropy within 1e-5 relative.
  * Skips (exit 77) without a GPU. SPECULA_TEST_QUICK=1 keeps only the small cases (for
  * compute-sanitizer, which slows kernels down a hundredfold). */
 #include <stdint.h>
@@ -262,6 +263,56 @@ static void test_recycling(spec_context *cpu, spec_context *gpu) {
     }
 }
 
+/* ---------------------------------------------------------------- logits summaries */
+
+static bool near_rel(double got, double want) { return std::fabs(got - want) <= 1e-5 * std::max(1e-6, std::fabs(want)) + 1e-12; }
+
+static void test_logits_summary(spec_context *cpu, spec_context *gpu) {
+    const struct {
+        int rows, stride, limit;
+        bool ties;
+    } cases[] = {{1, 50, 50, true}, {7, 1000, 997, true}, {33, 32000, 32000, false}, {4, 151936, 151665, false},
+                 {128, 32768, 32000, true}, {2, 300, 3, false}};
+    for (auto &c : cases) {
+        uint64_t s = splitmix64(g_seed);
+        if (g_quick && (long)c.rows * c.stride > 2000000) continue;
+        std::vector<float> logits((size_t)c.rows * c.stride + 1);
+        for (float &x : logits) x = c.ties ? (float)(splitmix64(s) % 64) * 0.25f : uniform(s) * 8.0f;
+        logits[1 + 3] = NAN;
+        logits[1 + c.stride - 1] = INFINITY; /* past limit in some cases: must not count there */
+        if (c.rows > 1)
+            for (int i = 0; i < c.stride; i++) logits[1 + (size_t)c.stride + i] = NAN; /* a row of only NaN */
+        std::vector<spec_logits_summary> got[2];
+        int differ = 0;
+        for (int k = 1; k <= SPEC_SUMMARY_MAX_K; k++) {
+            for (int pass = 0; pass < 2; pass++) {
+                spec_context *ctx = pass ? gpu : cpu;
+                spec_buffer *b = upload(ctx, logits.data(), logits.size() * 4);
+                got[pass].assign(c.rows, spec_logits_summary{});
+                CHECK_OK(spec_logits_summarize(ctx, b, 4, c.rows, c.stride, c.limit, k, got[pass].data()));
+                spec_buffer_free(b);
+            }
+            for (int r = 0; r < c.rows; r++) {
+                const spec_logits_summary &w = got[0][r], &g = got[1][r];
+                bool ok = g.reserved == 0 && near_rel(g.entropy, w.entropy);
+                for (int j = 0; j < SPEC_SUMMARY_MAX_K; j++) ok = ok && g.top[j] == w.top[j] && near_rel(g.prob[j], w.prob[j]);
+                if (!ok && differ++ < 3)
+                    fprintf(stderr, "  row %d k %d: cpu top %d p %.8g H %.8g, cuda top %d p %.8g H %.8g\n", r, k, w.top[0],
+                            (double)w.prob[0], (double)w.entropy, g.top[0], (double)g.prob[0], (double)g.entropy);
+            }
+        }
+        printf("logits summary rows=%d stride=%d limit=%d%s: %d rows differ\n", c.rows, c.stride, c.limit, c.ties ? " (ties)" : "",
+               differ);
+        CHECK(differ == 0);
+    }
+    /* Validation runs before any launch on cuda too. */
+    spec_buffer *b = NULL;
+    CHECK_OK(spec_buffer_alloc(gpu, 64, &b));
+    spec_logits_summary out;
+    CHECK_FAILS(gpu, spec_logits_summarize(gpu, b, 0, 1, 17, 17, 2, &out), SPEC_ERR_OUT_OF_RANGE, "the logits buffer holds 64");
+    spec_buffer_free(b);
+}
+
 int main(void) {
     int32_t n = 0;
     if (spec_device_count("cuda", &n) != SPEC_OK || n == 0) {
@@ -279,6 +330,7 @@ int main(void) {
     test_tree_attention(cpu, gpu);
     test_verify(cpu, gpu);
     test_recycling(cpu, gpu);
+    test_logits_summary(cpu, gpu);
     /* Validation runs before any launch on cuda too. */
     spec_verify_args bad = {};
     CHECK_FAILS(gpu, spec_verify(gpu, &bad), SPEC_ERR_INVALID_ARGUMENT, "n_vocab = 0");

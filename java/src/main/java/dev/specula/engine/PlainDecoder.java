@@ -34,16 +34,12 @@ public final class PlainDecoder implements AutoCloseable {
     private final float[] row;
     private final boolean deviceSampling;
 
-    /** System property that forces device-side sampling on the cpu backend too (for tests of both paths). */
-    public static final String DEVICE_SAMPLING_PROPERTY = "specula.deviceSampling";
-
     /**
-     * Whether plain steps on context choose tokens on its device unless told otherwise: yes off the cpu backend
-     * (only token ids then cross PCIe); on cpu the host path is the reference and saves a call, unless the
-     * system property {@value #DEVICE_SAMPLING_PROPERTY} is true.
+     * Whether plain steps on context choose tokens on its device unless told otherwise: off the cpu backend, or
+     * when {@link Context#DEVICE_PATHS_PROPERTY} forces the device paths (see {@link Context#devicePathsByDefault}).
      */
     public static boolean deviceSamplingByDefault(Context context) {
-        return !context.backend().equals("cpu") || Boolean.getBoolean(DEVICE_SAMPLING_PROPERTY);
+        return context.devicePathsByDefault();
     }
 
     public PlainDecoder(NativeModel model) {

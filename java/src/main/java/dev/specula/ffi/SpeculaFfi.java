@@ -32,10 +32,10 @@ public class SpeculaFfi extends SpeculaFfi$shared {
     public static int SPEC_ABI_VERSION_MAJOR() {
         return SPEC_ABI_VERSION_MAJOR;
     }
-    private static final int SPEC_ABI_VERSION_MINOR = (int)5L;
+    private static final int SPEC_ABI_VERSION_MINOR = (int)6L;
     /**
      * {@snippet lang=c :
-     * #define SPEC_ABI_VERSION_MINOR 5
+     * #define SPEC_ABI_VERSION_MINOR 6
      * }
      */
     public static int SPEC_ABI_VERSION_MINOR() {
@@ -85,6 +85,15 @@ public class SpeculaFfi extends SpeculaFfi$shared {
      */
     public static int SPEC_RECYCLER_DEFAULT_TEMPLATE_NODES() {
         return SPEC_RECYCLER_DEFAULT_TEMPLATE_NODES;
+    }
+    private static final int SPEC_SUMMARY_MAX_K = (int)8L;
+    /**
+     * {@snippet lang=c :
+     * #define SPEC_SUMMARY_MAX_K 8
+     * }
+     */
+    public static int SPEC_SUMMARY_MAX_K() {
+        return SPEC_SUMMARY_MAX_K;
     }
     /**
      * {@snippet lang=c :
@@ -2786,6 +2795,73 @@ public class SpeculaFfi extends SpeculaFfi$shared {
                 traceDowncall("spec_recycler_default_template", parents, ranks, cap, n_out);
             }
             return (int)mh$.invokeExact(parents, ranks, cap, n_out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_logits_summarize {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_LONG,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_LONG,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_logits_summarize");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_logits_summarize(spec_context *ctx, const spec_buffer *logits, uint64_t offset_bytes, int32_t rows, int64_t row_stride, int32_t limit, int32_t k, spec_logits_summary *out)
+     * }
+     */
+    public static FunctionDescriptor spec_logits_summarize$descriptor() {
+        return spec_logits_summarize.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_logits_summarize(spec_context *ctx, const spec_buffer *logits, uint64_t offset_bytes, int32_t rows, int64_t row_stride, int32_t limit, int32_t k, spec_logits_summary *out)
+     * }
+     */
+    public static MethodHandle spec_logits_summarize$handle() {
+        return spec_logits_summarize.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_logits_summarize(spec_context *ctx, const spec_buffer *logits, uint64_t offset_bytes, int32_t rows, int64_t row_stride, int32_t limit, int32_t k, spec_logits_summary *out)
+     * }
+     */
+    public static MemorySegment spec_logits_summarize$address() {
+        return spec_logits_summarize.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_logits_summarize(spec_context *ctx, const spec_buffer *logits, uint64_t offset_bytes, int32_t rows, int64_t row_stride, int32_t limit, int32_t k, spec_logits_summary *out)
+     * }
+     */
+    public static int spec_logits_summarize(MemorySegment ctx, MemorySegment logits, long offset_bytes, int rows, long row_stride, int limit, int k, MemorySegment out) {
+        var mh$ = spec_logits_summarize.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_logits_summarize", ctx, logits, offset_bytes, rows, row_stride, limit, k, out);
+            }
+            return (int)mh$.invokeExact(ctx, logits, offset_bytes, rows, row_stride, limit, k, out);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {

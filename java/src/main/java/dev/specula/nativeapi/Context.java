@@ -19,6 +19,12 @@ public final class Context extends NativeHandle {
         Native.ensureLoaded();
     }
 
+    /**
+     * System property that makes the cpu backend take the device paths too (plain steps choosing tokens on the
+     * device, drafters summarizing logits on the device), for tests of both paths.
+     */
+    public static final String DEVICE_PATHS_PROPERTY = "specula.devicePaths";
+
     private final String backend;
     private final int device;
     private final Set<NativeHandle> dependents = Collections.newSetFromMap(new ConcurrentHashMap<>());
@@ -48,6 +54,15 @@ public final class Context extends NativeHandle {
 
     public int device() {
         return device;
+    }
+
+    /**
+     * Whether per-step work that can stay on this context's device does so unless told otherwise, so that only
+     * small results (token ids, logits summaries) cross PCIe: yes off the cpu backend; on cpu the host path is
+     * the reference and saves calls, unless the system property {@value #DEVICE_PATHS_PROPERTY} is true.
+     */
+    public boolean devicePathsByDefault() {
+        return !backend.equals("cpu") || Boolean.getBoolean(DEVICE_PATHS_PROPERTY);
     }
 
     /** The floor cost of one ABI call: validates the handle and returns. */

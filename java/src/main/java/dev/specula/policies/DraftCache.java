@@ -4,9 +4,6 @@ import dev.specula.nativeapi.DeviceBuffer;
 import dev.specula.nativeapi.ForwardArgs;
 import dev.specula.nativeapi.KvCache;
 import dev.specula.nativeapi.NativeModel;
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 
 /**
@@ -20,6 +17,9 @@ import java.util.Arrays;
  * lacks (accepted drafts, the bonus token, the new root) are forwarded as one chain and committed. Drafted
  * tokens are committed too ({@link #append}), so the next draft step attends to them; the next advanceTo
  * drops whichever of them the target did not accept. Not thread-safe: one per sequence.
+ *
+ * <p>What it returns of the drafter's logits is {@link TopTokens}: read on the device (a summary per row) or on
+ * the host (the row copied), as its {@link TopTokenReader} was told.
  */
 final class DraftCache implements AutoCloseable {
     /** Long catch-ups (the prompt) go in chunks so the forward's scratch stays bounded. */
@@ -31,21 +31,22 @@ final class DraftCache implements AutoCloseable {
     private final int rows; // logits rows the buffer holds (exit logits need one row per forwarded token)
     private final int vocab;
     private final DeviceBuffer logits;
-    private final Arena arena = Arena.ofShared(); // the engine may call the policy from any thread
-    private final MemorySegment host;
-    private final float[] row;
+    private final TopTokenReader reader;
     private int[] tokens = new int[64];
     private int length;
 
     /**
      * @param exitLayer 0 to run the whole model; else run layers [0, exitLayer) and read the exit logits
      * @param rows      the most tokens one forward may ask logits of (only matters with an exit layer)
+     * @param limit     ids below it count in what the cache returns (at most the model's vocabulary)
+     * @param onDevice  summarize logits rows on the device rather than copy them to the host
      */
-    DraftCache(NativeModel model, int exitLayer, int capacity, int rows) {
+    DraftCache(NativeModel model, int exitLayer, int capacity, int rows, int limit, boolean onDevice) {
         this.model = model;
         this.exitLayer = exitLayer;
         this.rows = logitsRows(exitLayer, rows);
         this.vocab = model.shape().nVocab();
+        if (limit < 1 || limit > vocab) throw new IllegalArgumentException("limit " + limit + " must be in 1.." + vocab);
         this.kv = model.newKvCache(capacity);
         try {
             this.logits = model.context().allocate((long) this.rows * vocab * Float.BYTES);
@@ -53,8 +54,7 @@ final class DraftCache implements AutoCloseable {
             kv.close();
             throw e;
         }
-        this.host = arena.allocate((long) vocab * Float.BYTES, 64);
-        this.row = new float[vocab];
+        this.reader = new TopTokenReader(logits, vocab, limit, onDevice);
     }
 
     /** Rows of logits a cache keeps on the device: one for a whole model, rows for an exit layer. */
@@ -75,10 +75,10 @@ final class DraftCache implements AutoCloseable {
     }
 
     /**
-     * Makes the cache hold exactly history[0..length) and returns the drafter's logits after history[length-1]
-     * (its distribution for the next token). The returned array is reused by the next call.
+     * Makes the cache hold exactly history[0..length) and returns what the drafter's logits after
+     * history[length-1] say (its distribution for the next token).
      */
-    float[] advanceTo(int[] history, int length) {
+    TopTokens advanceTo(int[] history, int length) {
         int common = 0;
         int limit = Math.min(this.length, length);
         while (common < limit && tokens[common] == history[common]) common++;
@@ -99,15 +99,15 @@ final class DraftCache implements AutoCloseable {
         return lastRow(withLogits);
     }
 
-    /** Forwards one drafted token after the cache's contents, commits it and returns the logits after it. */
-    float[] append(int token) {
+    /** Forwards one drafted token after the cache's contents, commits it and returns what its logits say. */
+    TopTokens append(int token) {
         forward(new int[] {token}, true);
         return lastRow(1);
     }
 
-    /** Receives the drafter's logits after history[nextIndex - 1], i.e. its prediction of history[nextIndex]. */
+    /** Receives the drafter's distribution after history[nextIndex - 1], i.e. its prediction of history[nextIndex]. */
     interface Predictions {
-        void accept(int nextIndex, float[] logits);
+        void accept(int nextIndex, TopTokens prediction);
     }
 
     /**
@@ -131,7 +131,11 @@ final class DraftCache implements AutoCloseable {
         for (int start = quiet; start < upTo; start += rows) {
             int end = Math.min(upTo, start + rows);
             forward(Arrays.copyOfRange(history, start, end), true);
-            for (int i = start; i < end; i++) if (i + 1 < length && i + 1 >= scoreFrom) predictions.accept(i + 1, readRow(i - start));
+            // The chunk's scored rows are contiguous: one read (one native call on the device path).
+            int from = Math.max(start, scoreFrom - 1), to = Math.min(end, length - 1);
+            if (from >= to) continue;
+            TopTokens[] read = reader.rows(from - start, to - from);
+            for (int i = from; i < to; i++) predictions.accept(i + 1, read[i - from]);
         }
     }
 
@@ -151,22 +155,15 @@ final class DraftCache implements AutoCloseable {
         length += chain.length;
     }
 
-    /** The logits after the last of the n tokens just forwarded. */
-    private float[] lastRow(int n) {
-        return readRow(exitLayer == 0 ? 0 : n - 1);
-    }
-
-    private float[] readRow(int i) {
-        long bytes = (long) vocab * Float.BYTES;
-        logits.copyToHost(i * bytes, host, 0, bytes);
-        MemorySegment.copy(host, ValueLayout.JAVA_FLOAT, 0, row, 0, vocab);
-        return row;
+    /** What the logits after the last of the n tokens just forwarded say. */
+    private TopTokens lastRow(int n) {
+        return reader.row(exitLayer == 0 ? 0 : n - 1);
     }
 
     @Override
     public void close() {
+        reader.close();
         logits.close();
         kv.close();
-        arena.close();
     }
 }

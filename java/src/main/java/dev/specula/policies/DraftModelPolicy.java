@@ -26,6 +26,10 @@ import java.util.function.Supplier;
  * <p>Optionally (LLMCad-style, {@link Options#branchDepth} > 0) the drafter's second choice at each of the
  * first depths is added as a leaf sibling of the chain token: a wider tree for no extra draft forwards.
  *
+ * <p>Each draft step needs only the drafter's two most likely tokens, their probabilities and the entropy
+ * ({@link TopTokens}): off the cpu backend they are computed on the device, so a step brings back a few
+ * numbers instead of a logits row (see {@link dev.specula.nativeapi.Context#devicePathsByDefault}).
+ *
  * <p>One instance drafts for one sequence: it owns the draft model's KV cache for it. Make one per request
  * with {@link #factory}; close it (or its context) to free the cache. The predictor may be shared.
  */
@@ -75,6 +79,7 @@ public final class DraftModelPolicy implements DraftPolicy, AutoCloseable {
     private final NativeModel draft;
     private final Options options;
     private final int vocabLimit;
+    private final boolean deviceSummaries;
     private DraftCache cache;
 
     // The last proposal's chain, for learning: node index and predictor features of each chain token.
@@ -86,13 +91,15 @@ public final class DraftModelPolicy implements DraftPolicy, AutoCloseable {
      * The draft model's KV cache is made on first use.
      */
     public DraftModelPolicy(NativeModel target, Tokenizer targetTokenizer, NativeModel draft, Tokenizer draftTokenizer, Options options) {
-        this(target, draft, options);
+        this(target, draft, options, draft.context().devicePathsByDefault());
         requireSameTokenizer(targetTokenizer, draftTokenizer);
     }
 
-    private DraftModelPolicy(NativeModel target, NativeModel draft, Options options) {
+    /** deviceSummaries: read the drafter's logits as device summaries (true) or whole rows on the host (false). */
+    DraftModelPolicy(NativeModel target, NativeModel draft, Options options, boolean deviceSummaries) {
         this.draft = draft;
         this.options = options;
+        this.deviceSummaries = deviceSummaries;
         // Models may pad their embeddings differently; only ids both have can be drafted and verified.
         this.vocabLimit = Math.min(target.shape().nVocab(), draft.shape().nVocab());
     }
@@ -106,7 +113,8 @@ public final class DraftModelPolicy implements DraftPolicy, AutoCloseable {
     public static Supplier<DraftModelPolicy> factory(NativeModel target, Tokenizer targetTokenizer, NativeModel draft,
                                                      Tokenizer draftTokenizer, Options options) {
         requireSameTokenizer(targetTokenizer, draftTokenizer);
-        return () -> new DraftModelPolicy(target, draft, options);
+        boolean deviceSummaries = draft.context().devicePathsByDefault();
+        return () -> new DraftModelPolicy(target, draft, options, deviceSummaries);
     }
 
     /**
@@ -137,7 +145,7 @@ public final class DraftModelPolicy implements DraftPolicy, AutoCloseable {
     /** Fills the draft model's cache with the prompt (all but its last token, the first root). */
     @Override
     public void prefill(int[] prompt, int length) {
-        if (cache == null) cache = new DraftCache(draft, 0, options.capacity(), 1);
+        if (cache == null) cache = newCache();
         if (length >= 2 && length - 1 < cache.capacity()) cache.advanceTo(prompt, length - 1);
     }
 
@@ -146,7 +154,7 @@ public final class DraftModelPolicy implements DraftPolicy, AutoCloseable {
         int root = history[length - 1];
         chainNodes = new int[0];
         chainFeatures.clear();
-        if (cache == null) cache = new DraftCache(draft, 0, options.capacity(), 1);
+        if (cache == null) cache = newCache();
         // The cache must hold the history, the root and all but the last drafted token.
         int room = cache.capacity() - length;
         if (maxNodes <= 1 || room < 1) return DraftTree.rootOnly(root);
@@ -162,9 +170,8 @@ public final class DraftModelPolicy implements DraftPolicy, AutoCloseable {
         int depth = 0, parent = 0;
         double allAccepted = 1; // predicted P(every chain token so far is accepted)
 
-        float[] logits = cache.advanceTo(history, length);
+        TopTokens top = cache.advanceTo(history, length);
         while (depth < options.maxDraft() && n < maxNodes) {
-            TopTokens top = TopTokens.of(logits, vocabLimit);
             if (top.p1() < options.minConfidence()) break;
             // Drafts are the argmax: deterministic, so the engine's point-mass verification stays lossless.
             tokens[n] = top.first();
@@ -188,7 +195,7 @@ public final class DraftModelPolicy implements DraftPolicy, AutoCloseable {
                 if (1 - allAccepted > options.stopThreshold()) break;
             }
             if (depth >= options.maxDraft() || n >= maxNodes || depth >= room) break;
-            logits = cache.append(top.first());
+            top = cache.append(top.first());
         }
         chainNodes = Arrays.copyOf(chain, depth);
         chainFeatures.addAll(feats);
@@ -205,6 +212,10 @@ public final class DraftModelPolicy implements DraftPolicy, AutoCloseable {
         options.predictor().learnChain(chainFeatures, accepted);
         chainNodes = new int[0];
         chainFeatures.clear();
+    }
+
+    private DraftCache newCache() {
+        return new DraftCache(draft, 0, options.capacity(), 1, vocabLimit, deviceSummaries);
     }
 
     @Override

@@ -7,9 +7,6 @@ import dev.specula.nativeapi.ForwardArgs;
 import dev.specula.nativeapi.KvCache;
 import dev.specula.nativeapi.NativeModel;
 import dev.specula.nativeapi.VerifyResult;
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 import java.util.TreeSet;
 import java.util.function.Supplier;
@@ -53,6 +50,10 @@ import java.util.function.Supplier;
  * bonus token), cost = d * E + n_layer (d draft passes of E layers, one verify pass of the whole model).
  * d = 0 is plain decoding; shadow passes keep the estimates fresh, so speculation comes back when it pays.
  * With {@link Options#fixedDraft} > 0 and a single candidate the policy always drafts that many tokens at that E.
+ *
+ * <p>Drafts and shadow scores need only each exit row's argmax ({@link TopTokens}): off the cpu backend it is
+ * found on the device, so a draft step brings back a few numbers instead of a logits row (see
+ * {@link dev.specula.nativeapi.Context#devicePathsByDefault}).
  *
  * <p>One instance serves one sequence: make one per request ({@link #factory}) and close it to free its caches.
  */
@@ -98,6 +99,8 @@ public final class EarlyExitPolicy implements DraftPolicy, AutoCloseable {
     private final DraftCache[] caches; // one per candidate, made on first use
     private KvCache shadowKv;          // scratch cache for shadow passes
     private DeviceBuffer shadowLogits; // their exit logits, one row per window token
+    private TopTokenReader shadowReader;
+    private final boolean deviceSummaries; // read exit logits as device summaries, not host rows
     private final Estimates estimates; // a_E per candidate, maybe shared with other sequences
     private final int[] chosenCount;
     private final long[] lastDrafted; // the step each candidate last drafted at
@@ -161,7 +164,13 @@ public final class EarlyExitPolicy implements DraftPolicy, AutoCloseable {
 
     /** As above, sharing estimates (null: its own) with other sequences of the same target and candidates. */
     public EarlyExitPolicy(NativeModel target, Options options, Estimates estimates) {
+        this(target, options, estimates, target.context().devicePathsByDefault());
+    }
+
+    /** deviceSummaries: read exit logits as device summaries (true) or whole rows on the host (false). */
+    EarlyExitPolicy(NativeModel target, Options options, Estimates estimates, boolean deviceSummaries) {
         this.target = target;
+        this.deviceSummaries = deviceSummaries;
         this.options = options;
         this.nLayer = target.shape().nLayer();
         for (int e : options.exitLayers())
@@ -237,25 +246,24 @@ public final class EarlyExitPolicy implements DraftPolicy, AutoCloseable {
         if (bestD == 0) return DraftTree.rootOnly(root);
 
         int[] guesses = new int[bestD];
-        int limit = target.shape().nVocab();
+        // Argmax: deterministic drafts keep the engine's point-mass verification lossless.
         if (reuse) {
             int base = targetKv.length();
             try {
-                float[] logits = exitStep(targetKv, root, options.exitLayers()[best]);
+                TopTokens top = exitStep(targetKv, root, options.exitLayers()[best]);
                 for (int d = 0; d < bestD; d++) {
-                    guesses[d] = argmax(logits, limit);
-                    if (d + 1 < bestD) logits = exitStep(targetKv, guesses[d], options.exitLayers()[best]);
+                    guesses[d] = top.first();
+                    if (d + 1 < bestD) top = exitStep(targetKv, guesses[d], options.exitLayers()[best]);
                 }
             } finally {
                 targetKv.truncate(base);
             }
         } else {
             DraftCache cache = cache(best);
-            float[] logits = cache.advanceTo(history, length);
+            TopTokens top = cache.advanceTo(history, length);
             for (int d = 0; d < bestD; d++) {
-                // Argmax: deterministic drafts keep the engine's point-mass verification lossless.
-                guesses[d] = argmax(logits, limit);
-                if (d + 1 < bestD) logits = cache.append(guesses[d]);
+                guesses[d] = top.first();
+                if (d + 1 < bestD) top = cache.append(guesses[d]);
             }
         }
         lastCandidate = best;
@@ -266,25 +274,19 @@ public final class EarlyExitPolicy implements DraftPolicy, AutoCloseable {
     }
 
     private DeviceBuffer stepLogits;
-    private Arena stepArena;
-    private MemorySegment stepHost;
-    private float[] stepRow;
+    private TopTokenReader stepReader;
 
-    /** One token through the first exitLayer layers of kv's model, committed; returns its exit logits. */
-    private float[] exitStep(KvCache kv, int token, int exitLayer) {
+    /** One token through the first exitLayer layers of kv's model, committed; returns what its exit logits say. */
+    private TopTokens exitStep(KvCache kv, int token, int exitLayer) {
         int vocab = target.shape().nVocab();
         if (stepLogits == null) {
             stepLogits = target.context().allocate((long) vocab * Float.BYTES);
-            stepArena = Arena.ofShared();
-            stepHost = stepArena.allocate((long) vocab * Float.BYTES, 64);
-            stepRow = new float[vocab];
+            stepReader = new TopTokenReader(stepLogits, vocab, vocab, deviceSummaries);
         }
         target.forward(kv, new ForwardArgs(new int[] {token}, null, null, ForwardArgs.LogitsMode.NONE, null, exitLayer, null,
                 stepLogits, true, 0));
         kv.commitChain(1);
-        stepLogits.copyToHost(0, stepHost, 0, stepHost.byteSize());
-        MemorySegment.copy(stepHost, ValueLayout.JAVA_FLOAT, 0, stepRow, 0, vocab);
-        return stepRow;
+        return stepReader.row(0);
     }
 
     /**
@@ -342,12 +344,11 @@ public final class EarlyExitPolicy implements DraftPolicy, AutoCloseable {
      * to the sequence (all but the root), scoring its prediction of every generated token it newly sees.
      */
     private void exactShadowPass(int[] history, int length) {
-        int vocab = target.shape().nVocab();
         for (int c = 0; c < caches.length; c++) {
             if (steps - lastDrafted[c] <= options.shadowEvery()) continue; // its own drafts teach it
             int candidate = c;
             cache(c).catchUp(history, length - 1, length, promptLength,
-                    (next, logits) -> update(candidate, argmax(logits, vocab) == history[next]));
+                    (next, prediction) -> update(candidate, prediction.first() == history[next]));
         }
     }
 
@@ -359,6 +360,7 @@ public final class EarlyExitPolicy implements DraftPolicy, AutoCloseable {
         if (shadowKv == null) {
             shadowKv = target.newKvCache(shadowRows(options));
             shadowLogits = target.context().allocate((long) shadowRows(options) * vocab * Float.BYTES);
+            shadowReader = new TopTokenReader(shadowLogits, vocab, vocab, deviceSummaries);
         }
         // The sequence's first token leads the window, at position 0: models lean on it as an attention sink
         // (StreamingLLM), and without it windowed predictions are much worse than those with full context.
@@ -373,36 +375,24 @@ public final class EarlyExitPolicy implements DraftPolicy, AutoCloseable {
             chain[lead + i] = history[start + i];
             positions[lead + i] = start + i; // true positions: RoPE sees the real offsets
         }
-        int scoredFrom = lead + window / 2;
-        float[] row = new float[vocab];
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment host = arena.allocate((long) vocab * Float.BYTES, 64);
-            for (int c = 0; c < options.exitLayers().length; c++) {
-                if (steps - lastDrafted[c] <= options.shadowEvery()) continue; // its own drafts teach it
-                shadowKv.truncate(0);
-                target.forward(shadowKv, new ForwardArgs(chain, null, positions, ForwardArgs.LogitsMode.NONE, null,
-                        options.exitLayers()[c], null, shadowLogits, true, 0));
-                for (int i = scoredFrom; i < n - 1; i++) {
-                    // Only the target's own choices say what a draft would have needed to be, not the prompt's tokens.
-                    if (start + (i - lead) + 1 < promptLength) continue;
-                    shadowLogits.copyToHost((long) i * vocab * Float.BYTES, host, 0, (long) vocab * Float.BYTES);
-                    MemorySegment.copy(host, ValueLayout.JAVA_FLOAT, 0, row, 0, vocab);
-                    update(c, argmax(row, vocab) == chain[i + 1]);
-                }
-            }
+        // Only the target's own choices say what a draft would have needed to be, not the prompt's tokens.
+        int scoredFrom = Math.max(lead + window / 2, promptLength - 1 - start + lead);
+        if (scoredFrom >= n - 1) return;
+        for (int c = 0; c < options.exitLayers().length; c++) {
+            if (steps - lastDrafted[c] <= options.shadowEvery()) continue; // its own drafts teach it
             shadowKv.truncate(0);
+            target.forward(shadowKv, new ForwardArgs(chain, null, positions, ForwardArgs.LogitsMode.NONE, null,
+                    options.exitLayers()[c], null, shadowLogits, true, 0));
+            TopTokens[] predictions = shadowReader.rows(scoredFrom, n - 1 - scoredFrom);
+            for (int i = scoredFrom; i < n - 1; i++) update(c, predictions[i - scoredFrom].first() == chain[i + 1]);
         }
-    }
-
-    private static int argmax(float[] v, int limit) {
-        int n = Math.min(limit, v.length), best = 0;
-        for (int i = 1; i < n; i++) if (v[i] > v[best]) best = i;
-        return best;
+        shadowKv.truncate(0);
     }
 
     private DraftCache cache(int candidate) {
         if (caches[candidate] == null)
-            caches[candidate] = new DraftCache(target, options.exitLayers()[candidate], options.capacity(), ROWS);
+            caches[candidate] = new DraftCache(target, options.exitLayers()[candidate], options.capacity(), ROWS, target.shape().nVocab(),
+                    deviceSummaries);
         return caches[candidate];
     }
 
@@ -412,12 +402,14 @@ public final class EarlyExitPolicy implements DraftPolicy, AutoCloseable {
             if (caches[i] != null) caches[i].close();
             caches[i] = null;
         }
+        if (shadowReader != null) shadowReader.close();
+        if (stepReader != null) stepReader.close();
         if (shadowKv != null) shadowKv.close();
         if (shadowLogits != null) shadowLogits.close();
         if (stepLogits != null) stepLogits.close();
-        if (stepArena != null) stepArena.close();
         stepLogits = null;
-        stepArena = null;
+        stepReader = null;
+        shadowReader = null;
         shadowKv = null;
         shadowLogits = null;
     }
