@@ -162,6 +162,20 @@ spec_model_config base_config() {
     return c;
 }
 
+// Sizes that fit no vector width, one kv head for all query heads: the shape both backends' odd-size tests use.
+inline spec_model_config odd_sizes_config() {
+    spec_model_config c = base_config();
+    c.n_embd = 40;
+    c.head_dim = 10;
+    c.n_head = 4;
+    c.n_head_kv = 1;
+    c.n_ff = 58;
+    c.n_vocab = 37;
+    c.n_layer = 3;
+    c.kv_dtype = SPEC_DTYPE_F16;
+    return c;
+}
+
 ModelSpec spec_all(const char *name, spec_model_config c, int mat_dtype, int vec_dtype, bool tied, uint64_t seed) {
     ModelSpec s;
     s.name = name;

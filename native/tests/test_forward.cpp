@@ -201,15 +201,7 @@ void test_reference(spec_context *ctx) {
     check_against_reference(ctx, spec_all("llama q4_0 partial-rope kv-bf16", c, SPEC_DTYPE_Q4_0, SPEC_DTYPE_F32, true, 5), 8, 2, 0, 5e-3);
 
     // Sizes that fit no vector width, one kv head for all query heads, mixed dtypes.
-    c = base_config();
-    c.n_embd = 40;
-    c.head_dim = 10;
-    c.n_head = 4;
-    c.n_head_kv = 1;
-    c.n_ff = 58;
-    c.n_vocab = 37;
-    c.n_layer = 3;
-    c.kv_dtype = SPEC_DTYPE_F16;
+    c = odd_sizes_config();
     ModelSpec odd = spec_all("odd sizes mixed f32/f16/bf16", c, SPEC_DTYPE_F16, SPEC_DTYPE_BF16, false, 6);
     odd.mat_dtype[SPEC_W_ATTN_Q] = SPEC_DTYPE_F32;
     odd.mat_dtype[SPEC_W_ATTN_V] = SPEC_DTYPE_BF16;

@@ -54,12 +54,8 @@ final class InfoCommand implements Callable<Integer> {
     @Option(names = "--draft-model", paramLabel = "FILE", description = "The draft model for --drafter draft-model (default: the demo draft).")
     Path draftModel;
 
-    @Option(names = "--memory-policy", paramLabel = "POLICY", defaultValue = "refuse",
-            description = "refuse, shrink-tree or shrink-batch: what a run would do when the budget does not fit (default: ${DEFAULT-VALUE}).")
-    String memoryPolicy;
-
-    @Option(names = "--memory-limit", paramLabel = "SIZE", description = "Budget against SIZE (e.g. 512M, 2G) instead of the memory measured.")
-    String memoryLimit;
+    @Mixin
+    MemoryOptions memory;
 
     @Override
     public Integer call() {
@@ -107,7 +103,7 @@ final class InfoCommand implements Callable<Integer> {
         String name = drafter.equals("draft") ? "draft-model" : drafter;
         if (!Drafters.NAMES.contains(name))
             throw new IllegalArgumentException("unknown --drafter '" + drafter + "'; choose one of " + Drafters.NAMES);
-        MemoryPolicy policy = MemoryPolicy.parse(memoryPolicy);
+        MemoryPolicy policy = memory.policy();
         try (ModelFile file = ModelFile.open(model)) {
             MemoryBudget.Request request = Drafters.budgetRequest(backend, file, name, draftModel, context, batch, treeNodes);
             MemoryBudget budget = MemoryBudget.of(request);
@@ -144,7 +140,7 @@ final class InfoCommand implements Callable<Integer> {
     }
 
     private MemoryBudget.Limit limit(String backend) {
-        if (memoryLimit != null) return MemoryBudget.Limit.explicit(MemoryBudget.parseSize(memoryLimit));
+        if (memory.limit != null) return MemoryBudget.Limit.explicit(memory.limitBytes());
         if (backend.equals("cpu")) return MemoryBudget.hostAvailable(MemoryBudget.DEFAULT_SAFETY_MARGIN);
         if (!Specula.backendsCompiled().contains(backend)) return MemoryBudget.Limit.unknown(backend + " is not compiled into this library");
         try {

@@ -92,12 +92,8 @@ final class RunCommand implements Callable<Integer> {
     @Option(names = "--fixed-tree", description = "Always use the largest tree (no cost-based back-off).")
     boolean fixedTree;
 
-    @Option(names = "--memory-policy", paramLabel = "POLICY", defaultValue = "refuse",
-            description = "When the memory budget does not fit: refuse, shrink-tree or shrink-batch (default: ${DEFAULT-VALUE}).")
-    String memoryPolicy;
-
-    @Option(names = "--memory-limit", paramLabel = "SIZE", description = "Most memory to use (e.g. 512M, 2G; default: what is available).")
-    String memoryLimit;
+    @Mixin
+    MemoryOptions memory;
 
     @Option(names = "--json", description = "Print one JSON object with the token ids, the text and the stats.")
     boolean json;
@@ -120,8 +116,8 @@ final class RunCommand implements Callable<Integer> {
         }
         SamplingOptions sampling = new SamplingOptions(temperature, topK, topP, minP, repeatPenalty, 64, seed);
         PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
-        MemoryPolicy policy = MemoryPolicy.parse(memoryPolicy);
-        long limit = memoryLimit == null ? 0 : MemoryBudget.parseSize(memoryLimit);
+        MemoryPolicy policy = memory.policy();
+        long limit = memory.limitBytes();
         try (Context ctx = where.open()) {
             ctx.setThreads(threads);
             // The budget is checked on the mapped file, before any weight reaches the backend.
