@@ -9,6 +9,8 @@
 // Rows are printed as "| kernel | shape | median us | GB/s | % of peak |" so that
 // bench/native/torch_kernels.py's rows line up with them.
 #include "specula.h"
+#include "test_random.hpp"
+#include "cuda_check.cuh"
 
 #include <cuda_runtime.h>
 
@@ -26,15 +28,6 @@ namespace {
 int g_runs = 50, g_warmup = 10;
 double g_peak_gbs = 0; // device-to-device copy, read + write bytes per second / 1e9
 
-#define CUDA_OK(x)                                                                          \
-    do {                                                                                    \
-        cudaError_t e_ = (x);                                                               \
-        if (e_ != cudaSuccess) {                                                            \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-            exit(1);                                                                        \
-        }                                                                                   \
-    } while (0)
-
 bool spec_ok(spec_context *ctx, spec_status st, const char *what) {
     if (st == SPEC_OK) return true;
     char msg[512] = "";
@@ -43,13 +36,6 @@ bool spec_ok(spec_context *ctx, spec_status st, const char *what) {
     return false;
 }
 
-uint64_t splitmix64(uint64_t &s) {
-    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-float uniform(uint64_t &s) { return (float)((splitmix64(s) >> 40) * 0x1.0p-24) * 2.0f - 1.0f; }
 uint16_t to_bf16(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);

@@ -11,6 +11,8 @@
 //   | matmul | bf16 | n=1 GB/s 3861 | 89.8% of floor | n=64 x3.10 of n=1 |
 #include "../../native/cuda/matmul.cuh"
 #include "../../native/core/matmul_math.hpp"
+#include "test_random.hpp"
+#include "cuda_check.cuh"
 
 #include <cuda_runtime.h>
 
@@ -24,22 +26,6 @@ using namespace specula;
 
 namespace {
 
-#define CUDA_OK(x)                                                                              \
-    do {                                                                                        \
-        cudaError_t e_ = (x);                                                                   \
-        if (e_ != cudaSuccess) {                                                                \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-            exit(1);                                                                            \
-        }                                                                                       \
-    } while (0)
-
-uint64_t splitmix64(uint64_t &s) {
-    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-float uniform(uint64_t &s) { return (float)((splitmix64(s) >> 40) * 0x1.0p-24) * 2.0f - 1.0f; }
 
 // Reads every 16 bytes once; the sum is written only in a case that never happens, so the loads
 // cannot be dropped.

@@ -23,6 +23,7 @@
 //
 // Exit codes: 0 done, 77 no cuda device (skipped), 1 an error.
 #include "specula.h"
+#include "cuda_check.cuh"
 
 #include <cuda_runtime.h>
 
@@ -37,15 +38,6 @@
 #include <vector>
 
 namespace {
-
-#define CUDA_OK(x)                                                                                 \
-    do {                                                                                           \
-        cudaError_t e_ = (x);                                                                      \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));     \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
 
 // Exits on a failed ABI call with the library's message: a benchmark has nothing to recover.
 void check(spec_context *ctx, spec_status st, const char *what) {

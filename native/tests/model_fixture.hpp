@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "check.h"
+#include "test_random.hpp"
 
 namespace {
 
@@ -59,13 +60,7 @@ uint16_t f2bf(float f) {
 struct Rng {
     uint64_t s;
     explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 1) {}
-    uint64_t next() {
-        s += 0x9E3779B97F4A7C15ull;
-        uint64_t z = s;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        return z ^ (z >> 31);
-    }
+    uint64_t next() { return splitmix64(s); }
     double uniform() { return (double)(next() >> 11) / 9007199254740992.0; } // [0, 1)
     double sym(double a) { return (2.0 * uniform() - 1.0) * a; }
     int below(int n) { return (int)(next() % (uint64_t)n); }

@@ -12,16 +12,10 @@
 #include "check.h"
 #include "../core/kernel_math.hpp"
 #include "../core/sampling.hpp"
+#include "test_random.hpp"
 
 using namespace specula;
 
-static uint64_t splitmix64(uint64_t &s) {
-    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static float uniform(uint64_t &s, float lo, float hi) { return lo + (hi - lo) * (float)((splitmix64(s) >> 40) * 0x1.0p-24); }
 
 static void test_philox(void) {
     /* Random123's published known-answer vectors for Philox-4x32-10. */

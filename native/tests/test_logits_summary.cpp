@@ -11,13 +11,8 @@
 #include <vector>
 
 #include "check.h"
+#include "test_random.hpp"
 
-static uint64_t splitmix64(uint64_t &s) {
-    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 static double rank_value(float x) { return std::isnan(x) ? -INFINITY : (double)x; }
 

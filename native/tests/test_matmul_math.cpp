@@ -11,16 +11,10 @@
 #include "check.h"
 #include "../core/matmul_math.hpp"
 #include "../cpu/kernels_scalar.cpp"
+#include "test_random.hpp"
 
 using namespace specula;
 
-static uint64_t splitmix64(uint64_t &s) {
-    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static float uniform(uint64_t &s, float lo, float hi) { return lo + (hi - lo) * (float)((splitmix64(s) >> 40) * 0x1.0p-24); }
 
 /* A finite f16 scale: any sign, any exponent (subnormals too). */
 static uint16_t random_scale_bits(uint64_t &s) {

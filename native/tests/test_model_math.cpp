@@ -18,18 +18,16 @@
 
 #include "check.h"
 #include "../core/model_math.hpp"
+#include "test_random.hpp"
 
 using namespace specula;
 
 static uint64_t g_state = 0x1234;
 static uint64_t next_u64() {
-    uint64_t z = (g_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return splitmix64(g_state);
 }
 static int below(int n) { return (int)(next_u64() % (uint64_t)n); }
-static float sym(float a) { return ((float)((next_u64() >> 40) * 0x1.0p-24) * 2.0f - 1.0f) * a; }
+static float sym(float a) { return uniform(g_state) * a; }
 
 static spec_model_config base(void) {
     spec_model_config c;

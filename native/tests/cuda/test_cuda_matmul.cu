@@ -13,6 +13,8 @@
 // observed error is far below; either bound is far below what any indexing mistake produces).
 #include "../../cuda/matmul.cuh"
 #include "../../core/matmul_math.hpp"
+#include "../test_random.hpp"
+#include "../cuda_check.cuh"
 
 #include <cuda_runtime.h>
 
@@ -31,15 +33,6 @@ namespace {
 
 int g_failures = 0;
 
-#define CUDA_OK(x)                                                                                \
-    do {                                                                                          \
-        cudaError_t e_ = (x);                                                                     \
-        if (e_ != cudaSuccess) {                                                                  \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));   \
-            exit(1);                                                                              \
-        }                                                                                         \
-    } while (0)
-
 #define EXPECT(cond, ...)                                                                         \
     do {                                                                                          \
         if (!(cond)) {                                                                            \
@@ -50,13 +43,6 @@ int g_failures = 0;
         }                                                                                         \
     } while (0)
 
-uint64_t splitmix64(uint64_t &s) {
-    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-float uniform(uint64_t &s, float lo, float hi) { return lo + (hi - lo) * (float)((splitmix64(s) >> 40) * 0x1.0p-24); }
 
 const char *dtype_label(int32_t dt) {
     switch (dt) {
