@@ -37,16 +37,42 @@ class LibraryConsumerIT {
             }
             """;
 
+    /** Reaches past the wrapper into the generated bindings, which the module does not export. */
+    private static final String SNEAKY = """
+            public class Sneaky {
+                public static void main(String[] args) {
+                    System.out.println(dev.specula.ffi.SpeculaFfi.class);
+                }
+            }
+            """;
+
     @TempDir
     Path temp;
 
     @Test
     void aProjectOnTheLibraryAloneCompilesAndGenerates() throws Exception {
+        consumerCompilesAndGenerates(false);
+    }
+
+    @Test
+    void onTheModulePathTheGeneratedBindingsStayHidden() throws Exception {
+        consumerCompilesAndGenerates(true);
+        Path src = temp.resolve("sneaky/Sneaky.java");
+        Files.createDirectories(src.getParent());
+        Files.writeString(src, SNEAKY);
+        ByteArrayOutputStream diagnostics = new ByteArrayOutputStream();
+        int javac = ToolProvider.getSystemJavaCompiler().run(null, diagnostics, diagnostics, "--release", "25",
+                "--module-path", libraryPath(), "--add-modules", "dev.specula", "-cp", src.getParent().toString(),
+                "-d", src.getParent().toString(), src.toString());
+        String said = diagnostics.toString(StandardCharsets.UTF_8);
+        assertNotEquals(0, javac, "code outside the library compiled against dev.specula.ffi");
+        assertTrue(said.contains("package dev.specula.ffi is not visible"), said);
+    }
+
+    private String libraryPath() throws java.io.IOException {
         Path jar = Path.of(System.getProperty("specula.jar"));
         Path lib = Path.of(System.getProperty("specula.lib"));
-        Path model = Path.of(System.getProperty("specula.repo")).resolve("models/demo-target.gguf");
         assertTrue(Files.isRegularFile(jar), jar + " is missing");
-        assertTrue(Files.isRegularFile(model), model + " is missing");
         try (var zip = new java.util.zip.ZipFile(jar.toFile())) {
             assertNotNull(zip.getEntry("dev/specula/nativeapi/linux-x86_64/libspecula.so"), "the JAR lacks libspecula.so");
         }
@@ -57,25 +83,39 @@ class LibraryConsumerIT {
         for (Path p : classpath) {
             assertFalse(p.getFileName().toString().startsWith("picocli"), "the library drags in the CLI's " + p.getFileName());
         }
-        String cp = classpath.stream().map(Path::toString).reduce((a, b) -> a + File.pathSeparator + b).orElseThrow();
+        return classpath.stream().map(Path::toString).reduce((a, b) -> a + File.pathSeparator + b).orElseThrow();
+    }
 
+    /** Compiles and runs the consumer with the library on the class path, or on the module path. */
+    private void consumerCompilesAndGenerates(boolean modulePath) throws Exception {
+        Path model = Path.of(System.getProperty("specula.repo")).resolve("models/demo-target.gguf");
+        assertTrue(Files.isRegularFile(model), model + " is missing");
+        String cp = libraryPath();
+        // javac in this JVM would otherwise search the test's own class path, where the library's classes lie open.
+        List<String> use = modulePath ? List.of("--module-path", cp, "--add-modules", "dev.specula", "-cp", temp.toString()) : List.of("-cp", cp);
         Path src = temp.resolve("src/Consumer.java"), classes = temp.resolve("classes");
         Files.createDirectories(src.getParent());
         Files.createDirectories(classes);
         Files.writeString(src, CONSUMER);
         ByteArrayOutputStream diagnostics = new ByteArrayOutputStream();
-        int javac = ToolProvider.getSystemJavaCompiler().run(null, diagnostics, diagnostics,
-                "--release", "25", "-cp", cp, "-d", classes.toString(), src.toString());
+        List<String> javacArgs = new ArrayList<>(List.of("--release", "25", "-d", classes.toString()));
+        javacArgs.addAll(use);
+        javacArgs.add(src.toString());
+        int javac = ToolProvider.getSystemJavaCompiler().run(null, diagnostics, diagnostics, javacArgs.toArray(String[]::new));
         assertEquals(0, javac, "the consumer does not compile against the library:\n" + diagnostics.toString(StandardCharsets.UTF_8));
 
         Path cache = temp.resolve("cache");
         Path java = Path.of(System.getProperty("java.home"), "bin", "java");
-        Process p = new ProcessBuilder(List.of(java.toString(), "--enable-native-access=ALL-UNNAMED",
-                "-Dorg.bytedeco.javacpp.cachedir=" + cache, "-cp", classes + File.pathSeparator + cp, "Consumer", model.toString()))
-                .directory(temp.toFile()).redirectErrorStream(true).start();
+        List<String> command = new ArrayList<>(List.of(java.toString(), "-Dorg.bytedeco.javacpp.cachedir=" + cache));
+        command.addAll(modulePath
+                ? List.of("--enable-native-access=dev.specula", "--module-path", cp, "--add-modules", "dev.specula", "-cp", classes.toString())
+                : List.of("--enable-native-access=ALL-UNNAMED", "-cp", classes + File.pathSeparator + cp));
+        command.addAll(List.of("Consumer", model.toString()));
+        Process p = new ProcessBuilder(command).directory(temp.toFile()).redirectErrorStream(true).start();
         String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
         assertTrue(p.waitFor(120, TimeUnit.SECONDS), "the consumer did not finish");
         assertEquals(0, p.exitValue(), out);
+        assertFalse(out.contains("WARNING"), out);
         assertTrue(out.matches("(?s).*generated ([1-9]|1[0-2]) tokens: .*"), out);
         try (Stream<Path> files = Files.walk(cache)) {
             assertTrue(files.anyMatch(f -> f.getFileName().toString().equals("libspecula.so")),
