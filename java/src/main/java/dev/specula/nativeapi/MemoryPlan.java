@@ -28,11 +28,11 @@ public record MemoryPlan(long weights, long kvCaches, long modelScratch, long ke
      * Plans a model of shape on backend ("cpu" or "cuda"); needs no device, so any machine can plan for any
      * backend compiled into the library.
      *
-     * @param weightBytes the sum of the weights' sizes as they will be handed over
-     * @param kvCapacity  positions per KV cache
-     * @param sequences   KV caches (the batch), each with a tree of maxTreeNodes
-     * @param maxTreeNodes    tree nodes per sequence verified each step; 0 when nothing is verified
-     * @param recyclerK   candidates per row of a recycler over the model's vocabulary; 0 for none
+     * @param weightBytes  the sum of the weights' sizes as they will be handed over
+     * @param kvCapacity   positions per KV cache
+     * @param sequences    KV caches (the batch), each with a tree of maxTreeNodes
+     * @param maxTreeNodes tree nodes per sequence verified each step; 0 when nothing is verified
+     * @param recyclerK    candidates per row of a recycler over the model's vocabulary; 0 for none
      */
     public static MemoryPlan compute(String backend, ModelShape shape, DType kvType, long weightBytes, int kvCapacity,
                                      int sequences, int maxTreeNodes, int recyclerK) {

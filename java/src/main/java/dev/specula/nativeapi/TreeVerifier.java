@@ -20,13 +20,13 @@ public final class TreeVerifier {
     private TreeVerifier() {}
 
     /**
-     * @param maxTreeNodes   row stride of logits (and draftProbs): rows per sequence
-     * @param tokens     per sequence, its tree's tokens
-     * @param parents    per sequence, its tree's parents ([0] = -1)
-     * @param params     per sequence, how its target distribution is shaped
-     * @param logits     f32 [B][maxTreeNodes][nVocab]
-     * @param draftProbs null (deterministic drafters), or f32 [B][maxTreeNodes][nVocab]
-     * @param step       a counter that changes every step (names the random streams)
+     * @param maxTreeNodes row stride of logits (and draftProbs): rows per sequence
+     * @param tokens       per sequence, its tree's tokens
+     * @param parents      per sequence, its tree's parents ([0] = -1)
+     * @param params       per sequence, how its target distribution is shaped
+     * @param logits       f32 [B][maxTreeNodes][nVocab]
+     * @param draftProbs   null (deterministic drafters), or f32 [B][maxTreeNodes][nVocab]
+     * @param step         a counter that changes every step (names the random streams)
      */
     public static VerifyResult[] verify(Context context, int maxTreeNodes, int nVocab, int[][] tokens, int[][] parents,
                                         SamplingParams[] params, DeviceBuffer logits, DeviceBuffer draftProbs, long step) {
