@@ -108,7 +108,7 @@ void bench_attention(spec_context *ctx, int B, int P, int T, int H, int Hkv, int
     for (int b = 0; b < B; b++)
         for (int i = 0; i < T; i++) parents[(size_t)b * T + i] = i == 0 ? -1 : (int)(splitmix64(s) % (uint64_t)i);
     spec_tree_attention_args a = {};
-    a.batch = B, a.n_head = H, a.n_head_kv = Hkv, a.head_dim = D, a.max_tree = T, a.max_ctx = max_ctx, a.kv_dtype = dtype;
+    a.batch = B, a.n_head = H, a.n_head_kv = Hkv, a.head_dim = D, a.max_tree_nodes = T, a.max_ctx = max_ctx, a.kv_dtype = dtype;
     a.prefix_len = prefix.data(), a.tree_len = tree.data(), a.parents = parents.data();
     a.q = alloc_fill(ctx, q.data(), nq * 4);
     std::vector<uint8_t> cache(ncache * esz, 0);
@@ -164,7 +164,7 @@ void bench_step(spec_context *ctx, int B, int V) {
     std::vector<spec_sampling_params> greedy(B, spec_sampling_params{0, 0.0f, 1.0f, 0, 0}), sample(B);
     for (int b = 0; b < B; b++) sample[b] = spec_sampling_params{(uint64_t)b, 0.8f, 0.9f, 50, 0};
     spec_verify_args va = {};
-    va.batch = B, va.max_nodes = N, va.n_vocab = V, va.n_nodes = n_nodes.data(), va.tokens = tokens.data();
+    va.batch = B, va.max_tree_nodes = N, va.n_vocab = V, va.n_nodes = n_nodes.data(), va.tokens = tokens.data();
     va.parents = parents.data(), va.logits = lg, va.results = res.data();
     spec_recycler_update_args ua = {B, N, n_nodes.data(), tokens.data(), lg};
     std::vector<int32_t> next_roots(B), next_tokens((size_t)B * N);

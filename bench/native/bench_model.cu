@@ -315,7 +315,7 @@ struct Bench {
         spec_sampling_params greedy = {0, 0.0f, 1.0f, 0, 0};
         spec_verify_result res;
         spec_verify_args v = {};
-        v.batch = 1, v.max_nodes = n, v.n_vocab = vocab, v.n_nodes = &n, v.tokens = tokens, v.parents = parents;
+        v.batch = 1, v.max_tree_nodes = n, v.n_vocab = vocab, v.n_nodes = &n, v.tokens = tokens, v.parents = parents;
         v.params = &greedy, v.logits = logits, v.step = step++, v.results = &res;
         check(ctx, spec_verify(ctx, &v), "spec_verify");
         check(ctx, spec_kv_commit(kv, res.n_accepted + 1, res.path), "spec_kv_commit");
@@ -479,9 +479,9 @@ int main(int argc, char **argv) {
 
     Bench b;
     b.ctx = target.ctx, b.model = target.model, b.vocab = s.vocab;
-    const int max_tree = kTreeSizes[sizeof kTreeSizes / sizeof kTreeSizes[0] - 1];
-    check(target.ctx, spec_kv_create(target.model, o.prefix + o.decode + max_tree + 8, &b.kv), "spec_kv_create");
-    check(target.ctx, spec_buffer_alloc(target.ctx, (uint64_t)max_tree * s.vocab * 4, &b.logits), "spec_buffer_alloc");
+    const int max_tree_nodes = kTreeSizes[sizeof kTreeSizes / sizeof kTreeSizes[0] - 1];
+    check(target.ctx, spec_kv_create(target.model, o.prefix + o.decode + max_tree_nodes + 8, &b.kv), "spec_kv_create");
+    check(target.ctx, spec_buffer_alloc(target.ctx, (uint64_t)max_tree_nodes * s.vocab * 4, &b.logits), "spec_buffer_alloc");
     const std::vector<int32_t> prefix = random_tokens(11, o.prefix, s.vocab);
     {
         spec_forward_args f = {};

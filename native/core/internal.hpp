@@ -142,7 +142,7 @@ public:
     virtual Status memory_plan(const spec_model_config &config, const spec_memory_request &request, spec_memory_plan *plan,
                                Failure &err) = 0;
     // Grows the context's kernel scratch to the plan's kernel_scratch for these shapes.
-    virtual Status reserve(spec_context *ctx, int32_t batch, int32_t max_nodes, int32_t n_vocab, int32_t recycler_k,
+    virtual Status reserve(spec_context *ctx, int32_t batch, int32_t max_tree_nodes, int32_t n_vocab, int32_t recycler_k,
                            Failure &err) = 0;
 };
 

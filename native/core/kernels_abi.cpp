@@ -106,18 +106,18 @@ spec_status check_tokens(const int32_t *tokens, int32_t n, int32_t n_vocab, cons
 }
 
 // The per-sequence tree arrays verification and recycling updates share.
-spec_status check_node_arrays(int32_t batch, int32_t max_nodes, const int32_t *n_nodes, const int32_t *tokens,
+spec_status check_node_arrays(int32_t batch, int32_t max_tree_nodes, const int32_t *n_nodes, const int32_t *tokens,
                               const int32_t *parents, int32_t n_vocab, const char *fn, Failure &err) {
     if (check_count(batch, 1, SPEC_KERNEL_MAX_BATCH, fn, "batch", err)) return err.status;
-    if (check_count(max_nodes, 1, SPEC_TREE_MAX_NODES, fn, "max_nodes", err)) return err.status;
+    if (check_count(max_tree_nodes, 1, SPEC_MAX_TREE_NODES, fn, "max_tree_nodes", err)) return err.status;
     if (!n_nodes || !tokens) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: n_nodes or tokens is null", fn);
     for (int32_t b = 0; b < batch; b++) {
         char where[48];
         std::snprintf(where, sizeof where, "sequence %d: ", b);
-        if (n_nodes[b] < 1 || n_nodes[b] > max_nodes)
-            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: %sn_nodes = %d is out of range (1..%d = max_nodes)", fn, where, n_nodes[b], max_nodes);
-        if (check_tokens(tokens + (size_t)b * max_nodes, n_nodes[b], n_vocab, fn, where, err)) return err.status;
-        if (parents && check_rooted_tree(parents + (size_t)b * max_nodes, n_nodes[b], fn, where, err)) return err.status;
+        if (n_nodes[b] < 1 || n_nodes[b] > max_tree_nodes)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: %sn_nodes = %d is out of range (1..%d = max_tree_nodes)", fn, where, n_nodes[b], max_tree_nodes);
+        if (check_tokens(tokens + (size_t)b * max_tree_nodes, n_nodes[b], n_vocab, fn, where, err)) return err.status;
+        if (parents && check_rooted_tree(parents + (size_t)b * max_tree_nodes, n_nodes[b], fn, where, err)) return err.status;
     }
     return SPEC_OK;
 }
@@ -143,7 +143,7 @@ SPEC_API spec_status spec_tree_attention(spec_context *ctx, const spec_tree_atte
             FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: n_head %d is not a multiple of n_head_kv %d", fn, a.n_head, a.n_head_kv);
         if (a.head_dim != 64 && a.head_dim != 128)
             FAIL(err, SPEC_ERR_UNSUPPORTED, "%s: head_dim %d is not supported (64 or 128)", fn, a.head_dim);
-        if (check_count(a.max_tree, 1, SPEC_TREE_MAX_NODES, fn, "max_tree", err)) return err.status;
+        if (check_count(a.max_tree_nodes, 1, SPEC_MAX_TREE_NODES, fn, "max_tree_nodes", err)) return err.status;
         if (check_count(a.max_ctx, 1, 1 << 24, fn, "max_ctx", err)) return err.status;
         if (a.kv_dtype != SPEC_DTYPE_F32 && a.kv_dtype != SPEC_DTYPE_F16 && a.kv_dtype != SPEC_DTYPE_BF16)
             FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: kv_dtype %d must be F32, F16 or BF16", fn, a.kv_dtype);
@@ -153,19 +153,19 @@ SPEC_API spec_status spec_tree_attention(spec_context *ctx, const spec_tree_atte
             FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: prefix_len, tree_len or parents is null", fn);
         for (int32_t b = 0; b < a.batch; b++) {
             const int32_t T = a.tree_len[b], P = a.prefix_len[b];
-            if (T < 1 || T > a.max_tree)
-                FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: sequence %d: tree_len = %d is out of range (1..%d = max_tree)", fn, b, T, a.max_tree);
+            if (T < 1 || T > a.max_tree_nodes)
+                FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: sequence %d: tree_len = %d is out of range (1..%d = max_tree_nodes)", fn, b, T, a.max_tree_nodes);
             if (P < 0) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: sequence %d: prefix_len = %d is negative", fn, b, P);
             if ((int64_t)P + T > a.max_ctx)
                 FAIL(err, SPEC_ERR_OUT_OF_RANGE, "%s: sequence %d: prefix %d + tree %d tokens do not fit max_ctx %d", fn, b, P, T, a.max_ctx);
-            const int32_t *par = a.parents + (size_t)b * a.max_tree;
+            const int32_t *par = a.parents + (size_t)b * a.max_tree_nodes;
             for (int32_t i = 0; i < T; i++)
                 if (par[i] < -1 || par[i] >= i)
                     FAIL(err, SPEC_ERR_INVALID_ARGUMENT,
                          "%s: sequence %d: parents[%d] = %d must be -1 or an earlier node (0..%d): not topological or out of range", fn, b,
                          i, par[i], i - 1);
         }
-        const uint64_t rows = (uint64_t)a.batch * a.max_tree * a.n_head * a.head_dim * 4;
+        const uint64_t rows = (uint64_t)a.batch * a.max_tree_nodes * a.n_head * a.head_dim * 4;
         const uint64_t cache = (uint64_t)a.batch * a.max_ctx * a.n_head_kv * a.head_dim * dtype_bytes(a.kv_dtype);
         if (check_buffer(a.q, ctx, rows, fn, "q", err)) return err.status;
         if (check_buffer(a.k_cache, ctx, cache, fn, "k_cache", err)) return err.status;
@@ -191,7 +191,7 @@ SPEC_API spec_status spec_verify(spec_context *ctx, const spec_verify_args *args
         if (check_count(a.n_vocab, 1, kMaxVocab, fn, "n_vocab", err)) return err.status;
         if (!a.parents || !a.params || !a.results)
             FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: parents, params or results is null", fn);
-        if (check_node_arrays(a.batch, a.max_nodes, a.n_nodes, a.tokens, a.parents, a.n_vocab, fn, err)) return err.status;
+        if (check_node_arrays(a.batch, a.max_tree_nodes, a.n_nodes, a.tokens, a.parents, a.n_vocab, fn, err)) return err.status;
         for (int32_t b = 0; b < a.batch; b++) {
             const spec_sampling_params &p = a.params[b];
             if (!(p.temperature >= 0.0f) || !std::isfinite(p.temperature))
@@ -201,7 +201,7 @@ SPEC_API spec_status spec_verify(spec_context *ctx, const spec_verify_args *args
                 FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: sequence %d: top_p %g is out of range (0, 1]", fn, b, (double)p.top_p);
             if (p.reserved != 0) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: sequence %d: params.reserved must be 0", fn, b);
         }
-        const uint64_t rows = (uint64_t)a.batch * a.max_nodes * a.n_vocab * 4;
+        const uint64_t rows = (uint64_t)a.batch * a.max_tree_nodes * a.n_vocab * 4;
         if (check_buffer(a.logits, ctx, rows, fn, "logits", err)) return err.status;
         if (a.draft_probs && check_buffer(a.draft_probs, ctx, rows, fn, "draft_probs", err)) return err.status;
         return ctx->backend->verify(ctx, a, err);
@@ -311,8 +311,8 @@ SPEC_API spec_status spec_recycler_update(spec_recycler *rec, const spec_recycle
         if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "%s: recycler %s", fn, handle_problem(rec));
         if (!args) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: args is null", fn);
         const spec_recycler_update_args &a = *args;
-        if (check_node_arrays(a.batch, a.max_nodes, a.n_nodes, a.tokens, nullptr, rec->n_vocab, fn, err)) return err.status;
-        if (check_buffer(a.logits, ctx, (uint64_t)a.batch * a.max_nodes * rec->n_vocab * 4, fn, "logits", err)) return err.status;
+        if (check_node_arrays(a.batch, a.max_tree_nodes, a.n_nodes, a.tokens, nullptr, rec->n_vocab, fn, err)) return err.status;
+        if (check_buffer(a.logits, ctx, (uint64_t)a.batch * a.max_tree_nodes * rec->n_vocab * 4, fn, "logits", err)) return err.status;
         spec_status st = rec->ctx->backend->recycler_update(rec, a, err);
         if (st == SPEC_OK) rec->updates++;
         return st;
@@ -327,7 +327,7 @@ SPEC_API spec_status spec_recycler_draft(spec_recycler *rec, const spec_recycler
         if (!args) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: args is null", fn);
         const spec_recycler_draft_args &a = *args;
         if (check_count(a.batch, 1, SPEC_KERNEL_MAX_BATCH, fn, "batch", err)) return err.status;
-        if (check_count(a.n_template, 1, SPEC_TREE_MAX_NODES, fn, "n_template", err)) return err.status;
+        if (check_count(a.n_template, 1, SPEC_MAX_TREE_NODES, fn, "n_template", err)) return err.status;
         if (!a.template_parents || !a.template_ranks || !a.root_tokens || !a.tokens)
             FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: template_parents, template_ranks, root_tokens or tokens is null", fn);
         if (check_rooted_tree(a.template_parents, a.n_template, fn, "template ", err)) return err.status;
@@ -365,7 +365,7 @@ SPEC_API spec_status spec_logits_summarize(spec_context *ctx, const spec_buffer 
         const char *fn = "spec_logits_summarize";
         if (!live_context(ctx)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "%s: context %s", fn, handle_problem(ctx));
         if (!out) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: out is null", fn);
-        if (check_count(rows, 1, SPEC_KERNEL_MAX_BATCH * SPEC_TREE_MAX_NODES, fn, "rows", err)) return err.status;
+        if (check_count(rows, 1, SPEC_KERNEL_MAX_BATCH * SPEC_MAX_TREE_NODES, fn, "rows", err)) return err.status;
         if (check_count(k, 1, SPEC_SUMMARY_MAX_K, fn, "k", err)) return err.status;
         if (row_stride < 1)
             FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: row_stride = %lld must be at least 1 float", fn, (long long)row_stride);

@@ -110,10 +110,10 @@ SPEC_HD float dequant_element(int32_t dtype, const uint8_t *row, int64_t k) {
 // ---------------------------------------------------------------- shapes of the cuda forward
 
 // Rows of one slice: inputs longer than this run in slices, and a call of n <= MAX_ROWS tokens
-// runs as one slice padded to its bucket. It is also the largest tree (SPEC_TREE_MAX_NODES), so
+// runs as one slice padded to its bucket. It is also the largest tree (SPEC_MAX_TREE_NODES), so
 // verification of any tree is one slice, one graph.
 constexpr int32_t MAX_ROWS = 128;
-static_assert(MAX_ROWS == SPEC_TREE_MAX_NODES, "a tree must fit one slice");
+static_assert(MAX_ROWS == SPEC_MAX_TREE_NODES, "a tree must fit one slice");
 
 // The padded row count a slice of n tokens runs at: the next power of two (1, 2, 4, ..., 128).
 // Padded rows write nothing to the KV cache and their outputs are never copied out.

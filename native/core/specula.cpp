@@ -107,8 +107,13 @@ const char *role_name(int32_t role) {
     return role >= 0 && role < SPEC_W_ROLE_COUNT ? names[role] : "unknown";
 }
 
-// The shape each role must have under a config.
-void expected_shape(const spec_model_config &c, int32_t role, int64_t *rows, int64_t *cols) {
+// The one statement of the shape each role must have under a (validated) config: spec_weight_shape
+// gives it to callers, spec_model_set_weight checks weights against it. Validates role and layer.
+spec_status weight_shape(const spec_model_config &c, int32_t role, int32_t layer, int64_t *rows, int64_t *cols, Failure &err) {
+    if (role < 0 || role >= SPEC_W_ROLE_COUNT)
+        FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "unknown weight role %d (roles are 0..%d)", role, SPEC_W_ROLE_COUNT - 1);
+    if (!is_global_role(role) && (layer < 0 || layer >= c.n_layer))
+        FAIL(err, SPEC_ERR_OUT_OF_RANGE, "weight %s: layer %d is out of range (model has %d layers)", role_name(role), layer, c.n_layer);
     const int64_t q = (int64_t)c.n_head * c.head_dim, kv = (int64_t)c.n_head_kv * c.head_dim;
     switch (role) {
     case SPEC_W_TOKEN_EMBD: case SPEC_W_OUTPUT: *rows = c.n_vocab; *cols = c.n_embd; break;
@@ -120,8 +125,9 @@ void expected_shape(const spec_model_config &c, int32_t role, int64_t *rows, int
     case SPEC_W_ATTN_K_BIAS: case SPEC_W_ATTN_V_BIAS: *rows = 1; *cols = kv; break;
     case SPEC_W_FFN_GATE: case SPEC_W_FFN_UP: *rows = c.n_ff; *cols = c.n_embd; break;
     case SPEC_W_FFN_DOWN: *rows = c.n_embd; *cols = c.n_ff; break;
-    default: *rows = *cols = 0;
+    default: FAIL(err, SPEC_ERR_INTERNAL, "weight role %d has no shape rule", role);
     }
+    return SPEC_OK;
 }
 
 bool role_required(const spec_model_config &c, int32_t role) {
@@ -381,19 +387,25 @@ SPEC_API spec_status spec_model_destroy(spec_model *model) {
     });
 }
 
+SPEC_API spec_status spec_weight_shape(const spec_model_config *config, int32_t role, int32_t layer, int64_t *rows,
+                                       int64_t *cols) {
+    return guarded(nullptr, [&](Failure &err) -> spec_status {
+        if (!config || !rows || !cols) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_weight_shape: config, rows or cols is null");
+        *rows = *cols = 0;
+        if (validate_config(*config, err)) return err.status;
+        return weight_shape(*config, role, layer, rows, cols, err);
+    });
+}
+
 SPEC_API spec_status spec_model_set_weight(spec_model *model, int32_t role, int32_t layer, int32_t dtype, const void *data,
                                            uint64_t nbytes, int64_t rows, int64_t cols) {
     const spec_context *ctx = live_model(model) ? model->ctx : nullptr;
     return guarded(ctx, [&](Failure &err) -> spec_status {
         if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_model_set_weight: model %s", handle_problem(model));
         if (model->finalized) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_model_set_weight: model is already finalized");
-        if (role < 0 || role >= SPEC_W_ROLE_COUNT) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "unknown weight role %d", role);
-        const auto &c = model->config;
-        if (!is_global_role(role) && (layer < 0 || layer >= c.n_layer))
-            FAIL(err, SPEC_ERR_OUT_OF_RANGE, "weight %s: layer %d is out of range (model has %d layers)", role_name(role), layer, c.n_layer);
-        if (!data) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "weight %s: data is null", role_name(role));
         int64_t er = 0, ec = 0;
-        expected_shape(c, role, &er, &ec);
+        if (weight_shape(model->config, role, layer, &er, &ec, err)) return err.status;
+        if (!data) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "weight %s: data is null", role_name(role));
         if (rows != er || cols != ec)
             FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "weight %s (layer %d): shape [%lld x %lld], expected [%lld x %lld]", role_name(role),
                  layer, (long long)rows, (long long)cols, (long long)er, (long long)ec);
@@ -611,8 +623,8 @@ SPEC_API spec_status spec_memory_plan_compute(const char *backend, const spec_mo
             FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: kv_capacity %d is out of range (1..16777216)", fn, r.kv_capacity);
         if (r.n_sequences <= 0 || r.n_sequences > SPEC_KERNEL_MAX_BATCH)
             FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: n_sequences %d is out of range (1..%d)", fn, r.n_sequences, SPEC_KERNEL_MAX_BATCH);
-        if (r.max_nodes < 0 || r.max_nodes > SPEC_TREE_MAX_NODES)
-            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: max_nodes %d is out of range (0..%d)", fn, r.max_nodes, SPEC_TREE_MAX_NODES);
+        if (r.max_tree_nodes < 0 || r.max_tree_nodes > SPEC_MAX_TREE_NODES)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: max_tree_nodes %d is out of range (0..%d)", fn, r.max_tree_nodes, SPEC_MAX_TREE_NODES);
         if (r.recycler_k < 0 || r.recycler_k > SPEC_RECYCLER_MAX_K || r.recycler_k > config->n_vocab)
             FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: recycler_k %d is out of range (0..%d, at most n_vocab)", fn, r.recycler_k,
                  SPEC_RECYCLER_MAX_K);
@@ -623,19 +635,19 @@ SPEC_API spec_status spec_memory_plan_compute(const char *backend, const spec_mo
     });
 }
 
-SPEC_API spec_status spec_context_reserve(spec_context *ctx, int32_t batch, int32_t max_nodes, int32_t n_vocab,
+SPEC_API spec_status spec_context_reserve(spec_context *ctx, int32_t batch, int32_t max_tree_nodes, int32_t n_vocab,
                                           int32_t recycler_k) {
     return guarded(live_context(ctx) ? ctx : nullptr, [&](Failure &err) -> spec_status {
         const char *fn = "spec_context_reserve";
         if (!live_context(ctx)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "%s: context %s", fn, handle_problem(ctx));
         if (batch <= 0 || batch > SPEC_KERNEL_MAX_BATCH)
             FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: batch %d is out of range (1..%d)", fn, batch, SPEC_KERNEL_MAX_BATCH);
-        if (max_nodes <= 0 || max_nodes > SPEC_TREE_MAX_NODES)
-            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: max_nodes %d is out of range (1..%d)", fn, max_nodes, SPEC_TREE_MAX_NODES);
+        if (max_tree_nodes <= 0 || max_tree_nodes > SPEC_MAX_TREE_NODES)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: max_tree_nodes %d is out of range (1..%d)", fn, max_tree_nodes, SPEC_MAX_TREE_NODES);
         if (n_vocab <= 0 || n_vocab > (1 << 22)) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: n_vocab %d is out of range", fn, n_vocab);
         if (recycler_k < 0 || recycler_k > SPEC_RECYCLER_MAX_K)
             FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: recycler_k %d is out of range (0..%d)", fn, recycler_k, SPEC_RECYCLER_MAX_K);
-        return ctx->backend->reserve(ctx, batch, max_nodes, n_vocab, recycler_k, err);
+        return ctx->backend->reserve(ctx, batch, max_tree_nodes, n_vocab, recycler_k, err);
     });
 }
 

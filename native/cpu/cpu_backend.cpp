@@ -101,8 +101,8 @@ public:
         p->model_scratch = cpu::model_scratch_bytes(c, r.kv_capacity);
         // verify.cpp's per-call vectors: sampling weights of one vocabulary row plus per-node
         // bookkeeping; recycling.cpp's top-k rows of every node.
-        const uint64_t nodes = (uint64_t)r.n_sequences * (uint64_t)r.max_nodes;
-        p->kernel_scratch = r.max_nodes ? (uint64_t)c.n_vocab * 8 + nodes * (8 + 4 + 1 + 8 + 4 * (uint64_t)r.recycler_k) : 0;
+        const uint64_t nodes = (uint64_t)r.n_sequences * (uint64_t)r.max_tree_nodes;
+        p->kernel_scratch = r.max_tree_nodes ? (uint64_t)c.n_vocab * 8 + nodes * (8 + 4 + 1 + 8 + 4 * (uint64_t)r.recycler_k) : 0;
         p->recycler = (uint64_t)c.n_vocab * (uint64_t)r.recycler_k * 4;
         return SPEC_OK;
     }

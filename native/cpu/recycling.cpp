@@ -13,9 +13,9 @@ Status recycler_update(spec_recycler *rec, const spec_recycler_update_args &a, F
     int32_t *matrix = (int32_t *)rec->matrix;
     // Collect every node's top-k first, then write: the update is one step, and a row written
     // by several nodes keeps the last node's candidates (batch order, then node index).
-    std::vector<int64_t> rows; // flat node index b * max_nodes + i, in write order
+    std::vector<int64_t> rows; // flat node index b * max_tree_nodes + i, in write order
     for (int32_t b = 0; b < a.batch; b++)
-        for (int32_t i = 0; i < a.n_nodes[b]; i++) rows.push_back((int64_t)b * a.max_nodes + i);
+        for (int32_t i = 0; i < a.n_nodes[b]; i++) rows.push_back((int64_t)b * a.max_tree_nodes + i);
     std::vector<int32_t> top(rows.size() * k);
     parallel_for(rec->ctx, (int64_t)rows.size(), [&](int64_t n) {
         const float *row = logits + (size_t)rows[n] * V;

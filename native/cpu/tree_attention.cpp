@@ -35,7 +35,7 @@ Status tree_attention(spec_context *ctx, const spec_tree_attention_args &a, Fail
     parallel_for(ctx, (int64_t)a.batch * Hkv, [&](int64_t item) {
         const int b = (int)(item / Hkv), kvh = (int)(item % Hkv);
         const int P = a.prefix_len[b], T = a.tree_len[b], L = P + T;
-        const int32_t *parents = a.parents + (size_t)b * a.max_tree;
+        const int32_t *parents = a.parents + (size_t)b * a.max_tree_nodes;
         std::vector<float> K((size_t)L * D), V((size_t)L * D), s(L), acc(D);
         for (int j = 0; j < L; j++) {
             size_t off = (((size_t)b * a.max_ctx + j) * Hkv + kvh) * D;
@@ -47,7 +47,7 @@ Status tree_attention(spec_context *ctx, const spec_tree_attention_args &a, Fail
             km::tree_mask_row(parents, t, mask);
             for (int g = 0; g < G; g++) {
                 const int h = kvh * G + g;
-                const float *qr = q + (((size_t)b * a.max_tree + t) * H + h) * D;
+                const float *qr = q + (((size_t)b * a.max_tree_nodes + t) * H + h) * D;
                 float m = -INFINITY;
                 for (int j = 0; j < L; j++) {
                     bool allowed = j < P || km::mask_bit(mask, j - P);
@@ -68,7 +68,7 @@ Status tree_attention(spec_context *ctx, const spec_tree_attention_args &a, Fail
                     l += p;
                     for (int d = 0; d < D; d++) acc[d] += p * V[(size_t)j * D + d];
                 }
-                float *o = out + (((size_t)b * a.max_tree + t) * H + h) * D;
+                float *o = out + (((size_t)b * a.max_tree_nodes + t) * H + h) * D;
                 for (int d = 0; d < D; d++) o[d] = acc[d] / l;
             }
         }

@@ -19,7 +19,7 @@ void init_result(spec_verify_result &r) {
     r.last_node = 0;
     r.bonus_token = -1;
     r.reserved = 0;
-    for (int i = 0; i < SPEC_TREE_MAX_NODES; i++) {
+    for (int i = 0; i < SPEC_MAX_TREE_NODES; i++) {
         r.path[i] = -1;
         r.depth_flags[i] = SPEC_DEPTH_NOT_REACHED;
     }
@@ -111,7 +111,7 @@ Status verify(spec_context *ctx, const spec_verify_args &a, Failure &) {
     const float *logits = (const float *)a.logits->ptr;
     const float *q = a.draft_probs ? (const float *)a.draft_probs->ptr : nullptr;
     parallel_for(ctx, a.batch, [&](int64_t b) {
-        const size_t base = (size_t)b * a.max_nodes;
+        const size_t base = (size_t)b * a.max_tree_nodes;
         Tree t{a.n_nodes[b], a.tokens + base, a.parents + base};
         spec_verify_result &res = a.results[b];
         init_result(res);

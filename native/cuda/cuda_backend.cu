@@ -153,12 +153,12 @@ public:
         p->weights = cuda::model_weight_bytes(c, r.weight_bytes);
         p->kv_caches = kv_cache_bytes(c, r.kv_capacity) * (uint64_t)r.n_sequences;
         p->model_scratch = cuda::model_scratch_bytes(c);
-        p->kernel_scratch = r.max_nodes ? cuda::kernel_scratch_bytes(r.n_sequences, r.max_nodes, c.n_vocab, r.recycler_k) : 0;
+        p->kernel_scratch = r.max_tree_nodes ? cuda::kernel_scratch_bytes(r.n_sequences, r.max_tree_nodes, c.n_vocab, r.recycler_k) : 0;
         p->recycler = cuda::recycler_bytes(c.n_vocab, r.recycler_k);
         return SPEC_OK;
     }
-    Status reserve(spec_context *ctx, int32_t batch, int32_t max_nodes, int32_t n_vocab, int32_t k, Failure &err) override {
-        return cuda::reserve_kernel_scratch(ctx, batch, max_nodes, n_vocab, k, err);
+    Status reserve(spec_context *ctx, int32_t batch, int32_t max_tree_nodes, int32_t n_vocab, int32_t k, Failure &err) override {
+        return cuda::reserve_kernel_scratch(ctx, batch, max_tree_nodes, n_vocab, k, err);
     }
 };
 

@@ -44,7 +44,7 @@ __global__ void write_rows_kernel(const int32_t *tokens, const int32_t *top, int
 
 __global__ void draft_kernel(const int32_t *matrix, int k, const int32_t *tparents, const int32_t *tranks,
                              const int32_t *tdepth, int n_template, int max_depth, const int32_t *roots, int32_t *out) {
-    __shared__ int32_t tok[SPEC_TREE_MAX_NODES];
+    __shared__ int32_t tok[SPEC_MAX_TREE_NODES];
     const int b = blockIdx.x, i = threadIdx.x;
     if (i == 0) tok[0] = roots[b];
     __syncthreads();
@@ -125,8 +125,8 @@ Status recycler_update(spec_recycler *rec, const spec_recycler_update_args &a, F
     std::vector<int32_t> tokens;
     for (int32_t b = 0; b < a.batch; b++)
         for (int32_t i = 0; i < a.n_nodes[b]; i++) {
-            rows.push_back((int64_t)b * a.max_nodes + i);
-            tokens.push_back(a.tokens[(size_t)b * a.max_nodes + i]);
+            rows.push_back((int64_t)b * a.max_tree_nodes + i);
+            tokens.push_back(a.tokens[(size_t)b * a.max_tree_nodes + i]);
         }
     const size_t n = rows.size(), k = (size_t)rec->k;
     const UpdateLayout lay(n, k);
@@ -186,7 +186,7 @@ Status recycler_draft(spec_recycler *rec, const spec_recycler_draft_args &a, Fai
     up.put(o_roots, a.root_tokens, B);
     if (up.upload(st.scratch, err)) return err.status;
     int32_t *d_out = (int32_t *)(st.scratch + o_out);
-    draft_kernel<<<(unsigned)B, SPEC_TREE_MAX_NODES>>>((const int32_t *)rec->matrix, rec->k, (const int32_t *)(st.scratch + o_par),
+    draft_kernel<<<(unsigned)B, SPEC_MAX_TREE_NODES>>>((const int32_t *)rec->matrix, rec->k, (const int32_t *)(st.scratch + o_par),
                                                        (const int32_t *)(st.scratch + o_rank),
                                                        (const int32_t *)(st.scratch + o_depth), (int)N, max_depth,
                                                        (const int32_t *)(st.scratch + o_roots), d_out);

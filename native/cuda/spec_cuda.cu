@@ -69,8 +69,8 @@ Status grow_scratch(spec_context *ctx, KernelState &st, size_t bytes, Failure &e
 }
 
 // The largest of the speculative kernels' layouts at these shapes, before grow_scratch's headroom.
-static size_t kernel_scratch_needed(int32_t batch, int32_t max_nodes, int32_t n_vocab, int32_t recycler_k) {
-    const size_t B = (size_t)batch, N = (size_t)max_nodes;
+static size_t kernel_scratch_needed(int32_t batch, int32_t max_tree_nodes, int32_t n_vocab, int32_t recycler_k) {
+    const size_t B = (size_t)batch, N = (size_t)max_tree_nodes;
     size_t bytes = verify_scratch_bytes(B, N, (size_t)n_vocab);
     bytes = std::max(bytes, logits_summary_scratch_bytes(B * N)); // a summary per tree node
     if (recycler_k > 0) {
@@ -80,17 +80,17 @@ static size_t kernel_scratch_needed(int32_t batch, int32_t max_nodes, int32_t n_
     return bytes;
 }
 
-uint64_t kernel_scratch_bytes(int32_t batch, int32_t max_nodes, int32_t n_vocab, int32_t recycler_k) {
-    return scratch_allocation(kernel_scratch_needed(batch, max_nodes, n_vocab, recycler_k));
+uint64_t kernel_scratch_bytes(int32_t batch, int32_t max_tree_nodes, int32_t n_vocab, int32_t recycler_k) {
+    return scratch_allocation(kernel_scratch_needed(batch, max_tree_nodes, n_vocab, recycler_k));
 }
 
-Status reserve_kernel_scratch(spec_context *ctx, int32_t batch, int32_t max_nodes, int32_t n_vocab, int32_t recycler_k,
+Status reserve_kernel_scratch(spec_context *ctx, int32_t batch, int32_t max_tree_nodes, int32_t n_vocab, int32_t recycler_k,
                               Failure &err) {
     KernelState &st = kernel_state(ctx);
     std::lock_guard<std::mutex> lock(st.lock);
     cudaError_t e = cudaSetDevice(ctx->device);
     if (e != cudaSuccess) return cuda_failure(err, e, "cudaSetDevice");
-    return grow_scratch(ctx, st, kernel_scratch_needed(batch, max_nodes, n_vocab, recycler_k), err);
+    return grow_scratch(ctx, st, kernel_scratch_needed(batch, max_tree_nodes, n_vocab, recycler_k), err);
 }
 
 } // namespace specula::cuda

@@ -37,9 +37,9 @@ size_t recycler_update_scratch_bytes(size_t n_nodes, size_t k);
 size_t recycler_draft_scratch_bytes(size_t B, size_t N);
 size_t logits_summary_scratch_bytes(size_t rows);
 uint64_t recycler_bytes(int64_t n_vocab, int32_t k);
-uint64_t kernel_scratch_bytes(int32_t batch, int32_t max_nodes, int32_t n_vocab, int32_t recycler_k);
+uint64_t kernel_scratch_bytes(int32_t batch, int32_t max_tree_nodes, int32_t n_vocab, int32_t recycler_k);
 // Grows the context's scratch to kernel_scratch_bytes(...) now (spec_context_reserve).
-Status reserve_kernel_scratch(spec_context *ctx, int32_t batch, int32_t max_nodes, int32_t n_vocab, int32_t recycler_k,
+Status reserve_kernel_scratch(spec_context *ctx, int32_t batch, int32_t max_tree_nodes, int32_t n_vocab, int32_t recycler_k,
                               Failure &err);
 
 // Places pieces in one allocation, each 256-byte aligned: first the ones uploaded from the

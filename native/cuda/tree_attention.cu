@@ -282,7 +282,7 @@ Status tree_attention(spec_context *ctx, const spec_tree_attention_args &a, Fail
     if (e != cudaSuccess) return cuda_failure(err, e, "cudaSetDevice");
     if (grow_scratch(ctx, st, 0, err)) return err.status; // learns the SM count
 
-    const int B = a.batch, Tmax = a.max_tree, G = a.n_head / a.n_head_kv, D = a.head_dim;
+    const int B = a.batch, Tmax = a.max_tree_nodes, G = a.n_head / a.n_head_kv, D = a.head_dim;
     int L_max = 0, rows_max = 0;
     for (int b = 0; b < B; b++) {
         L_max = std::max(L_max, a.prefix_len[b] + a.tree_len[b]);
@@ -339,7 +339,7 @@ Status tree_attention(spec_context *ctx, const spec_tree_attention_args &a, Fail
     d.n_chunks = n_chunks;
     d.scale_log2 = a.scale * 1.4426950408889634f;
 
-    mask_kernel<<<B, SPEC_TREE_MAX_NODES>>>((const int32_t *)(st.scratch + o_par), d.tree_len, Tmax,
+    mask_kernel<<<B, SPEC_MAX_TREE_NODES>>>((const int32_t *)(st.scratch + o_par), d.tree_len, Tmax,
                                             (uint32_t *)(st.scratch + o_mask));
     if (check_launch(err, "tree mask kernel")) return err.status;
     const dim3 grid((unsigned)n_chunks, (unsigned)row_tiles, (unsigned)(B * a.n_head_kv));

@@ -14,25 +14,25 @@ constexpr int VT = km::SAMPLE_LANES; // threads per block: one per canonical sam
 
 struct VerifyDev {
     const int32_t *n_nodes;  // [B]
-    const int32_t *tokens;   // [B][max_nodes]
-    const int32_t *parents;  // [B][max_nodes]
+    const int32_t *tokens;   // [B][max_tree_nodes]
+    const int32_t *parents;  // [B][max_tree_nodes]
     const spec_sampling_params *params; // [B]
-    const float *logits;     // [B][max_nodes][V]
-    const float *q;          // [B][max_nodes][V] or null
+    const float *logits;     // [B][max_tree_nodes][V]
+    const float *q;          // [B][max_tree_nodes][V] or null
     uint64_t *w;             // [B][V] weights scratch (sampling sequences only)
     spec_verify_result *results; // [B]
-    int32_t max_nodes;
+    int32_t max_tree_nodes;
     int64_t V;
     uint64_t step;
 };
 
 struct Shared {
     spec_verify_result res;
-    int32_t tok[SPEC_TREE_MAX_NODES];
-    int32_t par[SPEC_TREE_MAX_NODES];
-    int32_t depth[SPEC_TREE_MAX_NODES];
-    unsigned long long amax[SPEC_TREE_MAX_NODES]; // 0 = not computed yet
-    int32_t ok[SPEC_TREE_MAX_NODES];
+    int32_t tok[SPEC_MAX_TREE_NODES];
+    int32_t par[SPEC_MAX_TREE_NODES];
+    int32_t depth[SPEC_MAX_TREE_NODES];
+    unsigned long long amax[SPEC_MAX_TREE_NODES]; // 0 = not computed yet
+    int32_t ok[SPEC_MAX_TREE_NODES];
     unsigned long long red[33];
     unsigned long long hstat[km::RADIX_BINS];
     unsigned int hcount[km::RADIX_BINS];
@@ -316,8 +316,8 @@ __global__ void __launch_bounds__(VT) verify_kernel(VerifyDev a) {
     __shared__ Shared sh;
     const int b = blockIdx.x;
     const int n = a.n_nodes[b];
-    const size_t base = (size_t)b * a.max_nodes;
-    for (int i = threadIdx.x; i < SPEC_TREE_MAX_NODES; i += VT) {
+    const size_t base = (size_t)b * a.max_tree_nodes;
+    for (int i = threadIdx.x; i < SPEC_MAX_TREE_NODES; i += VT) {
         sh.tok[i] = i < n ? a.tokens[base + i] : 0;
         sh.par[i] = i < n ? a.parents[base + i] : -1;
         sh.amax[i] = 0;
@@ -372,7 +372,7 @@ Status verify(spec_context *ctx, const spec_verify_args &a, Failure &err) {
     std::lock_guard<std::mutex> lock(st.lock);
     cudaError_t e = cudaSetDevice(ctx->device);
     if (e != cudaSuccess) return cuda_failure(err, e, "cudaSetDevice");
-    const size_t B = (size_t)a.batch, N = (size_t)a.max_nodes, V = (size_t)a.n_vocab;
+    const size_t B = (size_t)a.batch, N = (size_t)a.max_tree_nodes, V = (size_t)a.n_vocab;
     bool sampling = false;
     for (size_t b = 0; b < B; b++) sampling |= a.params[b].temperature != 0.0f;
 
@@ -397,7 +397,7 @@ Status verify(spec_context *ctx, const spec_verify_args &a, Failure &err) {
     d.q = a.draft_probs ? (const float *)a.draft_probs->ptr : nullptr;
     d.w = sampling ? (uint64_t *)(st.scratch + o_w) : nullptr;
     d.results = (spec_verify_result *)(st.scratch + o_res);
-    d.max_nodes = a.max_nodes;
+    d.max_tree_nodes = a.max_tree_nodes;
     d.V = a.n_vocab;
     d.step = a.step;
     verify_kernel<<<(unsigned)B, VT>>>(d);

@@ -28,7 +28,7 @@ extern "C" {
 
 /* ABI version: major changes break callers, minor changes only add. */
 #define SPEC_ABI_VERSION_MAJOR 0
-#define SPEC_ABI_VERSION_MINOR 6
+#define SPEC_ABI_VERSION_MINOR 7
 
 typedef int32_t spec_status;
 
@@ -181,10 +181,17 @@ enum spec_weight_role {
 SPEC_API spec_status spec_model_create(spec_context *ctx, const spec_model_config *config, spec_model **out);
 SPEC_API spec_status spec_model_destroy(spec_model *model);
 
+/* The shape [rows][cols] a weight of role must have under config: the rule spec_model_set_weight
+ * checks, stated only here. Matrices are [out features][in features]; vectors (norms, biases) have
+ * rows = 1. layer must be below n_layer for per-layer roles and is ignored for TOKEN_EMBD,
+ * OUTPUT_NORM and OUTPUT. The config is validated as spec_model_create validates it; an unknown
+ * role is SPEC_ERR_INVALID_ARGUMENT, a layer out of range SPEC_ERR_OUT_OF_RANGE. Needs no context. */
+SPEC_API spec_status spec_weight_shape(const spec_model_config *config, int32_t role, int32_t layer, int64_t *rows,
+                                       int64_t *cols);
+
 /* Hands over one weight. data points at host memory (typically a mapped model file) that must
  * stay valid while the model lives; a backend may copy it to its device. layer is ignored for
- * TOKEN_EMBD, OUTPUT_NORM and OUTPUT. rows x cols must match the config for that role;
- * vectors (norms, biases) have rows = 1. */
+ * TOKEN_EMBD, OUTPUT_NORM and OUTPUT. rows x cols must be what spec_weight_shape gives for that role. */
 SPEC_API spec_status spec_model_set_weight(spec_model *model, int32_t role, int32_t layer, int32_t dtype,
                                            const void *data, uint64_t nbytes, int64_t rows, int64_t cols);
 
@@ -226,7 +233,7 @@ typedef struct spec_forward_args {
     int32_t stop_at_exit;     /* nonzero: run only layers [0, exit_layer) (early-exit drafting);
                                * the pending tokens then hold KV for those layers only */
     uint64_t logits_offset;   /* byte offset of the first row in logits, so that the trees of a batch can
-                               * write their rows into one [B][max_nodes][n_vocab] buffer for spec_verify */
+                               * write their rows into one [B][max_tree_nodes][n_vocab] buffer for spec_verify */
 } spec_forward_args;
 
 /* Runs n_tokens new tokens over the committed prefix of kv. Token i attends to every committed
@@ -244,7 +251,7 @@ SPEC_API spec_status spec_forward(spec_model *model, spec_kv *kv, const spec_for
  * [0, i). The target's logits at node i predict node i's children, so a tree run through
  * spec_forward (tokens and parents as given) yields every logits row verification needs, and
  * the accepted path [0, a1, a2, ...] is the path spec_kv_commit takes. */
-#define SPEC_TREE_MAX_NODES 128   /* nodes per tree (tree tokens per sequence) */
+#define SPEC_MAX_TREE_NODES 128   /* nodes per tree (tree tokens per sequence) */
 #define SPEC_KERNEL_MAX_BATCH 1024 /* sequences per call */
 
 /* Tree attention of the verify phase, for B sequences at once. Query t of sequence b (head h,
@@ -259,17 +266,17 @@ typedef struct spec_tree_attention_args {
     int32_t n_head;       /* query heads, a multiple of n_head_kv (GQA), at most 256 */
     int32_t n_head_kv;
     int32_t head_dim;     /* 64 or 128 */
-    int32_t max_tree;     /* Tmax: row stride of q, out and the per-node host arrays, 1..SPEC_TREE_MAX_NODES */
+    int32_t max_tree_nodes; /* Tmax: row stride of q, out and the per-node host arrays, 1..SPEC_MAX_TREE_NODES */
     int32_t max_ctx;      /* slots per sequence in k_cache and v_cache */
     int32_t kv_dtype;     /* SPEC_DTYPE_F32, F16 or BF16 */
     float scale;          /* softmax scale; 0 means 1/sqrt(head_dim) */
     const int32_t *prefix_len; /* host [B], >= 0 */
-    const int32_t *tree_len;   /* host [B]: T_b, 1..max_tree, prefix_len[b] + T_b <= max_ctx */
-    const int32_t *parents;    /* host [B][max_tree]: -1 or an earlier index; entries at and past T_b are ignored */
-    spec_buffer *q;       /* f32 [B][max_tree][n_head][head_dim] */
+    const int32_t *tree_len;   /* host [B]: T_b, 1..max_tree_nodes, prefix_len[b] + T_b <= max_ctx */
+    const int32_t *parents;    /* host [B][max_tree_nodes]: -1 or an earlier index; entries at and past T_b are ignored */
+    spec_buffer *q;       /* f32 [B][max_tree_nodes][n_head][head_dim] */
     spec_buffer *k_cache; /* kv_dtype [B][max_ctx][n_head_kv][head_dim] */
     spec_buffer *v_cache; /* kv_dtype [B][max_ctx][n_head_kv][head_dim] */
-    spec_buffer *out;     /* f32 [B][max_tree][n_head][head_dim]; rows t >= T_b are left untouched */
+    spec_buffer *out;     /* f32 [B][max_tree_nodes][n_head][head_dim]; rows t >= T_b are left untouched */
 } spec_tree_attention_args;
 
 SPEC_API spec_status spec_tree_attention(spec_context *ctx, const spec_tree_attention_args *args);
@@ -297,9 +304,9 @@ typedef struct spec_verify_result {
     int32_t last_node;   /* the path's last node (0 when none accepted) */
     int32_t bonus_token; /* the token that follows the path: the next step's root */
     int32_t reserved;
-    int32_t path[SPEC_TREE_MAX_NODES];        /* [0] = 0 (the root), then the accepted nodes; n_accepted + 1
+    int32_t path[SPEC_MAX_TREE_NODES];        /* [0] = 0 (the root), then the accepted nodes; n_accepted + 1
                                                * entries, the rest -1: the path spec_kv_commit takes */
-    int32_t depth_flags[SPEC_TREE_MAX_NODES]; /* [d] for depth d >= 1: spec_depth_flag; [0] = ACCEPTED (the root) */
+    int32_t depth_flags[SPEC_MAX_TREE_NODES]; /* [d] for depth d >= 1: spec_depth_flag; [0] = ACCEPTED (the root) */
 } spec_verify_result;
 
 /* Verifies B draft trees against the target's logits at every node (node 0 = the root, see
@@ -321,15 +328,15 @@ typedef struct spec_verify_result {
  * context's device; only the results travel back. */
 typedef struct spec_verify_args {
     int32_t batch;            /* B, 1..SPEC_KERNEL_MAX_BATCH */
-    int32_t max_nodes;        /* row stride of the node arrays, logits and draft_probs, 1..SPEC_TREE_MAX_NODES */
+    int32_t max_tree_nodes;   /* row stride of the node arrays, logits and draft_probs, 1..SPEC_MAX_TREE_NODES */
     int32_t n_vocab;
     int32_t reserved;         /* must be 0 */
-    const int32_t *n_nodes;   /* host [B]: nodes of each tree, 1..max_nodes */
-    const int32_t *tokens;    /* host [B][max_nodes], ids below n_vocab */
-    const int32_t *parents;   /* host [B][max_nodes]: [0] = -1, else 0 <= parents[i] < i */
+    const int32_t *n_nodes;   /* host [B]: nodes of each tree, 1..max_tree_nodes */
+    const int32_t *tokens;    /* host [B][max_tree_nodes], ids below n_vocab */
+    const int32_t *parents;   /* host [B][max_tree_nodes]: [0] = -1, else 0 <= parents[i] < i */
     const spec_sampling_params *params; /* host [B] */
-    spec_buffer *logits;      /* f32 [B][max_nodes][n_vocab]: row i = the target's logits after node i */
-    spec_buffer *draft_probs; /* NULL, or f32 [B][max_nodes][n_vocab]: row i = the draft distribution of node i's children */
+    spec_buffer *logits;      /* f32 [B][max_tree_nodes][n_vocab]: row i = the target's logits after node i */
+    spec_buffer *draft_probs; /* NULL, or f32 [B][max_tree_nodes][n_vocab]: row i = the draft distribution of node i's children */
     uint64_t step;            /* counter for the random streams; change it every step */
     spec_verify_result *results; /* host [B] */
 } spec_verify_args;
@@ -369,10 +376,10 @@ SPEC_API spec_status spec_recycler_load(spec_recycler *rec, const int32_t *src, 
  * spec_verify_args' layout, so the same ones can be passed. */
 typedef struct spec_recycler_update_args {
     int32_t batch;          /* B, 1..SPEC_KERNEL_MAX_BATCH */
-    int32_t max_nodes;      /* row stride, 1..SPEC_TREE_MAX_NODES */
-    const int32_t *n_nodes; /* host [B]: 1..max_nodes */
-    const int32_t *tokens;  /* host [B][max_nodes], ids below n_vocab */
-    spec_buffer *logits;    /* f32 [B][max_nodes][n_vocab] */
+    int32_t max_tree_nodes; /* row stride, 1..SPEC_MAX_TREE_NODES */
+    const int32_t *n_nodes; /* host [B]: 1..max_tree_nodes */
+    const int32_t *tokens;  /* host [B][max_tree_nodes], ids below n_vocab */
+    spec_buffer *logits;    /* f32 [B][max_tree_nodes][n_vocab] */
 } spec_recycler_update_args;
 
 SPEC_API spec_status spec_recycler_update(spec_recycler *rec, const spec_recycler_update_args *args);
@@ -384,7 +391,7 @@ SPEC_API spec_status spec_recycler_update(spec_recycler *rec, const spec_recycle
  * parents: the layout spec_forward, spec_tree_attention and spec_verify take. */
 typedef struct spec_recycler_draft_args {
     int32_t batch;                   /* B, 1..SPEC_KERNEL_MAX_BATCH */
-    int32_t n_template;              /* template nodes including the root, 1..SPEC_TREE_MAX_NODES */
+    int32_t n_template;              /* template nodes including the root, 1..SPEC_MAX_TREE_NODES */
     const int32_t *template_parents; /* host [n_template] */
     const int32_t *template_ranks;   /* host [n_template] */
     const int32_t *root_tokens;      /* host [B], ids below n_vocab */
@@ -422,7 +429,7 @@ typedef struct spec_logits_summary {
  * Probabilities and entropy are summed in double on both backends; the ids are identical on both and
  * the numbers agree within 1e-5 relative (different summation order and exp). */
 SPEC_API spec_status spec_logits_summarize(spec_context *ctx, const spec_buffer *logits, uint64_t offset_bytes,
-                                           int32_t rows,       /* 1..SPEC_KERNEL_MAX_BATCH * SPEC_TREE_MAX_NODES */
+                                           int32_t rows,       /* 1..SPEC_KERNEL_MAX_BATCH * SPEC_MAX_TREE_NODES */
                                            int64_t row_stride, /* floats between rows' starts, >= limit */
                                            int32_t limit,      /* ids below it count: 1..row_stride */
                                            int32_t k,          /* 1..SPEC_SUMMARY_MAX_K */
@@ -436,7 +443,7 @@ typedef struct spec_memory_request {
     uint64_t weight_bytes; /* the sum of nbytes that spec_model_set_weight will be given */
     int32_t kv_capacity;   /* positions per KV cache, >= 1 */
     int32_t n_sequences;   /* KV caches (the batch), >= 1 */
-    int32_t max_nodes;     /* tree nodes per sequence that spec_verify / spec_recycler_* will see; 0 = none */
+    int32_t max_tree_nodes; /* tree nodes per sequence that spec_verify / spec_recycler_* will see; 0 = none */
     int32_t recycler_k;    /* candidates per row of a recycler over this model's vocabulary; 0 = none */
 } spec_memory_request;
 
@@ -447,7 +454,7 @@ typedef struct spec_memory_plan {
     uint64_t weights;        /* the backend's copy of the weights (cpu: 0, it reads the caller's memory) */
     uint64_t kv_caches;      /* n_sequences caches of kv_capacity positions */
     uint64_t model_scratch;  /* one forward call's activations; fixed per model, long inputs run in slices */
-    uint64_t kernel_scratch; /* spec_verify, spec_recycler_* and spec_logits_summarize for n_sequences trees of max_nodes */
+    uint64_t kernel_scratch; /* spec_verify, spec_recycler_* and spec_logits_summarize for n_sequences trees of max_tree_nodes */
     uint64_t recycler;       /* the adjacency matrix */
     uint64_t total;
 } spec_memory_plan;
@@ -458,10 +465,10 @@ SPEC_API spec_status spec_memory_plan_compute(const char *backend, const spec_mo
                                               const spec_memory_request *request, spec_memory_plan *out);
 
 /* Makes the context's kernel scratch large enough, now, for spec_verify and spec_recycler_* on
- * batch trees of max_nodes nodes over n_vocab tokens (with sampling), a recycler of recycler_k
- * (0 = none) and spec_logits_summarize of up to batch * max_nodes rows, so that those calls never
+ * batch trees of max_tree_nodes nodes over n_vocab tokens (with sampling), a recycler of recycler_k
+ * (0 = none) and spec_logits_summarize of up to batch * max_tree_nodes rows, so that those calls never
  * allocate later. */
-SPEC_API spec_status spec_context_reserve(spec_context *ctx, int32_t batch, int32_t max_nodes, int32_t n_vocab,
+SPEC_API spec_status spec_context_reserve(spec_context *ctx, int32_t batch, int32_t max_tree_nodes, int32_t n_vocab,
                                           int32_t recycler_k);
 
 #ifdef __cplusplus

@@ -188,22 +188,6 @@ bool is_vector_role(int r) {
 }
 bool is_global_role(int r) { return r == SPEC_W_TOKEN_EMBD || r == SPEC_W_OUTPUT_NORM || r == SPEC_W_OUTPUT; }
 
-void role_shape(const spec_model_config &c, int role, int64_t *rows, int64_t *cols) {
-    const int64_t q = (int64_t)c.n_head * c.head_dim, kv = (int64_t)c.n_head_kv * c.head_dim;
-    switch (role) {
-    case SPEC_W_TOKEN_EMBD: case SPEC_W_OUTPUT: *rows = c.n_vocab; *cols = c.n_embd; break;
-    case SPEC_W_OUTPUT_NORM: case SPEC_W_ATTN_NORM: case SPEC_W_FFN_NORM: *rows = 1; *cols = c.n_embd; break;
-    case SPEC_W_ATTN_Q: *rows = q; *cols = c.n_embd; break;
-    case SPEC_W_ATTN_K: case SPEC_W_ATTN_V: *rows = kv; *cols = c.n_embd; break;
-    case SPEC_W_ATTN_OUT: *rows = c.n_embd; *cols = q; break;
-    case SPEC_W_ATTN_Q_BIAS: *rows = 1; *cols = q; break;
-    case SPEC_W_ATTN_K_BIAS: case SPEC_W_ATTN_V_BIAS: *rows = 1; *cols = kv; break;
-    case SPEC_W_FFN_GATE: case SPEC_W_FFN_UP: *rows = c.n_ff; *cols = c.n_embd; break;
-    case SPEC_W_FFN_DOWN: *rows = c.n_embd; *cols = c.n_ff; break;
-    default: *rows = *cols = 0;
-    }
-}
-
 struct TestModel {
     ModelSpec spec;
     std::vector<Weight> w[SPEC_W_ROLE_COUNT]; // [role][layer]; OUTPUT empty when tied
@@ -225,8 +209,8 @@ TestModel make_model(const ModelSpec &s) {
         if (bias && c.arch != SPEC_ARCH_QWEN2) continue;
         if (role == SPEC_W_OUTPUT && s.tied) continue;
         const int n = is_global_role(role) ? 1 : c.n_layer;
-        int64_t rows, cols;
-        role_shape(c, role, &rows, &cols);
+        int64_t rows = 0, cols = 0;
+        CHECK_OK(spec_weight_shape(&c, role, 0, &rows, &cols)); // the ABI's own rule: one statement of it
         for (int l = 0; l < n; l++) {
             if (is_vector_role(role)) {
                 const bool norm = !bias;

@@ -174,13 +174,13 @@ static void test_memory_plan(void) {
         spec_memory_plan q;
         spec_memory_request bigger = r;
         bigger.n_sequences = 4;
-        bigger.max_nodes = 128;
+        bigger.max_tree_nodes = 128;
         bigger.kv_capacity = 512;
         CHECK_OK(spec_memory_plan_compute(backends[i], &c, &bigger, &q));
         CHECK(q.kv_caches == 4 * p.kv_caches);
         CHECK(q.kernel_scratch >= p.kernel_scratch && q.total > p.total);
         spec_memory_request none = r;
-        none.max_nodes = 0;
+        none.max_tree_nodes = 0;
         none.recycler_k = 0;
         CHECK_OK(spec_memory_plan_compute(backends[i], &c, &none, &q));
         CHECK(q.kernel_scratch == 0 && q.recycler == 0);
@@ -191,8 +191,8 @@ static void test_memory_plan(void) {
     bad.n_sequences = 0;
     CHECK_FAILS(NULL, spec_memory_plan_compute("cpu", &c, &bad, &p), SPEC_ERR_INVALID_ARGUMENT, "n_sequences 0");
     bad = r;
-    bad.max_nodes = SPEC_TREE_MAX_NODES + 1;
-    CHECK_FAILS(NULL, spec_memory_plan_compute("cpu", &c, &bad, &p), SPEC_ERR_INVALID_ARGUMENT, "max_nodes 129");
+    bad.max_tree_nodes = SPEC_MAX_TREE_NODES + 1;
+    CHECK_FAILS(NULL, spec_memory_plan_compute("cpu", &c, &bad, &p), SPEC_ERR_INVALID_ARGUMENT, "max_tree_nodes 129");
     bad = r;
     bad.recycler_k = 33;
     CHECK_FAILS(NULL, spec_memory_plan_compute("cpu", &c, &bad, &p), SPEC_ERR_INVALID_ARGUMENT, "recycler_k 33");
@@ -204,14 +204,79 @@ static void test_memory_plan(void) {
     CHECK_OK(spec_context_create("cpu", 0, &ctx));
     CHECK_OK(spec_context_reserve(ctx, 4, 64, 1000, 8));
     CHECK_FAILS(ctx, spec_context_reserve(ctx, 0, 64, 1000, 8), SPEC_ERR_INVALID_ARGUMENT, "batch 0");
-    CHECK_FAILS(ctx, spec_context_reserve(ctx, 1, 200, 1000, 8), SPEC_ERR_INVALID_ARGUMENT, "max_nodes 200");
+    CHECK_FAILS(ctx, spec_context_reserve(ctx, 1, 200, 1000, 8), SPEC_ERR_INVALID_ARGUMENT, "max_tree_nodes 200");
     CHECK_OK(spec_context_destroy(ctx));
     CHECK_FAILS(NULL, spec_context_reserve(NULL, 1, 1, 1, 0), SPEC_ERR_INVALID_HANDLE, "context is null");
+}
+
+/* The shape rule, written out here independently of the core: every role under a config whose
+ * dimensions all differ, so that a swapped dimension shows. */
+static void test_weight_shape(void) {
+    spec_model_config c = small_config(); /* vocab 1000, embd 64, q 4 x 16, kv 2 x 16, ff 128 */
+    c.arch = SPEC_ARCH_QWEN2;
+    c.head_dim = 24; /* q = 96, kv = 48: neither equals n_embd */
+    const int64_t V = 1000, E = 64, Q = 96, KV = 48, F = 128;
+    const struct { int32_t role; int64_t rows, cols; } want[] = {
+        {SPEC_W_TOKEN_EMBD, V, E},  {SPEC_W_OUTPUT_NORM, 1, E}, {SPEC_W_OUTPUT, V, E},
+        {SPEC_W_ATTN_NORM, 1, E},   {SPEC_W_ATTN_Q, Q, E},      {SPEC_W_ATTN_K, KV, E},
+        {SPEC_W_ATTN_V, KV, E},     {SPEC_W_ATTN_OUT, E, Q},    {SPEC_W_ATTN_Q_BIAS, 1, Q},
+        {SPEC_W_ATTN_K_BIAS, 1, KV}, {SPEC_W_ATTN_V_BIAS, 1, KV}, {SPEC_W_FFN_NORM, 1, E},
+        {SPEC_W_FFN_GATE, F, E},    {SPEC_W_FFN_UP, F, E},      {SPEC_W_FFN_DOWN, E, F}};
+    CHECK(sizeof want / sizeof want[0] == SPEC_W_ROLE_COUNT);
+    for (int i = 0; i < SPEC_W_ROLE_COUNT; i++) {
+        for (int32_t layer = 0; layer < c.n_layer; layer++) {
+            int64_t rows = -1, cols = -1;
+            CHECK_OK(spec_weight_shape(&c, want[i].role, layer, &rows, &cols));
+            CHECK(rows == want[i].rows && cols == want[i].cols);
+        }
+    }
+    /* layer means nothing to the global roles; the per-layer ones need it in range */
+    int64_t rows = -1, cols = -1;
+    CHECK_OK(spec_weight_shape(&c, SPEC_W_OUTPUT, 99, &rows, &cols));
+    CHECK(rows == V && cols == E);
+    CHECK_FAILS(NULL, spec_weight_shape(&c, SPEC_W_ATTN_Q, 2, &rows, &cols), SPEC_ERR_OUT_OF_RANGE,
+                "weight attn_q: layer 2 is out of range (model has 2 layers)");
+    CHECK_FAILS(NULL, spec_weight_shape(&c, SPEC_W_FFN_DOWN, -1, &rows, &cols), SPEC_ERR_OUT_OF_RANGE, "layer -1");
+    CHECK(rows == 0 && cols == 0); /* a failure leaves no stale shape behind */
+
+    CHECK_FAILS(NULL, spec_weight_shape(&c, SPEC_W_ROLE_COUNT, 0, &rows, &cols), SPEC_ERR_INVALID_ARGUMENT,
+                "unknown weight role 15");
+    CHECK_FAILS(NULL, spec_weight_shape(&c, -1, 0, &rows, &cols), SPEC_ERR_INVALID_ARGUMENT, "unknown weight role -1");
+    CHECK_FAILS(NULL, spec_weight_shape(NULL, SPEC_W_ATTN_Q, 0, &rows, &cols), SPEC_ERR_INVALID_ARGUMENT, "null");
+    CHECK_FAILS(NULL, spec_weight_shape(&c, SPEC_W_ATTN_Q, 0, NULL, &cols), SPEC_ERR_INVALID_ARGUMENT, "null");
+    CHECK_FAILS(NULL, spec_weight_shape(&c, SPEC_W_ATTN_Q, 0, &rows, NULL), SPEC_ERR_INVALID_ARGUMENT, "null");
+
+    /* the config is checked as spec_model_create checks it */
+    spec_model_config bad = c;
+    bad.n_head_kv = 3;
+    CHECK_FAILS(NULL, spec_weight_shape(&bad, SPEC_W_ATTN_K, 0, &rows, &cols), SPEC_ERR_INVALID_ARGUMENT, "not a multiple");
+    bad = c;
+    bad.n_embd = 0;
+    CHECK_FAILS(NULL, spec_weight_shape(&bad, SPEC_W_TOKEN_EMBD, 0, &rows, &cols), SPEC_ERR_INVALID_ARGUMENT, "n_embd = 0");
+    bad = c;
+    bad.arch = 7;
+    CHECK_FAILS(NULL, spec_weight_shape(&bad, SPEC_W_TOKEN_EMBD, 0, &rows, &cols), SPEC_ERR_INVALID_ARGUMENT, "unknown arch 7");
+
+    /* spec_model_set_weight holds weights to the same rule */
+    spec_context *ctx = NULL;
+    spec_model *model = NULL;
+    CHECK_OK(spec_context_create("cpu", 0, &ctx));
+    CHECK_OK(spec_model_create(ctx, &c, &model));
+    float *data = (float *)calloc((size_t)(KV * E), sizeof(float));
+    CHECK_OK(spec_model_set_weight(model, SPEC_W_ATTN_K, 1, SPEC_DTYPE_F32, data, (uint64_t)(KV * E * 4), KV, E));
+    CHECK_FAILS(ctx, spec_model_set_weight(model, SPEC_W_ATTN_K, 1, SPEC_DTYPE_F32, data, (uint64_t)(KV * E * 4), E, KV),
+                SPEC_ERR_INVALID_ARGUMENT, "expected [48 x 64]");
+    CHECK_FAILS(ctx, spec_model_set_weight(model, SPEC_W_ATTN_K, 2, SPEC_DTYPE_F32, data, (uint64_t)(KV * E * 4), KV, E),
+                SPEC_ERR_OUT_OF_RANGE, "layer 2 is out of range");
+    free(data);
+    CHECK_OK(spec_model_destroy(model));
+    CHECK_OK(spec_context_destroy(ctx));
 }
 
 int main(void) {
     test_versions();
     test_memory_plan();
+    test_weight_shape();
     test_contexts();
     test_buffers();
     test_cuda_without_gpu_is_a_status();

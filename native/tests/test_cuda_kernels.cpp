@@ -88,7 +88,7 @@ static void test_tree_attention(spec_context *cpu, spec_context *gpu) {
         const bool f32 = c.dtype == SPEC_DTYPE_F32;
         const void *k = f32 ? (const void *)kf.data() : k16.data(), *v = f32 ? (const void *)vf.data() : v16.data();
         spec_tree_attention_args a = {};
-        a.batch = c.B, a.n_head = c.H, a.n_head_kv = c.Hkv, a.head_dim = c.D, a.max_tree = c.Tmax, a.max_ctx = max_ctx;
+        a.batch = c.B, a.n_head = c.H, a.n_head_kv = c.Hkv, a.head_dim = c.D, a.max_tree_nodes = c.Tmax, a.max_ctx = max_ctx;
         a.kv_dtype = c.dtype, a.scale = 0.0f, a.prefix_len = prefix.data(), a.tree_len = tree.data(), a.parents = parents.data();
         std::vector<float> want, got;
         auto t0 = std::chrono::steady_clock::now();
@@ -174,7 +174,7 @@ static void test_verify(spec_context *cpu, spec_context *gpu) {
             params[b] = p;
         }
         spec_verify_args a = {};
-        a.batch = c.B, a.max_nodes = c.N, a.n_vocab = c.V, a.n_nodes = n_nodes.data(), a.tokens = tokens.data();
+        a.batch = c.B, a.max_tree_nodes = c.N, a.n_vocab = c.V, a.n_nodes = n_nodes.data(), a.tokens = tokens.data();
         a.parents = parents.data(), a.params = params.data(), a.step = splitmix64(s);
         std::vector<spec_verify_result> want(c.B), got(c.B);
         double t_cpu = 0;

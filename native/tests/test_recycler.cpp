@@ -156,8 +156,8 @@ static void test_update_and_draft(spec_context *ctx) {
     ux.batch = SPEC_KERNEL_MAX_BATCH + 1;
     CHECK_FAILS(ctx, spec_recycler_update(r, &ux), SPEC_ERR_INVALID_ARGUMENT, "batch = 1025");
     ux = u;
-    ux.max_nodes = 200;
-    CHECK_FAILS(ctx, spec_recycler_update(r, &ux), SPEC_ERR_INVALID_ARGUMENT, "max_nodes = 200");
+    ux.max_tree_nodes = 200;
+    CHECK_FAILS(ctx, spec_recycler_update(r, &ux), SPEC_ERR_INVALID_ARGUMENT, "max_tree_nodes = 200");
     spec_buffer *small = NULL;
     CHECK_OK(spec_buffer_alloc(ctx, 100, &small));
     ux = u;

@@ -120,7 +120,7 @@ static spec_status run(spec_context *ctx, const Inputs &in, std::vector<float> &
     a.n_head = sh.H;
     a.n_head_kv = sh.Hkv;
     a.head_dim = sh.D;
-    a.max_tree = sh.Tmax;
+    a.max_tree_nodes = sh.Tmax;
     a.max_ctx = sh.max_ctx;
     a.kv_dtype = sh.dtype;
     a.scale = 0.0f;
@@ -198,7 +198,7 @@ static void test_bad_input(spec_context *ctx) {
     CHECK_OK(spec_buffer_alloc(ctx, 16, &small));
     std::vector<int32_t> parents = {-1, 0, 1, 1, -1, 0, 5, 5}, prefix = sh.prefix, tree = sh.tree;
     spec_tree_attention_args a = {};
-    a.batch = 2, a.n_head = 4, a.n_head_kv = 2, a.head_dim = 64, a.max_tree = 4, a.max_ctx = 20, a.kv_dtype = SPEC_DTYPE_F16;
+    a.batch = 2, a.n_head = 4, a.n_head_kv = 2, a.head_dim = 64, a.max_tree_nodes = 4, a.max_ctx = 20, a.kv_dtype = SPEC_DTYPE_F16;
     a.prefix_len = prefix.data(), a.tree_len = tree.data(), a.parents = parents.data();
     a.q = q, a.k_cache = kv, a.v_cache = kv, a.out = o;
     CHECK_OK(spec_tree_attention(ctx, &a));
@@ -209,8 +209,8 @@ static void test_bad_input(spec_context *ctx) {
     x.n_head = 5;
     CHECK_FAILS(ctx, spec_tree_attention(ctx, &x), SPEC_ERR_INVALID_ARGUMENT, "n_head 5 is not a multiple of n_head_kv 2");
     x = a;
-    x.max_tree = 129;
-    CHECK_FAILS(ctx, spec_tree_attention(ctx, &x), SPEC_ERR_INVALID_ARGUMENT, "max_tree = 129");
+    x.max_tree_nodes = 129;
+    CHECK_FAILS(ctx, spec_tree_attention(ctx, &x), SPEC_ERR_INVALID_ARGUMENT, "max_tree_nodes = 129");
     x = a;
     x.kv_dtype = SPEC_DTYPE_Q8_0;
     CHECK_FAILS(ctx, spec_tree_attention(ctx, &x), SPEC_ERR_INVALID_ARGUMENT, "kv_dtype 3 must be F32, F16 or BF16");
@@ -227,7 +227,7 @@ static void test_bad_input(spec_context *ctx) {
     parents[4 + 1] = 0;
     CHECK_OK(spec_tree_attention(ctx, &a)); /* parents[4 + 2..3] = 5 lie past T_1 = 2: ignored */
     tree[0] = 5;
-    CHECK_FAILS(ctx, spec_tree_attention(ctx, &a), SPEC_ERR_INVALID_ARGUMENT, "sequence 0: tree_len = 5 is out of range (1..4 = max_tree)");
+    CHECK_FAILS(ctx, spec_tree_attention(ctx, &a), SPEC_ERR_INVALID_ARGUMENT, "sequence 0: tree_len = 5 is out of range (1..4 = max_tree_nodes)");
     tree[0] = 0;
     CHECK_FAILS(ctx, spec_tree_attention(ctx, &a), SPEC_ERR_INVALID_ARGUMENT, "tree_len = 0");
     tree[0] = 4;

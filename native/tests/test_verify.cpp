@@ -40,7 +40,7 @@ static spec_status run_verify(spec_context *ctx, Batch &bt, bool with_q, uint64_
     res.assign(bt.B, spec_verify_result{});
     spec_verify_args a = {};
     a.batch = bt.B;
-    a.max_nodes = bt.N;
+    a.max_tree_nodes = bt.N;
     a.n_vocab = bt.V;
     a.n_nodes = bt.n_nodes.data();
     a.tokens = bt.tokens.data();
@@ -344,7 +344,7 @@ static void test_bad_input(spec_context *ctx) {
     std::vector<spec_verify_result> res(2);
     spec_verify_args a = {};
     a.batch = 2;
-    a.max_nodes = 4;
+    a.max_tree_nodes = 4;
     a.n_vocab = 10;
     a.n_nodes = bt.n_nodes.data();
     a.tokens = bt.tokens.data();
@@ -360,8 +360,8 @@ static void test_bad_input(spec_context *ctx) {
     x.batch = 0;
     CHECK_FAILS(ctx, spec_verify(ctx, &x), SPEC_ERR_INVALID_ARGUMENT, "batch = 0");
     x = a;
-    x.max_nodes = 129;
-    CHECK_FAILS(ctx, spec_verify(ctx, &x), SPEC_ERR_INVALID_ARGUMENT, "max_nodes = 129");
+    x.max_tree_nodes = 129;
+    CHECK_FAILS(ctx, spec_verify(ctx, &x), SPEC_ERR_INVALID_ARGUMENT, "max_tree_nodes = 129");
     x = a;
     x.results = NULL;
     CHECK_FAILS(ctx, spec_verify(ctx, &x), SPEC_ERR_INVALID_ARGUMENT, "results is null");

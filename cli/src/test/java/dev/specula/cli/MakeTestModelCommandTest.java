@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.*;
 import dev.specula.model.ModelConfig;
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.model.gguf.GgufFile;
+import dev.specula.nativeapi.Arch;
 import java.io.PrintWriter;
 import java.io.StringWriter;
 import java.nio.file.Path;
@@ -49,7 +50,7 @@ class MakeTestModelCommandTest {
         assertTrue(r.out().contains("wrote " + file), r.out());
         try (GgufFile g = GgufFile.open(file)) {
             ModelConfig c = ModelConfig.fromGguf(g);
-            assertEquals(ModelConfig.Arch.QWEN2, c.arch());
+            assertEquals(Arch.QWEN2, c.arch());
             assertEquals(3, c.nLayer());
             assertEquals(1, c.nHeadKv());
             assertEquals(160, c.nFf());

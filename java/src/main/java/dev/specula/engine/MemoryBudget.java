@@ -62,8 +62,8 @@ public final class MemoryBudget {
         public Request {
             if (contextLength < 1) throw new IllegalArgumentException("the context must be >= 1 positions, got " + contextLength);
             if (batch < 1) throw new IllegalArgumentException("the batch must be >= 1, got " + batch);
-            if (maxTreeNodes < 1 || maxTreeNodes > TreeVerifier.MAX_NODES)
-                throw new IllegalArgumentException("the tree size must be in 1.." + TreeVerifier.MAX_NODES + ", got " + maxTreeNodes);
+            if (maxTreeNodes < 1 || maxTreeNodes > TreeVerifier.MAX_TREE_NODES)
+                throw new IllegalArgumentException("the tree size must be in 1.." + TreeVerifier.MAX_TREE_NODES + ", got " + maxTreeNodes);
             if (drafting == null) drafting = Drafting.none("none");
         }
 

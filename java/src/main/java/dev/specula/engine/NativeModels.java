@@ -20,7 +20,7 @@ public final class NativeModels {
         try {
             model.keepAlive(file);
             for (ModelWeights.Weight w : file.weights()) {
-                model.setWeightCode(w.role(), w.layer(), w.dtype(), w.data(), w.rows(), w.cols());
+                model.setWeight(w.role(), w.layer(), w.dtype(), w.data(), w.rows(), w.cols());
             }
             model.finish();
             return model;

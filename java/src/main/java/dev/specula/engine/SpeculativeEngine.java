@@ -43,7 +43,7 @@ public final class SpeculativeEngine implements AutoCloseable {
     private final boolean deviceSampling;
 
     /**
-     * @param maxNodes the largest tree, root included (at most {@link TreeVerifier#MAX_NODES})
+     * @param maxNodes the largest tree, root included (at most {@link TreeVerifier#MAX_TREE_NODES})
      * @param adaptive let measured step costs shrink trees, down to plain decoding, when speculation does not pay
      */
     public SpeculativeEngine(NativeModel target, int maxNodes, boolean adaptive) {
@@ -66,8 +66,8 @@ public final class SpeculativeEngine implements AutoCloseable {
      */
     public SpeculativeEngine(NativeModel target, SpeculationBudget budget, boolean deviceSampling) {
         int maxNodes = budget.maxNodes();
-        if (maxNodes < 1 || maxNodes > TreeVerifier.MAX_NODES)
-            throw new IllegalArgumentException("maxNodes must be in 1.." + TreeVerifier.MAX_NODES + ", got " + maxNodes);
+        if (maxNodes < 1 || maxNodes > TreeVerifier.MAX_TREE_NODES)
+            throw new IllegalArgumentException("maxNodes must be in 1.." + TreeVerifier.MAX_TREE_NODES + ", got " + maxNodes);
         this.target = target;
         this.maxNodes = maxNodes;
         this.budget = budget;

@@ -32,23 +32,23 @@ public class SpeculaFfi extends SpeculaFfi$shared {
     public static int SPEC_ABI_VERSION_MAJOR() {
         return SPEC_ABI_VERSION_MAJOR;
     }
-    private static final int SPEC_ABI_VERSION_MINOR = (int)6L;
+    private static final int SPEC_ABI_VERSION_MINOR = (int)7L;
     /**
      * {@snippet lang=c :
-     * #define SPEC_ABI_VERSION_MINOR 6
+     * #define SPEC_ABI_VERSION_MINOR 7
      * }
      */
     public static int SPEC_ABI_VERSION_MINOR() {
         return SPEC_ABI_VERSION_MINOR;
     }
-    private static final int SPEC_TREE_MAX_NODES = (int)128L;
+    private static final int SPEC_MAX_TREE_NODES = (int)128L;
     /**
      * {@snippet lang=c :
-     * #define SPEC_TREE_MAX_NODES 128
+     * #define SPEC_MAX_TREE_NODES 128
      * }
      */
-    public static int SPEC_TREE_MAX_NODES() {
-        return SPEC_TREE_MAX_NODES;
+    public static int SPEC_MAX_TREE_NODES() {
+        return SPEC_MAX_TREE_NODES;
     }
     private static final int SPEC_KERNEL_MAX_BATCH = (int)1024L;
     /**
@@ -1549,6 +1549,70 @@ public class SpeculaFfi extends SpeculaFfi$shared {
         }
     }
 
+    private static class spec_weight_shape {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_weight_shape");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_weight_shape(const spec_model_config *config, int32_t role, int32_t layer, int64_t *rows, int64_t *cols)
+     * }
+     */
+    public static FunctionDescriptor spec_weight_shape$descriptor() {
+        return spec_weight_shape.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_weight_shape(const spec_model_config *config, int32_t role, int32_t layer, int64_t *rows, int64_t *cols)
+     * }
+     */
+    public static MethodHandle spec_weight_shape$handle() {
+        return spec_weight_shape.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_weight_shape(const spec_model_config *config, int32_t role, int32_t layer, int64_t *rows, int64_t *cols)
+     * }
+     */
+    public static MemorySegment spec_weight_shape$address() {
+        return spec_weight_shape.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_weight_shape(const spec_model_config *config, int32_t role, int32_t layer, int64_t *rows, int64_t *cols)
+     * }
+     */
+    public static int spec_weight_shape(MemorySegment config, int role, int layer, MemorySegment rows, MemorySegment cols) {
+        var mh$ = spec_weight_shape.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_weight_shape", config, role, layer, rows, cols);
+            }
+            return (int)mh$.invokeExact(config, role, layer, rows, cols);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class spec_model_set_weight {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             SpeculaFfi.C_INT,
@@ -2950,7 +3014,7 @@ public class SpeculaFfi extends SpeculaFfi$shared {
     /**
      * Function descriptor for:
      * {@snippet lang=c :
-     * spec_status spec_context_reserve(spec_context *ctx, int32_t batch, int32_t max_nodes, int32_t n_vocab, int32_t recycler_k)
+     * spec_status spec_context_reserve(spec_context *ctx, int32_t batch, int32_t max_tree_nodes, int32_t n_vocab, int32_t recycler_k)
      * }
      */
     public static FunctionDescriptor spec_context_reserve$descriptor() {
@@ -2960,7 +3024,7 @@ public class SpeculaFfi extends SpeculaFfi$shared {
     /**
      * Downcall method handle for:
      * {@snippet lang=c :
-     * spec_status spec_context_reserve(spec_context *ctx, int32_t batch, int32_t max_nodes, int32_t n_vocab, int32_t recycler_k)
+     * spec_status spec_context_reserve(spec_context *ctx, int32_t batch, int32_t max_tree_nodes, int32_t n_vocab, int32_t recycler_k)
      * }
      */
     public static MethodHandle spec_context_reserve$handle() {
@@ -2970,7 +3034,7 @@ public class SpeculaFfi extends SpeculaFfi$shared {
     /**
      * Address for:
      * {@snippet lang=c :
-     * spec_status spec_context_reserve(spec_context *ctx, int32_t batch, int32_t max_nodes, int32_t n_vocab, int32_t recycler_k)
+     * spec_status spec_context_reserve(spec_context *ctx, int32_t batch, int32_t max_tree_nodes, int32_t n_vocab, int32_t recycler_k)
      * }
      */
     public static MemorySegment spec_context_reserve$address() {
@@ -2979,16 +3043,16 @@ public class SpeculaFfi extends SpeculaFfi$shared {
 
     /**
      * {@snippet lang=c :
-     * spec_status spec_context_reserve(spec_context *ctx, int32_t batch, int32_t max_nodes, int32_t n_vocab, int32_t recycler_k)
+     * spec_status spec_context_reserve(spec_context *ctx, int32_t batch, int32_t max_tree_nodes, int32_t n_vocab, int32_t recycler_k)
      * }
      */
-    public static int spec_context_reserve(MemorySegment ctx, int batch, int max_nodes, int n_vocab, int recycler_k) {
+    public static int spec_context_reserve(MemorySegment ctx, int batch, int max_tree_nodes, int n_vocab, int recycler_k) {
         var mh$ = spec_context_reserve.HANDLE;
         try {
             if (TRACE_DOWNCALLS) {
-                traceDowncall("spec_context_reserve", ctx, batch, max_nodes, n_vocab, recycler_k);
+                traceDowncall("spec_context_reserve", ctx, batch, max_tree_nodes, n_vocab, recycler_k);
             }
-            return (int)mh$.invokeExact(ctx, batch, max_nodes, n_vocab, recycler_k);
+            return (int)mh$.invokeExact(ctx, batch, max_tree_nodes, n_vocab, recycler_k);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {

@@ -18,7 +18,7 @@ import static java.lang.foreign.MemoryLayout.PathElement.*;
  *     uint64_t weight_bytes;
  *     int32_t kv_capacity;
  *     int32_t n_sequences;
- *     int32_t max_nodes;
+ *     int32_t max_tree_nodes;
  *     int32_t recycler_k;
  * }
  * }
@@ -33,7 +33,7 @@ public class spec_memory_request {
         SpeculaFfi.C_LONG.withName("weight_bytes"),
         SpeculaFfi.C_INT.withName("kv_capacity"),
         SpeculaFfi.C_INT.withName("n_sequences"),
-        SpeculaFfi.C_INT.withName("max_nodes"),
+        SpeculaFfi.C_INT.withName("max_tree_nodes"),
         SpeculaFfi.C_INT.withName("recycler_k")
     ).withName("spec_memory_request");
 
@@ -176,48 +176,48 @@ public class spec_memory_request {
         struct.set(n_sequences$LAYOUT, n_sequences$OFFSET, fieldValue);
     }
 
-    private static final OfInt max_nodes$LAYOUT = (OfInt)$LAYOUT.select(groupElement("max_nodes"));
+    private static final OfInt max_tree_nodes$LAYOUT = (OfInt)$LAYOUT.select(groupElement("max_tree_nodes"));
 
     /**
      * Layout for field:
      * {@snippet lang=c :
-     * int32_t max_nodes
+     * int32_t max_tree_nodes
      * }
      */
-    public static final OfInt max_nodes$layout() {
-        return max_nodes$LAYOUT;
+    public static final OfInt max_tree_nodes$layout() {
+        return max_tree_nodes$LAYOUT;
     }
 
-    private static final long max_nodes$OFFSET = $LAYOUT.byteOffset(groupElement("max_nodes"));
+    private static final long max_tree_nodes$OFFSET = $LAYOUT.byteOffset(groupElement("max_tree_nodes"));
 
     /**
      * Offset for field:
      * {@snippet lang=c :
-     * int32_t max_nodes
+     * int32_t max_tree_nodes
      * }
      */
-    public static final long max_nodes$offset() {
-        return max_nodes$OFFSET;
+    public static final long max_tree_nodes$offset() {
+        return max_tree_nodes$OFFSET;
     }
 
     /**
      * Getter for field:
      * {@snippet lang=c :
-     * int32_t max_nodes
+     * int32_t max_tree_nodes
      * }
      */
-    public static int max_nodes(MemorySegment struct) {
-        return struct.get(max_nodes$LAYOUT, max_nodes$OFFSET);
+    public static int max_tree_nodes(MemorySegment struct) {
+        return struct.get(max_tree_nodes$LAYOUT, max_tree_nodes$OFFSET);
     }
 
     /**
      * Setter for field:
      * {@snippet lang=c :
-     * int32_t max_nodes
+     * int32_t max_tree_nodes
      * }
      */
-    public static void max_nodes(MemorySegment struct, int fieldValue) {
-        struct.set(max_nodes$LAYOUT, max_nodes$OFFSET, fieldValue);
+    public static void max_tree_nodes(MemorySegment struct, int fieldValue) {
+        struct.set(max_tree_nodes$LAYOUT, max_tree_nodes$OFFSET, fieldValue);
     }
 
     private static final OfInt recycler_k$LAYOUT = (OfInt)$LAYOUT.select(groupElement("recycler_k"));

@@ -19,7 +19,7 @@ import static java.lang.foreign.MemoryLayout.PathElement.*;
  *     int32_t n_head;
  *     int32_t n_head_kv;
  *     int32_t head_dim;
- *     int32_t max_tree;
+ *     int32_t max_tree_nodes;
  *     int32_t max_ctx;
  *     int32_t kv_dtype;
  *     float scale;
@@ -44,7 +44,7 @@ public class spec_tree_attention_args {
         SpeculaFfi.C_INT.withName("n_head"),
         SpeculaFfi.C_INT.withName("n_head_kv"),
         SpeculaFfi.C_INT.withName("head_dim"),
-        SpeculaFfi.C_INT.withName("max_tree"),
+        SpeculaFfi.C_INT.withName("max_tree_nodes"),
         SpeculaFfi.C_INT.withName("max_ctx"),
         SpeculaFfi.C_INT.withName("kv_dtype"),
         SpeculaFfi.C_FLOAT.withName("scale"),
@@ -240,48 +240,48 @@ public class spec_tree_attention_args {
         struct.set(head_dim$LAYOUT, head_dim$OFFSET, fieldValue);
     }
 
-    private static final OfInt max_tree$LAYOUT = (OfInt)$LAYOUT.select(groupElement("max_tree"));
+    private static final OfInt max_tree_nodes$LAYOUT = (OfInt)$LAYOUT.select(groupElement("max_tree_nodes"));
 
     /**
      * Layout for field:
      * {@snippet lang=c :
-     * int32_t max_tree
+     * int32_t max_tree_nodes
      * }
      */
-    public static final OfInt max_tree$layout() {
-        return max_tree$LAYOUT;
+    public static final OfInt max_tree_nodes$layout() {
+        return max_tree_nodes$LAYOUT;
     }
 
-    private static final long max_tree$OFFSET = $LAYOUT.byteOffset(groupElement("max_tree"));
+    private static final long max_tree_nodes$OFFSET = $LAYOUT.byteOffset(groupElement("max_tree_nodes"));
 
     /**
      * Offset for field:
      * {@snippet lang=c :
-     * int32_t max_tree
+     * int32_t max_tree_nodes
      * }
      */
-    public static final long max_tree$offset() {
-        return max_tree$OFFSET;
+    public static final long max_tree_nodes$offset() {
+        return max_tree_nodes$OFFSET;
     }
 
     /**
      * Getter for field:
      * {@snippet lang=c :
-     * int32_t max_tree
+     * int32_t max_tree_nodes
      * }
      */
-    public static int max_tree(MemorySegment struct) {
-        return struct.get(max_tree$LAYOUT, max_tree$OFFSET);
+    public static int max_tree_nodes(MemorySegment struct) {
+        return struct.get(max_tree_nodes$LAYOUT, max_tree_nodes$OFFSET);
     }
 
     /**
      * Setter for field:
      * {@snippet lang=c :
-     * int32_t max_tree
+     * int32_t max_tree_nodes
      * }
      */
-    public static void max_tree(MemorySegment struct, int fieldValue) {
-        struct.set(max_tree$LAYOUT, max_tree$OFFSET, fieldValue);
+    public static void max_tree_nodes(MemorySegment struct, int fieldValue) {
+        struct.set(max_tree_nodes$LAYOUT, max_tree_nodes$OFFSET, fieldValue);
     }
 
     private static final OfInt max_ctx$LAYOUT = (OfInt)$LAYOUT.select(groupElement("max_ctx"));

@@ -16,7 +16,7 @@ import static java.lang.foreign.MemoryLayout.PathElement.*;
  * {@snippet lang=c :
  * struct spec_verify_args {
  *     int32_t batch;
- *     int32_t max_nodes;
+ *     int32_t max_tree_nodes;
  *     int32_t n_vocab;
  *     int32_t reserved;
  *     const int32_t *n_nodes;
@@ -38,7 +38,7 @@ public class spec_verify_args {
 
     private static final GroupLayout $LAYOUT = MemoryLayout.structLayout(
         SpeculaFfi.C_INT.withName("batch"),
-        SpeculaFfi.C_INT.withName("max_nodes"),
+        SpeculaFfi.C_INT.withName("max_tree_nodes"),
         SpeculaFfi.C_INT.withName("n_vocab"),
         SpeculaFfi.C_INT.withName("reserved"),
         SpeculaFfi.C_POINTER.withName("n_nodes"),
@@ -102,48 +102,48 @@ public class spec_verify_args {
         struct.set(batch$LAYOUT, batch$OFFSET, fieldValue);
     }
 
-    private static final OfInt max_nodes$LAYOUT = (OfInt)$LAYOUT.select(groupElement("max_nodes"));
+    private static final OfInt max_tree_nodes$LAYOUT = (OfInt)$LAYOUT.select(groupElement("max_tree_nodes"));
 
     /**
      * Layout for field:
      * {@snippet lang=c :
-     * int32_t max_nodes
+     * int32_t max_tree_nodes
      * }
      */
-    public static final OfInt max_nodes$layout() {
-        return max_nodes$LAYOUT;
+    public static final OfInt max_tree_nodes$layout() {
+        return max_tree_nodes$LAYOUT;
     }
 
-    private static final long max_nodes$OFFSET = $LAYOUT.byteOffset(groupElement("max_nodes"));
+    private static final long max_tree_nodes$OFFSET = $LAYOUT.byteOffset(groupElement("max_tree_nodes"));
 
     /**
      * Offset for field:
      * {@snippet lang=c :
-     * int32_t max_nodes
+     * int32_t max_tree_nodes
      * }
      */
-    public static final long max_nodes$offset() {
-        return max_nodes$OFFSET;
+    public static final long max_tree_nodes$offset() {
+        return max_tree_nodes$OFFSET;
     }
 
     /**
      * Getter for field:
      * {@snippet lang=c :
-     * int32_t max_nodes
+     * int32_t max_tree_nodes
      * }
      */
-    public static int max_nodes(MemorySegment struct) {
-        return struct.get(max_nodes$LAYOUT, max_nodes$OFFSET);
+    public static int max_tree_nodes(MemorySegment struct) {
+        return struct.get(max_tree_nodes$LAYOUT, max_tree_nodes$OFFSET);
     }
 
     /**
      * Setter for field:
      * {@snippet lang=c :
-     * int32_t max_nodes
+     * int32_t max_tree_nodes
      * }
      */
-    public static void max_nodes(MemorySegment struct, int fieldValue) {
-        struct.set(max_nodes$LAYOUT, max_nodes$OFFSET, fieldValue);
+    public static void max_tree_nodes(MemorySegment struct, int fieldValue) {
+        struct.set(max_tree_nodes$LAYOUT, max_tree_nodes$OFFSET, fieldValue);
     }
 
     private static final OfInt n_vocab$LAYOUT = (OfInt)$LAYOUT.select(groupElement("n_vocab"));

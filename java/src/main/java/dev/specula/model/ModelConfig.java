@@ -2,13 +2,15 @@ package dev.specula.model;
 
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
-import dev.specula.ffi.SpeculaFfi;
-import dev.specula.nativeapi.ModelShape;
 import dev.specula.model.gguf.GgmlQuant;
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.model.gguf.GgufFile;
 import dev.specula.model.gguf.GgufTensor;
 import dev.specula.model.safetensors.SafetensorsCheckpoint;
+import dev.specula.nativeapi.Arch;
+import dev.specula.nativeapi.ModelShape;
+import dev.specula.nativeapi.RopeScaling;
+import dev.specula.nativeapi.RopeStyle;
 import java.math.BigDecimal;
 import java.nio.file.Path;
 import java.util.Locale;
@@ -40,53 +42,6 @@ public record ModelConfig(
         int ropeOrigCtx,
         boolean tiedEmbeddings) implements ModelShape {
 
-    public enum Arch {
-        LLAMA, QWEN2;
-
-        /** The spec_arch value. */
-        public int code() {
-            return this == LLAMA ? SpeculaFfi.SPEC_ARCH_LLAMA() : SpeculaFfi.SPEC_ARCH_QWEN2();
-        }
-    }
-
-    public enum RopeStyle {
-        /** Rotates adjacent pairs: GGUF llama weights, whose q/k rows llama.cpp's converter permuted. */
-        NORM,
-        /** Rotates halves: qwen2, and every Hugging Face checkpoint. */
-        NEOX;
-
-        public int code() {
-            return this == NORM ? SpeculaFfi.SPEC_ROPE_NORM() : SpeculaFfi.SPEC_ROPE_NEOX();
-        }
-    }
-
-    public enum RopeScaling {
-        NONE, LINEAR, LLAMA3;
-
-        public int code() {
-            return switch (this) {
-                case NONE -> SpeculaFfi.SPEC_ROPE_SCALING_NONE();
-                case LINEAR -> SpeculaFfi.SPEC_ROPE_SCALING_LINEAR();
-                case LLAMA3 -> SpeculaFfi.SPEC_ROPE_SCALING_LLAMA3();
-            };
-        }
-    }
-
-    @Override
-    public int archCode() {
-        return arch.code();
-    }
-
-    @Override
-    public int ropeStyleCode() {
-        return ropeStyle.code();
-    }
-
-    @Override
-    public int ropeScalingCode() {
-        return ropeScaling.code();
-    }
-
     /** The GGUF tensor llama.cpp's converter writes for Llama 3.1+ RoPE scaling: one divisor per rotated pair. */
     public static final String ROPE_FREQS_TENSOR = "rope_freqs.weight";
 
@@ -102,7 +57,7 @@ public record ModelConfig(
 
     /** Whether the architecture has q/k/v biases (qwen2 does; llama may, optionally). */
     public boolean requiresQkvBias() {
-        return arch == Arch.QWEN2;
+        return arch.requiresQkvBias();
     }
 
     /** Rotated dimensions per head (ropeDims, which 0 would mean all of headDim). */

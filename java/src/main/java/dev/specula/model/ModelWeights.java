@@ -1,12 +1,14 @@
 package dev.specula.model;
 
-import dev.specula.ffi.SpeculaFfi;
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.model.gguf.GgufFile;
 import dev.specula.model.gguf.GgufTensor;
 import dev.specula.model.safetensors.SafetensorsCheckpoint;
 import dev.specula.model.safetensors.SafetensorsDtype;
 import dev.specula.model.safetensors.SafetensorsTensor;
+import dev.specula.nativeapi.DType;
+import dev.specula.nativeapi.WeightRole;
+import dev.specula.nativeapi.WeightShape;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -21,99 +23,48 @@ import java.util.List;
 public final class ModelWeights {
 
     /**
-     * One weight as spec_model_set_weight takes it: role and dtype are SPEC_W_* and SPEC_DTYPE_* values; rows x cols
-     * is the row-major shape the core expects (vectors have rows = 1); layer is 0 for the global roles.
+     * One weight as spec_model_set_weight takes it: rows x cols is the row-major shape the core expects (vectors
+     * have rows = 1); layer is 0 for the global roles.
      */
-    public record Weight(int role, int layer, int dtype, MemorySegment data, long rows, long cols, String tensorName) {
+    public record Weight(WeightRole role, int layer, DType dtype, MemorySegment data, long rows, long cols, String tensorName) {
         public long nbytes() {
             return data.byteSize();
         }
 
         @Override
         public String toString() {
-            return roleName(role) + (isGlobal(role) ? "" : "[" + layer + "]") + " <- " + tensorName + " "
-                    + dtypeName(dtype) + " [" + rows + " x " + cols + "]";
+            return role.label() + (role.global() ? "" : "[" + layer + "]") + " <- " + tensorName + " " + dtype
+                    + " [" + rows + " x " + cols + "]";
         }
     }
 
     private ModelWeights() {}
-
-    /** Role names as the core's messages spell them, indexed by SPEC_W_* value. */
-    private static final String[] ROLE_NAMES = {"token_embd", "output_norm", "output", "attn_norm", "attn_q",
-            "attn_k", "attn_v", "attn_out", "attn_q_bias", "attn_k_bias", "attn_v_bias", "ffn_norm", "ffn_gate",
-            "ffn_up", "ffn_down"};
-
-    public static String roleName(int role) {
-        return role >= 0 && role < ROLE_NAMES.length ? ROLE_NAMES[role] : "role " + role;
-    }
-
-    static boolean isGlobal(int role) {
-        return role == SpeculaFfi.SPEC_W_TOKEN_EMBD() || role == SpeculaFfi.SPEC_W_OUTPUT_NORM() || role == SpeculaFfi.SPEC_W_OUTPUT();
-    }
-
-    static String dtypeName(int dtype) {
-        return switch (dtype) {
-            case 0 -> "F32";
-            case 1 -> "F16";
-            case 2 -> "BF16";
-            case 3 -> "Q8_0";
-            case 4 -> "Q4_0";
-            default -> "dtype " + dtype;
-        };
-    }
-
-    /** The [rows, cols] a role must have under a config; the same rule as the core's expected_shape. */
-    public static long[] expectedShape(ModelConfig c, int role) {
-        long q = c.qDim(), kv = c.kvDim();
-        if (role == SpeculaFfi.SPEC_W_TOKEN_EMBD() || role == SpeculaFfi.SPEC_W_OUTPUT()) return new long[] {c.nVocab(), c.nEmbd()};
-        if (role == SpeculaFfi.SPEC_W_OUTPUT_NORM() || role == SpeculaFfi.SPEC_W_ATTN_NORM() || role == SpeculaFfi.SPEC_W_FFN_NORM()) {
-            return new long[] {1, c.nEmbd()};
-        }
-        if (role == SpeculaFfi.SPEC_W_ATTN_Q()) return new long[] {q, c.nEmbd()};
-        if (role == SpeculaFfi.SPEC_W_ATTN_K() || role == SpeculaFfi.SPEC_W_ATTN_V()) return new long[] {kv, c.nEmbd()};
-        if (role == SpeculaFfi.SPEC_W_ATTN_OUT()) return new long[] {c.nEmbd(), q};
-        if (role == SpeculaFfi.SPEC_W_ATTN_Q_BIAS()) return new long[] {1, q};
-        if (role == SpeculaFfi.SPEC_W_ATTN_K_BIAS() || role == SpeculaFfi.SPEC_W_ATTN_V_BIAS()) return new long[] {1, kv};
-        if (role == SpeculaFfi.SPEC_W_FFN_GATE() || role == SpeculaFfi.SPEC_W_FFN_UP()) return new long[] {c.nFf(), c.nEmbd()};
-        if (role == SpeculaFfi.SPEC_W_FFN_DOWN()) return new long[] {c.nEmbd(), c.nFf()};
-        throw new IllegalArgumentException("unknown weight role " + role);
-    }
-
-    private static boolean isVector(int role) {
-        return role == SpeculaFfi.SPEC_W_OUTPUT_NORM() || role == SpeculaFfi.SPEC_W_ATTN_NORM() || role == SpeculaFfi.SPEC_W_FFN_NORM()
-                || isBias(role);
-    }
-
-    private static boolean isBias(int role) {
-        return role == SpeculaFfi.SPEC_W_ATTN_Q_BIAS() || role == SpeculaFfi.SPEC_W_ATTN_K_BIAS() || role == SpeculaFfi.SPEC_W_ATTN_V_BIAS();
-    }
 
     /** Tensor names of one naming scheme: the global ones, then per-layer patterns with %d for the layer. */
     private record Names(String tokenEmbd, String outputNorm, String output, String attnNorm, String q, String k,
                          String v, String o, String qBias, String kBias, String vBias, String ffnNorm, String gate,
                          String up, String down) {
 
-        String global(int role) {
-            if (role == SpeculaFfi.SPEC_W_TOKEN_EMBD()) return tokenEmbd;
-            if (role == SpeculaFfi.SPEC_W_OUTPUT_NORM()) return outputNorm;
-            return output;
-        }
-
-        String layer(int role, int layer) {
-            String pattern;
-            if (role == SpeculaFfi.SPEC_W_ATTN_NORM()) pattern = attnNorm;
-            else if (role == SpeculaFfi.SPEC_W_ATTN_Q()) pattern = q;
-            else if (role == SpeculaFfi.SPEC_W_ATTN_K()) pattern = k;
-            else if (role == SpeculaFfi.SPEC_W_ATTN_V()) pattern = v;
-            else if (role == SpeculaFfi.SPEC_W_ATTN_OUT()) pattern = o;
-            else if (role == SpeculaFfi.SPEC_W_ATTN_Q_BIAS()) pattern = qBias;
-            else if (role == SpeculaFfi.SPEC_W_ATTN_K_BIAS()) pattern = kBias;
-            else if (role == SpeculaFfi.SPEC_W_ATTN_V_BIAS()) pattern = vBias;
-            else if (role == SpeculaFfi.SPEC_W_FFN_NORM()) pattern = ffnNorm;
-            else if (role == SpeculaFfi.SPEC_W_FFN_GATE()) pattern = gate;
-            else if (role == SpeculaFfi.SPEC_W_FFN_UP()) pattern = up;
-            else pattern = down;
-            return pattern.formatted(layer);
+        /** The tensor name of role in layer (ignored for the global roles). */
+        String of(WeightRole role, int layer) {
+            String pattern = switch (role) {
+                case TOKEN_EMBD -> tokenEmbd;
+                case OUTPUT_NORM -> outputNorm;
+                case OUTPUT -> output;
+                case ATTN_NORM -> attnNorm;
+                case ATTN_Q -> q;
+                case ATTN_K -> k;
+                case ATTN_V -> v;
+                case ATTN_OUT -> o;
+                case ATTN_Q_BIAS -> qBias;
+                case ATTN_K_BIAS -> kBias;
+                case ATTN_V_BIAS -> vBias;
+                case FFN_NORM -> ffnNorm;
+                case FFN_GATE -> gate;
+                case FFN_UP -> up;
+                case FFN_DOWN -> down;
+            };
+            return role.global() ? pattern : pattern.formatted(layer);
         }
     }
 
@@ -140,7 +91,7 @@ public final class ModelWeights {
         boolean has(String name);
 
         /** The weight for role, or a problem description appended to problems (then null). */
-        Weight weight(String name, int role, int layer, long rows, long cols, List<String> problems);
+        Weight weight(String name, WeightRole role, int layer, WeightShape needed, List<String> problems);
     }
 
     // ---------------------------------------------------------------- GGUF
@@ -152,32 +103,33 @@ public final class ModelWeights {
                 return g.hasTensor(name);
             }
 
-            public Weight weight(String name, int role, int layer, long rows, long cols, List<String> problems) {
+            public Weight weight(String name, WeightRole role, int layer, WeightShape needed, List<String> problems) {
+                long rows = needed.rows(), cols = needed.cols();
                 GgufTensor t = g.tensor(name);
                 long[] dims = withoutTrailingOnes(t.dims());
-                boolean shapeOk = isVector(role)
+                boolean shapeOk = role.vector()
                         ? dims.length == 1 && dims[0] == cols
                         : dims.length == 2 && dims[0] == cols && dims[1] == rows;
                 if (!shapeOk) {
-                    String expected = isVector(role) ? "[" + cols + "]" : "[" + cols + ", " + rows + "]";
+                    String expected = role.vector() ? "[" + cols + "]" : "[" + cols + ", " + rows + "]";
                     problems.add("shape mismatch: tensor '" + name + "' has dims " + Arrays.toString(dims) + ", the config needs "
-                            + expected + " (innermost first) for " + roleName(role));
+                            + expected + " (innermost first) for " + role.label());
                     return null;
                 }
-                int dtype = switch (t.type()) {
-                    case F32 -> SpeculaFfi.SPEC_DTYPE_F32();
-                    case F16 -> SpeculaFfi.SPEC_DTYPE_F16();
-                    case BF16 -> SpeculaFfi.SPEC_DTYPE_BF16();
-                    case Q8_0 -> SpeculaFfi.SPEC_DTYPE_Q8_0();
-                    case Q4_0 -> SpeculaFfi.SPEC_DTYPE_Q4_0();
-                    default -> -1;
+                DType dtype = switch (t.type()) {
+                    case F32 -> DType.F32;
+                    case F16 -> DType.F16;
+                    case BF16 -> DType.BF16;
+                    case Q8_0 -> DType.Q8_0;
+                    case Q4_0 -> DType.Q4_0;
+                    default -> null;
                 };
-                if (dtype < 0) {
+                if (dtype == null) {
                     problems.add("tensor '" + name + "' has type " + t.type() + ", which the engine does not support "
                             + "(supported: F32, F16, BF16, Q8_0, Q4_0; re-quantize the model, e.g. llama-quantize ... Q8_0)");
                     return null;
                 }
-                if (isVector(role) && t.type() != GgmlType.F32 && t.type() != GgmlType.F16 && t.type() != GgmlType.BF16) {
+                if (role.vector() && t.type() != GgmlType.F32 && t.type() != GgmlType.F16 && t.type() != GgmlType.BF16) {
                     problems.add("tensor '" + name + "' is a vector of type " + t.type() + "; norms and biases must be F32, F16 or BF16");
                     return null;
                 }
@@ -203,22 +155,23 @@ public final class ModelWeights {
                 return ckpt.hasTensor(name);
             }
 
-            public Weight weight(String name, int role, int layer, long rows, long cols, List<String> problems) {
+            public Weight weight(String name, WeightRole role, int layer, WeightShape needed, List<String> problems) {
+                long rows = needed.rows(), cols = needed.cols();
                 SafetensorsTensor t = ckpt.tensor(name);
                 long[] shape = t.shape();
-                boolean shapeOk = isVector(role)
+                boolean shapeOk = role.vector()
                         ? shape.length == 1 && shape[0] == cols
                         : shape.length == 2 && shape[0] == rows && shape[1] == cols;
                 if (!shapeOk) {
-                    String expected = isVector(role) ? "[" + cols + "]" : "[" + rows + ", " + cols + "]";
+                    String expected = role.vector() ? "[" + cols + "]" : "[" + rows + ", " + cols + "]";
                     problems.add("shape mismatch: tensor '" + name + "' (in " + t.file().getFileName() + ") has shape "
-                            + Arrays.toString(shape) + ", the config needs " + expected + " for " + roleName(role));
+                            + Arrays.toString(shape) + ", the config needs " + expected + " for " + role.label());
                     return null;
                 }
-                int dtype;
-                if (t.dtype() == SafetensorsDtype.F32) dtype = SpeculaFfi.SPEC_DTYPE_F32();
-                else if (t.dtype() == SafetensorsDtype.F16) dtype = SpeculaFfi.SPEC_DTYPE_F16();
-                else if (t.dtype() == SafetensorsDtype.BF16) dtype = SpeculaFfi.SPEC_DTYPE_BF16();
+                DType dtype;
+                if (t.dtype() == SafetensorsDtype.F32) dtype = DType.F32;
+                else if (t.dtype() == SafetensorsDtype.F16) dtype = DType.F16;
+                else if (t.dtype() == SafetensorsDtype.BF16) dtype = DType.BF16;
                 else {
                     problems.add("tensor '" + name + "' (in " + t.file().getFileName() + ") has dtype " + t.dtype()
                             + ", which the engine does not support (supported: F32, F16, BF16)");
@@ -238,23 +191,20 @@ public final class ModelWeights {
         List<String> missing = new ArrayList<>();
         List<String> problems = new ArrayList<>();
 
-        int[] globals = {SpeculaFfi.SPEC_W_TOKEN_EMBD(), SpeculaFfi.SPEC_W_OUTPUT_NORM(), SpeculaFfi.SPEC_W_OUTPUT()};
-        for (int role : globals) {
-            String name = names.global(role);
-            if (role == SpeculaFfi.SPEC_W_OUTPUT() && c.tiedEmbeddings()) name = names.global(SpeculaFfi.SPEC_W_TOKEN_EMBD());
+        for (WeightRole role : List.of(WeightRole.TOKEN_EMBD, WeightRole.OUTPUT_NORM, WeightRole.OUTPUT)) {
+            String name = names.of(role == WeightRole.OUTPUT && c.tiedEmbeddings() ? WeightRole.TOKEN_EMBD : role, 0);
             add(weights, missing, problems, source, c, name, role, 0);
         }
-        int[] required = {SpeculaFfi.SPEC_W_ATTN_NORM(), SpeculaFfi.SPEC_W_ATTN_Q(), SpeculaFfi.SPEC_W_ATTN_K(),
-                SpeculaFfi.SPEC_W_ATTN_V(), SpeculaFfi.SPEC_W_ATTN_OUT(), SpeculaFfi.SPEC_W_FFN_NORM(),
-                SpeculaFfi.SPEC_W_FFN_GATE(), SpeculaFfi.SPEC_W_FFN_UP(), SpeculaFfi.SPEC_W_FFN_DOWN()};
-        int[] biases = {SpeculaFfi.SPEC_W_ATTN_Q_BIAS(), SpeculaFfi.SPEC_W_ATTN_K_BIAS(), SpeculaFfi.SPEC_W_ATTN_V_BIAS()};
+        List<WeightRole> biases = List.of(WeightRole.ATTN_Q_BIAS, WeightRole.ATTN_K_BIAS, WeightRole.ATTN_V_BIAS);
         for (int layer = 0; layer < c.nLayer(); layer++) {
-            for (int role : required) add(weights, missing, problems, source, c, names.layer(role, layer), role, layer);
+            for (WeightRole role : WeightRole.values()) {
+                if (!role.global() && !role.bias()) add(weights, missing, problems, source, c, names.of(role, layer), role, layer);
+            }
             // Biases: always for qwen2; for llama, used when a checkpoint has them, but only as a full set.
             int present = 0;
-            for (int role : biases) present += source.has(names.layer(role, layer)) ? 1 : 0;
+            for (WeightRole role : biases) present += source.has(names.of(role, layer)) ? 1 : 0;
             if (c.requiresQkvBias() || present > 0) {
-                for (int role : biases) add(weights, missing, problems, source, c, names.layer(role, layer), role, layer);
+                for (WeightRole role : biases) add(weights, missing, problems, source, c, names.of(role, layer), role, layer);
             }
         }
         if (!missing.isEmpty()) {
@@ -268,13 +218,12 @@ public final class ModelWeights {
     }
 
     private static void add(List<Weight> weights, List<String> missing, List<String> problems, Source source,
-                            ModelConfig c, String name, int role, int layer) {
+                            ModelConfig c, String name, WeightRole role, int layer) {
         if (!source.has(name)) {
             missing.add("'" + name + "'");
             return;
         }
-        long[] shape = expectedShape(c, role);
-        Weight w = source.weight(name, role, layer, shape[0], shape[1], problems);
+        Weight w = source.weight(name, role, layer, c.weightShape(role, layer), problems);
         if (w != null) weights.add(w);
     }
 

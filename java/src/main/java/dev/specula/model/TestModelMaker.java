@@ -2,6 +2,9 @@ package dev.specula.model;
 
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.model.gguf.GgufWriter;
+import dev.specula.nativeapi.Arch;
+import dev.specula.nativeapi.RopeScaling;
+import dev.specula.nativeapi.RopeStyle;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
@@ -136,10 +139,10 @@ public final class TestModelMaker {
         int nVocab = vocabSize();
         positive("vocab", nVocab);
         boolean llama = arch.equals("llama");
-        return new ModelConfig(llama ? ModelConfig.Arch.LLAMA : ModelConfig.Arch.QWEN2, nVocab, dim, layers, heads, kvHeads,
+        return new ModelConfig(llama ? Arch.LLAMA : Arch.QWEN2, nVocab, dim, layers, heads, kvHeads,
                 headDim, ff, context, llama ? 1e-5f : 1e-6f, ropeTheta,
-                llama ? ModelConfig.RopeStyle.NORM : ModelConfig.RopeStyle.NEOX, headDim,
-                ModelConfig.RopeScaling.NONE, 0, 0, 0, 0, tied);
+                llama ? RopeStyle.NORM : RopeStyle.NEOX, headDim,
+                RopeScaling.NONE, 0, 0, 0, 0, tied);
     }
 
     private int vocabSize() {
@@ -192,7 +195,7 @@ public final class TestModelMaker {
             matrix(w, params, b + "attn_q.weight", e, q, 1 / Math.sqrt(e));
             matrix(w, params, b + "attn_k.weight", e, kv, 1 / Math.sqrt(e));
             matrix(w, params, b + "attn_v.weight", e, kv, 1 / Math.sqrt(e));
-            if (c.arch() == ModelConfig.Arch.QWEN2) {
+            if (c.arch() == Arch.QWEN2) {
                 vector(w, params, b + "attn_q.bias", q, 0f, 0.1f);
                 vector(w, params, b + "attn_k.bias", kv, 0f, 0.1f);
                 vector(w, params, b + "attn_v.bias", kv, 0f, 0.1f);

@@ -104,13 +104,13 @@ public final class Context extends NativeHandle {
     }
 
     /**
-     * Grows this context's kernel scratch now to what spec_verify and the recycler need for batch trees of maxNodes
+     * Grows this context's kernel scratch now to what spec_verify and the recycler need for batch trees of maxTreeNodes
      * over nVocab tokens (with sampling) and a recycler of recyclerK candidates (0: none), so those calls never
      * allocate later. {@link MemoryPlan#kernelScratch} is its size.
      */
-    public void reserve(int batch, int maxNodes, int nVocab, int recyclerK) {
+    public void reserve(int batch, int maxTreeNodes, int nVocab, int recyclerK) {
         MemorySegment h = segment();
-        Native.check(spec_context_reserve(h, batch, maxNodes, nVocab, recyclerK), h);
+        Native.check(spec_context_reserve(h, batch, maxTreeNodes, nVocab, recyclerK), h);
     }
 
     /** The native context for the wrapper's own calls; throws once closed. */

@@ -22,7 +22,7 @@ public record LogitsSummary(int[] top, float[] prob, float entropy) {
     static {
         Native.ensureLoaded();
         MAX_K = SPEC_SUMMARY_MAX_K();
-        MAX_ROWS = SPEC_KERNEL_MAX_BATCH() * SPEC_TREE_MAX_NODES();
+        MAX_ROWS = SPEC_KERNEL_MAX_BATCH() * SPEC_MAX_TREE_NODES();
     }
 
     public LogitsSummary {

@@ -28,20 +28,20 @@ public record MemoryPlan(long weights, long kvCaches, long modelScratch, long ke
      * Plans a model of shape on backend ("cpu" or "cuda"); needs no device, so any machine can plan for any
      * backend compiled into the library.
      *
-     * @param weightBytes the sum of the weights' sizes as they will be handed over
-     * @param kvCapacity  positions per KV cache
-     * @param sequences   KV caches (the batch), each with a tree of maxNodes
-     * @param maxNodes    tree nodes per sequence verified each step; 0 when nothing is verified
-     * @param recyclerK   candidates per row of a recycler over the model's vocabulary; 0 for none
+     * @param weightBytes  the sum of the weights' sizes as they will be handed over
+     * @param kvCapacity   positions per KV cache
+     * @param sequences    KV caches (the batch), each with a tree of maxTreeNodes
+     * @param maxTreeNodes tree nodes per sequence verified each step; 0 when nothing is verified
+     * @param recyclerK    candidates per row of a recycler over the model's vocabulary; 0 for none
      */
     public static MemoryPlan compute(String backend, ModelShape shape, DType kvType, long weightBytes, int kvCapacity,
-                                     int sequences, int maxNodes, int recyclerK) {
+                                     int sequences, int maxTreeNodes, int recyclerK) {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment r = spec_memory_request.allocate(arena);
             spec_memory_request.weight_bytes(r, weightBytes);
             spec_memory_request.kv_capacity(r, kvCapacity);
             spec_memory_request.n_sequences(r, sequences);
-            spec_memory_request.max_nodes(r, maxNodes);
+            spec_memory_request.max_tree_nodes(r, maxTreeNodes);
             spec_memory_request.recycler_k(r, recyclerK);
             MemorySegment p = spec_memory_plan.allocate(arena);
             Native.check(spec_memory_plan_compute(arena.allocateFrom(backend), NativeModel.config(arena, shape, kvType), r, p),

@@ -5,8 +5,7 @@ package dev.specula.nativeapi;
  * takes (less the KV cache type, chosen per model instance). Model readers implement it.
  */
 public interface ModelShape {
-    /** SPEC_ARCH_* */
-    int archCode();
+    Arch arch();
 
     int nVocab();
 
@@ -28,14 +27,12 @@ public interface ModelShape {
 
     float ropeTheta();
 
-    /** SPEC_ROPE_NORM (adjacent pairs, GGUF llama layout) or SPEC_ROPE_NEOX (halves, qwen2 and HF layout). */
-    int ropeStyleCode();
+    RopeStyle ropeStyle();
 
     /** Rotated dims per head; 0 means head_dim. */
     int ropeDims();
 
-    /** SPEC_ROPE_SCALING_* */
-    int ropeScalingCode();
+    RopeScaling ropeScaling();
 
     float ropeFactor();
 
@@ -44,4 +41,9 @@ public interface ModelShape {
     float ropeHighFreqFactor();
 
     int ropeOrigCtx();
+
+    /** The [rows][cols] weight role must have in layer (ignored for global roles): the ABI's spec_weight_shape. */
+    default WeightShape weightShape(WeightRole role, int layer) {
+        return WeightShape.of(this, role, layer);
+    }
 }

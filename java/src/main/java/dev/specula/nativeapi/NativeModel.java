@@ -41,7 +41,7 @@ public final class NativeModel extends NativeHandle {
     /** spec_model_config for shape with KV caches of kvType: what spec_model_create and spec_memory_plan_compute take. */
     static MemorySegment config(Arena arena, ModelShape shape, DType kvType) {
         MemorySegment c = spec_model_config.allocate(arena);
-        spec_model_config.arch(c, shape.archCode());
+        spec_model_config.arch(c, shape.arch().code());
         spec_model_config.n_vocab(c, shape.nVocab());
         spec_model_config.n_embd(c, shape.nEmbd());
         spec_model_config.n_layer(c, shape.nLayer());
@@ -52,9 +52,9 @@ public final class NativeModel extends NativeHandle {
         spec_model_config.n_ctx_train(c, shape.nCtxTrain());
         spec_model_config.rms_eps(c, shape.rmsEps());
         spec_model_config.rope_theta(c, shape.ropeTheta());
-        spec_model_config.rope_style(c, shape.ropeStyleCode());
+        spec_model_config.rope_style(c, shape.ropeStyle().code());
         spec_model_config.rope_dims(c, shape.ropeDims());
-        spec_model_config.rope_scaling(c, shape.ropeScalingCode());
+        spec_model_config.rope_scaling(c, shape.ropeScaling().code());
         spec_model_config.rope_factor(c, shape.ropeFactor());
         spec_model_config.rope_low_freq_factor(c, shape.ropeLowFreqFactor());
         spec_model_config.rope_high_freq_factor(c, shape.ropeHighFreqFactor());
@@ -77,15 +77,10 @@ public final class NativeModel extends NativeHandle {
     }
 
     /** Hands over one weight; global roles ignore layer. data must be native memory. */
-    public void setWeight(WeightRole role, int layer, DType type, MemorySegment data, long rows, long cols) {
-        setWeightCode(role.code(), layer, type.code(), data, rows, cols);
-    }
-
-    /** {@link #setWeight} with the ABI's SPEC_W_* and SPEC_DTYPE_* values, as model readers produce them. */
-    public synchronized void setWeightCode(int role, int layer, int dtype, MemorySegment data, long rows, long cols) {
-        if (!data.isNative()) throw new IllegalArgumentException("weight role " + role + " must be native memory, not a heap array");
+    public synchronized void setWeight(WeightRole role, int layer, DType type, MemorySegment data, long rows, long cols) {
+        if (!data.isNative()) throw new IllegalArgumentException("weight " + role.label() + " must be native memory, not a heap array");
         MemorySegment h = segment();
-        Native.check(spec_model_set_weight(h, role, layer, dtype, data, data.byteSize(), rows, cols), context.handle());
+        Native.check(spec_model_set_weight(h, role.code(), layer, type.code(), data, data.byteSize(), rows, cols), context.handle());
     }
 
     /** Checks every needed weight is there; forward calls are possible after this. */

@@ -121,19 +121,19 @@ public final class Recycler extends NativeHandle {
     }
 
     /** After verification: every node's top-k next tokens become the row of its token, all trees in one step. */
-    public synchronized void update(int maxNodes, int[][] tokens, DeviceBuffer logits) {
+    public synchronized void update(int maxTreeNodes, int[][] tokens, DeviceBuffer logits) {
         try (Arena arena = Arena.ofConfined()) {
             int batch = tokens.length;
             MemorySegment n = arena.allocate(ValueLayout.JAVA_INT, batch);
-            MemorySegment tok = arena.allocate(ValueLayout.JAVA_INT, (long) batch * maxNodes);
+            MemorySegment tok = arena.allocate(ValueLayout.JAVA_INT, (long) batch * maxTreeNodes);
             for (int b = 0; b < batch; b++) {
-                if (tokens[b].length > maxNodes) throw new IllegalArgumentException("sequence " + b + " has more than " + maxNodes + " nodes");
+                if (tokens[b].length > maxTreeNodes) throw new IllegalArgumentException("sequence " + b + " has more than " + maxTreeNodes + " nodes");
                 n.setAtIndex(ValueLayout.JAVA_INT, b, tokens[b].length);
-                MemorySegment.copy(tokens[b], 0, tok, ValueLayout.JAVA_INT, (long) b * maxNodes * 4, tokens[b].length);
+                MemorySegment.copy(tokens[b], 0, tok, ValueLayout.JAVA_INT, (long) b * maxTreeNodes * 4, tokens[b].length);
             }
             MemorySegment a = spec_recycler_update_args.allocate(arena);
             spec_recycler_update_args.batch(a, batch);
-            spec_recycler_update_args.max_nodes(a, maxNodes);
+            spec_recycler_update_args.max_tree_nodes(a, maxTreeNodes);
             spec_recycler_update_args.n_nodes(a, n);
             spec_recycler_update_args.tokens(a, tok);
             spec_recycler_update_args.logits(a, TreeVerifier.owned(context, logits));

@@ -15,20 +15,20 @@ import java.lang.foreign.ValueLayout;
  */
 public final class TreeVerifier {
     /** Most nodes in one tree, root included. */
-    public static final int MAX_NODES = SPEC_TREE_MAX_NODES();
+    public static final int MAX_TREE_NODES = SPEC_MAX_TREE_NODES();
 
     private TreeVerifier() {}
 
     /**
-     * @param maxNodes   row stride of logits (and draftProbs): rows per sequence
-     * @param tokens     per sequence, its tree's tokens
-     * @param parents    per sequence, its tree's parents ([0] = -1)
-     * @param params     per sequence, how its target distribution is shaped
-     * @param logits     f32 [B][maxNodes][nVocab]
-     * @param draftProbs null (deterministic drafters), or f32 [B][maxNodes][nVocab]
-     * @param step       a counter that changes every step (names the random streams)
+     * @param maxTreeNodes row stride of logits (and draftProbs): rows per sequence
+     * @param tokens       per sequence, its tree's tokens
+     * @param parents      per sequence, its tree's parents ([0] = -1)
+     * @param params       per sequence, how its target distribution is shaped
+     * @param logits       f32 [B][maxTreeNodes][nVocab]
+     * @param draftProbs   null (deterministic drafters), or f32 [B][maxTreeNodes][nVocab]
+     * @param step         a counter that changes every step (names the random streams)
      */
-    public static VerifyResult[] verify(Context context, int maxNodes, int nVocab, int[][] tokens, int[][] parents,
+    public static VerifyResult[] verify(Context context, int maxTreeNodes, int nVocab, int[][] tokens, int[][] parents,
                                         SamplingParams[] params, DeviceBuffer logits, DeviceBuffer draftProbs, long step) {
         int batch = tokens.length;
         if (parents.length != batch || params.length != batch)
@@ -36,16 +36,16 @@ public final class TreeVerifier {
         MemorySegment ctx = context.handle();
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment nNodes = arena.allocate(ValueLayout.JAVA_INT, batch);
-            MemorySegment tok = arena.allocate(ValueLayout.JAVA_INT, (long) batch * maxNodes);
-            MemorySegment par = arena.allocate(ValueLayout.JAVA_INT, (long) batch * maxNodes);
+            MemorySegment tok = arena.allocate(ValueLayout.JAVA_INT, (long) batch * maxTreeNodes);
+            MemorySegment par = arena.allocate(ValueLayout.JAVA_INT, (long) batch * maxTreeNodes);
             MemorySegment prm = spec_sampling_params.allocateArray(batch, arena);
             for (int b = 0; b < batch; b++) {
-                if (tokens[b].length != parents[b].length || tokens[b].length > maxNodes)
+                if (tokens[b].length != parents[b].length || tokens[b].length > maxTreeNodes)
                     throw new IllegalArgumentException("sequence " + b + ": " + tokens[b].length + " tokens, "
-                            + parents[b].length + " parents, at most " + maxNodes + " nodes");
+                            + parents[b].length + " parents, at most " + maxTreeNodes + " nodes");
                 nNodes.setAtIndex(ValueLayout.JAVA_INT, b, tokens[b].length);
-                MemorySegment.copy(tokens[b], 0, tok, ValueLayout.JAVA_INT, (long) b * maxNodes * 4, tokens[b].length);
-                MemorySegment.copy(parents[b], 0, par, ValueLayout.JAVA_INT, (long) b * maxNodes * 4, parents[b].length);
+                MemorySegment.copy(tokens[b], 0, tok, ValueLayout.JAVA_INT, (long) b * maxTreeNodes * 4, tokens[b].length);
+                MemorySegment.copy(parents[b], 0, par, ValueLayout.JAVA_INT, (long) b * maxTreeNodes * 4, parents[b].length);
                 MemorySegment p = spec_sampling_params.asSlice(prm, b);
                 spec_sampling_params.seed(p, params[b].seed());
                 spec_sampling_params.temperature(p, params[b].temperature());
@@ -55,7 +55,7 @@ public final class TreeVerifier {
             MemorySegment results = spec_verify_result.allocateArray(batch, arena);
             MemorySegment a = spec_verify_args.allocate(arena);
             spec_verify_args.batch(a, batch);
-            spec_verify_args.max_nodes(a, maxNodes);
+            spec_verify_args.max_tree_nodes(a, maxTreeNodes);
             spec_verify_args.n_vocab(a, nVocab);
             spec_verify_args.n_nodes(a, nNodes);
             spec_verify_args.tokens(a, tok);

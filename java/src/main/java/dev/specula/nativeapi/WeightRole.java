@@ -1,8 +1,12 @@
 package dev.specula.nativeapi;
 
 import dev.specula.ffi.SpeculaFfi;
+import java.util.Locale;
 
-/** Which weight a tensor is to the native model (enum spec_weight_role). */
+/**
+ * Which weight a tensor is to the native model (enum spec_weight_role). Its shape under a config comes from the
+ * native core: {@link ModelShape#weightShape}.
+ */
 public enum WeightRole {
     TOKEN_EMBD(SpeculaFfi.SPEC_W_TOKEN_EMBD(), true),
     OUTPUT_NORM(SpeculaFfi.SPEC_W_OUTPUT_NORM(), true),
@@ -35,5 +39,20 @@ public enum WeightRole {
     /** True for weights outside the layers (embeddings, final norm, LM head). */
     public boolean global() {
         return global;
+    }
+
+    /** True for the q/k/v biases, which only some checkpoints have. */
+    public boolean bias() {
+        return this == ATTN_Q_BIAS || this == ATTN_K_BIAS || this == ATTN_V_BIAS;
+    }
+
+    /** True for the one-row weights (norms and biases), which are never quantized. */
+    public boolean vector() {
+        return bias() || this == OUTPUT_NORM || this == ATTN_NORM || this == FFN_NORM;
+    }
+
+    /** The name the native core's messages use, e.g. "attn_q". */
+    public String label() {
+        return name().toLowerCase(Locale.ROOT);
     }
 }

@@ -4,13 +4,13 @@ import static org.junit.jupiter.api.Assertions.*;
 
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
-import dev.specula.model.ModelConfig.Arch;
-import dev.specula.model.ModelConfig.RopeScaling;
-import dev.specula.model.ModelConfig.RopeStyle;
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.model.gguf.GgufFile;
 import dev.specula.model.gguf.GgufWriter;
 import dev.specula.model.safetensors.SafetensorsCheckpoint;
+import dev.specula.nativeapi.Arch;
+import dev.specula.nativeapi.RopeScaling;
+import dev.specula.nativeapi.RopeStyle;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.function.Consumer;

@@ -3,6 +3,7 @@ package dev.specula.model;
 import static org.junit.jupiter.api.Assertions.*;
 
 import dev.specula.model.gguf.GgmlType;
+import dev.specula.nativeapi.RopeStyle;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -19,7 +20,7 @@ class ModelFileTest {
         try (ModelFile m = ModelFile.open(gguf)) {
             assertTrue(m.gguf().isPresent());
             assertTrue(m.checkpoint().isEmpty());
-            assertEquals(ModelConfig.RopeStyle.NORM, m.config().ropeStyle());
+            assertEquals(RopeStyle.NORM, m.config().ropeStyle());
             assertEquals(3 + 9 * 2, m.weights().size());
             assertEquals("llama", m.gguf().orElseThrow().getString("tokenizer.ggml.model"));
         }
@@ -27,7 +28,7 @@ class ModelFileTest {
         for (Path p : new Path[] {hf, hf.resolve("model.safetensors.index.json")}) {
             try (ModelFile m = ModelFile.open(p)) {
                 assertTrue(m.checkpoint().isPresent());
-                assertEquals(ModelConfig.RopeStyle.NEOX, m.config().ropeStyle());
+                assertEquals(RopeStyle.NEOX, m.config().ropeStyle());
                 assertEquals(3 + 9 * 2, m.weights().size());
             }
         }

@@ -1,6 +1,5 @@
 package dev.specula.model;
 
-import static dev.specula.ffi.SpeculaFfi.*;
 import static org.junit.jupiter.api.Assertions.*;
 
 import dev.specula.model.ModelWeights.Weight;
@@ -9,6 +8,9 @@ import dev.specula.model.gguf.GgufFile;
 import dev.specula.model.gguf.GgufTensor;
 import dev.specula.model.gguf.GgufWriter;
 import dev.specula.model.safetensors.SafetensorsCheckpoint;
+import dev.specula.nativeapi.DType;
+import dev.specula.nativeapi.WeightRole;
+import dev.specula.nativeapi.WeightShape;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.List;
@@ -22,7 +24,7 @@ class ModelWeightsTest {
     Path dir;
 
     private record Loaded(ModelConfig config, List<Weight> weights) {
-        Weight get(int role, int layer) {
+        Weight get(WeightRole role, int layer) {
             return weights.stream().filter(w -> w.role() == role && w.layer() == layer).findFirst().orElseThrow();
         }
     }
@@ -43,27 +45,27 @@ class ModelWeightsTest {
         Loaded m = load(file);
         assertEquals(3 + 9 * 2, m.weights().size());
         int v = TinyVocab.size();
-        assertShape(m.get(SPEC_W_TOKEN_EMBD(), 0), v, 64, SPEC_DTYPE_F32(), "token_embd.weight");
-        assertShape(m.get(SPEC_W_OUTPUT_NORM(), 0), 1, 64, SPEC_DTYPE_F32(), "output_norm.weight");
-        assertShape(m.get(SPEC_W_OUTPUT(), 0), v, 64, SPEC_DTYPE_F32(), "output.weight");
+        assertShape(m.get(WeightRole.TOKEN_EMBD, 0), v, 64, DType.F32, "token_embd.weight");
+        assertShape(m.get(WeightRole.OUTPUT_NORM, 0), 1, 64, DType.F32, "output_norm.weight");
+        assertShape(m.get(WeightRole.OUTPUT, 0), v, 64, DType.F32, "output.weight");
         for (int l = 0; l < 2; l++) {
-            assertShape(m.get(SPEC_W_ATTN_NORM(), l), 1, 64, SPEC_DTYPE_F32(), "blk." + l + ".attn_norm.weight");
-            assertShape(m.get(SPEC_W_ATTN_Q(), l), 64, 64, SPEC_DTYPE_F32(), "blk." + l + ".attn_q.weight");
-            assertShape(m.get(SPEC_W_ATTN_K(), l), 32, 64, SPEC_DTYPE_F32(), "blk." + l + ".attn_k.weight");
-            assertShape(m.get(SPEC_W_ATTN_V(), l), 32, 64, SPEC_DTYPE_F32(), "blk." + l + ".attn_v.weight");
-            assertShape(m.get(SPEC_W_ATTN_OUT(), l), 64, 64, SPEC_DTYPE_F32(), "blk." + l + ".attn_output.weight");
-            assertShape(m.get(SPEC_W_FFN_NORM(), l), 1, 64, SPEC_DTYPE_F32(), "blk." + l + ".ffn_norm.weight");
-            assertShape(m.get(SPEC_W_FFN_GATE(), l), 96, 64, SPEC_DTYPE_F32(), "blk." + l + ".ffn_gate.weight");
-            assertShape(m.get(SPEC_W_FFN_UP(), l), 96, 64, SPEC_DTYPE_F32(), "blk." + l + ".ffn_up.weight");
-            assertShape(m.get(SPEC_W_FFN_DOWN(), l), 64, 96, SPEC_DTYPE_F32(), "blk." + l + ".ffn_down.weight");
+            assertShape(m.get(WeightRole.ATTN_NORM, l), 1, 64, DType.F32, "blk." + l + ".attn_norm.weight");
+            assertShape(m.get(WeightRole.ATTN_Q, l), 64, 64, DType.F32, "blk." + l + ".attn_q.weight");
+            assertShape(m.get(WeightRole.ATTN_K, l), 32, 64, DType.F32, "blk." + l + ".attn_k.weight");
+            assertShape(m.get(WeightRole.ATTN_V, l), 32, 64, DType.F32, "blk." + l + ".attn_v.weight");
+            assertShape(m.get(WeightRole.ATTN_OUT, l), 64, 64, DType.F32, "blk." + l + ".attn_output.weight");
+            assertShape(m.get(WeightRole.FFN_NORM, l), 1, 64, DType.F32, "blk." + l + ".ffn_norm.weight");
+            assertShape(m.get(WeightRole.FFN_GATE, l), 96, 64, DType.F32, "blk." + l + ".ffn_gate.weight");
+            assertShape(m.get(WeightRole.FFN_UP, l), 96, 64, DType.F32, "blk." + l + ".ffn_up.weight");
+            assertShape(m.get(WeightRole.FFN_DOWN, l), 64, 96, DType.F32, "blk." + l + ".ffn_down.weight");
         }
         for (Weight w : m.weights()) {
-            long[] expected = ModelWeights.expectedShape(m.config(), w.role());
-            assertEquals(expected[0] * expected[1] * 4, w.nbytes(), w.toString());
+            WeightShape expected = m.config().weightShape(w.role(), w.layer());
+            assertEquals(expected.rows() * expected.cols() * 4, w.nbytes(), w.toString());
         }
     }
 
-    private static void assertShape(Weight w, long rows, long cols, int dtype, String tensor) {
+    private static void assertShape(Weight w, long rows, long cols, DType dtype, String tensor) {
         assertEquals(rows, w.rows(), w.toString());
         assertEquals(cols, w.cols(), w.toString());
         assertEquals(dtype, w.dtype(), w.toString());
@@ -75,8 +77,8 @@ class ModelWeightsTest {
         Path file = new TestModelMaker().vocab(300).tied(true).write(dir.resolve("tied.gguf")).file();
         try (GgufFile g = GgufFile.open(file)) {
             List<Weight> w = ModelWeights.fromGguf(g, ModelConfig.fromGguf(g));
-            Weight embd = w.stream().filter(x -> x.role() == SPEC_W_TOKEN_EMBD()).findFirst().orElseThrow();
-            Weight out = w.stream().filter(x -> x.role() == SPEC_W_OUTPUT()).findFirst().orElseThrow();
+            Weight embd = w.stream().filter(x -> x.role() == WeightRole.TOKEN_EMBD).findFirst().orElseThrow();
+            Weight out = w.stream().filter(x -> x.role() == WeightRole.OUTPUT).findFirst().orElseThrow();
             assertEquals(embd.data().address(), out.data().address());
             assertEquals("token_embd.weight", out.tensorName());
         }
@@ -89,20 +91,20 @@ class ModelWeightsTest {
                     .write(dir.resolve("qwen2-" + type + ".gguf")).file();
             Loaded m = load(file);
             assertEquals(3 + 12 * 2, m.weights().size());
-            int dtype = switch (type) {
-                case F16 -> SPEC_DTYPE_F16();
-                case BF16 -> SPEC_DTYPE_BF16();
-                case Q8_0 -> SPEC_DTYPE_Q8_0();
-                default -> SPEC_DTYPE_Q4_0();
+            DType dtype = switch (type) {
+                case F16 -> DType.F16;
+                case BF16 -> DType.BF16;
+                case Q8_0 -> DType.Q8_0;
+                default -> DType.Q4_0;
             };
-            assertEquals(dtype, m.get(SPEC_W_ATTN_Q(), 1).dtype());
-            assertEquals(dtype, m.get(SPEC_W_TOKEN_EMBD(), 0).dtype());
-            assertEquals(SPEC_DTYPE_F32(), m.get(SPEC_W_ATTN_NORM(), 1).dtype());
-            Weight kBias = m.get(SPEC_W_ATTN_K_BIAS(), 1);
+            assertEquals(dtype, m.get(WeightRole.ATTN_Q, 1).dtype());
+            assertEquals(dtype, m.get(WeightRole.TOKEN_EMBD, 0).dtype());
+            assertEquals(DType.F32, m.get(WeightRole.ATTN_NORM, 1).dtype());
+            Weight kBias = m.get(WeightRole.ATTN_K_BIAS, 1);
             assertEquals(1, kBias.rows());
             assertEquals(32, kBias.cols());
             assertEquals("blk.1.attn_k.bias", kBias.tensorName());
-            assertEquals(type.bytesFor(300L * 64), m.get(SPEC_W_OUTPUT(), 0).nbytes());
+            assertEquals(type.bytesFor(300L * 64), m.get(WeightRole.OUTPUT, 0).nbytes());
         }
     }
 
@@ -174,7 +176,7 @@ class ModelWeightsTest {
                 .addTensor("blk.0.attn_v.bias", GgmlType.F32, new long[] {32}, new float[32]));
         Loaded m = load(withBias);
         assertEquals(3 + 12, m.weights().size());
-        assertEquals(64, m.get(SPEC_W_ATTN_Q_BIAS(), 0).cols());
+        assertEquals(64, m.get(WeightRole.ATTN_Q_BIAS, 0).cols());
         // ... but not a partial set.
         Path partial = rewrite(withBias, "llama-partial.gguf", t -> t.name().equals("blk.0.attn_k.bias") ? null : t, Map.of());
         assertFails(partial, "missing tensor 'blk.0.attn_k.bias'");
@@ -191,15 +193,15 @@ class ModelWeightsTest {
             ModelConfig config = ModelConfig.fromHf(c);
             List<Weight> w = ModelWeights.fromHf(c, config);
             assertEquals(3 + 12 * 2, w.size());
-            Weight q = w.stream().filter(x -> x.role() == SPEC_W_ATTN_Q() && x.layer() == 1).findFirst().orElseThrow();
+            Weight q = w.stream().filter(x -> x.role() == WeightRole.ATTN_Q && x.layer() == 1).findFirst().orElseThrow();
             assertEquals("model.layers.1.self_attn.q_proj.weight", q.tensorName());
             assertEquals(16, q.rows());
             assertEquals(16, q.cols());
-            assertEquals(SPEC_DTYPE_F16(), q.dtype());
-            Weight down = w.stream().filter(x -> x.role() == SPEC_W_FFN_DOWN() && x.layer() == 0).findFirst().orElseThrow();
+            assertEquals(DType.F16, q.dtype());
+            Weight down = w.stream().filter(x -> x.role() == WeightRole.FFN_DOWN && x.layer() == 0).findFirst().orElseThrow();
             assertEquals(16, down.rows());
             assertEquals(32, down.cols());
-            Weight out = w.stream().filter(x -> x.role() == SPEC_W_OUTPUT()).findFirst().orElseThrow();
+            Weight out = w.stream().filter(x -> x.role() == WeightRole.OUTPUT).findFirst().orElseThrow();
             assertEquals("lm_head.weight", out.tensorName());
         }
 
@@ -209,9 +211,9 @@ class ModelWeightsTest {
         try (SafetensorsCheckpoint c = SafetensorsCheckpoint.open(tied.write(dir.resolve("tied"), 1))) {
             List<Weight> w = ModelWeights.fromHf(c, ModelConfig.fromHf(c));
             assertEquals(3 + 9 * 2, w.size());
-            Weight out = w.stream().filter(x -> x.role() == SPEC_W_OUTPUT()).findFirst().orElseThrow();
+            Weight out = w.stream().filter(x -> x.role() == WeightRole.OUTPUT).findFirst().orElseThrow();
             assertEquals("model.embed_tokens.weight", out.tensorName());
-            assertEquals(SPEC_DTYPE_BF16(), out.dtype());
+            assertEquals(DType.BF16, out.dtype());
         }
     }
 

@@ -8,7 +8,7 @@ import org.junit.jupiter.api.Test;
 class MemoryPlanTest {
     /** 2 layers, 2 KV heads of 16 dims, vocabulary 400. */
     static final ModelShape SMALL = new ModelShape() {
-        public int archCode() { return 0; }
+        public Arch arch() { return Arch.LLAMA; }
         public int nVocab() { return 400; }
         public int nEmbd() { return 64; }
         public int nLayer() { return 2; }
@@ -19,9 +19,9 @@ class MemoryPlanTest {
         public int nCtxTrain() { return 512; }
         public float rmsEps() { return 1e-5f; }
         public float ropeTheta() { return 10000f; }
-        public int ropeStyleCode() { return 0; }
+        public RopeStyle ropeStyle() { return RopeStyle.NORM; }
         public int ropeDims() { return 0; }
-        public int ropeScalingCode() { return 0; }
+        public RopeScaling ropeScaling() { return RopeScaling.NONE; }
         public float ropeFactor() { return 1f; }
         public float ropeLowFreqFactor() { return 1f; }
         public float ropeHighFreqFactor() { return 4f; }
