@@ -14,7 +14,7 @@
 #include "../../cuda/matmul.cuh"
 #include "../../core/matmul_math.hpp"
 #include "../test_random.hpp"
-#include "../cuda_check.cuh"
+#include "cuda_check.cuh"
 
 #include <cuda_runtime.h>
 
