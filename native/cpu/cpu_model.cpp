@@ -256,6 +256,74 @@ Status oom(Failure &err, const char *what) {
     return err.status;
 }
 
+// ------------------------------------------------------------------ finalize, in stages
+// model_finalize, in stages named as the cuda backend's (native/cuda/model.cu):
+//   choose_kernels  the kernel set this CPU runs (SPECULA_CPU_ISA caps it)
+//   place_matrices  every matrix read in place from the caller's memory
+//   place_vectors   norms and biases converted to f32 once; the rope frequencies
+// (the cuda backend's check_model has nothing to refuse here, and prepare_scratch is a forward
+// stage here: the scratch grows with the call and the thread count).
+
+void choose_kernels(ModelState &ms) { ms.ks = select_kernels(); }
+
+void place_matrices(spec_model *m, ModelState &ms) {
+    const spec_model_config &c = m->config;
+    auto mat = [&](int role, int layer) {
+        const spec_weight &w = m->w(role, layer);
+        Mat M;
+        M.data = (const uint8_t *)w.data;
+        M.dtype = w.dtype;
+        M.rows = w.rows;
+        M.cols = w.cols;
+        M.row_bytes = dtype_row_bytes(w.dtype, w.cols);
+        ms.max_cols = std::max(ms.max_cols, M.cols);
+        return M;
+    };
+    ms.embd = mat(SPEC_W_TOKEN_EMBD, 0);
+    ms.output = mat(SPEC_W_OUTPUT, 0);
+    ms.layers.resize(c.n_layer);
+    for (int l = 0; l < c.n_layer; l++) {
+        Layer &L = ms.layers[l];
+        L.wq = mat(SPEC_W_ATTN_Q, l);
+        L.wk = mat(SPEC_W_ATTN_K, l);
+        L.wv = mat(SPEC_W_ATTN_V, l);
+        L.wo = mat(SPEC_W_ATTN_OUT, l);
+        L.gate = mat(SPEC_W_FFN_GATE, l);
+        L.up = mat(SPEC_W_FFN_UP, l);
+        L.down = mat(SPEC_W_FFN_DOWN, l);
+    }
+}
+
+void place_vectors(spec_model *m, ModelState &ms) {
+    const spec_model_config &c = m->config;
+    auto vec = [&](int role, int layer) -> const float * {
+        const spec_weight &w = m->w(role, layer);
+        if (!w.data) return nullptr;
+        std::vector<float> v((size_t)w.cols);
+        const uint16_t *h = (const uint16_t *)w.data;
+        for (int64_t i = 0; i < w.cols; i++) {
+            if (w.dtype == SPEC_DTYPE_F32) std::memcpy(&v[i], (const float *)w.data + i, 4);
+            else if (w.dtype == SPEC_DTYPE_F16) v[i] = f16_to_f32(load_u16(h + i));
+            else v[i] = bf16_to_f32(load_u16(h + i));
+        }
+        ms.vectors.push_back(std::move(v));
+        return ms.vectors.back().data();
+    };
+    ms.output_norm = vec(SPEC_W_OUTPUT_NORM, 0);
+    for (int l = 0; l < c.n_layer; l++) {
+        Layer &L = ms.layers[l];
+        L.attn_norm = vec(SPEC_W_ATTN_NORM, l);
+        L.ffn_norm = vec(SPEC_W_FFN_NORM, l);
+        L.bq = vec(SPEC_W_ATTN_Q_BIAS, l);
+        L.bk = vec(SPEC_W_ATTN_K_BIAS, l);
+        L.bv = vec(SPEC_W_ATTN_V_BIAS, l);
+    }
+    const int rd = mm::rope_dims(c);
+    ms.inv_freq.resize(rd / 2);
+    for (int i = 0; i < rd / 2; i++) ms.inv_freq[i] = mm::rope_inv_freq(c, i);
+    ms.pos_scale = mm::rope_pos_scale(c);
+}
+
 // ------------------------------------------------------------------ forward, in stages
 // The stages carry the names of the cuda backend's (native/cuda/model.cu):
 //   key_sets            every token's keys (here as runs of cache slots)
@@ -535,7 +603,7 @@ Status forward_impl(spec_model *m, spec_kv *kv, const spec_forward_args &a, Fail
 // ------------------------------------------------------------------ the backend's entry points
 
 uint64_t model_scratch_bytes(const spec_model_config &c, int32_t kv_capacity) {
-    // forward_impl's buffers at their largest: one slice of MAX_UBATCH tokens, and per thread the
+    // prepare_scratch's buffers at their largest: one slice of MAX_UBATCH tokens, and per thread the
     // dequantized rows, gemm partial sums (bounded by the widest kernel set) and attention scores.
     const uint64_t rows = MAX_UBATCH, E = c.n_embd, QD = (uint64_t)c.n_head * c.head_dim;
     const uint64_t KD = (uint64_t)c.n_head_kv * c.head_dim, F = c.n_ff;
@@ -547,76 +615,6 @@ uint64_t model_scratch_bytes(const spec_model_config &c, int32_t kv_capacity) {
     const uint64_t threads = std::max(1u, std::thread::hardware_concurrency());
     return activations + threads * per_thread;
 }
-
-// model_finalize, in stages named as the cuda backend's (native/cuda/model.cu):
-//   choose_kernels  the kernel set this CPU runs (SPECULA_CPU_ISA caps it)
-//   place_matrices  every matrix read in place from the caller's memory
-//   place_vectors   norms and biases converted to f32 once; the rope frequencies
-// (the cuda backend's check_model has nothing to refuse here, and prepare_scratch is a forward
-// stage here: the scratch grows with the call and the thread count).
-namespace {
-
-void choose_kernels(ModelState &ms) { ms.ks = select_kernels(); }
-
-void place_matrices(spec_model *m, ModelState &ms) {
-    const spec_model_config &c = m->config;
-    auto mat = [&](int role, int layer) {
-        const spec_weight &w = m->w(role, layer);
-        Mat M;
-        M.data = (const uint8_t *)w.data;
-        M.dtype = w.dtype;
-        M.rows = w.rows;
-        M.cols = w.cols;
-        M.row_bytes = dtype_row_bytes(w.dtype, w.cols);
-        ms.max_cols = std::max(ms.max_cols, M.cols);
-        return M;
-    };
-    ms.embd = mat(SPEC_W_TOKEN_EMBD, 0);
-    ms.output = mat(SPEC_W_OUTPUT, 0);
-    ms.layers.resize(c.n_layer);
-    for (int l = 0; l < c.n_layer; l++) {
-        Layer &L = ms.layers[l];
-        L.wq = mat(SPEC_W_ATTN_Q, l);
-        L.wk = mat(SPEC_W_ATTN_K, l);
-        L.wv = mat(SPEC_W_ATTN_V, l);
-        L.wo = mat(SPEC_W_ATTN_OUT, l);
-        L.gate = mat(SPEC_W_FFN_GATE, l);
-        L.up = mat(SPEC_W_FFN_UP, l);
-        L.down = mat(SPEC_W_FFN_DOWN, l);
-    }
-}
-
-void place_vectors(spec_model *m, ModelState &ms) {
-    const spec_model_config &c = m->config;
-    auto vec = [&](int role, int layer) -> const float * {
-        const spec_weight &w = m->w(role, layer);
-        if (!w.data) return nullptr;
-        std::vector<float> v((size_t)w.cols);
-        const uint16_t *h = (const uint16_t *)w.data;
-        for (int64_t i = 0; i < w.cols; i++) {
-            if (w.dtype == SPEC_DTYPE_F32) std::memcpy(&v[i], (const float *)w.data + i, 4);
-            else if (w.dtype == SPEC_DTYPE_F16) v[i] = f16_to_f32(load_u16(h + i));
-            else v[i] = bf16_to_f32(load_u16(h + i));
-        }
-        ms.vectors.push_back(std::move(v));
-        return ms.vectors.back().data();
-    };
-    ms.output_norm = vec(SPEC_W_OUTPUT_NORM, 0);
-    for (int l = 0; l < c.n_layer; l++) {
-        Layer &L = ms.layers[l];
-        L.attn_norm = vec(SPEC_W_ATTN_NORM, l);
-        L.ffn_norm = vec(SPEC_W_FFN_NORM, l);
-        L.bq = vec(SPEC_W_ATTN_Q_BIAS, l);
-        L.bk = vec(SPEC_W_ATTN_K_BIAS, l);
-        L.bv = vec(SPEC_W_ATTN_V_BIAS, l);
-    }
-    const int rd = mm::rope_dims(c);
-    ms.inv_freq.resize(rd / 2);
-    for (int i = 0; i < rd / 2; i++) ms.inv_freq[i] = mm::rope_inv_freq(c, i);
-    ms.pos_scale = mm::rope_pos_scale(c);
-}
-
-} // namespace
 
 Status model_finalize(spec_model *m, Failure &err) {
     try {
