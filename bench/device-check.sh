@@ -6,13 +6,19 @@
 #   bash bench/device-check.sh
 #
 # configures and builds (cuda on), runs ctest (the cuda tests really run here), runs
-# compute-sanitizer (memcheck, racecheck, synccheck) over the cuda tests on their small cases,
+# compute-sanitizer over the cuda tests on their small cases (SPECULA_TEST_QUICK=1): memcheck,
+# racecheck and synccheck on the speculative kernels (test_cuda_kernels), the model
+# (test_cuda_model) and, but for synccheck, the matmuls (test_cuda_matmul); memcheck on the
+# buffers; one initcheck on the kernels,
 # runs the Java parity driver (cuda against cpu: logits per dtype, greedy generation with every
 # drafter, Token Recycling's speedup) when .device-java is there, then the benchmarks: the ~1B
 # model (bench_model) and transformers' LlamaForCausalLM on the same weights (torch_llama.py), the
 # matmul benchmark, the speculative kernels and their PyTorch side-by-side; a summary table last.
 # Stays under about 8 minutes: every step has a timeout, and steps are skipped past a deadline.
 # Environment: SPECULA_DEVICE_BUDGET=seconds (default 470) moves the deadline;
+# SPECULA_DEVICE_RESERVE=seconds (default 150) is kept from the sanitizer runs for the parity
+# check and the model benchmark: a sanitizer run is cut to end that long before the deadline, and
+# skipped when less would be left to it;
 # SPECULA_DEVICE_SKIP=name,prefix,... skips the steps whose names start with one of them
 # (e.g. "sanitizer,bench-kernels" for a second run that only wants the model benchmark);
 # SPECULA_DEVICE_BUILD=dir builds elsewhere than build/device.
@@ -33,7 +39,7 @@ SUMMARY=()
 
 elapsed() { echo $(($(date +%s) - T0)); }
 left() { echo $((DEADLINE - $(date +%s))); }
-record() { SUMMARY+=("$(printf '| %-24s | %-8s | %6s | %s |' "$1" "$2" "$3" "$4")"); }
+record() { SUMMARY+=("$(printf '| %-26s | %-8s | %6s | %s |' "$1" "$2" "$3" "$4")"); }
 
 # step NAME TIMEOUT_S COMMAND...: runs COMMAND into $LOGS/NAME.log, records the outcome.
 step() {
@@ -81,18 +87,37 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>
 step configure 120 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSPECULA_CUDA=ON
 step build 300 cmake --build "$BUILD" -j "$JOBS"
 step ctest 200 ctest --test-dir "$BUILD" --output-on-failure -j 4
-if command -v compute-sanitizer >/dev/null; then
-    for tool in memcheck racecheck synccheck; do
-        step "sanitizer-$tool" 120 env SPECULA_TEST_QUICK=1 \
-            compute-sanitizer --tool "$tool" --error-exitcode 3 "$BUILD/test_cuda_kernels"
-    done
-    step sanitizer-buffers 60 compute-sanitizer --tool memcheck --error-exitcode 3 "$BUILD/test_cuda_buffers"
-    if [[ -x $BUILD/test_cuda_model ]]; then
-        step sanitizer-model 120 env SPECULA_TEST_QUICK=1 \
-            compute-sanitizer --tool memcheck --error-exitcode 3 "$BUILD/test_cuda_model"
-    else
-        record sanitizer-model skipped - "no test_cuda_model built"
+# sanitize NAME LIMIT TOOL TEST: TEST's small cases under compute-sanitizer's TOOL, within the
+# time left before the reserve (the tools slow kernels down ten- to a hundredfold).
+RESERVE=${SPECULA_DEVICE_RESERVE:-150}
+sanitize() {
+    local name=$1 limit=$2 tool=$3 test=$4
+    if [[ ! -x $BUILD/$test ]]; then
+        record "$name" skipped - "no $test built"
+        return
     fi
+    local room=$(($(left) - RESERVE))
+    if ((room <= 10)); then
+        record "$name" skipped - "time kept for parity and benchmarks"
+        return
+    fi
+    ((limit > room)) && limit=$room
+    step "$name" "$limit" env SPECULA_TEST_QUICK=1 \
+        compute-sanitizer --tool "$tool" --error-exitcode 3 "$BUILD/$test"
+}
+if command -v compute-sanitizer >/dev/null; then
+    # memcheck of every test first, then the shared-memory and barrier checks, initcheck last:
+    # whatever would run into the reserve is skipped, and the summary says so.
+    sanitize sanitizer-memcheck 90 memcheck test_cuda_kernels
+    sanitize sanitizer-buffers 30 memcheck test_cuda_buffers
+    sanitize sanitizer-model 90 memcheck test_cuda_model
+    sanitize sanitizer-matmul-memcheck 60 memcheck test_cuda_matmul
+    sanitize sanitizer-racecheck 90 racecheck test_cuda_kernels
+    sanitize sanitizer-matmul-racecheck 60 racecheck test_cuda_matmul
+    sanitize sanitizer-model-racecheck 90 racecheck test_cuda_model
+    sanitize sanitizer-synccheck 60 synccheck test_cuda_kernels
+    sanitize sanitizer-model-synccheck 60 synccheck test_cuda_model
+    sanitize sanitizer-initcheck 60 initcheck test_cuda_kernels
 else
     record sanitizer skipped - "compute-sanitizer not found"
 fi
@@ -144,6 +169,6 @@ echo "=== kernel benchmarks (matmul, speculative kernels, torch)"
 grep -hE "^\||^peak" "$LOGS/bench-matmul.log" "$LOGS/bench-kernels.log" "$LOGS/bench-torch-kernels.log" 2>/dev/null
 echo
 echo "=== summary ($(elapsed)s in all; logs in $LOGS)"
-printf '| %-24s | %-8s | %6s | %s |\n' step result secs note
-printf '|%s|%s|%s|%s|\n' "--------------------------" "----------" "--------" "------"
+printf '| %-26s | %-8s | %6s | %s |\n' step result secs note
+printf '|%s|%s|%s|%s|\n' "----------------------------" "----------" "--------" "------"
 for line in "${SUMMARY[@]}"; do echo "$line"; done

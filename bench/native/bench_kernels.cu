@@ -10,7 +10,7 @@
 // bench/native/torch_kernels.py's rows line up with them.
 #include "specula.h"
 #include "test_random.hpp"
-#include "cuda_check.cuh"
+#include "cuda/cuda_check.cuh"
 
 #include <cuda_runtime.h>
 

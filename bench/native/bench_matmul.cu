@@ -12,7 +12,7 @@
 #include "../../native/cuda/matmul.cuh"
 #include "../../native/core/matmul_math.hpp"
 #include "test_random.hpp"
-#include "cuda_check.cuh"
+#include "cuda/cuda_check.cuh"
 
 #include <cuda_runtime.h>
 

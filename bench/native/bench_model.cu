@@ -23,7 +23,7 @@
 //
 // Exit codes: 0 done, 77 no cuda device (skipped), 1 an error.
 #include "specula.h"
-#include "cuda_check.cuh"
+#include "cuda/cuda_check.cuh"
 
 #include <cuda_runtime.h>
 

@@ -113,4 +113,13 @@ inline int32_t sample_weights(const uint64_t *w, int64_t n_vocab, uint64_t total
     return -1; // unreachable when total is the sum of w
 }
 
+// The first of a batch's results that drew no bonus token, or -1. Only sample_weights' -1 (a
+// total that is not the sum of its weights) leaves one; both backends' verify then fail with a
+// status rather than hand the caller a token of -1.
+inline int64_t first_without_bonus(const spec_verify_result *results, int64_t batch) {
+    for (int64_t b = 0; b < batch; b++)
+        if (results[b].bonus_token < 0) return b;
+    return -1;
+}
+
 } // namespace specula::seq

@@ -256,34 +256,114 @@ Status oom(Failure &err, const char *what) {
     return err.status;
 }
 
-// ------------------------------------------------------------------ forward
+// ------------------------------------------------------------------ finalize, in stages
+// model_finalize, in stages named as the cuda backend's (native/cuda/model.cu):
+//   choose_kernels  the kernel set this CPU runs (SPECULA_CPU_ISA caps it)
+//   place_matrices  every matrix read in place from the caller's memory
+//   place_vectors   norms and biases converted to f32 once; the rope frequencies
+// (the cuda backend's check_model has nothing to refuse here, and prepare_scratch is a forward
+// stage here: the scratch grows with the call and the thread count).
 
-Status forward_impl(spec_model *m, spec_kv *kv, const spec_forward_args &a, Failure &err) {
-    ModelState &ms = *(ModelState *)m->backend_state;
-    KvState &st = *(KvState *)kv->backend_state;
+void choose_kernels(ModelState &ms) { ms.ks = select_kernels(); }
+
+void place_matrices(spec_model *m, ModelState &ms) {
     const spec_model_config &c = m->config;
-    const KernelSet &kern = *ms.ks;
-    std::lock_guard<std::mutex> lock(ms.mu);
-
-    int want = m->ctx->n_threads > 0 ? m->ctx->n_threads : (int)std::thread::hardware_concurrency();
-    if (want < 1) want = 1;
-    if (!ms.pool || ms.pool_requested != want) {
-        ms.pool.reset();
-        ms.pool.reset(new ThreadPool(want));
-        ms.pool_requested = want;
+    auto mat = [&](int role, int layer) {
+        const spec_weight &w = m->w(role, layer);
+        Mat M;
+        M.data = (const uint8_t *)w.data;
+        M.dtype = w.dtype;
+        M.rows = w.rows;
+        M.cols = w.cols;
+        M.row_bytes = dtype_row_bytes(w.dtype, w.cols);
+        ms.max_cols = std::max(ms.max_cols, M.cols);
+        return M;
+    };
+    ms.embd = mat(SPEC_W_TOKEN_EMBD, 0);
+    ms.output = mat(SPEC_W_OUTPUT, 0);
+    ms.layers.resize(c.n_layer);
+    for (int l = 0; l < c.n_layer; l++) {
+        Layer &L = ms.layers[l];
+        L.wq = mat(SPEC_W_ATTN_Q, l);
+        L.wk = mat(SPEC_W_ATTN_K, l);
+        L.wv = mat(SPEC_W_ATTN_V, l);
+        L.wo = mat(SPEC_W_ATTN_OUT, l);
+        L.gate = mat(SPEC_W_FFN_GATE, l);
+        L.up = mat(SPEC_W_FFN_UP, l);
+        L.down = mat(SPEC_W_FFN_DOWN, l);
     }
-    const int nth = ms.pool->size();
+}
 
-    const int32_t n = a.n_tokens, C = kv->committed;
-    const int32_t E = c.n_embd, D = c.head_dim, Hq = c.n_head, Hkv = c.n_head_kv, F = c.n_ff, V = c.n_vocab;
-    const int32_t G = Hq / Hkv, QD = Hq * D, KD = Hkv * D, RD = c.rope_dims;
-    const int32_t exit_layer = a.exit_layer;
-    const int32_t n_run = a.stop_at_exit ? exit_layer : c.n_layer;
-    const bool neox = c.rope_style == SPEC_ROPE_NEOX;
-    const float scale = 1.0f / std::sqrt((float)D);
-    const uint64_t es = dtype_size(c.kv_dtype);
+void place_vectors(spec_model *m, ModelState &ms) {
+    const spec_model_config &c = m->config;
+    auto vec = [&](int role, int layer) -> const float * {
+        const spec_weight &w = m->w(role, layer);
+        if (!w.data) return nullptr;
+        std::vector<float> v((size_t)w.cols);
+        const uint16_t *h = (const uint16_t *)w.data;
+        for (int64_t i = 0; i < w.cols; i++) {
+            if (w.dtype == SPEC_DTYPE_F32) std::memcpy(&v[i], (const float *)w.data + i, 4);
+            else if (w.dtype == SPEC_DTYPE_F16) v[i] = f16_to_f32(load_u16(h + i));
+            else v[i] = bf16_to_f32(load_u16(h + i));
+        }
+        ms.vectors.push_back(std::move(v));
+        return ms.vectors.back().data();
+    };
+    ms.output_norm = vec(SPEC_W_OUTPUT_NORM, 0);
+    for (int l = 0; l < c.n_layer; l++) {
+        Layer &L = ms.layers[l];
+        L.attn_norm = vec(SPEC_W_ATTN_NORM, l);
+        L.ffn_norm = vec(SPEC_W_FFN_NORM, l);
+        L.bq = vec(SPEC_W_ATTN_Q_BIAS, l);
+        L.bk = vec(SPEC_W_ATTN_K_BIAS, l);
+        L.bv = vec(SPEC_W_ATTN_V_BIAS, l);
+    }
+    const int rd = mm::rope_dims(c);
+    ms.inv_freq.resize(rd / 2);
+    for (int i = 0; i < rd / 2; i++) ms.inv_freq[i] = mm::rope_inv_freq(c, i);
+    ms.pos_scale = mm::rope_pos_scale(c);
+}
 
-    // Every token's keys: the committed prefix, its ancestors among the new tokens, itself.
+// ------------------------------------------------------------------ forward, in stages
+// The stages carry the names of the cuda backend's (native/cuda/model.cu):
+//   key_sets            every token's keys (here as runs of cache slots)
+//   prepare_scratch     the worker pool and the scratch, grown to this call (cuda: fixed, at finalize)
+//   forward_slice       one slice of up to MAX_UBATCH tokens:
+//     embed               embedding rows and the rope table of each token
+//     attention_block     per layer: rmsnorm, q/k/v, biases, rope, KV store, attention, + Wo
+//     ffn_block           per layer: rmsnorm, silu(gate) * up, + down
+//     write_exit_outputs  after the exit layer: the hidden rows and/or their logits
+//     write_logits        the call's logits of this slice (all rows, or the call's last)
+//   output_head         rmsnorm * output_norm, then the LM head, over some rows (both of the above)
+
+// One forward call's numbers and buffers, shared by its stages.
+struct Pass {
+    ModelState &ms;
+    KvState &st;
+    const spec_model_config &c;
+    const KernelSet &kern;
+    const spec_forward_args &a;
+    const int nth; // the pool's threads
+    const int32_t n, C, E, D, Hq, Hkv, F, V, G, QD, KD, RD;
+    const bool neox;
+    const float scale;
+    const uint64_t es; // bytes of one kv element
+    float *const logits, *const exit_hidden, *const exit_logits;
+
+    Pass(spec_model *m, spec_kv *kv, const spec_forward_args &args, int n_threads)
+        : ms(*(ModelState *)m->backend_state), st(*(KvState *)kv->backend_state), c(m->config), kern(*ms.ks), a(args),
+          nth(n_threads), n(args.n_tokens), C(kv->committed), E(c.n_embd), D(c.head_dim), Hq(c.n_head), Hkv(c.n_head_kv),
+          F(c.n_ff), V(c.n_vocab), G(Hq / Hkv), QD(Hq * D), KD(Hkv * D), RD(c.rope_dims), neox(c.rope_style == SPEC_ROPE_NEOX),
+          scale(1.0f / std::sqrt((float)D)), es(dtype_size(c.kv_dtype)),
+          logits(args.logits_mode != SPEC_LOGITS_NONE ? (float *)args.logits->ptr : nullptr),
+          exit_hidden(args.exit_hidden ? (float *)args.exit_hidden->ptr : nullptr),
+          exit_logits(args.exit_logits ? (float *)args.exit_logits->ptr : nullptr) {}
+};
+
+// Every token's keys: the committed prefix, its ancestors among the new tokens, itself. Returns
+// the most keys any token has.
+int32_t key_sets(KvState &st, const spec_forward_args &a, int32_t C) {
+    const int32_t n = a.n_tokens;
     st.run_first.resize(n);
     st.run_count.resize(n);
     st.n_keys.resize(n);
@@ -321,8 +401,25 @@ Status forward_impl(spec_model *m, spec_kv *kv, const spec_forward_args &a, Fail
         st.run_count[i] = count;
         max_keys = std::max(max_keys, st.n_keys[i]);
     }
+    return max_keys;
+}
 
-    // Scratch: per thread, then activations for one slice.
+// The pool at the context's thread count, then per thread scratch, then activations for one
+// slice. Returns the pool's thread count.
+int prepare_scratch(spec_model *m, ModelState &ms, KvState &st, int32_t n, int32_t max_keys) {
+    const spec_model_config &c = m->config;
+    const KernelSet &kern = *ms.ks;
+    int want = m->ctx->n_threads > 0 ? m->ctx->n_threads : (int)std::thread::hardware_concurrency();
+    if (want < 1) want = 1;
+    if (!ms.pool || ms.pool_requested != want) {
+        ms.pool.reset();
+        ms.pool.reset(new ThreadPool(want));
+        ms.pool_requested = want;
+    }
+    const int nth = ms.pool->size();
+    const int32_t E = c.n_embd, D = c.head_dim, Hq = c.n_head, Hkv = c.n_head_kv, F = c.n_ff;
+    const int32_t G = Hq / Hkv, QD = Hq * D, KD = Hkv * D, RD = c.rope_dims;
+
     ms.scratch.resize(nth);
     for (auto &s : ms.scratch) {
         const size_t deq = (size_t)std::max<int64_t>(16 * ms.max_cols, MAX_CHUNK_FLOATS); // see chunk_rows
@@ -345,112 +442,159 @@ Status forward_impl(spec_model *m, spec_kv *kv, const spec_forward_args &a, Fail
         st.rope.resize((size_t)rows * RD);
         st.rows = rows;
     }
+    return nth;
+}
 
-    float *logits = a.logits_mode != SPEC_LOGITS_NONE ? (float *)a.logits->ptr : nullptr;
-    float *exit_hidden = a.exit_hidden ? (float *)a.exit_hidden->ptr : nullptr;
-    float *exit_logits = a.exit_logits ? (float *)a.exit_logits->ptr : nullptr;
-
-    for (int32_t u0 = 0; u0 < n; u0 += MAX_UBATCH) {
-        const int32_t nb = std::min(MAX_UBATCH, n - u0);
-        float *x = st.x.data(), *xn = st.xn.data(), *q = st.q.data(), *kk = st.k.data(), *vv = st.v.data();
-        float *att = st.att.data(), *g = st.g.data(), *u = st.u.data();
-
-        for (int32_t j = 0; j < nb; j++) {
-            const int32_t tok = a.tokens[u0 + j];
-            kern.dequant(ms.embd.dtype, ms.embd.row(tok), E, x + (int64_t)j * E);
-            float *cs = st.rope.data() + (int64_t)j * RD;
-            for (int32_t i = 0; i < RD / 2; i++) {
-                const double ang = mm::rope_angle(a.positions[u0 + j], ms.pos_scale, ms.inv_freq[i]);
-                cs[2 * i] = (float)std::cos(ang);
-                cs[2 * i + 1] = (float)std::sin(ang);
-            }
-        }
-
-        auto final_head = [&](const float *rows_x, int32_t count, float *dst) {
-            // dst[count][V] = output head over rmsnorm(rows_x)*output_norm
-            for_tokens(ms, count, E, [&](int j, int) { rmsnorm(rows_x + (int64_t)j * E, ms.output_norm, xn + (int64_t)j * E, E, c.rms_eps); });
-            Seg s{&ms.output, xn, E, dst, V, false};
-            matmul(ms, &s, 1, count);
-        };
-
-        for (int32_t l = 0; l < n_run; l++) {
-            const Layer &L = ms.layers[l];
-            uint8_t *kc = st.kcache(l), *vc = st.vcache(l);
-
-            for_tokens(ms, nb, E, [&](int j, int) { rmsnorm(x + (int64_t)j * E, L.attn_norm, xn + (int64_t)j * E, E, c.rms_eps); });
-            Seg qkv[3] = {{&L.wq, xn, E, q, QD, false}, {&L.wk, xn, E, kk, KD, false}, {&L.wv, xn, E, vv, KD, false}};
-            matmul(ms, qkv, 3, nb);
-
-            for_tokens(ms, nb, QD + 2 * KD, [&](int j, int) {
-                float *qj = q + (int64_t)j * QD, *kj = kk + (int64_t)j * KD, *vj = vv + (int64_t)j * KD;
-                if (L.bq) {
-                    for (int32_t i = 0; i < QD; i++) qj[i] += L.bq[i];
-                    for (int32_t i = 0; i < KD; i++) kj[i] += L.bk[i];
-                    for (int32_t i = 0; i < KD; i++) vj[i] += L.bv[i];
-                }
-                const float *cs = st.rope.data() + (int64_t)j * RD;
-                rope(qj, Hq, D, RD, neox, cs);
-                rope(kj, Hkv, D, RD, neox, cs);
-                const uint64_t slot = (uint64_t)(C + u0 + j);
-                kern.store_kv(kc + slot * st.slot_bytes, kj, KD, c.kv_dtype);
-                kern.store_kv(vc + slot * st.slot_bytes, vj, KD, c.kv_dtype);
-            });
-
-            auto attn = [&](int task, int thread) {
-                const int32_t j = task / Hkv, h = task % Hkv, i = u0 + j;
-                AttnParams p;
-                p.q = q + (int64_t)j * QD + (int64_t)h * G * D;
-                p.out = att + (int64_t)j * QD + (int64_t)h * G * D;
-                p.G = G;
-                p.D = D;
-                p.kbase = kc + (uint64_t)h * D * es;
-                p.vbase = vc + (uint64_t)h * D * es;
-                p.slot_bytes = (int64_t)st.slot_bytes;
-                p.kv_dtype = c.kv_dtype;
-                p.runs = st.run_data.data() + 2 * (int64_t)st.run_first[i];
-                p.n_runs = st.run_count[i];
-                p.n_keys = st.n_keys[i];
-                p.scale = scale;
-                p.scores = ms.scratch[thread].scores.data();
-                kern.attention(p);
-            };
-            ms.pool->parallel_for(nb * Hkv, attn);
-
-            Seg o{&L.wo, att, QD, x, E, true};
-            matmul(ms, &o, 1, nb);
-
-            for_tokens(ms, nb, E, [&](int j, int) { rmsnorm(x + (int64_t)j * E, L.ffn_norm, xn + (int64_t)j * E, E, c.rms_eps); });
-            {
-                const int64_t chunk = chunk_rows(L.gate, nb, nth, kern.tmax);
-                const int tasks = (int)((F + chunk - 1) / chunk);
-                ms.pool->parallel_for(tasks, [&](int task, int thread) {
-                    const int64_t r0 = task * chunk, r1 = std::min<int64_t>(F, r0 + chunk);
-                    mat_rows(kern, ms.scratch[thread], L.gate, xn, E, nb, g, F, false, r0, r1);
-                    mat_rows(kern, ms.scratch[thread], L.up, xn, E, nb, u, F, false, r0, r1);
-                    for (int32_t j = 0; j < nb; j++) kern.silu_mul(g + (int64_t)j * F + r0, u + (int64_t)j * F + r0, r1 - r0);
-                });
-            }
-            Seg d{&L.down, g, F, x, E, true};
-            matmul(ms, &d, 1, nb);
-
-            if (l + 1 == exit_layer) {
-                if (exit_hidden) std::memcpy(exit_hidden + (int64_t)u0 * E, x, sizeof(float) * (size_t)nb * E);
-                if (exit_logits) final_head(x, nb, exit_logits + (int64_t)u0 * V);
-            }
-        }
-
-        if (!a.stop_at_exit && a.logits_mode != SPEC_LOGITS_NONE) {
-            const bool reuse = exit_layer == c.n_layer && exit_logits; // the same numbers, already computed
-            if (a.logits_mode == SPEC_LOGITS_ALL) {
-                if (reuse) std::memcpy(logits + (int64_t)u0 * V, exit_logits + (int64_t)u0 * V, sizeof(float) * (size_t)nb * V);
-                else final_head(x, nb, logits + (int64_t)u0 * V);
-            } else if (u0 + nb == n) {
-                if (reuse) std::memcpy(logits, exit_logits + (int64_t)(n - 1) * V, sizeof(float) * (size_t)V);
-                else final_head(x + (int64_t)(nb - 1) * E, 1, logits);
-            }
+// Tokens [u0, u0 + nb): their embedding rows into x, their rope (cos, sin) tables.
+void embed(const Pass &p, int32_t u0, int32_t nb) {
+    float *x = p.st.x.data();
+    for (int32_t j = 0; j < nb; j++) {
+        const int32_t tok = p.a.tokens[u0 + j];
+        p.kern.dequant(p.ms.embd.dtype, p.ms.embd.row(tok), p.E, x + (int64_t)j * p.E);
+        float *cs = p.st.rope.data() + (int64_t)j * p.RD;
+        for (int32_t i = 0; i < p.RD / 2; i++) {
+            const double ang = mm::rope_angle(p.a.positions[u0 + j], p.ms.pos_scale, p.ms.inv_freq[i]);
+            cs[2 * i] = (float)std::cos(ang);
+            cs[2 * i + 1] = (float)std::sin(ang);
         }
     }
-    st.pending_layers = n_run;
+}
+
+// dst[count][V] = the LM head over rmsnorm(rows_x) * output_norm.
+void output_head(const Pass &p, const float *rows_x, int32_t count, float *dst) {
+    const int32_t E = p.E;
+    float *xn = p.st.xn.data();
+    for_tokens(p.ms, count, E, [&](int j, int) { rmsnorm(rows_x + (int64_t)j * E, p.ms.output_norm, xn + (int64_t)j * E, E, p.c.rms_eps); });
+    Seg s{&p.ms.output, xn, E, dst, p.V, false};
+    matmul(p.ms, &s, 1, count);
+}
+
+// Layer l's attention for the slice's nb tokens: x += Wo attention(rope(W{q,k,v} rmsnorm(x))),
+// storing the tokens' K and V in the cache.
+void attention_block(const Pass &p, const Layer &L, int32_t l, int32_t u0, int32_t nb) {
+    ModelState &ms = p.ms;
+    KvState &st = p.st;
+    const KernelSet &kern = p.kern;
+    const int32_t E = p.E, D = p.D, Hq = p.Hq, Hkv = p.Hkv, G = p.G, QD = p.QD, KD = p.KD, RD = p.RD, C = p.C;
+    float *x = st.x.data(), *xn = st.xn.data(), *q = st.q.data(), *kk = st.k.data(), *vv = st.v.data();
+    float *att = st.att.data();
+    uint8_t *kc = st.kcache(l), *vc = st.vcache(l);
+
+    for_tokens(ms, nb, E, [&](int j, int) { rmsnorm(x + (int64_t)j * E, L.attn_norm, xn + (int64_t)j * E, E, p.c.rms_eps); });
+    Seg qkv[3] = {{&L.wq, xn, E, q, QD, false}, {&L.wk, xn, E, kk, KD, false}, {&L.wv, xn, E, vv, KD, false}};
+    matmul(ms, qkv, 3, nb);
+
+    for_tokens(ms, nb, QD + 2 * KD, [&](int j, int) {
+        float *qj = q + (int64_t)j * QD, *kj = kk + (int64_t)j * KD, *vj = vv + (int64_t)j * KD;
+        if (L.bq) {
+            for (int32_t i = 0; i < QD; i++) qj[i] += L.bq[i];
+            for (int32_t i = 0; i < KD; i++) kj[i] += L.bk[i];
+            for (int32_t i = 0; i < KD; i++) vj[i] += L.bv[i];
+        }
+        const float *cs = st.rope.data() + (int64_t)j * RD;
+        rope(qj, Hq, D, RD, p.neox, cs);
+        rope(kj, Hkv, D, RD, p.neox, cs);
+        const uint64_t slot = (uint64_t)(C + u0 + j);
+        kern.store_kv(kc + slot * st.slot_bytes, kj, KD, p.c.kv_dtype);
+        kern.store_kv(vc + slot * st.slot_bytes, vj, KD, p.c.kv_dtype);
+    });
+
+    auto attn = [&](int task, int thread) {
+        const int32_t j = task / Hkv, h = task % Hkv, i = u0 + j;
+        AttnParams ap;
+        ap.q = q + (int64_t)j * QD + (int64_t)h * G * D;
+        ap.out = att + (int64_t)j * QD + (int64_t)h * G * D;
+        ap.G = G;
+        ap.D = D;
+        ap.kbase = kc + (uint64_t)h * D * p.es;
+        ap.vbase = vc + (uint64_t)h * D * p.es;
+        ap.slot_bytes = (int64_t)st.slot_bytes;
+        ap.kv_dtype = p.c.kv_dtype;
+        ap.runs = st.run_data.data() + 2 * (int64_t)st.run_first[i];
+        ap.n_runs = st.run_count[i];
+        ap.n_keys = st.n_keys[i];
+        ap.scale = p.scale;
+        ap.scores = ms.scratch[thread].scores.data();
+        kern.attention(ap);
+    };
+    ms.pool->parallel_for(nb * Hkv, attn);
+
+    Seg o{&L.wo, att, QD, x, E, true};
+    matmul(ms, &o, 1, nb);
+}
+
+// Layer l's feed-forward for the slice's nb tokens: x += Wdown(silu(Wgate n) * Wup n), n = rmsnorm(x).
+void ffn_block(const Pass &p, const Layer &L, int32_t nb) {
+    ModelState &ms = p.ms;
+    KvState &st = p.st;
+    const KernelSet &kern = p.kern;
+    const int32_t E = p.E, F = p.F;
+    float *x = st.x.data(), *xn = st.xn.data(), *g = st.g.data(), *u = st.u.data();
+
+    for_tokens(ms, nb, E, [&](int j, int) { rmsnorm(x + (int64_t)j * E, L.ffn_norm, xn + (int64_t)j * E, E, p.c.rms_eps); });
+    {
+        const int64_t chunk = chunk_rows(L.gate, nb, p.nth, kern.tmax);
+        const int tasks = (int)((F + chunk - 1) / chunk);
+        ms.pool->parallel_for(tasks, [&](int task, int thread) {
+            const int64_t r0 = task * chunk, r1 = std::min<int64_t>(F, r0 + chunk);
+            mat_rows(kern, ms.scratch[thread], L.gate, xn, E, nb, g, F, false, r0, r1);
+            mat_rows(kern, ms.scratch[thread], L.up, xn, E, nb, u, F, false, r0, r1);
+            for (int32_t j = 0; j < nb; j++) kern.silu_mul(g + (int64_t)j * F + r0, u + (int64_t)j * F + r0, r1 - r0);
+        });
+    }
+    Seg d{&L.down, g, F, x, E, true};
+    matmul(ms, &d, 1, nb);
+}
+
+// After the exit layer: the slice's hidden rows and/or their logits, at the slice's rows.
+void write_exit_outputs(const Pass &p, int32_t u0, int32_t nb) {
+    const float *x = p.st.x.data();
+    if (p.exit_hidden) std::memcpy(p.exit_hidden + (int64_t)u0 * p.E, x, sizeof(float) * (size_t)nb * p.E);
+    if (p.exit_logits) output_head(p, x, nb, p.exit_logits + (int64_t)u0 * p.V);
+}
+
+// The call's logits from this slice: all its rows (LOGITS_ALL), or the call's last row when this
+// is the last slice (LOGITS_LAST). Exit logits after the last layer are the same numbers.
+void write_logits(const Pass &p, int32_t u0, int32_t nb) {
+    const spec_forward_args &a = p.a;
+    if (a.stop_at_exit || a.logits_mode == SPEC_LOGITS_NONE) return;
+    const int32_t E = p.E, V = p.V, n = p.n;
+    const float *x = p.st.x.data();
+    const bool reuse = a.exit_layer == p.c.n_layer && p.exit_logits; // the same numbers, already computed
+    if (a.logits_mode == SPEC_LOGITS_ALL) {
+        if (reuse) std::memcpy(p.logits + (int64_t)u0 * V, p.exit_logits + (int64_t)u0 * V, sizeof(float) * (size_t)nb * V);
+        else output_head(p, x, nb, p.logits + (int64_t)u0 * V);
+    } else if (u0 + nb == n) {
+        if (reuse) std::memcpy(p.logits, p.exit_logits + (int64_t)(n - 1) * V, sizeof(float) * (size_t)V);
+        else output_head(p, x + (int64_t)(nb - 1) * E, 1, p.logits);
+    }
+}
+
+// Tokens [u0, u0 + nb) through the layers (up to the exit layer when the call stops there).
+void forward_slice(const Pass &p, int32_t u0, int32_t nb) {
+    const int32_t n_run = p.a.stop_at_exit ? p.a.exit_layer : p.c.n_layer;
+    embed(p, u0, nb);
+    for (int32_t l = 0; l < n_run; l++) {
+        const Layer &L = p.ms.layers[l];
+        attention_block(p, L, l, u0, nb);
+        ffn_block(p, L, nb);
+        if (l + 1 == p.a.exit_layer) write_exit_outputs(p, u0, nb);
+    }
+    write_logits(p, u0, nb);
+}
+
+Status forward_impl(spec_model *m, spec_kv *kv, const spec_forward_args &a, Failure &err) {
+    ModelState &ms = *(ModelState *)m->backend_state;
+    KvState &st = *(KvState *)kv->backend_state;
+    const spec_model_config &c = m->config;
+    std::lock_guard<std::mutex> lock(ms.mu);
+
+    const int32_t n = a.n_tokens, C = kv->committed;
+    const int32_t max_keys = key_sets(st, a, C);
+    const int nth = prepare_scratch(m, ms, st, n, max_keys);
+    const Pass p(m, kv, a, nth);
+    for (int32_t u0 = 0; u0 < n; u0 += MAX_UBATCH) forward_slice(p, u0, std::min(MAX_UBATCH, n - u0));
+    st.pending_layers = a.stop_at_exit ? a.exit_layer : c.n_layer;
     return SPEC_OK;
 }
 
@@ -459,7 +603,7 @@ Status forward_impl(spec_model *m, spec_kv *kv, const spec_forward_args &a, Fail
 // ------------------------------------------------------------------ the backend's entry points
 
 uint64_t model_scratch_bytes(const spec_model_config &c, int32_t kv_capacity) {
-    // forward_impl's buffers at their largest: one slice of MAX_UBATCH tokens, and per thread the
+    // prepare_scratch's buffers at their largest: one slice of MAX_UBATCH tokens, and per thread the
     // dequantized rows, gemm partial sums (bounded by the widest kernel set) and attention scores.
     const uint64_t rows = MAX_UBATCH, E = c.n_embd, QD = (uint64_t)c.n_head * c.head_dim;
     const uint64_t KD = (uint64_t)c.n_head_kv * c.head_dim, F = c.n_ff;
@@ -475,56 +619,9 @@ uint64_t model_scratch_bytes(const spec_model_config &c, int32_t kv_capacity) {
 Status model_finalize(spec_model *m, Failure &err) {
     try {
         std::unique_ptr<ModelState> ms(new ModelState());
-        const spec_model_config &c = m->config;
-        ms->ks = select_kernels();
-        auto mat = [&](int role, int layer) {
-            const spec_weight &w = m->w(role, layer);
-            Mat M;
-            M.data = (const uint8_t *)w.data;
-            M.dtype = w.dtype;
-            M.rows = w.rows;
-            M.cols = w.cols;
-            M.row_bytes = dtype_row_bytes(w.dtype, w.cols);
-            ms->max_cols = std::max(ms->max_cols, M.cols);
-            return M;
-        };
-        auto vec = [&](int role, int layer) -> const float * {
-            const spec_weight &w = m->w(role, layer);
-            if (!w.data) return nullptr;
-            std::vector<float> v((size_t)w.cols);
-            const uint16_t *h = (const uint16_t *)w.data;
-            for (int64_t i = 0; i < w.cols; i++) {
-                if (w.dtype == SPEC_DTYPE_F32) std::memcpy(&v[i], (const float *)w.data + i, 4);
-                else if (w.dtype == SPEC_DTYPE_F16) v[i] = f16_to_f32(load_u16(h + i));
-                else v[i] = bf16_to_f32(load_u16(h + i));
-            }
-            ms->vectors.push_back(std::move(v));
-            return ms->vectors.back().data();
-        };
-        ms->embd = mat(SPEC_W_TOKEN_EMBD, 0);
-        ms->output = mat(SPEC_W_OUTPUT, 0);
-        ms->output_norm = vec(SPEC_W_OUTPUT_NORM, 0);
-        ms->layers.resize(c.n_layer);
-        for (int l = 0; l < c.n_layer; l++) {
-            Layer &L = ms->layers[l];
-            L.wq = mat(SPEC_W_ATTN_Q, l);
-            L.wk = mat(SPEC_W_ATTN_K, l);
-            L.wv = mat(SPEC_W_ATTN_V, l);
-            L.wo = mat(SPEC_W_ATTN_OUT, l);
-            L.gate = mat(SPEC_W_FFN_GATE, l);
-            L.up = mat(SPEC_W_FFN_UP, l);
-            L.down = mat(SPEC_W_FFN_DOWN, l);
-            L.attn_norm = vec(SPEC_W_ATTN_NORM, l);
-            L.ffn_norm = vec(SPEC_W_FFN_NORM, l);
-            L.bq = vec(SPEC_W_ATTN_Q_BIAS, l);
-            L.bk = vec(SPEC_W_ATTN_K_BIAS, l);
-            L.bv = vec(SPEC_W_ATTN_V_BIAS, l);
-        }
-
-        const int rd = mm::rope_dims(c);
-        ms->inv_freq.resize(rd / 2);
-        for (int i = 0; i < rd / 2; i++) ms->inv_freq[i] = mm::rope_inv_freq(c, i);
-        ms->pos_scale = mm::rope_pos_scale(c);
+        choose_kernels(*ms);
+        place_matrices(m, *ms);
+        place_vectors(m, *ms);
         m->backend_state = ms.release();
         return SPEC_OK;
     } catch (const std::bad_alloc &) {

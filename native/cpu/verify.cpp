@@ -106,7 +106,7 @@ void verify_sample(const Tree &t, const float *logits, const float *q, int64_t V
 
 } // namespace
 
-Status verify(spec_context *ctx, const spec_verify_args &a, Failure &) {
+Status verify(spec_context *ctx, const spec_verify_args &a, Failure &err) {
     const int64_t V = a.n_vocab;
     const float *logits = (const float *)a.logits->ptr;
     const float *q = a.draft_probs ? (const float *)a.draft_probs->ptr : nullptr;
@@ -123,6 +123,13 @@ Status verify(spec_context *ctx, const spec_verify_args &a, Failure &) {
             verify_sample(t, logits + base * V, q ? q + base * V : nullptr, V, p, a.step, w, res);
         }
     });
+    const int64_t bad = seq::first_without_bonus(a.results, a.batch);
+    if (bad >= 0) {
+        err = failure(SPEC_ERR_INTERNAL,
+                      "cpu: verify drew no bonus token for sequence %lld (its sampling weights do not add up to their total)",
+                      (long long)bad);
+        return err.status;
+    }
     return SPEC_OK;
 }
 

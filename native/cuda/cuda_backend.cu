@@ -65,9 +65,7 @@ public:
     }
 
     Status context_init(spec_context *ctx, Failure &err) override {
-        cudaError_t e = cudaSetDevice(ctx->device);
-        if (e != cudaSuccess) return device_failure(err, e, "cudaSetDevice");
-        return SPEC_OK;
+        return cuda::select_device(ctx->device, err);
     }
     void context_release(spec_context *ctx) override { cuda::release_kernel_state(ctx); }
 
@@ -80,7 +78,7 @@ public:
         out->compute_minor = prop.minor;
         out->multiprocessors = prop.multiProcessorCount;
         size_t free_b = 0, total_b = 0;
-        cudaSetDevice(ctx->device);
+        if (cuda::select_device(ctx->device, err)) return err.status;
         e = cudaMemGetInfo(&free_b, &total_b);
         if (e != cudaSuccess) return device_failure(err, e, "cudaMemGetInfo");
         out->total_memory = total_b;
@@ -89,7 +87,7 @@ public:
     }
 
     Status alloc(spec_context *ctx, uint64_t nbytes, void **out, Failure &err) override {
-        cudaSetDevice(ctx->device);
+        if (cuda::select_device(ctx->device, err)) return err.status;
         void *p = nullptr;
         cudaError_t e = cudaMalloc(&p, nbytes);
         if (e == cudaErrorMemoryAllocation) {
@@ -107,12 +105,12 @@ public:
         return SPEC_OK;
     }
     void release(spec_context *ctx, void *ptr) override {
-        cudaSetDevice(ctx->device);
+        cuda::select_device_for_release(ctx->device);
         cudaFree(ptr);
     }
 
     Status copy(spec_context *ctx, void *dst, const void *src, uint64_t nbytes, Copy kind, Failure &err) override {
-        cudaSetDevice(ctx->device);
+        if (cuda::select_device(ctx->device, err)) return err.status;
         cudaMemcpyKind k = kind == Copy::HostToDevice   ? cudaMemcpyHostToDevice
                            : kind == Copy::DeviceToHost ? cudaMemcpyDeviceToHost
                                                         : cudaMemcpyDeviceToDevice;

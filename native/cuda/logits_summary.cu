@@ -54,15 +54,14 @@ Status logits_summarize(spec_context *ctx, const float *rows, int32_t n_rows, in
                         spec_logits_summary *out, Failure &err) {
     KernelState &st = kernel_state(ctx);
     std::lock_guard<std::mutex> lock(st.lock);
-    cudaError_t e = cudaSetDevice(ctx->device);
-    if (e != cudaSuccess) return cuda_failure(err, e, "cudaSetDevice");
+    if (select_device(ctx->device, err)) return err.status;
     const SummaryLayout lay((size_t)n_rows);
     if (grow_scratch(ctx, st, lay.bytes, err)) return err.status;
     spec_logits_summary *d_out = (spec_logits_summary *)(st.scratch + lay.o_out);
     summary_kernel<<<(unsigned)n_rows, SUMMARY_THREADS>>>(rows, row_stride, limit, k, d_out);
     if (check_launch(err, "logits summary kernel")) return err.status;
     // The legacy stream: the copy waits for the kernel, and the kernel for the forward that wrote the rows.
-    e = cudaMemcpy(out, d_out, (size_t)n_rows * sizeof(spec_logits_summary), cudaMemcpyDeviceToHost);
+    const cudaError_t e = cudaMemcpy(out, d_out, (size_t)n_rows * sizeof(spec_logits_summary), cudaMemcpyDeviceToHost);
     if (e != cudaSuccess) return cuda_failure(err, e, "logits summary kernel / results copy");
     return SPEC_OK;
 }

@@ -526,16 +526,26 @@ __global__ void __launch_bounds__(MMA_THREADS) mma_kernel(const MmaArgs a) {
     cluster.sync(); // no block may leave while another still reads its shared memory
 }
 
+// Falls back to an H100's 132 SMs when the device cannot be asked (only the split-k choice
+// depends on it), and clears the error of that query: left pending, it would fail the caller's
+// next, unrelated launch check.
 int sm_count_of_current_device() {
     static std::atomic<int> cache[64];
     int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) return 132;
+    if (cudaGetDevice(&dev) != cudaSuccess) {
+        cudaGetLastError();
+        return 132;
+    }
     if (dev >= 0 && dev < 64) {
         int v = cache[dev].load(std::memory_order_relaxed);
         if (v > 0) return v;
     }
     int v = 0;
-    if (cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || v <= 0) v = 132;
+    if (cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+        cudaGetLastError();
+        v = 132;
+    }
+    if (v <= 0) v = 132;
     if (dev >= 0 && dev < 64) cache[dev].store(v, std::memory_order_relaxed);
     return v;
 }

@@ -15,7 +15,8 @@
 // Graphs. A slice's launch sequence depends only on mm::GraphKey (bucket, head mode, exit
 // configuration), so each key is captured once into a CUDA graph and replayed for every step
 // and every KV cache of the model. SPECULA_CUDA_GRAPHS=0 (read at finalize) launches the same
-// kernels directly; a failed capture or instantiation falls back to direct launches for that key.
+// kernels directly; a failed capture or instantiation falls back to direct launches for that key,
+// and says so once per model on stderr when SPECULA_LOG=1 (native/core/diagnostics.hpp).
 //
 // Stacked weights. A layer's q, k, v weights (and its gate, up weights) are uploaded back to back
 // when mm::can_stack allows, and run as one matmul of all their rows into one activation buffer
@@ -41,6 +42,8 @@
 // the caller's address is in the parameter block).
 #include "model.cuh"
 
+#include "../core/diagnostics.hpp"
+#include "forward_plan.hpp"
 #include "matmul.cuh"
 #include "model_ops.cuh"
 #include "spec_cuda.cuh"
@@ -49,6 +52,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
@@ -56,6 +60,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -92,6 +97,7 @@ struct ModelState {
     bool use_graphs = true;
     bool stack = true; // SPECULA_CUDA_FUSE
     std::map<uint64_t, GraphEntry> graphs;
+    NoteOnce graph_fallback; // the first failed capture, for SPECULA_LOG=1
 
     std::mutex mu; // one forward or commit at a time: the scratch, ring and graphs are shared
     char *pinned = nullptr;
@@ -125,11 +131,6 @@ struct KvState {
 
 constexpr size_t SLOT_BYTES = sizeof(mm::StepParams);
 static_assert(SLOT_BYTES >= sizeof(int32_t) * 2 * mm::MAX_ROWS, "a slot also carries kv_commit's moves");
-
-Status set_device(int device, Failure &err) {
-    cudaError_t e = cudaSetDevice(device);
-    return e == cudaSuccess ? SPEC_OK : cuda_failure(err, e, "cudaSetDevice");
-}
 
 // A pinned slot no earlier upload still reads.
 Status acquire_slot(ModelState &ms, char **slot, Failure &err) {
@@ -172,96 +173,166 @@ Status ordered_with_legacy(ModelState &ms, Failure &err, Enqueue &&enqueue) {
     return st;
 }
 
+// ------------------------------------------------------------------ one slice, in stages
+// The stages carry the names of the cpu backend's (native/cpu/cpu_model.cpp):
+//   forward_slice       every launch of one slice, in stream order (captured into a graph):
+//     embed               embedding rows and the rope table of each row
+//     attention_block     per layer: rmsnorm, q/k/v, biases, rope, KV store, attention, + Wo
+//     ffn_block           per layer: rmsnorm, silu(gate) * up, + down
+//     write_exit_outputs  after the exit layer: the hidden rows and/or their logits
+//     write_logits        the call's logits of this slice (all rows, or the call's last)
+//   output_head         rmsnorm * output_norm, then the LM head, over rows of x (into the head scratch)
+
+// A slice's fixed numbers and buffers, shared by its stages.
+struct Slice {
+    const ModelState &ms;
+    const spec_model_config &c;
+    const mm::GraphKey &key;
+    const mm::StepParams *P;
+    cudaStream_t s;
+    void *mms; // matmul()'s scratch
+    int32_t R, E, D, Hq, Hkv, F, V, QD, KD, half;
+    int64_t QKV, GU;
+    float *x, *xn, *att, *head;
+    float *q, *k, *v; // row t at t * QKV
+    float *g, *u;     // row t at t * GU
+
+    Slice(const ModelState &m, const spec_model_config &cfg, const mm::GraphKey &graph_key)
+        : ms(m), c(cfg), key(graph_key), P(m.params()), s(m.stream), mms(m.scratch + m.lay.matmul), R(graph_key.rows), E(cfg.n_embd),
+          D(cfg.head_dim), Hq(cfg.n_head), Hkv(cfg.n_head_kv), F(cfg.n_ff), V(cfg.n_vocab), QD(Hq * D), KD(Hkv * D),
+          half(mm::rope_dims(cfg) / 2), QKV(mm::qkv_width(cfg)), GU(mm::gu_width(cfg)), x(m.f(m.lay.x)), xn(m.f(m.lay.xn)),
+          att(m.f(m.lay.att)), head(m.f(m.lay.head)), q(m.f(m.lay.qkv)), k(q + QD), v(k + KD), g(m.f(m.lay.gu)), u(g + F) {}
+};
+
 // The LM head over `rows` rows of x into the head scratch.
-Status head_rows(const ModelState &ms, const spec_model_config &c, int32_t rows, void *mm_scratch, Failure &err) {
-    TRY(ops::rmsnorm(ms.f(ms.lay.x), ms.output_norm, ms.f(ms.lay.xn), rows, c.n_embd, c.rms_eps, nullptr, ms.stream, err));
-    return matmul(ms.output, ms.f(ms.lay.xn), c.n_embd, rows, ms.f(ms.lay.head), c.n_vocab, false, mm_scratch, ms.stream, err);
+Status output_head(const Slice &sl, int32_t rows, Failure &err) {
+    const ModelState &ms = sl.ms;
+    TRY(ops::rmsnorm(sl.x, ms.output_norm, sl.xn, rows, sl.E, sl.c.rms_eps, nullptr, sl.s, err));
+    return matmul(ms.output, sl.xn, sl.E, rows, sl.head, sl.V, false, sl.mms, sl.s, err);
 }
 
-// Every launch of one slice, in stream order; the same sequence is captured into a graph.
-Status enqueue_slice(const ModelState &ms, const spec_model_config &c, const mm::GraphKey &key, Failure &err) {
-    const int32_t R = key.rows, E = c.n_embd, D = c.head_dim, Hq = c.n_head, Hkv = c.n_head_kv, F = c.n_ff, V = c.n_vocab;
-    const int32_t QD = Hq * D, KD = Hkv * D, half = mm::rope_dims(c) / 2;
-    const mm::StepParams *P = ms.params();
-    cudaStream_t s = ms.stream;
-    void *mms = ms.scratch + ms.lay.matmul;
-    const int64_t QKV = mm::qkv_width(c), GU = mm::gu_width(c);
-    float *x = ms.f(ms.lay.x), *xn = ms.f(ms.lay.xn), *att = ms.f(ms.lay.att), *head = ms.f(ms.lay.head);
-    float *q = ms.f(ms.lay.qkv), *k = q + QD, *v = k + KD; // row t at t * QKV
-    float *g = ms.f(ms.lay.gu), *u = g + F;                 // row t at t * GU
+Status embed(const Slice &sl, Failure &err) {
+    const ModelState &ms = sl.ms;
+    return ops::embed(sl.P, ms.embd.data, ms.embd.dtype, ms.embd.row_bytes, sl.E, ms.inv_freq, ms.pos_scale, sl.half, sl.R,
+                      sl.x, ms.f(ms.lay.rope), sl.s, err);
+}
 
-    TRY(ops::embed(P, ms.embd.data, ms.embd.dtype, ms.embd.row_bytes, E, ms.inv_freq, ms.pos_scale, half, R, x,
-                   ms.f(ms.lay.rope), s, err));
-    const int32_t n_run = key.stop_at_exit ? key.exit_layer : c.n_layer;
-    for (int32_t l = 0; l < n_run; l++) {
-        const Layer &L = ms.layers[l];
-        TRY(ops::rmsnorm(x, L.attn_norm, xn, R, E, c.rms_eps, nullptr, s, err));
-        if (L.wqkv.data) {
-            TRY(matmul(L.wqkv, xn, E, R, q, QKV, false, mms, s, err));
-        } else {
-            TRY(matmul(L.wq, xn, E, R, q, QKV, false, mms, s, err));
-            TRY(matmul(L.wk, xn, E, R, k, QKV, false, mms, s, err));
-            TRY(matmul(L.wv, xn, E, R, v, QKV, false, mms, s, err));
-        }
-        ops::QkvPost qp{q, k, v, QKV, L.bq, L.bk, L.bv, ms.f(ms.lay.rope), Hq, Hkv, D, half, c.kv_dtype, c.rope_style == SPEC_ROPE_NEOX};
-        TRY(ops::qkv_post(P, qp, l, R, s, err));
-        ops::Attention at{q, QKV, att, ms.f(ms.lay.part), Hq, Hkv, D, c.kv_dtype, 1.0f / std::sqrt((float)D)};
-        TRY(ops::attention(P, at, l, R, s, err));
-        TRY(matmul(L.wo, att, QD, R, x, E, true, mms, s, err));
-        TRY(ops::rmsnorm(x, L.ffn_norm, xn, R, E, c.rms_eps, nullptr, s, err));
-        if (L.wgu.data) {
-            TRY(matmul(L.wgu, xn, E, R, g, GU, false, mms, s, err));
-        } else {
-            TRY(matmul(L.gate, xn, E, R, g, GU, false, mms, s, err));
-            TRY(matmul(L.up, xn, E, R, u, GU, false, mms, s, err));
-        }
-        TRY(ops::silu_mul(g, u, GU, R, F, s, err));
-        TRY(matmul(L.down, g, GU, R, x, E, true, mms, s, err));
-        if (l + 1 == key.exit_layer) {
-            if (key.exit_hidden) TRY(ops::copy_out(P, ops::Dest::ExitHidden, ops::RowsOut::All, x, E, R, s, err));
-            if (key.exit_logits) {
-                TRY(head_rows(ms, c, R, mms, err));
-                TRY(ops::copy_out(P, ops::Dest::ExitLogits, ops::RowsOut::All, head, V, R, s, err));
-            }
-        }
+Status attention_block(const Slice &sl, const Layer &L, int32_t l, Failure &err) {
+    const ModelState &ms = sl.ms;
+    const spec_model_config &c = sl.c;
+    const int32_t R = sl.R, E = sl.E, D = sl.D;
+    TRY(ops::rmsnorm(sl.x, L.attn_norm, sl.xn, R, E, c.rms_eps, nullptr, sl.s, err));
+    if (L.wqkv.data) {
+        TRY(matmul(L.wqkv, sl.xn, E, R, sl.q, sl.QKV, false, sl.mms, sl.s, err));
+    } else {
+        TRY(matmul(L.wq, sl.xn, E, R, sl.q, sl.QKV, false, sl.mms, sl.s, err));
+        TRY(matmul(L.wk, sl.xn, E, R, sl.k, sl.QKV, false, sl.mms, sl.s, err));
+        TRY(matmul(L.wv, sl.xn, E, R, sl.v, sl.QKV, false, sl.mms, sl.s, err));
     }
+    ops::QkvPost qp{sl.q, sl.k, sl.v, sl.QKV, L.bq, L.bk, L.bv, ms.f(ms.lay.rope),
+                    sl.Hq, sl.Hkv, D, sl.half, c.kv_dtype, c.rope_style == SPEC_ROPE_NEOX};
+    TRY(ops::qkv_post(sl.P, qp, l, R, sl.s, err));
+    ops::Attention at{sl.q, sl.QKV, sl.att, ms.f(ms.lay.part), sl.Hq, sl.Hkv, D, c.kv_dtype, 1.0f / std::sqrt((float)D)};
+    TRY(ops::attention(sl.P, at, l, R, sl.s, err));
+    return matmul(L.wo, sl.att, sl.QD, R, sl.x, E, true, sl.mms, sl.s, err);
+}
+
+Status ffn_block(const Slice &sl, const Layer &L, Failure &err) {
+    const int32_t R = sl.R, E = sl.E;
+    TRY(ops::rmsnorm(sl.x, L.ffn_norm, sl.xn, R, E, sl.c.rms_eps, nullptr, sl.s, err));
+    if (L.wgu.data) {
+        TRY(matmul(L.wgu, sl.xn, E, R, sl.g, sl.GU, false, sl.mms, sl.s, err));
+    } else {
+        TRY(matmul(L.gate, sl.xn, E, R, sl.g, sl.GU, false, sl.mms, sl.s, err));
+        TRY(matmul(L.up, sl.xn, E, R, sl.u, sl.GU, false, sl.mms, sl.s, err));
+    }
+    TRY(ops::silu_mul(sl.g, sl.u, sl.GU, R, sl.F, sl.s, err));
+    return matmul(L.down, sl.g, sl.GU, R, sl.x, E, true, sl.mms, sl.s, err);
+}
+
+Status write_exit_outputs(const Slice &sl, Failure &err) {
+    if (sl.key.exit_hidden) TRY(ops::copy_out(sl.P, ops::Dest::ExitHidden, ops::RowsOut::All, sl.x, sl.E, sl.R, sl.s, err));
+    if (sl.key.exit_logits) {
+        TRY(output_head(sl, sl.R, err));
+        TRY(ops::copy_out(sl.P, ops::Dest::ExitLogits, ops::RowsOut::All, sl.head, sl.V, sl.R, sl.s, err));
+    }
+    return SPEC_OK;
+}
+
+Status write_logits(const Slice &sl, Failure &err) {
+    const mm::GraphKey &key = sl.key;
     // Exit logits after the last layer are the logits: the head scratch still holds them.
-    const bool reuse = key.exit_layer == c.n_layer && key.exit_logits;
+    const bool reuse = key.exit_layer == sl.c.n_layer && key.exit_logits;
     if (key.head == mm::HEAD_ALL) {
-        if (!reuse) TRY(head_rows(ms, c, R, mms, err));
-        TRY(ops::copy_out(P, ops::Dest::Logits, ops::RowsOut::All, head, V, R, s, err));
+        if (!reuse) TRY(output_head(sl, sl.R, err));
+        TRY(ops::copy_out(sl.P, ops::Dest::Logits, ops::RowsOut::All, sl.head, sl.V, sl.R, sl.s, err));
     } else if (key.head == mm::HEAD_LAST) {
         if (reuse) {
-            TRY(ops::copy_out(P, ops::Dest::Logits, ops::RowsOut::Last, head, V, R, s, err));
+            TRY(ops::copy_out(sl.P, ops::Dest::Logits, ops::RowsOut::Last, sl.head, sl.V, sl.R, sl.s, err));
         } else {
-            TRY(ops::rmsnorm(x, ms.output_norm, xn, 1, E, c.rms_eps, P, s, err));
-            TRY(matmul(ms.output, xn, E, 1, head, V, false, mms, s, err));
-            TRY(ops::copy_out(P, ops::Dest::Logits, ops::RowsOut::First, head, V, 1, s, err));
+            TRY(ops::rmsnorm(sl.x, sl.ms.output_norm, sl.xn, 1, sl.E, sl.c.rms_eps, sl.P, sl.s, err));
+            TRY(matmul(sl.ms.output, sl.xn, sl.E, 1, sl.head, sl.V, false, sl.mms, sl.s, err));
+            TRY(ops::copy_out(sl.P, ops::Dest::Logits, ops::RowsOut::First, sl.head, sl.V, 1, sl.s, err));
         }
     }
     return SPEC_OK;
 }
 
-// Captures key's launch sequence; on any failure leaves the entry marked failed.
+// Every launch of one slice, in stream order; the same sequence is captured into a graph.
+Status forward_slice(const ModelState &ms, const spec_model_config &c, const mm::GraphKey &key, Failure &err) {
+    const Slice sl(ms, c, key);
+    TRY(embed(sl, err));
+    const int32_t n_run = key.stop_at_exit ? key.exit_layer : c.n_layer;
+    for (int32_t l = 0; l < n_run; l++) {
+        const Layer &L = ms.layers[l];
+        TRY(attention_block(sl, L, l, err));
+        TRY(ffn_block(sl, L, err));
+        if (l + 1 == key.exit_layer) TRY(write_exit_outputs(sl, err));
+    }
+    return write_logits(sl, err);
+}
+
+// Captures key's launch sequence; on any failure leaves the entry marked failed (the slice then
+// runs its launches directly, the same results, slower) and notes the first such failure of the
+// model for SPECULA_LOG=1.
 void capture(ModelState &ms, const spec_model_config &c, const mm::GraphKey &key, GraphEntry &entry) {
     entry.failed = true;
-    if (cudaStreamBeginCapture(ms.stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
-        cudaGetLastError();
-        return;
-    }
-    Failure ignored{SPEC_OK, {}};
-    const Status st = enqueue_slice(ms, c, key, ignored);
-    cudaGraph_t graph = nullptr;
-    const cudaError_t e = cudaStreamEndCapture(ms.stream, &graph);
-    if (st == SPEC_OK && e == cudaSuccess && graph) {
-        cudaGraphExec_t exec = nullptr;
-        if (cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess) {
-            entry.exec = exec;
-            entry.failed = false;
+    const char *step = "capture"; // what failed
+    std::string why;
+    cudaError_t e = cudaStreamBeginCapture(ms.stream, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) {
+        step = "cudaStreamBeginCapture";
+        why = cudaGetErrorString(e);
+    } else {
+        Failure launch{SPEC_OK, {}};
+        const Status st = forward_slice(ms, c, key, launch);
+        cudaGraph_t graph = nullptr;
+        e = cudaStreamEndCapture(ms.stream, &graph);
+        if (st != SPEC_OK) {
+            step = "a launch during capture";
+            why = launch.message;
+        } else if (e != cudaSuccess || !graph) {
+            step = "cudaStreamEndCapture";
+            why = cudaGetErrorString(e);
+        } else {
+            cudaGraphExec_t exec = nullptr;
+            e = cudaGraphInstantiate(&exec, graph, 0);
+            if (e == cudaSuccess) {
+                entry.exec = exec;
+                entry.failed = false;
+            } else {
+                step = "cudaGraphInstantiate";
+                why = cudaGetErrorString(e);
+            }
         }
+        if (graph) cudaGraphDestroy(graph);
     }
-    if (graph) cudaGraphDestroy(graph);
     cudaGetLastError(); // a failed capture leaves its error behind; the direct launch reports real ones
+    if (entry.failed)
+        ms.graph_fallback.note(stderr,
+                               "cuda: capturing the forward of a %d-row slice into a CUDA graph failed at %s (%s); "
+                               "such slices run without a graph, slower (noted once per model)",
+                               key.rows, step, why.c_str());
 }
 
 Status run_slice(ModelState &ms, const spec_model_config &c, const mm::GraphKey &key, Failure &err) {
@@ -273,7 +344,7 @@ Status run_slice(ModelState &ms, const spec_model_config &c, const mm::GraphKey 
             return e == cudaSuccess ? SPEC_OK : cuda_failure(err, e, "cudaGraphLaunch (model forward)");
         }
     }
-    return enqueue_slice(ms, c, key, err);
+    return forward_slice(ms, c, key, err);
 }
 
 // The most scratch matmul() takes for any product of the model at any bucket.
@@ -290,44 +361,69 @@ float vector_element(const spec_weight &w, int64_t i) {
     return mm::dequant_element(w.dtype, p, i);
 }
 
-Status finalize_impl(spec_model *m, ModelState &ms, Failure &err) {
-    const spec_model_config &c = m->config;
+// ------------------------------------------------------------------ finalize, in stages
+// The stages carry the names of the cpu backend's model_finalize (native/cpu/cpu_model.cpp):
+//   check_model      what this backend cannot run, refused before anything is allocated
+//   choose_kernels   the device, the switches read from the environment, kernel attributes
+//   place_matrices   one weight allocation; every matrix uploaded once, a layer's q/k/v and
+//                    gate/up stacked into one matrix each where mm::can_stack allows
+//   place_vectors    norms and biases in f32 and the rope frequencies, uploaded as one image
+//   prepare_scratch  the fixed activation scratch, the model's stream, the pinned upload ring and
+//                    its events (the cpu backend grows its scratch per forward instead)
+
+Status check_model(const spec_model_config &c, Failure &err) {
     if (c.head_dim > mm::ATT_MAX_HEAD_DIM) {
         err = failure(SPEC_ERR_UNSUPPORTED, "cuda: head_dim %d is larger than the attention kernel's %d", c.head_dim, mm::ATT_MAX_HEAD_DIM);
         return err.status;
     }
-    TRY(set_device(m->ctx->device, err));
+    return SPEC_OK;
+}
+
+Status choose_kernels(spec_model *m, ModelState &ms, Failure &err) {
+    TRY(select_device(m->ctx->device, err));
     ms.device = m->ctx->device;
     const char *graphs_env = std::getenv("SPECULA_CUDA_GRAPHS"), *fuse_env = std::getenv("SPECULA_CUDA_FUSE");
     ms.use_graphs = !(graphs_env && std::strcmp(graphs_env, "0") == 0);
     ms.stack = !(fuse_env && std::strcmp(fuse_env, "0") == 0);
+    return ops::prepare(m->config.head_dim, err);
+}
 
-    // Weights: one allocation of exactly model_weight_bytes(config, the nbytes given).
+// The weight allocation as it fills: matrices first, then the small pieces (vectors, the rope
+// table), which form one contiguous image uploaded at once.
+struct WeightImage {
+    uint64_t capacity = 0; // bytes allocated: mm::weight_alloc_bytes(config, the nbytes given)
+    uint64_t at = 0;       // the end of what is placed so far
+    std::unordered_map<const void *, std::pair<uint64_t, const spec_weight *>> uploaded; // tied matrices: one copy
+    std::vector<std::pair<uint64_t, std::vector<char>>> small;                         // (offset, bytes)
+
+    uint64_t place(uint64_t bytes) {
+        const uint64_t off = mm::align256(at);
+        at = off + bytes;
+        return off;
+    }
+};
+
+Status place_matrices(spec_model *m, ModelState &ms, WeightImage &img, Failure &err) {
+    const spec_model_config &c = m->config;
     uint64_t given = 0;
     for (const auto &role : m->weights)
         for (const spec_weight &w : role)
             if (w.data) given += w.nbytes;
-    const uint64_t wbytes = mm::weight_alloc_bytes(c, given);
-    cudaError_t e = cudaMalloc((void **)&ms.weights, wbytes);
+    img.capacity = mm::weight_alloc_bytes(c, given);
+    const cudaError_t e = cudaMalloc((void **)&ms.weights, img.capacity);
     if (e != cudaSuccess) {
         ms.weights = nullptr;
         return cuda_failure(err, e, "cudaMalloc (model weights)");
     }
-    uint64_t at = 0;
-    auto place = [&](uint64_t bytes) {
-        const uint64_t off = mm::align256(at);
-        at = off + bytes;
-        return off;
-    };
-    std::unordered_map<const void *, std::pair<uint64_t, const spec_weight *>> uploaded; // tied matrices: one copy
     auto copy_matrix = [&](spec_weight &w, uint64_t off) -> Status {
-        if (off + w.nbytes > wbytes) { // checked before the copy: it must never write past the allocation
-            err = failure(SPEC_ERR_INTERNAL, "cuda: model weights need more than the %llu bytes planned", (unsigned long long)wbytes);
+        if (off + w.nbytes > img.capacity) { // checked before the copy: it must never write past the allocation
+            err = failure(SPEC_ERR_INTERNAL, "cuda: model weights need more than the %llu bytes planned",
+                          (unsigned long long)img.capacity);
             return err.status;
         }
         cudaError_t ce = cudaMemcpy(ms.weights + off, w.data, w.nbytes, cudaMemcpyHostToDevice);
         if (ce != cudaSuccess) return cuda_failure(err, ce, "cudaMemcpy (model weights)");
-        uploaded.emplace(w.data, std::make_pair(off, &w));
+        img.uploaded.emplace(w.data, std::make_pair(off, &w));
         return SPEC_OK;
     };
     auto describe = [&](spec_weight &w, uint64_t off, DeviceMatrix &M) {
@@ -340,12 +436,12 @@ Status finalize_impl(spec_model *m, ModelState &ms, Failure &err) {
     };
     auto matrix = [&](int role, int layer, DeviceMatrix &M) -> Status {
         spec_weight &w = m->weights[role][layer];
-        auto it = uploaded.find(w.data);
+        auto it = img.uploaded.find(w.data);
         uint64_t off;
-        if (it != uploaded.end() && it->second.second->dtype == w.dtype && it->second.second->nbytes == w.nbytes) {
+        if (it != img.uploaded.end() && it->second.second->dtype == w.dtype && it->second.second->nbytes == w.nbytes) {
             off = it->second.first;
         } else {
-            off = place(w.nbytes);
+            off = img.place(w.nbytes);
             TRY(copy_matrix(w, off));
         }
         describe(w, off, M);
@@ -369,7 +465,7 @@ Status finalize_impl(spec_model *m, ModelState &ms, Failure &err) {
             for (const auto &p : parts) TRY(matrix(p.first, layer, *p.second));
             return SPEC_OK;
         }
-        uint64_t off = place(total);
+        uint64_t off = img.place(total);
         for (const auto &p : parts) {
             spec_weight &w = m->weights[p.first][layer];
             TRY(copy_matrix(w, off)); // a tied copy elsewhere does not help: the stack must be contiguous
@@ -380,22 +476,6 @@ Status finalize_impl(spec_model *m, ModelState &ms, Failure &err) {
         S.rows = rows;
         return SPEC_OK;
     };
-    // Vectors and the rope table: converted on the host into one image, uploaded at once.
-    std::vector<std::pair<uint64_t, std::vector<char>>> small; // (offset, bytes)
-    auto vector = [&](int role, int layer) -> const float * {
-        spec_weight &w = m->weights[role][layer];
-        if (!w.data) return nullptr;
-        std::vector<char> bytes((size_t)w.cols * 4);
-        for (int64_t i = 0; i < w.cols; i++) {
-            const float v = vector_element(w, i);
-            std::memcpy(bytes.data() + 4 * i, &v, 4);
-        }
-        const uint64_t off = place(bytes.size());
-        small.emplace_back(off, std::move(bytes));
-        w.device_data = ms.weights + off;
-        return (const float *)(ms.weights + off);
-    };
-    // Matrices first, then the small pieces, so that those form one contiguous image.
     TRY(matrix(SPEC_W_TOKEN_EMBD, 0, ms.embd));
     TRY(matrix(SPEC_W_OUTPUT, 0, ms.output));
     ms.layers.resize(c.n_layer);
@@ -406,6 +486,25 @@ Status finalize_impl(spec_model *m, ModelState &ms, Failure &err) {
         TRY(stacked({{SPEC_W_FFN_GATE, &L.gate}, {SPEC_W_FFN_UP, &L.up}}, l, L.wgu));
         TRY(matrix(SPEC_W_FFN_DOWN, l, L.down));
     }
+    return SPEC_OK;
+}
+
+// After the matrices (place_matrices), so that the small pieces form one contiguous image.
+Status place_vectors(spec_model *m, ModelState &ms, WeightImage &img, Failure &err) {
+    const spec_model_config &c = m->config;
+    auto vector = [&](int role, int layer) -> const float * {
+        spec_weight &w = m->weights[role][layer];
+        if (!w.data) return nullptr;
+        std::vector<char> bytes((size_t)w.cols * 4);
+        for (int64_t i = 0; i < w.cols; i++) {
+            const float v = vector_element(w, i);
+            std::memcpy(bytes.data() + 4 * i, &v, 4);
+        }
+        const uint64_t off = img.place(bytes.size());
+        img.small.emplace_back(off, std::move(bytes));
+        w.device_data = ms.weights + off;
+        return (const float *)(ms.weights + off);
+    };
     ms.output_norm = vector(SPEC_W_OUTPUT_NORM, 0);
     for (int l = 0; l < c.n_layer; l++) {
         Layer &L = ms.layers[l];
@@ -422,27 +521,30 @@ Status finalize_impl(spec_model *m, ModelState &ms, Failure &err) {
             const double f = mm::rope_inv_freq(c, i);
             std::memcpy(bytes.data() + 8 * i, &f, 8);
         }
-        const uint64_t off = place(bytes.size());
+        const uint64_t off = img.place(bytes.size());
         ms.inv_freq = (const double *)(ms.weights + off);
-        small.emplace_back(off, std::move(bytes));
+        img.small.emplace_back(off, std::move(bytes));
         ms.pos_scale = mm::rope_pos_scale(c);
     }
-    if (at > wbytes) { // weight_alloc_bytes is an upper bound by construction
-        err = failure(SPEC_ERR_INTERNAL, "cuda: model weights need %llu bytes, %llu were planned", (unsigned long long)at,
-                      (unsigned long long)wbytes);
+    if (img.at > img.capacity) { // weight_alloc_bytes is an upper bound by construction
+        err = failure(SPEC_ERR_INTERNAL, "cuda: model weights need %llu bytes, %llu were planned", (unsigned long long)img.at,
+                      (unsigned long long)img.capacity);
         return err.status;
     }
-    if (!small.empty()) {
-        const uint64_t lo = small.front().first, hi = small.back().first + small.back().second.size();
+    if (!img.small.empty()) {
+        const uint64_t lo = img.small.front().first, hi = img.small.back().first + img.small.back().second.size();
         std::vector<char> image(hi - lo, 0);
-        for (auto &p : small) std::memcpy(image.data() + (p.first - lo), p.second.data(), p.second.size());
-        e = cudaMemcpy(ms.weights + lo, image.data(), image.size(), cudaMemcpyHostToDevice);
+        for (auto &p : img.small) std::memcpy(image.data() + (p.first - lo), p.second.data(), p.second.size());
+        const cudaError_t e = cudaMemcpy(ms.weights + lo, image.data(), image.size(), cudaMemcpyHostToDevice);
         if (e != cudaSuccess) return cuda_failure(err, e, "cudaMemcpy (model norms and biases)");
     }
+    return SPEC_OK;
+}
 
+Status prepare_scratch(const spec_model_config &c, ModelState &ms, Failure &err) {
     // Scratch, zeroed: padding rows then start finite.
     ms.lay = mm::scratch_layout(c, matmul_scratch_max(c));
-    e = cudaMalloc((void **)&ms.scratch, ms.lay.bytes);
+    cudaError_t e = cudaMalloc((void **)&ms.scratch, ms.lay.bytes);
     if (e != cudaSuccess) {
         ms.scratch = nullptr;
         return cuda_failure(err, e, "cudaMalloc (model scratch)");
@@ -474,18 +576,25 @@ Status finalize_impl(spec_model *m, ModelState &ms, Failure &err) {
             return cuda_failure(err, e, "cudaEventCreate (stream ordering)");
         }
     }
-    TRY(ops::prepare(c.head_dim, err));
     return SPEC_OK;
 }
 
-Status forward_impl(spec_model *m, spec_kv *kv, const spec_forward_args &a, Failure &err) {
-    ModelState &ms = *(ModelState *)m->backend_state;
-    KvState &ks = *(KvState *)kv->backend_state;
-    const spec_model_config &c = m->config;
-    std::lock_guard<std::mutex> lock(ms.mu);
-    TRY(set_device(ms.device, err));
-    const int32_t n = a.n_tokens, C = kv->committed;
+Status finalize_impl(spec_model *m, ModelState &ms, Failure &err) {
+    TRY(check_model(m->config, err));
+    TRY(choose_kernels(m, ms, err));
+    WeightImage img;
+    TRY(place_matrices(m, ms, img, err));
+    TRY(place_vectors(m, ms, img, err));
+    return prepare_scratch(m->config, ms, err);
+}
 
+// ------------------------------------------------------------------ forward, in stages
+// As the cpu backend's forward: key_sets, then per slice of up to mm::MAX_ROWS tokens
+// upload_step (the parameter block) and run_slice (forward_slice, as a graph or directly).
+
+// Every token's keys (mm::build_key_sets) into ms.dense and ms.mask.
+Status key_sets(ModelState &ms, const spec_forward_args &a, Failure &err) {
+    const int32_t n = a.n_tokens;
     ms.dense.resize(n);
     ms.mask.resize((size_t)n * (mm::MASK_BITS / 32));
     auto *mask = reinterpret_cast<uint32_t(*)[mm::MASK_BITS / 32]>(ms.mask.data());
@@ -497,6 +606,29 @@ Status forward_impl(spec_model *m, spec_kv *kv, const spec_forward_args &a, Fail
                       bad, mm::MASK_BITS);
         return err.status;
     }
+    return SPEC_OK;
+}
+
+// The parameter block of slice [u0, u0 + nb) into a pinned slot, uploaded on the model's stream.
+Status upload_step(ModelState &ms, const spec_forward_args &a, const mm::CallOutputs &out, int32_t committed,
+                   uint64_t kv, uint64_t layer_bytes, int32_t u0, int32_t nb, const spec_model_config &c, Failure &err) {
+    char *slot = nullptr;
+    TRY(acquire_slot(ms, &slot, err));
+    auto *sp = reinterpret_cast<mm::StepParams *>(slot);
+    const auto *mask = reinterpret_cast<const uint32_t(*)[mm::MASK_BITS / 32]>(ms.mask.data());
+    mm::fill_step(*sp, a.tokens, a.positions, ms.dense.data(), mask, committed, u0, nb, kv, layer_bytes, out, c.n_embd,
+                  c.n_vocab);
+    return upload_slot(ms, ms.params(), mm::step_upload_bytes(nb), err);
+}
+
+Status forward_impl(spec_model *m, spec_kv *kv, const spec_forward_args &a, Failure &err) {
+    ModelState &ms = *(ModelState *)m->backend_state;
+    KvState &ks = *(KvState *)kv->backend_state;
+    const spec_model_config &c = m->config;
+    std::lock_guard<std::mutex> lock(ms.mu);
+    TRY(select_device(ms.device, err));
+    const int32_t n = a.n_tokens, C = kv->committed;
+    TRY(key_sets(ms, a, err));
     mm::CallOutputs out;
     out.logits_mode = a.logits_mode;
     out.logits = a.logits_mode != SPEC_LOGITS_NONE ? (uint64_t)a.logits->ptr : 0;
@@ -514,12 +646,7 @@ Status forward_impl(spec_model *m, spec_kv *kv, const spec_forward_args &a, Fail
             key.exit_hidden = a.exit_hidden != nullptr;
             key.exit_logits = a.exit_logits != nullptr;
             key.stop_at_exit = a.stop_at_exit != 0;
-            char *slot = nullptr;
-            TRY(acquire_slot(ms, &slot, err));
-            auto *sp = reinterpret_cast<mm::StepParams *>(slot);
-            mm::fill_step(*sp, a.tokens, a.positions, ms.dense.data(), mask, C, u0, nb, (uint64_t)ks.mem, layer_bytes, out,
-                          c.n_embd, c.n_vocab);
-            TRY(upload_slot(ms, ms.params(), mm::step_upload_bytes(nb), err));
+            TRY(upload_step(ms, a, out, C, (uint64_t)ks.mem, layer_bytes, u0, nb, c, err));
             TRY(run_slice(ms, c, key, err));
         }
         return SPEC_OK;
@@ -559,14 +686,14 @@ Status model_finalize(spec_model *m, Failure &err) {
 
 void model_release(spec_model *m) {
     auto *ms = (ModelState *)m->backend_state;
-    if (ms) cudaSetDevice(ms->device);
+    if (ms) select_device_for_release(ms->device);
     delete ms;
     m->backend_state = nullptr;
 }
 
 Status kv_init(spec_kv *kv, Failure &err) {
     const spec_model_config &c = kv->model->config;
-    TRY(set_device(kv->model->ctx->device, err));
+    TRY(select_device(kv->model->ctx->device, err));
     auto *ks = new (std::nothrow) KvState();
     if (!ks) {
         err = failure(SPEC_ERR_OUT_OF_MEMORY, "cuda: out of host memory for a kv cache");
@@ -592,7 +719,7 @@ Status kv_init(spec_kv *kv, Failure &err) {
 void kv_release(spec_kv *kv) {
     auto *ks = (KvState *)kv->backend_state;
     if (ks && ks->mem) {
-        cudaSetDevice(kv->model->ctx->device);
+        select_device_for_release(kv->model->ctx->device);
         // Forward and commit return before their kernels finish: wait for the model's stream
         // explicitly rather than count on cudaFree synchronizing.
         if (auto *ms = (ModelState *)kv->model->backend_state) {
@@ -610,7 +737,7 @@ Status kv_commit(spec_kv *kv, int32_t n_path, const int32_t *path, Failure &err)
     KvState &ks = *(KvState *)kv->backend_state;
     const spec_model_config &c = kv->model->config;
     std::lock_guard<std::mutex> lock(ms.mu);
-    TRY(set_device(ms.device, err));
+    TRY(select_device(ms.device, err));
     int32_t j = 0;
     while (j < n_path && path[j] == j) j++; // the leading run is already in place
     if (j == n_path || ks.pending_layers == 0) return SPEC_OK;

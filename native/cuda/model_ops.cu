@@ -1,6 +1,7 @@
 // The cuda model's kernels other than the matrix products; see model_ops.cuh. The per-element
-// math (rope, rmsnorm's scale, silu, dequantizing, the key sets, the online softmax) comes from
-// native/core/model_math.hpp, which the cpu backend and the host tests share.
+// math (rope, rmsnorm's scale, silu, dequantizing) comes from native/core/model_math.hpp, which
+// the cpu backend and the host tests share; the key sets, the attention split and the online
+// softmax from forward_plan.hpp, which the host tests check.
 #include "model_ops.cuh"
 
 #include <algorithm>

@@ -9,7 +9,7 @@
 // caller's buffers, and every kernel leaves them finite (zero activations).
 #pragma once
 
-#include "../core/model_math.hpp"
+#include "forward_plan.hpp"
 #include "spec_cuda.cuh"
 
 #include <cuda_runtime.h>

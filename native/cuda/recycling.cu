@@ -58,7 +58,7 @@ __global__ void draft_kernel(const int32_t *matrix, int k, const int32_t *tparen
 } // namespace
 
 Status recycler_init(spec_recycler *rec, Failure &err) {
-    cudaSetDevice(rec->ctx->device);
+    if (select_device(rec->ctx->device, err)) return err.status;
     auto *st = new RecyclerState();
     cudaError_t e = cudaMalloc((void **)&st->owner, (size_t)rec->n_vocab * 8);
     if (e == cudaSuccess) e = cudaMemset(st->owner, 0, (size_t)rec->n_vocab * 8);
@@ -74,7 +74,7 @@ Status recycler_init(spec_recycler *rec, Failure &err) {
 void recycler_release(spec_recycler *rec) {
     auto *st = static_cast<RecyclerState *>(rec->backend_state);
     if (!st) return;
-    cudaSetDevice(rec->ctx->device);
+    select_device_for_release(rec->ctx->device);
     cudaFree(st->owner);
     delete st;
     rec->backend_state = nullptr;
@@ -118,8 +118,7 @@ Status recycler_update(spec_recycler *rec, const spec_recycler_update_args &a, F
     auto *rs = static_cast<RecyclerState *>(rec->backend_state);
     KernelState &st = kernel_state(ctx);
     std::lock_guard<std::mutex> lock(st.lock);
-    cudaError_t e = cudaSetDevice(ctx->device);
-    if (e != cudaSuccess) return cuda_failure(err, e, "cudaSetDevice");
+    if (select_device(ctx->device, err)) return err.status;
     // The nodes, flattened in write order (batch order, then node index).
     std::vector<int64_t> rows;
     std::vector<int32_t> tokens;
@@ -141,7 +140,7 @@ Status recycler_update(spec_recycler *rec, const spec_recycler_update_args &a, F
     // counter wraps to 0 the table starts over.
     const uint32_t stamp = rs->next_stamp++;
     if (stamp == 0) {
-        e = cudaMemset(rs->owner, 0, (size_t)rec->n_vocab * 8);
+        const cudaError_t e = cudaMemset(rs->owner, 0, (size_t)rec->n_vocab * 8);
         if (e != cudaSuccess) return cuda_failure(err, e, "cudaMemset (recycler owners)");
     }
     const int64_t *d_rows = (const int64_t *)(st.scratch + o_rows);
@@ -166,8 +165,7 @@ Status recycler_draft(spec_recycler *rec, const spec_recycler_draft_args &a, Fai
     spec_context *ctx = rec->ctx;
     KernelState &st = kernel_state(ctx);
     std::lock_guard<std::mutex> lock(st.lock);
-    cudaError_t e = cudaSetDevice(ctx->device);
-    if (e != cudaSuccess) return cuda_failure(err, e, "cudaSetDevice");
+    if (select_device(ctx->device, err)) return err.status;
     const size_t B = (size_t)a.batch, N = (size_t)a.n_template;
     std::vector<int32_t> depth(N, 0);
     int max_depth = 0;
@@ -191,7 +189,7 @@ Status recycler_draft(spec_recycler *rec, const spec_recycler_draft_args &a, Fai
                                                        (const int32_t *)(st.scratch + o_depth), (int)N, max_depth,
                                                        (const int32_t *)(st.scratch + o_roots), d_out);
     if (check_launch(err, "recycler draft kernel")) return err.status;
-    e = cudaMemcpy(a.tokens, d_out, B * N * 4, cudaMemcpyDeviceToHost);
+    const cudaError_t e = cudaMemcpy(a.tokens, d_out, B * N * 4, cudaMemcpyDeviceToHost);
     if (e != cudaSuccess) return cuda_failure(err, e, "recycler draft kernel / tokens copy");
     return SPEC_OK;
 }

@@ -22,6 +22,15 @@ Status cuda_failure(Failure &err, cudaError_t e, const char *what) {
     return err.status;
 }
 
+Status select_device(int device, Failure &err) {
+    const cudaError_t e = cudaSetDevice(device);
+    return e == cudaSuccess ? SPEC_OK : cuda_failure(err, e, "cudaSetDevice");
+}
+
+void select_device_for_release(int device) {
+    if (cudaSetDevice(device) != cudaSuccess) cudaGetLastError();
+}
+
 Status check_launch(Failure &err, const char *what) {
     cudaError_t e = cudaGetLastError();
     return e == cudaSuccess ? SPEC_OK : cuda_failure(err, e, what);
@@ -37,7 +46,7 @@ void release_kernel_state(spec_context *ctx) {
     auto *st = static_cast<KernelState *>(ctx->backend_state);
     if (!st) return;
     if (st->scratch) {
-        cudaSetDevice(ctx->device);
+        select_device_for_release(ctx->device);
         cudaFree(st->scratch);
     }
     delete st;
@@ -88,8 +97,7 @@ Status reserve_kernel_scratch(spec_context *ctx, int32_t batch, int32_t max_tree
                               Failure &err) {
     KernelState &st = kernel_state(ctx);
     std::lock_guard<std::mutex> lock(st.lock);
-    cudaError_t e = cudaSetDevice(ctx->device);
-    if (e != cudaSuccess) return cuda_failure(err, e, "cudaSetDevice");
+    if (select_device(ctx->device, err)) return err.status;
     return grow_scratch(ctx, st, kernel_scratch_needed(batch, max_tree_nodes, n_vocab, recycler_k), err);
 }
 

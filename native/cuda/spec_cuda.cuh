@@ -13,6 +13,13 @@
 namespace specula::cuda {
 
 Status cuda_failure(Failure &err, cudaError_t e, const char *what);
+// Makes `device` current for the calls that follow; a failure becomes a status with its message.
+Status select_device(int device, Failure &err);
+// The same on a release path, which has no status to return: a failure is cleared (it must not
+// surface in a later, unrelated check_launch) and the release goes on on the current device,
+// where cudaFree and stream waits still act on the right device (they find it from the pointer
+// or the stream).
+void select_device_for_release(int device);
 // Reports a failed launch (bad configuration, or an earlier asynchronous fault).
 Status check_launch(Failure &err, const char *what);
 

@@ -1,7 +1,8 @@
 // Tree attention on the GPU (verify phase), flash-decoding style:
 //   1. mask_kernel: each tree token's row of packed bits (itself and its ancestors), from the
 //      parent indices, on the device.
-//   2. tree_attn_kernel: grid (key chunk, row tile, sequence x kv head). A block takes 64 query
+//   2. tree_attn_kernel: grid (sequence x kv head, row tile, key chunk: tree_attention_plan.hpp,
+//      which also says why in that order). A block takes 64 query
 //      rows (tree token t, query head g of this kv head's group: GQA rows share every K/V load)
 //      and one chunk of the sequence's keys (prefix slots, then tree slots), and runs an online
 //      softmax over tiles of 32 keys: lane j of each warp scores key j against the warp's 8
@@ -10,6 +11,7 @@
 //      partial (max, sum, unnormalized output) of each chunk.
 // The cpu twin (native/cpu/tree_attention.cpp) is the plain two-pass version of the same.
 #include "spec_cuda.cuh"
+#include "tree_attention_plan.hpp"
 
 #include <algorithm>
 #include <cuda_fp16.h>
@@ -20,9 +22,8 @@ namespace {
 constexpr int TA_THREADS = 256;
 constexpr int TA_WARPS = TA_THREADS / 32;
 constexpr int TA_ROWS_PER_WARP = 8;
-constexpr int TA_ROWS = TA_WARPS * TA_ROWS_PER_WARP; // 64 query rows per block
-constexpr int TA_KEYS = 32;                          // keys per tile: one per lane
-constexpr int TA_MIN_CHUNK = 256;                    // keys; smaller chunks cost more in merging than they gain
+static_assert(TA_WARPS * TA_ROWS_PER_WARP == TA_ROWS, "a block's warps cover its query rows");
+static_assert(TA_KEYS == 32, "a tile has one key per lane");
 
 struct TaDev {
     const float *q;
@@ -83,7 +84,7 @@ __global__ void __launch_bounds__(TA_THREADS) tree_attn_kernel(TaDev a) {
     float *Ps = Vs + TA_KEYS * D;                           // [TA_WARPS][TA_ROWS_PER_WARP][TA_KEYS]
     uint32_t *Ms = reinterpret_cast<uint32_t *>(Ps + TA_WARPS * TA_ROWS_PER_WARP * TA_KEYS); // [TA_ROWS][MASK_WORDS]
 
-    const int chunk = blockIdx.x, b = blockIdx.z / a.Hkv, kvh = blockIdx.z % a.Hkv;
+    const int chunk = blockIdx.z, b = blockIdx.x / a.Hkv, kvh = blockIdx.x % a.Hkv;
     const int P = a.prefix[b], T = a.tree_len[b], L = P + T;
     const int row0 = blockIdx.y * TA_ROWS;
     const int k_begin = chunk * a.chunk;
@@ -278,8 +279,7 @@ Status launch_for_dim(const TaDev &d, dim3 grid, int32_t dtype, Failure &err) {
 Status tree_attention(spec_context *ctx, const spec_tree_attention_args &a, Failure &err) {
     KernelState &st = kernel_state(ctx);
     std::lock_guard<std::mutex> lock(st.lock);
-    cudaError_t e = cudaSetDevice(ctx->device);
-    if (e != cudaSuccess) return cuda_failure(err, e, "cudaSetDevice");
+    if (select_device(ctx->device, err)) return err.status;
     if (grow_scratch(ctx, st, 0, err)) return err.status; // learns the SM count
 
     const int B = a.batch, Tmax = a.max_tree_nodes, G = a.n_head / a.n_head_kv, D = a.head_dim;
@@ -288,15 +288,13 @@ Status tree_attention(spec_context *ctx, const spec_tree_attention_args &a, Fail
         L_max = std::max(L_max, a.prefix_len[b] + a.tree_len[b]);
         rows_max = std::max(rows_max, a.tree_len[b] * G);
     }
-    // Split the keys so that the grid covers the GPU about twice; no chunk under TA_MIN_CHUNK.
-    const int row_tiles = (rows_max + TA_ROWS - 1) / TA_ROWS;
-    const int64_t base_blocks = (int64_t)row_tiles * B * a.n_head_kv;
-    int64_t want = (2 * (int64_t)st.sm_count + base_blocks - 1) / base_blocks;
-    const int64_t max_chunks = std::max<int64_t>(1, (L_max + TA_MIN_CHUNK - 1) / TA_MIN_CHUNK);
-    want = std::max<int64_t>(1, std::min(want, max_chunks));
-    int chunk = (int)((L_max + want - 1) / want);
-    chunk = (chunk + TA_KEYS - 1) / TA_KEYS * TA_KEYS;
-    const int n_chunks = (L_max + chunk - 1) / chunk;
+    const TreeAttentionGrid plan = plan_tree_attention(B, a.n_head_kv, rows_max, L_max, st.sm_count);
+    if (!plan.fits()) { // never for arguments the ABI accepts (test_model_math checks its limits)
+        err = failure(SPEC_ERR_UNSUPPORTED, "cuda: tree attention of %d sequences x %d kv heads needs a %lld x %lld x %lld grid",
+                      B, a.n_head_kv, (long long)plan.x, (long long)plan.y, (long long)plan.z);
+        return err.status;
+    }
+    const int chunk = plan.chunk, n_chunks = plan.n_chunks;
 
     Layout lay;
     const size_t o_prefix = lay.add((size_t)B * 4), o_tlen = lay.add((size_t)B * 4), o_par = lay.add((size_t)B * Tmax * 4);
@@ -342,7 +340,7 @@ Status tree_attention(spec_context *ctx, const spec_tree_attention_args &a, Fail
     mask_kernel<<<B, SPEC_MAX_TREE_NODES>>>((const int32_t *)(st.scratch + o_par), d.tree_len, Tmax,
                                             (uint32_t *)(st.scratch + o_mask));
     if (check_launch(err, "tree mask kernel")) return err.status;
-    const dim3 grid((unsigned)n_chunks, (unsigned)row_tiles, (unsigned)(B * a.n_head_kv));
+    const dim3 grid((unsigned)plan.x, (unsigned)plan.y, (unsigned)plan.z);
     Status s = D == 64 ? launch_for_dim<64>(d, grid, a.kv_dtype, err) : launch_for_dim<128>(d, grid, a.kv_dtype, err);
     if (s != SPEC_OK || n_chunks == 1) return s;
     const int64_t rows = (int64_t)B * Tmax * a.n_head;

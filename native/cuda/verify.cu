@@ -6,6 +6,7 @@
 // values, so no broadcast is needed; the steps mirror native/cpu/verify.cpp and
 // native/core/sampling.hpp and give bit-identical results.
 #include "spec_cuda.cuh"
+#include "../core/sampling.hpp"
 
 namespace specula::cuda {
 namespace {
@@ -179,18 +180,24 @@ __device__ uint64_t block_residual(uint64_t *w, int64_t V, const float *qrow, ui
 }
 
 // seq::sample_weights: thread t sums lane t; a block scan finds the lane holding u; warp 0
-// then splits that lane's tokens into 32 contiguous pieces and finds the token.
+// then splits that lane's tokens into 32 contiguous pieces and finds the token. Returns -1, as
+// seq::sample_weights does, when no lane holds u (total is not the sum of w: it cannot happen
+// while the two agree); verify() then fails with a status rather than return a bonus token of -1.
 __device__ int32_t block_sample(const uint64_t *w, int64_t V, uint64_t total, uint64_t r, Shared &sh) {
+    if (threadIdx.x == 0) { // before the scan, whose barriers order these before the writes below
+        sh.pick_token = -1;
+        sh.pick_lane = -1;
+    }
     unsigned long long lane_sum = 0;
     for (int64_t i = threadIdx.x; i < V; i += VT) lane_sum += w[i];
     const unsigned long long incl = block_inclusive_scan_u64(lane_sum, sh.red), excl = incl - lane_sum;
     const uint64_t u = km::mulhi64(r, total);
-    if (threadIdx.x == 0) sh.pick_token = -1; // stays -1 only if total was not the sum of w
     if (excl <= u && u < incl) {
         sh.pick_lane = threadIdx.x;
         sh.pick_u = u - excl;
     }
     __syncthreads();
+    if (sh.pick_lane < 0) return -1; // the same for every thread: nothing below touches shared memory
     if (threadIdx.x < 32) {
         const int lane = threadIdx.x;
         const int64_t t = sh.pick_lane;
@@ -370,8 +377,7 @@ size_t verify_scratch_bytes(size_t B, size_t N, size_t V) { return VerifyLayout(
 Status verify(spec_context *ctx, const spec_verify_args &a, Failure &err) {
     KernelState &st = kernel_state(ctx);
     std::lock_guard<std::mutex> lock(st.lock);
-    cudaError_t e = cudaSetDevice(ctx->device);
-    if (e != cudaSuccess) return cuda_failure(err, e, "cudaSetDevice");
+    if (select_device(ctx->device, err)) return err.status;
     const size_t B = (size_t)a.batch, N = (size_t)a.max_tree_nodes, V = (size_t)a.n_vocab;
     bool sampling = false;
     for (size_t b = 0; b < B; b++) sampling |= a.params[b].temperature != 0.0f;
@@ -402,8 +408,15 @@ Status verify(spec_context *ctx, const spec_verify_args &a, Failure &err) {
     d.step = a.step;
     verify_kernel<<<(unsigned)B, VT>>>(d);
     if (check_launch(err, "verify kernel")) return err.status;
-    e = cudaMemcpy(a.results, d.results, B * sizeof(spec_verify_result), cudaMemcpyDeviceToHost);
+    const cudaError_t e = cudaMemcpy(a.results, d.results, B * sizeof(spec_verify_result), cudaMemcpyDeviceToHost);
     if (e != cudaSuccess) return cuda_failure(err, e, "verify kernel / results copy");
+    const int64_t bad = seq::first_without_bonus(a.results, a.batch);
+    if (bad >= 0) {
+        err = failure(SPEC_ERR_INTERNAL,
+                      "cuda: verify drew no bonus token for sequence %lld (its sampling weights do not add up to their total)",
+                      (long long)bad);
+        return err.status;
+    }
     return SPEC_OK;
 }
 

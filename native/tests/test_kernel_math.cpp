@@ -214,6 +214,20 @@ static void test_draw(void) {
     std::vector<float> q = {0.25f, 0.5f, 0.25f, 0.0f};
     uint64_t total = seq::residual(w.data(), 4, q.data(), 160);
     CHECK(w[0] == 60 && w[1] == 0 && w[2] == 10 && w[3] == 10 && total == 80);
+    /* A total past the weights' sum: a draw beyond them finds no token (-1, as the cuda kernel's
+     * block_sample returns), and verify's check names the sequence that drew none. */
+    CHECK(seq::sample_weights(w.data(), 4, 1000, ~0ull) == -1);
+    CHECK(seq::sample_weights(w.data(), 4, 80, ~0ull) == 3);
+    spec_verify_result res[3];
+    memset(res, 0, sizeof res);
+    res[0].bonus_token = 4;
+    res[1].bonus_token = 0;
+    res[2].bonus_token = 7;
+    CHECK(seq::first_without_bonus(res, 3) == -1);
+    res[1].bonus_token = -1;
+    res[2].bonus_token = -1;
+    CHECK(seq::first_without_bonus(res, 3) == 1);
+    CHECK(seq::first_without_bonus(res, 1) == -1);
 }
 
 int main(void) {

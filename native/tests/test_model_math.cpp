@@ -1,11 +1,11 @@
-/* The shared transformer arithmetic and the host logic of the cuda forward pass
- * (native/core/model_math.hpp), on the host: rope frequencies against the cpu backend's former
- * code for every scaling mode, the rotation's index mapping, rmsnorm's scale, silu, exact
+/* The shared transformer arithmetic (native/core/model_math.hpp) and the host plan of the cuda
+ * forward pass (native/cuda/forward_plan.hpp), on the host, without nvcc: rope frequencies
+ * against the cpu backend's former code for every scaling mode, the rotation's index mapping, rmsnorm's scale, silu, exact
  * dequantization of every dtype, row buckets, slice head modes, graph keys, the per-token key
  * sets of tree attention against brute-force ancestry, the parameter block of a slice, a host
  * emulation of the attention kernel's splits / tiles / online softmax / combine against a
- * two-pass reference, which matrices stack into one launch, and the byte layouts of weights
- * (stacked or not) and scratch. */
+ * two-pass reference, which matrices stack into one launch, the byte layouts of weights
+ * (stacked or not) and scratch, and the tree attention kernel's launch grid at the ABI's limits. */
 #include <stdint.h>
 
 #include <algorithm>
@@ -18,6 +18,8 @@
 
 #include "check.h"
 #include "../core/model_math.hpp"
+#include "../cuda/forward_plan.hpp"
+#include "../cuda/tree_attention_plan.hpp"
 #include "test_random.hpp"
 
 using namespace specula;
@@ -698,6 +700,48 @@ static void test_attention_smem(void) {
     CHECK(mm::attn_smem_bytes(mm::ATT_MAX_HEAD_DIM) + sizeof(mm::StepRow) * mm::ATT_ROWS <= 227 * 1024); /* sm_90 opt-in */
 }
 
+/* The tree attention grid (tree_attention_plan.hpp): within CUDA's grid limits for every shape
+ * the ABI accepts (B up to SPEC_KERNEL_MAX_BATCH, n_head_kv up to 256, n_head up to 256, trees
+ * up to 128 tokens), every (sequence, kv head) pair, row and key covered, chunks whole tiles. */
+static void test_tree_attention_grid(void) {
+    int bad = 0, cases = 0;
+    const int64_t batches[] = {1, 2, 7, 64, 1024};
+    const int64_t kv_heads[] = {1, 2, 8, 64, 255, 256};
+    const int64_t groups[] = {1, 4, 256};
+    const int64_t trees[] = {1, 17, 128};
+    const int64_t keys[] = {1, 31, 256, 4096, 1 << 20};
+    const int64_t sms[] = {1, 132, 1024};
+    for (int64_t B : batches)
+        for (int64_t Hkv : kv_heads)
+            for (int64_t G : groups) {
+                if (G * Hkv > 256) continue; /* n_head at most 256 */
+                for (int64_t T : trees)
+                    for (int64_t L : keys)
+                        for (int64_t sm : sms) {
+                            if (L < T) continue;
+                            cases++;
+                            const cuda::TreeAttentionGrid g = cuda::plan_tree_attention(B, Hkv, T * G, L, sm);
+                            const bool ok = g.fits() && g.x == B * Hkv && g.y * cuda::TA_ROWS >= T * G &&
+                                            (g.y - 1) * cuda::TA_ROWS < T * G && g.chunk % cuda::TA_KEYS == 0 &&
+                                            (int64_t)g.chunk * g.n_chunks >= L && (int64_t)g.chunk * (g.n_chunks - 1) < L &&
+                                            g.z == g.n_chunks && g.n_chunks <= std::max<int64_t>(1, 2 * sm);
+                            if (!ok && bad++ < 5)
+                                fprintf(stderr, "  B %lld Hkv %lld rows %lld keys %lld sm %lld: grid %lld x %lld x %lld chunk %d\n",
+                                        (long long)B, (long long)Hkv, (long long)(T * G), (long long)L, (long long)sm,
+                                        (long long)g.x, (long long)g.y, (long long)g.z, g.chunk);
+                        }
+            }
+    CHECK(bad == 0);
+    /* the case the CUDA review found: B x n_head_kv past 65535 sits in grid.x */
+    const cuda::TreeAttentionGrid worst = cuda::plan_tree_attention(SPEC_KERNEL_MAX_BATCH, 256, 128, 1 << 20, 132);
+    CHECK(worst.x == 262144 && worst.x > cuda::GRID_YZ_MAX && worst.fits());
+    /* and a grid past the limits says so */
+    cuda::TreeAttentionGrid over = worst;
+    over.y = cuda::GRID_YZ_MAX + 1;
+    CHECK(!over.fits());
+    printf("  tree attention grid: %d shapes within CUDA's limits\n", cases);
+}
+
 int main(void) {
     (void)error_mentions;
     test_attention_smem();
@@ -709,5 +753,6 @@ int main(void) {
     test_fill_step();
     test_attention_order();
     test_layouts();
+    test_tree_attention_grid();
     return check_finish("test_model_math");
 }

@@ -14,7 +14,7 @@
 #include "../../cuda/matmul.cuh"
 #include "../../core/matmul_math.hpp"
 #include "../test_random.hpp"
-#include "../cuda_check.cuh"
+#include "cuda_check.cuh"
 
 #include <cuda_runtime.h>
 
@@ -283,6 +283,10 @@ void test_graph_capture(uint64_t &seed, void *d_scratch) {
             W.row_bytes = row_bytes_of(dt, cols);
             cudaStream_t stream;
             CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+            // A non-blocking stream does not wait for the legacy stream: the uploads above (a
+            // pageable cudaMemcpy may return before its copy lands) and earlier tests' work on
+            // d_scratch must be done before the eager call reads them.
+            CUDA_OK(cudaDeviceSynchronize());
             Failure err{SPEC_OK, ""};
             EXPECT(cuda::matmul(W, d_x, cols, n, d_y, rows, false, d_scratch, stream, err) == SPEC_OK, "eager: %s",
                    err.message.c_str());

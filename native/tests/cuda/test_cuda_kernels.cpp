@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "check.h"
-#include "../core/kernel_math.hpp"
+#include "../../core/kernel_math.hpp"
 #include "test_random.hpp"
 
 namespace km = specula::km;
