@@ -139,7 +139,7 @@ public final class DraftModelPolicy implements DraftPolicy, AutoCloseable {
 
     @Override
     public String name() {
-        return "draft";
+        return "draft-model";
     }
 
     /** Fills the draft model's cache with the prompt (all but its last token, the first root). */

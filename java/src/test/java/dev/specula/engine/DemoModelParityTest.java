@@ -1,5 +1,7 @@
 package dev.specula.engine;
 
+import dev.specula.sampling.SamplingOptions;
+import dev.specula.model.LoadedModel;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -12,6 +14,7 @@ import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.DeviceBuffer;
 import dev.specula.nativeapi.ForwardArgs;
 import dev.specula.nativeapi.KvCache;
+import dev.specula.policies.NoSpeculation;
 import dev.specula.oracle.LlamaCppOracle;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -67,9 +70,11 @@ class DemoModelParityTest {
                     }
                 }
                 int[] expectedGreedy = ints(p.getAsJsonArray("greedy_continuation"));
-                int[] ours = model.generator(512).generate(
-                        new GenerationRequest(text, expectedGreedy.length, SamplingOptions.GREEDY, java.util.List.of(), true, null),
-                        t -> {}, () -> false).tokens();
+                int[] ours;
+                try (KvCache kv = model.model().newKvCache(512); DecodeLoop loop = new DecodeLoop(model.model(), 1, false)) {
+                    ours = loop.generate(new DecodeLoop.Request(kv, tokens, expectedGreedy.length, SamplingOptions.GREEDY,
+                            new NoSpeculation(), t -> false, t -> true, () -> false)).tokens();
+                }
                 assertArrayEquals(expectedGreedy, java.util.Arrays.copyOf(ours, expectedGreedy.length), "greedy continuation of " + text);
                 if (oracle.isPresent()) {
                     int[] theirs = oracle.get().greedy(gguf, tokens, expectedGreedy.length);

@@ -1,8 +1,8 @@
 package dev.specula.bench;
 
-import dev.specula.engine.NativeModels;
+import dev.specula.sampling.SamplingOptions;
+import dev.specula.model.NativeModels;
 import dev.specula.engine.PlainDecoder;
-import dev.specula.engine.SamplingOptions;
 import dev.specula.model.ModelFile;
 import dev.specula.model.TestModelMaker;
 import dev.specula.model.gguf.GgmlType;

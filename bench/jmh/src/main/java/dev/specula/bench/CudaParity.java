@@ -1,14 +1,14 @@
 package dev.specula.bench;
 
+import dev.specula.GenerationRequest;
+import dev.specula.GenerationResult;
+import dev.specula.sampling.SamplingOptions;
+import dev.specula.model.LoadedModel;
+import dev.specula.model.NativeModels;
 import com.google.gson.Gson;
 import com.google.gson.JsonObject;
 import dev.specula.Drafters;
-import dev.specula.engine.GenerationRequest;
-import dev.specula.engine.GenerationResult;
 import dev.specula.engine.Generator;
-import dev.specula.engine.LoadedModel;
-import dev.specula.engine.NativeModels;
-import dev.specula.engine.SamplingOptions;
 import dev.specula.model.ModelFile;
 import dev.specula.model.TestModelMaker;
 import dev.specula.model.gguf.GgmlType;

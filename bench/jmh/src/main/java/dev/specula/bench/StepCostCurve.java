@@ -1,6 +1,6 @@
 package dev.specula.bench;
 
-import dev.specula.engine.NativeModels;
+import dev.specula.model.NativeModels;
 import dev.specula.model.ModelFile;
 import dev.specula.nativeapi.Context;
 import dev.specula.nativeapi.DType;

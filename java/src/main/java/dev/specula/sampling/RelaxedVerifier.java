@@ -1,12 +1,14 @@
-package dev.specula.engine;
+package dev.specula.sampling;
 
+import dev.specula.engine.DecodeLoop;
+import dev.specula.engine.DraftTree;
 import dev.specula.nativeapi.VerifyResult;
 import java.util.Arrays;
 
 /**
  * Relaxed, LOSSY tree verification, in Java on the host: it accepts drafted tokens that plain greedy decoding
  * would not have produced, trading fidelity for longer accepted runs. Opt in per request with
- * {@link SpeculativeEngine.Request#withRelaxedVerifier}; the output is no longer that of plain decoding.
+ * {@link DecodeLoop.Request#withRelaxedVerifier}; the output is no longer that of plain decoding.
  *
  * <p>Both modes walk the tree down from the root. At the current node n, p_n is the softmax of the target's
  * (filtered) logits row at n at this verifier's temperature; a child is judged by its token x:
