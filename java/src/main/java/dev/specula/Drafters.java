@@ -26,6 +26,7 @@ final class Drafters implements AutoCloseable {
     private Recycler recycler;
     private LoadedModel draft;
     private boolean closed;
+    private int draftModelOpens; // for the tests: the draft model is opened once, however many requests race for it
 
     /** draftModel: the draft model's file for {@link Drafter#DRAFT_MODEL} (null when there is none). */
     Drafters(LoadedModel target, int maxTreeNodes, boolean adaptive, Path draftModel, int context) {
@@ -57,10 +58,17 @@ final class Drafters implements AutoCloseable {
 
     /** Opens the draft model (once) and makes its policies, which share one acceptance predictor. */
     synchronized Supplier<DraftModelPolicy> draftModelPolicies() {
-        if (draft == null) draft = LoadedModel.open(target.model().context(), requireDraftModel(draftModel));
+        if (draft == null) {
+            draft = LoadedModel.open(target.model().context(), requireDraftModel(draftModel));
+            draftModelOpens++;
+        }
         var options = adaptive ? DraftModelPolicy.Options.adaptive(new AcceptancePredictor(), context)
                 : DraftModelPolicy.Options.fixed(4, context);
         return DraftModelPolicy.factory(target.model(), target.tokenizer(), draft.model(), draft.tokenizer(), options);
+    }
+
+    synchronized int draftModelOpens() {
+        return draftModelOpens;
     }
 
     Supplier<EarlyExitPolicy> earlyExitPolicies() {

@@ -194,6 +194,11 @@ public final class SpeculaEngine implements AutoCloseable {
         return model;
     }
 
+    /** How often the draft model was opened (once at most): for the tests. */
+    int draftModelOpens() {
+        return drafters.draftModelOpens();
+    }
+
     /** The engine's drafter: what requests naming none use. */
     public Drafter drafter() {
         return drafter;
