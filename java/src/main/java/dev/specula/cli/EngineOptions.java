@@ -71,27 +71,31 @@ final class EngineOptions {
         Drafter drafter;
     }
 
-    /** Converts a drafter's command-line name; the error lists the choices. */
-    static final class DrafterName implements CommandLine.ITypeConverter<Drafter> {
+    /** Converts an option's text with a library parser, whose message (it lists the choices) becomes picocli's. */
+    abstract static class Named<T> implements CommandLine.ITypeConverter<T> {
+        abstract T parse(String value);
+
         @Override
-        public Drafter convert(String value) {
+        public T convert(String value) {
             try {
-                return Drafter.parse(value);
+                return parse(value);
             } catch (IllegalArgumentException e) {
                 throw new CommandLine.TypeConversionException(e.getMessage());
             }
         }
     }
 
-    /** Converts a backend's name; the error lists the choices. */
-    static final class BackendName implements CommandLine.ITypeConverter<Backend> {
+    static final class DrafterName extends Named<Drafter> {
         @Override
-        public Backend convert(String value) {
-            try {
-                return Backend.parse(value);
-            } catch (IllegalArgumentException e) {
-                throw new CommandLine.TypeConversionException(e.getMessage());
-            }
+        Drafter parse(String value) {
+            return Drafter.parse(value);
+        }
+    }
+
+    static final class BackendName extends Named<Backend> {
+        @Override
+        Backend parse(String value) {
+            return Backend.parse(value);
         }
     }
 }
