@@ -83,7 +83,7 @@ final class Drafters implements AutoCloseable {
     }
 
     static Path requireDraftModel(Path path) {
-        if (path == null) throw new IllegalArgumentException("drafter draft-model needs a draft model file (--draft-model FILE)");
+        if (path == null) throw new IllegalArgumentException("drafter draft-model needs a draft model file (the builder's draftModel, --draft-model FILE on the command line)");
         return path;
     }
 

@@ -1,11 +1,10 @@
 package dev.specula;
 
+import static org.junit.jupiter.api.Assertions.*;
+
 import dev.specula.memory.MemoryBudget;
 import dev.specula.memory.MemoryBudgetException;
 import dev.specula.memory.MemoryPolicy;
-import static org.junit.jupiter.api.Assertions.*;
-
-import dev.specula.model.ModelFile;
 import dev.specula.model.TestModelMaker;
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.tokenizer.VocabTrainer;

@@ -1,12 +1,12 @@
 package dev.specula.cli;
 
-import dev.specula.Drafter;
-import dev.specula.SpeculaEngine;
-import dev.specula.GenerationRequest;
-import dev.specula.GenerationResult;
 import com.google.gson.Gson;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
+import dev.specula.Drafter;
+import dev.specula.GenerationRequest;
+import dev.specula.GenerationResult;
+import dev.specula.SpeculaEngine;
 import java.awt.BasicStroke;
 import java.awt.Color;
 import java.awt.Font;

@@ -1,9 +1,9 @@
 package dev.specula.cli;
 
-import dev.specula.SpeculaEngine;
 import dev.specula.Drafter;
 import dev.specula.GenerationRequest;
 import dev.specula.GenerationResult;
+import dev.specula.SpeculaEngine;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;

@@ -1,15 +1,15 @@
 package dev.specula.cli;
 
-import dev.specula.SpeculaEngine;
+import com.google.gson.GsonBuilder;
 import dev.specula.GenerationRequest;
 import dev.specula.GenerationResult;
-import dev.specula.sampling.SamplingOptions;
-import dev.specula.sampling.CandidateFilter;
-import dev.specula.sampling.BannedSequences;
-import dev.specula.sampling.RelaxedVerifier;
-import dev.specula.sampling.TokenNeighbours;
+import dev.specula.SpeculaEngine;
 import dev.specula.model.LoadedModel;
-import com.google.gson.GsonBuilder;
+import dev.specula.sampling.BannedSequences;
+import dev.specula.sampling.CandidateFilter;
+import dev.specula.sampling.RelaxedVerifier;
+import dev.specula.sampling.SamplingOptions;
+import dev.specula.sampling.TokenNeighbours;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;

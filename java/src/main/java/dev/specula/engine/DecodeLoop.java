@@ -1,12 +1,6 @@
 package dev.specula.engine;
 
 import dev.specula.StopReason;
-import dev.specula.sampling.Sampler;
-import dev.specula.sampling.SamplingOptions;
-import dev.specula.sampling.CandidateFilter;
-import dev.specula.sampling.RelaxedVerifier;
-import dev.specula.sampling.VerifyMode;
-import dev.specula.memory.MemoryBudget;
 import dev.specula.nativeapi.DeviceBuffer;
 import dev.specula.nativeapi.ForwardArgs;
 import dev.specula.nativeapi.KvCache;
@@ -14,6 +8,11 @@ import dev.specula.nativeapi.NativeModel;
 import dev.specula.nativeapi.SamplingParams;
 import dev.specula.nativeapi.TreeVerifier;
 import dev.specula.nativeapi.VerifyResult;
+import dev.specula.sampling.CandidateFilter;
+import dev.specula.sampling.RelaxedVerifier;
+import dev.specula.sampling.Sampler;
+import dev.specula.sampling.SamplingOptions;
+import dev.specula.sampling.VerifyMode;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -84,7 +83,7 @@ public final class DecodeLoop implements AutoCloseable {
         this.deviceSampling = deviceSampling;
     }
 
-    /** The device buffer of tree logits for batch trees of maxNodes: what {@link MemoryBudget} counts. */
+    /** The device buffer of tree logits for batch trees of maxNodes: what the memory budget counts for them. */
     public static long logitsBytes(int batch, int maxNodes, int vocab) {
         return (long) batch * maxNodes * vocab * Float.BYTES;
     }
@@ -307,7 +306,7 @@ public final class DecodeLoop implements AutoCloseable {
         step++;
         for (int b = 0; b < batch; b++) {
             Sequence s = active.get(b);
-            if (s.request.relaxed() != null) results[b] = s.request.relaxed().verify(s.tree, rows[b]);
+            if (s.request.relaxed() != null) results[b] = s.request.relaxed().verify(s.tree.tokens(), s.tree.parents(), rows[b]);
         }
         finish(active, results, (System.nanoTime() - v0) / 1e9 / batch);
     }

@@ -1,34 +1,28 @@
 package dev.specula.engine;
 
-import dev.specula.SpeculaEngine;
+import static org.junit.jupiter.api.Assertions.*;
+
 import dev.specula.Drafter;
 import dev.specula.GenerationRequest;
 import dev.specula.GenerationResult;
-import dev.specula.sampling.Sampler;
-import dev.specula.sampling.SamplingOptions;
-import dev.specula.sampling.CandidateFilter;
-import dev.specula.sampling.BannedSequences;
-import dev.specula.sampling.PredicateFilter;
-import dev.specula.model.NativeModels;
-import static org.junit.jupiter.api.Assertions.*;
-
+import dev.specula.SpeculaEngine;
 import dev.specula.model.ModelFile;
-import dev.specula.model.TestModelMaker;
-import dev.specula.model.gguf.GgmlType;
 import dev.specula.nativeapi.Context;
-import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.KvCache;
 import dev.specula.nativeapi.NativeModel;
 import dev.specula.nativeapi.Recycler;
 import dev.specula.policies.PromptLookupPolicy;
 import dev.specula.policies.RecyclingPolicy;
+import dev.specula.sampling.BannedSequences;
+import dev.specula.sampling.CandidateFilter;
+import dev.specula.sampling.PredicateFilter;
+import dev.specula.sampling.Sampler;
+import dev.specula.sampling.SamplingOptions;
 import dev.specula.tokenizer.Tokenizer;
-import dev.specula.tokenizer.VocabTrainer;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import java.util.SplittableRandom;
 import java.util.function.Supplier;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;

@@ -1,7 +1,5 @@
 package dev.specula.engine;
 
-import dev.specula.sampling.SamplingOptions;
-import dev.specula.model.LoadedModel;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -9,13 +7,15 @@ import com.google.gson.Gson;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
+import dev.specula.model.LoadedModel;
 import dev.specula.nativeapi.Context;
 import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.DeviceBuffer;
 import dev.specula.nativeapi.ForwardArgs;
 import dev.specula.nativeapi.KvCache;
-import dev.specula.policies.NoSpeculation;
 import dev.specula.oracle.LlamaCppOracle;
+import dev.specula.policies.NoSpeculation;
+import dev.specula.sampling.SamplingOptions;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;

@@ -1,11 +1,10 @@
 package dev.specula.engine;
 
-import dev.specula.sampling.SamplingOptions;
-import dev.specula.model.LoadedModel;
-import dev.specula.model.NativeModels;
 import static org.junit.jupiter.api.Assertions.*;
 
+import dev.specula.model.LoadedModel;
 import dev.specula.model.ModelFile;
+import dev.specula.model.NativeModels;
 import dev.specula.model.TestModelMaker;
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.nativeapi.Context;
@@ -14,6 +13,7 @@ import dev.specula.nativeapi.KvCache;
 import dev.specula.nativeapi.NativeModel;
 import dev.specula.oracle.LlamaCppOracle;
 import dev.specula.policies.NoSpeculation;
+import dev.specula.sampling.SamplingOptions;
 import dev.specula.tokenizer.Tokenizer;
 import dev.specula.tokenizer.VocabTrainer;
 import java.nio.file.Files;

@@ -1,21 +1,12 @@
 package dev.specula.engine;
 
-import dev.specula.sampling.SamplingOptions;
-import dev.specula.sampling.PredicateFilter;
-import dev.specula.sampling.RelaxedVerifier;
-import dev.specula.sampling.TokenNeighbours;
-import dev.specula.sampling.VerifyMode;
-import dev.specula.model.NativeModels;
 import static org.junit.jupiter.api.Assertions.*;
 
 import dev.specula.model.ModelFile;
 import dev.specula.model.ModelWeights;
-import dev.specula.model.TestModelMaker;
 import dev.specula.model.gguf.GgmlQuant;
-import dev.specula.model.gguf.GgmlType;
 import dev.specula.model.gguf.GgufTensor;
 import dev.specula.nativeapi.Context;
-import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.DeviceBuffer;
 import dev.specula.nativeapi.KvCache;
 import dev.specula.nativeapi.NativeModel;
@@ -23,7 +14,11 @@ import dev.specula.nativeapi.SamplingParams;
 import dev.specula.nativeapi.TreeVerifier;
 import dev.specula.nativeapi.VerifyResult;
 import dev.specula.policies.PromptLookupPolicy;
-import dev.specula.tokenizer.VocabTrainer;
+import dev.specula.sampling.PredicateFilter;
+import dev.specula.sampling.RelaxedVerifier;
+import dev.specula.sampling.SamplingOptions;
+import dev.specula.sampling.TokenNeighbours;
+import dev.specula.sampling.VerifyMode;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;

@@ -1,10 +1,9 @@
 package dev.specula.engine;
 
-import dev.specula.sampling.SamplingOptions;
-import dev.specula.model.NativeModels;
 import static org.junit.jupiter.api.Assertions.*;
 
 import dev.specula.model.ModelFile;
+import dev.specula.model.NativeModels;
 import dev.specula.model.TestModelMaker;
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.nativeapi.Context;
@@ -16,6 +15,7 @@ import dev.specula.policies.DraftModelPolicy;
 import dev.specula.policies.EarlyExitPolicy;
 import dev.specula.policies.PromptLookupPolicy;
 import dev.specula.policies.RecyclingPolicy;
+import dev.specula.sampling.SamplingOptions;
 import dev.specula.tokenizer.VocabTrainer;
 import java.nio.file.Path;
 import java.util.ArrayList;

@@ -1,14 +1,14 @@
 package dev.specula.memory;
 
-import dev.specula.model.LoadedModel;
 import static org.junit.jupiter.api.Assertions.*;
 
 import dev.specula.Drafter;
 import dev.specula.SpeculaEngine;
-import dev.specula.nativeapi.Backend;
+import dev.specula.model.LoadedModel;
 import dev.specula.model.ModelFile;
 import dev.specula.model.TestModelMaker;
 import dev.specula.model.gguf.GgmlType;
+import dev.specula.nativeapi.Backend;
 import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.MemoryPlan;
 import dev.specula.tokenizer.VocabTrainer;

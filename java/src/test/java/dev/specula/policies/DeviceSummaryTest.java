@@ -1,15 +1,14 @@
 package dev.specula.policies;
 
-import dev.specula.sampling.SamplingOptions;
-import dev.specula.model.LoadedModel;
 import static org.junit.jupiter.api.Assertions.*;
 
 import com.google.gson.Gson;
 import com.google.gson.JsonObject;
+import dev.specula.engine.DecodeLoop;
 import dev.specula.engine.DraftPolicy;
 import dev.specula.engine.ReferenceDecoder;
 import dev.specula.engine.SpecStats;
-import dev.specula.engine.DecodeLoop;
+import dev.specula.model.LoadedModel;
 import dev.specula.model.TestModelMaker;
 import dev.specula.nativeapi.Context;
 import dev.specula.nativeapi.DType;
@@ -20,6 +19,7 @@ import dev.specula.nativeapi.NativeModel;
 import dev.specula.nativeapi.SpeculaException;
 import dev.specula.nativeapi.Status;
 import dev.specula.oracle.LlamaCppOracle;
+import dev.specula.sampling.SamplingOptions;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;

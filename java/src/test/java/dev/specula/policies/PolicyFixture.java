@@ -1,22 +1,22 @@
 package dev.specula.policies;
 
-import dev.specula.StopReason;
-import dev.specula.sampling.SamplingOptions;
-import dev.specula.model.NativeModels;
 import static org.junit.jupiter.api.Assertions.*;
 
+import dev.specula.StopReason;
+import dev.specula.engine.DecodeLoop;
 import dev.specula.engine.DraftPolicy;
 import dev.specula.engine.ReferenceDecoder;
-import dev.specula.engine.TinyModel;
 import dev.specula.engine.SpecStats;
-import dev.specula.engine.DecodeLoop;
+import dev.specula.engine.TinyModel;
 import dev.specula.model.ModelFile;
+import dev.specula.model.NativeModels;
 import dev.specula.model.TestModelMaker;
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.nativeapi.Context;
 import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.KvCache;
 import dev.specula.nativeapi.NativeModel;
+import dev.specula.sampling.SamplingOptions;
 import dev.specula.tokenizer.Tokenizer;
 import dev.specula.tokenizer.VocabTrainer;
 import java.nio.file.Path;

@@ -1,10 +1,8 @@
 package dev.specula.bench;
 
-import dev.specula.sampling.SamplingOptions;
-import dev.specula.model.NativeModels;
 import dev.specula.engine.DecodeLoop;
-import dev.specula.policies.NoSpeculation;
 import dev.specula.model.ModelFile;
+import dev.specula.model.NativeModels;
 import dev.specula.model.TestModelMaker;
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.nativeapi.Context;
@@ -12,6 +10,8 @@ import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.KvCache;
 import dev.specula.nativeapi.NativeModel;
 import dev.specula.oracle.LlamaCppOracle;
+import dev.specula.policies.NoSpeculation;
+import dev.specula.sampling.SamplingOptions;
 import dev.specula.tokenizer.VocabTrainer;
 import java.nio.file.Files;
 import java.nio.file.Path;

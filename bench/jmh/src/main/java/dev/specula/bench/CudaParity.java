@@ -1,15 +1,13 @@
 package dev.specula.bench;
 
-import dev.specula.GenerationRequest;
-import dev.specula.GenerationResult;
-import dev.specula.sampling.SamplingOptions;
-import dev.specula.model.LoadedModel;
-import dev.specula.model.NativeModels;
 import com.google.gson.Gson;
 import com.google.gson.JsonObject;
 import dev.specula.Drafter;
+import dev.specula.GenerationRequest;
+import dev.specula.GenerationResult;
 import dev.specula.SpeculaEngine;
 import dev.specula.model.ModelFile;
+import dev.specula.model.NativeModels;
 import dev.specula.model.TestModelMaker;
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.nativeapi.Backend;
