@@ -25,10 +25,10 @@ public final class GenerationRequest {
      *
      * @param policy   the drafter for this request (a fresh one where the policy keeps per-sequence state);
      *                 a policy that is AutoCloseable belongs to the request and is closed when it ends
-     * @param maxNodes the largest draft tree, root included (1: plain decoding)
+     * @param maxTreeNodes the largest draft tree, root included (1: plain decoding)
      * @param adaptive whether measured step costs may shrink the tree, down to plain decoding
      */
-    public record Speculation(DraftPolicy policy, int maxNodes, boolean adaptive) {
+    public record Speculation(DraftPolicy policy, int maxTreeNodes, boolean adaptive) {
         public Speculation {
             if (policy == null) throw new IllegalArgumentException("a speculation needs a policy");
         }

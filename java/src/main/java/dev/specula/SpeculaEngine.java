@@ -178,7 +178,7 @@ public final class SpeculaEngine implements AutoCloseable {
     }
 
     private SpeculationBudget budget(GenerationRequest.Speculation s) {
-        return budgets.computeIfAbsent(s.maxNodes() + (s.adaptive() ? "a" : "f"), k -> new SpeculationBudget(s.maxNodes(), s.adaptive()));
+        return budgets.computeIfAbsent(s.maxTreeNodes() + (s.adaptive() ? "a" : "f"), k -> new SpeculationBudget(s.maxTreeNodes(), s.adaptive()));
     }
 
     /**

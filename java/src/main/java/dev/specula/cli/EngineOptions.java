@@ -25,7 +25,7 @@ final class EngineOptions {
 
     @Option(names = "--tree-nodes", paramLabel = "N", defaultValue = "" + SpeculaEngine.DEFAULT_MAX_TREE_NODES,
             description = "Largest draft tree, root included (default: ${DEFAULT-VALUE}).")
-    int treeNodes;
+    int maxTreeNodes;
 
     @Option(names = "--fixed-tree", description = "Always use the largest tree (no cost-based back-off).")
     boolean fixedTree;
@@ -60,7 +60,7 @@ final class EngineOptions {
     /** A builder with every option of this mixin applied, for drafter and batch. */
     SpeculaEngine.Builder builder(Drafter drafter, int batch) {
         return SpeculaEngine.builder().model(modelPath()).draftModel(draftModelPath()).drafter(drafter).backend(backend, device)
-                .threads(threads).contextLength(context).maxTreeNodes(treeNodes).adaptive(!fixedTree).batch(batch)
+                .threads(threads).contextLength(context).maxTreeNodes(maxTreeNodes).adaptive(!fixedTree).batch(batch)
                 .memoryPolicy(memory.policy()).memoryLimit(memory.limitBytes());
     }
 

@@ -40,7 +40,7 @@ import java.util.function.IntPredicate;
  */
 public final class DecodeLoop implements AutoCloseable {
     private final NativeModel target;
-    private final int maxNodes;
+    private final int maxTreeNodes;
     private final SpeculationBudget budget;
     private final int vocab;
     private DeviceBuffer logits;
@@ -51,11 +51,11 @@ public final class DecodeLoop implements AutoCloseable {
     private final boolean deviceSampling;
 
     /**
-     * @param maxNodes the largest tree, root included (at most {@link TreeVerifier#MAX_NODES})
+     * @param maxTreeNodes the largest tree, root included (at most {@link TreeVerifier#MAX_NODES})
      * @param adaptive let measured step costs shrink trees, down to plain decoding, when speculation does not pay
      */
-    public DecodeLoop(NativeModel target, int maxNodes, boolean adaptive) {
-        this(target, new SpeculationBudget(maxNodes, adaptive));
+    public DecodeLoop(NativeModel target, int maxTreeNodes, boolean adaptive) {
+        this(target, new SpeculationBudget(maxTreeNodes, adaptive));
     }
 
     /**
@@ -73,19 +73,19 @@ public final class DecodeLoop implements AutoCloseable {
      * relaxed verification, repetition penalty or min-p always take the host path.
      */
     public DecodeLoop(NativeModel target, SpeculationBudget budget, boolean deviceSampling) {
-        int maxNodes = budget.maxNodes();
-        if (maxNodes < 1 || maxNodes > TreeVerifier.MAX_NODES)
-            throw new IllegalArgumentException("maxNodes must be in 1.." + TreeVerifier.MAX_NODES + ", got " + maxNodes);
+        int maxTreeNodes = budget.maxTreeNodes();
+        if (maxTreeNodes < 1 || maxTreeNodes > TreeVerifier.MAX_NODES)
+            throw new IllegalArgumentException("maxTreeNodes must be in 1.." + TreeVerifier.MAX_NODES + ", got " + maxTreeNodes);
         this.target = target;
-        this.maxNodes = maxNodes;
+        this.maxTreeNodes = maxTreeNodes;
         this.budget = budget;
         this.vocab = target.shape().nVocab();
         this.deviceSampling = deviceSampling;
     }
 
-    /** The device buffer of tree logits for batch trees of maxNodes: what the memory budget counts for them. */
-    public static long logitsBytes(int batch, int maxNodes, int vocab) {
-        return (long) batch * maxNodes * vocab * Float.BYTES;
+    /** The device buffer of tree logits for batch trees of maxTreeNodes: what the memory budget counts for them. */
+    public static long logitsBytes(int batch, int maxTreeNodes, int vocab) {
+        return (long) batch * maxTreeNodes * vocab * Float.BYTES;
     }
 
     public NativeModel target() {
@@ -202,7 +202,7 @@ public final class DecodeLoop implements AutoCloseable {
         for (Request r : requests) {
             if (r.kv().model() != target) throw new IllegalArgumentException("a request's KV cache belongs to another model");
             if (r.kv().length() != 0) throw new IllegalArgumentException("a request's KV cache must start empty");
-            if ((r.sampling().repetitionPenalty() != 1f || r.sampling().minP() != 0f) && maxNodes > 1)
+            if ((r.sampling().repetitionPenalty() != 1f || r.sampling().minP() != 0f) && maxTreeNodes > 1)
                 throw new IllegalArgumentException("repetition penalty and min-p are not part of speculative verification;"
                         + " use plain decoding (drafter none) for them");
             Sequence s = new Sequence(r);
@@ -263,7 +263,7 @@ public final class DecodeLoop implements AutoCloseable {
                 throw new IllegalStateException("policy " + s.request.policy().name() + " left the KV cache at " + kv.length() + " positions, not " + (s.length - 1));
             if (tree.tokens()[0] != s.history[s.length - 1])
                 throw new IllegalStateException("policy " + s.request.policy().name() + " rooted its tree at " + tree.tokens()[0] + ", not the last token " + s.history[s.length - 1]);
-            target.forward(kv, ForwardArgs.tree(tree.tokens(), tree.parents(), logits, b * maxNodes * rowBytes));
+            target.forward(kv, ForwardArgs.tree(tree.tokens(), tree.parents(), logits, b * maxTreeNodes * rowBytes));
             long t2 = System.nanoTime();
             s.tree = tree;
             s.draftSeconds = (t1 - t0) / 1e9;
@@ -301,7 +301,7 @@ public final class DecodeLoop implements AutoCloseable {
             anyNative |= s.request.relaxed() == null;
         }
         VerifyResult[] results = anyNative
-                ? TreeVerifier.verify(target.context(), maxNodes, vocab, tokens, parents, params, logits, null, step)
+                ? TreeVerifier.verify(target.context(), maxTreeNodes, vocab, tokens, parents, params, logits, null, step)
                 : new VerifyResult[batch];
         step++;
         for (int b = 0; b < batch; b++) {
@@ -339,7 +339,7 @@ public final class DecodeLoop implements AutoCloseable {
             trees[b] = s.tree;
             policies.put(s.request.policy(), Boolean.TRUE);
         }
-        for (DraftPolicy p : policies.keySet()) p.observeBatch(trees, logits, maxNodes);
+        for (DraftPolicy p : policies.keySet()) p.observeBatch(trees, logits, maxTreeNodes);
     }
 
     /**
@@ -350,8 +350,8 @@ public final class DecodeLoop implements AutoCloseable {
     private float[][] hostRows(Sequence s, int b) {
         DraftTree tree = s.tree;
         int n = tree.size();
-        long rowBytes = (long) vocab * Float.BYTES, base = b * maxNodes * rowBytes;
-        if (hostRows == null) hostRows = hostArena.allocate((long) maxNodes * rowBytes, 64);
+        long rowBytes = (long) vocab * Float.BYTES, base = b * maxTreeNodes * rowBytes;
+        if (hostRows == null) hostRows = hostArena.allocate((long) maxTreeNodes * rowBytes, 64);
         logits.copyToHost(base, hostRows, 0, n * rowBytes);
         float[][] rows = new float[n][vocab];
         for (int i = 0; i < n; i++) MemorySegment.copy(hostRows, ValueLayout.JAVA_FLOAT, i * rowBytes, rows[i], 0, vocab);
@@ -372,7 +372,7 @@ public final class DecodeLoop implements AutoCloseable {
     private void ensureLogits(int batch) {
         if (logits != null && logitsBatch >= batch) return;
         if (logits != null) logits.close();
-        logits = target.context().allocate(logitsBytes(batch, maxNodes, vocab));
+        logits = target.context().allocate(logitsBytes(batch, maxTreeNodes, vocab));
         logitsBatch = batch;
     }
 

@@ -68,8 +68,8 @@ class CandidateFilterTest {
         return out;
     }
 
-    static void checkSpeculative(Supplier<DraftPolicy> policy, int maxNodes, int batch, List<CandidateFilter> filters, List<int[]> expected) {
-        try (DecodeLoop engine = new DecodeLoop(model, maxNodes, false)) {
+    static void checkSpeculative(Supplier<DraftPolicy> policy, int maxTreeNodes, int batch, List<CandidateFilter> filters, List<int[]> expected) {
+        try (DecodeLoop engine = new DecodeLoop(model, maxTreeNodes, false)) {
             for (int start = 0; start < PROMPTS; start += batch) {
                 List<DecodeLoop.Request> requests = new ArrayList<>();
                 List<KvCache> caches = new ArrayList<>();

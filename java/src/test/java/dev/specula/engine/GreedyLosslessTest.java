@@ -51,8 +51,8 @@ class GreedyLosslessTest {
         tiny.close();
     }
 
-    private static void checkPolicy(Supplier<DraftPolicy> policy, int maxNodes, boolean adaptive, int batch) {
-        try (DecodeLoop engine = new DecodeLoop(model, maxNodes, adaptive)) {
+    private static void checkPolicy(Supplier<DraftPolicy> policy, int maxTreeNodes, boolean adaptive, int batch) {
+        try (DecodeLoop engine = new DecodeLoop(model, maxTreeNodes, adaptive)) {
             for (int start = 0; start < PROMPTS; start += batch) {
                 List<DecodeLoop.Request> requests = new ArrayList<>();
                 List<KvCache> caches = new ArrayList<>();

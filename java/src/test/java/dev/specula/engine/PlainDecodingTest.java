@@ -56,8 +56,8 @@ class PlainDecodingTest {
         file.close();
     }
 
-    static int[] loop(int[] prompt, int maxTokens, SamplingOptions sampling, Supplier<DraftPolicy> policy, int maxNodes) {
-        try (KvCache kv = model.newKvCache(CONTEXT); DecodeLoop loop = new DecodeLoop(model, maxNodes, false)) {
+    static int[] loop(int[] prompt, int maxTokens, SamplingOptions sampling, Supplier<DraftPolicy> policy, int maxTreeNodes) {
+        try (KvCache kv = model.newKvCache(CONTEXT); DecodeLoop loop = new DecodeLoop(model, maxTreeNodes, false)) {
             DecodeLoop.Result r = loop.generate(new DecodeLoop.Request(kv, prompt, maxTokens, sampling, policy.get(), t -> false, t -> true, () -> false));
             assertEquals(StopReason.MAX_TOKENS, r.reason());
             return r.tokens();

@@ -99,8 +99,8 @@ class RelaxedVerificationTest {
         }
 
         @Override
-        public DraftTree propose(int[] history, int length, int maxNodes) {
-            int w = Math.min(width, (maxNodes - 1) / 2);
+        public DraftTree propose(int[] history, int length, int maxTreeNodes) {
+            int w = Math.min(width, (maxTreeNodes - 1) / 2);
             int[] tokens = new int[1 + 2 * w], parents = new int[1 + 2 * w];
             float[] probs = new float[tokens.length];
             Arrays.fill(probs, 1f);
@@ -121,7 +121,7 @@ class RelaxedVerificationTest {
         }
 
         @Override
-        public void observeBatch(DraftTree[] trees, DeviceBuffer logits, int maxNodes) {
+        public void observeBatch(DraftTree[] trees, DeviceBuffer logits, int maxTreeNodes) {
             int n = tree.size();
             float[][] rows = new float[n][VOCAB];
             try (Arena arena = Arena.ofConfined()) {
@@ -129,7 +129,7 @@ class RelaxedVerificationTest {
                 logits.copyToHost(0, host, 0, host.byteSize());
                 for (int i = 0; i < n; i++) MemorySegment.copy(host, ValueLayout.JAVA_FLOAT, (long) i * VOCAB * 4, rows[i], 0, VOCAB);
             }
-            VerifyResult[] g = TreeVerifier.verify(context, maxNodes, VOCAB, new int[][] {tree.tokens()}, new int[][] {tree.parents()},
+            VerifyResult[] g = TreeVerifier.verify(context, maxTreeNodes, VOCAB, new int[][] {tree.tokens()}, new int[][] {tree.parents()},
                     new SamplingParams[] {SamplingParams.GREEDY}, logits, null, 0);
             steps.add(new Step(tree, result, rows, g[0]));
         }

@@ -82,9 +82,9 @@ class SamplingLosslessTest {
     }
 
     /** Runs the speculative engine RUNS times; returns the outputs and fills stats. */
-    private static int[][] speculativeRuns(Supplier<DraftPolicy> policy, int maxNodes, long seedBase, SpecStats stats) {
+    private static int[][] speculativeRuns(Supplier<DraftPolicy> policy, int maxTreeNodes, long seedBase, SpecStats stats) {
         int[][] out = new int[RUNS][];
-        try (DecodeLoop engine = new DecodeLoop(model, maxNodes, false); KvCache kv = model.newKvCache(64)) {
+        try (DecodeLoop engine = new DecodeLoop(model, maxTreeNodes, false); KvCache kv = model.newKvCache(64)) {
             for (int r = 0; r < RUNS; r++) {
                 kv.truncate(0);
                 DraftPolicy p = policy.get();

@@ -65,9 +65,9 @@ final class PolicyFixture implements AutoCloseable {
      * Runs every prompt greedily through the engine with a fresh policy each, asserts the output equals plain
      * greedy decoding, closes the policies and returns the summed statistics.
      */
-    <P extends DraftPolicy> SpecStats checkLossless(Supplier<P> policies, int maxNodes, boolean adaptive) {
+    <P extends DraftPolicy> SpecStats checkLossless(Supplier<P> policies, int maxTreeNodes, boolean adaptive) {
         SpecStats total = new SpecStats();
-        try (DecodeLoop engine = new DecodeLoop(target, maxNodes, adaptive)) {
+        try (DecodeLoop engine = new DecodeLoop(target, maxTreeNodes, adaptive)) {
             for (int p = 0; p < prompts.size(); p++) {
                 P policy = policies.get();
                 try (KvCache kv = target.newKvCache(CONTEXT)) {
