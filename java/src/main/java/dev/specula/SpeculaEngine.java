@@ -218,13 +218,16 @@ public final class SpeculaEngine implements AutoCloseable {
         synchronized (lifecycle) {
             if (closed) return;
             closing = true;
+            boolean interrupted = false;
             while (running > 0) {
                 try {
                     lifecycle.wait();
                 } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt(); // keep waiting: freeing memory under a running request would crash
+                    interrupted = true; // keep waiting: freeing memory under a running request would crash
                 }
             }
+            if (interrupted) Thread.currentThread().interrupt();
+            if (closed) return; // another close freed everything while this one waited
             closed = true;
             drafters.close();
             model.close();
