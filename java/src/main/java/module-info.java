@@ -13,12 +13,14 @@ module dev.specula {
 
     exports dev.specula;
     exports dev.specula.engine;
+    exports dev.specula.memory;
     exports dev.specula.model;
     exports dev.specula.model.gguf;
     exports dev.specula.model.safetensors;
     exports dev.specula.nativeapi;
     exports dev.specula.oracle;
     exports dev.specula.policies;
+    exports dev.specula.sampling;
     exports dev.specula.tokenizer;
 
     // Gson reads the oracle's JSON replies into its records.

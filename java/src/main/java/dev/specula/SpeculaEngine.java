@@ -1,18 +1,25 @@
 package dev.specula;
 
-import dev.specula.engine.GenerationRequest;
-import dev.specula.engine.GenerationResult;
-import dev.specula.engine.Generator;
-import dev.specula.engine.LoadedModel;
-import dev.specula.engine.MemoryBudget;
-import dev.specula.engine.MemoryBudgetException;
-import dev.specula.engine.MemoryPolicy;
-import dev.specula.engine.SamplingOptions;
-import dev.specula.engine.TextListener;
+import dev.specula.engine.DecodeLoop;
+import dev.specula.engine.SpecStats;
+import dev.specula.engine.SpeculationBudget;
+import dev.specula.engine.TokenSink;
+import dev.specula.memory.MemoryBudget;
+import dev.specula.memory.MemoryBudgetException;
+import dev.specula.memory.MemoryPolicy;
+import dev.specula.model.LoadedModel;
 import dev.specula.model.ModelFile;
+import dev.specula.nativeapi.Backend;
 import dev.specula.nativeapi.Context;
+import dev.specula.nativeapi.KvCache;
+import dev.specula.nativeapi.Specula;
+import dev.specula.nativeapi.SpeculaException;
+import dev.specula.tokenizer.StreamingDecoder;
+import dev.specula.tokenizer.Tokenizer;
 import java.nio.file.Path;
-import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Semaphore;
 import java.util.function.BooleanSupplier;
 
@@ -20,7 +27,8 @@ import java.util.function.BooleanSupplier;
  * The front door for embedding Specula: a model on a backend with a default drafter, built once and shared.
  * Thread-safe: {@link #generate} may run on many threads at once, each call with its own KV cache, up to the
  * batch at a time (further calls wait their turn); state that learns across requests (the recycling matrix, the
- * draft model's acceptance predictor) is shared by all.
+ * draft model's acceptance predictor) is shared by all. {@link #close} refuses new requests, stops the running
+ * ones at their next step (they end {@link StopReason#CANCELLED}) and frees native memory only after they left.
  *
  * <p>Before any weight reaches the backend, the engine checks its {@link MemoryBudget} (weights, KV caches for
  * the whole context times the batch, scratch, the recycling matrix, the draft model, the step buffers) against
@@ -28,46 +36,58 @@ import java.util.function.BooleanSupplier;
  * fails midway for memory. A shrink is logged and reported by {@link #memoryBudget()}.
  *
  * <pre>{@code
- * try (SpeculaEngine engine = SpeculaEngine.builder().model(Path.of("model.gguf")).drafter("recycling").build()) {
+ * try (SpeculaEngine engine = SpeculaEngine.builder().model(Path.of("model.gguf")).drafter(Drafter.RECYCLING).build()) {
  *     engine.generate("public static int max(int a, int b) {\n", 128, System.out::print);
  * }
  * }</pre>
  */
 public final class SpeculaEngine implements AutoCloseable {
+    /** KV positions per request unless told otherwise (at most the model's training context). */
+    public static final int DEFAULT_CONTEXT_LENGTH = 4096;
+    /** The largest draft tree, root included, unless told otherwise. */
+    public static final int DEFAULT_MAX_TREE_NODES = 81;
+    /** Requests generating at once unless told otherwise. */
+    public static final int DEFAULT_BATCH = 4;
+
     private final Context context;
     private final LoadedModel model;
     private final Drafters drafters;
-    private final Generator generator;
-    private final String drafter;
-
+    private final Drafter drafter;
+    private final int contextLength;
     private final MemoryBudget.Fit memory;
     private final Semaphore turns;
+    /** Budgets outlive requests: what one measured (step costs, acceptance per policy) serves the next. */
+    private final Map<String, SpeculationBudget> budgets = new ConcurrentHashMap<>();
+
+    private final Object lifecycle = new Object();
+    private int running; // requests inside generate, guarded by lifecycle
+    private volatile boolean closing;
+    private boolean closed; // native memory freed, guarded by lifecycle
 
     private SpeculaEngine(Builder b) {
-        if (b.model == null) throw new IllegalArgumentException("SpeculaEngine.builder() needs a model");
-        if (!Drafters.NAMES.contains(b.drafter))
-            throw new IllegalArgumentException("unknown drafter '" + b.drafter + "'; choose one of " + Drafters.NAMES);
         Context ctx = Context.open(b.backend, b.device);
         LoadedModel loaded = null;
         Drafters made = null;
         try {
             ctx.setThreads(b.threads);
             ModelFile file = ModelFile.open(b.model); // mapped, nothing allocated yet
-            MemoryBudget.Request request;
             try {
-                request = Drafters.budgetRequest(b.backend, file, b.drafter, b.draftModel, b.contextLength, b.batch, b.maxTreeNodes);
-                this.memory = MemoryBudget.fit(request, b.memoryPolicy, MemoryBudget.available(ctx, b.memoryLimit, MemoryBudget.DEFAULT_SAFETY_MARGIN));
+                this.memory = MemoryBudget.fit(b.request(file), b.memoryPolicy, b.limit(ctx));
             } catch (RuntimeException e) {
                 file.close();
                 throw e;
             }
             if (memory.shrunk()) System.getLogger(SpeculaEngine.class.getName()).log(System.Logger.Level.WARNING, memory.describe());
             MemoryBudget.Request chosen = memory.budget().request();
-            loaded = LoadedModel.open(ctx, file, request.kvType());
+            loaded = LoadedModel.open(ctx, file, chosen.kvType());
+            Tokenizer tokenizer = loaded.tokenizer();
+            if (tokenizer.vocabSize() > loaded.model().shape().nVocab())
+                throw new IllegalArgumentException(b.model + ": the tokenizer has " + tokenizer.vocabSize() + " tokens, the model only "
+                        + loaded.model().shape().nVocab());
             this.model = loaded;
-            made = new Drafters(model, chosen.maxTreeNodes(), b.adaptive, b.draftModel, chosen.contextLength());
+            this.contextLength = chosen.contextLength();
+            made = new Drafters(model, chosen.maxTreeNodes(), b.adaptive, b.draftModel, contextLength);
             this.drafters = made;
-            this.generator = model.generator(chosen.contextLength());
             this.drafter = b.drafter;
             drafters.speculation(drafter); // fails now, not on the first request, if the drafter cannot be made
             // The verification and recycling scratch at its final size now, so no step allocates it later.
@@ -88,21 +108,77 @@ public final class SpeculaEngine implements AutoCloseable {
 
     /** Greedy generation with the engine's drafter, streaming text to listener. */
     public GenerationResult generate(String prompt, int maxTokens, TextListener listener) {
-        return generate(new GenerationRequest(prompt, maxTokens, SamplingOptions.GREEDY, List.of(), null, null), listener, () -> false);
+        return generate(GenerationRequest.builder(prompt).maxTokens(maxTokens).build(), listener, () -> false);
     }
 
     /**
-     * One request with its own options; when it names no speculation, the engine's drafter is used ("none"
-     * decodes plainly). Cancel by making cancelled return true.
+     * One request with its own options; when it names no drafter or speculation, the engine's drafter is used.
+     * Cancel by making cancelled return true. Throws IllegalStateException ("engine closed") once the engine is
+     * closing.
      */
     public GenerationResult generate(GenerationRequest request, TextListener listener, BooleanSupplier cancelled) {
-        GenerationRequest r = request.speculation() == null ? request.withSpeculation(drafters.speculation(drafter)) : request;
-        turns.acquireUninterruptibly(); // at most the budgeted batch of KV caches and step buffers at once
-        try {
-            return generator.generate(r, listener, cancelled);
-        } finally {
-            turns.release();
+        synchronized (lifecycle) {
+            if (closing) throw new IllegalStateException("engine closed");
+            running++;
         }
+        try {
+            turns.acquireUninterruptibly(); // at most the budgeted batch of KV caches and step buffers at once
+            try {
+                if (closing) throw new IllegalStateException("engine closed");
+                return run(request, listener, () -> closing || cancelled.getAsBoolean());
+            } finally {
+                turns.release();
+            }
+        } finally {
+            synchronized (lifecycle) {
+                running--;
+                lifecycle.notifyAll();
+            }
+        }
+    }
+
+    /** Tokenizes, decodes in the one loop, streams text (whole characters, never part of a stop string). */
+    private GenerationResult run(GenerationRequest request, TextListener listener, BooleanSupplier cancelled) {
+        Tokenizer tokenizer = model.tokenizer();
+        int[] prompt = tokenizer.encode(request.prompt(), request.addBos().orElse(tokenizer.addBos()));
+        if (prompt.length == 0) throw new IllegalArgumentException("the prompt is empty and the model adds no BOS token");
+        Drafter named = request.drafter() != null ? request.drafter() : drafter;
+        GenerationRequest.Speculation s = request.speculation() != null ? request.speculation() : drafters.speculation(named);
+        boolean plain = request.speculation() == null && named == Drafter.NONE;
+        StreamingDecoder decoder = new StreamingDecoder(tokenizer);
+        StopStrings stops = new StopStrings(request.stopStrings());
+        StringBuilder text = new StringBuilder();
+        Set<Integer> stopTokens = tokenizer.stopTokens();
+        TokenSink sink = token -> {
+            String shown = stops.accept(decoder.accept(token));
+            if (!shown.isEmpty()) {
+                text.append(shown);
+                listener.onText(shown);
+            }
+            return !stops.isStopped();
+        };
+        try (KvCache kv = model.model().newKvCache(contextLength);
+             DecodeLoop loop = new DecodeLoop(model.model(), budget(s));
+             AutoCloseable owned = s.policy() instanceof AutoCloseable c ? c : () -> {}) {
+            DecodeLoop.Result r = loop.generate(new DecodeLoop.Request(kv, prompt, request.maxTokens(), request.sampling(), s.policy(),
+                    stopTokens::contains, sink, cancelled, request.filters(), request.relaxed()));
+            String tail = stops.accept(decoder.flush()) + stops.flush();
+            if (!tail.isEmpty()) {
+                text.append(tail);
+                listener.onText(tail);
+            }
+            SpecStats spec = r.stats();
+            GenerationStats stats = new GenerationStats(prompt.length, r.tokens().length, spec.promptSeconds(), spec.generateSeconds());
+            return new GenerationResult(prompt, r.tokens(), text.toString(), r.reason(), stats, plain ? null : spec);
+        } catch (RuntimeException e) {
+            throw e;
+        } catch (Exception e) {
+            throw new IllegalStateException("closing the request's draft policy failed: " + e.getMessage(), e);
+        }
+    }
+
+    private SpeculationBudget budget(GenerationRequest.Speculation s) {
+        return budgets.computeIfAbsent(s.maxTreeNodes() + (s.adaptive() ? "a" : "f"), k -> new SpeculationBudget(s.maxTreeNodes(), s.adaptive()));
     }
 
     /**
@@ -118,30 +194,59 @@ public final class SpeculaEngine implements AutoCloseable {
         return model;
     }
 
-    /** Makes the per-request speculation of a named drafter, sharing this engine's learned state. */
-    public GenerationRequest.Speculation speculation(String drafterName) {
-        return drafters.speculation(drafterName);
+    /** How often the draft model was opened (once at most): for the tests. */
+    int draftModelOpens() {
+        return drafters.draftModelOpens();
     }
 
+    /** The engine's drafter: what requests naming none use. */
+    public Drafter drafter() {
+        return drafter;
+    }
+
+    /** KV positions per request (the builder's, capped to the model's training context and the memory budget). */
+    public int contextLength() {
+        return contextLength;
+    }
+
+    /**
+     * Refuses new requests, stops the running ones at their next step and waits for them, then frees the drafters,
+     * the model and the context. Idempotent.
+     */
     @Override
     public void close() {
-        drafters.close();
-        model.close();
-        context.close();
+        synchronized (lifecycle) {
+            if (closed) return;
+            closing = true;
+            boolean interrupted = false;
+            while (running > 0) {
+                try {
+                    lifecycle.wait();
+                } catch (InterruptedException e) {
+                    interrupted = true; // keep waiting: freeing memory under a running request would crash
+                }
+            }
+            if (interrupted) Thread.currentThread().interrupt();
+            if (closed) return; // another close freed everything while this one waited
+            closed = true;
+            drafters.close();
+            model.close();
+            context.close();
+        }
     }
 
     /** Options for {@link SpeculaEngine}; every one has a default but the model. */
     public static final class Builder {
         private Path model;
-        private String backend = "cpu";
+        private Backend backend = Backend.CPU;
         private int device;
         private int threads;
-        private int contextLength = 4096;
-        private String drafter = "recycling";
+        private int contextLength = DEFAULT_CONTEXT_LENGTH;
+        private Drafter drafter = Drafter.parse(Drafter.DEFAULT_NAME);
         private Path draftModel;
-        private int maxTreeNodes = 81;
+        private int maxTreeNodes = DEFAULT_MAX_TREE_NODES;
         private boolean adaptive = true;
-        private int batch = 4;
+        private int batch = DEFAULT_BATCH;
         private MemoryPolicy memoryPolicy = MemoryPolicy.REFUSE;
         private long memoryLimit;
 
@@ -153,28 +258,32 @@ public final class SpeculaEngine implements AutoCloseable {
             return this;
         }
 
-        /** "cpu" (default) or "cuda", and the device index. */
-        public Builder backend(String name, int deviceIndex) {
-            this.backend = name;
+        /** The backend (default cpu) and the device index on it (default 0). */
+        public Builder backend(Backend b, int deviceIndex) {
+            if (b == null) throw new IllegalArgumentException("backend is null");
+            if (deviceIndex < 0) throw new IllegalArgumentException("the device index must be >= 0, got " + deviceIndex);
+            this.backend = b;
             this.device = deviceIndex;
             return this;
         }
 
         /** CPU threads; 0 (default) uses all cores. */
         public Builder threads(int n) {
+            if (n < 0) throw new IllegalArgumentException("threads must be >= 0 (0: all cores), got " + n);
             this.threads = n;
             return this;
         }
 
-        /** KV cache positions per request (default 4096, at most the model's training context). */
+        /** KV cache positions per request (default {@value SpeculaEngine#DEFAULT_CONTEXT_LENGTH}, at most the model's training context). */
         public Builder contextLength(int n) {
             this.contextLength = n;
             return this;
         }
 
-        /** none, pld, recycling (default), draft-model or early-exit. */
-        public Builder drafter(String name) {
-            this.drafter = name;
+        /** The drafter of requests that name none (default recycling). */
+        public Builder drafter(Drafter d) {
+            if (d == null) throw new IllegalArgumentException("drafter is null");
+            this.drafter = d;
             return this;
         }
 
@@ -184,7 +293,7 @@ public final class SpeculaEngine implements AutoCloseable {
             return this;
         }
 
-        /** The largest draft tree, root included (default 81). */
+        /** The largest draft tree, root included (default {@value SpeculaEngine#DEFAULT_MAX_TREE_NODES}). */
         public Builder maxTreeNodes(int n) {
             this.maxTreeNodes = n;
             return this;
@@ -196,7 +305,7 @@ public final class SpeculaEngine implements AutoCloseable {
             return this;
         }
 
-        /** Requests generating at once, each with its own KV cache (default 4); more wait their turn. */
+        /** Requests generating at once, each with its own KV cache (default {@value SpeculaEngine#DEFAULT_BATCH}); more wait their turn. */
         public Builder batch(int n) {
             this.batch = n;
             return this;
@@ -204,6 +313,7 @@ public final class SpeculaEngine implements AutoCloseable {
 
         /** What to do when the memory budget does not fit: refuse (default), shrink the tree or shrink the batch. */
         public Builder memoryPolicy(MemoryPolicy policy) {
+            if (policy == null) throw new IllegalArgumentException("memory policy is null");
             this.memoryPolicy = policy;
             return this;
         }
@@ -219,11 +329,53 @@ public final class SpeculaEngine implements AutoCloseable {
         }
 
         /**
+         * The memory budget of this configuration checked against the memory available, without loading anything
+         * (the model file is only mapped; on a machine without the backend the limit is unknown). Throws
+         * {@link MemoryBudgetException} where {@link #build} would.
+         */
+        public MemoryBudget.Fit plan() {
+            requireModel();
+            try (ModelFile file = ModelFile.open(model)) {
+                return MemoryBudget.fit(request(file), memoryPolicy, limit(null));
+            }
+        }
+
+        /**
          * Builds the engine; throws {@link MemoryBudgetException}, before loading anything, when the memory budget
          * does not fit and the policy cannot shrink it enough.
          */
         public SpeculaEngine build() {
+            requireModel();
             return new SpeculaEngine(this);
+        }
+
+        private void requireModel() {
+            if (model == null) throw new IllegalArgumentException("SpeculaEngine.builder() needs a model");
+        }
+
+        /** The budget request of the target file (opened, nothing loaded): KV positions capped to its training context. */
+        private MemoryBudget.Request request(ModelFile file) {
+            int positions = Math.min(contextLength, file.config().nCtxTrain());
+            MemoryBudget.Drafting drafting = drafter.parts().budget().apply(new Drafter.BudgetInputs(file.config(), draftModel, positions));
+            return new MemoryBudget.Request(backend, LoadedModel.DEFAULT_KV_TYPE, file.config(), LoadedModel.weightBytes(file),
+                    positions, batch, maxTreeNodes, drafting);
+        }
+
+        /** The memory to fit: the explicit limit, else what ctx (or, without one, the backend here) has available. */
+        private MemoryBudget.Limit limit(Context ctx) {
+            double margin = MemoryBudget.DEFAULT_SAFETY_MARGIN;
+            if (memoryLimit > 0) return MemoryBudget.Limit.explicit(memoryLimit);
+            if (ctx != null) return MemoryBudget.available(ctx, 0, margin);
+            if (backend == Backend.CPU) return MemoryBudget.hostAvailable(margin);
+            if (!Specula.backendsCompiled().contains(backend.id())) return MemoryBudget.Limit.unknown(backend + " is not compiled into this library");
+            try {
+                if (Specula.deviceCount(backend.id()) <= device) return MemoryBudget.Limit.unknown(backend + " has no device " + device + " here");
+                try (Context probe = Context.open(backend, device)) {
+                    return MemoryBudget.available(probe, 0, margin);
+                }
+            } catch (SpeculaException e) {
+                return MemoryBudget.Limit.unknown(backend + " unavailable here (" + e.getMessage() + ")");
+            }
         }
     }
 }

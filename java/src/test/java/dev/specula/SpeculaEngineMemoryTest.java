@@ -2,12 +2,9 @@ package dev.specula;
 
 import static org.junit.jupiter.api.Assertions.*;
 
-import dev.specula.engine.GenerationRequest;
-import dev.specula.engine.GenerationResult;
-import dev.specula.engine.MemoryBudget;
-import dev.specula.engine.MemoryBudgetException;
-import dev.specula.engine.MemoryPolicy;
-import dev.specula.model.ModelFile;
+import dev.specula.memory.MemoryBudget;
+import dev.specula.memory.MemoryBudgetException;
+import dev.specula.memory.MemoryPolicy;
 import dev.specula.model.TestModelMaker;
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.tokenizer.VocabTrainer;
@@ -37,26 +34,24 @@ class SpeculaEngineMemoryTest {
     }
 
     /** The budget the builder below asks for, at its defaults (batch 4, trees of 81 nodes). */
-    static MemoryBudget.Request requested(String drafter) {
-        try (ModelFile f = ModelFile.open(model)) {
-            return Drafters.budgetRequest("cpu", f, drafter, null, CONTEXT, 4, 81);
-        }
+    static MemoryBudget.Request requested(Drafter drafter) {
+        return SpeculaEngine.builder().model(model).drafter(drafter).contextLength(CONTEXT).memoryLimit(1L << 50).plan().requested();
     }
 
     static SpeculaEngine.Builder builder() {
-        return SpeculaEngine.builder().model(model).drafter("recycling").contextLength(CONTEXT);
+        return SpeculaEngine.builder().model(model).drafter(Drafter.RECYCLING).contextLength(CONTEXT);
     }
 
     @Test
     void aTooSmallLimitIsRefusedBeforeAnythingIsLoaded() {
-        long total = MemoryBudget.of(requested("recycling")).total();
+        long total = MemoryBudget.of(requested(Drafter.RECYCLING)).total();
         var e = assertThrows(MemoryBudgetException.class, () -> builder().memoryLimit(total - 1).build());
         assertTrue(e.getMessage().contains("needs " + MemoryBudget.human(total)), e.getMessage());
         assertTrue(e.getMessage().contains("(memory limit) is available"), e.getMessage());
         // Thrown by the budget check itself, with no model, cache or buffer made on the way: nothing native but
         // the context had been created when it was decided.
         List<String> frames = Arrays.stream(e.getStackTrace()).map(f -> f.getClassName() + "." + f.getMethodName()).toList();
-        assertTrue(frames.contains("dev.specula.engine.MemoryBudget.fit"), frames.toString());
+        assertTrue(frames.contains("dev.specula.memory.MemoryBudget.fit"), frames.toString());
         for (String f : frames) {
             assertFalse(f.contains("LoadedModel") || f.contains("NativeModel") || f.contains("KvCache") || f.contains("Generator"), f);
         }
@@ -69,7 +64,7 @@ class SpeculaEngineMemoryTest {
 
     @Test
     void shrinkingTheTreeStillGivesPlainGreedyOutput() {
-        MemoryBudget.Request r = requested("recycling");
+        MemoryBudget.Request r = requested(Drafter.RECYCLING);
         long limit = MemoryBudget.of(r.withMaxTreeNodes(10)).total() + 1; // 81 -> 40 -> 20 -> 10
         try (SpeculaEngine engine = builder().memoryPolicy(MemoryPolicy.SHRINK_TREE).memoryLimit(limit).build()) {
             MemoryBudget.Fit fit = engine.memoryBudget();
@@ -78,7 +73,7 @@ class SpeculaEngineMemoryTest {
             assertEquals(10, fit.budget().request().maxTreeNodes());
             assertTrue(fit.budget().total() <= limit);
             for (String prompt : PROMPTS) {
-                GenerationResult plain = engine.model().generator(CONTEXT).generate(GenerationRequest.greedy(prompt, 48), t -> {}, () -> false);
+                GenerationResult plain = engine.generate(GenerationRequest.builder(prompt).maxTokens(48).drafter(Drafter.NONE).build(), t -> {}, () -> false);
                 GenerationResult spec = engine.generate(prompt, 48, t -> {});
                 assertNotNull(spec.speculation());
                 assertArrayEquals(plain.tokens(), spec.tokens(), prompt);
@@ -89,12 +84,12 @@ class SpeculaEngineMemoryTest {
 
     @Test
     void shrinkingTheBatchLimitsRequestsInFlight() throws Exception {
-        MemoryBudget.Request r = requested("pld");
+        MemoryBudget.Request r = requested(Drafter.PLD);
         long limit = MemoryBudget.of(r.withBatch(1)).total() + 1;
-        try (SpeculaEngine engine = SpeculaEngine.builder().model(model).drafter("pld").contextLength(CONTEXT)
+        try (SpeculaEngine engine = SpeculaEngine.builder().model(model).drafter(Drafter.PLD).contextLength(CONTEXT)
                 .memoryPolicy(MemoryPolicy.SHRINK_BATCH).memoryLimit(limit).build()) {
             assertEquals("batch shrunk from 4 to 1 sequences", engine.memoryBudget().shrinkNote());
-            String plain = engine.model().generator(CONTEXT).generate(GenerationRequest.greedy(PROMPTS.get(0), 32), t -> {}, () -> false).text();
+            String plain = engine.generate(GenerationRequest.builder(PROMPTS.get(0)).maxTokens(32).drafter(Drafter.NONE).build(), t -> {}, () -> false).text();
             List<String> texts = Collections.synchronizedList(new ArrayList<>());
             List<Throwable> errors = Collections.synchronizedList(new ArrayList<>());
             Thread[] threads = new Thread[3];
@@ -112,7 +107,7 @@ class SpeculaEngineMemoryTest {
             assertEquals(List.of(), errors);
             assertEquals(List.of(plain, plain, plain), texts);
         }
-        assertThrows(MemoryBudgetException.class, () -> SpeculaEngine.builder().model(model).drafter("pld").contextLength(CONTEXT)
+        assertThrows(MemoryBudgetException.class, () -> SpeculaEngine.builder().model(model).drafter(Drafter.PLD).contextLength(CONTEXT)
                 .memoryPolicy(MemoryPolicy.SHRINK_BATCH).memoryLimit(limit - 2).build());
     }
 }

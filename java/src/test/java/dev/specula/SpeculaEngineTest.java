@@ -2,8 +2,6 @@ package dev.specula;
 
 import static org.junit.jupiter.api.Assertions.*;
 
-import dev.specula.engine.GenerationRequest;
-import dev.specula.engine.GenerationResult;
 import dev.specula.model.TestModelMaker;
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.tokenizer.VocabTrainer;
@@ -23,9 +21,9 @@ class SpeculaEngineTest {
         Path path = temp.resolve("m.gguf");
         new TestModelMaker().arch("llama").dim(64).layers(2).heads(4).kvHeads(2).ff(160).vocab(400).context(512)
                 .type(GgmlType.F32).seed(4).tokenizer(VocabTrainer.ggufMetadata("llama", 400, 4)).write(path);
-        try (SpeculaEngine engine = SpeculaEngine.builder().model(path).drafter("recycling").contextLength(512).build()) {
-            // Plain decoding straight through the model's generator, without the engine's drafter.
-            String plain = engine.model().generator(512).generate(GenerationRequest.greedy("class A {", 48), t -> {}, () -> false).text();
+        try (SpeculaEngine engine = SpeculaEngine.builder().model(path).drafter(Drafter.RECYCLING).contextLength(512).build()) {
+            // Plain decoding (drafter none) through the same engine.
+            String plain = engine.generate(GenerationRequest.builder("class A {").maxTokens(48).drafter(Drafter.NONE).build(), t -> {}, () -> false).text();
             List<String> texts = Collections.synchronizedList(new ArrayList<>());
             List<Throwable> errors = Collections.synchronizedList(new ArrayList<>());
             Thread[] threads = new Thread[4];
@@ -46,7 +44,8 @@ class SpeculaEngineTest {
             assertEquals(4, texts.size());
             for (String t : texts) assertEquals(plain, t);
         }
-        assertThrows(IllegalArgumentException.class, () -> SpeculaEngine.builder().model(path).drafter("magic").build());
+        var unknown = assertThrows(IllegalArgumentException.class, () -> Drafter.parse("magic"));
+        assertTrue(unknown.getMessage().contains("none, pld, recycling, draft-model, early-exit"), unknown.getMessage());
         assertThrows(IllegalArgumentException.class, () -> SpeculaEngine.builder().build());
     }
 }

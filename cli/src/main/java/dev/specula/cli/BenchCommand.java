@@ -3,12 +3,10 @@ package dev.specula.cli;
 import com.google.gson.Gson;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
-import dev.specula.Drafters;
-import dev.specula.engine.GenerationRequest;
-import dev.specula.engine.GenerationResult;
-import dev.specula.engine.LoadedModel;
-import dev.specula.engine.SamplingOptions;
-import dev.specula.nativeapi.Context;
+import dev.specula.Drafter;
+import dev.specula.GenerationRequest;
+import dev.specula.GenerationResult;
+import dev.specula.SpeculaEngine;
 import java.awt.BasicStroke;
 import java.awt.Color;
 import java.awt.Font;
@@ -40,36 +38,22 @@ import picocli.CommandLine.Option;
         description = "Compare drafters on a Spec-Bench style prompt file: speedup over plain decoding and mean accepted tokens.")
 final class BenchCommand implements Callable<Integer> {
     @Mixin
-    BackendOptions where;
-
-    @Option(names = "--model", paramLabel = "FILE", description = "The target model (default: the demo model).")
-    Path model;
+    EngineOptions engine;
 
     @Option(names = "--prompts", paramLabel = "FILE.jsonl", required = true,
             description = "One JSON object per line with question_id, category and turns (the first turn is the prompt).")
     Path prompts;
 
     @Option(names = "--drafters", paramLabel = "LIST", defaultValue = "none,pld,recycling", split = ",",
+            converter = EngineOptions.DrafterName.class,
             description = "Comma-separated drafters; none is always included (default: ${DEFAULT-VALUE}).")
-    List<String> drafters;
+    List<Drafter> drafters;
 
     @Option(names = "--max-tokens", paramLabel = "N", defaultValue = "128", description = "Tokens per answer (default: ${DEFAULT-VALUE}).")
     int maxTokens;
 
-    @Option(names = "--draft-model", paramLabel = "FILE", description = "The draft model for the draft-model drafter (default: the demo draft).")
-    Path draftModel;
-
     @Option(names = "--limit", paramLabel = "N", defaultValue = "0", description = "Use only the first N questions (0 = all).")
     int limit;
-
-    @Option(names = "--tree-size", paramLabel = "N", defaultValue = "81", description = "Largest draft tree (default: ${DEFAULT-VALUE}).")
-    int treeSize;
-
-    @Option(names = "--fixed-tree", description = "Always use the largest tree (no cost-based back-off).")
-    boolean fixedTree;
-
-    @Option(names = "--threads", paramLabel = "N", defaultValue = "0", description = "CPU threads; 0 uses all cores.")
-    int threads;
 
     @Option(names = "--out", paramLabel = "DIR", description = "Write the table (bench.md) and chart (bench.png) here.")
     Path out;
@@ -108,23 +92,22 @@ final class BenchCommand implements Callable<Integer> {
     public Integer call() throws IOException {
         List<Question> questions = readQuestions(prompts);
         if (limit > 0 && questions.size() > limit) questions = questions.subList(0, limit);
-        List<String> names = new ArrayList<>(List.of("none"));
-        for (String d : drafters) if (!names.contains(d.trim())) names.add(d.trim());
-        Path path = model != null ? model : DefaultModel.locate();
+        List<Drafter> chosen = new ArrayList<>(List.of(Drafter.NONE));
+        for (Drafter d : drafters) if (!chosen.contains(d)) chosen.add(d);
+        List<String> names = chosen.stream().map(Drafter::cliName).toList();
+        Path path = engine.modelPath();
         Map<String, Map<String, Tally>> tallies = new LinkedHashMap<>(); // drafter -> category ("all" too) -> tally
-        try (Context ctx = where.open(); LoadedModel loaded = LoadedModel.open(ctx, path);
-             Drafters factory = new Drafters(loaded, treeSize, !fixedTree, draftModel, 4096)) {
-            ctx.setThreads(threads);
-            var generator = loaded.generator(4096);
+        // The engine is budgeted for the library's default drafter; each request names its own.
+        try (SpeculaEngine generator = engine.builder(Drafter.parse(Drafter.DEFAULT_NAME), EngineOptions.CLI_BATCH).build()) {
             // Warm-up: first-touch of the mapping and JIT, outside the figures.
-            generator.generate(GenerationRequest.greedy(questions.get(0).prompt(), 16), t -> {}, () -> false);
+            generator.generate(GenerationRequest.builder(questions.get(0).prompt()).maxTokens(16).drafter(Drafter.NONE).build(), t -> {}, () -> false);
             int q = 0;
             for (Question question : questions) {
                 q++;
                 int[] reference = null;
-                for (String name : names) {
-                    GenerationRequest request = new GenerationRequest(question.prompt(), maxTokens, SamplingOptions.GREEDY,
-                            List.of(), null, factory.speculation(name));
+                for (Drafter drafter : chosen) {
+                    String name = drafter.cliName();
+                    GenerationRequest request = GenerationRequest.builder(question.prompt()).maxTokens(maxTokens).drafter(drafter).build();
                     GenerationResult r = generator.generate(request, t -> {}, () -> false);
                     if (reference == null) reference = r.tokens();
                     else if (!Arrays.equals(reference, r.tokens()))

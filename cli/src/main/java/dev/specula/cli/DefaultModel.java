@@ -7,13 +7,22 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 
 /**
- * The model `specula run` uses when none is named: the trained demo target in the repository's models/
- * folder when present, else a seeded random-weight test model made once in the user's cache.
+ * The models the commands use when none is named: the trained demo target in the repository's models/
+ * folder when present, else a seeded random-weight test model made once in the user's cache; and the demo
+ * target's trained draft model beside it. Only the command line looks for them (the library never does).
  */
 final class DefaultModel {
     static final String DEMO_TARGET = "models/demo-target.gguf";
+    /** Beside the demo target: its trained draft model. */
+    static final String DEMO_DRAFT = "models/demo-draft.gguf";
 
     private DefaultModel() {}
+
+    /** The demo draft model when there is one, else null. */
+    static Path demoDraft() {
+        Path demo = Path.of(System.getProperty("specula.home", ".")).resolve(DEMO_DRAFT);
+        return Files.isRegularFile(demo) ? demo : null;
+    }
 
     static Path locate() {
         String home = System.getProperty("specula.home");

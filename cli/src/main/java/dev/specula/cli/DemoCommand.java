@@ -1,12 +1,9 @@
 package dev.specula.cli;
 
-import dev.specula.Drafters;
-import dev.specula.engine.GenerationRequest;
-import dev.specula.engine.GenerationResult;
-import dev.specula.engine.Generator;
-import dev.specula.engine.LoadedModel;
-import dev.specula.engine.SamplingOptions;
-import dev.specula.nativeapi.Context;
+import dev.specula.Drafter;
+import dev.specula.GenerationRequest;
+import dev.specula.GenerationResult;
+import dev.specula.SpeculaEngine;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
@@ -37,10 +34,7 @@ final class DemoCommand implements Callable<Integer> {
             """;
 
     @Mixin
-    BackendOptions where;
-
-    @Option(names = "--model", paramLabel = "FILE", description = "The target model (default: the demo model).")
-    Path model;
+    EngineOptions engine;
 
     @Option(names = "--prompt", paramLabel = "TEXT", description = "The prompt (default: a Javadoc'd method signature).")
     String prompt = PROMPT;
@@ -48,35 +42,33 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--max-tokens", paramLabel = "N", defaultValue = "160", description = "Tokens to generate (default: ${DEFAULT-VALUE}).")
     int maxTokens;
 
-    @Option(names = "--drafters", paramLabel = "LIST", split = ",",
+    @Option(names = "--drafters", paramLabel = "LIST", split = ",", converter = EngineOptions.DrafterName.class,
             description = "Drafters to compare with plain decoding (default: pld, recycling, and draft-model when the demo draft is there).")
-    List<String> drafters;
+    List<Drafter> drafters;
 
     @Option(names = "--rounds", paramLabel = "N", defaultValue = "3", description = "Timed runs per drafter; the best counts (default: ${DEFAULT-VALUE}).")
     int rounds;
 
     @Override
     public Integer call() {
-        Path path = model != null ? model : DefaultModel.locate();
+        Path path = engine.modelPath();
         PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
-        try (Context ctx = where.open(); LoadedModel loaded = LoadedModel.open(ctx, path);
-             Drafters factory = new Drafters(loaded, 81, true)) {
-            Generator generator = loaded.generator(2048);
+        // The engine is budgeted for the library's default drafter; each request names its own.
+        try (SpeculaEngine built = engine.builder(Drafter.parse(Drafter.DEFAULT_NAME), EngineOptions.CLI_BATCH).build()) {
             out.println("model: " + path);
             out.println("----");
             out.print(prompt);
-            GenerationResult plain = generator.generate(new GenerationRequest(prompt, maxTokens, SamplingOptions.GREEDY, List.of(), null, null),
-                    out::print, () -> false);
+            GenerationResult plain = built.generate(request(Drafter.NONE), out::print, () -> false);
             out.println();
             out.println("----");
-            List<String> names = new ArrayList<>(List.of("none"));
+            List<Drafter> names = new ArrayList<>(List.of(Drafter.NONE));
             if (drafters != null) {
                 names.addAll(drafters);
             } else {
-                names.addAll(List.of("pld", "recycling"));
-                if (model == null && java.nio.file.Files.isRegularFile(Path.of(System.getProperty("specula.home", ".")).resolve(Drafters.DEMO_DRAFT))
+                names.addAll(List.of(Drafter.PLD, Drafter.RECYCLING));
+                if (engine.model == null && engine.draftModel == null && DefaultModel.demoDraft() != null
                         && path.getFileName().toString().equals(Path.of(DefaultModel.DEMO_TARGET).getFileName().toString())) {
-                    names.add("draft-model");
+                    names.add(Drafter.DRAFT_MODEL);
                 }
             }
             double[] rate = new double[names.size()];
@@ -84,8 +76,7 @@ final class DemoCommand implements Callable<Integer> {
             // Rounds interleave the drafters so that they share the machine's noise.
             for (int round = 0; round < rounds; round++) {
                 for (int i = 0; i < names.size(); i++) {
-                    GenerationResult r = generator.generate(new GenerationRequest(prompt, maxTokens, SamplingOptions.GREEDY, List.of(),
-                            null, factory.speculation(names.get(i))), t -> {}, () -> false);
+                    GenerationResult r = built.generate(request(names.get(i)), t -> {}, () -> false);
                     if (!Arrays.equals(r.tokens(), plain.tokens()))
                         throw new IllegalStateException("drafter " + names.get(i) + " changed the greedy output");
                     rate[i] = Math.max(rate[i], r.stats().generatedTokensPerSecond());
@@ -102,5 +93,9 @@ final class DemoCommand implements Callable<Integer> {
             out.println("(greedy; every drafter produced exactly the text above; best of " + rounds + " runs each)");
         }
         return 0;
+    }
+
+    private GenerationRequest request(Drafter drafter) {
+        return GenerationRequest.builder(prompt).maxTokens(maxTokens).drafter(drafter).build();
     }
 }

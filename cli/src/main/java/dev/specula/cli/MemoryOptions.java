@@ -1,7 +1,7 @@
 package dev.specula.cli;
 
-import dev.specula.engine.MemoryBudget;
-import dev.specula.engine.MemoryPolicy;
+import dev.specula.memory.MemoryBudget;
+import dev.specula.memory.MemoryPolicy;
 import picocli.CommandLine.Option;
 
 /** The memory budget's choices, shared by the commands that budget a model: what to do when it does not fit, and a cap. */

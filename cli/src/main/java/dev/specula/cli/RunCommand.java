@@ -1,19 +1,15 @@
 package dev.specula.cli;
 
 import com.google.gson.GsonBuilder;
-import dev.specula.engine.BannedSequences;
-import dev.specula.engine.CandidateFilter;
-import dev.specula.Drafters;
-import dev.specula.engine.GenerationRequest;
-import dev.specula.engine.GenerationResult;
-import dev.specula.engine.LoadedModel;
-import dev.specula.engine.MemoryBudget;
-import dev.specula.engine.MemoryPolicy;
-import dev.specula.engine.RelaxedVerifier;
-import dev.specula.engine.SamplingOptions;
-import dev.specula.engine.TokenNeighbours;
-import dev.specula.model.ModelFile;
-import dev.specula.nativeapi.Context;
+import dev.specula.GenerationRequest;
+import dev.specula.GenerationResult;
+import dev.specula.SpeculaEngine;
+import dev.specula.model.LoadedModel;
+import dev.specula.sampling.BannedSequences;
+import dev.specula.sampling.CandidateFilter;
+import dev.specula.sampling.RelaxedVerifier;
+import dev.specula.sampling.SamplingOptions;
+import dev.specula.sampling.TokenNeighbours;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
@@ -31,10 +27,10 @@ import picocli.CommandLine.Option;
         description = "Generate text from a prompt.")
 final class RunCommand implements Callable<Integer> {
     @Mixin
-    BackendOptions where;
+    EngineOptions engine;
 
-    @Option(names = "--model", paramLabel = "FILE", description = "A GGUF file or Hugging Face checkpoint folder (default: the demo model).")
-    Path model;
+    @Mixin
+    EngineOptions.DrafterChoice drafter;
 
     @Option(names = "--prompt", paramLabel = "TEXT", defaultValue = "public static int max(int a, int b) {\n",
             description = "The prompt (default: a Java method signature).")
@@ -64,19 +60,6 @@ final class RunCommand implements Callable<Integer> {
     @Option(names = "--stop", paramLabel = "TEXT", description = "A string that ends the output (repeatable).")
     List<String> stop = new ArrayList<>();
 
-    @Option(names = "--context", paramLabel = "N", defaultValue = "2048", description = "KV cache positions (default: ${DEFAULT-VALUE}).")
-    int context;
-
-    @Option(names = "--threads", paramLabel = "N", defaultValue = "0", description = "CPU threads; 0 uses all cores.")
-    int threads;
-
-    @Option(names = "--drafter", paramLabel = "NAME", defaultValue = "none",
-            description = "none, pld, recycling, draft-model or early-exit (default: ${DEFAULT-VALUE}).")
-    String drafter;
-
-    @Option(names = "--draft-model", paramLabel = "FILE", description = "The draft model for --drafter draft-model (default: the demo draft).")
-    Path draftModel;
-
     @Option(names = "--verify", paramLabel = "MODE", defaultValue = "greedy",
             description = "greedy (temperature 0) or sample (lossless, needs --temperature > 0); typical or lantern"
                     + " (relaxed, LOSSY: accept drafts the model would not have chosen; temperature 0, needs a --drafter).")
@@ -86,21 +69,11 @@ final class RunCommand implements Callable<Integer> {
             description = "A string never to generate (repeatable); banned as the tokenizer encodes it, other tokenizations are not caught.")
     List<String> ban = new ArrayList<>();
 
-    @Option(names = "--tree-size", paramLabel = "N", defaultValue = "81", description = "Largest draft tree, root included (default: ${DEFAULT-VALUE}).")
-    int treeSize;
-
-    @Option(names = "--fixed-tree", description = "Always use the largest tree (no cost-based back-off).")
-    boolean fixedTree;
-
-    @Mixin
-    MemoryOptions memory;
-
     @Option(names = "--json", description = "Print one JSON object with the token ids, the text and the stats.")
     boolean json;
 
     @Override
     public Integer call() {
-        Path path = model != null ? model : DefaultModel.locate();
         switch (verify) {
             case "greedy" -> {
                 if (temperature != 0) throw new IllegalArgumentException("--verify greedy takes temperature 0; use --verify sample");
@@ -116,32 +89,16 @@ final class RunCommand implements Callable<Integer> {
         }
         SamplingOptions sampling = new SamplingOptions(temperature, topK, topP, minP, repeatPenalty, 64, seed);
         PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
-        MemoryPolicy policy = memory.policy();
-        long limit = memory.limitBytes();
-        try (Context ctx = where.open()) {
-            ctx.setThreads(threads);
-            // The budget is checked on the mapped file, before any weight reaches the backend.
-            ModelFile file = ModelFile.open(path);
-            MemoryBudget.Fit fit;
-            try {
-                fit = MemoryBudget.fit(Drafters.budgetRequest(ctx.backend(), file, drafter, draftModel, context, 1, treeSize), policy,
-                        MemoryBudget.available(ctx, limit, MemoryBudget.DEFAULT_SAFETY_MARGIN));
-            } catch (RuntimeException e) {
-                file.close();
-                throw e;
-            }
-            if (fit.shrunk()) System.err.println("specula: " + fit.describe());
-            MemoryBudget.Request chosen = fit.budget().request();
-            try (LoadedModel loaded = LoadedModel.open(ctx, file, chosen.kvType());
-                 Drafters drafters = new Drafters(loaded, chosen.maxTreeNodes(), !fixedTree, draftModel, chosen.contextLength())) {
-                ctx.reserve(chosen.batch(), chosen.maxTreeNodes(), loaded.model().shape().nVocab(), chosen.drafting().recyclerK());
-                run(loaded, drafters, sampling, out, path);
-            }
+        // The budget is checked on the mapped file, before any weight reaches the backend.
+        try (SpeculaEngine built = engine.builder(drafter.drafter, EngineOptions.CLI_BATCH).build()) {
+            if (built.memoryBudget().shrunk()) System.err.println("specula: " + built.memoryBudget().describe());
+            run(built, sampling, out, built.model().file().path());
         }
         return 0;
     }
 
-    private void run(LoadedModel loaded, Drafters drafters, SamplingOptions sampling, PrintStream out, Path path) {
+    private void run(SpeculaEngine built, SamplingOptions sampling, PrintStream out, Path path) {
+        LoadedModel loaded = built.model();
         List<CandidateFilter> filters = ban.isEmpty() ? List.of() : List.of(BannedSequences.ofStrings(loaded.tokenizer(), ban));
         RelaxedVerifier relaxed = switch (verify) {
             case "typical" -> RelaxedVerifier.typical();
@@ -150,10 +107,10 @@ final class RunCommand implements Callable<Integer> {
                     TokenNeighbours.DEFAULT_K), RelaxedVerifier.LANTERN_DELTA);
             default -> null;
         };
-        GenerationRequest request = new GenerationRequest(prompt, maxTokens, sampling, stop, null, drafters.speculation(drafter),
-                filters, relaxed);
+        GenerationRequest request = GenerationRequest.builder(prompt).maxTokens(maxTokens).sampling(sampling).stopStrings(stop)
+                .filters(filters).relaxed(relaxed).build();
         if (!json) out.print(prompt);
-        GenerationResult r = loaded.generator(context).generate(request, text -> {
+        GenerationResult r = built.generate(request, text -> {
             if (!json) out.print(text);
         }, () -> false);
         if (json) {
@@ -172,7 +129,7 @@ final class RunCommand implements Callable<Integer> {
             stats.put("prompt_tokens_per_second", r.stats().promptTokensPerSecond());
             stats.put("generated_tokens_per_second", r.stats().generatedTokensPerSecond());
             if (r.speculation() != null) {
-                stats.put("drafter", drafter);
+                stats.put("drafter", drafter.drafter.cliName());
                 stats.put("steps", r.speculation().steps());
                 stats.put("mean_accepted_tokens", r.speculation().meanAccepted());
                 stats.put("accepted_length_histogram", r.speculation().acceptedLengthHistogram());
@@ -187,7 +144,7 @@ final class RunCommand implements Callable<Integer> {
             out.println(new GsonBuilder().disableHtmlEscaping().create().toJson(o));
         } else {
             out.println();
-            String spec = r.speculation() == null ? "" : String.format(", %s: %.2f tokens/step", drafter, r.speculation().meanAccepted());
+            String spec = r.speculation() == null ? "" : String.format(", %s: %.2f tokens/step", drafter.drafter, r.speculation().meanAccepted());
             System.err.printf("%n[%s: %d prompt tokens at %.1f tok/s, %d generated at %.1f tok/s%s, stopped: %s]%n",
                     path.getFileName(), r.stats().promptTokens(), r.stats().promptTokensPerSecond(),
                     r.stats().generatedTokens(), r.stats().generatedTokensPerSecond(), spec, r.stopReason().name().toLowerCase());

@@ -1,6 +1,6 @@
 package dev.specula.cli;
 
-import dev.specula.engine.MemoryBudgetException;
+import dev.specula.memory.MemoryBudgetException;
 import dev.specula.nativeapi.SpeculaException;
 import dev.specula.nativeapi.Status;
 import picocli.CommandLine;

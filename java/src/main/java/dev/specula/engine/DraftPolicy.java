@@ -13,10 +13,10 @@ public interface DraftPolicy {
     String name();
 
     /**
-     * Proposes a tree rooted at the sequence's last token (history[length - 1]), with at most maxNodes nodes
+     * Proposes a tree rooted at the sequence's last token (history[length - 1]), with at most maxTreeNodes nodes
      * including the root. Returning the root alone means "no speculation this step".
      */
-    DraftTree propose(int[] history, int length, int maxNodes);
+    DraftTree propose(int[] history, int length, int maxTreeNodes);
 
     /**
      * As {@link #propose(int[], int, int)}, also given the sequence's target KV cache, whose committed prefix is
@@ -24,8 +24,8 @@ public interface DraftPolicy {
      * layers' KV for the prefix is exactly what such a drafter would compute) but must leave it with that same
      * committed prefix. The engine calls this one.
      */
-    default DraftTree propose(int[] history, int length, int maxNodes, KvCache targetKv) {
-        return propose(history, length, maxNodes);
+    default DraftTree propose(int[] history, int length, int maxTreeNodes, KvCache targetKv) {
+        return propose(history, length, maxTreeNodes);
     }
 
     /**
@@ -39,8 +39,8 @@ public interface DraftPolicy {
 
     /**
      * Sees a whole verified batch once per step: every sequence's tree, whichever policy drafted it, and the
-     * target's logits, f32 [B][maxNodes][nVocab]. For policies that learn from the target's predictions
+     * target's logits, f32 [B][maxTreeNodes][nVocab]. For policies that learn from the target's predictions
      * wherever they come from, such as Token Recycling. The default does nothing.
      */
-    default void observeBatch(DraftTree[] trees, DeviceBuffer logits, int maxNodes) {}
+    default void observeBatch(DraftTree[] trees, DeviceBuffer logits, int maxTreeNodes) {}
 }

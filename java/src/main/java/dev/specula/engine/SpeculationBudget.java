@@ -21,23 +21,23 @@ public final class SpeculationBudget {
     private final Map<String, int[]> sinceTried = new ConcurrentHashMap<>();
     private final boolean adaptive;
 
-    /** maxNodes: the largest tree; adaptive false always allows maxNodes (for comparisons). */
-    public SpeculationBudget(int maxNodes, boolean adaptive) {
+    /** maxTreeNodes: the largest tree; adaptive false always allows maxTreeNodes (for comparisons). */
+    public SpeculationBudget(int maxTreeNodes, boolean adaptive) {
         int n = 1;
-        while ((1 << n) < maxNodes) n++;
+        while ((1 << n) < maxTreeNodes) n++;
         buckets = new int[n + 1];
         for (int i = 0; i < n; i++) buckets[i] = 1 << i;
-        buckets[n] = maxNodes;
+        buckets[n] = maxTreeNodes;
         this.adaptive = adaptive;
     }
 
-    public int maxNodes() {
+    public int maxTreeNodes() {
         return buckets[buckets.length - 1];
     }
 
     /** The tree size a policy may use this step. */
     public synchronized int choose(String policy) {
-        if (!adaptive) return maxNodes();
+        if (!adaptive) return maxTreeNodes();
         double[] y = yield.computeIfAbsent(policy, k -> new double[buckets.length]);
         double[] cost = this.cost.computeIfAbsent(policy, k -> new double[buckets.length]);
         int[] since = sinceTried.computeIfAbsent(policy, k -> new int[buckets.length]);

@@ -44,6 +44,11 @@ public final class Context extends NativeHandle {
         }
     }
 
+    /** Opens backend on a device; throws SpeculaException naming why it cannot. */
+    public static Context open(Backend backend, int device) {
+        return open(backend.id(), device);
+    }
+
     public static Context cpu() {
         return open("cpu", 0);
     }

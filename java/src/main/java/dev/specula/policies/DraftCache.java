@@ -22,8 +22,6 @@ import java.util.Arrays;
  * the host (the row copied), as its {@link TopTokenReader} was told.
  */
 final class DraftCache implements AutoCloseable {
-    /** Long catch-ups (the prompt) go in chunks so the forward's scratch stays bounded. */
-    private static final int CHUNK = 512;
 
     private final NativeModel model;
     private final int exitLayer;
@@ -89,12 +87,10 @@ final class DraftCache implements AutoCloseable {
             this.length = common;
         }
         // The first part of the catch-up needs no logits; the last (at most `rows` tokens) gives them.
-        int withLogits = exitLayer == 0 ? Math.min(length - common, CHUNK) : Math.min(length - common, rows);
+        // Long catch-ups (the prompt) go in one call: the native backends slice long inputs themselves.
+        int withLogits = exitLayer == 0 ? length - common : Math.min(length - common, rows);
         int split = length - withLogits;
-        for (int start = common; start < split; start += CHUNK) {
-            int end = Math.min(split, start + CHUNK);
-            forward(Arrays.copyOfRange(history, start, end), false);
-        }
+        if (split > common) forward(Arrays.copyOfRange(history, common, split), false);
         forward(Arrays.copyOfRange(history, split, length), true);
         return lastRow(withLogits);
     }
@@ -114,7 +110,7 @@ final class DraftCache implements AutoCloseable {
      * Makes the cache hold exactly history[0..upTo) (exit-layer drafters only), like {@link #advanceTo} but
      * without a root to draft from, and shows the drafter's prediction of history[next] for every next in
      * [scoreFrom, length) whose predecessor is newly forwarded. Tokens before that are forwarded without
-     * logits, in large chunks. For shadow estimates that see the full context.
+     * logits, in one call. For shadow estimates that see the full context.
      */
     void catchUp(int[] history, int upTo, int length, int scoreFrom, Predictions predictions) {
         if (exitLayer == 0) throw new IllegalStateException("catchUp needs an exit layer");
@@ -127,7 +123,7 @@ final class DraftCache implements AutoCloseable {
         }
         // history[i] predicts history[i + 1]: logits are needed from i = scoreFrom - 1 on.
         int quiet = Math.max(common, Math.min(upTo, scoreFrom - 1));
-        for (int start = common; start < quiet; start += CHUNK) forward(Arrays.copyOfRange(history, start, Math.min(quiet, start + CHUNK)), false);
+        if (quiet > common) forward(Arrays.copyOfRange(history, common, quiet), false);
         for (int start = quiet; start < upTo; start += rows) {
             int end = Math.min(upTo, start + rows);
             forward(Arrays.copyOfRange(history, start, end), true);

@@ -139,7 +139,7 @@ public final class DraftModelPolicy implements DraftPolicy, AutoCloseable {
 
     @Override
     public String name() {
-        return "draft";
+        return "draft-model";
     }
 
     /** Fills the draft model's cache with the prompt (all but its last token, the first root). */
@@ -150,17 +150,17 @@ public final class DraftModelPolicy implements DraftPolicy, AutoCloseable {
     }
 
     @Override
-    public DraftTree propose(int[] history, int length, int maxNodes) {
+    public DraftTree propose(int[] history, int length, int maxTreeNodes) {
         int root = history[length - 1];
         chainNodes = new int[0];
         chainFeatures.clear();
         if (cache == null) cache = newCache();
         // The cache must hold the history, the root and all but the last drafted token.
         int room = cache.capacity() - length;
-        if (maxNodes <= 1 || room < 1) return DraftTree.rootOnly(root);
+        if (maxTreeNodes <= 1 || room < 1) return DraftTree.rootOnly(root);
 
-        int[] tokens = new int[maxNodes], parents = new int[maxNodes];
-        float[] probs = new float[maxNodes];
+        int[] tokens = new int[maxTreeNodes], parents = new int[maxTreeNodes];
+        float[] probs = new float[maxTreeNodes];
         tokens[0] = root;
         parents[0] = -1;
         probs[0] = 1f;
@@ -171,7 +171,7 @@ public final class DraftModelPolicy implements DraftPolicy, AutoCloseable {
         double allAccepted = 1; // predicted P(every chain token so far is accepted)
 
         TopTokens top = cache.advanceTo(history, length);
-        while (depth < options.maxDraft() && n < maxNodes) {
+        while (depth < options.maxDraft() && n < maxTreeNodes) {
             if (top.p1() < options.minConfidence()) break;
             // Drafts are the argmax: deterministic, so the engine's point-mass verification stays lossless.
             tokens[n] = top.first();
@@ -182,7 +182,7 @@ public final class DraftModelPolicy implements DraftPolicy, AutoCloseable {
             depth++;
             double[] x = AcceptancePredictor.features(top, depth);
             feats.add(x);
-            if (depth <= options.branchDepth() && n < maxNodes && top.second() >= 0) {
+            if (depth <= options.branchDepth() && n < maxTreeNodes && top.second() >= 0) {
                 tokens[n] = top.second();
                 parents[n] = parent;
                 probs[n] = 1f;
@@ -194,7 +194,7 @@ public final class DraftModelPolicy implements DraftPolicy, AutoCloseable {
                 allAccepted *= options.predictor().predict(x);
                 if (1 - allAccepted > options.stopThreshold()) break;
             }
-            if (depth >= options.maxDraft() || n >= maxNodes || depth >= room) break;
+            if (depth >= options.maxDraft() || n >= maxTreeNodes || depth >= room) break;
             top = cache.append(top.first());
         }
         chainNodes = Arrays.copyOf(chain, depth);

@@ -215,8 +215,8 @@ public final class EarlyExitPolicy implements DraftPolicy, AutoCloseable {
     }
 
     @Override
-    public DraftTree propose(int[] history, int length, int maxNodes) {
-        return propose(history, length, maxNodes, null);
+    public DraftTree propose(int[] history, int length, int maxTreeNodes) {
+        return propose(history, length, maxTreeNodes, null);
     }
 
     /**
@@ -226,13 +226,13 @@ public final class EarlyExitPolicy implements DraftPolicy, AutoCloseable {
      * it, the candidate's own cache is caught up instead.
      */
     @Override
-    public DraftTree propose(int[] history, int length, int maxNodes, KvCache targetKv) {
+    public DraftTree propose(int[] history, int length, int maxTreeNodes, KvCache targetKv) {
         int root = history[length - 1];
         lastCandidate = -1;
         lastDraft = 0;
         steps++;
         if (promptLength < 0) promptLength = length;
-        int maxD = Math.min(options.maxDraft(), Math.min(maxNodes - 1, options.capacity() - length));
+        int maxD = Math.min(options.maxDraft(), Math.min(maxTreeNodes - 1, options.capacity() - length));
         boolean reuse = targetKv != null && targetKv.model() == target && targetKv.length() == length - 1;
         if (reuse) maxD = Math.min(maxD, targetKv.capacity() - length);
         // No shadow passes while the engine allows no draft: they would cost without serving a choice.

@@ -11,7 +11,7 @@ public final class NoSpeculation implements DraftPolicy {
     }
 
     @Override
-    public DraftTree propose(int[] history, int length, int maxNodes) {
+    public DraftTree propose(int[] history, int length, int maxTreeNodes) {
         return DraftTree.rootOnly(history[length - 1]);
     }
 }

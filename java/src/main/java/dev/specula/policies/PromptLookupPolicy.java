@@ -36,12 +36,12 @@ public final class PromptLookupPolicy implements DraftPolicy {
     }
 
     @Override
-    public DraftTree propose(int[] history, int length, int maxNodes) {
+    public DraftTree propose(int[] history, int length, int maxTreeNodes) {
         int root = history[length - 1];
-        if (maxNodes <= 1) return DraftTree.rootOnly(root);
+        if (maxTreeNodes <= 1) return DraftTree.rootOnly(root);
         for (int n = Math.min(maxNgram, length - 1); n >= minNgram; n--) {
-            List<int[]> continuations = continuations(history, length, n, Math.min(maxDraft, maxNodes - 1));
-            if (!continuations.isEmpty()) return trie(root, continuations, maxNodes);
+            List<int[]> continuations = continuations(history, length, n, Math.min(maxDraft, maxTreeNodes - 1));
+            if (!continuations.isEmpty()) return trie(root, continuations, maxTreeNodes);
         }
         return DraftTree.rootOnly(root);
     }
@@ -60,7 +60,7 @@ public final class PromptLookupPolicy implements DraftPolicy {
         return out;
     }
 
-    private static DraftTree trie(int root, List<int[]> continuations, int maxNodes) {
+    private static DraftTree trie(int root, List<int[]> continuations, int maxTreeNodes) {
         List<Integer> tokens = new ArrayList<>(List.of(root));
         List<Integer> parents = new ArrayList<>(List.of(-1));
         for (int[] c : continuations) {
@@ -74,7 +74,7 @@ public final class PromptLookupPolicy implements DraftPolicy {
                     }
                 }
                 if (child < 0) {
-                    if (tokens.size() >= maxNodes) break;
+                    if (tokens.size() >= maxTreeNodes) break;
                     tokens.add(t);
                     parents.add(node);
                     child = tokens.size() - 1;

@@ -34,9 +34,9 @@ public final class RecyclingPolicy implements DraftPolicy {
     }
 
     @Override
-    public DraftTree propose(int[] history, int length, int maxNodes) {
+    public DraftTree propose(int[] history, int length, int maxTreeNodes) {
         int root = history[length - 1];
-        int n = Math.min(maxNodes, template.size());
+        int n = Math.min(maxTreeNodes, template.size());
         if (n <= 1) return DraftTree.rootOnly(root);
         // A breadth-first template's first n nodes are themselves a tree.
         Recycler.Template cut = n == template.size() ? template
@@ -49,9 +49,9 @@ public final class RecyclingPolicy implements DraftPolicy {
 
     /** Every sequence's tree counts, whichever policy drafted it: the target's top-k is what the matrix learns. */
     @Override
-    public void observeBatch(DraftTree[] trees, DeviceBuffer logits, int maxNodes) {
+    public void observeBatch(DraftTree[] trees, DeviceBuffer logits, int maxTreeNodes) {
         int[][] tokens = new int[trees.length][];
         for (int b = 0; b < trees.length; b++) tokens[b] = trees[b].tokens();
-        recycler.update(maxNodes, tokens, logits);
+        recycler.update(maxTreeNodes, tokens, logits);
     }
 }

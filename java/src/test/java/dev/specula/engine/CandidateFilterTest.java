@@ -2,23 +2,27 @@ package dev.specula.engine;
 
 import static org.junit.jupiter.api.Assertions.*;
 
+import dev.specula.Drafter;
+import dev.specula.GenerationRequest;
+import dev.specula.GenerationResult;
+import dev.specula.SpeculaEngine;
 import dev.specula.model.ModelFile;
-import dev.specula.model.TestModelMaker;
-import dev.specula.model.gguf.GgmlType;
 import dev.specula.nativeapi.Context;
-import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.KvCache;
 import dev.specula.nativeapi.NativeModel;
 import dev.specula.nativeapi.Recycler;
 import dev.specula.policies.PromptLookupPolicy;
 import dev.specula.policies.RecyclingPolicy;
+import dev.specula.sampling.BannedSequences;
+import dev.specula.sampling.CandidateFilter;
+import dev.specula.sampling.PredicateFilter;
+import dev.specula.sampling.Sampler;
+import dev.specula.sampling.SamplingOptions;
 import dev.specula.tokenizer.Tokenizer;
-import dev.specula.tokenizer.VocabTrainer;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import java.util.SplittableRandom;
 import java.util.function.Supplier;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -30,12 +34,13 @@ import org.junit.jupiter.api.io.TempDir;
  * output under the same filters (lossless w.r.t. the filtered distribution), for prompt lookup and recycling.
  */
 class CandidateFilterTest {
-    static final int VOCAB = 320;
+    static final int VOCAB = TinyModel.VOCAB;
     static final int PROMPTS = 24;
     static final int MAX_TOKENS = 40;
 
     @TempDir
     static Path temp;
+    static TinyModel tiny;
     static Context context;
     static ModelFile file;
     static NativeModel model;
@@ -44,54 +49,37 @@ class CandidateFilterTest {
 
     @BeforeAll
     static void setUp() {
-        context = Context.cpu();
-        Path path = temp.resolve("filters.gguf");
-        new TestModelMaker().arch("llama").dim(64).layers(2).heads(4).kvHeads(2).ff(160).vocab(VOCAB).context(512)
-                .type(GgmlType.F32).seed(3).tokenizer(VocabTrainer.ggufMetadata("llama", VOCAB, 3)).write(path);
-        file = ModelFile.open(path);
-        model = NativeModels.load(context, file, DType.F32);
-        SplittableRandom rng = new SplittableRandom(11);
-        for (int p = 0; p < PROMPTS; p++) {
-            int len = 4 + rng.nextInt(24);
-            int[] prompt = new int[len];
-            prompt[0] = 1;
-            for (int i = 1; i < len; i++) prompt[i] = p % 2 == 0 && i > 6 ? prompt[i - 5] : 3 + rng.nextInt(VOCAB - 3);
-            prompts.add(prompt);
-        }
-        unfiltered.addAll(plain(List.of()));
+        tiny = TinyModel.open(temp);
+        context = tiny.context;
+        file = tiny.file;
+        model = tiny.model;
+        prompts.addAll(TinyModel.prompts(PROMPTS, 11));
+        unfiltered.addAll(tiny.greedy(prompts, MAX_TOKENS));
     }
 
     @AfterAll
     static void tearDown() {
-        model.close();
-        file.close();
-        context.close();
+        tiny.close();
     }
 
     static List<int[]> plain(List<CandidateFilter> filters) {
         List<int[]> out = new ArrayList<>();
-        try (PlainDecoder plain = new PlainDecoder(model)) {
-            for (int[] prompt : prompts) {
-                try (KvCache kv = model.newKvCache(512)) {
-                    out.add(plain.generate(kv, prompt, MAX_TOKENS, SamplingOptions.GREEDY, t -> false, t -> true, () -> false, filters).tokens());
-                }
-            }
-        }
+        for (int[] prompt : prompts) out.add(ReferenceDecoder.generate(model, TinyModel.CONTEXT, prompt, MAX_TOKENS, SamplingOptions.GREEDY, filters));
         return out;
     }
 
-    static void checkSpeculative(Supplier<DraftPolicy> policy, int maxNodes, int batch, List<CandidateFilter> filters, List<int[]> expected) {
-        try (SpeculativeEngine engine = new SpeculativeEngine(model, maxNodes, false)) {
+    static void checkSpeculative(Supplier<DraftPolicy> policy, int maxTreeNodes, int batch, List<CandidateFilter> filters, List<int[]> expected) {
+        try (DecodeLoop engine = new DecodeLoop(model, maxTreeNodes, false)) {
             for (int start = 0; start < PROMPTS; start += batch) {
-                List<SpeculativeEngine.Request> requests = new ArrayList<>();
+                List<DecodeLoop.Request> requests = new ArrayList<>();
                 List<KvCache> caches = new ArrayList<>();
                 for (int p = start; p < Math.min(PROMPTS, start + batch); p++) {
                     KvCache kv = model.newKvCache(512);
                     caches.add(kv);
-                    requests.add(new SpeculativeEngine.Request(kv, prompts.get(p), MAX_TOKENS, SamplingOptions.GREEDY,
+                    requests.add(new DecodeLoop.Request(kv, prompts.get(p), MAX_TOKENS, SamplingOptions.GREEDY,
                             policy.get(), t -> false, t -> true, () -> false).withFilters(filters));
                 }
-                List<SpeculativeEngine.Result> results = engine.generateBatch(requests);
+                List<DecodeLoop.Result> results = engine.generateBatch(requests);
                 for (int i = 0; i < results.size(); i++)
                     assertArrayEquals(expected.get(start + i), results.get(i).tokens(),
                             "prompt " + (start + i) + " with " + policy.get().name() + " (batch " + batch + ")");
@@ -199,10 +187,10 @@ class CandidateFilterTest {
     }
 
     @Test
-    void bannedStringsThroughTheGenerator() {
-        Tokenizer tokenizer = Tokenizer.fromGgufMetadata(file.gguf().orElseThrow().metadata());
-        Generator generator = new Generator(model, tokenizer, 512);
-        GenerationRequest base = GenerationRequest.greedy("int x = 1;", 30);
+    void bannedStringsThroughTheEngine() {
+        Tokenizer tokenizer = tiny.tokenizer();
+        try (SpeculaEngine generator = SpeculaEngine.builder().model(file.path()).drafter(Drafter.NONE).contextLength(512).build()) {
+        GenerationRequest base = GenerationRequest.builder("int x = 1;").maxTokens(30).build();
         GenerationResult free = generator.generate(base, t -> {}, () -> false);
         // Ban the text of the first generated token whose text encodes back to it (after any dummy prefix).
         String bannedText = null;
@@ -222,12 +210,13 @@ class CandidateFilterTest {
         final int token = bannedToken;
         assertTrue(ban.sequences().stream().anyMatch(q -> Arrays.equals(q, new int[] {token})),
                 "the string's token alone (without a dummy space prefix) is banned too");
-        GenerationRequest filtered = base.withFilters(List.of(ban));
+        GenerationRequest filtered = base.toBuilder().filters(List.of(ban)).build();
         GenerationResult plain = generator.generate(filtered, t -> {}, () -> false);
-        GenerationResult spec = generator.generate(filtered.withSpeculation(
-                new GenerationRequest.Speculation(new PromptLookupPolicy(), 16, false)), t -> {}, () -> false);
+        GenerationResult spec = generator.generate(filtered.toBuilder().speculation(
+                new GenerationRequest.Speculation(new PromptLookupPolicy(), 16, false)).build(), t -> {}, () -> false);
         assertArrayEquals(plain.tokens(), spec.tokens());
         assertFalse(Arrays.stream(plain.tokens()).anyMatch(t -> t == token), "the banned token was generated");
         assertFalse(completesBanned(ban, plain.promptTokens(), plain.tokens()));
+        }
     }
 }

@@ -7,12 +7,15 @@ import com.google.gson.Gson;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
+import dev.specula.model.LoadedModel;
 import dev.specula.nativeapi.Context;
 import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.DeviceBuffer;
 import dev.specula.nativeapi.ForwardArgs;
 import dev.specula.nativeapi.KvCache;
 import dev.specula.oracle.LlamaCppOracle;
+import dev.specula.policies.NoSpeculation;
+import dev.specula.sampling.SamplingOptions;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -67,9 +70,11 @@ class DemoModelParityTest {
                     }
                 }
                 int[] expectedGreedy = ints(p.getAsJsonArray("greedy_continuation"));
-                int[] ours = model.generator(512).generate(
-                        new GenerationRequest(text, expectedGreedy.length, SamplingOptions.GREEDY, java.util.List.of(), true, null),
-                        t -> {}, () -> false).tokens();
+                int[] ours;
+                try (KvCache kv = model.model().newKvCache(512); DecodeLoop loop = new DecodeLoop(model.model(), 1, false)) {
+                    ours = loop.generate(new DecodeLoop.Request(kv, tokens, expectedGreedy.length, SamplingOptions.GREEDY,
+                            new NoSpeculation(), t -> false, t -> true, () -> false)).tokens();
+                }
                 assertArrayEquals(expectedGreedy, java.util.Arrays.copyOf(ours, expectedGreedy.length), "greedy continuation of " + text);
                 if (oracle.isPresent()) {
                     int[] theirs = oracle.get().greedy(gguf, tokens, expectedGreedy.length);

@@ -2,7 +2,9 @@ package dev.specula.engine;
 
 import static org.junit.jupiter.api.Assertions.*;
 
+import dev.specula.model.LoadedModel;
 import dev.specula.model.ModelFile;
+import dev.specula.model.NativeModels;
 import dev.specula.model.TestModelMaker;
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.nativeapi.Context;
@@ -11,6 +13,7 @@ import dev.specula.nativeapi.KvCache;
 import dev.specula.nativeapi.NativeModel;
 import dev.specula.oracle.LlamaCppOracle;
 import dev.specula.policies.NoSpeculation;
+import dev.specula.sampling.SamplingOptions;
 import dev.specula.tokenizer.Tokenizer;
 import dev.specula.tokenizer.VocabTrainer;
 import java.nio.file.Files;
@@ -44,20 +47,20 @@ class DeviceSamplingTest {
         return out;
     }
 
+    /** Plain decoding: the independent host reference, or the decode loop's plain steps chosen on the device. */
     static int[] plain(NativeModel model, int[] prompt, SamplingOptions sampling, boolean onDevice) {
-        try (PlainDecoder decoder = new PlainDecoder(model, onDevice); KvCache kv = model.newKvCache(512)) {
-            return decoder.generate(kv, prompt, MAX_TOKENS, sampling, t -> false, t -> true, () -> false).tokens();
-        }
+        if (!onDevice) return ReferenceDecoder.generate(model, 512, prompt, MAX_TOKENS, sampling);
+        return speculativePlainSteps(model, List.of(prompt), sampling, true, 0);
     }
 
     static int[] speculativePlainSteps(NativeModel model, List<int[]> prompts, SamplingOptions sampling, boolean onDevice, int index) {
-        try (SpeculativeEngine engine = new SpeculativeEngine(model, new SpeculationBudget(8, false), onDevice)) {
+        try (DecodeLoop engine = new DecodeLoop(model, new SpeculationBudget(1, false), onDevice)) {
             List<KvCache> caches = new ArrayList<>();
-            List<SpeculativeEngine.Request> batch = new ArrayList<>();
+            List<DecodeLoop.Request> batch = new ArrayList<>();
             for (int[] prompt : prompts) {
                 KvCache kv = model.newKvCache(512);
                 caches.add(kv);
-                batch.add(new SpeculativeEngine.Request(kv, prompt, MAX_TOKENS, sampling, new NoSpeculation(), t -> false, t -> true, () -> false));
+                batch.add(new DecodeLoop.Request(kv, prompt, MAX_TOKENS, sampling, new NoSpeculation(), t -> false, t -> true, () -> false));
             }
             try {
                 return engine.generateBatch(batch).get(index).tokens();

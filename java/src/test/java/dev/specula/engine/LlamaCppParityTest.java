@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.specula.model.ModelFile;
+import dev.specula.model.NativeModels;
 import dev.specula.model.TestModelMaker;
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.nativeapi.Context;
@@ -13,6 +14,7 @@ import dev.specula.nativeapi.ForwardArgs;
 import dev.specula.nativeapi.KvCache;
 import dev.specula.nativeapi.NativeModel;
 import dev.specula.oracle.LlamaCppOracle;
+import dev.specula.sampling.SamplingOptions;
 import dev.specula.tokenizer.VocabTrainer;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -98,9 +100,8 @@ class LlamaCppParityTest {
                     file.getFileName(), worstOverall, tolerance);
 
             int[] theirs = oracle.get().greedy(file, prompt, 64);
-            kv.truncate(0);
-            try (PlainDecoder decoder = new PlainDecoder(model)) {
-                int[] mine = decoder.generate(kv, prompt, theirs.length, SamplingOptions.GREEDY, t -> false, t -> true, () -> false).tokens();
+            {
+                int[] mine = ReferenceDecoder.generate(model, kv.capacity(), prompt, theirs.length, SamplingOptions.GREEDY);
                 int agree = 0;
                 while (agree < Math.min(mine.length, theirs.length) && mine[agree] == theirs[agree]) agree++;
                 if (type.equals("F32")) {

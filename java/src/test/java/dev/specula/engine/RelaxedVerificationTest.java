@@ -4,12 +4,9 @@ import static org.junit.jupiter.api.Assertions.*;
 
 import dev.specula.model.ModelFile;
 import dev.specula.model.ModelWeights;
-import dev.specula.model.TestModelMaker;
 import dev.specula.model.gguf.GgmlQuant;
-import dev.specula.model.gguf.GgmlType;
 import dev.specula.model.gguf.GgufTensor;
 import dev.specula.nativeapi.Context;
-import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.DeviceBuffer;
 import dev.specula.nativeapi.KvCache;
 import dev.specula.nativeapi.NativeModel;
@@ -17,7 +14,11 @@ import dev.specula.nativeapi.SamplingParams;
 import dev.specula.nativeapi.TreeVerifier;
 import dev.specula.nativeapi.VerifyResult;
 import dev.specula.policies.PromptLookupPolicy;
-import dev.specula.tokenizer.VocabTrainer;
+import dev.specula.sampling.PredicateFilter;
+import dev.specula.sampling.RelaxedVerifier;
+import dev.specula.sampling.SamplingOptions;
+import dev.specula.sampling.TokenNeighbours;
+import dev.specula.sampling.VerifyMode;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -38,13 +39,14 @@ import org.junit.jupiter.api.io.TempDir;
  * neighbours of the greedy token within the TV budget; LANTERN with delta 0 is exactly greedy.
  */
 class RelaxedVerificationTest {
-    static final int VOCAB = 320;
+    static final int VOCAB = TinyModel.VOCAB;
     static final int PROMPTS = 20;
     static final int MAX_TOKENS = 32;
     static final int MAX_NODES = 81;
 
     @TempDir
     static Path temp;
+    static TinyModel tiny;
     static Context context;
     static ModelFile file;
     static NativeModel model;
@@ -54,39 +56,22 @@ class RelaxedVerificationTest {
 
     @BeforeAll
     static void setUp() {
-        context = Context.cpu();
-        Path path = temp.resolve("relaxed.gguf");
-        new TestModelMaker().arch("llama").dim(64).layers(2).heads(4).kvHeads(2).ff(160).vocab(VOCAB).context(512)
-                .type(GgmlType.F32).seed(3).tokenizer(VocabTrainer.ggufMetadata("llama", VOCAB, 3)).write(path);
-        file = ModelFile.open(path);
-        model = NativeModels.load(context, file, DType.F32);
+        tiny = TinyModel.open(temp);
+        context = tiny.context;
+        file = tiny.file;
+        model = tiny.model;
         GgufTensor t = file.gguf().orElseThrow().tensor(ModelWeights.GGUF_TOKEN_EMBD);
         float[] flat = GgmlQuant.decode(t);
         int dim = (int) t.cols();
         embeddings = new float[(int) t.rows()][];
         for (int r = 0; r < embeddings.length; r++) embeddings[r] = Arrays.copyOfRange(flat, r * dim, (r + 1) * dim);
-        SplittableRandom rng = new SplittableRandom(17);
-        for (int p = 0; p < PROMPTS; p++) {
-            int len = 4 + rng.nextInt(24);
-            int[] prompt = new int[len];
-            prompt[0] = 1;
-            for (int i = 1; i < len; i++) prompt[i] = p % 2 == 0 && i > 6 ? prompt[i - 5] : 3 + rng.nextInt(VOCAB - 3);
-            prompts.add(prompt);
-        }
-        try (PlainDecoder plain = new PlainDecoder(model)) {
-            for (int[] prompt : prompts) {
-                try (KvCache kv = model.newKvCache(512)) {
-                    greedy.add(plain.generate(kv, prompt, MAX_TOKENS, SamplingOptions.GREEDY, t2 -> false, t2 -> true, () -> false).tokens());
-                }
-            }
-        }
+        prompts.addAll(TinyModel.prompts(PROMPTS, 17));
+        greedy.addAll(tiny.greedy(prompts, MAX_TOKENS));
     }
 
     @AfterAll
     static void tearDown() {
-        model.close();
-        file.close();
-        context.close();
+        tiny.close();
     }
 
     /** One verified step: the tree, the relaxed result, the target's rows and native greedy's result on them. */
@@ -114,8 +99,8 @@ class RelaxedVerificationTest {
         }
 
         @Override
-        public DraftTree propose(int[] history, int length, int maxNodes) {
-            int w = Math.min(width, (maxNodes - 1) / 2);
+        public DraftTree propose(int[] history, int length, int maxTreeNodes) {
+            int w = Math.min(width, (maxTreeNodes - 1) / 2);
             int[] tokens = new int[1 + 2 * w], parents = new int[1 + 2 * w];
             float[] probs = new float[tokens.length];
             Arrays.fill(probs, 1f);
@@ -136,7 +121,7 @@ class RelaxedVerificationTest {
         }
 
         @Override
-        public void observeBatch(DraftTree[] trees, DeviceBuffer logits, int maxNodes) {
+        public void observeBatch(DraftTree[] trees, DeviceBuffer logits, int maxTreeNodes) {
             int n = tree.size();
             float[][] rows = new float[n][VOCAB];
             try (Arena arena = Arena.ofConfined()) {
@@ -144,18 +129,18 @@ class RelaxedVerificationTest {
                 logits.copyToHost(0, host, 0, host.byteSize());
                 for (int i = 0; i < n; i++) MemorySegment.copy(host, ValueLayout.JAVA_FLOAT, (long) i * VOCAB * 4, rows[i], 0, VOCAB);
             }
-            VerifyResult[] g = TreeVerifier.verify(context, maxNodes, VOCAB, new int[][] {tree.tokens()}, new int[][] {tree.parents()},
+            VerifyResult[] g = TreeVerifier.verify(context, maxTreeNodes, VOCAB, new int[][] {tree.tokens()}, new int[][] {tree.parents()},
                     new SamplingParams[] {SamplingParams.GREEDY}, logits, null, 0);
             steps.add(new Step(tree, result, rows, g[0]));
         }
     }
 
-    static List<SpeculativeEngine.Result> run(Supplier<DraftPolicy> policy, RelaxedVerifier relaxed) {
-        List<SpeculativeEngine.Result> out = new ArrayList<>();
-        try (SpeculativeEngine engine = new SpeculativeEngine(model, MAX_NODES, false)) {
+    static List<DecodeLoop.Result> run(Supplier<DraftPolicy> policy, RelaxedVerifier relaxed) {
+        List<DecodeLoop.Result> out = new ArrayList<>();
+        try (DecodeLoop engine = new DecodeLoop(model, MAX_NODES, false)) {
             for (int[] prompt : prompts) {
                 try (KvCache kv = model.newKvCache(512)) {
-                    out.add(engine.generate(new SpeculativeEngine.Request(kv, prompt, MAX_TOKENS, SamplingOptions.GREEDY,
+                    out.add(engine.generate(new DecodeLoop.Request(kv, prompt, MAX_TOKENS, SamplingOptions.GREEDY,
                             policy.get(), t -> false, t -> true, () -> false).withRelaxedVerifier(relaxed)));
                 }
             }
@@ -283,26 +268,26 @@ class RelaxedVerificationTest {
     void lanternWithZeroDeltaIsExactlyGreedy() {
         RelaxedVerifier lantern = RelaxedVerifier.lantern(new TokenNeighbours(embeddings, 8), 0);
         RecordingRandomPolicy policy = new RecordingRandomPolicy(3, 40);
-        List<SpeculativeEngine.Result> random = run(() -> policy, lantern);
-        List<SpeculativeEngine.Result> pld = run(PromptLookupPolicy::new, lantern);
+        List<DecodeLoop.Result> random = run(() -> policy, lantern);
+        List<DecodeLoop.Result> pld = run(PromptLookupPolicy::new, lantern);
         for (int p = 0; p < PROMPTS; p++) {
             assertArrayEquals(greedy.get(p), random.get(p).tokens(), "prompt " + p + " (random trees)");
             assertArrayEquals(greedy.get(p), pld.get(p).tokens(), "prompt " + p + " (prompt lookup)");
         }
         // One batch mixing relaxed (host) and lossless (native) verification, with a filter on some requests.
-        try (SpeculativeEngine engine = new SpeculativeEngine(model, MAX_NODES, false)) {
+        try (DecodeLoop engine = new DecodeLoop(model, MAX_NODES, false)) {
             List<KvCache> caches = new ArrayList<>();
-            List<SpeculativeEngine.Request> requests = new ArrayList<>();
+            List<DecodeLoop.Request> requests = new ArrayList<>();
             for (int p = 0; p < PROMPTS; p++) {
                 KvCache kv = model.newKvCache(512);
                 caches.add(kv);
-                var r = new SpeculativeEngine.Request(kv, prompts.get(p), MAX_TOKENS, SamplingOptions.GREEDY,
+                var r = new DecodeLoop.Request(kv, prompts.get(p), MAX_TOKENS, SamplingOptions.GREEDY,
                         new PromptLookupPolicy(), t -> false, t -> true, () -> false);
                 if (p % 2 == 0) r = r.withRelaxedVerifier(lantern);
                 if (p % 3 == 0) r = r.withFilters(List.of(PredicateFilter.ofTokens(t -> true)));
                 requests.add(r);
             }
-            List<SpeculativeEngine.Result> batch = engine.generateBatch(requests);
+            List<DecodeLoop.Result> batch = engine.generateBatch(requests);
             for (int p = 0; p < PROMPTS; p++) assertArrayEquals(greedy.get(p), batch.get(p).tokens(), "prompt " + p + " (mixed batch)");
             caches.forEach(KvCache::close);
         }
@@ -327,11 +312,11 @@ class RelaxedVerificationTest {
     @Test
     void relaxedModesNeedGreedySampling() {
         try (KvCache kv = model.newKvCache(64)) {
-            var request = new SpeculativeEngine.Request(kv, new int[] {1, 2}, 4, SamplingOptions.sampled(1f, 1),
+            var request = new DecodeLoop.Request(kv, new int[] {1, 2}, 4, SamplingOptions.sampled(1f, 1),
                     new PromptLookupPolicy(), t -> false, t -> true, () -> false);
             assertEquals(VerifyMode.SAMPLE, request.verifyMode());
             assertThrows(IllegalArgumentException.class, () -> request.withRelaxedVerifier(RelaxedVerifier.typical()));
-            var greedyRequest = new SpeculativeEngine.Request(kv, new int[] {1, 2}, 4, SamplingOptions.GREEDY,
+            var greedyRequest = new DecodeLoop.Request(kv, new int[] {1, 2}, 4, SamplingOptions.GREEDY,
                     new PromptLookupPolicy(), t -> false, t -> true, () -> false);
             assertEquals(VerifyMode.TYPICAL, greedyRequest.withRelaxedVerifier(RelaxedVerifier.typical()).verifyMode());
             assertTrue(VerifyMode.TYPICAL.lossy() && VerifyMode.LANTERN.lossy() && !VerifyMode.GREEDY.lossy());

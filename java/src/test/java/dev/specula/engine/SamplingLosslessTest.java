@@ -3,6 +3,7 @@ package dev.specula.engine;
 import static org.junit.jupiter.api.Assertions.*;
 
 import dev.specula.model.ModelFile;
+import dev.specula.model.NativeModels;
 import dev.specula.model.TestModelMaker;
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.nativeapi.Context;
@@ -14,6 +15,7 @@ import dev.specula.policies.DraftModelPolicy;
 import dev.specula.policies.EarlyExitPolicy;
 import dev.specula.policies.PromptLookupPolicy;
 import dev.specula.policies.RecyclingPolicy;
+import dev.specula.sampling.SamplingOptions;
 import dev.specula.tokenizer.VocabTrainer;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -72,24 +74,21 @@ class SamplingLosslessTest {
 
     private static int[][] plainRuns(SamplingOptions sampling, long seedBase) {
         int[][] out = new int[RUNS][];
-        try (PlainDecoder decoder = new PlainDecoder(model); KvCache kv = model.newKvCache(64)) {
-            for (int r = 0; r < RUNS; r++) {
-                kv.truncate(0);
-                out[r] = decoder.generate(kv, PROMPT, TOKENS, sampling.withSeed(seedBase + r), t -> false, t -> true, () -> false).tokens();
-                assertEquals(TOKENS, out[r].length);
-            }
+        for (int r = 0; r < RUNS; r++) {
+            out[r] = ReferenceDecoder.generate(model, 64, PROMPT, TOKENS, sampling.withSeed(seedBase + r));
+            assertEquals(TOKENS, out[r].length);
         }
         return out;
     }
 
     /** Runs the speculative engine RUNS times; returns the outputs and fills stats. */
-    private static int[][] speculativeRuns(Supplier<DraftPolicy> policy, int maxNodes, long seedBase, SpecStats stats) {
+    private static int[][] speculativeRuns(Supplier<DraftPolicy> policy, int maxTreeNodes, long seedBase, SpecStats stats) {
         int[][] out = new int[RUNS][];
-        try (SpeculativeEngine engine = new SpeculativeEngine(model, maxNodes, false); KvCache kv = model.newKvCache(64)) {
+        try (DecodeLoop engine = new DecodeLoop(model, maxTreeNodes, false); KvCache kv = model.newKvCache(64)) {
             for (int r = 0; r < RUNS; r++) {
                 kv.truncate(0);
                 DraftPolicy p = policy.get();
-                SpeculativeEngine.Result res = engine.generate(new SpeculativeEngine.Request(kv, PROMPT, TOKENS,
+                DecodeLoop.Result res = engine.generate(new DecodeLoop.Request(kv, PROMPT, TOKENS,
                         SAMPLING.withSeed(seedBase + r), p, t -> false, t -> true, () -> false));
                 if (p instanceof EarlyExitPolicy e) e.close();
                 if (p instanceof DraftModelPolicy d) d.close();

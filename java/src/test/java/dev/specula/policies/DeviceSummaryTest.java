@@ -4,12 +4,11 @@ import static org.junit.jupiter.api.Assertions.*;
 
 import com.google.gson.Gson;
 import com.google.gson.JsonObject;
+import dev.specula.engine.DecodeLoop;
 import dev.specula.engine.DraftPolicy;
-import dev.specula.engine.LoadedModel;
-import dev.specula.engine.PlainDecoder;
-import dev.specula.engine.SamplingOptions;
+import dev.specula.engine.ReferenceDecoder;
 import dev.specula.engine.SpecStats;
-import dev.specula.engine.SpeculativeEngine;
+import dev.specula.model.LoadedModel;
 import dev.specula.model.TestModelMaker;
 import dev.specula.nativeapi.Context;
 import dev.specula.nativeapi.DType;
@@ -20,6 +19,7 @@ import dev.specula.nativeapi.NativeModel;
 import dev.specula.nativeapi.SpeculaException;
 import dev.specula.nativeapi.Status;
 import dev.specula.oracle.LlamaCppOracle;
+import dev.specula.sampling.SamplingOptions;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -187,13 +187,13 @@ class DeviceSummaryTest {
                 List<String> stats = new ArrayList<>();
                 for (boolean onDevice : new boolean[] {false, true}) {
                     SpecStats total = new SpecStats();
-                    try (SpeculativeEngine engine = new SpeculativeEngine(t, 16, false); PlainDecoder plain = new PlainDecoder(t, false)) {
+                    try (DecodeLoop engine = new DecodeLoop(t, 16, false)) {
                         for (int[] prompt : prompts) {
                             DraftPolicy policy = earlyExit ? new EarlyExitPolicy(t, ee, null, onDevice) : new DraftModelPolicy(t, d, dm, onDevice);
-                            try (KvCache kv = t.newKvCache(512); KvCache ref = t.newKvCache(512)) {
-                                SpeculativeEngine.Result r = engine.generate(new SpeculativeEngine.Request(kv, prompt, 48, SamplingOptions.GREEDY,
+                            try (KvCache kv = t.newKvCache(512)) {
+                                DecodeLoop.Result r = engine.generate(new DecodeLoop.Request(kv, prompt, 48, SamplingOptions.GREEDY,
                                         policy, x -> false, x -> true, () -> false));
-                                int[] want = plain.generate(ref, prompt, 48, SamplingOptions.GREEDY, x -> false, x -> true, () -> false).tokens();
+                                int[] want = ReferenceDecoder.generate(t, 512, prompt, 48, SamplingOptions.GREEDY);
                                 assertArrayEquals(want, r.tokens(), (earlyExit ? "early exit" : "draft model") + (onDevice ? " on device" : " on host"));
                                 total.add(r.stats());
                             } finally {

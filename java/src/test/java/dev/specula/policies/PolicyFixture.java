@@ -2,26 +2,26 @@ package dev.specula.policies;
 
 import static org.junit.jupiter.api.Assertions.*;
 
+import dev.specula.StopReason;
+import dev.specula.engine.DecodeLoop;
 import dev.specula.engine.DraftPolicy;
-import dev.specula.engine.NativeModels;
-import dev.specula.engine.PlainDecoder;
-import dev.specula.engine.SamplingOptions;
+import dev.specula.engine.ReferenceDecoder;
 import dev.specula.engine.SpecStats;
-import dev.specula.engine.SpeculativeEngine;
-import dev.specula.engine.StopReason;
+import dev.specula.engine.TinyModel;
 import dev.specula.model.ModelFile;
+import dev.specula.model.NativeModels;
 import dev.specula.model.TestModelMaker;
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.nativeapi.Context;
 import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.KvCache;
 import dev.specula.nativeapi.NativeModel;
+import dev.specula.sampling.SamplingOptions;
 import dev.specula.tokenizer.Tokenizer;
 import dev.specula.tokenizer.VocabTrainer;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.SplittableRandom;
 import java.util.function.Supplier;
 
 /**
@@ -29,8 +29,8 @@ import java.util.function.Supplier;
  * policy's greedy speculative output equals them token for token.
  */
 final class PolicyFixture implements AutoCloseable {
-    static final int VOCAB = 320;
-    static final int CONTEXT = 512;
+    static final int VOCAB = TinyModel.VOCAB;
+    static final int CONTEXT = TinyModel.CONTEXT;
     static final int MAX_TOKENS = 40;
 
     final Context context = Context.cpu();
@@ -40,27 +40,12 @@ final class PolicyFixture implements AutoCloseable {
     final NativeModel target;
     final Tokenizer tokenizer;
 
-    /** A target of the given depth (dim 64, the tokenizer of VocabTrainer llama/320/seed 3), its references on `prompts` prompts. */
+    /** A target of the given depth (the shared {@link TinyModel}'s shape), its references on `prompts` prompts. */
     PolicyFixture(Path dir, int layers, int prompts) {
-        target = model(dir.resolve("target.gguf"), new TestModelMaker().arch("llama").dim(64).layers(layers).heads(4).kvHeads(2)
-                .ff(160).seed(3));
+        target = model(dir.resolve("target.gguf"), TinyModel.maker(layers));
         tokenizer = tokenizer(0);
-        SplittableRandom rng = new SplittableRandom(5);
-        for (int p = 0; p < prompts; p++) {
-            // Half the prompts repeat a phrase, as real prompts often do.
-            int len = 4 + rng.nextInt(24);
-            int[] prompt = new int[len];
-            prompt[0] = 1;
-            for (int i = 1; i < len; i++) prompt[i] = p % 2 == 0 && i > 6 ? prompt[i - 5] : 3 + rng.nextInt(VOCAB - 3);
-            this.prompts.add(prompt);
-        }
-        try (PlainDecoder plain = new PlainDecoder(target)) {
-            for (int[] prompt : this.prompts) {
-                try (KvCache kv = target.newKvCache(CONTEXT)) {
-                    expected.add(plain.generate(kv, prompt, MAX_TOKENS, SamplingOptions.GREEDY, t -> false, t -> true, () -> false).tokens());
-                }
-            }
-        }
+        this.prompts.addAll(TinyModel.prompts(prompts, 5));
+        for (int[] prompt : this.prompts) expected.add(ReferenceDecoder.generate(target, CONTEXT, prompt, MAX_TOKENS, SamplingOptions.GREEDY));
     }
 
     /** Writes and loads a random model with the shared tokenizer metadata (same style, size and seed as the target's). */
@@ -80,13 +65,13 @@ final class PolicyFixture implements AutoCloseable {
      * Runs every prompt greedily through the engine with a fresh policy each, asserts the output equals plain
      * greedy decoding, closes the policies and returns the summed statistics.
      */
-    <P extends DraftPolicy> SpecStats checkLossless(Supplier<P> policies, int maxNodes, boolean adaptive) {
+    <P extends DraftPolicy> SpecStats checkLossless(Supplier<P> policies, int maxTreeNodes, boolean adaptive) {
         SpecStats total = new SpecStats();
-        try (SpeculativeEngine engine = new SpeculativeEngine(target, maxNodes, adaptive)) {
+        try (DecodeLoop engine = new DecodeLoop(target, maxTreeNodes, adaptive)) {
             for (int p = 0; p < prompts.size(); p++) {
                 P policy = policies.get();
                 try (KvCache kv = target.newKvCache(CONTEXT)) {
-                    SpeculativeEngine.Result r = engine.generate(new SpeculativeEngine.Request(kv, prompts.get(p), MAX_TOKENS,
+                    DecodeLoop.Result r = engine.generate(new DecodeLoop.Request(kv, prompts.get(p), MAX_TOKENS,
                             SamplingOptions.GREEDY, policy, t -> false, t -> true, () -> false));
                     assertArrayEquals(expected.get(p), r.tokens(), "prompt " + p + " with " + policy.name());
                     assertEquals(StopReason.MAX_TOKENS, r.reason());

@@ -6,8 +6,8 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.google.gson.Gson;
 import com.google.gson.GsonBuilder;
+import dev.specula.model.gguf.GgufWriter;
 import dev.specula.oracle.LlamaCppOracle;
-
 import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
@@ -18,7 +18,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.stream.Stream;
-
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -97,13 +96,34 @@ class TokenizerOracleTest {
         return md;
     }
 
+    /**
+     * A tiny Llama architecture's hyperparameters plus the given tokenizer metadata: a GGUF without tensors, enough
+     * for llama.cpp to load the vocabulary with vocab_only.
+     */
+    static Map<String, Object> llamaVocabOnly(Map<String, Object> tokenizerMetadata) {
+        Map<String, Object> md = new LinkedHashMap<>();
+        md.put("general.architecture", "llama");
+        md.put("general.name", "specula-tokenizer-test");
+        md.put("llama.context_length", 256);
+        md.put("llama.embedding_length", 64);
+        md.put("llama.block_count", 1);
+        md.put("llama.feed_forward_length", 128);
+        md.put("llama.attention.head_count", 4);
+        md.put("llama.attention.head_count_kv", 4);
+        md.put("llama.attention.layer_norm_rms_epsilon", 1e-5f);
+        md.put("llama.rope.dimension_count", 16);
+        md.put("llama.vocab_size", ((List<?>) tokenizerMetadata.get("tokenizer.ggml.tokens")).size());
+        md.putAll(tokenizerMetadata);
+        return md;
+    }
+
     @ParameterizedTest(name = "{0} vocab {1} seed {2} {3}")
     @MethodSource("vocabularies")
     void tokenizesLikeLlamaCpp(String style, int size, long seed, String variant) throws Exception {
         Map<String, Object> md = variant(style, size, seed, variant);
         Tokenizer tokenizer = Tokenizer.fromGgufMetadata(md);
         Path gguf = tmp.resolve("vocab.gguf");
-        GgufTestWriter.write(gguf, GgufTestWriter.llamaVocabOnly(md));
+        new GgufWriter().putAll(llamaVocabOnly(md)).write(gguf);
         LlamaCppOracle.Tokenization theirs = oracle.tokenize(gguf, samples, true);
         assertEquals(samples.size(), theirs.tokens().size());
 

@@ -1,9 +1,8 @@
 package dev.specula.bench;
 
-import dev.specula.engine.NativeModels;
-import dev.specula.engine.PlainDecoder;
-import dev.specula.engine.SamplingOptions;
+import dev.specula.engine.DecodeLoop;
 import dev.specula.model.ModelFile;
+import dev.specula.model.NativeModels;
 import dev.specula.model.TestModelMaker;
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.nativeapi.Context;
@@ -11,6 +10,8 @@ import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.KvCache;
 import dev.specula.nativeapi.NativeModel;
 import dev.specula.oracle.LlamaCppOracle;
+import dev.specula.policies.NoSpeculation;
+import dev.specula.sampling.SamplingOptions;
 import dev.specula.tokenizer.VocabTrainer;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -74,17 +75,19 @@ public final class CpuVsLlamaCpp {
     static double[] specula(Path file, int[] prompt, int decodeTokens, int threads) {
         try (Context ctx = Context.cpu(); ModelFile mf = ModelFile.open(file);
              NativeModel model = NativeModels.load(ctx, mf, DType.F16);
-             PlainDecoder decoder = new PlainDecoder(model)) {
+             DecodeLoop decoder = new DecodeLoop(model, 1, false)) { // plain decoding: trees of one node
             ctx.setThreads(threads);
             // Warm-up: page in the mapping.
             try (KvCache kv = model.newKvCache(prompt.length + decodeTokens + 8)) {
-                decoder.generate(kv, new int[] {1, 2}, 2, SamplingOptions.GREEDY, x -> false, x -> true, () -> false);
+                decoder.generate(new DecodeLoop.Request(kv, new int[] {1, 2}, 2, SamplingOptions.GREEDY, new NoSpeculation(), x -> false, x -> true, () -> false));
             }
             try (KvCache kv = model.newKvCache(prompt.length + decodeTokens + 8)) {
-                var r = decoder.generate(kv, prompt, decodeTokens, SamplingOptions.GREEDY, x -> false, x -> true, () -> false);
-                // The first generated token comes with the prompt's logits; decode speed counts the forwards after it.
-                double decodeRate = (r.stats().generatedTokens() - 1) / r.stats().generateSeconds();
-                return new double[] {r.stats().promptTokensPerSecond(), decodeRate};
+                var r = decoder.generate(new DecodeLoop.Request(kv, prompt, decodeTokens, SamplingOptions.GREEDY, new NoSpeculation(), x -> false, x -> true, () -> false));
+                // The prompt's last token is the first step's root: prompt speed counts the others, decode speed
+                // every step (each forwards one token).
+                double promptRate = (prompt.length - 1) / r.stats().promptSeconds();
+                double decodeRate = r.stats().tokens() / r.stats().generateSeconds();
+                return new double[] {promptRate, decodeRate};
             }
         }
     }

@@ -2,16 +2,15 @@ package dev.specula.bench;
 
 import com.google.gson.Gson;
 import com.google.gson.JsonObject;
-import dev.specula.Drafters;
-import dev.specula.engine.GenerationRequest;
-import dev.specula.engine.GenerationResult;
-import dev.specula.engine.Generator;
-import dev.specula.engine.LoadedModel;
-import dev.specula.engine.NativeModels;
-import dev.specula.engine.SamplingOptions;
+import dev.specula.Drafter;
+import dev.specula.GenerationRequest;
+import dev.specula.GenerationResult;
+import dev.specula.SpeculaEngine;
 import dev.specula.model.ModelFile;
+import dev.specula.model.NativeModels;
 import dev.specula.model.TestModelMaker;
 import dev.specula.model.gguf.GgmlType;
+import dev.specula.nativeapi.Backend;
 import dev.specula.nativeapi.Context;
 import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.DeviceBuffer;
@@ -58,7 +57,7 @@ import java.util.SplittableRandom;
  */
 public final class CudaParity {
     static final int SKIPPED = 77;
-    static final List<String> POLICIES = Drafters.NAMES;
+    static final List<String> POLICIES = Arrays.stream(Drafter.values()).map(Drafter::cliName).toList();
     /** Largest |difference| allowed, as a fraction of max(1, max |logit|), per weight type. */
     static final Map<String, Double> TOLERANCE = Map.of("F32", 2e-3, "F16", 1e-2, "BF16", 2e-2, "Q8_0", 2e-2, "Q4_0", 2e-2);
     static final int RANDOM_VOCAB = 1024;
@@ -271,15 +270,14 @@ public final class CudaParity {
         for (String p : POLICIES) byPolicy.put(p, new LinkedHashMap<>());
         for (int slot = 0; slot < 2; slot++) {
             String backend = options.labels().get(slot);
-            try (Context ctx = Context.open(options.backends().get(slot), 0); LoadedModel loaded = LoadedModel.open(ctx, model);
-                 Drafters drafters = new Drafters(loaded, 81, true, draft, 1024)) {
-                Generator generator = loaded.generator(1024);
+            try (SpeculaEngine generator = SpeculaEngine.builder().model(model).backend(Backend.parse(options.backends().get(slot)), 0)
+                    .draftModel(draft).contextLength(1024).batch(1).build()) {
                 // Warm-up outside the figures: JIT, first touch, any graph capture.
-                for (String p : POLICIES) generator.generate(request(prompts.get(0), 16, drafters, p), t -> {}, () -> false);
+                for (String p : POLICIES) generator.generate(request(prompts.get(0), 16, p), t -> {}, () -> false);
                 for (String p : POLICIES) byPolicy.get(p).put(backend, new ArrayList<>());
                 for (String prompt : prompts)
                     for (String p : POLICIES) // interleaved, so that every drafter sees the same machine noise
-                        byPolicy.get(p).get(backend).add(generator.generate(request(prompt, options.maxTokens(), drafters, p), t -> {}, () -> false));
+                        byPolicy.get(p).get(backend).add(generator.generate(request(prompt, options.maxTokens(), p), t -> {}, () -> false));
             }
         }
         String first = options.labels().get(0), second = options.labels().get(1);
@@ -303,8 +301,8 @@ public final class CudaParity {
         return new Runs(byPolicy);
     }
 
-    static GenerationRequest request(String prompt, int maxTokens, Drafters drafters, String policy) {
-        return new GenerationRequest(prompt, maxTokens, SamplingOptions.GREEDY, List.of(), null, drafters.speculation(policy));
+    static GenerationRequest request(String prompt, int maxTokens, String drafter) {
+        return GenerationRequest.builder(prompt).maxTokens(maxTokens).drafter(Drafter.parse(drafter)).build();
     }
 
     /** Where runs differ from the reference runs of the same prompts: one line per prompt. */

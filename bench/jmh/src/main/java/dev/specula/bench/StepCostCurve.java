@@ -1,7 +1,7 @@
 package dev.specula.bench;
 
-import dev.specula.engine.NativeModels;
 import dev.specula.model.ModelFile;
+import dev.specula.model.NativeModels;
 import dev.specula.nativeapi.Context;
 import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.DeviceBuffer;

@@ -1,4 +1,4 @@
-package dev.specula.engine;
+package dev.specula.memory;
 
 /**
  * What to do when a configuration's {@link MemoryBudget} does not fit the memory available: refuse, or give up

@@ -1,4 +1,4 @@
-package dev.specula.engine;
+package dev.specula.sampling;
 
 /**
  * How a speculative step decides which drafted tokens to keep. GREEDY and SAMPLE are lossless (native

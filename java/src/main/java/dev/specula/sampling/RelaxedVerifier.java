@@ -1,4 +1,4 @@
-package dev.specula.engine;
+package dev.specula.sampling;
 
 import dev.specula.nativeapi.VerifyResult;
 import java.util.Arrays;
@@ -6,7 +6,7 @@ import java.util.Arrays;
 /**
  * Relaxed, LOSSY tree verification, in Java on the host: it accepts drafted tokens that plain greedy decoding
  * would not have produced, trading fidelity for longer accepted runs. Opt in per request with
- * {@link SpeculativeEngine.Request#withRelaxedVerifier}; the output is no longer that of plain decoding.
+ * {@code DecodeLoop.Request.withRelaxedVerifier}; the output is no longer that of plain decoding.
  *
  * <p>Both modes walk the tree down from the root. At the current node n, p_n is the softmax of the target's
  * (filtered) logits row at n at this verifier's temperature; a child is judged by its token x:
@@ -115,11 +115,12 @@ public final class RelaxedVerifier {
     /**
      * Verifies one tree against the target's logits at its nodes.
      *
-     * @param rows rows[i] is the target's (filtered) logits row at node i, for every node of the tree
+     * @param tokens  the tree's tokens, node 0 the root
+     * @param parents each node's parent (-1 for the root), earlier than the node
+     * @param rows    rows[i] is the target's (filtered) logits row at node i, for every node of the tree
      */
-    public VerifyResult verify(DraftTree tree, float[][] rows) {
-        int n = tree.size();
-        int[] tokens = tree.tokens(), parents = tree.parents();
+    public VerifyResult verify(int[] tokens, int[] parents, float[][] rows) {
+        int n = tokens.length;
         int[] flags = new int[n];
         Arrays.fill(flags, -1);
         flags[0] = 1;

@@ -1,11 +1,14 @@
-package dev.specula.engine;
+package dev.specula.memory;
 
 import static org.junit.jupiter.api.Assertions.*;
 
-import dev.specula.Drafters;
+import dev.specula.Drafter;
+import dev.specula.SpeculaEngine;
+import dev.specula.model.LoadedModel;
 import dev.specula.model.ModelFile;
 import dev.specula.model.TestModelMaker;
 import dev.specula.model.gguf.GgmlType;
+import dev.specula.nativeapi.Backend;
 import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.MemoryPlan;
 import dev.specula.tokenizer.VocabTrainer;
@@ -41,7 +44,8 @@ class MemoryBudgetTest {
     }
 
     static MemoryBudget.Request request(String backend, String drafter, int context, int batch, int nodes) {
-        return Drafters.budgetRequest(backend, target, drafter, draftPath, context, batch, nodes);
+        return SpeculaEngine.builder().model(target.path()).backend(Backend.parse(backend), 0).drafter(Drafter.parse(drafter))
+                .draftModel(draftPath).contextLength(context).batch(batch).maxTreeNodes(nodes).memoryLimit(1L << 50).plan().requested();
     }
 
     static long item(MemoryBudget b, String prefix) {

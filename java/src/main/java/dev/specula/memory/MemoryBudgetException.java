@@ -1,4 +1,4 @@
-package dev.specula.engine;
+package dev.specula.memory;
 
 /**
  * A configuration whose memory budget does not fit (after any shrinking its {@link MemoryPolicy} allowed). Thrown

@@ -1,4 +1,4 @@
-package dev.specula.engine;
+package dev.specula;
 
 /** Receives generated text as soon as it is final (whole UTF-8 characters, never part of a stop string). */
 @FunctionalInterface

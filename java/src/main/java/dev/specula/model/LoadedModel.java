@@ -1,6 +1,5 @@
-package dev.specula.engine;
+package dev.specula.model;
 
-import dev.specula.model.ModelFile;
 import dev.specula.nativeapi.Context;
 import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.NativeModel;
@@ -40,7 +39,7 @@ public final class LoadedModel implements AutoCloseable {
     }
 
     /**
-     * Puts an already opened file's weights on context (after, say, a {@link MemoryBudget} was checked against
+     * Puts an already opened file's weights on context (after, say, a {@link dev.specula.memory.MemoryBudget} was checked against
      * its shape). The model takes the file over: it closes it, also when this fails.
      */
     public static LoadedModel open(Context context, ModelFile file, DType kvType) {
@@ -89,11 +88,6 @@ public final class LoadedModel implements AutoCloseable {
         long sum = 0;
         for (var w : file.weights()) sum += w.nbytes();
         return sum;
-    }
-
-    /** A generator over this model with KV caches of contextLength positions (at most the model's training context). */
-    public Generator generator(int contextLength) {
-        return new Generator(model, tokenizer, Math.min(contextLength, model.shape().nCtxTrain()));
     }
 
     @Override

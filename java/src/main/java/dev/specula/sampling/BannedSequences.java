@@ -1,4 +1,4 @@
-package dev.specula.engine;
+package dev.specula.sampling;
 
 import dev.specula.tokenizer.Tokenizer;
 import java.util.ArrayList;

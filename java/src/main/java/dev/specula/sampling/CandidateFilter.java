@@ -1,4 +1,4 @@
-package dev.specula.engine;
+package dev.specula.sampling;
 
 import java.util.List;
 
@@ -29,7 +29,7 @@ public interface CandidateFilter {
     void mask(int[] context, int length, float[] logitsRow);
 
     /** Applies every filter in order; throws if together they disallow every token. */
-    static void applyAll(List<CandidateFilter> filters, int[] context, int length, float[] logitsRow) {
+    public static void applyAll(List<CandidateFilter> filters, int[] context, int length, float[] logitsRow) {
         if (filters.isEmpty()) return;
         for (CandidateFilter f : filters) f.mask(context, length, logitsRow);
         for (float v : logitsRow) if (v != Float.NEGATIVE_INFINITY) return;

@@ -1,4 +1,4 @@
-package dev.specula.engine;
+package dev.specula;
 
 /** What one generation cost: prompt processing and token generation, timed separately. */
 public record GenerationStats(int promptTokens, int generatedTokens, double promptSeconds, double generateSeconds) {

@@ -1,4 +1,4 @@
-package dev.specula.engine;
+package dev.specula.sampling;
 
 import java.util.Arrays;
 import java.util.SplittableRandom;
@@ -45,7 +45,7 @@ public final class Sampler {
         return best;
     }
 
-    static int argmax(double[] v) {
+    public static int argmax(double[] v) {
         int best = 0;
         for (int i = 1; i < v.length; i++) if (v[i] > v[best]) best = i;
         return best;

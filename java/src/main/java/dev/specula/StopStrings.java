@@ -1,4 +1,4 @@
-package dev.specula.engine;
+package dev.specula;
 
 import java.util.List;
 

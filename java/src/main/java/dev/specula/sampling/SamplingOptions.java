@@ -1,4 +1,4 @@
-package dev.specula.engine;
+package dev.specula.sampling;
 
 /**
  * How the next token is chosen from the target's logits. The shaping order is fixed and shared by plain

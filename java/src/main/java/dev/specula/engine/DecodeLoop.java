@@ -1,5 +1,6 @@
 package dev.specula.engine;
 
+import dev.specula.StopReason;
 import dev.specula.nativeapi.DeviceBuffer;
 import dev.specula.nativeapi.ForwardArgs;
 import dev.specula.nativeapi.KvCache;
@@ -7,6 +8,11 @@ import dev.specula.nativeapi.NativeModel;
 import dev.specula.nativeapi.SamplingParams;
 import dev.specula.nativeapi.TreeVerifier;
 import dev.specula.nativeapi.VerifyResult;
+import dev.specula.sampling.CandidateFilter;
+import dev.specula.sampling.RelaxedVerifier;
+import dev.specula.sampling.Sampler;
+import dev.specula.sampling.SamplingOptions;
+import dev.specula.sampling.VerifyMode;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -19,10 +25,12 @@ import java.util.function.BooleanSupplier;
 import java.util.function.IntPredicate;
 
 /**
- * The speculative loop: each step, every active sequence's policy proposes a tree rooted at its last chosen
+ * The one decode loop, plain and speculative alike: each step, every active sequence's policy proposes a tree rooted at its last chosen
  * token; the target runs each tree forward (tree attention); one verification call checks the whole batch;
  * each sequence commits its accepted path in its KV cache and streams the accepted tokens and the bonus
- * token; the policies learn from the outcome. A plain decoding step is the same path with a one-node tree.
+ * token; the policies learn from the outcome. Plain decoding is the same loop whose trees are lone roots
+ * ({@link dev.specula.policies.NoSpeculation} with trees of 1 node): only then do repetition penalty and min-p
+ * apply, since they are not part of tree verification.
  *
  * <p>Greedy verification gives exactly the tokens of plain greedy decoding; sampling gives exactly the
  * distribution of plain sampling with the same temperature, top-k and top-p. {@link CandidateFilter}s on a
@@ -30,9 +38,9 @@ import java.util.function.IntPredicate;
  * LOSSY {@link RelaxedVerifier} (typical or LANTERN acceptance), verified on the host. One engine serves one
  * batch at a time (calls are serialised); make one per thread for parallel batches.
  */
-public final class SpeculativeEngine implements AutoCloseable {
+public final class DecodeLoop implements AutoCloseable {
     private final NativeModel target;
-    private final int maxNodes;
+    private final int maxTreeNodes;
     private final SpeculationBudget budget;
     private final int vocab;
     private DeviceBuffer logits;
@@ -43,41 +51,41 @@ public final class SpeculativeEngine implements AutoCloseable {
     private final boolean deviceSampling;
 
     /**
-     * @param maxNodes the largest tree, root included (at most {@link TreeVerifier#MAX_TREE_NODES})
+     * @param maxTreeNodes the largest tree, root included (at most {@link TreeVerifier#MAX_TREE_NODES})
      * @param adaptive let measured step costs shrink trees, down to plain decoding, when speculation does not pay
      */
-    public SpeculativeEngine(NativeModel target, int maxNodes, boolean adaptive) {
-        this(target, new SpeculationBudget(maxNodes, adaptive));
+    public DecodeLoop(NativeModel target, int maxTreeNodes, boolean adaptive) {
+        this(target, new SpeculationBudget(maxTreeNodes, adaptive));
     }
 
     /**
      * An engine whose tree sizes come from budget, which may be shared with other engines of the same target so
      * that what one request measured serves the next (its largest tree is this engine's).
      */
-    public SpeculativeEngine(NativeModel target, SpeculationBudget budget) {
-        this(target, budget, PlainDecoder.deviceSamplingByDefault(target.context()));
+    public DecodeLoop(NativeModel target, SpeculationBudget budget) {
+        this(target, budget, target.context().devicePathsByDefault());
     }
 
     /**
      * As above, choosing where plain steps (every tree a lone root) pick their tokens: deviceSampling true runs
      * them as a verification of one-node trees on the context's device, so only the chosen tokens cross to the
-     * host; false copies each logits row to the host and samples there (the reference). Sequences with filters
-     * or relaxed verification always take the host path.
+     * host; false copies each logits row to the host and samples there (the reference). Sequences with filters,
+     * relaxed verification, repetition penalty or min-p always take the host path.
      */
-    public SpeculativeEngine(NativeModel target, SpeculationBudget budget, boolean deviceSampling) {
-        int maxNodes = budget.maxNodes();
-        if (maxNodes < 1 || maxNodes > TreeVerifier.MAX_TREE_NODES)
-            throw new IllegalArgumentException("maxNodes must be in 1.." + TreeVerifier.MAX_TREE_NODES + ", got " + maxNodes);
+    public DecodeLoop(NativeModel target, SpeculationBudget budget, boolean deviceSampling) {
+        int maxTreeNodes = budget.maxTreeNodes();
+        if (maxTreeNodes < 1 || maxTreeNodes > TreeVerifier.MAX_TREE_NODES)
+            throw new IllegalArgumentException("maxTreeNodes must be in 1.." + TreeVerifier.MAX_TREE_NODES + ", got " + maxTreeNodes);
         this.target = target;
-        this.maxNodes = maxNodes;
+        this.maxTreeNodes = maxTreeNodes;
         this.budget = budget;
         this.vocab = target.shape().nVocab();
         this.deviceSampling = deviceSampling;
     }
 
-    /** The device buffer of tree logits for batch trees of maxNodes: what {@link MemoryBudget} counts. */
-    static long logitsBytes(int batch, int maxNodes, int vocab) {
-        return (long) batch * maxNodes * vocab * Float.BYTES;
+    /** The device buffer of tree logits for batch trees of maxTreeNodes: what the memory budget counts for them. */
+    public static long logitsBytes(int batch, int maxTreeNodes, int vocab) {
+        return (long) batch * maxTreeNodes * vocab * Float.BYTES;
     }
 
     public NativeModel target() {
@@ -99,9 +107,6 @@ public final class SpeculativeEngine implements AutoCloseable {
         public Request {
             if (prompt.length == 0) throw new IllegalArgumentException("the prompt has no tokens");
             if (maxTokens < 0) throw new IllegalArgumentException("maxTokens must be >= 0, got " + maxTokens);
-            if (sampling.repetitionPenalty() != 1f || sampling.minP() != 0f)
-                throw new IllegalArgumentException("repetition penalty and min-p are not part of speculative verification;"
-                        + " use plain decoding (drafter none) for them");
             if (prompt.length >= kv.capacity())
                 throw new IllegalArgumentException("the prompt's " + prompt.length + " tokens do not fit a context of " + kv.capacity());
             filters = filters == null ? List.of() : List.copyOf(filters);
@@ -130,6 +135,11 @@ public final class SpeculativeEngine implements AutoCloseable {
 
         boolean needsHostRows() {
             return relaxed != null || !filters.isEmpty();
+        }
+
+        /** Whether a plain step of this sequence may choose its token on the device. */
+        boolean deviceSamplable() {
+            return !needsHostRows() && sampling.deviceExpressible();
         }
     }
 
@@ -192,6 +202,9 @@ public final class SpeculativeEngine implements AutoCloseable {
         for (Request r : requests) {
             if (r.kv().model() != target) throw new IllegalArgumentException("a request's KV cache belongs to another model");
             if (r.kv().length() != 0) throw new IllegalArgumentException("a request's KV cache must start empty");
+            if ((r.sampling().repetitionPenalty() != 1f || r.sampling().minP() != 0f) && maxTreeNodes > 1)
+                throw new IllegalArgumentException("repetition penalty and min-p are not part of speculative verification;"
+                        + " use plain decoding (drafter none) for them");
             Sequence s = new Sequence(r);
             if (r.maxTokens() == 0) s.reason = StopReason.MAX_TOKENS;
             seqs.add(s);
@@ -215,14 +228,17 @@ public final class SpeculativeEngine implements AutoCloseable {
         return out;
     }
 
-    /** Everything but the prompt's last token goes into the cache; that token is the first tree's root. */
+    /**
+     * Everything but the prompt's last token goes into the cache, in one call (the native backends slice long
+     * inputs so their scratch stays bounded); that token is the first tree's root.
+     */
     private void prefill(Sequence s) {
         int[] prompt = s.request.prompt();
         long t0 = System.nanoTime();
-        for (int start = 0; start < prompt.length - 1; start += PlainDecoder.PROMPT_CHUNK) {
-            int[] chunk = Arrays.copyOfRange(prompt, start, Math.min(prompt.length - 1, start + PlainDecoder.PROMPT_CHUNK));
-            target.forward(s.request.kv(), new ForwardArgs(chunk, null, null, ForwardArgs.LogitsMode.NONE, null, 0, null, null, false, 0));
-            s.request.kv().commitChain(chunk.length);
+        if (prompt.length > 1) {
+            int[] head = Arrays.copyOf(prompt, prompt.length - 1);
+            target.forward(s.request.kv(), new ForwardArgs(head, null, null, ForwardArgs.LogitsMode.NONE, null, 0, null, null, false, 0));
+            s.request.kv().commitChain(head.length);
         }
         s.request.policy().prefill(prompt, prompt.length);
         s.stats.recordPrompt(prompt.length, (System.nanoTime() - t0) / 1e9);
@@ -247,7 +263,7 @@ public final class SpeculativeEngine implements AutoCloseable {
                 throw new IllegalStateException("policy " + s.request.policy().name() + " left the KV cache at " + kv.length() + " positions, not " + (s.length - 1));
             if (tree.tokens()[0] != s.history[s.length - 1])
                 throw new IllegalStateException("policy " + s.request.policy().name() + " rooted its tree at " + tree.tokens()[0] + ", not the last token " + s.history[s.length - 1]);
-            target.forward(kv, ForwardArgs.tree(tree.tokens(), tree.parents(), logits, b * maxNodes * rowBytes));
+            target.forward(kv, ForwardArgs.tree(tree.tokens(), tree.parents(), logits, b * maxTreeNodes * rowBytes));
             long t2 = System.nanoTime();
             s.tree = tree;
             s.draftSeconds = (t1 - t0) / 1e9;
@@ -260,7 +276,7 @@ public final class SpeculativeEngine implements AutoCloseable {
         boolean plainStep = true;
         for (Sequence s : active) plainStep &= s.tree.size() == 1;
         boolean onDevice = deviceSampling;
-        for (Sequence s : active) onDevice &= !s.request.needsHostRows();
+        for (Sequence s : active) onDevice &= s.request.deviceSamplable();
         if (plainStep && !onDevice) {
             // Every tree is its root alone: a plain decoding step, chosen on the host as plain decoding does,
             // without a verification call. This is what "speculation off" costs, so backing off can reach it.
@@ -285,12 +301,12 @@ public final class SpeculativeEngine implements AutoCloseable {
             anyNative |= s.request.relaxed() == null;
         }
         VerifyResult[] results = anyNative
-                ? TreeVerifier.verify(target.context(), maxNodes, vocab, tokens, parents, params, logits, null, step)
+                ? TreeVerifier.verify(target.context(), maxTreeNodes, vocab, tokens, parents, params, logits, null, step)
                 : new VerifyResult[batch];
         step++;
         for (int b = 0; b < batch; b++) {
             Sequence s = active.get(b);
-            if (s.request.relaxed() != null) results[b] = s.request.relaxed().verify(s.tree, rows[b]);
+            if (s.request.relaxed() != null) results[b] = s.request.relaxed().verify(s.tree.tokens(), s.tree.parents(), rows[b]);
         }
         finish(active, results, (System.nanoTime() - v0) / 1e9 / batch);
     }
@@ -323,7 +339,7 @@ public final class SpeculativeEngine implements AutoCloseable {
             trees[b] = s.tree;
             policies.put(s.request.policy(), Boolean.TRUE);
         }
-        for (DraftPolicy p : policies.keySet()) p.observeBatch(trees, logits, maxNodes);
+        for (DraftPolicy p : policies.keySet()) p.observeBatch(trees, logits, maxTreeNodes);
     }
 
     /**
@@ -334,8 +350,8 @@ public final class SpeculativeEngine implements AutoCloseable {
     private float[][] hostRows(Sequence s, int b) {
         DraftTree tree = s.tree;
         int n = tree.size();
-        long rowBytes = (long) vocab * Float.BYTES, base = b * maxNodes * rowBytes;
-        if (hostRows == null) hostRows = hostArena.allocate((long) maxNodes * rowBytes, 64);
+        long rowBytes = (long) vocab * Float.BYTES, base = b * maxTreeNodes * rowBytes;
+        if (hostRows == null) hostRows = hostArena.allocate((long) maxTreeNodes * rowBytes, 64);
         logits.copyToHost(base, hostRows, 0, n * rowBytes);
         float[][] rows = new float[n][vocab];
         for (int i = 0; i < n; i++) MemorySegment.copy(hostRows, ValueLayout.JAVA_FLOAT, i * rowBytes, rows[i], 0, vocab);
@@ -356,7 +372,7 @@ public final class SpeculativeEngine implements AutoCloseable {
     private void ensureLogits(int batch) {
         if (logits != null && logitsBatch >= batch) return;
         if (logits != null) logits.close();
-        logits = target.context().allocate(logitsBytes(batch, maxNodes, vocab));
+        logits = target.context().allocate(logitsBytes(batch, maxTreeNodes, vocab));
         logitsBatch = batch;
     }
 

@@ -1,5 +1,7 @@
-package dev.specula.engine;
+package dev.specula.memory;
 
+import dev.specula.engine.DecodeLoop;
+import dev.specula.nativeapi.Backend;
 import dev.specula.nativeapi.Context;
 import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.MemoryPlan;
@@ -52,12 +54,12 @@ public final class MemoryBudget {
     /**
      * A configuration to budget.
      *
-     * @param backend       "cpu" or "cuda"
+     * @param backend       the backend whose memory is budgeted
      * @param contextLength KV positions per sequence
      * @param batch         sequences generating at once, each with its own KV cache
      * @param maxTreeNodes  the largest draft tree, root included (1: plain decoding)
      */
-    public record Request(String backend, DType kvType, ModelShape target, long targetWeightBytes, int contextLength,
+    public record Request(Backend backend, DType kvType, ModelShape target, long targetWeightBytes, int contextLength,
                           int batch, int maxTreeNodes, Drafting drafting) {
         public Request {
             if (contextLength < 1) throw new IllegalArgumentException("the context must be >= 1 positions, got " + contextLength);
@@ -122,27 +124,27 @@ public final class MemoryBudget {
     /** Itemizes a configuration; native arithmetic only, so any backend compiled in can be planned on any machine. */
     public static MemoryBudget of(Request r) {
         List<Item> items = new ArrayList<>();
-        boolean cpu = r.backend().equals("cpu");
+        boolean cpu = r.backend() == Backend.CPU;
         int b = r.batch(), n = r.maxTreeNodes(), vocab = r.target().nVocab();
         Drafting d = r.drafting();
         String kv = r.kvType().name().toLowerCase(Locale.ROOT);
-        MemoryPlan target = MemoryPlan.compute(r.backend(), r.target(), r.kvType(), r.targetWeightBytes(), r.contextLength(), b, n, d.recyclerK());
+        MemoryPlan target = MemoryPlan.compute(r.backend().id(), r.target(), r.kvType(), r.targetWeightBytes(), r.contextLength(), b, n, d.recyclerK());
         weights(items, "target weights", cpu, target.weights(), r.targetWeightBytes());
         items.add(new Item(String.format(Locale.ROOT, "target KV caches (%d x %d positions, %s)", b, r.contextLength(), kv), target.kvCaches(), true));
         items.add(new Item("target forward scratch", target.modelScratch(), true));
         items.add(new Item(String.format(Locale.ROOT, "verify + recycling scratch (%d x %d nodes)", b, n), target.kernelScratch(), true));
         items.add(new Item(String.format(Locale.ROOT, "tree logits (%d x %d nodes x %d vocab, f32)", b, n, vocab),
-                SpeculativeEngine.logitsBytes(b, n, vocab), true));
+                DecodeLoop.logitsBytes(b, n, vocab), true));
         if (d.recyclerK() > 0)
             items.add(new Item(String.format(Locale.ROOT, "recycling matrix (%d vocab x %d)", vocab, d.recyclerK()), target.recycler(), true));
         if (d.draft() != null) {
-            MemoryPlan draft = MemoryPlan.compute(r.backend(), d.draft(), r.kvType(), d.draftWeightBytes(), d.draftKvPositions(), b, 0, 0);
+            MemoryPlan draft = MemoryPlan.compute(r.backend().id(), d.draft(), r.kvType(), d.draftWeightBytes(), d.draftKvPositions(), b, 0, 0);
             weights(items, "draft weights", cpu, draft.weights(), d.draftWeightBytes());
             items.add(new Item(String.format(Locale.ROOT, "draft KV caches (%d x %d positions, %s)", b, d.draftKvPositions(), kv), draft.kvCaches(), true));
             items.add(new Item("draft forward scratch", draft.modelScratch(), true));
         }
         if (d.targetKvPositions() > 0) {
-            long bytes = MemoryPlan.compute(r.backend(), r.target(), r.kvType(), 0, d.targetKvPositions(), b, 0, 0).kvCaches();
+            long bytes = MemoryPlan.compute(r.backend().id(), r.target(), r.kvType(), 0, d.targetKvPositions(), b, 0, 0).kvCaches();
             items.add(new Item(String.format(Locale.ROOT, "%s KV caches (%d x %d positions, %s)", d.name(), b, d.targetKvPositions(), kv), bytes, true));
         }
         if (d.logitsRows() > 0)

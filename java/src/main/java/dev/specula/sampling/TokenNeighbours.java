@@ -1,4 +1,4 @@
-package dev.specula.engine;
+package dev.specula.sampling;
 
 import dev.specula.model.ModelWeights;
 import dev.specula.model.gguf.GgmlQuant;

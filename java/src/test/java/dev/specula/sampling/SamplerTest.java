@@ -1,4 +1,4 @@
-package dev.specula.engine;
+package dev.specula.sampling;
 
 import static org.junit.jupiter.api.Assertions.*;
 

@@ -1,4 +1,6 @@
-package dev.specula.engine;
+package dev.specula;
+
+import dev.specula.engine.SpecStats;
 
 /**
  * What a generation produced: the prompt's tokens, the generated tokens and text, why it stopped, its cost,

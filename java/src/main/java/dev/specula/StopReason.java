@@ -1,4 +1,4 @@
-package dev.specula.engine;
+package dev.specula;
 
 /** Why a generation ended. */
 public enum StopReason {

@@ -1,7 +1,5 @@
-package dev.specula.engine;
+package dev.specula.model;
 
-import dev.specula.model.ModelFile;
-import dev.specula.model.ModelWeights;
 import dev.specula.nativeapi.Context;
 import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.NativeModel;
