@@ -1,5 +1,10 @@
 package dev.specula;
 
+import dev.specula.chat.Chat;
+import dev.specula.chat.ChatMessage;
+import dev.specula.chat.ChatOptions;
+import dev.specula.chat.ChatResult;
+import dev.specula.chat.ChatTemplateException;
 import dev.specula.engine.GenerationRequest;
 import dev.specula.engine.GenerationResult;
 import dev.specula.engine.Generator;
@@ -13,6 +18,7 @@ import dev.specula.model.ModelFile;
 import dev.specula.nativeapi.Context;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.Set;
 import java.util.concurrent.Semaphore;
 import java.util.function.BooleanSupplier;
 
@@ -103,6 +109,45 @@ public final class SpeculaEngine implements AutoCloseable {
         } finally {
             turns.release();
         }
+    }
+
+    /**
+     * Generation from a prompt already tokenized (a chat template's special tokens parsed), with the named drafter
+     * (null: the engine's; "none" decodes plainly); the request's prompt text and speculation are not read.
+     * extraStopTokens end it as EOS does.
+     */
+    public GenerationResult generate(int[] promptTokens, Set<Integer> extraStopTokens, GenerationRequest request, String drafterName,
+                                     TextListener listener, BooleanSupplier cancelled) {
+        GenerationRequest r = request.withSpeculation(drafters.speculation(drafterName == null ? drafter : drafterName));
+        turns.acquireUninterruptibly();
+        try {
+            return generator.generate(promptTokens, extraStopTokens, r, listener, cancelled);
+        } finally {
+            turns.release();
+        }
+    }
+
+    /**
+     * Answers a conversation with the model's chat template (see {@link Chat}): streams the answer's text to
+     * listener, stops at the model's end-of-turn tokens. Bad conversations and templates throw
+     * {@link ChatTemplateException}.
+     */
+    public ChatResult chat(List<ChatMessage> messages, ChatOptions options, TextListener listener) {
+        return chat().chat(messages, options, listener, () -> false);
+    }
+
+    private volatile Chat chat;
+
+    /** The chat service on this engine's model and its own template (made on first use). */
+    public Chat chat() {
+        Chat c = chat;
+        if (c == null) {
+            synchronized (this) {
+                if (chat == null) chat = Chat.of(this);
+                c = chat;
+            }
+        }
+        return c;
     }
 
     /**

@@ -51,11 +51,20 @@ public final class Generator {
     }
 
     public GenerationResult generate(GenerationRequest request, TextListener listener, BooleanSupplier cancelled) {
-        int[] prompt = tokenize(request);
+        return generate(tokenize(request), Set.of(), request, listener, cancelled);
+    }
+
+    /**
+     * Generation from a prompt already tokenized (a chat template's special tokens parsed); the request's prompt
+     * text is not read. Besides the tokenizer's end-of-generation tokens, extraStopTokens end it too.
+     */
+    public GenerationResult generate(int[] prompt, Set<Integer> extraStopTokens, GenerationRequest request, TextListener listener,
+                                     BooleanSupplier cancelled) {
+        if (prompt.length == 0) throw new IllegalArgumentException("the prompt is empty");
         StreamingDecoder decoder = new StreamingDecoder(tokenizer);
         StopStrings stops = new StopStrings(request.stopStrings());
         StringBuilder text = new StringBuilder();
-        Set<Integer> stopTokens = tokenizer.stopTokens();
+        Set<Integer> stopTokens = extraStopTokens.isEmpty() ? tokenizer.stopTokens() : union(tokenizer.stopTokens(), extraStopTokens);
         TokenSink sink = token -> {
             String shown = stops.accept(decoder.accept(token));
             if (!shown.isEmpty()) {
@@ -99,5 +108,11 @@ public final class Generator {
             }
             return new GenerationResult(prompt, tokens, text.toString(), reason, stats, spec);
         }
+    }
+
+    private static Set<Integer> union(Set<Integer> a, Set<Integer> b) {
+        Set<Integer> u = new java.util.HashSet<>(a);
+        u.addAll(b);
+        return Set.copyOf(u);
     }
 }
