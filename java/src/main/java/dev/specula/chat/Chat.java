@@ -4,6 +4,7 @@ import dev.specula.SpeculaEngine;
 import dev.specula.engine.GenerationRequest;
 import dev.specula.engine.GenerationResult;
 import dev.specula.engine.TextListener;
+import dev.specula.model.ModelFile;
 import dev.specula.tokenizer.Tokenizer;
 import java.util.BitSet;
 import java.util.LinkedHashSet;
@@ -29,9 +30,9 @@ public final class Chat {
     private final String eosText;
     private final Set<Integer> endOfTurn;
 
-    private Chat(SpeculaEngine engine, ChatTemplate template, ChatTemplate toolTemplate) {
+    private Chat(SpeculaEngine engine, Tokenizer tokenizer, ChatTemplate template, ChatTemplate toolTemplate) {
         this.engine = engine;
-        this.tokenizer = engine.model().tokenizer();
+        this.tokenizer = tokenizer;
         this.template = template;
         this.toolTemplate = toolTemplate;
         this.bosText = tokenizer.bos() >= 0 ? tokenizer.tokenText(tokenizer.bos()) : "";
@@ -41,18 +42,38 @@ public final class Chat {
 
     /** Chat with the template the model carries; a model without one is a clear error. */
     public static Chat of(SpeculaEngine engine) {
-        var file = engine.model().file();
+        return of(engine, (String) null);
+    }
+
+    /**
+     * Chat with the model's own template (chatFormat null) or a built-in format the user chose
+     * ({@link ChatTemplate#BUILTIN_FORMATS}).
+     */
+    public static Chat of(SpeculaEngine engine, String chatFormat) {
+        return create(engine, engine.model().file(), engine.model().tokenizer(), chatFormat);
+    }
+
+    /** Chat with a template the caller chose (a built-in format, or one read elsewhere). */
+    public static Chat of(SpeculaEngine engine, ChatTemplate template) {
+        return new Chat(engine, engine.model().tokenizer(), template, template);
+    }
+
+    /** Rendering and tokenizing only, without loading the model's weights ({@link #chat} is refused). */
+    public static Chat forRendering(ModelFile file, Tokenizer tokenizer, String chatFormat) {
+        return create(null, file, tokenizer, chatFormat);
+    }
+
+    private static Chat create(SpeculaEngine engine, ModelFile file, Tokenizer tokenizer, String chatFormat) {
+        if (chatFormat != null) {
+            ChatTemplate t = ChatTemplate.builtin(chatFormat);
+            return new Chat(engine, tokenizer, t, t);
+        }
         String source = ChatTemplate.sourceOf(file, false).orElseThrow(() -> new ChatTemplateException(
                 file.path() + " has no chat template (tokenizer.chat_template); choose a format explicitly, one of "
                         + new java.util.TreeSet<>(ChatTemplate.BUILTIN_FORMATS.keySet()) + " (--chat-format)"));
         String toolSource = ChatTemplate.sourceOf(file, true).orElse(source);
         ChatTemplate t = ChatTemplate.of(source);
-        return new Chat(engine, t, toolSource.equals(source) ? t : ChatTemplate.of(toolSource));
-    }
-
-    /** Chat with a template the caller chose (a built-in format, or one read elsewhere). */
-    public static Chat of(SpeculaEngine engine, ChatTemplate template) {
-        return new Chat(engine, template, template);
+        return new Chat(engine, tokenizer, t, toolSource.equals(source) ? t : ChatTemplate.of(toolSource));
     }
 
     public ChatTemplate template() {
@@ -83,6 +104,7 @@ public final class Chat {
 
     /** Answers the conversation, streaming the text to listener; cancel by making cancelled return true. */
     public ChatResult chat(List<ChatMessage> messages, ChatOptions options, TextListener listener, BooleanSupplier cancelled) {
+        if (engine == null) throw new IllegalStateException("this Chat renders only; make one on an engine to answer");
         RenderedPrompt prompt = render(messages, options);
         int[] ids = tokenize(prompt);
         GenerationRequest request = new GenerationRequest(prompt.text(), options.maxTokens(), options.sampling(), options.stopStrings(),
