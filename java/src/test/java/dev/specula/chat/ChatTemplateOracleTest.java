@@ -51,6 +51,12 @@ class ChatTemplateOracleTest {
                     [{"role": "user", "content": "Hey"}]""",
             "developer role", """
                     [{"role": "system", "content": "S"}, {"role": "developer", "content": "not allowed by llama3-style"}]""",
+            "thinking", """
+                    [{"role": "user", "content": "What is 2+2?"},
+                     {"role": "assistant", "content": "<think>\\nSimple sum.\\n</think>\\n\\n4."},
+                     {"role": "user", "content": "<tool_response>ok</tool_response>"},
+                     {"role": "assistant", "content": "<think>\\n\\nCheck it.\\n</think>\\nStill 4.", "tool_calls": [{"id": "c", "type": "function",
+                       "function": {"name": "add", "arguments": "{\\"a\\": 2, \\"b\\": 2}"}}]}]""",
             "long", """
                     [{"role": "user", "content": "u1"}, {"role": "assistant", "content": "a1"}, {"role": "user", "content": "u2"},
                      {"role": "assistant", "content": "a2"}, {"role": "user", "content": "u3"}, {"role": "assistant", "content": "a3"},
@@ -88,7 +94,7 @@ class ChatTemplateOracleTest {
         List<String> names = new ArrayList<>();
         List<PythonJinja.Case> cases = new ArrayList<>();
         List<ChatTemplate> templates = new ArrayList<>();
-        for (String file : List.of("qwen-style.jinja", "llama3-style.jinja", "constructs.jinja")) {
+        for (String file : List.of("qwen-style.jinja", "qwen3-style.jinja", "llama3-style.jinja", "constructs.jinja")) {
             String source = PythonJinja.resource(file);
             ChatTemplate template = ChatTemplate.of(source).withClock(() -> NOW);
             for (var conv : CONVERSATIONS.entrySet()) {
