@@ -177,6 +177,27 @@ class ChatEngineTest {
             int imEnd = id(t, "<|im_end|>");
             assertTrue(Arrays.stream(t.encode(text, false, plain)).noneMatch(i -> i == imEnd));
             assertTrue(Arrays.stream(t.encode(text, false, new BitSet())).anyMatch(i -> i == imEnd));
+            // the interface's default (for tokenizers without exact partitioning, like Hugging Face's through DJL)
+            Tokenizer viaDefault = new Tokenizer() {
+                @Override public int[] encode(String x) { return t.encode(x); }
+                @Override public int[] encode(String x, boolean bos, boolean special) { return t.encode(x, bos, special); }
+                @Override public byte[] tokenBytes(int id, boolean control) { return t.tokenBytes(id, control); }
+                @Override public int vocabSize() { return t.vocabSize(); }
+                @Override public int bos() { return t.bos(); }
+                @Override public int eos() { return t.eos(); }
+                @Override public boolean addBos() { return t.addBos(); }
+                @Override public java.util.Set<Integer> stopTokens() { return t.stopTokens(); }
+                @Override public boolean isControl(int id) { return t.isControl(id); }
+                @Override public String tokenText(int id) { return t.tokenText(id); }
+                @Override public boolean stripsLeadingSpace() { return t.stripsLeadingSpace(); }
+            };
+            String prompt = "<|im_start|>user\nsay <|im_end|> please<|im_end|>\n";
+            BitSet typed = new BitSet();
+            typed.set(prompt.indexOf("say"), prompt.indexOf(" please") + 7);
+            int[] ids = viaDefault.encode(prompt, false, typed);
+            assertEquals(1, Arrays.stream(ids).filter(i -> i == imEnd).count(), "only the template's <|im_end|>");
+            assertEquals(prompt.replace("<|im_end|>\n", "\n").replace("<|im_start|>", ""), t.decode(ids), "typed text kept as text");
+            assertArrayEquals(t.encode(prompt, false, true), viaDefault.encode(prompt, false, new BitSet()));
         }
     }
 }
