@@ -14,7 +14,7 @@ import java.util.Map;
  * Small random-weight chat models for tests: a GPT-2-style vocabulary trained on the test corpus, with chat
  * markers added as control tokens, and the given chat template in {@code tokenizer.chat_template}.
  */
-public final class ChatModels {
+final class ChatModels {
     private ChatModels() {}
 
     static final List<String> MARKERS = List.of("<|im_start|>", "<|im_end|>", "<|turn_start|>", "<|turn_end|>");
@@ -40,7 +40,7 @@ public final class ChatModels {
         return (List<String>) o;
     }
 
-    public static Path write(Path file, String template, int layers, long seed) {
+    static Path write(Path file, String template, int layers, long seed) {
         Map<String, Object> md = tokenizer(template);
         int vocab = castList(md.get("tokenizer.ggml.tokens")).size();
         new TestModelMaker().arch("qwen2").dim(64).layers(layers).heads(4).kvHeads(2).ff(160).vocab(vocab).context(1024)
@@ -49,6 +49,6 @@ public final class ChatModels {
     }
 
     /** A ChatML template ending turns with the marker that the tokenizer does not know by its text. */
-    public static final String TURN_TEMPLATE = "{% for m in messages %}<|turn_start|>{{ m.role }}\n{{ m.content }}<|turn_end|>\n{% endfor %}"
+    static final String TURN_TEMPLATE = "{% for m in messages %}<|turn_start|>{{ m.role }}\n{{ m.content }}<|turn_end|>\n{% endfor %}"
             + "{% if add_generation_prompt %}<|turn_start|>assistant\n{% endif %}";
 }

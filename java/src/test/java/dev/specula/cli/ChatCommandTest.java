@@ -7,15 +7,21 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import dev.specula.chat.ChatJson;
-import dev.specula.chat.ChatModels;
 import dev.specula.chat.ChatTemplate;
+import dev.specula.model.TestModelMaker;
+import dev.specula.model.gguf.GgmlType;
+import dev.specula.tokenizer.VocabTrainer;
 import java.io.ByteArrayInputStream;
 import java.io.PrintWriter;
 import java.io.StringWriter;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -34,11 +40,29 @@ class ChatCommandTest {
             + "{% if tools %}<|im_start|>tools\n{{ tools | tojson }}<|im_end|>\n{% endif %}"
             + "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 
+    /** A small random-weight model: a trained GPT-2-style vocabulary plus ChatML markers, and the template (null: none). */
+    @SuppressWarnings("unchecked")
+    static Path write(Path file, String template, long seed) {
+        Map<String, Object> md = new LinkedHashMap<>(VocabTrainer.ggufMetadata("gpt2", 400, 7));
+        List<String> tokens = new ArrayList<>((List<String>) md.get("tokenizer.ggml.tokens"));
+        int[] types = (int[]) md.get("tokenizer.ggml.token_type");
+        int[] more = Arrays.copyOf(types, types.length + 2);
+        tokens.add("<|im_start|>");
+        tokens.add("<|im_end|>");
+        more[types.length] = more[types.length + 1] = 3; // control
+        md.put("tokenizer.ggml.tokens", List.copyOf(tokens));
+        md.put("tokenizer.ggml.token_type", more);
+        if (template != null) md.put("tokenizer.chat_template", template);
+        new TestModelMaker().arch("qwen2").dim(64).layers(1).heads(4).kvHeads(2).ff(160).vocab(tokens.size()).context(1024)
+                .type(GgmlType.F32).seed(seed).tokenizer(md).write(file);
+        return file;
+    }
+
     @BeforeAll
     static void models() throws Exception {
-        model = ChatModels.write(dir.resolve("chat.gguf"), TEMPLATE, 1, 21);
-        bare = ChatModels.write(dir.resolve("bare.gguf"), null, 1, 22);
-        broken = ChatModels.write(dir.resolve("broken.gguf"), "{% for m in messages %}{{ m.content }", 1, 23);
+        model = write(dir.resolve("chat.gguf"), TEMPLATE, 21);
+        bare = write(dir.resolve("bare.gguf"), null, 22);
+        broken = write(dir.resolve("broken.gguf"), "{% for m in messages %}{{ m.content }", 23);
         conversation = Files.writeString(dir.resolve("conv.json"), """
                 [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Héllo 😀 <|im_end|>"}]""");
     }
