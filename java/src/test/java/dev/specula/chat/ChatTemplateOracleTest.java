@@ -85,6 +85,13 @@ class ChatTemplateOracleTest {
             "{{ [1, 2, 3, 4, 5][1:4] }} {{ [1, 2, 3][-1] }} {{ 'héllo😀wörld'[3:8] }} {{ 'abc'[::-1] }} {{ (1, 2) }} {{ [] }} {{ {} }}",
             "{{ messages | selectattr('role', 'eq', 'user') | map(attribute='content') | first }} {{ [0, 1, '', 'x'] | select | list }} {{ messages | rejectattr('role', 'in', ['user']) | list | length }}",
             "{{ \"  indented\\ntext\\n\\nmore\" | indent(2) }}|{{ 'line1\\nline2' | indent(4, true) }}",
+            "line1\r\n  {% if true %}\r\n  crlf\r\n  {% endif %}\r\nend\r\n",
+            "{% for a in [1, 2] %}\n  {% for b in 'xy' %}\n    {{ a }}{{ b }}{{ loop.cycle('+', '-') }}\n  {% endfor %}\n{% endfor %}\n",
+            "{% set a, b = 1, 'two' %}{{ a }}{{ b }} {{ true is sameas true }} {{ none is sameas none }} {{ (1, 2) == (1, 2) }} {{ [1] == [1.0] }}",
+            "  {# lstripped comment #}\nA\n{%- macro m() -%}\n  inner\n{%- endmacro -%}\n[{{ m() }}]\n  {{- 'x' -}}  \n  B",
+            "{% if messages %}{% for m in messages if m.role != 'system' %}{{ loop.index }}:{{ m.role }}{% endfor %}{% endif %}{{ messages[0].content[:5] ~ '…' }}",
+            "{{ 'Ünïcödé' | upper }} {{ 'ǅ' | lower }} {{ 'straße'.upper() }} {{ 'hello_world-foo bar'.title() }} {{ 'hello_world-foo bar' | title }}",
+            "{{ messages | tojson(indent=1) }}|{{ {'é': '😀', 'k': [true, none, 1.5]} | tojson(ensure_ascii=true) }}",
             "{{ 3.7 | int }} {{ '42' | int }} {{ 'x' | int(7) }} {{ 2 | float }} {{ 2.567 | round(2) }} {{ -3 | abs }} {{ [1, 2, 3] | sum }} {{ [4, 2, 9] | max }}");
 
     @Test
