@@ -12,6 +12,7 @@ module dev.specula {
     requires ai.djl.tokenizers;
 
     exports dev.specula;
+    exports dev.specula.chat;
     exports dev.specula.engine;
     exports dev.specula.memory;
     exports dev.specula.model;

@@ -6,6 +6,7 @@ import dev.specula.sampling.RelaxedVerifier;
 import dev.specula.sampling.SamplingOptions;
 import java.util.List;
 import java.util.Optional;
+import java.util.Set;
 
 /**
  * One request: the prompt text, how many tokens at most, how to sample, the strings that end it, and how to
@@ -43,6 +44,8 @@ public final class GenerationRequest {
     private final Speculation speculation;
     private final List<CandidateFilter> filters;
     private final RelaxedVerifier relaxed;
+    private final int[] promptTokens;
+    private final Set<Integer> stopTokens;
 
     private GenerationRequest(Builder b) {
         if (b.prompt == null) throw new IllegalArgumentException("prompt is null");
@@ -60,6 +63,9 @@ public final class GenerationRequest {
         speculation = b.speculation;
         filters = List.copyOf(b.filters);
         relaxed = b.relaxed;
+        promptTokens = b.promptTokens == null ? null : b.promptTokens.clone();
+        if (promptTokens != null && promptTokens.length == 0) throw new IllegalArgumentException("the prompt has no tokens");
+        stopTokens = Set.copyOf(b.stopTokens);
     }
 
     /** A request for prompt: greedy, {@value #DEFAULT_MAX_TOKENS} tokens, the engine's drafter, until told otherwise. */
@@ -78,6 +84,8 @@ public final class GenerationRequest {
         b.speculation = speculation;
         b.filters = filters;
         b.relaxed = relaxed;
+        b.promptTokens = promptTokens;
+        b.stopTokens = stopTokens;
         return b;
     }
 
@@ -122,6 +130,16 @@ public final class GenerationRequest {
         return relaxed;
     }
 
+    /** The prompt's tokens when the caller tokenized it (then they are used as they are), else empty. */
+    public Optional<int[]> promptTokens() {
+        return Optional.ofNullable(promptTokens).map(int[]::clone);
+    }
+
+    /** Tokens that end generation besides the model's own end-of-generation tokens (empty for none). */
+    public Set<Integer> stopTokens() {
+        return stopTokens;
+    }
+
     /** Settings of a {@link GenerationRequest}; each has a default. */
     public static final class Builder {
         private final String prompt;
@@ -133,6 +151,8 @@ public final class GenerationRequest {
         private Speculation speculation;
         private List<CandidateFilter> filters = List.of();
         private RelaxedVerifier relaxed;
+        private int[] promptTokens;
+        private Set<Integer> stopTokens = Set.of();
 
         private Builder(String prompt) {
             this.prompt = prompt;
@@ -186,6 +206,22 @@ public final class GenerationRequest {
          */
         public Builder relaxed(RelaxedVerifier r) {
             this.relaxed = r;
+            return this;
+        }
+
+        /**
+         * The prompt already tokenized (for example a chat template's rendering, its special tokens parsed and the
+         * conversation's text not): generation starts from exactly these tokens, BOS included or not as given, and
+         * the prompt text is kept for the record only.
+         */
+        public Builder promptTokens(int[] tokens) {
+            this.promptTokens = tokens;
+            return this;
+        }
+
+        /** Tokens that end generation as the model's EOS does (for example a chat template's end-of-turn marker). */
+        public Builder stopTokens(Set<Integer> tokens) {
+            this.stopTokens = tokens == null ? Set.of() : tokens;
             return this;
         }
 

@@ -1,5 +1,10 @@
 package dev.specula;
 
+import dev.specula.chat.Chat;
+import dev.specula.chat.ChatMessage;
+import dev.specula.chat.ChatOptions;
+import dev.specula.chat.ChatResult;
+import dev.specula.chat.ChatTemplateException;
 import dev.specula.engine.DecodeLoop;
 import dev.specula.engine.SpecStats;
 import dev.specula.engine.SpeculationBudget;
@@ -17,6 +22,8 @@ import dev.specula.nativeapi.SpeculaException;
 import dev.specula.tokenizer.StreamingDecoder;
 import dev.specula.tokenizer.Tokenizer;
 import java.nio.file.Path;
+import java.util.HashSet;
+import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
@@ -140,7 +147,7 @@ public final class SpeculaEngine implements AutoCloseable {
     /** Tokenizes, decodes in the one loop, streams text (whole characters, never part of a stop string). */
     private GenerationResult run(GenerationRequest request, TextListener listener, BooleanSupplier cancelled) {
         Tokenizer tokenizer = model.tokenizer();
-        int[] prompt = tokenizer.encode(request.prompt(), request.addBos().orElse(tokenizer.addBos()));
+        int[] prompt = request.promptTokens().orElseGet(() -> tokenizer.encode(request.prompt(), request.addBos().orElse(tokenizer.addBos())));
         if (prompt.length == 0) throw new IllegalArgumentException("the prompt is empty and the model adds no BOS token");
         Drafter named = request.drafter() != null ? request.drafter() : drafter;
         GenerationRequest.Speculation s = request.speculation() != null ? request.speculation() : drafters.speculation(named);
@@ -148,7 +155,8 @@ public final class SpeculaEngine implements AutoCloseable {
         StreamingDecoder decoder = new StreamingDecoder(tokenizer);
         StopStrings stops = new StopStrings(request.stopStrings());
         StringBuilder text = new StringBuilder();
-        Set<Integer> stopTokens = tokenizer.stopTokens();
+        Set<Integer> stopTokens = new HashSet<>(tokenizer.stopTokens());
+        stopTokens.addAll(request.stopTokens());
         TokenSink sink = token -> {
             String shown = stops.accept(decoder.accept(token));
             if (!shown.isEmpty()) {
@@ -179,6 +187,29 @@ public final class SpeculaEngine implements AutoCloseable {
 
     private SpeculationBudget budget(GenerationRequest.Speculation s) {
         return budgets.computeIfAbsent(s.maxTreeNodes() + (s.adaptive() ? "a" : "f"), k -> new SpeculationBudget(s.maxTreeNodes(), s.adaptive()));
+    }
+
+    /**
+     * Answers a conversation with the model's chat template (see {@link Chat}): streams the answer's text to
+     * listener, stops at the model's end-of-turn tokens. Bad conversations and templates throw
+     * {@link ChatTemplateException}.
+     */
+    public ChatResult chat(List<ChatMessage> messages, ChatOptions options, TextListener listener) {
+        return chat().chat(messages, options, listener, () -> false);
+    }
+
+    private volatile Chat chat;
+
+    /** The chat service on this engine's model and its own template (made on first use). */
+    public Chat chat() {
+        Chat c = chat;
+        if (c == null) {
+            synchronized (this) {
+                if (chat == null) chat = Chat.of(this);
+                c = chat;
+            }
+        }
+        return c;
     }
 
     /**

@@ -3,6 +3,7 @@ package dev.specula.tokenizer;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.BitSet;
 import java.util.List;
 import java.util.Set;
 
@@ -59,6 +60,73 @@ public abstract sealed class GgufTokenizer implements Tokenizer permits Sentence
             encodeFragments(partition(text, parseSpecial), out);
         }
         return out.toArray();
+    }
+
+    @Override
+    public int[] encode(String text, boolean addBos, BitSet plainChars) {
+        IntList out = new IntList(text.length() / 2 + 4);
+        if (addBos && vocab.bos() >= 0) {
+            out.add(vocab.bos());
+        }
+        if (!text.isEmpty()) {
+            encodeFragments(partition(text, true, plainChars), out);
+        }
+        return out.toArray();
+    }
+
+    /**
+     * Splits the text around special tokens, longest token text first, each occurrence left to
+     * right; a control or unknown token's text is split out only where it overlaps no character of
+     * {@code plainChars} (text a user typed stays text).
+     */
+    List<Fragment> partition(String text, boolean parseSpecial, BitSet plainChars) {
+        if (plainChars == null || plainChars.isEmpty()) {
+            return partition(text, parseSpecial);
+        }
+        List<int[]> spans = new ArrayList<>(); // {start, end, token or -1}
+        spans.add(new int[] {0, text.length(), -1});
+        for (int special : vocab.specialTokens()) {
+            boolean control = vocab.hasAttr(special, GgufVocabulary.ATTR_CONTROL | GgufVocabulary.ATTR_UNKNOWN);
+            if (!parseSpecial && control) {
+                continue;
+            }
+            String needle = vocab.text(special);
+            if (needle.isEmpty()) {
+                continue;
+            }
+            List<int[]> next = new ArrayList<>(spans.size() + 2);
+            for (int[] span : spans) {
+                if (span[2] >= 0) {
+                    next.add(span);
+                    continue;
+                }
+                int from = span[0];
+                int at = text.indexOf(needle, from);
+                while (at >= 0 && at + needle.length() <= span[1]) {
+                    int end = at + needle.length();
+                    int plain = plainChars.nextSetBit(at);
+                    if (control && plain >= 0 && plain < end) {
+                        at = text.indexOf(needle, at + 1);
+                        continue;
+                    }
+                    if (at > from) {
+                        next.add(new int[] {from, at, -1});
+                    }
+                    next.add(new int[] {at, end, special});
+                    from = end;
+                    at = text.indexOf(needle, from);
+                }
+                if (from < span[1]) {
+                    next.add(new int[] {from, span[1], -1});
+                }
+            }
+            spans = next;
+        }
+        List<Fragment> fragments = new ArrayList<>(spans.size());
+        for (int[] span : spans) {
+            fragments.add(span[2] >= 0 ? Fragment.ofToken(span[2]) : Fragment.ofText(text.substring(span[0], span[1])));
+        }
+        return fragments;
     }
 
     /**

@@ -49,6 +49,42 @@ public interface Tokenizer {
     int[] encode(String text, boolean addBos, boolean parseSpecial);
 
     /**
+     * Tokenizes a rendered chat prompt: control tokens written in the text become their ids, as
+     * with {@code parseSpecial}, except where their text overlaps a character of {@code plainChars}
+     * (text a user typed, which stays plain text). Where no such overlap exists this is exactly
+     * {@code encode(text, addBos, true)}. This default cuts the text inside each overlapping
+     * occurrence and encodes the pieces separately (tokenizers that cannot keep special text plain
+     * otherwise); the GGUF tokenizers override it to partition exactly as llama.cpp does.
+     */
+    default int[] encode(String text, boolean addBos, java.util.BitSet plainChars) {
+        java.util.List<Integer> cuts = new java.util.ArrayList<>();
+        if (plainChars != null && !plainChars.isEmpty()) {
+            for (int id = 0; id < vocabSize(); id++) {
+                if (!isControl(id)) continue;
+                String needle = tokenText(id);
+                if (needle == null || needle.length() < 2) continue;
+                for (int at = text.indexOf(needle); at >= 0; at = text.indexOf(needle, at + 1)) {
+                    int plain = plainChars.nextSetBit(at);
+                    if (plain >= 0 && plain < at + needle.length()) cuts.add(at + needle.length() / 2);
+                }
+            }
+        }
+        if (cuts.isEmpty()) return encode(text, addBos, true);
+        java.util.Collections.sort(cuts);
+        IntList out = new IntList(text.length() / 2 + 4);
+        int from = 0;
+        boolean bos = addBos;
+        for (int cut : cuts) {
+            if (cut <= from) continue;
+            for (int id : encode(text.substring(from, cut), bos, true)) out.add(id);
+            bos = false;
+            from = cut;
+        }
+        for (int id : encode(text.substring(from), bos, true)) out.add(id);
+        return out.toArray();
+    }
+
+    /**
      * Decodes ids that start at the beginning of a text: control tokens produce nothing, byte tokens
      * their byte, and where the tokenizer adds a space prefix when encoding ({@link
      * #stripsLeadingSpace()}) the one leading space of the first token that produces text is
