@@ -44,6 +44,7 @@
 #include "matmul.cuh"
 #include "model_ops.cuh"
 #include "spec_cuda.cuh"
+#include "../core/quant_blocks.hpp"
 
 #include <cuda_runtime.h>
 
@@ -296,6 +297,16 @@ Status finalize_impl(spec_model *m, ModelState &ms, Failure &err) {
         err = failure(SPEC_ERR_UNSUPPORTED, "cuda: head_dim %d is larger than the attention kernel's %d", c.head_dim, mm::ATT_MAX_HEAD_DIM);
         return err.status;
     }
+    // The cuda matrix products take F32, F16, BF16, Q8_0 and Q4_0 weights; the other GGML
+    // formats (quant_blocks.hpp) run on the cpu backend only, so far.
+    for (size_t role = 0; role < m->weights.size(); role++)
+        for (size_t layer = 0; layer < m->weights[role].size(); layer++)
+            if (qb::is_block_decoded(m->weights[role][layer].dtype)) {
+                err = failure(SPEC_ERR_UNSUPPORTED, "cuda: a weight (role %d, layer %d) is %s, which the cuda backend does not compute with yet "
+                              "(use the cpu backend, or a file in F32, F16, BF16, Q8_0 or Q4_0)", (int)role, (int)layer,
+                              dtype_name(m->weights[role][layer].dtype));
+                return err.status;
+            }
     TRY(set_device(m->ctx->device, err));
     ms.device = m->ctx->device;
     const char *graphs_env = std::getenv("SPECULA_CUDA_GRAPHS"), *fuse_env = std::getenv("SPECULA_CUDA_FUSE");
