@@ -1,6 +1,7 @@
 package dev.specula.model;
 
 import dev.specula.ffi.SpeculaFfi;
+import dev.specula.model.gguf.GgmlQuant;
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.model.gguf.GgufFile;
 import dev.specula.model.gguf.GgufTensor;
@@ -58,6 +59,14 @@ public final class ModelWeights {
             case 2 -> "BF16";
             case 3 -> "Q8_0";
             case 4 -> "Q4_0";
+            case 5 -> "Q4_1";
+            case 6 -> "Q5_0";
+            case 7 -> "Q5_1";
+            case 8 -> "Q2_K";
+            case 9 -> "Q3_K";
+            case 10 -> "Q4_K";
+            case 11 -> "Q5_K";
+            case 12 -> "Q6_K";
             default -> "dtype " + dtype;
         };
     }
@@ -170,11 +179,19 @@ public final class ModelWeights {
                     case BF16 -> SpeculaFfi.SPEC_DTYPE_BF16();
                     case Q8_0 -> SpeculaFfi.SPEC_DTYPE_Q8_0();
                     case Q4_0 -> SpeculaFfi.SPEC_DTYPE_Q4_0();
+                    case Q4_1 -> SpeculaFfi.SPEC_DTYPE_Q4_1();
+                    case Q5_0 -> SpeculaFfi.SPEC_DTYPE_Q5_0();
+                    case Q5_1 -> SpeculaFfi.SPEC_DTYPE_Q5_1();
+                    case Q2_K -> SpeculaFfi.SPEC_DTYPE_Q2_K();
+                    case Q3_K -> SpeculaFfi.SPEC_DTYPE_Q3_K();
+                    case Q4_K -> SpeculaFfi.SPEC_DTYPE_Q4_K();
+                    case Q5_K -> SpeculaFfi.SPEC_DTYPE_Q5_K();
+                    case Q6_K -> SpeculaFfi.SPEC_DTYPE_Q6_K();
                     default -> -1;
                 };
                 if (dtype < 0) {
-                    problems.add("tensor '" + name + "' has type " + t.type() + ", which the engine does not support "
-                            + "(supported: F32, F16, BF16, Q8_0, Q4_0; re-quantize the model, e.g. llama-quantize ... Q8_0)");
+                    problems.add("tensor '" + name + "' has type " + t.type() + ", which the engine does not support (supported: "
+                            + GgmlQuant.SUPPORTED + "; re-quantize the model, e.g. llama-quantize ... Q4_K_M)");
                     return null;
                 }
                 if (isVector(role) && t.type() != GgmlType.F32 && t.type() != GgmlType.F16 && t.type() != GgmlType.BF16) {
