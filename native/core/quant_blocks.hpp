@@ -174,97 +174,109 @@ SPEC_HD float block_element(int32_t dtype, const uint8_t *b, int j) {
 
 // ---------------------------------------------------------------- whole-block decoders
 
-// The same values as the element decoders, with each sub-block's scale and min computed once:
-// what the cpu kernels run per block (out: block_elems(dtype) floats).
-SPEC_HD void decode_q4_1(const uint8_t *b, float *out) {
-    const float d = f16_at(b), m = f16_at(b + 2);
+// A block unpacked: its integer quants (offsets applied, so element j is q[j] * dl[s] - ml[s] with
+// s = j / sub) and each sub-block's scale dl and min ml (0 where the format has none; the
+// negated offset for Q4_1 / Q5_1). The products are exact, so q * dl - ml rounds once, the same
+// value as the element decoders above, and an fma (q, dl, -ml) gives it too: the cpu kernels
+// convert q with vector instructions and run that fma.
+struct Unpacked {
+    int8_t q[QK_K];
+    float dl[16], ml[16];
+    int sub; // elements per sub-block: 16 or 32
+};
+
+SPEC_HD void unpack_q4_1(const uint8_t *b, Unpacked &u) {
+    u.sub = 32, u.dl[0] = f16_at(b), u.ml[0] = -f16_at(b + 2);
+    for (int j = 0; j < 16; j++) u.q[j] = (int8_t)(b[4 + j] & 15), u.q[j + 16] = (int8_t)(b[4 + j] >> 4);
+}
+SPEC_HD void unpack_q5(const uint8_t *qh, const uint8_t *qs, int offset, Unpacked &u) {
+    const uint32_t h = u32_at(qh);
     for (int j = 0; j < 16; j++) {
-        out[j] = scaled_plus(b[4 + j] & 15, d, m);
-        out[j + 16] = scaled_plus(b[4 + j] >> 4, d, m);
+        u.q[j] = (int8_t)(((qs[j] & 15) | ((h >> j) & 1u) << 4) - offset);
+        u.q[j + 16] = (int8_t)(((qs[j] >> 4) | ((h >> (j + 16)) & 1u) << 4) - offset);
     }
 }
-SPEC_HD void decode_q5_0(const uint8_t *b, float *out) {
-    const float d = f16_at(b);
-    for (int j = 0; j < 32; j++) out[j] = mm::dequant(q5_quant(b + 2, b + 6, j) - 16, d);
+SPEC_HD void unpack_q5_0(const uint8_t *b, Unpacked &u) {
+    u.sub = 32, u.dl[0] = f16_at(b), u.ml[0] = 0.0f;
+    unpack_q5(b + 2, b + 6, 16, u);
 }
-SPEC_HD void decode_q5_1(const uint8_t *b, float *out) {
-    const float d = f16_at(b), m = f16_at(b + 2);
-    for (int j = 0; j < 32; j++) out[j] = scaled_plus(q5_quant(b + 4, b + 8, j), d, m);
+SPEC_HD void unpack_q5_1(const uint8_t *b, Unpacked &u) {
+    u.sub = 32, u.dl[0] = f16_at(b), u.ml[0] = -f16_at(b + 2);
+    unpack_q5(b + 4, b + 8, 0, u);
 }
-SPEC_HD void decode_q2_k(const uint8_t *b, float *out) {
+SPEC_HD void unpack_q2_k(const uint8_t *b, Unpacked &u) {
     const float d = f16_at(b + 80), dmin = f16_at(b + 82);
+    u.sub = 16;
+    for (int s = 0; s < 16; s++) u.dl[s] = km::fmul(d, (float)(b[s] & 15)), u.ml[s] = km::fmul(dmin, (float)(b[s] >> 4));
     for (int half = 0; half < 2; half++)
         for (int g = 0; g < 4; g++)
-            for (int sub = 0; sub < 2; sub++) {
-                const int s = b[half * 8 + g * 2 + sub];
-                const float dl = km::fmul(d, (float)(s & 15)), ml = km::fmul(dmin, (float)(s >> 4));
-                const uint8_t *qs = b + 16 + half * 32 + sub * 16;
-                float *o = out + half * 128 + g * 32 + sub * 16;
-                for (int l = 0; l < 16; l++) o[l] = scaled_minus(dl, (qs[l] >> (2 * g)) & 3, ml);
-            }
+            for (int l = 0; l < 32; l++) u.q[half * 128 + g * 32 + l] = (int8_t)((b[16 + half * 32 + l] >> (2 * g)) & 3);
 }
-SPEC_HD void decode_q3_k(const uint8_t *b, float *out) {
+SPEC_HD void unpack_q3_k(const uint8_t *b, Unpacked &u) {
     const float d = f16_at(b + 108);
+    u.sub = 16;
+    for (int s = 0; s < 16; s++) u.dl[s] = km::fmul(d, (float)q3_k_scale(b + 96, s)), u.ml[s] = 0.0f;
     for (int half = 0; half < 2; half++)
         for (int g = 0; g < 4; g++)
-            for (int sub = 0; sub < 2; sub++) {
-                const float dl = km::fmul(d, (float)q3_k_scale(b + 96, half * 8 + g * 2 + sub));
-                const uint8_t *qs = b + 32 + half * 32 + sub * 16, *hm = b + sub * 16;
-                float *o = out + half * 128 + g * 32 + sub * 16;
-                for (int l = 0; l < 16; l++)
-                    o[l] = mm::dequant(((qs[l] >> (2 * g)) & 3) - (((hm[l] >> (half * 4 + g)) & 1) ? 0 : 4), dl);
-            }
+            for (int l = 0; l < 32; l++)
+                u.q[half * 128 + g * 32 + l] =
+                    (int8_t)(((b[32 + half * 32 + l] >> (2 * g)) & 3) - (((b[l] >> (half * 4 + g)) & 1) ? 0 : 4));
 }
-SPEC_HD void decode_q4_k(const uint8_t *b, float *out) {
+SPEC_HD void unpack_q4_k(const uint8_t *b, Unpacked &u) {
     const float d = f16_at(b), dmin = f16_at(b + 2);
+    u.sub = 32;
+    for (int s = 0; s < 8; s++) {
+        int sc, mn;
+        k4_scale_min(b + 4, s, sc, mn);
+        u.dl[s] = km::fmul(d, (float)sc), u.ml[s] = km::fmul(dmin, (float)mn);
+    }
     for (int g = 0; g < 4; g++)
-        for (int hi = 0; hi < 2; hi++) {
-            int sc, mn;
-            k4_scale_min(b + 4, 2 * g + hi, sc, mn);
-            const float dl = km::fmul(d, (float)sc), ml = km::fmul(dmin, (float)mn);
-            const uint8_t *qs = b + 16 + g * 32;
-            float *o = out + g * 64 + hi * 32;
-            for (int l = 0; l < 32; l++) o[l] = scaled_minus(dl, (qs[l] >> (4 * hi)) & 15, ml);
+        for (int l = 0; l < 32; l++) {
+            u.q[g * 64 + l] = (int8_t)(b[16 + g * 32 + l] & 15);
+            u.q[g * 64 + 32 + l] = (int8_t)(b[16 + g * 32 + l] >> 4);
         }
 }
-SPEC_HD void decode_q5_k(const uint8_t *b, float *out) {
-    const float d = f16_at(b), dmin = f16_at(b + 2);
+SPEC_HD void unpack_q5_k(const uint8_t *b, Unpacked &u) {
+    unpack_q4_k(b, u); // the same scales; the low nibbles sit 32 bytes further on, after the fifth bits
     for (int g = 0; g < 4; g++)
-        for (int hi = 0; hi < 2; hi++) {
-            int sc, mn;
-            k4_scale_min(b + 4, 2 * g + hi, sc, mn);
-            const float dl = km::fmul(d, (float)sc), ml = km::fmul(dmin, (float)mn);
-            const uint8_t *qs = b + 48 + g * 32, *qh = b + 16;
-            float *o = out + g * 64 + hi * 32;
-            for (int l = 0; l < 32; l++) o[l] = scaled_minus(dl, ((qs[l] >> (4 * hi)) & 15) | ((qh[l] >> (2 * g + hi)) & 1) << 4, ml);
+        for (int l = 0; l < 32; l++) {
+            u.q[g * 64 + l] = (int8_t)((b[48 + g * 32 + l] & 15) | ((b[16 + l] >> (2 * g)) & 1) << 4);
+            u.q[g * 64 + 32 + l] = (int8_t)((b[48 + g * 32 + l] >> 4) | ((b[16 + l] >> (2 * g + 1)) & 1) << 4);
         }
 }
-SPEC_HD void decode_q6_k(const uint8_t *b, float *out) {
+SPEC_HD void unpack_q6_k(const uint8_t *b, Unpacked &u) {
     const float d = f16_at(b + 208);
+    u.sub = 16;
+    for (int s = 0; s < 16; s++) u.dl[s] = km::fmul(d, (float)(int8_t)b[192 + s]), u.ml[s] = 0.0f;
     for (int half = 0; half < 2; half++)
         for (int g = 0; g < 4; g++)
-            for (int sub = 0; sub < 2; sub++) {
-                const float dl = km::fmul(d, (float)(int8_t)b[192 + half * 8 + g * 2 + sub]);
-                const uint8_t *ql = b + half * 64 + (g & 1) * 32 + sub * 16, *qh = b + 128 + half * 32 + sub * 16;
-                float *o = out + half * 128 + g * 32 + sub * 16;
-                for (int l = 0; l < 16; l++)
-                    o[l] = mm::dequant((((ql[l] >> (4 * (g >> 1))) & 15) | ((qh[l] >> (2 * g)) & 3) << 4) - 32, dl);
-            }
+            for (int l = 0; l < 32; l++)
+                u.q[half * 128 + g * 32 + l] = (int8_t)((((b[half * 64 + (g & 1) * 32 + l] >> (4 * (g >> 1))) & 15) |
+                                                         ((b[128 + half * 32 + l] >> (2 * g)) & 3) << 4) - 32);
+}
+
+// One block of a block-decoded dtype, unpacked (nothing for others).
+SPEC_HD void unpack_block(int32_t dtype, const uint8_t *b, Unpacked &u) {
+    switch (dtype) {
+    case SPEC_DTYPE_Q4_1: unpack_q4_1(b, u); break;
+    case SPEC_DTYPE_Q5_0: unpack_q5_0(b, u); break;
+    case SPEC_DTYPE_Q5_1: unpack_q5_1(b, u); break;
+    case SPEC_DTYPE_Q2_K: unpack_q2_k(b, u); break;
+    case SPEC_DTYPE_Q3_K: unpack_q3_k(b, u); break;
+    case SPEC_DTYPE_Q4_K: unpack_q4_k(b, u); break;
+    case SPEC_DTYPE_Q5_K: unpack_q5_k(b, u); break;
+    case SPEC_DTYPE_Q6_K: unpack_q6_k(b, u); break;
+    default: u.sub = 32; break;
+    }
 }
 
 // One block of a block-decoded dtype into out (block_elems(dtype) floats); nothing for others.
 SPEC_HD void decode_block(int32_t dtype, const uint8_t *b, float *out) {
-    switch (dtype) {
-    case SPEC_DTYPE_Q4_1: decode_q4_1(b, out); break;
-    case SPEC_DTYPE_Q5_0: decode_q5_0(b, out); break;
-    case SPEC_DTYPE_Q5_1: decode_q5_1(b, out); break;
-    case SPEC_DTYPE_Q2_K: decode_q2_k(b, out); break;
-    case SPEC_DTYPE_Q3_K: decode_q3_k(b, out); break;
-    case SPEC_DTYPE_Q4_K: decode_q4_k(b, out); break;
-    case SPEC_DTYPE_Q5_K: decode_q5_k(b, out); break;
-    case SPEC_DTYPE_Q6_K: decode_q6_k(b, out); break;
-    default: break;
-    }
+    if (!is_block_decoded(dtype)) return;
+    Unpacked u;
+    unpack_block(dtype, b, u);
+    const int n = block_elems(dtype);
+    for (int j = 0; j < n; j++) out[j] = scaled_minus(u.dl[j / u.sub], u.q[j], u.ml[j / u.sub]);
 }
 
 } // namespace specula::qb

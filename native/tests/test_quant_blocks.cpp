@@ -140,6 +140,14 @@ void test_kernels() {
                 for (int64_t b = 0; b < K / be; b++) quant_ref::dequant_block(dt, rows[r].data() + b * bb, want.data() + b * be);
                 for (int64_t i = 0; i < K; i++) deq_bad += !same_bits(deq[r][i], want[i]);
             }
+            { // every kind of block (extreme scales too) through the kernel set's dequant
+                const std::vector<uint8_t> all = random_row(s, dt, K);
+                std::vector<float> got((size_t)K), want((size_t)K);
+                k.dequant(dt, all.data(), K, got.data());
+                const int bb = qb::block_bytes(dt);
+                for (int64_t b = 0; b < K / be; b++) quant_ref::dequant_block(dt, all.data() + b * bb, want.data() + b * be);
+                for (int64_t i = 0; i < K; i++) deq_bad += !same_bits(got[i], want[i]);
+            }
             CHECK(deq_bad == 0);
             const int T = k.gemm_t;
             std::vector<float> X((size_t)(T * K));
