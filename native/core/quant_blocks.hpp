@@ -175,18 +175,22 @@ SPEC_HD float block_element(int32_t dtype, const uint8_t *b, int j) {
 // ---------------------------------------------------------------- whole-block decoders
 
 // A block unpacked: its integer quants (offsets applied, so element j is q[j] * dl[s] - ml[s] with
-// s = j / sub) and each sub-block's scale dl and min ml (0 where the format has none; the
+// s = j / sub_block_elems(dtype)) and each sub-block's scale dl and min ml (0 where the format has none; the
 // negated offset for Q4_1 / Q5_1). The products are exact, so q * dl - ml rounds once, the same
 // value as the element decoders above, and an fma (q, dl, -ml) gives it too: the cpu kernels
 // convert q with vector instructions and run that fma.
 struct Unpacked {
     int8_t q[QK_K];
     float dl[16], ml[16];
-    int sub; // elements per sub-block: 16 or 32
 };
 
+// Elements per sub-block of an unpacked block (one scale and min each).
+SPEC_HD constexpr int sub_block_elems(int32_t dtype) {
+    return dtype == SPEC_DTYPE_Q2_K || dtype == SPEC_DTYPE_Q3_K || dtype == SPEC_DTYPE_Q6_K ? 16 : 32;
+}
+
 SPEC_HD void unpack_q4_1(const uint8_t *b, Unpacked &u) {
-    u.sub = 32, u.dl[0] = f16_at(b), u.ml[0] = -f16_at(b + 2);
+    u.dl[0] = f16_at(b), u.ml[0] = -f16_at(b + 2);
     for (int j = 0; j < 16; j++) u.q[j] = (int8_t)(b[4 + j] & 15), u.q[j + 16] = (int8_t)(b[4 + j] >> 4);
 }
 SPEC_HD void unpack_q5(const uint8_t *qh, const uint8_t *qs, int offset, Unpacked &u) {
@@ -197,16 +201,15 @@ SPEC_HD void unpack_q5(const uint8_t *qh, const uint8_t *qs, int offset, Unpacke
     }
 }
 SPEC_HD void unpack_q5_0(const uint8_t *b, Unpacked &u) {
-    u.sub = 32, u.dl[0] = f16_at(b), u.ml[0] = 0.0f;
+    u.dl[0] = f16_at(b), u.ml[0] = 0.0f;
     unpack_q5(b + 2, b + 6, 16, u);
 }
 SPEC_HD void unpack_q5_1(const uint8_t *b, Unpacked &u) {
-    u.sub = 32, u.dl[0] = f16_at(b), u.ml[0] = -f16_at(b + 2);
+    u.dl[0] = f16_at(b), u.ml[0] = -f16_at(b + 2);
     unpack_q5(b + 4, b + 8, 0, u);
 }
 SPEC_HD void unpack_q2_k(const uint8_t *b, Unpacked &u) {
     const float d = f16_at(b + 80), dmin = f16_at(b + 82);
-    u.sub = 16;
     for (int s = 0; s < 16; s++) u.dl[s] = km::fmul(d, (float)(b[s] & 15)), u.ml[s] = km::fmul(dmin, (float)(b[s] >> 4));
     for (int half = 0; half < 2; half++)
         for (int g = 0; g < 4; g++)
@@ -214,7 +217,6 @@ SPEC_HD void unpack_q2_k(const uint8_t *b, Unpacked &u) {
 }
 SPEC_HD void unpack_q3_k(const uint8_t *b, Unpacked &u) {
     const float d = f16_at(b + 108);
-    u.sub = 16;
     for (int s = 0; s < 16; s++) u.dl[s] = km::fmul(d, (float)q3_k_scale(b + 96, s)), u.ml[s] = 0.0f;
     for (int half = 0; half < 2; half++)
         for (int g = 0; g < 4; g++)
@@ -224,7 +226,6 @@ SPEC_HD void unpack_q3_k(const uint8_t *b, Unpacked &u) {
 }
 SPEC_HD void unpack_q4_k(const uint8_t *b, Unpacked &u) {
     const float d = f16_at(b), dmin = f16_at(b + 2);
-    u.sub = 32;
     for (int s = 0; s < 8; s++) {
         int sc, mn;
         k4_scale_min(b + 4, s, sc, mn);
@@ -246,7 +247,6 @@ SPEC_HD void unpack_q5_k(const uint8_t *b, Unpacked &u) {
 }
 SPEC_HD void unpack_q6_k(const uint8_t *b, Unpacked &u) {
     const float d = f16_at(b + 208);
-    u.sub = 16;
     for (int s = 0; s < 16; s++) u.dl[s] = km::fmul(d, (float)(int8_t)b[192 + s]), u.ml[s] = 0.0f;
     for (int half = 0; half < 2; half++)
         for (int g = 0; g < 4; g++)
@@ -266,7 +266,7 @@ SPEC_HD void unpack_block(int32_t dtype, const uint8_t *b, Unpacked &u) {
     case SPEC_DTYPE_Q4_K: unpack_q4_k(b, u); break;
     case SPEC_DTYPE_Q5_K: unpack_q5_k(b, u); break;
     case SPEC_DTYPE_Q6_K: unpack_q6_k(b, u); break;
-    default: u.sub = 32; break;
+    default: break;
     }
 }
 
@@ -275,8 +275,8 @@ SPEC_HD void decode_block(int32_t dtype, const uint8_t *b, float *out) {
     if (!is_block_decoded(dtype)) return;
     Unpacked u;
     unpack_block(dtype, b, u);
-    const int n = block_elems(dtype);
-    for (int j = 0; j < n; j++) out[j] = scaled_minus(u.dl[j / u.sub], u.q[j], u.ml[j / u.sub]);
+    const int n = block_elems(dtype), sub = sub_block_elems(dtype);
+    for (int j = 0; j < n; j++) out[j] = scaled_minus(u.dl[j / sub], u.q[j], u.ml[j / sub]);
 }
 
 } // namespace specula::qb

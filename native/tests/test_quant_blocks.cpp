@@ -138,7 +138,10 @@ void test_kernels() {
                 k.dequant(dt, rows[r].data(), K, deq[r].data());
                 std::vector<float> want((size_t)K);
                 for (int64_t b = 0; b < K / be; b++) quant_ref::dequant_block(dt, rows[r].data() + b * bb, want.data() + b * be);
-                for (int64_t i = 0; i < K; i++) deq_bad += !same_bits(deq[r][i], want[i]);
+                for (int64_t i = 0; i < K; i++) {
+                    if (!same_bits(deq[r][i], want[i]) && deq_bad < 3) fprintf(stderr, "  row %d element %lld: %a vs %a\n", r, (long long)i, deq[r][i], want[i]);
+                    deq_bad += !same_bits(deq[r][i], want[i]);
+                }
             }
             { // every kind of block (extreme scales too) through the kernel set's dequant
                 const std::vector<uint8_t> all = random_row(s, dt, K);
@@ -146,8 +149,14 @@ void test_kernels() {
                 k.dequant(dt, all.data(), K, got.data());
                 const int bb = qb::block_bytes(dt);
                 for (int64_t b = 0; b < K / be; b++) quant_ref::dequant_block(dt, all.data() + b * bb, want.data() + b * be);
-                for (int64_t i = 0; i < K; i++) deq_bad += !same_bits(got[i], want[i]);
+                for (int64_t i = 0; i < K; i++) {
+                    if (!same_bits(got[i], want[i]) && deq_bad < 3)
+                        fprintf(stderr, "  %s %s element %lld (block kind %lld): kernel %a, reference %a\n", set.name, dtype_name(dt),
+                                (long long)i, (long long)(i / be % 6), got[i], want[i]);
+                    deq_bad += !same_bits(got[i], want[i]);
+                }
             }
+            if (deq_bad) fprintf(stderr, "  %s %s: %d dequantized elements differ from the reference\n", set.name, dtype_name(dt), deq_bad);
             CHECK(deq_bad == 0);
             const int T = k.gemm_t;
             std::vector<float> X((size_t)(T * K));
@@ -171,6 +180,7 @@ void test_kernels() {
                             tile_bad += !same_bits(out[t * 4 + r], ref[(t0 + t) * k.gemm_r + r]);
                 }
             }
+            if (tile_bad) fprintf(stderr, "  %s %s: %d tile outputs differ from gemm\n", set.name, dtype_name(dt), tile_bad);
             CHECK(tile_bad == 0);
             printf("  %-6s %-5s dequant = reference, tile = gemm bit for bit\n", set.name, dtype_name(dt));
         }
