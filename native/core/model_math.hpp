@@ -7,6 +7,7 @@
 
 #include "kernel_math.hpp"
 #include "matmul_math.hpp"
+#include "quant_blocks.hpp"
 #include "specula.h"
 
 #include <cmath>
@@ -81,8 +82,8 @@ SPEC_HD float silu(float x) {
 #endif
 }
 
-// Element k of a weight row, exactly: F32, F16, BF16, and the GGML blocks of Q8_0 / Q4_0 as
-// the matrix products read them (matmul_math.hpp). Reads bytes: rows may sit at any address.
+// Element k of a weight row, exactly: F32, F16, BF16, the GGML blocks of Q8_0 / Q4_0 as the
+// matrix products read them (matmul_math.hpp), and the other GGML formats (quant_blocks.hpp). Reads bytes: rows may sit at any address.
 SPEC_HD uint16_t load_u16_bytes(const uint8_t *p) { return (uint16_t)(p[0] | (uint16_t)p[1] << 8); }
 SPEC_HD float dequant_element(int32_t dtype, const uint8_t *row, int64_t k) {
     switch (dtype) {
@@ -100,7 +101,11 @@ SPEC_HD float dequant_element(int32_t dtype, const uint8_t *row, int64_t k) {
         const uint8_t *b = row + (k / QK) * Q4_0_BLOCK_BYTES;
         return dequant(q4_0_element(b + 2, (int)(k % QK)), block_scale(b));
     }
-    default: return 0.0f;
+    default: {
+        const int elems = qb::block_elems(dtype);
+        if (!qb::is_block_decoded(dtype)) return 0.0f;
+        return qb::block_element(dtype, row + (k / elems) * qb::block_bytes(dtype), (int)(k % elems));
+    }
     }
 }
 

@@ -1,6 +1,7 @@
 // The ABI entry points: validate, dispatch to the context's backend, record errors.
 // Nothing here throws past the ABI, aborts or prints.
 #include "abi_guard.hpp"
+#include "quant_blocks.hpp"
 
 #include <cstdio>
 #include <cstring>
@@ -23,15 +24,9 @@ Failure failure(spec_status status, const char *fmt, ...) {
 }
 
 uint64_t dtype_row_bytes(int32_t dtype, int64_t cols) {
-    if (cols <= 0) return 0;
-    switch (dtype) {
-    case SPEC_DTYPE_F32: return (uint64_t)cols * 4;
-    case SPEC_DTYPE_F16:
-    case SPEC_DTYPE_BF16: return (uint64_t)cols * 2;
-    case SPEC_DTYPE_Q8_0: return cols % 32 ? 0 : (uint64_t)cols / 32 * 34;
-    case SPEC_DTYPE_Q4_0: return cols % 32 ? 0 : (uint64_t)cols / 32 * 18;
-    default: return 0;
-    }
+    const int elems = qb::block_elems(dtype);
+    if (cols <= 0 || elems == 0 || cols % elems != 0) return 0;
+    return (uint64_t)(cols / elems) * (uint64_t)qb::block_bytes(dtype);
 }
 
 const char *dtype_name(int32_t dtype) {
@@ -41,6 +36,14 @@ const char *dtype_name(int32_t dtype) {
     case SPEC_DTYPE_BF16: return "BF16";
     case SPEC_DTYPE_Q8_0: return "Q8_0";
     case SPEC_DTYPE_Q4_0: return "Q4_0";
+    case SPEC_DTYPE_Q4_1: return "Q4_1";
+    case SPEC_DTYPE_Q5_0: return "Q5_0";
+    case SPEC_DTYPE_Q5_1: return "Q5_1";
+    case SPEC_DTYPE_Q2_K: return "Q2_K";
+    case SPEC_DTYPE_Q3_K: return "Q3_K";
+    case SPEC_DTYPE_Q4_K: return "Q4_K";
+    case SPEC_DTYPE_Q5_K: return "Q5_K";
+    case SPEC_DTYPE_Q6_K: return "Q6_K";
     default: return "unknown";
     }
 }
@@ -414,8 +417,9 @@ SPEC_API spec_status spec_model_set_weight(spec_model *model, int32_t role, int3
             FAIL(err, SPEC_ERR_UNSUPPORTED, "weight %s: vectors must be F32, F16 or BF16, got %s", role_name(role), dtype_name(dtype));
         uint64_t row_bytes = dtype_row_bytes(dtype, cols);
         if (row_bytes == 0)
-            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "weight %s: dtype %d (%s) cannot hold rows of %lld elements", role_name(role), dtype,
-                 dtype_name(dtype), (long long)cols);
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "weight %s: dtype %d (%s) cannot hold rows of %lld elements%s", role_name(role), dtype,
+                 dtype_name(dtype), (long long)cols,
+                 qb::block_elems(dtype) > 1 ? (qb::block_elems(dtype) == qb::QK_K ? " (not a multiple of 256)" : " (not a multiple of 32)") : "");
         if (nbytes != row_bytes * (uint64_t)rows)
             FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "weight %s: %llu bytes given, %s [%lld x %lld] needs %llu", role_name(role),
                  (unsigned long long)nbytes, dtype_name(dtype), (long long)rows, (long long)cols,

@@ -6,8 +6,8 @@
 // anonymous namespace, so no inline function compiled for AVX-512 can be merged into code that
 // runs on an older CPU. This header holds only plain declarations and static helpers.
 //
-// Numerics: weights are dequantized to exact f32 (F16, BF16, Q8_0 as q*d, Q4_0 as (nibble-8)*d)
-// and multiplied with f32 activations; activations are never quantized. Every output element
+// Numerics: weights are dequantized to exact f32 (F16, BF16, Q8_0 as q*d, Q4_0 as (nibble-8)*d,
+// the other GGML formats as native/core/quant_blocks.hpp decodes them) and multiplied with f32 activations; activations are never quantized. Every output element
 // has a single f32 accumulator that walks k upward in vector-width chunks, whatever the number
 // of tokens or rows computed beside it, so a token's result does not depend on the batch it was
 // in, on the thread that computed it, or on whether its weight rows came from a scratch copy.

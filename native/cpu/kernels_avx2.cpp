@@ -1,5 +1,6 @@
 // AVX2 kernels (avx2 + fma + f16c), for x86-64 CPUs without AVX-512 (see kernels.hpp).
 #include "kernels.hpp"
+#include "../core/quant_blocks.hpp" // before any #pragma GCC target: compiled for the baseline
 
 #include "specula.h"
 

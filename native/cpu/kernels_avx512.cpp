@@ -1,5 +1,6 @@
 // AVX-512 kernels (avx512f/bw/vl + fma + f16c), used when the CPU has them (see kernels.hpp).
 #include "kernels.hpp"
+#include "../core/quant_blocks.hpp" // before any #pragma GCC target: compiled for the baseline
 
 #include "specula.h"
 

@@ -1,5 +1,6 @@
 // Scalar kernels for the baseline target: any x86-64 (or other) CPU (see kernels.hpp).
 #include "kernels.hpp"
+#include "../core/quant_blocks.hpp" // before any #pragma GCC target: compiled for the baseline
 
 #include "specula.h"
 

@@ -47,6 +47,7 @@
 #include "matmul.cuh"
 #include "model_ops.cuh"
 #include "spec_cuda.cuh"
+#include "../core/quant_blocks.hpp"
 
 #include <cuda_runtime.h>
 
@@ -371,11 +372,22 @@ float vector_element(const spec_weight &w, int64_t i) {
 //   prepare_scratch  the fixed activation scratch, the model's stream, the pinned upload ring and
 //                    its events (the cpu backend grows its scratch per forward instead)
 
-Status check_model(const spec_model_config &c, Failure &err) {
+Status check_model(const spec_model *m, Failure &err) {
+    const spec_model_config &c = m->config;
     if (c.head_dim > mm::ATT_MAX_HEAD_DIM) {
         err = failure(SPEC_ERR_UNSUPPORTED, "cuda: head_dim %d is larger than the attention kernel's %d", c.head_dim, mm::ATT_MAX_HEAD_DIM);
         return err.status;
     }
+    // The cuda matrix products take F32, F16, BF16, Q8_0 and Q4_0 weights; the other GGML
+    // formats (quant_blocks.hpp) run on the cpu backend only, so far.
+    for (size_t role = 0; role < m->weights.size(); role++)
+        for (size_t layer = 0; layer < m->weights[role].size(); layer++)
+            if (qb::is_block_decoded(m->weights[role][layer].dtype)) {
+                err = failure(SPEC_ERR_UNSUPPORTED, "cuda: a weight (role %d, layer %d) is %s, which the cuda backend does not compute with yet "
+                              "(use the cpu backend, or a file in F32, F16, BF16, Q8_0 or Q4_0)", (int)role, (int)layer,
+                              dtype_name(m->weights[role][layer].dtype));
+                return err.status;
+            }
     return SPEC_OK;
 }
 
@@ -580,7 +592,7 @@ Status prepare_scratch(const spec_model_config &c, ModelState &ms, Failure &err)
 }
 
 Status finalize_impl(spec_model *m, ModelState &ms, Failure &err) {
-    TRY(check_model(m->config, err));
+    TRY(check_model(m, err));
     TRY(choose_kernels(m, ms, err));
     WeightImage img;
     TRY(place_matrices(m, ms, img, err));

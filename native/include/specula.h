@@ -116,7 +116,17 @@ enum spec_dtype {
     SPEC_DTYPE_F16 = 1,
     SPEC_DTYPE_BF16 = 2,
     SPEC_DTYPE_Q8_0 = 3, /* blocks of 32: one f16 scale, 32 int8 (GGML layout) */
-    SPEC_DTYPE_Q4_0 = 4  /* blocks of 32: one f16 scale, 16 bytes of nibbles (GGML layout) */
+    SPEC_DTYPE_Q4_0 = 4, /* blocks of 32: one f16 scale, 16 bytes of nibbles (GGML layout) */
+    /* ABI 0.7: the other GGML formats real GGUF mixes hold, in GGML's block layouts. Matrices only;
+     * a row's length must be a multiple of the block (32, or 256 for the k-quant super-blocks). */
+    SPEC_DTYPE_Q4_1 = 5, /* blocks of 32: f16 scale and min, 16 bytes of nibbles */
+    SPEC_DTYPE_Q5_0 = 6, /* blocks of 32: f16 scale, 4 bytes of fifth bits, 16 bytes of nibbles */
+    SPEC_DTYPE_Q5_1 = 7, /* blocks of 32: f16 scale and min, fifth bits, nibbles */
+    SPEC_DTYPE_Q2_K = 8, /* super-blocks of 256, 84 bytes */
+    SPEC_DTYPE_Q3_K = 9, /* super-blocks of 256, 110 bytes */
+    SPEC_DTYPE_Q4_K = 10, /* super-blocks of 256, 144 bytes */
+    SPEC_DTYPE_Q5_K = 11, /* super-blocks of 256, 176 bytes */
+    SPEC_DTYPE_Q6_K = 12  /* super-blocks of 256, 210 bytes */
 };
 
 enum spec_arch {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "check.h"
+#include "quant_reference.hpp"
 #include "test_random.hpp"
 
 namespace {
@@ -105,6 +106,27 @@ Weight make_weight(Rng &r, int dtype, int64_t rows, int64_t cols, double amp, do
                     for (int j = 0; j < 16; j++) w.bytes.push_back((uint8_t)(nib[j] | nib[j + 16] << 4));
                     for (int j = 0; j < 32; j++) w.dense.push_back((nib[j] - 8) * d);
                 }
+            }
+        } else if (quant_ref::bytes(dtype) > 0) {
+            // The other GGML formats: random quants and sub-scales, f16 scales that keep the
+            // weights near amp; the values from the independent reference decoder.
+            const int be = quant_ref::elems(dtype), bb = quant_ref::bytes(dtype);
+            int d_at, min_at;
+            quant_ref::scale_offsets(dtype, &d_at, &min_at);
+            for (int64_t b = 0; b < cols / be; b++) {
+                uint8_t blk[256];
+                float vals[256];
+                for (int i = 0; i < bb; i++) blk[i] = (uint8_t)r.next();
+                const uint16_t dh = f2h((float)(2.0 * amp / quant_ref::d_reach(dtype) * (0.5 + r.uniform())));
+                blk[d_at] = (uint8_t)dh, blk[d_at + 1] = (uint8_t)(dh >> 8);
+                if (min_at >= 0) {
+                    const uint16_t mh = f2h((float)(amp / quant_ref::min_reach(dtype) * (dtype == SPEC_DTYPE_Q4_1 || dtype == SPEC_DTYPE_Q5_1 ? -1.0 : 1.0) *
+                                                    (0.5 + r.uniform())));
+                    blk[min_at] = (uint8_t)mh, blk[min_at + 1] = (uint8_t)(mh >> 8);
+                }
+                quant_ref::dequant_block(dtype, blk, vals);
+                w.bytes.insert(w.bytes.end(), blk, blk + bb);
+                for (int j = 0; j < be; j++) w.dense.push_back(vals[j]);
             }
         } else {
             for (int64_t j = 0; j < cols; j++) {

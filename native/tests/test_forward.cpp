@@ -170,6 +170,30 @@ void check_against_reference(spec_context *ctx, const ModelSpec &s, int n_prompt
     spec_model_destroy(model);
 }
 
+spec_model_config kquant_config() {
+    spec_model_config c = base_config();
+    c.n_embd = 256;
+    c.n_head = 4;
+    c.n_head_kv = 2;
+    c.head_dim = 64;
+    c.n_ff = 512;
+    c.n_vocab = 60;
+    return c;
+}
+
+// Every k-quant type on some role, as a llama.cpp Q4_K_M-like mix would spread them.
+ModelSpec kquant_mix(const char *name, spec_model_config c, uint64_t seed) {
+    ModelSpec s = spec_all(name, c, SPEC_DTYPE_Q4_K, SPEC_DTYPE_F32, false, seed);
+    s.mat_dtype[SPEC_W_ATTN_Q] = SPEC_DTYPE_Q5_K;
+    s.mat_dtype[SPEC_W_ATTN_K] = SPEC_DTYPE_Q3_K;
+    s.mat_dtype[SPEC_W_ATTN_V] = SPEC_DTYPE_Q6_K;
+    s.mat_dtype[SPEC_W_ATTN_OUT] = SPEC_DTYPE_Q2_K;
+    s.mat_dtype[SPEC_W_FFN_UP] = SPEC_DTYPE_Q5_K;
+    s.mat_dtype[SPEC_W_FFN_DOWN] = SPEC_DTYPE_Q6_K;
+    s.mat_dtype[SPEC_W_OUTPUT] = SPEC_DTYPE_Q6_K;
+    return s;
+}
+
 void test_reference(spec_context *ctx) {
     spec_model_config c = base_config();
     check_against_reference(ctx, spec_all("llama f32", c, SPEC_DTYPE_F32, SPEC_DTYPE_F32, false, 1), 7, 3, 0, 1e-4);
@@ -236,6 +260,18 @@ void test_reference(spec_context *ctx) {
     c.n_layer = 1;
     c.kv_dtype = SPEC_DTYPE_F16;
     check_against_reference(ctx, spec_all("smollm widths q8_0", c, SPEC_DTYPE_Q8_0, SPEC_DTYPE_F32, true, 10), 10, 2, 0, 1e-3);
+
+    // The other GGML formats (ABI 0.7), one per role: k-quant super-blocks need rows of 256.
+    c = kquant_config();
+    check_against_reference(ctx, kquant_mix("llama k-quants q2..q6", c, 11), 9, 3, 0, 1e-3);
+    c.arch = SPEC_ARCH_QWEN2;
+    c.rope_style = SPEC_ROPE_NEOX;
+    ModelSpec legacy = spec_all("qwen2 q4_1/q5_0/q5_1", c, SPEC_DTYPE_Q4_1, SPEC_DTYPE_F32, false, 12);
+    legacy.mat_dtype[SPEC_W_ATTN_K] = SPEC_DTYPE_Q5_0;
+    legacy.mat_dtype[SPEC_W_ATTN_V] = SPEC_DTYPE_Q5_1;
+    legacy.mat_dtype[SPEC_W_FFN_DOWN] = SPEC_DTYPE_Q5_0;
+    legacy.mat_dtype[SPEC_W_OUTPUT] = SPEC_DTYPE_Q5_1;
+    check_against_reference(ctx, legacy, 9, 3, 0, 1e-3);
 
     // A prompt longer than one internal slice (512) and than one token block.
     c = base_config();
@@ -386,16 +422,8 @@ void test_modes_and_exit(Fixture &f) {
 
 // ------------------------------------------------------------------ 6. thread counts
 
-void test_threads(spec_context *ctx) {
-    spec_model_config c = base_config();
-    c.n_embd = 128;
-    c.n_head = 8;
-    c.n_head_kv = 4;
-    c.n_ff = 352;
-    c.n_vocab = 300;
-    ModelSpec s = spec_all("threads", c, SPEC_DTYPE_Q8_0, SPEC_DTYPE_F32, false, 21);
-    s.mat_dtype[SPEC_W_ATTN_Q] = SPEC_DTYPE_F16;
-    s.mat_dtype[SPEC_W_FFN_DOWN] = SPEC_DTYPE_Q4_0;
+void test_threads(spec_context *ctx, const ModelSpec &s) {
+    const spec_model_config &c = s.cfg;
     TestModel tm = make_model(s);
     spec_model *model = load_model(ctx, tm);
     if (!model) return;
@@ -419,7 +447,7 @@ void test_threads(spec_context *ctx) {
         else CHECK(all.size() == base.size() && std::memcmp(all.data(), base.data(), base.size() * 4) == 0);
         spec_kv_destroy(kv);
     }
-    printf("  threads 1, 2, 3, all: identical logits\n");
+    printf("  %s: threads 1, 2, 3, all: identical logits\n", s.name);
     CHECK_OK(spec_context_set_threads(ctx, 0));
     spec_model_destroy(model);
 }
@@ -436,6 +464,13 @@ void test_errors(spec_context *ctx) {
     const Weight &wq = tm.get(SPEC_W_ATTN_Q, 0);
     CHECK_FAILS(ctx, spec_model_set_weight(m, SPEC_W_ATTN_Q, 0, SPEC_DTYPE_F32, wq.data(), wq.size(), wq.cols, wq.rows - 1),
                 SPEC_ERR_INVALID_ARGUMENT, "expected [64 x 64]");
+    // the GGML formats of ABI 0.7: a k-quant row of 64 elements, a truncated Q4_1 matrix, an unknown dtype
+    CHECK_FAILS(ctx, spec_model_set_weight(m, SPEC_W_ATTN_Q, 0, SPEC_DTYPE_Q4_K, wq.data(), 64 * 144, wq.rows, wq.cols),
+                SPEC_ERR_INVALID_ARGUMENT, "not a multiple of 256");
+    CHECK_FAILS(ctx, spec_model_set_weight(m, SPEC_W_ATTN_Q, 0, SPEC_DTYPE_Q4_1, wq.data(), 64 * 40 - 1, wq.rows, wq.cols),
+                SPEC_ERR_INVALID_ARGUMENT, "Q4_1 [64 x 64] needs 2560");
+    CHECK_FAILS(ctx, spec_model_set_weight(m, SPEC_W_ATTN_Q, 0, 99, wq.data(), wq.size(), wq.rows, wq.cols),
+                SPEC_ERR_INVALID_ARGUMENT, "unknown");
     spec_kv *kv = NULL;
     CHECK_FAILS(ctx, spec_kv_create(m, 16, &kv), SPEC_ERR_INVALID_ARGUMENT, "not finalized");
     CHECK_FAILS(ctx, spec_model_finalize(m), SPEC_ERR_INVALID_ARGUMENT, "missing weight");
@@ -524,9 +559,29 @@ int main(void) {
         test_tree(g, 1e-4);
         test_prompt_vs_steps(g);
         spec_model_destroy(g.model);
+
+        Fixture k{ctx, make_model(kquant_mix("tree k-quants", kquant_config(), 43)), NULL};
+        k.model = load_model(ctx, k.tm);
+        test_tree(k, 1e-3);
+        test_prompt_vs_steps(k);
+        spec_model_destroy(k.model);
     }
     unsetenv("SPECULA_CPU_ISA");
-    test_threads(ctx);
+    spec_model_config c = base_config();
+    c.n_embd = 128;
+    c.n_head = 8;
+    c.n_head_kv = 4;
+    c.n_ff = 352;
+    c.n_vocab = 300;
+    ModelSpec s = spec_all("threads", c, SPEC_DTYPE_Q8_0, SPEC_DTYPE_F32, false, 21);
+    s.mat_dtype[SPEC_W_ATTN_Q] = SPEC_DTYPE_F16;
+    s.mat_dtype[SPEC_W_FFN_DOWN] = SPEC_DTYPE_Q4_0;
+    test_threads(ctx, s);
+    c = kquant_config();
+    c.n_vocab = 300;
+    ModelSpec k = kquant_mix("threads k-quants", c, 23);
+    k.mat_dtype[SPEC_W_FFN_GATE] = SPEC_DTYPE_Q5_1; // a legacy fallback beside them
+    test_threads(ctx, k);
     test_errors(ctx);
     spec_context_destroy(ctx);
     return check_finish("test_forward");

@@ -539,6 +539,25 @@ void test_errors(const Contexts &cx) {
     spec_model_destroy(m);
     spec_model_destroy(a);
     spec_model_destroy(b);
+
+    // The GGML formats of ABI 0.7 run on the cpu backend only so far: cuda refuses them at finalize.
+    spec_model_config kc = base_config();
+    kc.n_embd = 256, kc.head_dim = 64, kc.n_ff = 512;
+    ModelSpec ks = spec_all("k-quant on cuda", kc, SPEC_DTYPE_F16, SPEC_DTYPE_F32, false, 501);
+    ks.mat_dtype[SPEC_W_FFN_DOWN] = SPEC_DTYPE_Q4_K;
+    TestModel ktm = make_model(ks);
+    spec_model *km = NULL;
+    CHECK_OK(spec_model_create(cx.gpu, &kc, &km));
+    if (!km) return;
+    for (int role = 0; role < SPEC_W_ROLE_COUNT; role++) {
+        if (role == SPEC_W_ATTN_Q_BIAS || role == SPEC_W_ATTN_K_BIAS || role == SPEC_W_ATTN_V_BIAS) continue;
+        for (int l = 0; l < (is_global_role(role) ? 1 : kc.n_layer); l++) {
+            const Weight &w = ktm.get(role, l);
+            CHECK_OK(spec_model_set_weight(km, role, l, w.dtype, w.data(), w.size(), w.rows, w.cols));
+        }
+    }
+    CHECK_FAILS(cx.gpu, spec_model_finalize(km), SPEC_ERR_UNSUPPORTED, "Q4_K, which the cuda backend does not compute with");
+    spec_model_destroy(km);
 }
 
 } // namespace

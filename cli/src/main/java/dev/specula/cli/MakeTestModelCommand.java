@@ -1,10 +1,9 @@
 package dev.specula.cli;
 
+import dev.specula.model.LlamaFileType;
 import dev.specula.model.TestModelMaker;
-import dev.specula.model.gguf.GgmlType;
 import dev.specula.tokenizer.VocabTrainer;
 import java.nio.file.Path;
-import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine;
@@ -49,8 +48,14 @@ final class MakeTestModelCommand implements Callable<Integer> {
     int context;
 
     @Option(names = "--type", paramLabel = "TYPE", defaultValue = "F32",
-            description = "Type of the weight matrices: F32, F16, BF16, Q8_0 or Q4_0; norms and biases stay F32 (default: ${DEFAULT-VALUE}).")
+            description = "llama.cpp file type: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_S, Q3_K_M, Q4_K_S, Q4_K_M, "
+                    + "Q5_K_S, Q5_K_M or Q6_K, each matrix typed as llama.cpp's quantizer types it (output.weight Q6_K, more bits "
+                    + "on some attn_v and ffn_down layers, legacy fallbacks for rows not a multiple of 256); or Q3_K, Q4_K, Q5_K: "
+                    + "every matrix that type. Norms and biases stay F32 (default: ${DEFAULT-VALUE}).")
     String type;
+
+    @Option(names = "--pure", description = "Every matrix gets the file type's base type (llama-quantize --pure); dim and ff must fit its blocks.")
+    boolean pure;
 
     private boolean tied;
 
@@ -76,17 +81,17 @@ final class MakeTestModelCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        GgmlType ggmlType;
+        LlamaFileType.Choice choice;
         try {
-            ggmlType = GgmlType.valueOf(type.toUpperCase(Locale.ROOT));
+            choice = LlamaFileType.parse(type);
         } catch (IllegalArgumentException e) {
-            throw new CommandLine.ParameterException(spec.commandLine(), "invalid --type " + type + ": use F32, F16, BF16, Q8_0 or Q4_0");
+            throw new CommandLine.ParameterException(spec.commandLine(), "invalid --type " + type + ": use " + LlamaFileType.names());
         }
         if (!tokenizer.equals("llama") && !tokenizer.equals("gpt2")) {
             throw new CommandLine.ParameterException(spec.commandLine(), "invalid --tokenizer " + tokenizer + ": use llama or gpt2");
         }
         TestModelMaker maker = new TestModelMaker().arch(arch).dim(dim).layers(layers).heads(heads).kvHeads(kvHeads)
-                .ff(ff).vocab(vocab).context(context).type(ggmlType).tied(tied).seed(seed).ropeTheta(ropeTheta);
+                .ff(ff).vocab(vocab).context(context).fileType(choice.fileType(), pure || choice.pure()).tied(tied).seed(seed).ropeTheta(ropeTheta);
         try {
             maker.config();
             Map<String, Object> vocabulary = VocabTrainer.ggufMetadata(tokenizer, vocab, seed);

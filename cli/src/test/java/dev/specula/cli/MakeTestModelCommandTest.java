@@ -64,15 +64,37 @@ class MakeTestModelCommandTest {
     }
 
     @Test
+    void writesLlamaCppMixes() {
+        Path file = dir.resolve("q4km.gguf");
+        Run r = run("make-test-model", "--out", file.toString(), "--dim", "256", "--ff", "512", "--layers", "8", "--vocab", "300",
+                "--type", "q4_k_m");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().contains("Q4_K_M"), r.out());
+        try (GgufFile g = GgufFile.open(file)) {
+            assertEquals(15, g.getInt("general.file_type"));
+            assertEquals(GgmlType.Q6_K, g.tensor("output.weight").type());
+            assertEquals(GgmlType.Q6_K, g.tensor("blk.3.ffn_down.weight").type());
+            assertEquals(GgmlType.Q4_K, g.tensor("blk.4.ffn_down.weight").type());
+        }
+        Path pure = dir.resolve("q2k.gguf");
+        r = run("make-test-model", "--out", pure.toString(), "--dim", "256", "--ff", "512", "--vocab", "300", "--type", "Q2_K", "--pure");
+        assertEquals(0, r.code(), r.err());
+        try (GgufFile g = GgufFile.open(pure)) {
+            assertEquals(10, g.getInt("general.file_type"));
+            for (var t : g.tensors()) if (t.nDims() == 2) assertEquals(GgmlType.Q2_K, t.type(), t.name());
+        }
+    }
+
+    @Test
     void badSettingsAreUsageErrors() {
         Path file = dir.resolve("bad.gguf");
         Run r = run("make-test-model", "--out", file.toString(), "--type", "Q5_K");
         assertEquals(2, r.code());
-        assertTrue(r.err().contains("type Q5_K is not F32, F16, BF16, Q8_0 or Q4_0"), r.err());
+        assertTrue(r.err().contains("Q5_K needs dim and ff to be multiples of 256 (got 64, 192)"), r.err());
         r = run("make-test-model", "--out", file.toString(), "--type", "f8");
         assertEquals(2, r.code());
-        assertTrue(r.err().contains("invalid --type f8: use F32, F16, BF16, Q8_0 or Q4_0"), r.err());
-        r = run("make-test-model", "--out", file.toString(), "--dim", "48", "--type", "Q8_0");
+        assertTrue(r.err().contains("invalid --type f8: use F32, F16, Q4_0, Q4_1, Q8_0"), r.err());
+        r = run("make-test-model", "--out", file.toString(), "--dim", "48", "--type", "Q8_0", "--pure");
         assertEquals(2, r.code());
         assertTrue(r.err().contains("Q8_0 needs dim and ff to be multiples of 32"), r.err());
         assertFalse(file.toFile().exists());

@@ -1219,6 +1219,78 @@ public class SpeculaFfi extends SpeculaFfi$shared {
     public static int SPEC_DTYPE_Q4_0() {
         return SPEC_DTYPE_Q4_0;
     }
+    private static final int SPEC_DTYPE_Q4_1 = (int)5L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_dtype.SPEC_DTYPE_Q4_1 = 5
+     * }
+     */
+    public static int SPEC_DTYPE_Q4_1() {
+        return SPEC_DTYPE_Q4_1;
+    }
+    private static final int SPEC_DTYPE_Q5_0 = (int)6L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_dtype.SPEC_DTYPE_Q5_0 = 6
+     * }
+     */
+    public static int SPEC_DTYPE_Q5_0() {
+        return SPEC_DTYPE_Q5_0;
+    }
+    private static final int SPEC_DTYPE_Q5_1 = (int)7L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_dtype.SPEC_DTYPE_Q5_1 = 7
+     * }
+     */
+    public static int SPEC_DTYPE_Q5_1() {
+        return SPEC_DTYPE_Q5_1;
+    }
+    private static final int SPEC_DTYPE_Q2_K = (int)8L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_dtype.SPEC_DTYPE_Q2_K = 8
+     * }
+     */
+    public static int SPEC_DTYPE_Q2_K() {
+        return SPEC_DTYPE_Q2_K;
+    }
+    private static final int SPEC_DTYPE_Q3_K = (int)9L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_dtype.SPEC_DTYPE_Q3_K = 9
+     * }
+     */
+    public static int SPEC_DTYPE_Q3_K() {
+        return SPEC_DTYPE_Q3_K;
+    }
+    private static final int SPEC_DTYPE_Q4_K = (int)10L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_dtype.SPEC_DTYPE_Q4_K = 10
+     * }
+     */
+    public static int SPEC_DTYPE_Q4_K() {
+        return SPEC_DTYPE_Q4_K;
+    }
+    private static final int SPEC_DTYPE_Q5_K = (int)11L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_dtype.SPEC_DTYPE_Q5_K = 11
+     * }
+     */
+    public static int SPEC_DTYPE_Q5_K() {
+        return SPEC_DTYPE_Q5_K;
+    }
+    private static final int SPEC_DTYPE_Q6_K = (int)12L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_dtype.SPEC_DTYPE_Q6_K = 12
+     * }
+     */
+    public static int SPEC_DTYPE_Q6_K() {
+        return SPEC_DTYPE_Q6_K;
+    }
     private static final int SPEC_ARCH_LLAMA = (int)0L;
     /**
      * {@snippet lang=c :

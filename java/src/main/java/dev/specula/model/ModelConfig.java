@@ -229,7 +229,7 @@ public record ModelConfig(
         if (t.nDims() != 1 || t.elementCount() != dims / 2) {
             fail(file, ROPE_FREQS_TENSOR + " has dims " + java.util.Arrays.toString(t.dims()) + ", expected [" + dims / 2 + "]");
         }
-        if (!GgmlQuant.supports(t.type()) || t.type() == GgmlType.Q8_0 || t.type() == GgmlType.Q4_0) {
+        if (t.type() != GgmlType.F32 && t.type() != GgmlType.F16 && t.type() != GgmlType.BF16) {
             fail(file, ROPE_FREQS_TENSOR + " has type " + t.type() + ", expected F32");
         }
         float[] f = GgmlQuant.decode(t);

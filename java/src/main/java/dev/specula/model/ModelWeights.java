@@ -1,5 +1,6 @@
 package dev.specula.model;
 
+import dev.specula.model.gguf.GgmlQuant;
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.model.gguf.GgufFile;
 import dev.specula.model.gguf.GgufTensor;
@@ -122,11 +123,19 @@ public final class ModelWeights {
                     case BF16 -> DType.BF16;
                     case Q8_0 -> DType.Q8_0;
                     case Q4_0 -> DType.Q4_0;
+                    case Q4_1 -> DType.Q4_1;
+                    case Q5_0 -> DType.Q5_0;
+                    case Q5_1 -> DType.Q5_1;
+                    case Q2_K -> DType.Q2_K;
+                    case Q3_K -> DType.Q3_K;
+                    case Q4_K -> DType.Q4_K;
+                    case Q5_K -> DType.Q5_K;
+                    case Q6_K -> DType.Q6_K;
                     default -> null;
                 };
                 if (dtype == null) {
-                    problems.add("tensor '" + name + "' has type " + t.type() + ", which the engine does not support "
-                            + "(supported: F32, F16, BF16, Q8_0, Q4_0; re-quantize the model, e.g. llama-quantize ... Q8_0)");
+                    problems.add("tensor '" + name + "' has type " + t.type() + ", which the engine does not support (supported: "
+                            + GgmlQuant.SUPPORTED + "; re-quantize the model, e.g. llama-quantize ... Q4_K_M)");
                     return null;
                 }
                 if (role.vector() && t.type() != GgmlType.F32 && t.type() != GgmlType.F16 && t.type() != GgmlType.BF16) {

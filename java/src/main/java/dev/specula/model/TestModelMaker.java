@@ -1,5 +1,6 @@
 package dev.specula.model;
 
+import dev.specula.model.LlamaFileType.Role;
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.model.gguf.GgufWriter;
 import dev.specula.nativeapi.Arch;
@@ -15,7 +16,8 @@ import java.util.SplittableRandom;
 
 /**
  * Writes GGUF models with seeded random weights, of any size, for tests and benchmarks: llama or qwen2
- * architecture, matrices in F32, F16, BF16, Q8_0 or Q4_0 (norms and biases stay F32, as llama.cpp keeps them),
+ * architecture, matrices all of one type (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K to Q6_K) or typed as
+ * llama.cpp's quantizer types a file of a {@link LlamaFileType} such as Q4_K_M (norms and biases stay F32, as llama.cpp keeps them),
  * tied or untied output, and the tokenizer metadata a caller supplies. The same settings and seed always give
  * the same bytes. Files carry the metadata types llama.cpp insists on, so llama.cpp can load them too.
  *
@@ -34,16 +36,18 @@ public final class TestModelMaker {
     private int ff = 192;
     private int vocab = -1;
     private int context = 256;
-    private GgmlType type = GgmlType.F32;
+    private LlamaFileType fileType = LlamaFileType.F32;
+    private boolean pure = true;
     private boolean tied = false;
     private long seed = 42;
     private float ropeTheta = 10000f;
     private Map<String, Object> tokenizer = Map.of();
 
     /** What write produced. */
-    public record Summary(Path file, ModelConfig config, GgmlType type, long parameters, long bytes) {
+    /** type is the base type of the matrices; label names the file type (with "pure" when every matrix has it). */
+    public record Summary(Path file, ModelConfig config, GgmlType type, String label, long parameters, long bytes) {
         public String describe() {
-            return String.format(Locale.ROOT, "%s: %s %s, %,d parameters, %,d bytes", file, type, config.describe(), parameters, bytes);
+            return String.format(Locale.ROOT, "%s: %s %s, %,d parameters, %,d bytes", file, label, config.describe(), parameters, bytes);
         }
     }
 
@@ -89,9 +93,23 @@ public final class TestModelMaker {
         return this;
     }
 
-    /** The type of the matrices: F32, F16, BF16, Q8_0 or Q4_0. */
+    /**
+     * Every matrix of one type (a pure file): F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 or a k-quant (Q2_K to
+     * Q6_K). dim and ff must then be multiples of the type's block.
+     */
     public TestModelMaker type(GgmlType type) {
-        this.type = type;
+        this.fileType = LlamaFileType.pureOf(type);
+        this.pure = true;
+        return this;
+    }
+
+    /**
+     * A file of llama.cpp's file type: matrices get the types llama.cpp's quantizer gives them (see
+     * {@link LlamaFileType}), or all the base type when pure, with llama.cpp's fallbacks for rows that do not fit.
+     */
+    public TestModelMaker fileType(LlamaFileType fileType, boolean pure) {
+        this.fileType = fileType;
+        this.pure = pure;
         return this;
     }
 
@@ -119,9 +137,6 @@ public final class TestModelMaker {
     /** The config the file will describe; throws IllegalArgumentException for inconsistent settings. */
     public ModelConfig config() {
         if (!arch.equals("llama") && !arch.equals("qwen2")) throw new IllegalArgumentException("arch '" + arch + "' is not llama or qwen2");
-        if (type != GgmlType.F32 && type != GgmlType.F16 && type != GgmlType.BF16 && type != GgmlType.Q8_0 && type != GgmlType.Q4_0) {
-            throw new IllegalArgumentException("type " + type + " is not F32, F16, BF16, Q8_0 or Q4_0");
-        }
         positive("dim", dim);
         positive("layers", layers);
         positive("heads", heads);
@@ -132,9 +147,9 @@ public final class TestModelMaker {
         if (heads % kvHeads != 0) throw new IllegalArgumentException("heads " + heads + " is not a multiple of kv-heads " + kvHeads);
         int headDim = dim / heads;
         if (headDim % 2 != 0) throw new IllegalArgumentException("head size " + headDim + " (dim / heads) is odd; RoPE needs it even");
-        int block = type.blockSize();
-        if (dim % block != 0 || ff % block != 0) {
-            throw new IllegalArgumentException(type + " needs dim and ff to be multiples of " + block + " (got " + dim + ", " + ff + ")");
+        int block = fileType.base().blockSize();
+        if (pure && (dim % block != 0 || ff % block != 0)) {
+            throw new IllegalArgumentException(fileType.base() + " needs dim and ff to be multiples of " + block + " (got " + dim + ", " + ff + ")");
         }
         int nVocab = vocabSize();
         positive("vocab", nVocab);
@@ -168,8 +183,8 @@ public final class TestModelMaker {
         GgufWriter w = new GgufWriter();
         w.putString("general.architecture", arch);
         w.putString("general.name", "specula-test-" + arch);
-        w.putUInt32("general.file_type", fileType(type));
-        if (type == GgmlType.Q8_0 || type == GgmlType.Q4_0) w.putUInt32("general.quantization_version", 2);
+        w.putUInt32("general.file_type", fileType.id());
+        if (fileType.quantized()) w.putUInt32("general.quantization_version", 2); // GGML_QNT_VERSION
         String p = arch + ".";
         w.putUInt32(p + "vocab_size", c.nVocab());
         w.putUInt32(p + "context_length", c.nCtxTrain());
@@ -186,25 +201,25 @@ public final class TestModelMaker {
         long[] params = {0};
         int e = c.nEmbd(), q = c.qDim(), kv = c.kvDim(), f = c.nFf(), v = c.nVocab();
         double residualScale = 1 / Math.sqrt(2.0 * c.nLayer());
-        matrix(w, params, "token_embd.weight", e, v, 1 / Math.sqrt(e));
+        matrix(w, params, "token_embd.weight", e, v, 1 / Math.sqrt(e), Role.TOKEN_EMBD, 0, c);
         vector(w, params, "output_norm.weight", e, 1f, 0.02f);
-        if (!c.tiedEmbeddings()) matrix(w, params, "output.weight", e, v, 1 / Math.sqrt(e));
+        if (!c.tiedEmbeddings()) matrix(w, params, "output.weight", e, v, 1 / Math.sqrt(e), Role.OUTPUT, 0, c);
         for (int l = 0; l < c.nLayer(); l++) {
             String b = "blk." + l + ".";
             vector(w, params, b + "attn_norm.weight", e, 1f, 0.02f);
-            matrix(w, params, b + "attn_q.weight", e, q, 1 / Math.sqrt(e));
-            matrix(w, params, b + "attn_k.weight", e, kv, 1 / Math.sqrt(e));
-            matrix(w, params, b + "attn_v.weight", e, kv, 1 / Math.sqrt(e));
+            matrix(w, params, b + "attn_q.weight", e, q, 1 / Math.sqrt(e), Role.ATTN_Q, l, c);
+            matrix(w, params, b + "attn_k.weight", e, kv, 1 / Math.sqrt(e), Role.ATTN_K, l, c);
+            matrix(w, params, b + "attn_v.weight", e, kv, 1 / Math.sqrt(e), Role.ATTN_V, l, c);
             if (c.arch() == Arch.QWEN2) {
                 vector(w, params, b + "attn_q.bias", q, 0f, 0.1f);
                 vector(w, params, b + "attn_k.bias", kv, 0f, 0.1f);
                 vector(w, params, b + "attn_v.bias", kv, 0f, 0.1f);
             }
-            matrix(w, params, b + "attn_output.weight", q, e, residualScale / Math.sqrt(q));
+            matrix(w, params, b + "attn_output.weight", q, e, residualScale / Math.sqrt(q), Role.ATTN_OUTPUT, l, c);
             vector(w, params, b + "ffn_norm.weight", e, 1f, 0.02f);
-            matrix(w, params, b + "ffn_gate.weight", e, f, 1 / Math.sqrt(e));
-            matrix(w, params, b + "ffn_up.weight", e, f, 1 / Math.sqrt(e));
-            matrix(w, params, b + "ffn_down.weight", f, e, residualScale / Math.sqrt(f));
+            matrix(w, params, b + "ffn_gate.weight", e, f, 1 / Math.sqrt(e), Role.FFN_GATE, l, c);
+            matrix(w, params, b + "ffn_up.weight", e, f, 1 / Math.sqrt(e), Role.FFN_UP, l, c);
+            matrix(w, params, b + "ffn_down.weight", f, e, residualScale / Math.sqrt(f), Role.FFN_DOWN, l, c);
         }
         w.write(out);
         long bytes;
@@ -213,24 +228,14 @@ public final class TestModelMaker {
         } catch (java.io.IOException ex) {
             throw new java.io.UncheckedIOException(ex);
         }
-        return new Summary(out, c, type, params[0], bytes);
+        String label = pure ? fileType.base().name() : fileType.name();
+        return new Summary(out, c, fileType.base(), label, params[0], bytes);
     }
 
-    /** llama.cpp's llama_ftype for a model whose matrices are all of one type. */
-    private static int fileType(GgmlType t) {
-        return switch (t) {
-            case F32 -> 0;
-            case F16 -> 1;
-            case Q4_0 -> 2;
-            case Q8_0 -> 7;
-            case BF16 -> 32;
-            default -> throw new IllegalArgumentException(t.toString());
-        };
-    }
-
-    /** A [rows][cols] matrix, GGUF dims {cols, rows}, in the chosen type. */
-    private void matrix(GgufWriter w, long[] params, String name, int cols, int rows, double std) {
-        w.addTensor(name, type, new long[] {cols, rows}, new NormalSource(seed, name, 0f, (float) std));
+    /** A [rows][cols] matrix, GGUF dims {cols, rows}, in the type the file type gives its role. */
+    private void matrix(GgufWriter w, long[] params, String name, int cols, int rows, double std, Role role, int layer, ModelConfig c) {
+        GgmlType t = fileType.typeOf(role, layer, c.nLayer(), cols, c.tiedEmbeddings(), c.nHead() / c.nHeadKv(), pure);
+        w.addTensor(name, t, new long[] {cols, rows}, new NormalSource(seed, name, 0f, (float) std));
         params[0] += (long) cols * rows;
     }
 

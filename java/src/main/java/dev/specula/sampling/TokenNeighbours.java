@@ -36,7 +36,7 @@ public final class TokenNeighbours {
     }
 
     /**
-     * Reads "token_embd.weight" from a GGUF file, dequantized (F32, F16, BF16, Q8_0, Q4_0), when first needed.
+     * Reads "token_embd.weight" from a GGUF file, dequantized (any type GgmlQuant decodes), when first needed.
      * The file must stay open until then. The matrix is held as floats: vocab × dim × 4 bytes of heap.
      */
     public static TokenNeighbours fromGguf(GgufFile gguf, int k) {

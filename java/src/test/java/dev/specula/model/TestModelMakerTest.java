@@ -16,6 +16,81 @@ class TestModelMakerTest {
     @TempDir
     Path dir;
 
+    /** Bytes per block, written out here rather than taken from GgmlType: the exact sizes a memory plan must count. */
+    private static long expectedBytes(GgmlType t, long elements) {
+        return switch (t) {
+            case F32 -> elements * 4;
+            case F16 -> elements * 2;
+            case Q8_0 -> elements / 32 * 34;
+            case Q4_0 -> elements / 32 * 18;
+            case Q5_0 -> elements / 32 * 22;
+            case Q5_1 -> elements / 32 * 24;
+            case Q3_K -> elements / 256 * 110;
+            case Q4_K -> elements / 256 * 144;
+            case Q5_K -> elements / 256 * 176;
+            case Q6_K -> elements / 256 * 210;
+            default -> throw new AssertionError(t);
+        };
+    }
+
+    @Test
+    void q4KmFilesAreTypedAsLlamaCppTypesThem() {
+        // 8 layers: llama.cpp's "more bits" layers are 0, 3, 6 and 7. ff = 640 is not a multiple of 256, so ffn_down
+        // (rows of 640) falls back: Q4_K to Q5_0, Q6_K to Q8_0.
+        TestModelMaker.Summary s = new TestModelMaker().dim(256).heads(4).kvHeads(2).ff(640).layers(8).vocab(300)
+                .fileType(LlamaFileType.Q4_K_M, false).write(dir.resolve("q4km.gguf"));
+        assertEquals("Q4_K_M", s.label());
+        try (GgufFile g = GgufFile.open(s.file())) {
+            assertEquals(15, g.getInt("general.file_type"));
+            assertEquals(2, g.getInt("general.quantization_version"));
+            assertEquals(GgmlType.Q6_K, g.tensor("output.weight").type());
+            assertEquals(GgmlType.Q4_K, g.tensor("token_embd.weight").type());
+            for (int l = 0; l < 8; l++) {
+                boolean more = l == 0 || l == 3 || l == 6 || l == 7;
+                String b = "blk." + l + ".";
+                assertEquals(more ? GgmlType.Q6_K : GgmlType.Q4_K, g.tensor(b + "attn_v.weight").type(), b + "attn_v");
+                assertEquals(more ? GgmlType.Q8_0 : GgmlType.Q5_0, g.tensor(b + "ffn_down.weight").type(), b + "ffn_down");
+                for (String m : new String[] {"attn_q", "attn_k", "attn_output", "ffn_gate", "ffn_up"}) {
+                    assertEquals(GgmlType.Q4_K, g.tensor(b + m + ".weight").type(), b + m);
+                }
+                assertEquals(GgmlType.F32, g.tensor(b + "attn_norm.weight").type());
+            }
+            // the weights handed to the core, and so the memory plan, count each type's exact bytes
+            long expected = 0;
+            for (var t : g.tensors()) expected += expectedBytes(t.type(), t.elementCount());
+            long handed = ModelWeights.fromGguf(g, ModelConfig.fromGguf(g)).stream().mapToLong(w -> w.data().byteSize()).sum();
+            assertEquals(expected, handed);
+        }
+    }
+
+    @Test
+    void q3KmAndTiedQ5KmFilesFollowTheirRules() {
+        TestModelMaker.Summary s = new TestModelMaker().dim(256).heads(4).kvHeads(2).ff(512).layers(4).vocab(300)
+                .fileType(LlamaFileType.Q3_K_M, false).write(dir.resolve("q3km.gguf"));
+        try (GgufFile g = GgufFile.open(s.file())) {
+            assertEquals(12, g.getInt("general.file_type"));
+            assertEquals(GgmlType.Q6_K, g.tensor("output.weight").type());
+            for (int l = 0; l < 4; l++) {
+                String b = "blk." + l + ".";
+                assertEquals(l < 2 ? GgmlType.Q5_K : GgmlType.Q4_K, g.tensor(b + "attn_v.weight").type(), b + "attn_v");
+                assertEquals(GgmlType.Q4_K, g.tensor(b + "attn_output.weight").type());
+                assertEquals(GgmlType.Q4_K, g.tensor(b + "ffn_down.weight").type());
+                assertEquals(GgmlType.Q3_K, g.tensor(b + "attn_q.weight").type());
+            }
+        }
+        TestModelMaker.Summary t = new TestModelMaker().dim(256).heads(4).kvHeads(2).ff(512).layers(4).vocab(300).tied(true)
+                .fileType(LlamaFileType.Q5_K_M, false).write(dir.resolve("q5km.gguf"));
+        try (GgufFile g = GgufFile.open(t.file())) {
+            assertEquals(17, g.getInt("general.file_type"));
+            assertFalse(g.hasTensor("output.weight"));
+            assertEquals(GgmlType.Q6_K, g.tensor("token_embd.weight").type()); // tied: typed as the output
+            assertEquals(GgmlType.Q5_K, g.tensor("blk.1.attn_q.weight").type());
+            assertEquals(GgmlType.Q6_K, g.tensor("blk.2.ffn_down.weight").type()); // (2 - 0) % 3 == 2
+        }
+        // a pure k-quant file needs rows of whole super-blocks
+        assertThrows(IllegalArgumentException.class, () -> new TestModelMaker().dim(64).type(GgmlType.Q4_K).config());
+    }
+
     @Test
     void sameSeedSameBytesOtherSeedOtherBytes() throws IOException {
         TestModelMaker maker = new TestModelMaker().type(GgmlType.Q8_0).tokenizer(TinyVocab.metadata()).seed(7);

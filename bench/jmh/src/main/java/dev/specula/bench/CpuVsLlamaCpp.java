@@ -1,10 +1,10 @@
 package dev.specula.bench;
 
 import dev.specula.engine.DecodeLoop;
+import dev.specula.model.LlamaFileType;
 import dev.specula.model.ModelFile;
 import dev.specula.model.NativeModels;
 import dev.specula.model.TestModelMaker;
-import dev.specula.model.gguf.GgmlType;
 import dev.specula.nativeapi.Context;
 import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.KvCache;
@@ -25,6 +25,7 @@ import java.util.SplittableRandom;
  * default) and decode greedily one token per forward.
  *
  * <p>Usage: CpuVsLlamaCpp [sizes=100m,1b] [types=F16,Q8_0] [threads=1,2] [promptTokens=128] [decodeTokens=32]
+ * (types: llama.cpp file types such as Q4_K_M, each file typed as llama.cpp's quantizer types it)
  */
 public final class CpuVsLlamaCpp {
     record Size(String name, int dim, int layers, int heads, int kvHeads, int ff, int vocab) {}
@@ -51,8 +52,8 @@ public final class CpuVsLlamaCpp {
                 if (!Files.isRegularFile(file)) {
                     System.err.println("making " + file);
                     new TestModelMaker().arch("llama").dim(size.dim()).layers(size.layers()).heads(size.heads())
-                            .kvHeads(size.kvHeads()).ff(size.ff()).vocab(size.vocab()).context(2048).type(GgmlType.valueOf(type))
-                            .seed(1).tokenizer(VocabTrainer.ggufMetadata("llama", size.vocab(), 1)).write(file);
+                            .kvHeads(size.kvHeads()).ff(size.ff()).vocab(size.vocab()).context(2048)
+                            .fileType(LlamaFileType.parse(type).fileType(), LlamaFileType.parse(type).pure()).seed(1).tokenizer(VocabTrainer.ggufMetadata("llama", size.vocab(), 1)).write(file);
                 }
                 int[] prompt = new int[promptTokens];
                 SplittableRandom rng = new SplittableRandom(3);

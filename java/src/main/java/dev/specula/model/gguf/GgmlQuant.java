@@ -6,11 +6,14 @@ import java.nio.ByteOrder;
 
 /**
  * Conversions between float values and the GGML encodings the engine computes with: F32, F16, BF16, Q8_0 and
- * Q4_0. The quantizers follow llama.cpp's reference code (quantize_row_q8_0_ref, quantize_row_q4_0_ref) so a file
- * written here holds the same bytes llama.cpp would write for the same values.
+ * Q4_0, whose quantizers follow llama.cpp's reference code (quantize_row_q8_0_ref, quantize_row_q4_0_ref) so a
+ * file written here holds the same bytes llama.cpp would write for the same values; and Q4_1, Q5_0, Q5_1 and the
+ * k-quants Q2_K to Q6_K, with quantizers of our own ({@link GgmlBlocks}).
  */
 public final class GgmlQuant {
     public static final int QK = 32;
+    /** The types encode and decode handle, which are the types the engine computes with; the rest (IQ*, TQ*, ...) are refused. */
+    public static final String SUPPORTED = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K";
     private static final ValueLayout.OfShort LE_SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfFloat LE_FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
@@ -19,7 +22,7 @@ public final class GgmlQuant {
     /** Whether encode and decode handle this type. */
     public static boolean supports(GgmlType type) {
         return switch (type) {
-            case F32, F16, BF16, Q8_0, Q4_0 -> true;
+            case F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K -> true;
             default -> false;
         };
     }
@@ -64,7 +67,14 @@ public final class GgmlQuant {
                 for (int b = 0; b < n / QK; b++) quantizeQ4_0Block(src, srcOff + b * QK, dst, dstOff + b * 18);
                 return n / QK * 18;
             }
-            default -> throw new IllegalArgumentException("cannot encode " + type + " (supported: F32, F16, BF16, Q8_0, Q4_0)");
+            case Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K -> {
+                int blocks = n / type.blockSize();
+                for (int b = 0; b < blocks; b++) {
+                    GgmlBlocks.encode(type, src, srcOff + b * type.blockSize(), dst, dstOff + b * type.blockBytes());
+                }
+                return blocks * type.blockBytes();
+            }
+            default -> throw new IllegalArgumentException("cannot encode " + type + " (supported: " + SUPPORTED + ")");
         }
     }
 
@@ -110,7 +120,14 @@ public final class GgmlQuant {
                     }
                 }
             }
-            default -> throw new IllegalArgumentException("cannot decode " + type + " (supported: F32, F16, BF16, Q8_0, Q4_0)");
+            case Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K -> {
+                byte[] blk = new byte[type.blockBytes()];
+                for (int b = 0; b < n / type.blockSize(); b++) {
+                    MemorySegment.copy(data, ValueLayout.JAVA_BYTE, (long) b * type.blockBytes(), blk, 0, blk.length);
+                    GgmlBlocks.decode(type, blk, 0, out, b * type.blockSize());
+                }
+            }
+            default -> throw new IllegalArgumentException("cannot decode " + type + " (supported: " + SUPPORTED + ")");
         }
         return out;
     }

@@ -181,7 +181,7 @@ public final class GgufWriter {
     public GgufWriter addTensor(String name, GgmlType type, long[] dims, FloatSource source) {
         if (!GgmlQuant.supports(type)) {
             throw new IllegalArgumentException("tensor '" + name + "': cannot encode floats as " + type
-                    + " (supported: F32, F16, BF16, Q8_0, Q4_0); give raw bytes instead");
+                    + " (supported: " + GgmlQuant.SUPPORTED + "); give raw bytes instead");
         }
         return add(name, type, dims, source, null);
     }

@@ -72,6 +72,46 @@ class GgmlQuantTest {
         assertTrue(Math.sqrt(sq4 / sx) < 0.15, "q4_0 relative RMS error " + Math.sqrt(sq4 / sx));
     }
 
+    /**
+     * Our quantizers for Q4_1, Q5_0, Q5_1 and the k-quants: on normal weights of several scales, the relative RMS
+     * error of a round trip stays near what each format's bits allow, and an all-zero block comes back zero.
+     * (The bytes themselves are checked where it matters: the engine's and llama.cpp's forward passes on files of
+     * these types agree, LlamaCppParityTest.)
+     */
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.CsvSource({"Q4_1, 0.12", "Q5_0, 0.06", "Q5_1, 0.06", "Q2_K, 0.45", "Q3_K, 0.25",
+        "Q4_K, 0.12", "Q5_K, 0.06", "Q6_K, 0.03"})
+    void otherTypesRoundTripWithinTheirBits(GgmlType type, double bound) {
+        SplittableRandom random = new SplittableRandom(9);
+        int n = 256 * 40;
+        float[] x = new float[n];
+        for (int i = 0; i < n; i++) {
+            double scale = Math.pow(10, (i / 256) % 5 - 3); // 1e-3 .. 10, one scale per super-block
+            double g = 0;
+            for (int k = 0; k < 4; k++) g += random.nextDouble() - 0.5;
+            x[i] = (float) (g * scale);
+        }
+        byte[] bytes = GgmlQuant.encode(type, x);
+        assertEquals(type.bytesFor(n), bytes.length);
+        float[] y = GgmlQuant.decode(type, MemorySegment.ofArray(bytes), n);
+        double err = 0, sum = 0;
+        for (int b = 0; b < n / 256; b++) { // relative per super-block, so the large scales do not hide the small
+            double e = 0, s = 0;
+            for (int j = 0; j < 256; j++) {
+                e += Math.pow(x[b * 256 + j] - y[b * 256 + j], 2);
+                s += Math.pow(x[b * 256 + j], 2);
+            }
+            err += e / s;
+            sum += 1;
+        }
+        double rel = Math.sqrt(err / sum);
+        System.out.printf("%s round trip: relative RMS error %.4f%n", type, rel);
+        assertTrue(rel < bound, type + " relative RMS error " + rel + " >= " + bound);
+        float[] zeros = new float[256];
+        float[] back = GgmlQuant.decode(type, MemorySegment.ofArray(GgmlQuant.encode(type, zeros)), 256);
+        for (float v : back) assertEquals(0f, v, 0f, type + ": zeros decode to " + v);
+    }
+
     @Test
     void zeroBlocksQuantizeToZero() {
         // Q4_0's scale is then -0.0 (max / -8), as in llama.cpp, so the values may be negative zeros.

@@ -117,6 +117,13 @@ class GgufBadInputTest {
                 "duplicate tensor name 'a'"));
         cases.add(Arguments.of("row-not-whole-blocks", oneTensor(r -> r.tensor("a", GgmlType.Q8_0.id(), 0, 33), 64),
                 "not a multiple of the Q8_0 block size 32"));
+        // k-quant super-blocks: a row of 300 (not a multiple of 256); one super-block short of the tensor's bytes
+        cases.add(Arguments.of("kquant-row-not-whole-super-blocks", oneTensor(r -> r.tensor("blk.0.attn_q.weight", GgmlType.Q4_K.id(), 0, 300, 2), 1024),
+                "tensor 'blk.0.attn_q.weight' has rows of 300 elements, not a multiple of the Q4_K block size 256"));
+        cases.add(Arguments.of("kquant-truncated-super-blocks", oneTensor(r -> r.tensor("blk.0.ffn_down.weight", GgmlType.Q6_K.id(), 0, 512, 2), 3 * 210),
+                "data of tensor 'blk.0.ffn_down.weight' (bytes 160 to 1000) runs past the end of the file"));
+        cases.add(Arguments.of("unknown-type-id-past-the-known", oneTensor(r -> r.tensor("output.weight", 40, 0, 256), 256),
+                "tensor 'output.weight' has unknown tensor type 40"));
         cases.add(Arguments.of("alignment-not-power-of-two", new RawGguf().header(3, 0, 1).kvU32("general.alignment", 48).bytes(),
                 "general.alignment 48 is not a power of two"));
         cases.add(Arguments.of("alignment-zero", new RawGguf().header(3, 0, 1).kvU32("general.alignment", 0).bytes(),

@@ -255,7 +255,8 @@ class GgufRoundTripTest {
         assertThrows(IllegalArgumentException.class, () -> w.put("x", new Object()));
         assertThrows(IllegalArgumentException.class, () -> w.addTensor("t", GgmlType.Q8_0, new long[] {31}, new float[31]));
         assertThrows(IllegalArgumentException.class, () -> w.addTensor("t", GgmlType.F32, new long[] {4}, new float[3]));
-        assertThrows(IllegalArgumentException.class, () -> w.addTensor("t", GgmlType.Q4_K, new long[] {256}, new float[256]));
+        assertThrows(IllegalArgumentException.class, () -> w.addTensor("t", GgmlType.IQ2_XS, new long[] {256}, new float[256]));
+        assertThrows(IllegalArgumentException.class, () -> w.addTensor("t", GgmlType.Q4_K, new long[] {255}, new float[255]));
         assertThrows(IllegalArgumentException.class, () -> w.addTensor("t", GgmlType.F32, new long[] {1, 1, 1, 1, 1}, new float[1]));
         assertThrows(IllegalArgumentException.class, () -> w.addRawTensor("t", GgmlType.F32, new long[] {4}, new byte[15]));
         w.addTensor("t", GgmlType.F32, new long[] {1}, new float[1]);
