@@ -1,4 +1,5 @@
 // AVX-512 kernels (avx512f/bw/vl + fma + f16c), used when the CPU has them (see kernels.hpp).
+#include "int8_dot.hpp"
 #include "kernels.hpp"
 
 #include "specula.h"
@@ -89,18 +90,103 @@ struct V {
 #define GEMM_T 8
 #include "kernels_impl.inc"
 
+#include "kernels_int8_x86.inc"
+
+// Int8 traits shared by both AVX-512 variants: 16 lanes are one register.
+struct QI512 {
+    using ivec = __m512i;
+    using fvec = __m512;
+    static inline ivec izero() { return _mm512_setzero_si512(); }
+    static inline ivec iload(const uint8_t *p) { return _mm512_loadu_si512((const void *)p); }
+    static inline fvec cvt(ivec a) { return _mm512_cvtepi32_ps(a); }
+    static inline fvec fzero() { return _mm512_setzero_ps(); }
+    static inline fvec fload(const uint8_t *p) { return _mm512_loadu_ps((const void *)p); }
+    static inline fvec fmul(fvec a, fvec b) { return _mm512_mul_ps(a, b); }
+    static inline fvec fadd(fvec a, fvec b) { return _mm512_add_ps(a, b); }
+    static inline fvec fpin(fvec a) { return V::pin(a); }
+    static inline float fsum(fvec a) { return V::hsum(a); } // int8_lane_sum's order
+};
+
+// Without VNNI (Skylake-X): |w| times x with w's sign, vpmaddubsw then vpmaddwd (no saturation:
+// |w|, |x| <= 127 and 2 * 127 * 127 < 32768).
+namespace bw {
+struct QI : QI512 {
+    static constexpr bool OFFSET = false;
+    struct wvec {
+        __m512i a;
+        __mmask64 neg;
+    };
+    static inline wvec wprep(const uint8_t *p) {
+        const __m512i w = _mm512_loadu_si512((const void *)p);
+        return {_mm512_abs_epi8(w), _mm512_movepi8_mask(w)};
+    }
+    static inline ivec dot(ivec acc, const wvec &w, const uint8_t *x) {
+        const __m512i xv = _mm512_loadu_si512((const void *)x);
+        const __m512i sx = _mm512_mask_sub_epi8(xv, w.neg, _mm512_setzero_si512(), xv);
+        return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(w.a, sx), _mm512_set1_epi16(1)));
+    }
+    static inline void pack_group(int32_t dt, const uint8_t *b, int bb, int n, uint8_t *dst) { int8_x86_pack_group<false>(dt, b, bb, n, dst); }
+};
+#define INT8_NAME "avx512"
+#define INT8_R 4
+#define INT8_T 4
+#include "kernels_int8.inc"
+} // namespace bw
+
 } // namespace
 } // namespace specula::cpu
+
+// VNNI: vpdpbusd multiplies unsigned by signed bytes, so weights are stored as w + 128 and each
+// sum starts at the activations' -128 * sum(x) (int8_dot.hpp).
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c,avx2,bmi2")
+namespace specula::cpu {
+namespace {
+namespace vnni {
+struct QI : QI512 {
+    static constexpr bool OFFSET = true;
+    using wvec = __m512i;
+    static inline wvec wprep(const uint8_t *p) { return _mm512_loadu_si512((const void *)p); }
+    static inline ivec dot(ivec acc, wvec w, const uint8_t *x) {
+        return _mm512_dpbusd_epi32(acc, w, _mm512_loadu_si512((const void *)x));
+    }
+    static inline void pack_group(int32_t dt, const uint8_t *b, int bb, int n, uint8_t *dst) { int8_x86_pack_group<true>(dt, b, bb, n, dst); }
+};
+#define INT8_NAME "avx512-vnni"
+#define INT8_R 4
+#define INT8_T 4
+#include "kernels_int8.inc"
+} // namespace vnni
+} // namespace
+} // namespace specula::cpu
+#pragma GCC pop_options
 
 #pragma GCC diagnostic pop
 #pragma GCC pop_options
 
 namespace specula::cpu {
-const KernelSet *kernels_avx512() { return &kernel_set; }
+const KernelSet *kernels_avx512() {
+    static const KernelSet ks = [] {
+        KernelSet k = kernel_set;
+        k.int8 = &bw::int8_set;
+        return k;
+    }();
+    return &ks;
+}
+const KernelSet *kernels_avx512_vnni() {
+    static const KernelSet ks = [] {
+        KernelSet k = kernel_set;
+        k.name = "avx512-vnni";
+        k.int8 = &vnni::int8_set;
+        return k;
+    }();
+    return &ks;
+}
 } // namespace specula::cpu
 
 #else
 namespace specula::cpu {
 const KernelSet *kernels_avx512() { return nullptr; }
+const KernelSet *kernels_avx512_vnni() { return nullptr; }
 } // namespace specula::cpu
 #endif

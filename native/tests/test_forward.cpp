@@ -13,6 +13,7 @@
 
 #include "check.h"
 #include "model_fixture.hpp"
+#include "../cpu/int8_dot.hpp"
 
 namespace {
 
@@ -31,7 +32,26 @@ struct Reference {
 
     explicit Reference(const TestModel &tm) : m(tm), c(tm.spec.cfg), K(c.n_layer), V(c.n_layer) {}
 
-    static std::vector<double> matvec(const Weight &w, const std::vector<double> &x) {
+    // The activations a product multiplies: for Q8_0 / Q4_0 weights the cpu backend quantizes
+    // them per block of 32 (int8_dot.hpp), so the reference multiplies the same quantized values.
+    static std::vector<double> product_input(const Weight &w, const std::vector<double> &x) {
+        if (w.dtype != SPEC_DTYPE_Q8_0 && w.dtype != SPEC_DTYPE_Q4_0) return x;
+        using namespace specula::cpu;
+        std::vector<float> xf(x.begin(), x.end());
+        std::vector<uint8_t> q((size_t)(int8_groups(w.cols) * INT8_X_GROUP_BYTES));
+        quantize_acts_row(xf.data(), w.cols, q.data());
+        std::vector<double> out(x.size());
+        for (int64_t k = 0; k < w.cols; k++) {
+            const uint8_t *g = q.data() + (k / INT8_GROUP) * INT8_X_GROUP_BYTES;
+            const int j = (int)(k % INT8_GROUP / INT8_BLOCK), e = (int)(k % INT8_BLOCK);
+            float d;
+            std::memcpy(&d, g + INT8_X_SCALE + 4 * j, 4);
+            out[(size_t)k] = (double)(int8_t)g[64 * (e / 4) + 4 * j + e % 4] * d;
+        }
+        return out;
+    }
+    static std::vector<double> matvec(const Weight &w, const std::vector<double> &x_in) {
+        const std::vector<double> x = product_input(w, x_in);
         std::vector<double> y((size_t)w.rows, 0.0);
         for (int64_t r = 0; r < w.rows; r++) {
             double s = 0.0;
