@@ -51,6 +51,11 @@ struct Int8Set {
     // out[t*rows + r] = packed row r . quantized activation row t, for t < T (1..tokens); the
     // activation rows are qx_stride bytes apart, ng groups each.
     void (*gemm)(const uint8_t *const *rows, int64_t ng, const uint8_t *qx, int64_t qx_stride, int T, float *out);
+    // Optional (nullptr when the set has none): the same products for one row read in place, no
+    // packing, for few tokens (decode). out[t] for t < T (1..tile_tokens); false: dtype not taken.
+    int tile_tokens = 0;
+    bool (*tile)(int32_t dtype, const uint8_t *row, int64_t K, const uint8_t *qx, int64_t qx_stride, int T, float *out,
+                 const uint8_t *pf, int64_t pf_bytes) = nullptr;
 };
 
 struct KernelSet {

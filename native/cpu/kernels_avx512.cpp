@@ -156,6 +156,80 @@ struct QI : QI512 {
 #define INT8_R 4
 #define INT8_T 4
 #include "kernels_int8.inc"
+
+// Decode without packing: a Q8_0 row read in place, two blocks per register (block p and p + 8
+// of a group), vpdpbusd against the activations' block-order copy, then each block's 8 lane sums
+// added into one lane per block (integers, so the order does not matter) and the same float
+// steps as int8_gemm_impl.
+template <int T>
+void tile_q8_0_impl(const uint8_t *row, int64_t K, const uint8_t *qx, int64_t qxs, float *out, const uint8_t *pf,
+                    int64_t pf_bytes) {
+    constexpr int BB = 34;
+    const int64_t nb = K / INT8_BLOCK, ng = int8_groups(K);
+    const int64_t pf_step = pf ? (pf_bytes + ng - 1) / ng : 0;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    const __m512i starts = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(BB));
+    alignas(64) uint8_t tail[16 * BB];
+    __m512 F[T];
+    for (int t = 0; t < T; t++) F[t] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        if (pf_step) {
+            for (int64_t o = 0; o < pf_step; o += 64) __builtin_prefetch(pf + o, 0, 2);
+            pf += pf_step;
+        }
+        const uint8_t *blk = row + g * INT8_GROUP_BLOCKS * BB;
+        const int64_t n = nb - g * INT8_GROUP_BLOCKS;
+        if (n < INT8_GROUP_BLOCKS) { // the last group, zero-padded (x is 0 there, and so is each scale)
+            __builtin_memset(tail, 0, sizeof tail);
+            __builtin_memcpy(tail, blk, (size_t)(n * BB));
+            blk = tail;
+        }
+        __m512i w[8];
+        for (int p = 0; p < 8; p++) {
+            const __m256i lo = _mm256_loadu_si256((const __m256i *)(blk + p * BB + 2));
+            const __m256i hi = _mm256_loadu_si256((const __m256i *)(blk + (p + 8) * BB + 2));
+            w[p] = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), flip);
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(starts, (const void *)blk, 1)));
+        for (int t = 0; t < T; t++) {
+            const uint8_t *xg = qx + t * qxs + g * INT8_X_GROUP_BYTES;
+            __m512i I[8];
+            for (int p = 0; p < 8; p++)
+                I[p] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[p], _mm512_loadu_si512((const void *)(xg + INT8_X_PAIRED + 64 * p)));
+            __m512i a[4];
+            for (int q = 0; q < 4; q++)
+                a[q] = _mm512_add_epi32(_mm512_unpacklo_epi32(I[2 * q], I[2 * q + 1]), _mm512_unpackhi_epi32(I[2 * q], I[2 * q + 1]));
+            const __m512i b0 = _mm512_add_epi32(_mm512_unpacklo_epi64(a[0], a[1]), _mm512_unpackhi_epi64(a[0], a[1]));
+            const __m512i b1 = _mm512_add_epi32(_mm512_unpacklo_epi64(a[2], a[3]), _mm512_unpackhi_epi64(a[2], a[3]));
+            const __m512i s = _mm512_add_epi32(_mm512_shuffle_i32x4(b0, b1, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_i32x4(b0, b1, _MM_SHUFFLE(3, 1, 3, 1)));
+            const __m512i isum = _mm512_add_epi32(_mm512_shuffle_i32x4(s, s, _MM_SHUFFLE(3, 1, 2, 0)),
+                                                  _mm512_loadu_si512((const void *)(xg + INT8_X_CORR)));
+            const __m512 d = _mm512_mul_ps(dw, _mm512_loadu_ps((const void *)(xg + INT8_X_SCALE)));
+            F[t] = _mm512_add_ps(F[t], V::pin(_mm512_mul_ps(d, _mm512_cvtepi32_ps(isum))));
+        }
+    }
+    for (int t = 0; t < T; t++) out[t] = V::hsum(F[t]);
+}
+
+bool tile(int32_t dtype, const uint8_t *row, int64_t K, const uint8_t *qx, int64_t qxs, int T, float *out, const uint8_t *pf,
+          int64_t pf_bytes) {
+    if (dtype != SPEC_DTYPE_Q8_0) return false;
+    switch (T) {
+    case 1: tile_q8_0_impl<1>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 2: tile_q8_0_impl<2>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 3: tile_q8_0_impl<3>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 4: tile_q8_0_impl<4>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    default: return false;
+    }
+    return true;
+}
+
+const Int8Set int8_set_tiled = [] {
+    Int8Set s = int8_set;
+    s.tile_tokens = 4;
+    s.tile = tile;
+    return s;
+}();
 } // namespace vnni
 } // namespace
 } // namespace specula::cpu
@@ -177,7 +251,7 @@ const KernelSet *kernels_avx512_vnni() {
     static const KernelSet ks = [] {
         KernelSet k = kernel_set;
         k.name = "avx512-vnni";
-        k.int8 = &vnni::int8_set;
+        k.int8 = &vnni::int8_set_tiled;
         return k;
     }();
     return &ks;

@@ -112,6 +112,19 @@ void check_set(const KernelSet *ks) {
                 xs.push_back(random_acts(r, K));
                 quantize_acts_row(xs.back().data(), K, qx.data() + t * xstride);
             }
+            // the in-place reader (decode), where the set has one for this dtype
+            for (int T = 1; q.tile && T <= q.tile_tokens; T++)
+                for (int row = 0; row < n_rows; row++) {
+                    float out[16];
+                    if (!q.tile(dtype, rows[(size_t)row].bytes.data(), K, qx.data(), xstride, T, out, nullptr, 0)) break;
+                    for (int t = 0; t < T; t++) {
+                        const float want = definition(rows[(size_t)row], qx.data() + t * xstride, K);
+                        checked++;
+                        if (std::memcmp(&want, &out[t], 4) != 0 && mismatched++ < 5)
+                            fprintf(stderr, "  %s tile dtype %d K %lld T %d row %d tok %d: %.9g, want %.9g\n", q.name, dtype, (long long)K, T,
+                                    row, t, out[t], want);
+                    }
+                }
             // every token count and row offset the set takes
             for (int T = 1; T <= q.tokens; T++)
                 for (int t0 = 0; t0 + T <= n_tok; t0 += 2)
