@@ -157,10 +157,9 @@ struct QI : QI512 {
 #define INT8_T 4
 #include "kernels_int8.inc"
 
-// Decode without packing: a Q8_0 row read in place, two blocks per register (block p and p + 8
-// of a group), vpdpbusd against the activations' block-order copy, then each block's 8 lane sums
-// added into one lane per block (integers, so the order does not matter) and the same float
-// steps as int8_gemm_impl.
+// Few tokens without packing: a Q8_0 row read in place, each group of 16 blocks transposed in
+// registers into int8_gemm's layout (block j and j + 8 share a register, then two 8x8 dword
+// transposes), then per token the same vpdpbusd steps and float steps as int8_gemm_impl.
 template <int T>
 void tile_q8_0_impl(const uint8_t *row, int64_t K, const uint8_t *qx, int64_t qxs, float *out, const uint8_t *pf,
                     int64_t pf_bytes) {
@@ -169,6 +168,7 @@ void tile_q8_0_impl(const uint8_t *row, int64_t K, const uint8_t *qx, int64_t qx
     const int64_t pf_step = pf ? (pf_bytes + ng - 1) / ng : 0;
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     const __m512i starts = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(BB));
+    const __m512i lo_lanes = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), hi_lanes = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
     alignas(64) uint8_t tail[16 * BB];
     __m512 F[T];
     for (int t = 0; t < T; t++) F[t] = _mm512_setzero_ps();
@@ -184,28 +184,34 @@ void tile_q8_0_impl(const uint8_t *row, int64_t K, const uint8_t *qx, int64_t qx
             __builtin_memcpy(tail, blk, (size_t)(n * BB));
             blk = tail;
         }
-        __m512i w[8];
-        for (int p = 0; p < 8; p++) {
-            const __m256i lo = _mm256_loadu_si256((const __m256i *)(blk + p * BB + 2));
-            const __m256i hi = _mm256_loadu_si256((const __m256i *)(blk + (p + 8) * BB + 2));
-            w[p] = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), flip);
+        __m512i z[8];
+        for (int j = 0; j < 8; j++) {
+            const __m256i lo = _mm256_loadu_si256((const __m256i *)(blk + j * BB + 2));
+            const __m256i hi = _mm256_loadu_si256((const __m256i *)(blk + (j + 8) * BB + 2));
+            z[j] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+        }
+        __m512i t8[8], u[8], w[8];
+        for (int j = 0; j < 4; j++) {
+            t8[2 * j] = _mm512_unpacklo_epi32(z[2 * j], z[2 * j + 1]);
+            t8[2 * j + 1] = _mm512_unpackhi_epi32(z[2 * j], z[2 * j + 1]);
+        }
+        for (int h = 0; h < 2; h++) { // t8[4h..4h+3] -> u[4h..4h+3]
+            u[4 * h + 0] = _mm512_unpacklo_epi64(t8[4 * h + 0], t8[4 * h + 2]);
+            u[4 * h + 1] = _mm512_unpackhi_epi64(t8[4 * h + 0], t8[4 * h + 2]);
+            u[4 * h + 2] = _mm512_unpacklo_epi64(t8[4 * h + 1], t8[4 * h + 3]);
+            u[4 * h + 3] = _mm512_unpackhi_epi64(t8[4 * h + 1], t8[4 * h + 3]);
+        }
+        for (int i = 0; i < 4; i++) {
+            w[i] = _mm512_xor_si512(_mm512_permutex2var_epi64(u[i], lo_lanes, u[i + 4]), flip);
+            w[i + 4] = _mm512_xor_si512(_mm512_permutex2var_epi64(u[i], hi_lanes, u[i + 4]), flip);
         }
         const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(starts, (const void *)blk, 1)));
         for (int t = 0; t < T; t++) {
             const uint8_t *xg = qx + t * qxs + g * INT8_X_GROUP_BYTES;
-            __m512i I[8];
-            for (int p = 0; p < 8; p++)
-                I[p] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[p], _mm512_loadu_si512((const void *)(xg + INT8_X_PAIRED + 64 * p)));
-            __m512i a[4];
-            for (int q = 0; q < 4; q++)
-                a[q] = _mm512_add_epi32(_mm512_unpacklo_epi32(I[2 * q], I[2 * q + 1]), _mm512_unpackhi_epi32(I[2 * q], I[2 * q + 1]));
-            const __m512i b0 = _mm512_add_epi32(_mm512_unpacklo_epi64(a[0], a[1]), _mm512_unpackhi_epi64(a[0], a[1]));
-            const __m512i b1 = _mm512_add_epi32(_mm512_unpacklo_epi64(a[2], a[3]), _mm512_unpackhi_epi64(a[2], a[3]));
-            const __m512i s = _mm512_add_epi32(_mm512_shuffle_i32x4(b0, b1, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_i32x4(b0, b1, _MM_SHUFFLE(3, 1, 3, 1)));
-            const __m512i isum = _mm512_add_epi32(_mm512_shuffle_i32x4(s, s, _MM_SHUFFLE(3, 1, 2, 0)),
-                                                  _mm512_loadu_si512((const void *)(xg + INT8_X_CORR)));
+            __m512i I = _mm512_loadu_si512((const void *)(xg + INT8_X_CORR));
+            for (int i = 0; i < 8; i++) I = _mm512_dpbusd_epi32(I, w[i], _mm512_loadu_si512((const void *)(xg + 64 * i)));
             const __m512 d = _mm512_mul_ps(dw, _mm512_loadu_ps((const void *)(xg + INT8_X_SCALE)));
-            F[t] = _mm512_add_ps(F[t], V::pin(_mm512_mul_ps(d, _mm512_cvtepi32_ps(isum))));
+            F[t] = _mm512_add_ps(F[t], V::pin(_mm512_mul_ps(d, _mm512_cvtepi32_ps(I))));
         }
     }
     for (int t = 0; t < T; t++) out[t] = V::hsum(F[t]);
@@ -219,6 +225,18 @@ bool tile(int32_t dtype, const uint8_t *row, int64_t K, const uint8_t *qx, int64
     case 2: tile_q8_0_impl<2>(row, K, qx, qxs, out, pf, pf_bytes); break;
     case 3: tile_q8_0_impl<3>(row, K, qx, qxs, out, pf, pf_bytes); break;
     case 4: tile_q8_0_impl<4>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 5: tile_q8_0_impl<5>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 6: tile_q8_0_impl<6>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 7: tile_q8_0_impl<7>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 8: tile_q8_0_impl<8>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 9: tile_q8_0_impl<9>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 10: tile_q8_0_impl<10>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 11: tile_q8_0_impl<11>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 12: tile_q8_0_impl<12>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 13: tile_q8_0_impl<13>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 14: tile_q8_0_impl<14>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 15: tile_q8_0_impl<15>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 16: tile_q8_0_impl<16>(row, K, qx, qxs, out, pf, pf_bytes); break;
     default: return false;
     }
     return true;
@@ -226,7 +244,7 @@ bool tile(int32_t dtype, const uint8_t *row, int64_t K, const uint8_t *qx, int64
 
 const Int8Set int8_set_tiled = [] {
     Int8Set s = int8_set;
-    s.tile_tokens = 4;
+    s.tile_tokens = 16;
     s.tile = tile;
     return s;
 }();

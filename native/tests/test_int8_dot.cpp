@@ -98,7 +98,7 @@ void check_set(const KernelSet *ks) {
     for (int32_t dtype : {SPEC_DTYPE_Q8_0, SPEC_DTYPE_Q4_0}) {
         CHECK(q.has(dtype));
         for (int64_t K : {32, 64, 480, 512, 544, 1024, 2080, 5632}) {
-            const int n_rows = 7, n_tok = 9;
+            const int n_rows = 7, n_tok = 17;
             std::vector<Row> rows;
             const int64_t ng = int8_groups(K), wbytes = ng * INT8_W_GROUP_BYTES, xstride = ng * INT8_X_GROUP_BYTES;
             std::vector<uint8_t> packed((size_t)(n_rows * wbytes));
