@@ -19,9 +19,7 @@
 //     bytes [64*i + 4*j, +4): elements 4i..4i+3 of block j (i < 8, j < 16), as the kernel set
 //     wants them (signed, or signed ^ 0x80 = unsigned w + 128 for vpdpbusd); then 16 f32 dw.
 //   quantized activation row, per group (INT8_X_GROUP_BYTES): the same 512 bytes (signed), then
-//     16 f32 dx, then 16 int32 -128 * sum(x of block j) (what w + 128 adds to the integer sum),
-//     then the 512 signed bytes again in block order, paired: 64 bytes p (p < 8) are block p's 32
-//     then block p + 8's (for kernels that read weight blocks in place, two per register).
+//     16 f32 dx, then 16 int32 -128 * sum(x of block j) (what w + 128 adds to the integer sum).
 #pragma once
 
 #include <stdint.h>
@@ -35,10 +33,9 @@ constexpr int INT8_BLOCK = 32;
 constexpr int INT8_GROUP_BLOCKS = 16;
 constexpr int INT8_GROUP = INT8_BLOCK * INT8_GROUP_BLOCKS; // 512 elements
 constexpr int INT8_W_GROUP_BYTES = 512 + 64;
-constexpr int INT8_X_GROUP_BYTES = 512 + 64 + 64 + 512;
+constexpr int INT8_X_GROUP_BYTES = 512 + 64 + 64;
 constexpr int INT8_X_SCALE = 512;  // offset of dx in an activation group
 constexpr int INT8_X_CORR = 576;   // offset of the -128*sum corrections
-constexpr int INT8_X_PAIRED = 640; // offset of the block-order copy
 constexpr int INT8_W_SCALE = 512;  // offset of dw in a weight group
 
 inline int64_t int8_groups(int64_t K) { return (K + INT8_GROUP - 1) / INT8_GROUP; }
@@ -66,7 +63,6 @@ inline void quantize_acts_row(const float *x, int64_t K, uint8_t *dst) {
             const int q = (int)v;
             sum += q;
             g[64 * (e / 4) + 4 * j + (e % 4)] = (uint8_t)(int8_t)q;
-            g[INT8_X_PAIRED + 64 * (j % 8) + 32 * (j / 8) + e] = (uint8_t)(int8_t)q;
         }
         memcpy(g + INT8_X_SCALE + 4 * j, &d, 4);
         const int32_t corr = -128 * sum;

@@ -142,6 +142,38 @@ struct QI : QI512 {
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c,avx2,bmi2")
 namespace specula::cpu {
 namespace {
+// 16 Q8_0 blocks (bytes 34 apart) in int8_gemm's layout: w[i] lane j = dword i of block j, as
+// unsigned w + 128; dw = the 16 scales. Block j and j + 8 share a register, then two 8x8 dword
+// transposes (one per 256-bit half) run side by side.
+static inline void q8_0_group(const uint8_t *blk, __m512i *w, __m512 &dw) {
+    constexpr int BB = 34;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    const __m512i starts = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(BB));
+    const __m512i lo_lanes = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), hi_lanes = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+    __m512i z[8];
+    for (int j = 0; j < 8; j++) {
+        const __m256i lo = _mm256_loadu_si256((const __m256i *)(blk + j * BB + 2));
+        const __m256i hi = _mm256_loadu_si256((const __m256i *)(blk + (j + 8) * BB + 2));
+        z[j] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    }
+    __m512i t8[8], u[8];
+    for (int j = 0; j < 4; j++) {
+        t8[2 * j] = _mm512_unpacklo_epi32(z[2 * j], z[2 * j + 1]);
+        t8[2 * j + 1] = _mm512_unpackhi_epi32(z[2 * j], z[2 * j + 1]);
+    }
+    for (int h = 0; h < 2; h++) { // t8[4h..4h+3] -> u[4h..4h+3]
+        u[4 * h + 0] = _mm512_unpacklo_epi64(t8[4 * h + 0], t8[4 * h + 2]);
+        u[4 * h + 1] = _mm512_unpackhi_epi64(t8[4 * h + 0], t8[4 * h + 2]);
+        u[4 * h + 2] = _mm512_unpacklo_epi64(t8[4 * h + 1], t8[4 * h + 3]);
+        u[4 * h + 3] = _mm512_unpackhi_epi64(t8[4 * h + 1], t8[4 * h + 3]);
+    }
+    for (int i = 0; i < 4; i++) {
+        w[i] = _mm512_xor_si512(_mm512_permutex2var_epi64(u[i], lo_lanes, u[i + 4]), flip);
+        w[i + 4] = _mm512_xor_si512(_mm512_permutex2var_epi64(u[i], hi_lanes, u[i + 4]), flip);
+    }
+    dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(starts, (const void *)blk, 1)));
+}
+
 namespace vnni {
 struct QI : QI512 {
     static constexpr bool OFFSET = true;
@@ -150,7 +182,14 @@ struct QI : QI512 {
     static inline ivec dot(ivec acc, wvec w, const uint8_t *x) {
         return _mm512_dpbusd_epi32(acc, w, _mm512_loadu_si512((const void *)x));
     }
-    static inline void pack_group(int32_t dt, const uint8_t *b, int bb, int n, uint8_t *dst) { int8_x86_pack_group<true>(dt, b, bb, n, dst); }
+    static inline void pack_group(int32_t dt, const uint8_t *b, int bb, int n, uint8_t *dst) {
+        if (dt != SPEC_DTYPE_Q8_0 || n < INT8_GROUP_BLOCKS) return int8_x86_pack_group<true>(dt, b, bb, n, dst);
+        __m512i w[8];
+        __m512 dw;
+        q8_0_group(b, w, dw);
+        for (int i = 0; i < 8; i++) _mm512_storeu_si512((void *)(dst + 64 * i), w[i]);
+        _mm512_storeu_ps((void *)(dst + INT8_W_SCALE), dw);
+    }
 };
 #define INT8_NAME "avx512-vnni"
 #define INT8_R 4
@@ -166,9 +205,6 @@ void tile_q8_0_impl(const uint8_t *row, int64_t K, const uint8_t *qx, int64_t qx
     constexpr int BB = 34;
     const int64_t nb = K / INT8_BLOCK, ng = int8_groups(K);
     const int64_t pf_step = pf ? (pf_bytes + ng - 1) / ng : 0;
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
-    const __m512i starts = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(BB));
-    const __m512i lo_lanes = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), hi_lanes = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
     alignas(64) uint8_t tail[16 * BB];
     __m512 F[T];
     for (int t = 0; t < T; t++) F[t] = _mm512_setzero_ps();
@@ -184,28 +220,9 @@ void tile_q8_0_impl(const uint8_t *row, int64_t K, const uint8_t *qx, int64_t qx
             __builtin_memcpy(tail, blk, (size_t)(n * BB));
             blk = tail;
         }
-        __m512i z[8];
-        for (int j = 0; j < 8; j++) {
-            const __m256i lo = _mm256_loadu_si256((const __m256i *)(blk + j * BB + 2));
-            const __m256i hi = _mm256_loadu_si256((const __m256i *)(blk + (j + 8) * BB + 2));
-            z[j] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-        }
-        __m512i t8[8], u[8], w[8];
-        for (int j = 0; j < 4; j++) {
-            t8[2 * j] = _mm512_unpacklo_epi32(z[2 * j], z[2 * j + 1]);
-            t8[2 * j + 1] = _mm512_unpackhi_epi32(z[2 * j], z[2 * j + 1]);
-        }
-        for (int h = 0; h < 2; h++) { // t8[4h..4h+3] -> u[4h..4h+3]
-            u[4 * h + 0] = _mm512_unpacklo_epi64(t8[4 * h + 0], t8[4 * h + 2]);
-            u[4 * h + 1] = _mm512_unpackhi_epi64(t8[4 * h + 0], t8[4 * h + 2]);
-            u[4 * h + 2] = _mm512_unpacklo_epi64(t8[4 * h + 1], t8[4 * h + 3]);
-            u[4 * h + 3] = _mm512_unpackhi_epi64(t8[4 * h + 1], t8[4 * h + 3]);
-        }
-        for (int i = 0; i < 4; i++) {
-            w[i] = _mm512_xor_si512(_mm512_permutex2var_epi64(u[i], lo_lanes, u[i + 4]), flip);
-            w[i + 4] = _mm512_xor_si512(_mm512_permutex2var_epi64(u[i], hi_lanes, u[i + 4]), flip);
-        }
-        const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(starts, (const void *)blk, 1)));
+        __m512i w[8];
+        __m512 dw;
+        q8_0_group(blk, w, dw);
         for (int t = 0; t < T; t++) {
             const uint8_t *xg = qx + t * qxs + g * INT8_X_GROUP_BYTES;
             __m512i I = _mm512_loadu_si512((const void *)(xg + INT8_X_CORR));
@@ -244,7 +261,7 @@ bool tile(int32_t dtype, const uint8_t *row, int64_t K, const uint8_t *qx, int64
 
 const Int8Set int8_set_tiled = [] {
     Int8Set s = int8_set;
-    s.tile_tokens = 16;
+    s.tile_tokens = 4; // more: packing once, then int8_gemm's 4 x 4 register blocks, is cheaper
     s.tile = tile;
     return s;
 }();
