@@ -40,6 +40,9 @@
 #include <vector>
 
 #include <sys/mman.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
 
 namespace specula::cpu {
 namespace {
@@ -164,6 +167,18 @@ struct KvState {
 
 uint64_t dtype_size(int32_t dt) { return dt == SPEC_DTYPE_F32 ? 4 : 2; }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+// AMX-TILE and AMX-INT8 (CPUID leaf 7, EDX bits 24 and 25) with the OS saving tile state (XCR0 bits 17, 18).
+bool cpu_has_amx_int8() {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 24)) || !(d & (1u << 25))) return false;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return false; // OSXSAVE
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & (3u << 17)) == (3u << 17);
+}
+#endif
+
 const KernelSet *select_kernels() {
     init_tables();
     const KernelSet *best = kernels_scalar();
@@ -173,8 +188,11 @@ const KernelSet *select_kernels() {
     const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
     const bool vnni = avx512 && __builtin_cpu_supports("avx512vnni");
-    // AMX int8 tiles (Sapphire Rapids on): there is no tile kernel yet (nothing here to test one
-    // on); it would be one more Int8Set over the same packed layouts, chosen here.
+    // AMX int8 tiles (Sapphire Rapids on): detected, but there is no tile kernel yet (no AMX machine
+    // here to test one on). It would be one more Int8Set over the same packed layouts, chosen here
+    // when amx_int8 holds (after arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) succeeds).
+    const bool amx_int8 = avx512 && cpu_has_amx_int8();
+    (void)amx_int8;
     // SPECULA_CPU_ISA=scalar|avx2|avx512 caps the level (for tests and comparisons; avx512 then
     // means without VNNI); it never raises it.
     const char *cap = std::getenv("SPECULA_CPU_ISA");
