@@ -142,18 +142,24 @@ struct QI : QI512 {
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c,avx2,bmi2")
 namespace specula::cpu {
 namespace {
-// 16 Q8_0 blocks (bytes 34 apart) in int8_gemm's layout: w[i] lane j = dword i of block j, as
-// unsigned w + 128; dw = the 16 scales. Block j and j + 8 share a register, then two 8x8 dword
+// 16 Q8_0 or Q4_0 blocks (BB bytes apart) in int8_gemm's layout: w[i] lane j = dword i of block j,
+// as unsigned w + 128; dw = the 16 scales. Block j and j + 8 share a register, then two 8x8 dword
 // transposes (one per 256-bit half) run side by side.
-static inline void q8_0_group(const uint8_t *blk, __m512i *w, __m512 &dw) {
-    constexpr int BB = 34;
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
+static inline __m256i block32(int32_t dtype, const uint8_t *blk) { // as int8_x86_block, Q4_0 without the -8
+    if (dtype == SPEC_DTYPE_Q8_0) return _mm256_loadu_si256((const __m256i *)(blk + 2));
+    const __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2)), m = _mm_set1_epi8(15);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
+}
+template <int DT>
+static inline void quant_group(const uint8_t *blk, __m512i *w, __m512 &dw) {
+    constexpr int BB = DT == SPEC_DTYPE_Q8_0 ? 34 : 18;
+    // Q8_0: w ^ 0x80 = w + 128; Q4_0: nibble - 8 + 128 = nibble + 120
+    const __m512i flip = _mm512_set1_epi8((char)0x80), q4_offset = _mm512_set1_epi8(120);
     const __m512i starts = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(BB));
     const __m512i lo_lanes = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), hi_lanes = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
     __m512i z[8];
     for (int j = 0; j < 8; j++) {
-        const __m256i lo = _mm256_loadu_si256((const __m256i *)(blk + j * BB + 2));
-        const __m256i hi = _mm256_loadu_si256((const __m256i *)(blk + (j + 8) * BB + 2));
+        const __m256i lo = block32(DT, blk + j * BB), hi = block32(DT, blk + (j + 8) * BB);
         z[j] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
     }
     __m512i t8[8], u[8];
@@ -168,9 +174,10 @@ static inline void q8_0_group(const uint8_t *blk, __m512i *w, __m512 &dw) {
         u[4 * h + 3] = _mm512_unpackhi_epi64(t8[4 * h + 1], t8[4 * h + 3]);
     }
     for (int i = 0; i < 4; i++) {
-        w[i] = _mm512_xor_si512(_mm512_permutex2var_epi64(u[i], lo_lanes, u[i + 4]), flip);
-        w[i + 4] = _mm512_xor_si512(_mm512_permutex2var_epi64(u[i], hi_lanes, u[i + 4]), flip);
+        w[i] = _mm512_permutex2var_epi64(u[i], lo_lanes, u[i + 4]);
+        w[i + 4] = _mm512_permutex2var_epi64(u[i], hi_lanes, u[i + 4]);
     }
+    for (int i = 0; i < 8; i++) w[i] = DT == SPEC_DTYPE_Q8_0 ? _mm512_xor_si512(w[i], flip) : _mm512_add_epi8(w[i], q4_offset);
     dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(starts, (const void *)blk, 1)));
 }
 
@@ -183,10 +190,11 @@ struct QI : QI512 {
         return _mm512_dpbusd_epi32(acc, w, _mm512_loadu_si512((const void *)x));
     }
     static inline void pack_group(int32_t dt, const uint8_t *b, int bb, int n, uint8_t *dst) {
-        if (dt != SPEC_DTYPE_Q8_0 || n < INT8_GROUP_BLOCKS) return int8_x86_pack_group<true>(dt, b, bb, n, dst);
+        if (n < INT8_GROUP_BLOCKS) return int8_x86_pack_group<true>(dt, b, bb, n, dst);
         __m512i w[8];
         __m512 dw;
-        q8_0_group(b, w, dw);
+        if (dt == SPEC_DTYPE_Q8_0) quant_group<SPEC_DTYPE_Q8_0>(b, w, dw);
+        else quant_group<SPEC_DTYPE_Q4_0>(b, w, dw);
         for (int i = 0; i < 8; i++) _mm512_storeu_si512((void *)(dst + 64 * i), w[i]);
         _mm512_storeu_ps((void *)(dst + INT8_W_SCALE), dw);
     }
@@ -196,13 +204,13 @@ struct QI : QI512 {
 #define INT8_T 4
 #include "kernels_int8.inc"
 
-// Few tokens without packing: a Q8_0 row read in place, each group of 16 blocks transposed in
+// Few tokens without packing: a Q8_0 / Q4_0 row read in place, each group of 16 blocks transposed in
 // registers into int8_gemm's layout (block j and j + 8 share a register, then two 8x8 dword
 // transposes), then per token the same vpdpbusd steps and float steps as int8_gemm_impl.
-template <int T>
-void tile_q8_0_impl(const uint8_t *row, int64_t K, const uint8_t *qx, int64_t qxs, float *out, const uint8_t *pf,
+template <int DT, int T>
+void tile_impl(const uint8_t *row, int64_t K, const uint8_t *qx, int64_t qxs, float *out, const uint8_t *pf,
                     int64_t pf_bytes) {
-    constexpr int BB = 34;
+    constexpr int BB = DT == SPEC_DTYPE_Q8_0 ? 34 : 18;
     const int64_t nb = K / INT8_BLOCK, ng = int8_groups(K);
     const int64_t pf_step = pf ? (pf_bytes + ng - 1) / ng : 0;
     alignas(64) uint8_t tail[16 * BB];
@@ -222,7 +230,7 @@ void tile_q8_0_impl(const uint8_t *row, int64_t K, const uint8_t *qx, int64_t qx
         }
         __m512i w[8];
         __m512 dw;
-        q8_0_group(blk, w, dw);
+        quant_group<DT>(blk, w, dw);
         for (int t = 0; t < T; t++) {
             const uint8_t *xg = qx + t * qxs + g * INT8_X_GROUP_BYTES;
             __m512i I = _mm512_loadu_si512((const void *)(xg + INT8_X_CORR));
@@ -234,29 +242,35 @@ void tile_q8_0_impl(const uint8_t *row, int64_t K, const uint8_t *qx, int64_t qx
     for (int t = 0; t < T; t++) out[t] = V::hsum(F[t]);
 }
 
-bool tile(int32_t dtype, const uint8_t *row, int64_t K, const uint8_t *qx, int64_t qxs, int T, float *out, const uint8_t *pf,
-          int64_t pf_bytes) {
-    if (dtype != SPEC_DTYPE_Q8_0) return false;
+template <int DT>
+bool tile_dt(const uint8_t *row, int64_t K, const uint8_t *qx, int64_t qxs, int T, float *out, const uint8_t *pf, int64_t pf_bytes) {
     switch (T) {
-    case 1: tile_q8_0_impl<1>(row, K, qx, qxs, out, pf, pf_bytes); break;
-    case 2: tile_q8_0_impl<2>(row, K, qx, qxs, out, pf, pf_bytes); break;
-    case 3: tile_q8_0_impl<3>(row, K, qx, qxs, out, pf, pf_bytes); break;
-    case 4: tile_q8_0_impl<4>(row, K, qx, qxs, out, pf, pf_bytes); break;
-    case 5: tile_q8_0_impl<5>(row, K, qx, qxs, out, pf, pf_bytes); break;
-    case 6: tile_q8_0_impl<6>(row, K, qx, qxs, out, pf, pf_bytes); break;
-    case 7: tile_q8_0_impl<7>(row, K, qx, qxs, out, pf, pf_bytes); break;
-    case 8: tile_q8_0_impl<8>(row, K, qx, qxs, out, pf, pf_bytes); break;
-    case 9: tile_q8_0_impl<9>(row, K, qx, qxs, out, pf, pf_bytes); break;
-    case 10: tile_q8_0_impl<10>(row, K, qx, qxs, out, pf, pf_bytes); break;
-    case 11: tile_q8_0_impl<11>(row, K, qx, qxs, out, pf, pf_bytes); break;
-    case 12: tile_q8_0_impl<12>(row, K, qx, qxs, out, pf, pf_bytes); break;
-    case 13: tile_q8_0_impl<13>(row, K, qx, qxs, out, pf, pf_bytes); break;
-    case 14: tile_q8_0_impl<14>(row, K, qx, qxs, out, pf, pf_bytes); break;
-    case 15: tile_q8_0_impl<15>(row, K, qx, qxs, out, pf, pf_bytes); break;
-    case 16: tile_q8_0_impl<16>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 1: tile_impl<DT, 1>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 2: tile_impl<DT, 2>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 3: tile_impl<DT, 3>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 4: tile_impl<DT, 4>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 5: tile_impl<DT, 5>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 6: tile_impl<DT, 6>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 7: tile_impl<DT, 7>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 8: tile_impl<DT, 8>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 9: tile_impl<DT, 9>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 10: tile_impl<DT, 10>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 11: tile_impl<DT, 11>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 12: tile_impl<DT, 12>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 13: tile_impl<DT, 13>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 14: tile_impl<DT, 14>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 15: tile_impl<DT, 15>(row, K, qx, qxs, out, pf, pf_bytes); break;
+    case 16: tile_impl<DT, 16>(row, K, qx, qxs, out, pf, pf_bytes); break;
     default: return false;
     }
     return true;
+}
+
+bool tile(int32_t dtype, const uint8_t *row, int64_t K, const uint8_t *qx, int64_t qxs, int T, float *out, const uint8_t *pf,
+          int64_t pf_bytes) {
+    if (dtype == SPEC_DTYPE_Q8_0) return tile_dt<SPEC_DTYPE_Q8_0>(row, K, qx, qxs, T, out, pf, pf_bytes);
+    if (dtype == SPEC_DTYPE_Q4_0) return tile_dt<SPEC_DTYPE_Q4_0>(row, K, qx, qxs, T, out, pf, pf_bytes);
+    return false;
 }
 
 const Int8Set int8_set_tiled = [] {
