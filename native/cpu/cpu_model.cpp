@@ -11,16 +11,19 @@
 //     dequantizes in registers, while the next four rows are prefetched into L2;
 //   - more tokens (tree verification, prompts): the task's rows are dequantized once into an f32
 //     scratch that stays in L2, then gemm() runs gemm_t tokens at a time against them.
-// Activations stay f32: Q8_0 and Q4_0 weights are dequantized exactly (q*d, (nibble-8)*d), never
-// multiplied in int8 against quantized activations. Each output keeps one f32 accumulator whose
-// fma sequence is the same in both paths, so a token's logits do not depend on how many tokens
-// shared its call, on its place in a tree, or on the thread count: a tree verification gives
-// exactly the logits that decoding its paths token by token gives.
+// Q8_0 and Q4_0 weights take the int8 path instead (int8_dot.hpp): each token's activations are
+// quantized per row in blocks of 32 once per product, the task's weight rows are packed into
+// the kernel set's int8 layout (a few rows for few tokens, up to INT8_PACK_BYTES for many), and
+// the int8 gemm runs over them. F32/F16/BF16 keep f32 activations; each output keeps one f32
+// accumulator whose fma sequence is the same in both of their paths. Either way a token's logits
+// do not depend on how many tokens shared its call, on its place in a tree, or on the thread
+// count: a tree verification gives exactly the logits that decoding its paths token by token gives.
 //
 // Threads (a small persistent pool, thread_pool.hpp) split matrix rows, attention (token, kv
 // head) pairs, and per-token elementwise work. Long prompts run in slices of MAX_UBATCH tokens.
 #include "cpu_model.hpp"
 
+#include "int8_dot.hpp"
 #include "kernels.hpp"
 #include "../core/model_math.hpp"
 #include "thread_pool.hpp"
@@ -35,6 +38,11 @@
 #include <system_error>
 #include <thread>
 #include <vector>
+
+#include <sys/mman.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
 
 namespace specula::cpu {
 namespace {
@@ -60,6 +68,7 @@ struct ThreadScratch {
     std::vector<float> deq;    // a task's dequantized weight rows
     std::vector<float> acc;    // gemm's partial sums
     std::vector<float> scores; // attention scores of one query-head group
+    std::vector<uint8_t> packed; // a task's weight rows in the int8 layout
 };
 
 struct ModelState {
@@ -76,7 +85,68 @@ struct ModelState {
     std::unique_ptr<ThreadPool> pool;
     int pool_requested = -1;
     std::vector<ThreadScratch> scratch; // one per pool thread
+    std::vector<uint8_t> qx[3];         // one product's activations quantized for the int8 path
+
+    // SPECULA_CPU_WEIGHTS=copy: the matrices copied into anonymous memory on transparent huge pages.
+    uint8_t *weight_copy = nullptr;
+    size_t weight_copy_bytes = 0;
+    ~ModelState() {
+        if (weight_copy) munmap(weight_copy, weight_copy_bytes);
+    }
 };
+
+// Reading the matrices where the caller mapped them (a file's page cache) can be many times
+// slower than reading the same bytes from anonymous memory on 2 MiB pages: measured on this
+// project's shared VM (Zen 4, kernel 6.18), a sweep over a freshly written 1 GB file ran at
+// 1.4-2.7 GB/s mapped (with MADV_HUGEPAGE, MADV_POPULATE_READ or MADV_COLLAPSE alike: the
+// page cache gave no huge pages) and at 25-32 GB/s from an anonymous THP copy. With
+// SPECULA_CPU_WEIGHTS=copy, finalize copies every matrix into one such region (at the cost of
+// that much memory and the copy's time); anything else, or a failed allocation, reads them in place.
+void copy_weights_to_huge_pages(ModelState &ms) {
+    const char *opt = std::getenv("SPECULA_CPU_WEIGHTS");
+    if (!opt || std::strcmp(opt, "copy") != 0) return;
+    std::vector<Mat *> mats = {&ms.embd, &ms.output};
+    for (Layer &L : ms.layers)
+        for (Mat *M : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) mats.push_back(M);
+    // distinct sources (a tied output shares the embeddings), each copied once, 64-byte aligned
+    std::vector<std::pair<const uint8_t *, size_t>> sources; // (data, offset in the copy)
+    size_t total = 0;
+    for (Mat *M : mats) {
+        if (!M->data) continue;
+        bool seen = false;
+        for (auto &src : sources) seen = seen || src.first == M->data;
+        if (seen) continue;
+        sources.push_back({M->data, total});
+        total += ((size_t)(M->row_bytes * (uint64_t)M->rows) + 63) / 64 * 64;
+    }
+    const size_t huge = (size_t)2 << 20;
+    const size_t bytes = (total + huge - 1) / huge * huge;
+    if (bytes == 0) return;
+    void *mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) return;
+#ifdef MADV_HUGEPAGE
+    madvise(mem, bytes, MADV_HUGEPAGE);
+#endif
+    uint8_t *base = (uint8_t *)mem;
+    for (Mat *M : mats) {
+        if (!M->data) continue;
+        for (auto &src : sources)
+            if (src.first == M->data) {
+                // copied when first met; every Mat with this source then points at the copy
+                const uint8_t *from = src.first;
+                uint8_t *to = base + src.second;
+                if (from != to && (uint64_t)M->rows * M->row_bytes > 0) {
+                    std::memcpy(to, from, (size_t)(M->row_bytes * (uint64_t)M->rows));
+                    src.first = to; // later Mats with the old pointer: match on the copy below
+                    for (Mat *N : mats)
+                        if (N->data == from) N->data = to;
+                }
+                break;
+            }
+    }
+    ms.weight_copy = base;
+    ms.weight_copy_bytes = bytes;
+}
 
 struct KvState {
     uint8_t *mem = nullptr;   // [n_layer][K, V][capacity][n_head_kv][head_dim] in kv_dtype
@@ -97,6 +167,18 @@ struct KvState {
 
 uint64_t dtype_size(int32_t dt) { return dt == SPEC_DTYPE_F32 ? 4 : 2; }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+// AMX-TILE and AMX-INT8 (CPUID leaf 7, EDX bits 24 and 25) with the OS saving tile state (XCR0 bits 17, 18).
+bool cpu_has_amx_int8() {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 24)) || !(d & (1u << 25))) return false;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return false; // OSXSAVE
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & (3u << 17)) == (3u << 17);
+}
+#endif
+
 const KernelSet *select_kernels() {
     init_tables();
     const KernelSet *best = kernels_scalar();
@@ -105,21 +187,106 @@ const KernelSet *select_kernels() {
     const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-    // SPECULA_CPU_ISA=scalar|avx2 caps the level (for tests and comparisons); it never raises it.
+    const bool vnni = avx512 && __builtin_cpu_supports("avx512vnni");
+    // AMX int8 tiles (Sapphire Rapids on): detected, but there is no tile kernel yet (no AMX machine
+    // here to test one on). It would be one more Int8Set over the same packed layouts, chosen here
+    // when amx_int8 holds (after arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) succeeds).
+    const bool amx_int8 = avx512 && cpu_has_amx_int8();
+    (void)amx_int8;
+    // SPECULA_CPU_ISA=scalar|avx2|avx512 caps the level (for tests and comparisons; avx512 then
+    // means without VNNI); it never raises it.
     const char *cap = std::getenv("SPECULA_CPU_ISA");
-    const bool allow512 = !cap || std::strcmp(cap, "avx512") == 0 || (std::strcmp(cap, "avx2") != 0 && std::strcmp(cap, "scalar") != 0);
-    const bool allow2 = !cap || std::strcmp(cap, "scalar") != 0;
-    if (avx512 && allow512 && kernels_avx512()) best = kernels_avx512();
-    else if (avx2 && allow2 && kernels_avx2()) best = kernels_avx2();
+    auto allowed = [&](const char *level) {
+        static const char *const order[] = {"scalar", "avx2", "avx512", "avx512-vnni"};
+        if (!cap) return true;
+        int want = 4, have = 0;
+        for (int i = 0; i < 4; i++) {
+            if (std::strcmp(cap, order[i]) == 0) want = i;
+            if (std::strcmp(level, order[i]) == 0) have = i;
+        }
+        return have <= want;
+    };
+    if (vnni && allowed("avx512-vnni") && kernels_avx512_vnni()) best = kernels_avx512_vnni();
+    else if (avx512 && allowed("avx512") && kernels_avx512()) best = kernels_avx512();
+    else if (avx2 && allowed("avx2") && kernels_avx2()) best = kernels_avx2();
 #endif
     return best;
 }
 
+// Whether a product with W takes the int8 path (whole blocks of 32 only; GGUF rows always are).
+bool uses_int8(const KernelSet &kern, const Mat &W) { return kern.int8 && kern.int8->has(W.dtype) && W.cols % INT8_BLOCK == 0; }
+
+// Quantized activation rows for the int8 path: stride bytes apart.
+struct QActs {
+    const uint8_t *data = nullptr;
+    int64_t stride = 0;
+};
+
+// The most bytes of packed weight rows a many-token task keeps (in L2) while its tokens pass over them.
+constexpr int64_t INT8_PACK_BYTES = 256 * 1024;
+
+// Y[t][r] (+)= W[r] . X[t] for rows [r0, r1), tokens [0, n), on the int8 path.
+void mat_rows_int8(const KernelSet &kern, ThreadScratch &ts, const Mat &W, QActs qx, int n, float *Y, int64_t ldy,
+                   bool accumulate, int64_t r0, int64_t r1) {
+    const Int8Set &q8 = *kern.int8;
+    const int64_t K = W.cols, ng = int8_groups(K), wbytes = ng * INT8_W_GROUP_BYTES;
+    if (q8.tile && n <= q8.tile_tokens) {
+        // Few tokens, and the set reads this dtype in place: no packing, the rows stream from
+        // memory with the one after next prefetched along the way.
+        float out[16];
+        bool done = true;
+        for (int64_t r = r0; r < r1 && done; r++) {
+            const uint8_t *pf = r + 2 < r1 ? W.row(r + 2) : nullptr;
+            done = q8.tile(W.dtype, W.row(r), K, qx.data, qx.stride, n, out, pf, pf ? (int64_t)W.row_bytes : 0);
+            if (!done) break;
+            for (int t = 0; t < n; t++) {
+                float *y = Y + t * ldy + r;
+                *y = accumulate ? *y + out[t] : out[t];
+            }
+        }
+        if (done) return;
+        // the set has no in-place reader for this dtype (it said so on the first row): pack
+    }
+    const int R = q8.rows, QT = q8.tokens;
+    // Rows packed at a time: for few tokens a handful (they stay in L1 and the rows stream from
+    // memory, the next ones prefetched while these are packed); for many, as many as fit INT8_PACK_BYTES.
+    const int64_t few = (std::max(4, R) + R - 1) / R * R;
+    const int64_t block = n <= QT ? few : std::max<int64_t>(R, INT8_PACK_BYTES / wbytes / R * R);
+    if (ts.packed.size() < (size_t)(block * wbytes)) ts.packed.resize((size_t)(block * wbytes));
+    uint8_t *packed = ts.packed.data();
+    float out[64];
+    const uint8_t *rp[16];
+    for (int64_t rb = r0; rb < r1; rb += block) {
+        const int64_t nr = std::min(block, r1 - rb);
+        for (int64_t i = 0; i < nr; i++) {
+            const int64_t ahead = rb + i + 2; // prefetch two rows ahead while packing this one
+            const uint8_t *pf = ahead < r1 ? W.row(ahead) : nullptr;
+            q8.pack(W.dtype, W.row(rb + i), K, packed + i * wbytes, pf, pf ? (int64_t)W.row_bytes : 0);
+        }
+        for (int64_t t0 = 0; t0 < n; t0 += QT) {
+            const int T = (int)std::min<int64_t>(QT, n - t0);
+            for (int64_t g = 0; g < nr; g += R) {
+                for (int i = 0; i < R; i++) rp[i] = packed + std::min<int64_t>(g + i, nr - 1) * wbytes;
+                q8.gemm(rp, ng, qx.data + t0 * qx.stride, qx.stride, T, out);
+                for (int t = 0; t < T; t++)
+                    for (int i = 0; i < R && g + i < nr; i++) {
+                        float *y = Y + (t0 + t) * ldy + rb + g + i;
+                        *y = accumulate ? *y + out[t * R + i] : out[t * R + i];
+                    }
+            }
+        }
+    }
+}
+
 // ------------------------------------------------------------------ matrix products
 
-// Y[t][r] (+)= W[r] . X[t] for rows [r0, r1), tokens [0, n).
-void mat_rows(const KernelSet &kern, ThreadScratch &ts, const Mat &W, const float *X, int64_t ldx, int n, float *Y,
-              int64_t ldy, bool accumulate, int64_t r0, int64_t r1) {
+// Y[t][r] (+)= W[r] . X[t] for rows [r0, r1), tokens [0, n); qx: X quantized, for an int8 W.
+void mat_rows(const KernelSet &kern, ThreadScratch &ts, const Mat &W, const float *X, int64_t ldx, QActs qx, int n,
+              float *Y, int64_t ldy, bool accumulate, int64_t r0, int64_t r1) {
+    if (uses_int8(kern, W)) {
+        mat_rows_int8(kern, ts, W, qx, n, Y, ldy, accumulate, r0, r1);
+        return;
+    }
     const int64_t K = W.cols;
     auto put = [&](int64_t row, int64_t t, float v) {
         float *y = Y + t * ldy + row;
@@ -198,12 +365,33 @@ struct Seg {
     int64_t ldy;
     bool accumulate;
     int64_t chunk = 0, tasks = 0;
+    QActs qx = {};
 };
+
+template <class F>
+void for_tokens(ModelState &ms, int n, int64_t work_per_token, F &&f);
+
+// X's n rows (K each) quantized into buf for the int8 path.
+QActs quantize_acts(ModelState &ms, std::vector<uint8_t> &buf, const float *X, int64_t ldx, int n, int64_t K) {
+    QActs q;
+    q.stride = int8_groups(K) * INT8_X_GROUP_BYTES;
+    if (buf.size() < (size_t)(n * q.stride)) buf.resize((size_t)(n * q.stride));
+    q.data = buf.data();
+    for_tokens(ms, n, K, [&](int j, int) { quantize_acts_row(X + j * ldx, K, buf.data() + j * q.stride); });
+    return q;
+}
 
 // Runs up to 3 products (sharing the token count n) as one parallel job.
 void matmul(ModelState &ms, Seg *segs, int n_segs, int n) {
     const int nth = ms.pool->size();
     int64_t total = 0;
+    for (int s = 0; s < n_segs; s++) { // activations quantized once per distinct input
+        if (!uses_int8(*ms.ks, *segs[s].W)) continue;
+        for (int e = 0; e < s && !segs[s].qx.data; e++)
+            if (segs[e].qx.data && segs[e].X == segs[s].X && segs[e].ldx == segs[s].ldx && segs[e].W->cols == segs[s].W->cols)
+                segs[s].qx = segs[e].qx;
+        if (!segs[s].qx.data) segs[s].qx = quantize_acts(ms, ms.qx[s], segs[s].X, segs[s].ldx, n, segs[s].W->cols);
+    }
     for (int s = 0; s < n_segs; s++) {
         segs[s].chunk = chunk_rows(*segs[s].W, n, nth, ms.ks->tmax);
         segs[s].tasks = (segs[s].W->rows + segs[s].chunk - 1) / segs[s].chunk;
@@ -215,7 +403,7 @@ void matmul(ModelState &ms, Seg *segs, int n_segs, int n) {
         while (t >= segs[s].tasks) t -= segs[s++].tasks;
         const Seg &g = segs[s];
         const int64_t r0 = t * g.chunk, r1 = std::min(g.W->rows, r0 + g.chunk);
-        mat_rows(*ms.ks, ms.scratch[thread], *g.W, g.X, g.ldx, n, g.Y, g.ldy, g.accumulate, r0, r1);
+        mat_rows(*ms.ks, ms.scratch[thread], *g.W, g.X, g.ldx, g.qx, n, g.Y, g.ldy, g.accumulate, r0, r1);
     };
     ms.pool->parallel_for((int)total, body);
 }
@@ -259,7 +447,8 @@ Status oom(Failure &err, const char *what) {
 // ------------------------------------------------------------------ finalize, in stages
 // model_finalize, in stages named as the cuda backend's (native/cuda/model.cu):
 //   choose_kernels  the kernel set this CPU runs (SPECULA_CPU_ISA caps it)
-//   place_matrices  every matrix read in place from the caller's memory
+//   place_matrices  every matrix read in place from the caller's memory (SPECULA_CPU_WEIGHTS=copy:
+//                   from one anonymous huge-page copy, see copy_weights_to_huge_pages)
 //   place_vectors   norms and biases converted to f32 once; the rope frequencies
 // (the cuda backend's check_model has nothing to refuse here, and prepare_scratch is a forward
 // stage here: the scratch grows with the call and the thread count).
@@ -292,6 +481,7 @@ void place_matrices(spec_model *m, ModelState &ms) {
         L.up = mat(SPEC_W_FFN_UP, l);
         L.down = mat(SPEC_W_FFN_DOWN, l);
     }
+    copy_weights_to_huge_pages(ms);
 }
 
 void place_vectors(spec_model *m, ModelState &ms) {
@@ -428,6 +618,8 @@ int prepare_scratch(spec_model *m, ModelState &ms, KvState &st, int32_t n, int32
         if (s.acc.size() < acc) s.acc.resize(acc);
         const size_t need = (size_t)G * ((size_t)max_keys + 1);
         if (s.scores.size() < need) s.scores.resize(need);
+        const size_t packed = (size_t)std::max<int64_t>(INT8_PACK_BYTES, 16 * int8_groups(ms.max_cols) * INT8_W_GROUP_BYTES);
+        if (kern.int8 && s.packed.size() < packed) s.packed.resize(packed); // mat_rows_int8's most
     }
     const int32_t rows = std::min(n, MAX_UBATCH);
     if (st.rows < rows) {
@@ -535,10 +727,12 @@ void ffn_block(const Pass &p, const Layer &L, int32_t nb) {
     {
         const int64_t chunk = chunk_rows(L.gate, nb, p.nth, kern.tmax);
         const int tasks = (int)((F + chunk - 1) / chunk);
+        QActs qxn;
+        if (uses_int8(kern, L.gate) || uses_int8(kern, L.up)) qxn = quantize_acts(ms, ms.qx[0], xn, E, nb, E);
         ms.pool->parallel_for(tasks, [&](int task, int thread) {
             const int64_t r0 = task * chunk, r1 = std::min<int64_t>(F, r0 + chunk);
-            mat_rows(kern, ms.scratch[thread], L.gate, xn, E, nb, g, F, false, r0, r1);
-            mat_rows(kern, ms.scratch[thread], L.up, xn, E, nb, u, F, false, r0, r1);
+            mat_rows(kern, ms.scratch[thread], L.gate, xn, E, qxn, nb, g, F, false, r0, r1);
+            mat_rows(kern, ms.scratch[thread], L.up, xn, E, qxn, nb, u, F, false, r0, r1);
             for (int32_t j = 0; j < nb; j++) kern.silu_mul(g + (int64_t)j * F + r0, u + (int64_t)j * F + r0, r1 - r0);
         });
     }
@@ -611,9 +805,12 @@ uint64_t model_scratch_bytes(const spec_model_config &c, int32_t kv_capacity) {
     const uint64_t activations = rows * (2 * E + 2 * QD + 2 * KD + 2 * F + RD) * 4;
     const uint64_t max_cols = std::max<uint64_t>(E, F);
     const uint64_t per_thread = std::max<uint64_t>(16 * max_cols, MAX_CHUNK_FLOATS) * 4 + (MAX_CHUNK_ROWS + 16) * 16 * 16 * 4 +
-                                (uint64_t)(c.n_head / c.n_head_kv) * ((uint64_t)kv_capacity + 1) * 4;
+                                (uint64_t)(c.n_head / c.n_head_kv) * ((uint64_t)kv_capacity + 1) * 4 +
+                                (uint64_t)INT8_PACK_BYTES + 16 * (uint64_t)int8_groups((int64_t)max_cols) * INT8_W_GROUP_BYTES;
+    // the int8 path's quantized activations: one slice, for up to two inputs at once
+    const uint64_t quantized = 2 * rows * (uint64_t)int8_groups((int64_t)max_cols) * INT8_X_GROUP_BYTES;
     const uint64_t threads = std::max(1u, std::thread::hardware_concurrency());
-    return activations + threads * per_thread;
+    return activations + quantized + threads * per_thread;
 }
 
 Status model_finalize(spec_model *m, Failure &err) {

@@ -6,8 +6,10 @@
 // anonymous namespace, so no inline function compiled for AVX-512 can be merged into code that
 // runs on an older CPU. This header holds only plain declarations and static helpers.
 //
-// Numerics: weights are dequantized to exact f32 (F16, BF16, Q8_0 as q*d, Q4_0 as (nibble-8)*d,
-// the other GGML formats as native/core/quant_blocks.hpp decodes them) and multiplied with f32 activations; activations are never quantized. Every output element
+// Numerics: F32/F16/BF16 weights, and the GGML formats without an int8 path (those that
+// native/core/quant_blocks.hpp decodes), are dequantized to exact f32 and multiplied with f32
+// activations. Q8_0 and Q4_0 take the Int8Set below instead: activations quantized per row, int8
+// dot products, a result defined once in int8_dot.hpp. Every f32 output element
 // has a single f32 accumulator that walks k upward in vector-width chunks, whatever the number
 // of tokens or rows computed beside it, so a token's result does not depend on the batch it was
 // in, on the thread that computed it, or on whether its weight rows came from a scratch copy.
@@ -35,6 +37,28 @@ struct AttnParams {
     float *scores;         // scratch, G * (n_keys + 1) floats
 };
 
+// Int8 products for quantized weights (see int8_dot.hpp for the layouts and the exact result).
+// A dtype has an int8 path when pack() knows it; each set packs weights in the form its dot
+// instruction wants, and every set's gemm gives the same bits.
+struct Int8Set {
+    const char *name;
+    int rows;   // weight rows per gemm call
+    int tokens; // most tokens per gemm call
+    // Whether pack() takes this dtype (new block types: one case here and one in pack).
+    bool (*has)(int32_t dtype);
+    // One row of K elements in dtype (GGUF blocks) -> int8_groups(K) packed weight groups.
+    // pf (optional): pf_bytes of weights the caller reads next, prefetched along the way.
+    void (*pack)(int32_t dtype, const uint8_t *row, int64_t K, uint8_t *dst, const uint8_t *pf, int64_t pf_bytes);
+    // out[t*rows + r] = packed row r . quantized activation row t, for t < T (1..tokens); the
+    // activation rows are qx_stride bytes apart, ng groups each.
+    void (*gemm)(const uint8_t *const *rows, int64_t ng, const uint8_t *qx, int64_t qx_stride, int T, float *out);
+    // Optional (nullptr when the set has none): the same products for one row read in place, no
+    // packing, for few tokens (decode). out[t] for t < T (1..tile_tokens); false: dtype not taken.
+    int tile_tokens = 0;
+    bool (*tile)(int32_t dtype, const uint8_t *row, int64_t K, const uint8_t *qx, int64_t qx_stride, int T, float *out,
+                 const uint8_t *pf, int64_t pf_bytes) = nullptr;
+};
+
 struct KernelSet {
     const char *name;
     int tmax;     // most tokens one tile call takes
@@ -59,6 +83,7 @@ struct KernelSet {
     void (*silu_mul)(float *g, const float *u, int64_t n);
     // dst (kv dtype) = src rounded to nearest even.
     void (*store_kv)(void *dst, const float *src, int64_t n, int32_t kv_dtype);
+    const Int8Set *int8 = nullptr; // set by the kernel set's accessor
 };
 
 // f16 -> f32 for every half, filled by init_tables() before any kernel runs: a quantized block's
@@ -69,6 +94,9 @@ void init_tables(); // idempotent, thread-safe
 const KernelSet *kernels_scalar();
 const KernelSet *kernels_avx2();   // nullptr when not compiled for this target
 const KernelSet *kernels_avx512(); // nullptr when not compiled for this target
+const KernelSet *kernels_avx512_vnni(); // the same with VNNI int8 products; nullptr when not compiled
+// AMX (int8 tiles) is detected at run time (select_kernels) but has no kernel yet: a tile gemm
+// would be one more Int8Set over the same packed layout (no AMX machine here to test one).
 
 // Scalar conversions shared by every set (and the only ones the scalar set uses).
 static inline float f16_to_f32(uint16_t h) {

@@ -1,4 +1,5 @@
 // AVX2 kernels (avx2 + fma + f16c), for x86-64 CPUs without AVX-512 (see kernels.hpp).
+#include "int8_dot.hpp"
 #include "kernels.hpp"
 #include "../core/quant_blocks.hpp" // before any #pragma GCC target: compiled for the baseline
 
@@ -85,13 +86,66 @@ struct V {
 #define GEMM_T 4
 #include "kernels_impl.inc"
 
+#include "kernels_int8_x86.inc"
+
+// Int8 products without VNNI: 16 lanes are two registers; |w| times x with w's sign, vpmaddubsw
+// then vpmaddwd (no saturation: |w|, |x| <= 127 and 2 * 127 * 127 < 32768).
+// (AVX-VNNI's vpdpbusd on 256 bits would be one more traits struct like kernels_avx512.cpp's vnni
+// one; no CPU here has it, so it is not written.)
+struct QI {
+    static constexpr bool OFFSET = false;
+    struct ivec {
+        __m256i lo, hi;
+    };
+    struct fvec {
+        __m256 lo, hi;
+    };
+    struct wvec {
+        __m256i alo, ahi, wlo, whi;
+    };
+    static inline ivec izero() { return {_mm256_setzero_si256(), _mm256_setzero_si256()}; }
+    static inline ivec iload(const uint8_t *p) {
+        return {_mm256_loadu_si256((const __m256i *)p), _mm256_loadu_si256((const __m256i *)(p + 32))};
+    }
+    static inline wvec wprep(const uint8_t *p) {
+        const __m256i lo = _mm256_loadu_si256((const __m256i *)p), hi = _mm256_loadu_si256((const __m256i *)(p + 32));
+        return {_mm256_abs_epi8(lo), _mm256_abs_epi8(hi), lo, hi};
+    }
+    static inline __m256i dot8(__m256i acc, __m256i a, __m256i w, __m256i x) {
+        return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(a, _mm256_sign_epi8(x, w)), _mm256_set1_epi16(1)));
+    }
+    static inline ivec dot(const ivec &acc, const wvec &w, const uint8_t *x) {
+        return {dot8(acc.lo, w.alo, w.wlo, _mm256_loadu_si256((const __m256i *)x)),
+                dot8(acc.hi, w.ahi, w.whi, _mm256_loadu_si256((const __m256i *)(x + 32)))};
+    }
+    static inline fvec cvt(const ivec &a) { return {_mm256_cvtepi32_ps(a.lo), _mm256_cvtepi32_ps(a.hi)}; }
+    static inline fvec fzero() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+    static inline fvec fload(const uint8_t *p) { return {_mm256_loadu_ps((const float *)p), _mm256_loadu_ps((const float *)(p + 32))}; }
+    static inline fvec fmul(const fvec &a, const fvec &b) { return {_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)}; }
+    static inline fvec fadd(const fvec &a, const fvec &b) { return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
+    static inline fvec fpin(const fvec &a) { return {V::pin(a.lo), V::pin(a.hi)}; }
+    static inline float fsum(const fvec &a) { return V::hsum(_mm256_add_ps(a.lo, a.hi)); } // int8_lane_sum's order
+    static inline void pack_group(int32_t dt, const uint8_t *b, int bb, int n, uint8_t *dst) { int8_x86_pack_group<false>(dt, b, bb, n, dst); }
+};
+#define INT8_NAME "avx2"
+#define INT8_R 2
+#define INT8_T 2
+#include "kernels_int8.inc"
+
 } // namespace
 } // namespace specula::cpu
 
 #pragma GCC pop_options
 
 namespace specula::cpu {
-const KernelSet *kernels_avx2() { return &kernel_set; }
+const KernelSet *kernels_avx2() {
+    static const KernelSet ks = [] {
+        KernelSet k = kernel_set;
+        k.int8 = &int8_set;
+        return k;
+    }();
+    return &ks;
+}
 } // namespace specula::cpu
 
 #else

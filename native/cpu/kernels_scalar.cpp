@@ -1,4 +1,5 @@
 // Scalar kernels for the baseline target: any x86-64 (or other) CPU (see kernels.hpp).
+#include "int8_dot.hpp"
 #include "kernels.hpp"
 #include "../core/quant_blocks.hpp" // before any #pragma GCC target: compiled for the baseline
 
@@ -46,9 +47,94 @@ struct V {
 #define GEMM_T 4
 #include "kernels_impl.inc"
 
+// A Q8_0 / Q4_0 block as 32 signed integers and its scale.
+inline float int8_decode_block(int32_t dtype, const uint8_t *blk, int8_t *q) {
+    if (dtype == SPEC_DTYPE_Q8_0) {
+        __builtin_memcpy(q, blk + 2, 32);
+    } else { // Q4_0: element e < 16 is byte e's low nibble, e + 16 its high one; minus 8
+        for (int e = 0; e < 16; e++) {
+            q[e] = (int8_t)((blk[2 + e] & 15) - 8);
+            q[e + 16] = (int8_t)((blk[2 + e] >> 4) - 8);
+        }
+    }
+    return f16_to_f32_fast(load_u16(blk));
+}
+
+// Int8 products in plain integers: signed weights, 16 lanes as arrays, the same float steps.
+struct QI {
+    static constexpr bool OFFSET = false;
+    struct ivec {
+        int32_t v[16];
+    };
+    struct fvec {
+        float v[16];
+    };
+    struct wvec {
+        const int8_t *w;
+    };
+    static inline ivec izero() { return ivec{}; }
+    static inline ivec iload(const uint8_t *p) {
+        ivec a;
+        __builtin_memcpy(a.v, p, 64);
+        return a;
+    }
+    static inline wvec wprep(const uint8_t *p) { return {(const int8_t *)p}; }
+    static inline ivec dot(ivec acc, wvec w, const uint8_t *x) {
+        const int8_t *xs = (const int8_t *)x;
+        for (int j = 0; j < 16; j++)
+            for (int e = 0; e < 4; e++) acc.v[j] += (int32_t)w.w[4 * j + e] * xs[4 * j + e];
+        return acc;
+    }
+    static inline fvec cvt(const ivec &a) {
+        fvec f;
+        for (int j = 0; j < 16; j++) f.v[j] = (float)a.v[j];
+        return f;
+    }
+    static inline fvec fzero() { return fvec{}; }
+    static inline fvec fload(const uint8_t *p) {
+        fvec f;
+        __builtin_memcpy(f.v, p, 64);
+        return f;
+    }
+    // Separate statements, and this file is built with -ffp-contract=off: never a fused multiply-add.
+    static inline fvec fmul(const fvec &a, const fvec &b) {
+        fvec f;
+        for (int j = 0; j < 16; j++) f.v[j] = a.v[j] * b.v[j];
+        return f;
+    }
+    static inline fvec fadd(const fvec &a, const fvec &b) {
+        fvec f;
+        for (int j = 0; j < 16; j++) f.v[j] = a.v[j] + b.v[j];
+        return f;
+    }
+    static inline fvec fpin(const fvec &a) { return a; }
+    static inline float fsum(const fvec &a) { return int8_lane_sum(a.v); }
+    static inline void pack_group(int32_t dt, const uint8_t *blocks, int bb, int n, uint8_t *dst) {
+        float d[16] = {};
+        __builtin_memset(dst, 0, 512);
+        for (int j = 0; j < n; j++) {
+            int8_t q[32];
+            d[j] = int8_decode_block(dt, blocks + j * bb, q);
+            for (int e = 0; e < 32; e++) dst[64 * (e / 4) + 4 * j + e % 4] = (uint8_t)q[e];
+        }
+        __builtin_memcpy(dst + INT8_W_SCALE, d, sizeof d);
+    }
+};
+#define INT8_NAME "scalar"
+#define INT8_R 2
+#define INT8_T 2
+#include "kernels_int8.inc"
+
 } // namespace
 
-const KernelSet *kernels_scalar() { return &kernel_set; }
+const KernelSet *kernels_scalar() {
+    static const KernelSet ks = [] {
+        KernelSet k = kernel_set;
+        k.int8 = &int8_set;
+        return k;
+    }();
+    return &ks;
+}
 
 float g_f16_table[65536];
 

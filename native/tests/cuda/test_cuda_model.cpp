@@ -206,7 +206,12 @@ void test_parity(const Contexts &cx) {
                          ki == 2 ? " rope 8/16" : "");
                 const bool tied = (di + ki) % 2 == 1;
                 Both b = load_both(cx, spec_all(name, c, dtypes[di], kv_dtypes[(di + ki) % 3], tied, 100 + n));
-                const double tol = c.kv_dtype == SPEC_DTYPE_BF16 ? 5e-3 : 2e-3;
+                // Q8_0 / Q4_0: the cpu backend quantizes activations per block of 32 to int8 (as
+                // llama.cpp does; native/cpu/int8_dot.hpp) while cuda multiplies exact f32, so they
+                // differ by that rounding (up to amax/254 per activation): on these small random models
+                // the cpu's logits sit about 4e-2 of the row's largest from the exact ones (test_forward).
+                const bool int8_cpu = dtypes[di] == SPEC_DTYPE_Q8_0 || dtypes[di] == SPEC_DTYPE_Q4_0;
+                const double tol = int8_cpu ? 1e-1 : c.kv_dtype == SPEC_DTYPE_BF16 ? 5e-3 : 2e-3;
                 const double e = b.cpu && b.gpu ? scenario(cx, b) : INFINITY;
                 printf("  %-36s cuda vs cpu: max rel err %.2e (tol %.0e)\n", name, e, tol);
                 CHECK(e <= tol);
@@ -269,7 +274,9 @@ std::vector<int> greedy(spec_context *ctx, spec_model *model, const spec_model_c
 
 void test_greedy(const Contexts &cx) {
     const int n_prompts = g_quick ? 3 : 20;
-    for (int dt : {SPEC_DTYPE_BF16, SPEC_DTYPE_Q8_0}) {
+    // Not Q8_0 / Q4_0: the cpu backend quantizes their activations and cuda does not (see
+    // test_parity), so near-tied logits of these random models may pick different tokens.
+    for (int dt : {SPEC_DTYPE_BF16, SPEC_DTYPE_F16}) {
         spec_model_config c = small_config(SPEC_ARCH_LLAMA);
         c.n_embd = 128;
         c.n_head = 8;

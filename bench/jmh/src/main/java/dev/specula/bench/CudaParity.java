@@ -59,7 +59,11 @@ public final class CudaParity {
     static final int SKIPPED = 77;
     static final List<String> POLICIES = Arrays.stream(Drafter.values()).map(Drafter::cliName).toList();
     /** Largest |difference| allowed, as a fraction of max(1, max |logit|), per weight type. */
-    static final Map<String, Double> TOLERANCE = Map.of("F32", 2e-3, "F16", 1e-2, "BF16", 2e-2, "Q8_0", 2e-2, "Q4_0", 2e-2);
+    // Q8_0 / Q4_0: the cpu backend quantizes activations per block of 32 to int8 as llama.cpp does
+    // (native/cpu/int8_dot.hpp) and cuda multiplies exact f32, so the two differ by that rounding, up to
+    // amax/254 per activation; on small random models the cpu's logits sit about 4e-2 of the largest
+    // from exact ones (native/tests/test_forward.cpp), hence 1e-1 rather than the f32 paths' 2e-2.
+    static final Map<String, Double> TOLERANCE = Map.of("F32", 2e-3, "F16", 1e-2, "BF16", 2e-2, "Q8_0", 1e-1, "Q4_0", 1e-1);
     static final int RANDOM_VOCAB = 1024;
 
     record Options(List<String> backends, int prompts, int maxTokens, int randomPrompts, Path models, List<String> dtypes,

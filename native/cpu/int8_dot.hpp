@@ -1,0 +1,82 @@
+// Int8 dot products for quantized weights (Q8_0, Q4_0): the layouts, the activation quantizer,
+// and the one definition of the result that every kernel set computes bit for bit.
+//
+// Activations are quantized per token row in blocks of 32, as llama.cpp's q8_0 does: d = amax/127
+// (kept as f16, as llama.cpp keeps it), q = round-to-nearest-even(x * 127/amax). A weight block
+// is decoded to 32 signed integers and its f32 scale. For every (weight row, token) pair:
+//
+//   isum[b] = sum over the 32 elements of block b of w*x       exact (|isum| < 2^24)
+//   term[b] = (dw[b] * dx[b]) * (float)isum[b]                  two f32 roundings, in this order
+//   lane[b % 16] = lane[b % 16] + term[b]                       for b = 0, 1, 2, ... in turn
+//   result = ((l[i] + l[i+8]) then (+ [i+4]) then (+ [i+2]) then (+ [i+1]))   a fixed tree
+//
+// The integer sums are exact whatever the instructions, and the float operations run in one fixed
+// order, so every kernel set (scalar, avx2, avx512, avx512 with VNNI) gives the same bits, and a
+// token's result does not depend on the other tokens, rows or threads of its call.
+//
+// Layouts (16 blocks = 512 elements make a group; a row's last group is zero-padded):
+//   packed weight row, per group (INT8_W_GROUP_BYTES):
+//     bytes [64*i + 4*j, +4): elements 4i..4i+3 of block j (i < 8, j < 16), as the kernel set
+//     wants them (signed, or signed ^ 0x80 = unsigned w + 128 for vpdpbusd); then 16 f32 dw.
+//   quantized activation row, per group (INT8_X_GROUP_BYTES): the same 512 bytes (signed), then
+//     16 f32 dx, then 16 int32 -128 * sum(x of block j) (what w + 128 adds to the integer sum).
+#pragma once
+
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels.hpp"
+
+namespace specula::cpu {
+
+constexpr int INT8_BLOCK = 32;
+constexpr int INT8_GROUP_BLOCKS = 16;
+constexpr int INT8_GROUP = INT8_BLOCK * INT8_GROUP_BLOCKS; // 512 elements
+constexpr int INT8_W_GROUP_BYTES = 512 + 64;
+constexpr int INT8_X_GROUP_BYTES = 512 + 64 + 64;
+constexpr int INT8_X_SCALE = 512;  // offset of dx in an activation group
+constexpr int INT8_X_CORR = 576;   // offset of the -128*sum corrections
+constexpr int INT8_W_SCALE = 512;  // offset of dw in a weight group
+
+inline int64_t int8_groups(int64_t K) { return (K + INT8_GROUP - 1) / INT8_GROUP; }
+
+// Quantizes one token's K activations (K a multiple of 32) into n groups of INT8_X_GROUP_BYTES.
+// Plain scalar code compiled once: every kernel set reads the same bytes.
+inline void quantize_acts_row(const float *x, int64_t K, uint8_t *dst) {
+    const int64_t nb = K / INT8_BLOCK, ng = int8_groups(K);
+    memset(dst, 0, (size_t)(ng * INT8_X_GROUP_BYTES));
+    for (int64_t b = 0; b < nb; b++) {
+        const float *xb = x + b * INT8_BLOCK;
+        float amax = 0.0f;
+        for (int e = 0; e < INT8_BLOCK; e++) {
+            const float a = xb[e] < 0 ? -xb[e] : xb[e];
+            amax = a > amax ? a : amax;
+        }
+        const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        const float d = f16_to_f32(f32_to_f16(amax / 127.0f));
+        uint8_t *g = dst + (b / INT8_GROUP_BLOCKS) * INT8_X_GROUP_BYTES;
+        const int j = (int)(b % INT8_GROUP_BLOCKS);
+        int32_t sum = 0;
+        for (int e = 0; e < INT8_BLOCK; e++) {
+            float v = __builtin_rintf(xb[e] * id); // the default rounding mode: nearest, ties to even
+            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+            const int q = (int)v;
+            sum += q;
+            g[64 * (e / 4) + 4 * j + (e % 4)] = (uint8_t)(int8_t)q;
+        }
+        memcpy(g + INT8_X_SCALE + 4 * j, &d, 4);
+        const int32_t corr = -128 * sum;
+        memcpy(g + INT8_X_CORR + 4 * j, &corr, 4);
+    }
+}
+
+// The fixed reduction of 16 lanes (the order AVX-512's and AVX2's horizontal sums take).
+inline float int8_lane_sum(const float *l) {
+    float a[8], b[4], c[2];
+    for (int i = 0; i < 8; i++) a[i] = l[i] + l[i + 8];
+    for (int i = 0; i < 4; i++) b[i] = a[i] + a[i + 4];
+    for (int i = 0; i < 2; i++) c[i] = b[i] + b[i + 2];
+    return c[0] + c[1];
+}
+
+} // namespace specula::cpu
