@@ -35,6 +35,11 @@ public final class Generator {
         return budgets.computeIfAbsent(s.maxNodes() + (s.adaptive() ? "a" : "f"), k -> new SpeculationBudget(s.maxNodes(), s.adaptive()));
     }
 
+    /** The positions of each request's KV cache: the prompt and the generated tokens together. */
+    public int contextLength() {
+        return contextLength;
+    }
+
     public Tokenizer tokenizer() {
         return tokenizer;
     }

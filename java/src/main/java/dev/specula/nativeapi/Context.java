@@ -37,6 +37,7 @@ public final class Context extends NativeHandle {
 
     /** Opens backend ("cpu" or "cuda") on a device; throws SpeculaException naming why it cannot. */
     public static Context open(String backend, int device) {
+        Specula.requireCompiled(backend);
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment out = arena.allocate(ValueLayout.ADDRESS);
             Native.check(spec_context_create(arena.allocateFrom(backend), device, out), MemorySegment.NULL);
