@@ -101,7 +101,15 @@ final class CliErrors {
     static int handleUsage(ParameterException e, String[] args) {
         CommandLine line = e.getCommandLine();
         PrintWriter err = line.getErr();
-        StringBuilder message = new StringBuilder(PREFIX).append(e.getMessage().strip().replace('\n', ' '));
+        StringBuilder message = new StringBuilder(PREFIX);
+        var commands = line.getSubcommands().keySet();
+        if (e instanceof UnmatchedArgumentException u && !commands.isEmpty() && !u.getUnmatched().isEmpty()
+                && !u.getUnmatched().getFirst().startsWith("-")) {
+            message.append("unknown command '").append(u.getUnmatched().getFirst()).append("' (commands: ")
+                    .append(String.join(", ", commands)).append(')');
+        } else {
+            message.append(e.getMessage().strip().replace('\n', ' '));
+        }
         if (e instanceof UnmatchedArgumentException u && !u.getSuggestions().isEmpty()) {
             message.append("; did you mean ").append(String.join(" or ", u.getSuggestions())).append('?');
         }

@@ -110,6 +110,13 @@ class CliErrorsTest {
     }
 
     @Test
+    void anUnknownCommandListsTheCommands() {
+        Run r = run("rnu", "--max-tokens", "3");
+        assertEquals(2, r.code());
+        r.oneLine("unknown command 'rnu'", "run, bench", "specula --help");
+    }
+
+    @Test
     void aMissingPromptsFileIsNamed() {
         Path missing = dir.resolve("questions.jsonl");
         Run r = run("bench", "--model", model().toString(), "--prompts", missing.toString());
