@@ -9,6 +9,7 @@ source "$root/tools/jdk.sh"
 specula_find_jdk
 (cd "$root" && mvn -q -B -DskipTests -pl bench -am package)
 cd "$root"
-# A fixed heap, so the resident set's Java part reaches its size early; NMT for the JVM's own native memory.
-exec "$JAVA_HOME/bin/java" --enable-native-access=ALL-UNNAMED -Xms256m -Xmx256m -XX:NativeMemoryTracking=summary \
+# A fixed heap, touched at start-up, so the Java heap's part of the resident set is there from the first reading and
+# what grows after it is not the heap; NMT for the JVM's own native memory.
+exec "$JAVA_HOME/bin/java" --enable-native-access=ALL-UNNAMED -Xms256m -Xmx256m -XX:+AlwaysPreTouch -XX:NativeMemoryTracking=summary \
   -Dspecula.home="$root" -cp "$root/bench/target/benchmarks.jar" dev.specula.bench.SoakBenchmark "$@"

@@ -150,7 +150,7 @@ final class BenchCommand implements Callable<Integer> {
                     byCategory.computeIfAbsent("all", k -> new Tally()).add(r);
                     byCategory.computeIfAbsent(question.category(), k -> new Tally()).add(r);
                 }
-                progress.update(q, "");
+                progress.update(q, asked.size() < questions.size() ? (questions.size() - asked.size()) + " skipped" : "");
             }
             progress.finish();
         }

@@ -58,7 +58,7 @@ class BenchCommandTest {
         // Standard error is a pipe under the test runner: progress comes as plain lines.
         Assumptions.assumeFalse(Progress.standardErrorIsTerminal());
         assertFalse(err.toString().contains("\r"), err.toString());
-        assertTrue(err.toString().contains("1/2 questions\n2/2 questions\n"), err.toString());
+        assertTrue(err.toString().contains("1/2 questions (1 skipped)\n2/2 questions (1 skipped)\n"), err.toString());
     }
 
     @Test
