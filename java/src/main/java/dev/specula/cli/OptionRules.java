@@ -3,6 +3,7 @@ package dev.specula.cli;
 import dev.specula.Drafters;
 import dev.specula.engine.MemoryBudget;
 import dev.specula.engine.MemoryPolicy;
+import dev.specula.nativeapi.TreeVerifier;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Predicate;
@@ -34,6 +35,10 @@ final class OptionRules {
         return new Rule(v -> ((Number) v).longValue() >= min, min == 0 ? "0 or more" : min + " or more");
     }
 
+    private static Rule between(long min, long max) {
+        return new Rule(v -> ((Number) v).longValue() >= min && ((Number) v).longValue() <= max, "from " + min + " to " + max);
+    }
+
     private static Rule oneOf(List<String> names) {
         return new Rule(v -> known(v, names), "one of " + String.join(", ", names));
     }
@@ -57,13 +62,13 @@ final class OptionRules {
     private static final Map<String, Rule> RULES = Map.ofEntries(
             Map.entry("--max-tokens", atLeast(0)),
             Map.entry("--context", atLeast(1)),
-            Map.entry("--threads", atLeast(0)),
+            Map.entry("--threads", between(0, 1024)), // the core's limit (spec_context_set_threads)
             Map.entry("--device", atLeast(0)),
             Map.entry("--batch", atLeast(1)),
             Map.entry("--limit", atLeast(0)),
             Map.entry("--rounds", atLeast(1)),
-            Map.entry("--tree-size", atLeast(1)),
-            Map.entry("--tree-nodes", atLeast(1)),
+            Map.entry("--tree-size", between(1, TreeVerifier.MAX_NODES)),
+            Map.entry("--tree-nodes", between(1, TreeVerifier.MAX_NODES)),
             Map.entry("--top-k", atLeast(0)),
             Map.entry("--temperature", new Rule(v -> ((Float) v) >= 0 && Float.isFinite((Float) v), "0 or more")),
             Map.entry("--top-p", new Rule(v -> ((Float) v) > 0 && ((Float) v) <= 1, "more than 0 and at most 1")),

@@ -87,6 +87,12 @@ class CliErrorsTest {
         Run size = run("info", "--memory-limit", "lots");
         assertEquals(2, size.code());
         size.oneLine("--memory-limit", "'lots'");
+        Run threads = run("run", "--threads", "5000");
+        assertEquals(2, threads.code());
+        threads.oneLine("--threads", "'5000'", "from 0 to 1024");
+        Run tree = run("run", "--tree-size", "100000");
+        assertEquals(2, tree.code());
+        tree.oneLine("--tree-size", "from 1 to");
         Run notANumber = run("run", "--max-tokens", "many");
         assertEquals(2, notANumber.code());
         notANumber.oneLine("--max-tokens", "many");
@@ -148,6 +154,13 @@ class CliErrorsTest {
         Run unknown = run("run", "--backend", "metal");
         assertEquals(2, unknown.code());
         unknown.oneLine("--backend", "'metal'", "cpu, cuda");
+    }
+
+    @Test
+    void aDeviceThisMachineLacksSaysSo() {
+        Run r = run("run", "--model", model().toString(), "--max-tokens", "4", "--device", "3");
+        assertEquals(1, r.code());
+        r.oneLine("there is no cpu device 3 here");
     }
 
     @Test
