@@ -32,7 +32,7 @@ final class OptionRules {
     private record Rule(Predicate<Object> ok, String expected) {}
 
     private static Rule atLeast(long min) {
-        return new Rule(v -> ((Number) v).longValue() >= min, min == 0 ? "0 or more" : min + " or more");
+        return new Rule(v -> ((Number) v).longValue() >= min, min + " or more");
     }
 
     private static Rule between(long min, long max) {
