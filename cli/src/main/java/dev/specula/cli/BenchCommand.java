@@ -7,6 +7,7 @@ import dev.specula.Drafter;
 import dev.specula.GenerationRequest;
 import dev.specula.GenerationResult;
 import dev.specula.SpeculaEngine;
+import dev.specula.tokenizer.Tokenizer;
 import java.awt.BasicStroke;
 import java.awt.Color;
 import java.awt.Font;
@@ -14,6 +15,7 @@ import java.awt.Graphics2D;
 import java.awt.RenderingHints;
 import java.awt.image.BufferedImage;
 import java.io.IOException;
+import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.LocalDate;
@@ -24,10 +26,13 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
+import java.util.function.Consumer;
 import javax.imageio.ImageIO;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
 /**
  * Spec-Bench style comparison of drafters on one model: every question of a JSONL file (question_id, category,
@@ -37,6 +42,9 @@ import picocli.CommandLine.Option;
 @Command(name = "bench", sortOptions = false, mixinStandardHelpOptions = true,
         description = "Compare drafters on a Spec-Bench style prompt file: speedup over plain decoding and mean accepted tokens.")
 final class BenchCommand implements Callable<Integer> {
+    @Spec
+    CommandSpec spec;
+
     @Mixin
     EngineOptions engine;
 
@@ -90,6 +98,7 @@ final class BenchCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
+        PrintWriter stdout = spec.commandLine().getOut(), stderr = spec.commandLine().getErr();
         List<Question> questions = readQuestions(prompts);
         if (limit > 0 && questions.size() > limit) questions = questions.subList(0, limit);
         List<Drafter> chosen = new ArrayList<>(List.of(Drafter.NONE));
@@ -97,12 +106,20 @@ final class BenchCommand implements Callable<Integer> {
         List<String> names = chosen.stream().map(Drafter::cliName).toList();
         Path path = engine.modelPath();
         Map<String, Map<String, Tally>> tallies = new LinkedHashMap<>(); // drafter -> category ("all" too) -> tally
+        List<Question> asked;
+        int context;
         // The engine is budgeted for the library's default drafter; each request names its own.
         try (SpeculaEngine generator = engine.builder(Drafter.parse(Drafter.DEFAULT_NAME), EngineOptions.CLI_BATCH).build()) {
+            context = generator.contextLength();
+            asked = fitting(questions, generator, warning -> {
+                stderr.println(warning);
+                stderr.flush();
+            });
+            Progress progress = Progress.toStandardError(stderr, "questions", asked.size());
             // Warm-up: first-touch of the mapping and JIT, outside the figures.
-            generator.generate(GenerationRequest.builder(questions.get(0).prompt()).maxTokens(16).drafter(Drafter.NONE).build(), t -> {}, () -> false);
+            generator.generate(GenerationRequest.builder(asked.get(0).prompt()).maxTokens(16).drafter(Drafter.NONE).build(), t -> {}, () -> false);
             int q = 0;
-            for (Question question : questions) {
+            for (Question question : asked) {
                 q++;
                 int[] reference = null;
                 for (Drafter drafter : chosen) {
@@ -116,19 +133,44 @@ final class BenchCommand implements Callable<Integer> {
                     byCategory.computeIfAbsent("all", k -> new Tally()).add(r);
                     byCategory.computeIfAbsent(question.category(), k -> new Tally()).add(r);
                 }
-                System.err.printf("\r%d/%d questions", q, questions.size());
+                progress.update(q, asked.size() < questions.size() ? (questions.size() - asked.size()) + " skipped" : "");
             }
-            System.err.println();
+            progress.finish();
         }
-        String table = table(path, questions.size(), names, tallies);
-        System.out.print(table);
+        String table = table(path, asked.size(), questions.size() - asked.size(), context, names, tallies);
+        stdout.print(table);
+        stdout.flush();
         if (out != null) {
             Files.createDirectories(out);
             Files.writeString(out.resolve("bench.md"), table);
             chart(names, tallies, out.resolve("bench.png"));
-            System.err.println("wrote " + out.resolve("bench.md") + " and " + out.resolve("bench.png"));
+            stderr.println("wrote " + out.resolve("bench.md") + " and " + out.resolve("bench.png"));
+            stderr.flush();
         }
         return 0;
+    }
+
+    /**
+     * The questions whose prompts fit the context, with a warning for each that does not. They are skipped, not
+     * truncated: a cut prompt is a different question (often without its question, which comes last), and the
+     * figures would no longer compare with other runs over the same file.
+     */
+    static List<Question> fitting(List<Question> questions, SpeculaEngine engine, Consumer<String> warn) {
+        List<Question> fit = new ArrayList<>();
+        int context = engine.contextLength();
+        Tokenizer tokenizer = engine.model().tokenizer();
+        for (Question q : questions) {
+            int tokens = tokenizer.encode(q.prompt(), tokenizer.addBos()).length;
+            if (tokens < context) {
+                fit.add(q);
+            } else {
+                warn.accept(String.format(Locale.ROOT, "warning: skipping question %s: its prompt's %d tokens do not fit the %d-token context",
+                        q.id(), tokens, context));
+            }
+        }
+        if (fit.isEmpty())
+            throw new IllegalArgumentException("none of the " + questions.size() + " prompts fits the model's context of " + context + " tokens");
+        return fit;
     }
 
     static List<Question> readQuestions(Path file) throws IOException {
@@ -155,9 +197,10 @@ final class BenchCommand implements Callable<Integer> {
         return out;
     }
 
-    static String table(Path model, int questions, List<String> names, Map<String, Map<String, Tally>> tallies) {
+    static String table(Path model, int questions, int skipped, int context, List<String> names, Map<String, Map<String, Tally>> tallies) {
         StringBuilder sb = new StringBuilder();
-        sb.append(String.format(Locale.ROOT, "Model %s, %d questions, greedy, %s%n%n", model.getFileName(), questions, LocalDate.now()));
+        String skips = skipped == 0 ? "" : String.format(Locale.ROOT, " (%d skipped: longer than the %d-token context)", skipped, context);
+        sb.append(String.format(Locale.ROOT, "Model %s, %d questions%s, greedy, %s%n%n", model.getFileName(), questions, skips, LocalDate.now()));
         List<String> categories = new ArrayList<>(tallies.get("none").keySet());
         sb.append("| drafter | category | tokens/s | speedup vs none | mean accepted tokens |\n|---|---|---|---|---|\n");
         for (String name : names) {

@@ -80,19 +80,8 @@ final class ChatCommand implements Callable<Integer> {
     InputStream in = System.in;
 
     @Override
-    public Integer call() {
-        PrintWriter err = spec.commandLine().getErr();
-        try {
-            return run();
-        } catch (ChatTemplateException | IllegalArgumentException e) {
-            err.println("specula chat: " + e.getMessage());
-            err.flush();
-            return 2;
-        } catch (IOException e) {
-            err.println("specula chat: " + e.getMessage());
-            err.flush();
-            return 2;
-        }
+    public Integer call() throws IOException {
+        return run(); // errors are reported as CliErrors says: one line for bad conversations, templates and files
     }
 
     private int run() throws IOException {
@@ -104,7 +93,6 @@ final class ChatCommand implements Callable<Integer> {
             if (!conversation.isEmpty() && conversation.getFirst().role().equals("system")) conversation.removeFirst();
             conversation.addFirst(ChatMessage.system(system));
         }
-        if (temperature < 0) throw new IllegalArgumentException("--temperature must be >= 0");
         SamplingOptions sampling = temperature == 0 ? SamplingOptions.GREEDY : SamplingOptions.sampled(temperature, seed);
         ChatOptions options = ChatOptions.defaults().withMaxTokens(maxTokens).withSampling(sampling).withTools(toolList);
         PrintWriter out = spec.commandLine().getOut();

@@ -1,8 +1,5 @@
 package dev.specula.cli;
 
-import dev.specula.memory.MemoryBudgetException;
-import dev.specula.nativeapi.SpeculaException;
-import dev.specula.nativeapi.Status;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -14,6 +11,10 @@ public final class SpeculaCli implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
+    @CommandLine.Option(names = "--debug", scope = CommandLine.ScopeType.INHERIT,
+            description = "On an error, print its stack trace too.")
+    boolean debug;
+
     @Override
     public void run() {
         spec.commandLine().usage(System.out);
@@ -24,19 +25,17 @@ public final class SpeculaCli implements Runnable {
     }
 
     /**
-     * The command line, with a refused memory budget or a backend this machine cannot run reported as its message
-     * alone: those are verdicts about the machine, not bugs.
+     * The command line: option values checked by {@link OptionRules} before a command runs, and every error
+     * reported as {@link CliErrors} says (one line for the user's mistakes, exit 2 for usage and 1 otherwise).
      */
     static CommandLine commandLine() {
         CommandLine cli = new CommandLine(new SpeculaCli());
-        cli.setExecutionExceptionHandler((e, line, parsed) -> {
-            boolean verdict = e instanceof MemoryBudgetException
-                    || (e instanceof SpeculaException se && se.status() == Status.BACKEND_UNAVAILABLE);
-            if (!verdict) throw e;
-            line.getErr().println("specula: " + e.getMessage());
-            line.getErr().flush();
-            return 2;
+        cli.setExecutionStrategy(parsed -> {
+            OptionRules.check(parsed);
+            return new CommandLine.RunLast().execute(parsed);
         });
+        cli.setParameterExceptionHandler(CliErrors::handleUsage);
+        cli.setExecutionExceptionHandler(CliErrors::handleExecution);
         return cli;
     }
 }

@@ -71,7 +71,7 @@ class ChatCommandTest {
 
     private static Run run(String input, String... args) {
         StringWriter out = new StringWriter(), err = new StringWriter();
-        CommandLine cli = new CommandLine(new SpeculaCli());
+        CommandLine cli = SpeculaCli.commandLine();
         cli.setOut(new PrintWriter(out));
         cli.setErr(new PrintWriter(err));
         if (input != null) {
@@ -135,23 +135,23 @@ class ChatCommandTest {
         };
         for (String[] c : cases) {
             Run r = run(null, "chat", "--model", model.toString(), c[0], c[1], "--render-only");
-            assertEquals(2, r.code(), r.err());
-            assertTrue(r.err().startsWith("specula chat: " + c[2]), r.err());
+            assertEquals(1, r.code(), r.err());
+            assertTrue(r.err().startsWith("specula: " + c[2]), r.err());
             assertEquals(1, r.err().strip().lines().count(), "one line: " + r.err());
             assertEquals("", r.out());
         }
         Run r = run(null, "chat", "--model", broken.toString(), "--messages", conversation.toString(), "--render-only");
-        assertEquals(2, r.code());
-        assertTrue(r.err().startsWith("specula chat: template syntax error at line 1"), r.err());
+        assertEquals(1, r.code());
+        assertTrue(r.err().startsWith("specula: template syntax error at line 1"), r.err());
         assertFalse(r.err().contains("\tat "), r.err());
         r = run(null, "chat", "--model", bare.toString(), "--messages", conversation.toString(), "--render-only");
-        assertEquals(2, r.code());
+        assertEquals(1, r.code());
         assertTrue(r.err().contains("has no chat template") && r.err().contains("--chat-format"), r.err());
         r = run(null, "chat", "--model", bare.toString(), "--messages", conversation.toString(), "--render-only", "--chat-format", "chatml");
         assertEquals(0, r.code(), r.err());
         assertTrue(r.out().startsWith("<|im_start|>system\nBe brief.<|im_end|>\n"), r.out());
         r = run(null, "chat", "--model", bare.toString(), "--messages", conversation.toString(), "--render-only", "--chat-format", "vicuna");
-        assertEquals(2, r.code());
-        assertTrue(r.err().startsWith("specula chat: unknown chat format 'vicuna'"), r.err());
+        assertEquals(1, r.code());
+        assertTrue(r.err().startsWith("specula: unknown chat format 'vicuna'"), r.err());
     }
 }

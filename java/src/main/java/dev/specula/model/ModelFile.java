@@ -63,6 +63,8 @@ public final class ModelFile implements AutoCloseable {
     private static boolean startsWithGgufMagic(Path path) {
         try (InputStream in = Files.newInputStream(path)) {
             return Arrays.equals(in.readNBytes(4), new byte[] {'G', 'G', 'U', 'F'});
+        } catch (java.nio.file.NoSuchFileException e) {
+            throw new ModelFormatException(path, "cannot read the file (no such file)", e);
         } catch (IOException e) {
             throw new ModelFormatException(path, "cannot read the file (" + e + ")", e);
         }

@@ -37,6 +37,11 @@ public final class Context extends NativeHandle {
 
     /** Opens backend ("cpu" or "cuda") on a device; throws SpeculaException naming why it cannot. */
     public static Context open(String backend, int device) {
+        Specula.requireCompiled(backend);
+        int devices = Specula.deviceCount(backend); // throws BACKEND_UNAVAILABLE with the reason when there is none
+        if (device < 0 || device >= devices)
+            throw new SpeculaException(Status.BACKEND_UNAVAILABLE.code(), "there is no " + backend + " device " + device + " here ("
+                    + backend + " has " + devices + (devices == 1 ? " device" : " devices") + ")");
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment out = arena.allocate(ValueLayout.ADDRESS);
             Native.check(spec_context_create(arena.allocateFrom(backend), device, out), MemorySegment.NULL);

@@ -36,6 +36,7 @@ public record MemoryPlan(long weights, long kvCaches, long modelScratch, long ke
      */
     public static MemoryPlan compute(String backend, ModelShape shape, DType kvType, long weightBytes, int kvCapacity,
                                      int sequences, int maxTreeNodes, int recyclerK) {
+        Specula.requireCompiled(backend);
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment r = spec_memory_request.allocate(arena);
             spec_memory_request.weight_bytes(r, weightBytes);

@@ -48,6 +48,17 @@ public final class Specula {
         return List.of(Native.string((buf, cap) -> spec_backends_compiled(buf, cap)).split(","));
     }
 
+    /**
+     * Throws BACKEND_UNAVAILABLE when this library was built without backend. The core calls such a name an invalid
+     * argument, as it does a misspelt one; to the caller it is a backend this machine lacks.
+     */
+    static void requireCompiled(String backend) {
+        List<String> compiled = backendsCompiled();
+        if (backend != null && !compiled.contains(backend))
+            throw new SpeculaException(Status.BACKEND_UNAVAILABLE.code(), "this Specula library has no " + backend
+                    + " backend (it was built with: " + String.join(", ", compiled) + ")");
+    }
+
     /** How many devices a backend sees; throws with the reason when it cannot run here. */
     public static int deviceCount(String backend) {
         try (Arena arena = Arena.ofConfined()) {

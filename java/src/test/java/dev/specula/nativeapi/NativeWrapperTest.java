@@ -24,9 +24,10 @@ class NativeWrapperTest {
         assertEquals(Status.INVALID_ARGUMENT, e.status());
         assertTrue(e.getMessage().contains("unknown backend 'tpu'"), e.getMessage());
 
+        // A device the machine does not have is unavailable, as a backend it lacks is.
         e = assertThrows(SpeculaException.class, () -> Context.open("cpu", 3));
-        assertEquals(Status.OUT_OF_RANGE, e.status());
-        assertTrue(e.getMessage().contains("device index 3 is out of range"), e.getMessage());
+        assertEquals(Status.BACKEND_UNAVAILABLE, e.status());
+        assertTrue(e.getMessage().contains("there is no cpu device 3 here (cpu has 1 device)"), e.getMessage());
     }
 
     @Test
