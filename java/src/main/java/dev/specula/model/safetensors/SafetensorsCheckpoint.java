@@ -6,6 +6,7 @@ import com.google.gson.JsonParseException;
 import com.google.gson.JsonParser;
 import dev.specula.model.ModelFormatException;
 import java.io.IOException;
+import java.nio.charset.CharacterCodingException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -67,6 +68,8 @@ public final class SafetensorsCheckpoint implements AutoCloseable {
         String text;
         try {
             text = Files.readString(file, StandardCharsets.UTF_8);
+        } catch (CharacterCodingException e) {
+            throw new ModelFormatException(file, "is not UTF-8 text (" + e.getMessage() + ")", e);
         } catch (IOException e) {
             throw new ModelFormatException(file, "cannot read the file (" + e + ")", e);
         }
