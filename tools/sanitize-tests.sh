@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The native library and its tests (cpu backend) built with AddressSanitizer and UndefinedBehaviorSanitizer
 # in their own folder, build/asan, and run under ctest: any out-of-bounds access, use after free, leak or
-# undefined behaviour fails the run. ./run-tests runs it (maven's test phase, java/pom.xml); on its own:
+# undefined behaviour fails the run. ./run-tests runs it before maven; on its own:
 #   tools/sanitize-tests.sh [ctest arguments, e.g. -R test_forward]
 # -O1 keeps the build and the run short on small machines.
 set -euo pipefail

@@ -196,11 +196,11 @@ public final class FuzzSeeds {
             String index = Files.readString(d.resolve("model.safetensors.index.json"));
             write(dir, "index.json", index.getBytes(StandardCharsets.UTF_8));
             String first = HfFixture.shardName(0, 2);
-            write(dir, "escaping-name.json", index.replaceFirst(first, "../" + first).getBytes(StandardCharsets.UTF_8));
-            write(dir, "absolute-name.json", index.replaceFirst(first, "/etc/hostname").getBytes(StandardCharsets.UTF_8));
-            write(dir, "nul-in-name.json", index.replaceFirst(first, "model\\\\u0000.safetensors").getBytes(StandardCharsets.UTF_8));
-            write(dir, "missing-shard.json", index.replaceFirst(first, "model-00009-of-00009.safetensors").getBytes(StandardCharsets.UTF_8));
-            write(dir, "config-as-shard.json", index.replaceFirst(first, "config.json").getBytes(StandardCharsets.UTF_8));
+            write(dir, "escaping-name.json", index.replace(first, "../" + first).getBytes(StandardCharsets.UTF_8));
+            write(dir, "absolute-name.json", index.replace(first, "/etc/hostname").getBytes(StandardCharsets.UTF_8));
+            write(dir, "nul-in-name.json", index.replace(first, "model\\u0000.safetensors").getBytes(StandardCharsets.UTF_8));
+            write(dir, "missing-shard.json", index.replace(first, "model-00009-of-00009.safetensors").getBytes(StandardCharsets.UTF_8));
+            write(dir, "config-as-shard.json", index.replace(first, "config.json").getBytes(StandardCharsets.UTF_8));
             write(dir, "no-weight-map.json", "{\"metadata\":{},\"weight_map\":[]}".getBytes(StandardCharsets.UTF_8));
         } finally {
             try (Stream<Path> files = Files.walk(tmp)) {

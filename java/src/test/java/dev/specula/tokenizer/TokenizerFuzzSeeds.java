@@ -32,6 +32,18 @@ public final class TokenizerFuzzSeeds {
                 new GgufWriter().putAll(v.getValue()).putString(textKey, TEXTS.get(i) + TEXTS.get(i + 1)).write(file);
             }
         }
+        // Refused when loaded (they once failed later, in decoding, or with a ClassCastException).
+        Map<String, Object> badByte = new java.util.LinkedHashMap<>(TinyVocab.metadata());
+        List<String> tokens = new java.util.ArrayList<>(TinyVocab.PIECES.size() + 259);
+        @SuppressWarnings("unchecked")
+        List<String> original = (List<String>) badByte.get("tokenizer.ggml.tokens");
+        tokens.addAll(original);
+        tokens.set(3 + 0x41, "<0xG1>");
+        badByte.put("tokenizer.ggml.tokens", tokens);
+        new GgufWriter().putAll(badByte).putString(textKey, "A").write(dir.resolve("seed-bad-byte-token.gguf"));
+        Map<String, Object> nested = new java.util.LinkedHashMap<>(TinyVocab.metadata());
+        nested.put("tokenizer.ggml.tokens", List.of(List.of("a"), List.of("b")));
+        new GgufWriter().putAll(nested).write(dir.resolve("seed-tokens-not-strings.gguf"));
     }
 
     /** The texts the tokenizer tests round-trip, one file each, in UTF-8. */

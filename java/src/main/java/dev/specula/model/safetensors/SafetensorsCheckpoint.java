@@ -9,6 +9,7 @@ import java.io.IOException;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
+import java.nio.file.InvalidPathException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -98,7 +99,13 @@ public final class SafetensorsCheckpoint implements AutoCloseable {
             }
             SafetensorsFile file = shards.get(shard);
             if (file == null) {
-                Path shardPath = directory.resolve(shard);
+                Path shardPath;
+                try {
+                    shardPath = directory.resolve(shard);
+                } catch (InvalidPathException invalid) {
+                    throw new ModelFormatException(index, "weight_map names shard '" + shard + "', which is not a file name ("
+                            + invalid.getReason() + ")");
+                }
                 if (!Files.isRegularFile(shardPath)) {
                     throw new ModelFormatException(index, "lists shard '" + shard + "', which does not exist");
                 }
