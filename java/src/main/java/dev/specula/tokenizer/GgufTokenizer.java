@@ -189,12 +189,25 @@ public abstract sealed class GgufTokenizer implements Tokenizer permits Sentence
     /** The bytes a normal token stands for. */
     abstract byte[] normalTokenBytes(String text);
 
+    /** Whether text is {@code <0xXX>} with two ASCII hex digits. */
+    static boolean isByteToken(String text) {
+        return text.length() == 6 && text.startsWith("<0x") && text.endsWith(">")
+                && hexDigit(text.charAt(3)) >= 0 && hexDigit(text.charAt(4)) >= 0;
+    }
+
     /** The byte of a {@code <0xXX>} token. */
     static byte byteOfToken(String text) {
-        if (text.length() == 6 && text.startsWith("<0x") && text.endsWith(">")) {
-            return (byte) Integer.parseInt(text.substring(3, 5), 16);
+        if (isByteToken(text)) {
+            return (byte) (hexDigit(text.charAt(3)) << 4 | hexDigit(text.charAt(4)));
         }
         throw new IllegalArgumentException("byte token '" + text + "' is not of the form <0xXX>");
+    }
+
+    private static int hexDigit(char c) {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
     }
 
     @Override

@@ -116,6 +116,11 @@ final class GgufVocabulary {
             }
             texts[i] = text;
             attrs[i] = types == null ? ATTR_NORMAL : attrOfType(types[i]);
+            if (attrs[i] == ATTR_BYTE && !GgufTokenizer.isByteToken(text)) {
+                // Decoding it would fail later; say so now.
+                throw new IllegalArgumentException("token " + i + " is typed as a byte but its text '" + text
+                        + "' is not of the form <0xXX>");
+            }
         }
 
         boolean spm = model.equals("llama");
@@ -220,7 +225,11 @@ final class GgufVocabulary {
         if (value instanceof List<?> list) {
             List<String> out = new ArrayList<>(list.size());
             for (Object o : list) {
-                out.add((String) o);
+                if (!(o instanceof String text)) {
+                    throw new IllegalArgumentException(KEY + key + " should be a list of strings, but holds "
+                            + (o == null ? "null" : o.getClass().getSimpleName()));
+                }
+                out.add(text);
             }
             return out;
         }

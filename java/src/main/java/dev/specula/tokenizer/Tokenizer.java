@@ -180,6 +180,9 @@ public interface Tokenizer {
     /**
      * Loads a Hugging Face {@code tokenizer.json} (or a folder holding one and, optionally,
      * {@code tokenizer_config.json}) through DJL's bundled native tokenizers library.
+     *
+     * @throws IOException when a file cannot be read
+     * @throws IllegalArgumentException naming the file when its content is not a usable tokenizer
      */
     static Tokenizer fromHuggingFace(Path tokenizerJson) throws IOException {
         return HuggingFaceTokenizer.load(tokenizerJson);

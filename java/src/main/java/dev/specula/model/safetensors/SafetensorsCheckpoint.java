@@ -6,8 +6,10 @@ import com.google.gson.JsonParseException;
 import com.google.gson.JsonParser;
 import dev.specula.model.ModelFormatException;
 import java.io.IOException;
+import java.nio.charset.CharacterCodingException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
+import java.nio.file.InvalidPathException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -67,6 +69,8 @@ public final class SafetensorsCheckpoint implements AutoCloseable {
         String text;
         try {
             text = Files.readString(file, StandardCharsets.UTF_8);
+        } catch (CharacterCodingException e) {
+            throw new ModelFormatException(file, "is not UTF-8 text (" + e.getMessage() + ")", e);
         } catch (IOException e) {
             throw new ModelFormatException(file, "cannot read the file (" + e + ")", e);
         }
@@ -95,7 +99,13 @@ public final class SafetensorsCheckpoint implements AutoCloseable {
             }
             SafetensorsFile file = shards.get(shard);
             if (file == null) {
-                Path shardPath = directory.resolve(shard);
+                Path shardPath;
+                try {
+                    shardPath = directory.resolve(shard);
+                } catch (InvalidPathException invalid) {
+                    throw new ModelFormatException(index, "weight_map names shard '" + shard + "', which is not a file name ("
+                            + invalid.getReason() + ")");
+                }
                 if (!Files.isRegularFile(shardPath)) {
                     throw new ModelFormatException(index, "lists shard '" + shard + "', which does not exist");
                 }
