@@ -1,6 +1,7 @@
 package dev.specula.cli;
 
 import static org.junit.jupiter.api.Assertions.*;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.specula.model.TestModelMaker;
 import dev.specula.model.gguf.GgmlType;
@@ -47,6 +48,7 @@ class InfoCommandTest {
     @Test
     void withAModelItItemizesTheBudgetOnCuda() {
         Path file = model();
+        assumeTrue(Specula.backendsCompiled().contains("cuda"), "the library was built without the cuda backend (SPECULA_CUDA=OFF or no nvcc)");
         Run r = run("info", "--model", file.toString(), "--backend", "cuda", "--context", "512", "--batch", "8", "--tree-nodes", "64");
         assertEquals(0, r.code(), r.err());
         String out = r.out();

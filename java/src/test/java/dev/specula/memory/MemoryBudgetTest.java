@@ -1,6 +1,7 @@
 package dev.specula.memory;
 
 import static org.junit.jupiter.api.Assertions.*;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.specula.Drafter;
 import dev.specula.SpeculaEngine;
@@ -14,6 +15,7 @@ import dev.specula.nativeapi.MemoryPlan;
 import dev.specula.tokenizer.VocabTrainer;
 import java.nio.file.Path;
 import java.util.List;
+import dev.specula.nativeapi.Specula;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -71,6 +73,7 @@ class MemoryBudgetTest {
         assertEquals(LoadedModel.weightBytes(target), w.bytes());
         assertEquals(plan.total() + 2L * 81 * VOCAB * 4, b.total());
         // On cuda they are a device copy and count.
+        assumeTrue(Specula.backendsCompiled().contains("cuda"), "the library was built without the cuda backend (SPECULA_CUDA=OFF or no nvcc)");
         MemoryBudget cuda = MemoryBudget.of(request("cuda", "recycling", 512, 2, 81));
         assertTrue(cuda.items().get(0).counted());
         MemoryPlan cudaPlan = MemoryPlan.compute("cuda", target.config(), DType.F16, LoadedModel.weightBytes(target), 512, 2, 81, 8);
@@ -82,6 +85,7 @@ class MemoryBudgetTest {
 
     @Test
     void draftModelAndEarlyExitBringTheirOwnBuffers() {
+        assumeTrue(Specula.backendsCompiled().contains("cuda"), "the library was built without the cuda backend (SPECULA_CUDA=OFF or no nvcc)");
         MemoryBudget d = MemoryBudget.of(request("cuda", "draft-model", 256, 3, 16));
         MemoryPlan draft;
         try (ModelFile f = ModelFile.open(draftPath)) {
@@ -142,6 +146,7 @@ class MemoryBudgetTest {
 
     @Test
     void shrinkBatchHalvesToTheLargestFittingBatch() {
+        assumeTrue(Specula.backendsCompiled().contains("cuda"), "the library was built without the cuda backend (SPECULA_CUDA=OFF or no nvcc)");
         MemoryBudget.Request r = request("cuda", "recycling", 1024, 8, 64);
         long limit = MemoryBudget.of(r.withBatch(2)).total() + 1;
         assertTrue(MemoryBudget.of(r.withBatch(4)).total() > limit);
