@@ -6,7 +6,7 @@
  * <p>On the module path, allow the native calls with {@code --enable-native-access=dev.specula}.
  */
 module dev.specula {
-    requires com.google.gson;
+    requires transitive com.google.gson; // JsonObject appears in ModelConfig and SafetensorsCheckpoint signatures
     requires org.bytedeco.javacpp;
     requires ai.djl.api;
     requires ai.djl.tokenizers;
