@@ -35,6 +35,10 @@ import java.util.SplittableRandom;
  */
 public final class OracleDrafterBench {
     public static void main(String[] args) {
+        if (args.length == 0) {
+            System.err.println("usage: OracleDrafterBench MODEL.gguf [threads=1] [tokens=64] [prompts=3]");
+            System.exit(2);
+        }
         Path file = Path.of(args[0]);
         int threads = args.length > 1 ? Integer.parseInt(args[1]) : 1;
         int tokens = args.length > 2 ? Integer.parseInt(args[2]) : 64;
