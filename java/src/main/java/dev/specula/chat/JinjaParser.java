@@ -69,6 +69,22 @@ final class JinjaParser {
         return 1 + (i >= 0 ? i + 1 : -i - 1);
     }
 
+    /**
+     * The code point of the {@code digits} hex digits after the escape letter at {@code letter} ({@code \\xhh},
+     * {@code \\uhhhh}, {@code \\Uhhhhhhhh}); a short or non-hex escape, or one past Unicode, is a syntax error, as
+     * in Python.
+     */
+    private int hexEscape(int letter, int digits, int line) {
+        String hex = src.substring(letter + 1, Math.min(src.length(), letter + 1 + digits));
+        String escape = "\\" + src.charAt(letter) + hex;
+        if (hex.length() < digits || !hex.chars().allMatch(ch -> Character.digit(ch, 16) >= 0 && ch < 128))
+            throw new ChatTemplateException("template syntax error at line " + line + ": truncated escape '" + escape + "'");
+        int codePoint = Integer.parseUnsignedInt(hex, 16);
+        if (!Character.isValidCodePoint(codePoint))
+            throw new ChatTemplateException("template syntax error at line " + line + ": escape '" + escape + "' is past Unicode");
+        return codePoint;
+    }
+
     /** One level deeper into the template; {@link #MAX_NESTING} levels is a syntax error. */
     private void enter() {
         if (++nesting > MAX_NESTING)
@@ -221,9 +237,9 @@ final class JinjaParser {
                             case '0' -> sb.append('\0');
                             case 'b' -> sb.append('\b');
                             case 'f' -> sb.append('\f');
-                            case 'x' -> { sb.append((char) Integer.parseInt(src.substring(e + 1, e + 3), 16)); e += 2; }
-                            case 'u' -> { sb.append((char) Integer.parseInt(src.substring(e + 1, e + 5), 16)); e += 4; }
-                            case 'U' -> { sb.appendCodePoint(Integer.parseInt(src.substring(e + 1, e + 9), 16)); e += 8; }
+                            case 'x' -> { sb.appendCodePoint(hexEscape(e, 2, line)); e += 2; }
+                            case 'u' -> { sb.appendCodePoint(hexEscape(e, 4, line)); e += 4; }
+                            case 'U' -> { sb.appendCodePoint(hexEscape(e, 8, line)); e += 8; }
                             case '\\', '\'', '"' -> sb.append(x);
                             case '\n' -> { }
                             default -> sb.append('\\').append(x);

@@ -9,33 +9,22 @@ import dev.specula.chat.ChatMessage;
 import dev.specula.chat.ChatTemplate;
 import dev.specula.chat.ChatTemplateException;
 import dev.specula.chat.RenderedPrompt;
-import dev.specula.chat.ToolCallParser;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.time.LocalDateTime;
-import java.util.Arrays;
 import java.util.List;
 
 /**
- * The chat package (our own Jinja engine) on arbitrary text, in three targets:
- * <ul>
- *   <li>{@link #renderTemplate}: any text as a chat template, parsed and rendered over a small fixed conversation,
- *       without and with tools. Contract: a rendered prompt within the output bound, or a
- *       {@link ChatTemplateException} with a message; never another exception, never a {@link StackOverflowError}
- *       (deep nesting is refused), and a render that stops near its time limit.</li>
- *   <li>{@link #renderConversation}: messages JSON, then optionally a NUL and tools JSON, through
- *       {@link ChatJson#parseMessages}/{@link ChatJson#parseTools} and rendered with a Qwen-style template.
- *       Contract: a rendered prompt or a {@link ChatTemplateException}/{@link IllegalArgumentException} with a
- *       message.</li>
- *   <li>{@link #parseToolCalls}: any text as a model's answer through {@link ToolCallParser#parse}: never throws,
- *       and each call has a name.</li>
- * </ul>
+ * Any text as a chat template (our own Jinja engine, {@code dev.specula.chat}), parsed and rendered over a small
+ * fixed conversation, without and with tools. Contract: a rendered prompt within the output bound, or a
+ * {@link ChatTemplateException} with a message; never another exception, never a {@link StackOverflowError} (deep
+ * nesting is refused), and a render that stops near its time limit. Also holds what the other chat targets
+ * ({@link ChatConversationFuzzTest}, {@link ToolCallFuzzTest}) share.
  *
  * <p>Seeds ({@link FuzzSeeds}): the test templates in {@code src/test/resources/chat/}, deep nesting, huge ranges,
- * recursion through macros, unterminated tags and unusual Unicode; OpenAI-style conversations and tools; tool-call
- * answers in the Qwen and Llama 3.1 formats.
+ * recursion through macros, unterminated tags and unusual Unicode.
  */
 class ChatTemplateFuzzTest {
     /** Render bounds for fuzzing: small, so that a runaway template costs little. */
@@ -56,7 +45,6 @@ class ChatTemplateFuzzTest {
             [{"type": "function", "function": {"name": "add", "description": "Adds two numbers",
               "parameters": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "number"}},
                              "required": ["a", "b"]}}}]""");
-    private static final ChatTemplate QWEN = bounded(resource("/chat/qwen-style.jinja"));
 
     @FuzzTest
     void renderTemplate(byte[] data) {
@@ -72,37 +60,12 @@ class ChatTemplateFuzzTest {
         render(template, () -> template.render(CONVERSATION.subList(0, 2), TOOLS, false, "", ""));
     }
 
-    @FuzzTest
-    void renderConversation(byte[] data) {
-        int nul = indexOf(data, 0);
-        String messagesJson = new String(nul < 0 ? data : Arrays.copyOf(data, nul), StandardCharsets.UTF_8);
-        String toolsJson = nul < 0 ? null : new String(Arrays.copyOfRange(data, nul + 1, data.length), StandardCharsets.UTF_8);
-        try {
-            List<ChatMessage> messages = ChatJson.parseMessages(messagesJson);
-            List<Object> tools = toolsJson == null ? List.of() : ChatJson.parseTools(toolsJson);
-            render(QWEN, () -> QWEN.render(messages, tools, true, "", "<|im_end|>"));
-        } catch (ChatTemplateException | IllegalArgumentException e) {
-            checkMessage(e);
-        }
-    }
-
-    @FuzzTest
-    void parseToolCalls(byte[] data) {
-        String answer = new String(data, StandardCharsets.UTF_8);
-        ToolCallParser.Parsed parsed = ToolCallParser.parse(answer);
-        assertNotNull(parsed.text());
-        for (ChatMessage.ToolCall call : parsed.calls()) {
-            assertNotNull(call.name(), "a tool call without a name");
-            assertNotNull(call.argumentsJson(), "a tool call without arguments");
-        }
-    }
-
-    private static ChatTemplate bounded(String source) {
+    static ChatTemplate bounded(String source) {
         return ChatTemplate.of(source).withLimits(TIME_LIMIT_MILLIS, MAX_OUTPUT_CHARS).withClock(() -> FIXED_NOW);
     }
 
     /** One render: a prompt within the output bound, found in about the time limit, or a refusal with a message. */
-    private static void render(ChatTemplate template, java.util.function.Supplier<RenderedPrompt> render) {
+    static void render(ChatTemplate template, java.util.function.Supplier<RenderedPrompt> render) {
         long start = System.nanoTime();
         try {
             RenderedPrompt p = render.get();
@@ -115,16 +78,11 @@ class ChatTemplateFuzzTest {
     }
 
     /** The template's own raise_exception may say nothing; every other refusal says something. */
-    private static void checkMessage(RuntimeException e) {
+    static void checkMessage(RuntimeException e) {
         assertNotNull(e.getMessage(), () -> e.getClass().getName() + " without a message");
     }
 
-    private static int indexOf(byte[] data, int value) {
-        for (int i = 0; i < data.length; i++) if (data[i] == value) return i;
-        return -1;
-    }
-
-    private static String resource(String name) {
+    static String resource(String name) {
         try (InputStream in = ChatTemplateFuzzTest.class.getResourceAsStream(name)) {
             if (in == null) throw new IllegalStateException("missing test resource " + name);
             return new String(in.readAllBytes(), StandardCharsets.UTF_8);

@@ -47,8 +47,8 @@ public final class FuzzSeeds {
         TokenizerFuzzSeeds.texts(inputs(fuzz, "TokenizerRoundTripFuzzTest", "roundTrip"));
         TokenizerFuzzSeeds.huggingFaceJson(inputs(fuzz, "HfTokenizerFuzzTest", "loadAndEncode"));
         chatTemplates(inputs(fuzz, "ChatTemplateFuzzTest", "renderTemplate"), resources.resolve("chat"));
-        conversations(inputs(fuzz, "ChatTemplateFuzzTest", "renderConversation"));
-        toolCallAnswers(inputs(fuzz, "ChatTemplateFuzzTest", "parseToolCalls"));
+        conversations(inputs(fuzz, "ChatConversationFuzzTest", "renderConversation"));
+        toolCallAnswers(inputs(fuzz, "ToolCallFuzzTest", "parseToolCalls"));
     }
 
     /** A target's input folder, with the seeds of an earlier run removed (found inputs stay). */
