@@ -300,7 +300,11 @@ final class JinjaFilters {
             case "callable" -> v instanceof Callable;
             case "odd" -> Py.toLong(v) % 2 != 0;
             case "even" -> Py.toLong(v) % 2 == 0;
-            case "divisibleby" -> Py.toLong(v) % Py.toLong(a) == 0;
+            case "divisibleby" -> {
+                long divisor = Py.toLong(a);
+                if (divisor == 0) throw new ChatTemplateException("integer division or modulo by zero");
+                yield Py.toLong(v) % divisor == 0;
+            }
             case "eq", "equalto", "==" -> Py.equal(v, a);
             case "ne", "!=" -> !Py.equal(v, a);
             case "lt", "lessthan", "<" -> Py.compare(v, a) < 0;

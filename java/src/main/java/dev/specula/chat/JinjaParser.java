@@ -23,28 +23,72 @@ final class JinjaParser {
 
     private static final Pattern RAW_END = Pattern.compile("\\{%(-?)\\s*endraw\\s*(-?)%}");
 
+    /**
+     * Expressions and statements nested inside each other, at most: far above real templates' (a few), and low
+     * enough that the recursive descent (about a dozen frames a level) stays well inside a thread's stack.
+     */
+    static final int MAX_NESTING = 100;
+
     private final String src;
+    /** Where each line after the first starts, for {@link #lineAt}. */
+    private final int[] lineStarts;
     private final List<Token> tokens = new ArrayList<>();
     private int p;
+    private int nesting;
 
     private JinjaParser(String source) {
         String s = source.replace("\r\n", "\n").replace('\r', '\n');
         if (s.endsWith("\n")) s = s.substring(0, s.length() - 1); // keep_trailing_newline=False
         this.src = s;
+        this.lineStarts = lineStartsOf(s);
+    }
+
+    private static int[] lineStartsOf(String s) {
+        List<Integer> starts = new ArrayList<>();
+        for (int i = 0; i < s.length(); i++) if (s.charAt(i) == '\n') starts.add(i + 1);
+        return starts.stream().mapToInt(Integer::intValue).toArray();
     }
 
     static JinjaNode.Template parse(String source) {
         JinjaParser parser = new JinjaParser(source);
         parser.lex();
-        List<JinjaNode> body = parser.parseBody(List.of());
+        List<JinjaNode> body;
+        try {
+            body = parser.parseBody(List.of());
+        } catch (StackOverflowError e) {
+            // MAX_NESTING keeps the descent far from this; a thread with a tiny stack is the only way here
+            throw new ChatTemplateException("the template nests too deeply to parse");
+        }
         if (parser.peek().kind != Kind.EOF) throw parser.error(parser.peek(), "unexpected '" + parser.peek().text + "'");
         return new JinjaNode.Template(body);
     }
 
+    /** The 1-based line of a position: one plus the newlines before it (a binary search: lexing calls it per token). */
     private int lineAt(int pos) {
-        int line = 1;
-        for (int i = 0; i < pos && i < src.length(); i++) if (src.charAt(i) == '\n') line++;
-        return line;
+        int i = java.util.Arrays.binarySearch(lineStarts, pos);
+        return 1 + (i >= 0 ? i + 1 : -i - 1);
+    }
+
+    /**
+     * The code point of the {@code digits} hex digits after the escape letter at {@code letter} ({@code \\xhh},
+     * {@code \\uhhhh}, {@code \\Uhhhhhhhh}); a short or non-hex escape, or one past Unicode, is a syntax error, as
+     * in Python.
+     */
+    private int hexEscape(int letter, int digits, int line) {
+        String hex = src.substring(letter + 1, Math.min(src.length(), letter + 1 + digits));
+        String escape = "\\" + src.charAt(letter) + hex;
+        if (hex.length() < digits || !hex.chars().allMatch(ch -> Character.digit(ch, 16) >= 0 && ch < 128))
+            throw new ChatTemplateException("template syntax error at line " + line + ": truncated escape '" + escape + "'");
+        int codePoint = Integer.parseUnsignedInt(hex, 16);
+        if (!Character.isValidCodePoint(codePoint))
+            throw new ChatTemplateException("template syntax error at line " + line + ": escape '" + escape + "' is past Unicode");
+        return codePoint;
+    }
+
+    /** One level deeper into the template; {@link #MAX_NESTING} levels is a syntax error. */
+    private void enter() {
+        if (++nesting > MAX_NESTING)
+            throw error(peek(), "the template nests more than " + MAX_NESTING + " expressions and statements deep");
     }
 
     private void lex() {
@@ -169,8 +213,13 @@ final class JinjaParser {
                     }
                 }
                 String num = src.substring(pos, e).replace("_", "");
-                tokens.add(isFloat ? new Token(Kind.FLOAT, num, Double.parseDouble(num), line)
-                        : new Token(Kind.INT, num, Long.parseLong(num), line));
+                Object value;
+                try {
+                    value = isFloat ? (Object) Double.parseDouble(num) : (Object) Long.parseLong(num);
+                } catch (NumberFormatException tooLarge) {
+                    throw new ChatTemplateException("template syntax error at line " + line + ": cannot read the number '" + num + "' (out of range?)");
+                }
+                tokens.add(new Token(isFloat ? Kind.FLOAT : Kind.INT, num, value, line));
                 pos = e;
             } else if (c == '\'' || c == '"') {
                 StringBuilder sb = new StringBuilder();
@@ -188,9 +237,9 @@ final class JinjaParser {
                             case '0' -> sb.append('\0');
                             case 'b' -> sb.append('\b');
                             case 'f' -> sb.append('\f');
-                            case 'x' -> { sb.append((char) Integer.parseInt(src.substring(e + 1, e + 3), 16)); e += 2; }
-                            case 'u' -> { sb.append((char) Integer.parseInt(src.substring(e + 1, e + 5), 16)); e += 4; }
-                            case 'U' -> { sb.appendCodePoint(Integer.parseInt(src.substring(e + 1, e + 9), 16)); e += 8; }
+                            case 'x' -> { sb.appendCodePoint(hexEscape(e, 2, line)); e += 2; }
+                            case 'u' -> { sb.appendCodePoint(hexEscape(e, 4, line)); e += 4; }
+                            case 'U' -> { sb.appendCodePoint(hexEscape(e, 8, line)); e += 8; }
                             case '\\', '\'', '"' -> sb.append(x);
                             case '\n' -> { }
                             default -> sb.append('\\').append(x);
@@ -314,6 +363,15 @@ final class JinjaParser {
     }
 
     private JinjaNode parseStatement() {
+        enter();
+        try {
+            return parseStatementNested();
+        } finally {
+            nesting--;
+        }
+    }
+
+    private JinjaNode parseStatementNested() {
         Token t = peek();
         if (t.kind != Kind.NAME) throw error(t, "expected a statement name, got '" + t.text + "'");
         p++;
@@ -460,6 +518,15 @@ final class JinjaParser {
     }
 
     JinjaNode.Expr parseExpression() {
+        enter();
+        try {
+            return parseExpressionNested();
+        } finally {
+            nesting--;
+        }
+    }
+
+    private JinjaNode.Expr parseExpressionNested() {
         JinjaNode.Expr e = parseOr();
         while (isName("if")) {
             p++;
@@ -490,7 +557,12 @@ final class JinjaParser {
     private JinjaNode.Expr parseNot() {
         if (isName("not")) {
             p++;
-            return new JinjaNode.Not(parseNot());
+            enter();
+            try {
+                return new JinjaNode.Not(parseNot());
+            } finally {
+                nesting--;
+            }
         }
         return parseCompare();
     }
@@ -558,12 +630,15 @@ final class JinjaParser {
     private JinjaNode.Expr parseUnary(boolean withFilter) {
         Token t = peek();
         JinjaNode.Expr e;
-        if (isOp("-")) {
+        if (isOp("-") || isOp("+")) {
             p++;
-            e = new JinjaNode.Negate(parseUnary(false), t.line);
-        } else if (isOp("+")) {
-            p++;
-            e = parseUnary(false);
+            enter();
+            try {
+                JinjaNode.Expr operand = parseUnary(false);
+                e = t.text.equals("-") ? new JinjaNode.Negate(operand, t.line) : operand;
+            } finally {
+                nesting--;
+            }
         } else {
             e = parsePostfix(parsePrimary());
         }

@@ -30,6 +30,12 @@ final class JinjaRenderer {
     /** The sandbox's largest range. */
     static final int MAX_RANGE = 100_000;
     static final int MAX_MACRO_DEPTH = 200;
+    /**
+     * Statements and expressions nested inside each other at once, macro calls included: a bound far above real
+     * templates' (tens) and below what the smallest thread stack holds, so that a deeply nested template fails with
+     * a clear error rather than a StackOverflowError.
+     */
+    static final int MAX_NESTING = 1_000;
 
     private final long deadlineNanos;
     private final long maxOutputChars;
@@ -37,6 +43,7 @@ final class JinjaRenderer {
     private long produced;
     private long ticks;
     private int depth;
+    private int nesting;
 
     JinjaRenderer(long timeLimitMillis, long maxOutputChars, Supplier<LocalDateTime> now) {
         this.deadlineNanos = System.nanoTime() + timeLimitMillis * 1_000_000L;
@@ -165,6 +172,22 @@ final class JinjaRenderer {
     }
 
     private void run(List<JinjaNode> body, Scope scope, MarkedBuilder out) {
+        enter();
+        try {
+            runNested(body, scope, out);
+        } finally {
+            nesting--;
+        }
+    }
+
+    private void enter() {
+        if (++nesting > MAX_NESTING) {
+            nesting--;
+            throw new ChatTemplateException("the template nests more than " + MAX_NESTING + " statements and expressions deep");
+        }
+    }
+
+    private void runNested(List<JinjaNode> body, Scope scope, MarkedBuilder out) {
         for (JinjaNode node : body) {
             tick();
             switch (node) {
@@ -322,6 +345,15 @@ final class JinjaRenderer {
     // ---- expressions ----
 
     Object eval(Expr e, Scope scope) {
+        enter();
+        try {
+            return evalNested(e, scope);
+        } finally {
+            nesting--;
+        }
+    }
+
+    private Object evalNested(Expr e, Scope scope) {
         return switch (e) {
             case JinjaNode.Const c -> c.value();
             case JinjaNode.Name n -> {
@@ -498,8 +530,17 @@ final class JinjaRenderer {
                     return x - Math.floor(x / y) * y;
                 case "**":
                     if (ints && Py.toLong(b) >= 0) {
-                        long r = 1, base = Py.toLong(a);
-                        for (long i = 0; i < Py.toLong(b); i++) r = Math.multiplyExact(r, base);
+                        // by squaring: a loop of b multiplications never ends for 1 ** 2**62
+                        long r = 1, base = Py.toLong(a), exponent = Py.toLong(b);
+                        try {
+                            while (exponent > 0) {
+                                if ((exponent & 1) == 1) r = Math.multiplyExact(r, base);
+                                exponent >>= 1;
+                                if (exponent > 0) base = Math.multiplyExact(base, base);
+                            }
+                        } catch (ArithmeticException overflow) {
+                            throw new ChatTemplateException("integer result of " + Py.str(a) + " ** " + Py.str(b) + " is too large");
+                        }
                         return r;
                     }
                     return Math.pow(Py.toDouble(a), Py.toDouble(b));

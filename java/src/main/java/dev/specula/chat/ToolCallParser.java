@@ -6,8 +6,6 @@ import com.google.gson.JsonParseException;
 import com.google.gson.JsonParser;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 
 /**
  * Finds tool calls in a model's answer, in the formats common templates ask for: JSON objects in
@@ -20,19 +18,26 @@ public final class ToolCallParser {
     /** The answer's text without tool-call markup, and the calls. */
     public record Parsed(String text, List<ChatMessage.ToolCall> calls) {}
 
-    private static final Pattern TAGGED = Pattern.compile("<tool_call>\\s*(.*?)\\s*</tool_call>", Pattern.DOTALL);
+    private static final String OPEN = "<tool_call>";
+    private static final String CLOSE = "</tool_call>";
 
     public static Parsed parse(String answer) {
         List<ChatMessage.ToolCall> calls = new ArrayList<>();
-        Matcher m = TAGGED.matcher(answer);
         StringBuilder rest = new StringBuilder();
         int last = 0;
-        while (m.find()) {
-            ChatMessage.ToolCall call = callOf(m.group(1), calls.size());
-            if (call == null) continue;
-            calls.add(call);
-            rest.append(answer, last, m.start());
-            last = m.end();
+        // Each tag pair is the first "</tool_call>" after a "<tool_call>". Scanned with indexOf, which is linear:
+        // a lazy regex rescans the rest of the answer from every unclosed "<tool_call>", quadratic in the answer.
+        for (int open = answer.indexOf(OPEN); open >= 0; ) {
+            int close = answer.indexOf(CLOSE, open + OPEN.length());
+            if (close < 0) break;
+            ChatMessage.ToolCall call = callOf(answer.substring(open + OPEN.length(), close).strip(), calls.size());
+            int end = close + CLOSE.length();
+            if (call != null) {
+                calls.add(call);
+                rest.append(answer, last, open);
+                last = end;
+            }
+            open = answer.indexOf(OPEN, end);
         }
         if (!calls.isEmpty()) {
             rest.append(answer.substring(last));

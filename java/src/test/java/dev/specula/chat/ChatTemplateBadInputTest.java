@@ -75,6 +75,35 @@ class ChatTemplateBadInputTest {
         assertTrue(renderError("{% for i in range(1000000) %}{% endfor %}").contains("Range too big"));
     }
 
+    /** What fuzzing found (inputs in src/test/resources/dev/specula/fuzz/Chat*Inputs): each is one clear error now. */
+    @Test
+    void fuzzFindingsAreClearErrors() {
+        // deep nesting: refused by the parser's and the renderer's nesting bounds, never a StackOverflowError
+        assertTrue(syntaxError("{{ " + "(".repeat(20_000) + "1" + ")".repeat(20_000) + " }}").contains("nests more than"));
+        assertTrue(syntaxError("{% if true %}".repeat(20_000) + "{% endif %}".repeat(20_000)).contains("nests more than"));
+        assertTrue(renderError("{{ 1" + " + 1".repeat(20_000) + " }}").contains("nests more than"));
+        assertTrue(renderError("{{ 'a'" + " | upper".repeat(20_000) + " }}").contains("nests more than"));
+        // a lone macro recursion still meets the macro bound first
+        assertTrue(renderError("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}").contains("recursed more than"));
+        // numbers and escapes the lexer cannot read
+        assertTrue(syntaxError("{{ 9223372036854775808 }}").contains("cannot read the number '9223372036854775808'"));
+        assertTrue(syntaxError("{{ '\\u0U00' }}").contains("truncated escape"));
+        assertTrue(syntaxError("{{ '\\x4' }}").contains("truncated escape"));
+        assertTrue(syntaxError("{{ '\\U77777777' }}").contains("past Unicode"));
+        assertEquals("\u00e9\uD83D\uDE00A", ChatTemplate.of("{{ '\\u00e9\\U0001F600\\x41' }}").render(HELLO, List.of(), false, "", "").text());
+        // arithmetic: Python's errors, and ** that neither overflows silently nor loops 2**62 times
+        assertEquals("integer division or modulo by zero", renderError("{{ 3 is divisibleby 0 }}"));
+        assertTrue(renderError("{{ 2 ** 100000 }}").contains("too large"));
+        assertEquals("1", ChatTemplate.of("{{ 1 ** 9223372036854775807 }}").render(HELLO, List.of(), false, "", "").text());
+        // an answer full of unclosed <tool_call> tags is read in linear time and left as text
+        String unclosed = "<tool_call>".repeat(50_000);
+        assertEquals(unclosed, ToolCallParser.parse(unclosed).text());
+    }
+
+    private static String syntaxError(String template) {
+        return assertThrows(ChatTemplateException.class, () -> ChatTemplate.of(template)).getMessage();
+    }
+
     @Test
     void undefinedValuesFailOnlyWhenUsed() {
         assertEquals("'nothing' is undefined", renderError("{{ nothing.attr }}"));

@@ -46,6 +46,9 @@ public final class FuzzSeeds {
         TokenizerFuzzSeeds.ggufVocabularies(inputs(fuzz, "GgufTokenizerFuzzTest", "loadAndEncode"), "fuzz.text");
         TokenizerFuzzSeeds.texts(inputs(fuzz, "TokenizerRoundTripFuzzTest", "roundTrip"));
         TokenizerFuzzSeeds.huggingFaceJson(inputs(fuzz, "HfTokenizerFuzzTest", "loadAndEncode"));
+        chatTemplates(inputs(fuzz, "ChatTemplateFuzzTest", "renderTemplate"), resources.resolve("chat"));
+        conversations(inputs(fuzz, "ChatConversationFuzzTest", "renderConversation"));
+        toolCallAnswers(inputs(fuzz, "ToolCallFuzzTest", "parseToolCalls"));
     }
 
     /** A target's input folder, with the seeds of an earlier run removed (found inputs stay). */
@@ -264,5 +267,94 @@ public final class FuzzSeeds {
 
     private static void config(Path dir, String name, JsonObject json) throws IOException {
         write(dir, name + ".json", json.toString().getBytes(StandardCharsets.UTF_8));
+    }
+
+    // ---------------------------------------------------------------- chat templates
+
+    private static void text(Path dir, String name, String text) throws IOException {
+        write(dir, name, text.getBytes(StandardCharsets.UTF_8));
+    }
+
+    /** The test templates, then the constructs a hostile or broken template uses to run away or crash. */
+    private static void chatTemplates(Path dir, Path chatResources) throws IOException {
+        try (Stream<Path> files = Files.list(chatResources)) {
+            for (Path f : files.filter(p -> p.toString().endsWith(".jinja")).sorted().toList()) {
+                write(dir, f.getFileName().toString(), Files.readAllBytes(f));
+            }
+        }
+        text(dir, "empty.jinja", "");
+        text(dir, "deep-parens.jinja", "{{ " + "(".repeat(20_000) + "1" + ")".repeat(20_000) + " }}");
+        text(dir, "deep-lists.jinja", "{{ " + "[".repeat(20_000) + "]".repeat(20_000) + " }}");
+        text(dir, "deep-not.jinja", "{{ " + "not ".repeat(20_000) + "true }}");
+        text(dir, "deep-minus.jinja", "{{ " + "-".repeat(20_000) + "1 }}");
+        text(dir, "deep-filters.jinja", "{{ 'a'" + " | upper".repeat(20_000) + " }}");
+        text(dir, "deep-attributes.jinja", "{{ messages" + "[0]".repeat(20_000) + " }}");
+        text(dir, "deep-ifs.jinja", "{% if true %}".repeat(20_000) + "x" + "{% endif %}".repeat(20_000));
+        text(dir, "deep-fors.jinja", "{% for m in messages %}".repeat(5_000) + "x" + "{% endfor %}".repeat(5_000));
+        text(dir, "deep-plus.jinja", "{{ 1" + " + 1".repeat(20_000) + " }}");
+        text(dir, "huge-range.jinja", "{% for i in range(1000000000) %}x{% endfor %}");
+        text(dir, "nested-ranges.jinja", "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}");
+        text(dir, "string-doubling.jinja", "{% set s = namespace(v='ab') %}{% for i in range(64) %}{% set s.v = s.v + s.v %}{% endfor %}{{ s.v }}");
+        text(dir, "string-repeat.jinja", "{{ 'x' * 1000000000 }}");
+        text(dir, "list-repeat.jinja", "{{ ([1, 2] * 1000000000) | length }}");
+        text(dir, "macro-recursion.jinja", "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}");
+        text(dir, "macro-fanout.jinja", "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(40) }}");
+        text(dir, "macro-caller.jinja", "{% macro f() %}[{{ caller() }}]{% endmacro %}{% call f() %}{{ f() }}{% endcall %}");
+        text(dir, "unterminated-expression.jinja", "{{ messages[0]['content'] ");
+        text(dir, "unterminated-statement.jinja", "{% for m in messages %}{{ m.content }}");
+        text(dir, "unterminated-string.jinja", "{{ 'abc }}");
+        text(dir, "unterminated-comment.jinja", "{# never closed");
+        text(dir, "unterminated-raw.jinja", "{% raw %}{{ x }}");
+        text(dir, "unbalanced-end.jinja", "{% endfor %}{% endif %}{% endmacro %}");
+        text(dir, "break-outside-loop.jinja", "{% break %}{% continue %}");
+        text(dir, "raise.jinja", "{{ raise_exception('Conversation roles must alternate') }}{{ raise_exception() }}");
+        text(dir, "unicode.jinja", "{{ '\\u00e9\\U0001F600\\x00' }}\u202e\uFEFF{{ 'é😀𝔘\u0301' | upper | length }}{{ '\uD800' }}"
+                + "{{ messages[0].content[::-1] }}{{ '\\N{BULLET}' }}");
+        text(dir, "whitespace-control.jinja", "{%- for m in messages -%}{{- m.role -}}{%+ if m.content +%}{{ m.content }}{%- endif -%}{%- endfor -%}");
+        text(dir, "filters-and-tests.jinja", "{{ messages | map(attribute='role') | join(',') }}{{ tools | tojson(indent=2) }}"
+                + "{{ messages | selectattr('role', 'equalto', 'user') | list | length }}{{ 3 is divisibleby 0 }}"
+                + "{{ '%s %d' % ('a', 1) }}{{ {'a': 1} | dictsort }}{{ 1 / 0 }}{{ 1 // 0 }}{{ 1 % 0 }}");
+        text(dir, "strftime.jinja", "{{ strftime_now('%Y-%m-%d %A %B %%') }}{{ strftime_now('%') }}");
+        text(dir, "numbers.jinja", "{{ 1e308 * 10 }}{{ 9223372036854775807 + 1 }}{{ -9223372036854775808 // -1 }}{{ 2 ** 100000 }}");
+        text(dir, "slices.jinja", "{{ messages[::0] }}{{ messages[9223372036854775807:] }}{{ 'abc'[-9999:9999:-1] }}");
+    }
+
+    /** Conversations in OpenAI's format, each optionally followed by a NUL and tool definitions. */
+    private static void conversations(Path dir) throws IOException {
+        String tools = "[{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"Weather in a city\","
+                + " \"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}}, \"required\": [\"city\"]}}}]";
+        String chat = "[{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \"Weather in Paris?\"},"
+                + " {\"role\": \"assistant\", \"content\": null, \"tool_calls\": [{\"id\": \"c1\", \"type\": \"function\","
+                + " \"function\": {\"name\": \"get_weather\", \"arguments\": \"{\\\"city\\\": \\\"Paris\\\"}\"}}]},"
+                + " {\"role\": \"tool\", \"tool_call_id\": \"c1\", \"content\": \"18 C\"}, {\"role\": \"assistant\", \"content\": \"18 C.\"}]";
+        text(dir, "chat.json", chat);
+        text(dir, "chat-with-tools.json", chat + "\0" + tools);
+        text(dir, "object-form.json", "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"hi\"},"
+                + " {\"type\": \"image_url\"}]}]}\0{\"tools\": " + tools + "}");
+        text(dir, "arguments-object.json", "[{\"role\": \"assistant\", \"tool_calls\": [{\"name\": \"f\", \"arguments\": {\"x\": [1, 2.5, null, true]}}]}]");
+        text(dir, "empty.json", "[]");
+        text(dir, "not-json.json", "[{\"role\": \"user\", \"content\": \"hi\"");
+        text(dir, "unknown-role.json", "[{\"role\": \"wizard\", \"content\": \"hi\"}]");
+        text(dir, "wrong-types.json", "[{\"role\": 5, \"content\": {\"a\": 1}}]\0[1, \"x\"]");
+        text(dir, "deep-content.json", "[{\"role\": \"user\", \"content\": " + "[".repeat(5_000) + "]".repeat(5_000) + "}]");
+        text(dir, "deep-tool.json", "[{\"role\": \"user\", \"content\": \"hi\"}]\0[{\"type\": \"function\", \"function\": "
+                + "{\"a\": ".repeat(5_000) + "1" + "}".repeat(5_000) + "}]");
+        text(dir, "template-in-content.json", "[{\"role\": \"user\", \"content\": \"{{ raise_exception('x') }}{% for %}\\u0000\\ud800😀\"}]");
+        text(dir, "huge-numbers.json", "[{\"role\": \"user\", \"content\": \"x\"}]\0[{\"n\": 1e999999999, \"m\": -99999999999999999999999999}]");
+    }
+
+    /** Model answers with tool calls in the formats {@code ToolCallParser} reads, and near misses. */
+    private static void toolCallAnswers(Path dir) throws IOException {
+        text(dir, "qwen.txt", "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>");
+        text(dir, "qwen-two.txt", "<tool_call>{\"name\": \"a\", \"arguments\": \"{}\"}</tool_call><tool_call>{\"function\": {\"name\": \"b\"}}</tool_call>");
+        text(dir, "llama31.txt", "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}");
+        text(dir, "llama31-list.txt", "[{\"name\": \"a\", \"parameters\": null}, {\"name\": \"b\", \"arguments\": [1]}]");
+        text(dir, "plain.txt", "The weather in Paris is 18 C.");
+        text(dir, "unterminated-tag.txt", "<tool_call>{\"name\": \"a\"");
+        text(dir, "bad-json-in-tag.txt", "<tool_call>{name: a,,}</tool_call>");
+        text(dir, "name-not-string.txt", "{\"name\": {\"x\": 1}}");
+        text(dir, "deep-json.txt", "[".repeat(10_000) + "]".repeat(10_000));
+        text(dir, "deep-json-in-tag.txt", "<tool_call>" + "{\"a\":".repeat(10_000) + "1" + "}".repeat(10_000) + "</tool_call>");
+        text(dir, "many-tags.txt", "<tool_call>".repeat(2_000) + "</tool_call>".repeat(2_000));
     }
 }
