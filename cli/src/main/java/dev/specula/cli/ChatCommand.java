@@ -10,8 +10,8 @@ import dev.specula.chat.ChatResult;
 import dev.specula.chat.ChatTemplateException;
 import dev.specula.chat.RenderedPrompt;
 import dev.specula.sampling.SamplingOptions;
+import dev.specula.model.LoadedModel;
 import dev.specula.model.ModelFile;
-import dev.specula.tokenizer.Tokenizer;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStream;
@@ -99,9 +99,7 @@ final class ChatCommand implements Callable<Integer> {
         if (renderOnly) {
             if (messages == null && system == null) throw new IllegalArgumentException("--render-only needs a conversation: --messages FILE (or --system TEXT)");
             try (ModelFile file = ModelFile.open(path)) {
-                Tokenizer tokenizer = file.gguf().isPresent() ? Tokenizer.fromGgufMetadata(file.gguf().get().metadata())
-                        : Tokenizer.fromHuggingFace(Files.isDirectory(path) ? path : path.toAbsolutePath().getParent());
-                RenderedPrompt prompt = Chat.forRendering(file, tokenizer, chatFormat).render(conversation, options);
+                RenderedPrompt prompt = Chat.forRendering(file, LoadedModel.tokenizer(file), chatFormat).render(conversation, options);
                 out.print(prompt.text());
                 out.flush();
             }

@@ -43,24 +43,27 @@ public final class LoadedModel implements AutoCloseable {
      * its shape). The model takes the file over: it closes it, also when this fails.
      */
     public static LoadedModel open(Context context, ModelFile file, DType kvType) {
-        Path path = file.path();
         try {
-            Tokenizer tokenizer;
-            if (file.gguf().isPresent()) {
-                tokenizer = Tokenizer.fromGgufMetadata(file.gguf().get().metadata());
-            } else {
-                Path json = huggingFaceTokenizer(path);
-                try {
-                    tokenizer = Tokenizer.fromHuggingFace(json);
-                } catch (java.io.IOException e) {
-                    throw new java.io.UncheckedIOException(json + ": cannot read the tokenizer: " + e.getMessage(), e);
-                }
-            }
+            Tokenizer tokenizer = tokenizer(file);
             NativeModel model = NativeModels.load(context, file, kvType);
             return new LoadedModel(file, model, tokenizer);
         } catch (RuntimeException e) {
             file.close();
             throw e;
+        }
+    }
+
+    /**
+     * The tokenizer of an open model file: from a GGUF file's metadata, or from the tokenizer.json beside a
+     * Hugging Face checkpoint.
+     */
+    public static Tokenizer tokenizer(ModelFile file) {
+        if (file.gguf().isPresent()) return Tokenizer.fromGgufMetadata(file.gguf().get().metadata());
+        Path json = huggingFaceTokenizer(file.path());
+        try {
+            return Tokenizer.fromHuggingFace(json);
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(json + ": cannot read the tokenizer: " + e.getMessage(), e);
         }
     }
 
