@@ -14,7 +14,8 @@
 // Q8_0 and Q4_0 weights take the int8 path instead (int8_dot.hpp): each token's activations are
 // quantized per row in blocks of 32 once per product, the task's weight rows are packed into
 // the kernel set's int8 layout (a few rows for few tokens, up to INT8_PACK_BYTES for many), and
-// the int8 gemm runs over them. F32/F16/BF16 keep f32 activations; each output keeps one f32
+// the int8 gemm runs over them. The k-quants (Q2_K..Q6_K) do the same over super-blocks of 256
+// (kquant_dot.hpp: activations quantized as llama.cpp's q8_K, rows unpacked to int8). F32/F16/BF16 keep f32 activations; each output keeps one f32
 // accumulator whose fma sequence is the same in both of their paths. Either way a token's logits
 // do not depend on how many tokens shared its call, on its place in a tree, or on the thread
 // count: a tree verification gives exactly the logits that decoding its paths token by token gives.
@@ -25,6 +26,7 @@
 
 #include "int8_dot.hpp"
 #include "kernels.hpp"
+#include "kquant_dot.hpp"
 #include "../core/model_math.hpp"
 #include "thread_pool.hpp"
 
@@ -86,6 +88,7 @@ struct ModelState {
     int pool_requested = -1;
     std::vector<ThreadScratch> scratch; // one per pool thread
     std::vector<uint8_t> qx[3];         // one product's activations quantized for the int8 path
+    std::vector<uint8_t> qk[3];         // the same for the k-quant path
 
     // SPECULA_CPU_WEIGHTS=copy: the matrices copied into anonymous memory on transparent huge pages.
     uint8_t *weight_copy = nullptr;
@@ -216,10 +219,16 @@ const KernelSet *select_kernels() {
 // Whether a product with W takes the int8 path (whole blocks of 32 only; GGUF rows always are).
 bool uses_int8(const KernelSet &kern, const Mat &W) { return kern.int8 && kern.int8->has(W.dtype) && W.cols % INT8_BLOCK == 0; }
 
-// Quantized activation rows for the int8 path: stride bytes apart.
+// Whether a product with W takes the k-quant int8 path (whole super-blocks of 256; GGUF rows always are).
+bool uses_kq(const KernelSet &kern, const Mat &W) { return kern.kq && kq_is_kquant(W.dtype) && W.cols % KQ_BLOCK == 0; }
+
+// Quantized activation rows: for the int8 path (data, stride bytes apart), and for the k-quant
+// path (kq, kq_stride apart); each set when a product of the call needs it.
 struct QActs {
     const uint8_t *data = nullptr;
     int64_t stride = 0;
+    const uint8_t *kq = nullptr;
+    int64_t kq_stride = 0;
 };
 
 // The most bytes of packed weight rows a many-token task keeps (in L2) while its tokens pass over them.
@@ -278,13 +287,61 @@ void mat_rows_int8(const KernelSet &kern, ThreadScratch &ts, const Mat &W, QActs
     }
 }
 
+// Y[t][r] (+)= W[r] . X[t] for rows [r0, r1), tokens [0, n), on the k-quant path: the same
+// scheme as mat_rows_int8 (in place for few tokens, else rows unpacked into L2 once).
+void mat_rows_kq(const KernelSet &kern, ThreadScratch &ts, const Mat &W, QActs qx, int n, float *Y, int64_t ldy, bool accumulate,
+                 int64_t r0, int64_t r1) {
+    const KqSet &kq = *kern.kq;
+    const int64_t K = W.cols, nsb = K / KQ_BLOCK, wbytes = nsb * KQ_W_BYTES;
+    auto put = [&](int64_t row, int64_t t, float v) {
+        float *y = Y + t * ldy + row;
+        *y = accumulate ? *y + v : v;
+    };
+    if (n <= kq.tile_tokens) {
+        float out[16];
+        for (int64_t r = r0; r < r1; r++) {
+            const uint8_t *pf = r + 2 < r1 ? W.row(r + 2) : nullptr;
+            kq.tile(W.dtype, W.row(r), K, qx.kq, qx.kq_stride, n, out, pf, pf ? (int64_t)W.row_bytes : 0);
+            for (int t = 0; t < n; t++) put(r, t, out[t]);
+        }
+        return;
+    }
+    const int R = kq.rows, QT = kq.tokens;
+    const int64_t block = std::max<int64_t>(R, INT8_PACK_BYTES / wbytes / R * R);
+    if (ts.packed.size() < (size_t)(block * wbytes)) ts.packed.resize((size_t)(block * wbytes));
+    uint8_t *packed = ts.packed.data();
+    float out[64];
+    const uint8_t *rp[16];
+    for (int64_t rb = r0; rb < r1; rb += block) {
+        const int64_t nr = std::min(block, r1 - rb);
+        for (int64_t i = 0; i < nr; i++) {
+            const int64_t ahead = rb + i + 2;
+            const uint8_t *pf = ahead < r1 ? W.row(ahead) : nullptr;
+            kq.pack(W.dtype, W.row(rb + i), K, packed + i * wbytes, pf, pf ? (int64_t)W.row_bytes : 0);
+        }
+        for (int64_t t0 = 0; t0 < n; t0 += QT) {
+            const int T = (int)std::min<int64_t>(QT, n - t0);
+            for (int64_t g = 0; g < nr; g += R) {
+                for (int i = 0; i < R; i++) rp[i] = packed + std::min<int64_t>(g + i, nr - 1) * wbytes;
+                kq.gemm(W.dtype, rp, nsb, qx.kq + t0 * qx.kq_stride, qx.kq_stride, T, out);
+                for (int t = 0; t < T; t++)
+                    for (int i = 0; i < R && g + i < nr; i++) put(rb + g + i, t0 + t, out[t * R + i]);
+            }
+        }
+    }
+}
+
 // ------------------------------------------------------------------ matrix products
 
-// Y[t][r] (+)= W[r] . X[t] for rows [r0, r1), tokens [0, n); qx: X quantized, for an int8 W.
+// Y[t][r] (+)= W[r] . X[t] for rows [r0, r1), tokens [0, n); qx: X quantized, for an int8 or k-quant W.
 void mat_rows(const KernelSet &kern, ThreadScratch &ts, const Mat &W, const float *X, int64_t ldx, QActs qx, int n,
               float *Y, int64_t ldy, bool accumulate, int64_t r0, int64_t r1) {
     if (uses_int8(kern, W)) {
         mat_rows_int8(kern, ts, W, qx, n, Y, ldy, accumulate, r0, r1);
+        return;
+    }
+    if (uses_kq(kern, W)) {
+        mat_rows_kq(kern, ts, W, qx, n, Y, ldy, accumulate, r0, r1);
         return;
     }
     const int64_t K = W.cols;
@@ -371,26 +428,37 @@ struct Seg {
 template <class F>
 void for_tokens(ModelState &ms, int n, int64_t work_per_token, F &&f);
 
-// X's n rows (K each) quantized into buf for the int8 path.
-QActs quantize_acts(ModelState &ms, std::vector<uint8_t> &buf, const float *X, int64_t ldx, int n, int64_t K) {
-    QActs q;
-    q.stride = int8_groups(K) * INT8_X_GROUP_BYTES;
-    if (buf.size() < (size_t)(n * q.stride)) buf.resize((size_t)(n * q.stride));
-    q.data = buf.data();
-    for_tokens(ms, n, K, [&](int j, int) { quantize_acts_row(X + j * ldx, K, buf.data() + j * q.stride); });
-    return q;
+// X's n rows (K each) quantized into q in the form a product with W needs, if it needs one that q
+// does not hold yet (into slot `slot` of the model's buffers).
+void quantize_acts(ModelState &ms, int slot, const float *X, int64_t ldx, int n, const Mat &W, QActs &q) {
+    const int64_t K = W.cols;
+    if (uses_int8(*ms.ks, W) && !q.data) {
+        std::vector<uint8_t> &buf = ms.qx[slot];
+        q.stride = int8_groups(K) * INT8_X_GROUP_BYTES;
+        if (buf.size() < (size_t)(n * q.stride)) buf.resize((size_t)(n * q.stride));
+        q.data = buf.data();
+        for_tokens(ms, n, K, [&](int j, int) { quantize_acts_row(X + j * ldx, K, buf.data() + j * q.stride); });
+    }
+    if (uses_kq(*ms.ks, W) && !q.kq) {
+        std::vector<uint8_t> &buf = ms.qk[slot];
+        q.kq_stride = K / KQ_BLOCK * KQ_X_BYTES;
+        if (buf.size() < (size_t)(n * q.kq_stride)) buf.resize((size_t)(n * q.kq_stride));
+        q.kq = buf.data();
+        for_tokens(ms, n, K, [&](int j, int) { kq_quantize_row(X + j * ldx, K, buf.data() + j * q.kq_stride); });
+    }
 }
 
 // Runs up to 3 products (sharing the token count n) as one parallel job.
 void matmul(ModelState &ms, Seg *segs, int n_segs, int n) {
     const int nth = ms.pool->size();
     int64_t total = 0;
-    for (int s = 0; s < n_segs; s++) { // activations quantized once per distinct input
-        if (!uses_int8(*ms.ks, *segs[s].W)) continue;
-        for (int e = 0; e < s && !segs[s].qx.data; e++)
-            if (segs[e].qx.data && segs[e].X == segs[s].X && segs[e].ldx == segs[s].ldx && segs[e].W->cols == segs[s].W->cols)
-                segs[s].qx = segs[e].qx;
-        if (!segs[s].qx.data) segs[s].qx = quantize_acts(ms, ms.qx[s], segs[s].X, segs[s].ldx, n, segs[s].W->cols);
+    for (int s = 0; s < n_segs; s++) { // activations quantized once per distinct input and form
+        for (int e = s - 1; e >= 0; e--)
+            if (segs[e].X == segs[s].X && segs[e].ldx == segs[s].ldx && segs[e].W->cols == segs[s].W->cols) {
+                segs[s].qx = segs[e].qx; // every form the earlier products took
+                break;
+            }
+        quantize_acts(ms, s, segs[s].X, segs[s].ldx, n, *segs[s].W, segs[s].qx);
     }
     for (int s = 0; s < n_segs; s++) {
         segs[s].chunk = chunk_rows(*segs[s].W, n, nth, ms.ks->tmax);
@@ -618,8 +686,9 @@ int prepare_scratch(spec_model *m, ModelState &ms, KvState &st, int32_t n, int32
         if (s.acc.size() < acc) s.acc.resize(acc);
         const size_t need = (size_t)G * ((size_t)max_keys + 1);
         if (s.scores.size() < need) s.scores.resize(need);
-        const size_t packed = (size_t)std::max<int64_t>(INT8_PACK_BYTES, 16 * int8_groups(ms.max_cols) * INT8_W_GROUP_BYTES);
-        if (kern.int8 && s.packed.size() < packed) s.packed.resize(packed); // mat_rows_int8's most
+        const size_t packed = (size_t)std::max<int64_t>({INT8_PACK_BYTES, 16 * int8_groups(ms.max_cols) * INT8_W_GROUP_BYTES,
+                                                         16 * (ms.max_cols / KQ_BLOCK) * KQ_W_BYTES});
+        if ((kern.int8 || kern.kq) && s.packed.size() < packed) s.packed.resize(packed); // mat_rows_int8's / mat_rows_kq's most
     }
     const int32_t rows = std::min(n, MAX_UBATCH);
     if (st.rows < rows) {
@@ -728,7 +797,8 @@ void ffn_block(const Pass &p, const Layer &L, int32_t nb) {
         const int64_t chunk = chunk_rows(L.gate, nb, p.nth, kern.tmax);
         const int tasks = (int)((F + chunk - 1) / chunk);
         QActs qxn;
-        if (uses_int8(kern, L.gate) || uses_int8(kern, L.up)) qxn = quantize_acts(ms, ms.qx[0], xn, E, nb, E);
+        quantize_acts(ms, 0, xn, E, nb, L.gate, qxn);
+        quantize_acts(ms, 0, xn, E, nb, L.up, qxn);
         ms.pool->parallel_for(tasks, [&](int task, int thread) {
             const int64_t r0 = task * chunk, r1 = std::min<int64_t>(F, r0 + chunk);
             mat_rows(kern, ms.scratch[thread], L.gate, xn, E, qxn, nb, g, F, false, r0, r1);
@@ -806,9 +876,12 @@ uint64_t model_scratch_bytes(const spec_model_config &c, int32_t kv_capacity) {
     const uint64_t max_cols = std::max<uint64_t>(E, F);
     const uint64_t per_thread = std::max<uint64_t>(16 * max_cols, MAX_CHUNK_FLOATS) * 4 + (MAX_CHUNK_ROWS + 16) * 16 * 16 * 4 +
                                 (uint64_t)(c.n_head / c.n_head_kv) * ((uint64_t)kv_capacity + 1) * 4 +
-                                (uint64_t)INT8_PACK_BYTES + 16 * (uint64_t)int8_groups((int64_t)max_cols) * INT8_W_GROUP_BYTES;
-    // the int8 path's quantized activations: one slice, for up to two inputs at once
-    const uint64_t quantized = 2 * rows * (uint64_t)int8_groups((int64_t)max_cols) * INT8_X_GROUP_BYTES;
+                                (uint64_t)INT8_PACK_BYTES +
+                                std::max<uint64_t>(16 * (uint64_t)int8_groups((int64_t)max_cols) * INT8_W_GROUP_BYTES,
+                                                   16 * (max_cols / KQ_BLOCK) * KQ_W_BYTES);
+    // the quantized activations: one slice, for up to two inputs at once, in the int8 path's form
+    // and the k-quant path's (a mixed file can need both for one input)
+    const uint64_t quantized = 2 * rows * ((uint64_t)int8_groups((int64_t)max_cols) * INT8_X_GROUP_BYTES + max_cols / KQ_BLOCK * KQ_X_BYTES);
     const uint64_t threads = std::max(1u, std::thread::hardware_concurrency());
     return activations + quantized + threads * per_thread;
 }

@@ -59,6 +59,24 @@ struct Int8Set {
                  const uint8_t *pf, int64_t pf_bytes) = nullptr;
 };
 
+// Int8 products for the k-quants (see kquant_dot.hpp for the layouts and the exact result): the
+// same shape as Int8Set, over super-blocks of 256 instead of groups of 512.
+struct KqSet {
+    const char *name;
+    int rows;        // weight rows per gemm call
+    int tokens;      // most tokens per gemm call
+    int tile_tokens; // most tokens per tile call
+    // One row of K elements (a multiple of 256) in dtype -> K/256 unpacked super-blocks of KQ_W_BYTES.
+    // pf (optional): pf_bytes of weights the caller reads next, prefetched along the way.
+    void (*pack)(int32_t dtype, const uint8_t *row, int64_t K, uint8_t *dst, const uint8_t *pf, int64_t pf_bytes);
+    // out[t*rows + r] = unpacked row r . quantized activation row t, for t < T (1..tokens); nsb
+    // super-blocks each, activation rows qx_stride bytes apart.
+    void (*gemm)(int32_t dtype, const uint8_t *const *rows, int64_t nsb, const uint8_t *qx, int64_t qx_stride, int T, float *out);
+    // The same products for one row read in place (GGUF blocks), out[t] for t < T (1..tile_tokens).
+    void (*tile)(int32_t dtype, const uint8_t *row, int64_t K, const uint8_t *qx, int64_t qx_stride, int T, float *out,
+                 const uint8_t *pf, int64_t pf_bytes);
+};
+
 struct KernelSet {
     const char *name;
     int tmax;     // most tokens one tile call takes
@@ -84,6 +102,7 @@ struct KernelSet {
     // dst (kv dtype) = src rounded to nearest even.
     void (*store_kv)(void *dst, const float *src, int64_t n, int32_t kv_dtype);
     const Int8Set *int8 = nullptr; // set by the kernel set's accessor
+    const KqSet *kq = nullptr;     // likewise, for the k-quants
 };
 
 // f16 -> f32 for every half, filled by init_tables() before any kernel runs: a quantized block's

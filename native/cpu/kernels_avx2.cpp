@@ -1,6 +1,7 @@
 // AVX2 kernels (avx2 + fma + f16c), for x86-64 CPUs without AVX-512 (see kernels.hpp).
 #include "int8_dot.hpp"
 #include "kernels.hpp"
+#include "kquant_dot.hpp"
 #include "../core/quant_blocks.hpp" // before any #pragma GCC target: compiled for the baseline
 
 #include "specula.h"
@@ -132,6 +133,14 @@ struct QI {
 #define INT8_T 2
 #include "kernels_int8.inc"
 
+#define KQ_VNNI 0
+#include "kernels_kquant_x86.inc"
+#undef KQ_VNNI
+#define KQ_NAME "avx2"
+#define KQ_R 2
+#define KQ_T 2
+#include "kernels_kquant.inc"
+
 } // namespace
 } // namespace specula::cpu
 
@@ -142,6 +151,7 @@ const KernelSet *kernels_avx2() {
     static const KernelSet ks = [] {
         KernelSet k = kernel_set;
         k.int8 = &int8_set;
+        k.kq = &kq_set;
         return k;
     }();
     return &ks;

@@ -1,6 +1,7 @@
 // AVX-512 kernels (avx512f/bw/vl + fma + f16c), used when the CPU has them (see kernels.hpp).
 #include "int8_dot.hpp"
 #include "kernels.hpp"
+#include "kquant_dot.hpp"
 #include "../core/quant_blocks.hpp" // before any #pragma GCC target: compiled for the baseline
 
 #include "specula.h"
@@ -132,6 +133,14 @@ struct QI : QI512 {
 #define INT8_R 4
 #define INT8_T 4
 #include "kernels_int8.inc"
+
+#define KQ_VNNI 0
+#include "kernels_kquant_x86.inc"
+#undef KQ_VNNI
+#define KQ_NAME "avx512"
+#define KQ_R 2
+#define KQ_T 4
+#include "kernels_kquant.inc"
 } // namespace bw
 
 } // namespace
@@ -204,6 +213,14 @@ struct QI : QI512 {
 #define INT8_R 4
 #define INT8_T 4
 #include "kernels_int8.inc"
+
+#define KQ_VNNI 1
+#include "kernels_kquant_x86.inc"
+#undef KQ_VNNI
+#define KQ_NAME "avx512-vnni"
+#define KQ_R 2
+#define KQ_T 4
+#include "kernels_kquant.inc"
 
 // Few tokens without packing: a Q8_0 / Q4_0 row read in place, each group of 16 blocks transposed in
 // registers into int8_gemm's layout (block j and j + 8 share a register, then two 8x8 dword
@@ -293,6 +310,7 @@ const KernelSet *kernels_avx512() {
     static const KernelSet ks = [] {
         KernelSet k = kernel_set;
         k.int8 = &bw::int8_set;
+        k.kq = &bw::kq_set;
         return k;
     }();
     return &ks;
@@ -302,6 +320,7 @@ const KernelSet *kernels_avx512_vnni() {
         KernelSet k = kernel_set;
         k.name = "avx512-vnni";
         k.int8 = &vnni::int8_set_tiled;
+        k.kq = &vnni::kq_set;
         return k;
     }();
     return &ks;

@@ -1,6 +1,7 @@
 // Scalar kernels for the baseline target: any x86-64 (or other) CPU (see kernels.hpp).
 #include "int8_dot.hpp"
 #include "kernels.hpp"
+#include "kquant_dot.hpp"
 #include "../core/quant_blocks.hpp" // before any #pragma GCC target: compiled for the baseline
 
 #include "specula.h"
@@ -125,12 +126,76 @@ struct QI {
 #define INT8_T 2
 #include "kernels_int8.inc"
 
+// The k-quant products in plain integers, as kquant_dot.hpp defines them.
+struct KQ {
+    struct Row {
+        uint8_t b[KQ_W_BYTES];
+    };
+    struct MemRow {
+        const uint8_t *p;
+    };
+    struct Acc {
+        float v[8];
+    };
+    static inline const uint8_t *bytes(const Row &r) { return r.b; }
+    static inline const uint8_t *bytes(const MemRow &r) { return r.p; }
+    static inline void unpack(int32_t dtype, const uint8_t *blk, Row &r) { kq_unpack_generic(dtype, blk, r.b); }
+    static inline void store(const Row &r, uint8_t *dst) { __builtin_memcpy(dst, r.b, KQ_W_BYTES); }
+    static inline Acc fzero() { return Acc{}; }
+    static inline float fsum(const Acc &a) { return kq_lane_sum(a.v); }
+    static inline int16_t i16(const uint8_t *p, int i) {
+        int16_t v;
+        __builtin_memcpy(&v, p + 2 * i, 2);
+        return v;
+    }
+    template <int R, int T, bool MIN, class W>
+    static inline void sb(const W *const *w, const uint8_t *const *x, Acc (&F)[R][T]) {
+        for (int r = 0; r < R; r++) {
+            const uint8_t *wb = bytes(*w[r]);
+            float d, dmin;
+            __builtin_memcpy(&d, wb + KQ_W_D, 4);
+            __builtin_memcpy(&dmin, wb + KQ_W_DMIN, 4);
+            for (int t = 0; t < T; t++) {
+                const int8_t *xq = (const int8_t *)x[t];
+                float dx;
+                __builtin_memcpy(&dx, x[t] + KQ_X_D, 4);
+                for (int l = 0; l < 8; l++) {
+                    int32_t a = 0;
+                    for (int k = 0; k < 8; k++)
+                        for (int i = 0; i < 4; i++) {
+                            const int e = 32 * k + 4 * l + i;
+                            a += (int32_t)i16(wb + KQ_W_SC, e / 16) * wb[e] * xq[e];
+                        }
+                    const int32_t c = (int32_t)i16(wb + KQ_W_CR, 2 * l) * i16(x[t] + KQ_X_BSUM, 2 * l) +
+                                      (int32_t)i16(wb + KQ_W_CR, 2 * l + 1) * i16(x[t] + KQ_X_BSUM, 2 * l + 1);
+                    // separate statements, and this file is built with -ffp-contract=off
+                    const float ddx = d * dx;
+                    if (!MIN) {
+                        const float term = ddx * (float)(a - c);
+                        F[r][t].v[l] = F[r][t].v[l] + term;
+                    } else {
+                        const float dmx = dmin * dx;
+                        const float term = ddx * (float)a, mterm = dmx * (float)c;
+                        F[r][t].v[l] = F[r][t].v[l] + term;
+                        F[r][t].v[l] = F[r][t].v[l] - mterm;
+                    }
+                }
+            }
+        }
+    }
+};
+#define KQ_NAME "scalar"
+#define KQ_R 2
+#define KQ_T 2
+#include "kernels_kquant.inc"
+
 } // namespace
 
 const KernelSet *kernels_scalar() {
     static const KernelSet ks = [] {
         KernelSet k = kernel_set;
         k.int8 = &int8_set;
+        k.kq = &kq_set;
         return k;
     }();
     return &ks;

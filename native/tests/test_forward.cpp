@@ -14,6 +14,7 @@
 #include "check.h"
 #include "model_fixture.hpp"
 #include "../cpu/int8_dot.hpp"
+#include "../cpu/kquant_dot.hpp"
 
 namespace {
 
@@ -34,9 +35,23 @@ struct Reference {
 
     // The activations a product multiplies: for Q8_0 / Q4_0 weights the cpu backend quantizes
     // them per block of 32 (int8_dot.hpp), so the reference multiplies the same quantized values.
+    // The k-quants likewise per super-block of 256 (kquant_dot.hpp, llama.cpp's q8_K).
     static std::vector<double> product_input(const Weight &w, const std::vector<double> &x) {
-        if (w.dtype != SPEC_DTYPE_Q8_0 && w.dtype != SPEC_DTYPE_Q4_0) return x;
         using namespace specula::cpu;
+        if (kq_is_kquant(w.dtype)) {
+            std::vector<float> xf(x.begin(), x.end());
+            std::vector<uint8_t> q((size_t)(w.cols / KQ_BLOCK * KQ_X_BYTES));
+            kq_quantize_row(xf.data(), w.cols, q.data());
+            std::vector<double> out(x.size());
+            for (int64_t k = 0; k < w.cols; k++) {
+                const uint8_t *b = q.data() + (k / KQ_BLOCK) * KQ_X_BYTES;
+                float d;
+                std::memcpy(&d, b + KQ_X_D, 4);
+                out[(size_t)k] = (double)(int8_t)b[k % KQ_BLOCK] * d;
+            }
+            return out;
+        }
+        if (w.dtype != SPEC_DTYPE_Q8_0 && w.dtype != SPEC_DTYPE_Q4_0) return x;
         std::vector<float> xf(x.begin(), x.end());
         std::vector<uint8_t> q((size_t)(int8_groups(w.cols) * INT8_X_GROUP_BYTES));
         quantize_acts_row(xf.data(), w.cols, q.data());
@@ -483,7 +498,8 @@ void test_threads(spec_context *ctx, const ModelSpec &s) {
 // on what the others are: the lossless checks rest on it. Q8_0 and Q4_0 weights (the int8 path,
 // whose activations are quantized per token) at widths with several padded int8 groups; the
 // token under test sits at the front, in the middle or at the end of batches of 1 to 21 siblings.
-void test_batch_composition(spec_context *ctx) {
+// The k-quants (their own int8 path, per super-block of 256) likewise, every k-quant type in one mix.
+void test_batch_composition(spec_context *ctx, bool kquants) {
     spec_model_config c = base_config();
     c.n_embd = 544;  // one full group of 512 and a padded one
     c.n_head = 8;
@@ -493,9 +509,17 @@ void test_batch_composition(spec_context *ctx) {
     c.n_vocab = 200;
     c.n_layer = 2;
     c.kv_dtype = SPEC_DTYPE_F16;
-    ModelSpec s = spec_all("batch composition q8_0/q4_0", c, SPEC_DTYPE_Q8_0, SPEC_DTYPE_F32, false, 51);
-    s.mat_dtype[SPEC_W_FFN_UP] = SPEC_DTYPE_Q4_0;
-    s.mat_dtype[SPEC_W_ATTN_V] = SPEC_DTYPE_Q4_0;
+    if (kquants) { // rows of whole super-blocks
+        c.n_embd = 512;
+        c.head_dim = 64;
+        c.n_ff = 768;
+    }
+    ModelSpec s = kquants ? kquant_mix("batch composition k-quants", c, 53)
+                          : spec_all("batch composition q8_0/q4_0", c, SPEC_DTYPE_Q8_0, SPEC_DTYPE_F32, false, 51);
+    if (!kquants) {
+        s.mat_dtype[SPEC_W_FFN_UP] = SPEC_DTYPE_Q4_0;
+        s.mat_dtype[SPEC_W_ATTN_V] = SPEC_DTYPE_Q4_0;
+    }
     TestModel tm = make_model(s);
     spec_model *model = load_model(ctx, tm);
     if (!model) return;
@@ -526,7 +550,8 @@ void test_batch_composition(spec_context *ctx) {
         spec_kv_destroy(kv);
     }
     CHECK(differing == 0);
-    printf("  batch composition (q8_0/q4_0, 1-21 tokens, 3 places, 1-2 threads): %d calls, %d differ\n", calls, differing);
+    printf("  batch composition (%s, 1-21 tokens, 3 places, 1-2 threads): %d calls, %d differ\n", kquants ? "q2_k..q6_k" : "q8_0/q4_0", calls,
+           differing);
     CHECK_OK(spec_context_set_threads(ctx, 0));
     spec_model_destroy(model);
 }
@@ -644,7 +669,8 @@ int main(void) {
         test_tree(k, 1e-3);
         test_prompt_vs_steps(k);
         spec_model_destroy(k.model);
-        test_batch_composition(ctx);
+        test_batch_composition(ctx, false);
+        test_batch_composition(ctx, true);
     }
     unsetenv("SPECULA_CPU_ISA");
     spec_model_config c = base_config();
