@@ -148,7 +148,7 @@ struct KQ {
         __builtin_memcpy(&v, p + 2 * i, 2);
         return v;
     }
-    template <int R, int T, bool MIN, class W>
+    template <int R, int T, bool MIN, bool UNI, class W>
     static inline void sb(const W *const *w, const uint8_t *const *x, Acc (&F)[R][T]) {
         for (int r = 0; r < R; r++) {
             const uint8_t *wb = bytes(*w[r]);

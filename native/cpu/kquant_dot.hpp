@@ -59,6 +59,8 @@ inline bool kq_is_kquant(int32_t dtype) {
 }
 // Whether the format subtracts dmin * min (else its correction belongs to the d term).
 inline bool kq_has_min(int32_t dtype) { return dtype == SPEC_DTYPE_Q2_K || dtype == SPEC_DTYPE_Q4_K || dtype == SPEC_DTYPE_Q5_K; }
+// Whether both sub-blocks of 16 of every chunk of 32 share one scale (the formats with scales per 32).
+inline bool kq_chunk_uniform(int32_t dtype) { return dtype == SPEC_DTYPE_Q4_K || dtype == SPEC_DTYPE_Q5_K; }
 inline int kq_block_bytes(int32_t dtype) {
     switch (dtype) {
     case SPEC_DTYPE_Q2_K: return 84;
