@@ -252,9 +252,10 @@ public final class ModelWeights {
                 }
             }
             // Biases: always for qwen2; for llama, used when a checkpoint has them, but only as a full set.
+            if (!c.arch().allowsQkvBias()) continue;
             int present = 0;
             for (WeightRole role : biases) present += source.has(names.of(role, layer)) ? 1 : 0;
-            if (c.requiresQkvBias() || (present > 0 && c.arch().allowsQkvBias())) {
+            if (c.requiresQkvBias() || present > 0) {
                 for (WeightRole role : biases) add(weights, missing, problems, source, c, names.of(role, layer), role, layer);
             }
         }

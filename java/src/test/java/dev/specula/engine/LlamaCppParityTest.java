@@ -113,13 +113,13 @@ class LlamaCppParityTest {
      * qwen3 (q/k norms, a head size of 48 beside n_embd / n_head = 16) and gemma3 (scaled embeddings, q/k and
      * post-block norms, GELU-tanh, local layers with a window of 8 over the 32-token prompt and every sixth layer
      * global with its own RoPE base, tied output), F32 and a Q4_K_M mix each. On F32 the bound is the issue's
-     * 1e-3 for qwen3; gemma3's GELU is computed by llama.cpp through an f16 lookup table, hence 1e-2 there.
+     * 1e-3 for qwen3 (measured 2.7e-6); gemma3's GELU is computed by llama.cpp through an f16 lookup table, hence 5e-3 there (measured 2.0e-3).
      */
     @ParameterizedTest(name = "{0} {1}")
     @CsvSource({
         "qwen3,  F32,    1e-3",
         "qwen3,  Q4_K_M, 3e-1",
-        "gemma3, F32,    1e-2",
+        "gemma3, F32,    5e-3",
         "gemma3, Q4_K_M, 3e-1",
     })
     void qwen3AndGemma3MatchLlamaCpp(String arch, String type, double tolerance) {
