@@ -1,8 +1,14 @@
-// The cpu backend's transformer (llama / qwen2 conventions, as llama.cpp runs them):
+// The cpu backend's transformer (llama / qwen2 / qwen3 / gemma3 conventions, as llama.cpp runs them):
 //
 //   x = embd[token]; per layer: n = rmsnorm(x)*attn_norm; q,k,v = W n (+ bias); rope(q, k);
 //   x += Wo attention(q, K, V); n = rmsnorm(x)*ffn_norm; x += Wdown(silu(Wgate n) * Wup n);
 //   logits = Woutput (rmsnorm(x)*output_norm)
+//
+// qwen3 and gemma3 normalize each head of q and k (one head-sized weight) before rope. gemma3 scales
+// the embeddings by sqrt(n_embd), uses gelu_tanh instead of silu, and normalizes each block's output
+// (post-attention / post-FFN norm) before adding it to x. With a sliding window, a local layer's token
+// at position p attends only to keys at positions > p - window (local_key_sets), with the local rope
+// when rope_theta_local is set; global layers see every key.
 //
 // Weights are read in place from the caller's memory (only norms and biases, which are tiny,
 // are converted to f32 once). Every matrix product reads each weight row once per call, for

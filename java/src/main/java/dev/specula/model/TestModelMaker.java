@@ -16,7 +16,7 @@ import java.util.Map;
 import java.util.SplittableRandom;
 
 /**
- * Writes GGUF models with seeded random weights, of any size, for tests and benchmarks: llama or qwen2
+ * Writes GGUF models with seeded random weights, of any size, for tests and benchmarks: llama, qwen2, qwen3 or gemma3
  * architecture, matrices all of one type (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K to Q6_K) or typed as
  * llama.cpp's quantizer types a file of a {@link LlamaFileType} such as Q4_K_M (norms and biases stay F32, as llama.cpp keeps them),
  * tied or untied output, and the tokenizer metadata a caller supplies. The same settings and seed always give
