@@ -65,6 +65,30 @@ SPEC_HD void rope_rotate(float x0, float x1, float c, float s, float &y0, float 
     y1 = km::fadd(km::fmul(x0, s), km::fmul(x1, c));
 }
 
+// ---------------------------------------------------------------- local and global layers (ABI 0.8)
+
+// Whether layer l attends within the sliding window (a "local" layer) rather than to every key.
+inline bool is_local_layer(const spec_model_config &c, int32_t l) {
+    if (c.sliding_window <= 0) return false;
+    return c.swa_pattern <= 0 || (l + 1) % c.swa_pattern != 0;
+}
+
+// The rope of local layers, as a config the functions above take: rope_theta_local without scaling
+// when it is set, else the global layers' own.
+inline spec_model_config local_rope_config(const spec_model_config &c) {
+    spec_model_config l = c;
+    if (c.rope_theta_local > 0.0f) {
+        l.rope_theta = c.rope_theta_local;
+        l.rope_scaling = SPEC_ROPE_SCALING_NONE;
+    }
+    return l;
+}
+
+// The softmax scale of q.k.
+inline float attention_scale(const spec_model_config &c) {
+    return c.attn_scale > 0.0f ? c.attn_scale : 1.0f / std::sqrt((float)c.head_dim);
+}
+
 // ---------------------------------------------------------------- elementwise
 
 // The factor rmsnorm multiplies a row by, from its sum of squares (accumulated in double).
@@ -80,6 +104,13 @@ SPEC_HD float silu(float x) {
 #else
     return x / (1.0f + std::exp(-x));
 #endif
+}
+
+// gelu with the tanh approximation (gemma's FFN activation), in float:
+// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+inline float gelu_tanh(float x) {
+    const float sqrt_2_over_pi = 0.79788456080286535588f;
+    return 0.5f * x * (1.0f + std::tanh(sqrt_2_over_pi * x * (1.0f + 0.044715f * x * x)));
 }
 
 // Element k of a weight row, exactly: F32, F16, BF16, the GGML blocks of Q8_0 / Q4_0 as the

@@ -3,6 +3,7 @@
 #include "abi_guard.hpp"
 #include "quant_blocks.hpp"
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
@@ -106,7 +107,9 @@ bool is_global_role(int32_t role) {
 const char *role_name(int32_t role) {
     static const char *names[] = {"token_embd", "output_norm", "output",  "attn_norm", "attn_q",
                                   "attn_k",     "attn_v",      "attn_out", "attn_q_bias", "attn_k_bias",
-                                  "attn_v_bias", "ffn_norm",   "ffn_gate", "ffn_up",    "ffn_down"};
+                                  "attn_v_bias", "ffn_norm",   "ffn_gate", "ffn_up",    "ffn_down",
+                                  "attn_q_norm", "attn_k_norm", "attn_post_norm", "ffn_post_norm"};
+    static_assert(sizeof(names) / sizeof(names[0]) == SPEC_W_ROLE_COUNT, "a name per role");
     return role >= 0 && role < SPEC_W_ROLE_COUNT ? names[role] : "unknown";
 }
 
@@ -128,6 +131,8 @@ spec_status weight_shape(const spec_model_config &c, int32_t role, int32_t layer
     case SPEC_W_ATTN_K_BIAS: case SPEC_W_ATTN_V_BIAS: *rows = 1; *cols = kv; break;
     case SPEC_W_FFN_GATE: case SPEC_W_FFN_UP: *rows = c.n_ff; *cols = c.n_embd; break;
     case SPEC_W_FFN_DOWN: *rows = c.n_embd; *cols = c.n_ff; break;
+    case SPEC_W_ATTN_Q_NORM: case SPEC_W_ATTN_K_NORM: *rows = 1; *cols = c.head_dim; break;
+    case SPEC_W_ATTN_POST_NORM: case SPEC_W_FFN_POST_NORM: *rows = 1; *cols = c.n_embd; break;
     default: FAIL(err, SPEC_ERR_INTERNAL, "weight role %d has no shape rule", role);
     }
     return SPEC_OK;
@@ -136,12 +141,44 @@ spec_status weight_shape(const spec_model_config &c, int32_t role, int32_t layer
 bool role_required(const spec_model_config &c, int32_t role) {
     switch (role) {
     case SPEC_W_ATTN_Q_BIAS: case SPEC_W_ATTN_K_BIAS: case SPEC_W_ATTN_V_BIAS: return c.arch == SPEC_ARCH_QWEN2;
+    case SPEC_W_ATTN_Q_NORM: case SPEC_W_ATTN_K_NORM: return c.arch == SPEC_ARCH_QWEN3 || c.arch == SPEC_ARCH_GEMMA3;
+    case SPEC_W_ATTN_POST_NORM: case SPEC_W_FFN_POST_NORM: return c.arch == SPEC_ARCH_GEMMA3;
     default: return true;
     }
 }
 
+// Whether an architecture has a role at all: q/k/v biases are optional on llama, required on qwen2;
+// the norms of ABI 0.8 belong only to the architectures that require them (a weight an arch would
+// silently ignore is refused instead).
+bool role_allowed(const spec_model_config &c, int32_t role) {
+    switch (role) {
+    case SPEC_W_ATTN_Q_BIAS: case SPEC_W_ATTN_K_BIAS: case SPEC_W_ATTN_V_BIAS: return c.arch == SPEC_ARCH_LLAMA || c.arch == SPEC_ARCH_QWEN2;
+    default: return role_required(c, role) || role < SPEC_W_ATTN_Q_NORM;
+    }
+}
+
+const char *arch_name(int32_t arch) {
+    switch (arch) {
+    case SPEC_ARCH_LLAMA: return "llama";
+    case SPEC_ARCH_QWEN2: return "qwen2";
+    case SPEC_ARCH_QWEN3: return "qwen3";
+    case SPEC_ARCH_GEMMA3: return "gemma3";
+    default: return "unknown";
+    }
+}
+
+// What the cuda backend cannot run yet (ABI 0.8's architectures and sliding windows have no kernels
+// there), refused at finalize with the missing feature named; nullptr when it can.
+const char *cuda_missing_feature(const spec_model_config &c) {
+    if (c.arch == SPEC_ARCH_QWEN3) return "qwen3's per-head q/k RMSNorm";
+    if (c.arch == SPEC_ARCH_GEMMA3) return "gemma3 (q/k norms, post-block norms, GELU FFN, local/global layers)";
+    if (c.sliding_window > 0) return "sliding-window attention";
+    if (c.attn_scale != 0.0f) return "a softmax scale other than 1/sqrt(head_dim)";
+    return nullptr;
+}
+
 spec_status validate_config(const spec_model_config &c, Failure &err) {
-    if (c.arch != SPEC_ARCH_LLAMA && c.arch != SPEC_ARCH_QWEN2) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "unknown arch %d", c.arch);
+    if (c.arch < SPEC_ARCH_LLAMA || c.arch > SPEC_ARCH_GEMMA3) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "unknown arch %d", c.arch);
     struct { const char *name; int32_t v; int32_t max; } dims[] = {
         {"n_vocab", c.n_vocab, 1 << 22}, {"n_embd", c.n_embd, 1 << 16}, {"n_layer", c.n_layer, 1024},
         {"n_head", c.n_head, 1024},       {"n_head_kv", c.n_head_kv, 1024}, {"head_dim", c.head_dim, 1024},
@@ -164,6 +201,12 @@ spec_status validate_config(const spec_model_config &c, Failure &err) {
         FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "llama3 rope scaling needs rope_orig_ctx > 0 and 0 < low_freq_factor < high_freq_factor");
     if (c.kv_dtype != SPEC_DTYPE_F32 && c.kv_dtype != SPEC_DTYPE_F16 && c.kv_dtype != SPEC_DTYPE_BF16)
         FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "kv_dtype %d must be F32, F16 or BF16", c.kv_dtype);
+    if (c.sliding_window < 0) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "sliding_window %d is negative", c.sliding_window);
+    if (c.swa_pattern < 0) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "swa_pattern %d is negative", c.swa_pattern);
+    if (!(c.rope_theta_local >= 0.0f) || std::isinf(c.rope_theta_local))
+        FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "rope_theta_local %g must be 0 or positive", (double)c.rope_theta_local);
+    if (!(c.attn_scale >= 0.0f) || std::isinf(c.attn_scale))
+        FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "attn_scale %g must be 0 or positive", (double)c.attn_scale);
     return SPEC_OK;
 }
 
@@ -409,6 +452,8 @@ SPEC_API spec_status spec_model_set_weight(spec_model *model, int32_t role, int3
         int64_t er = 0, ec = 0;
         if (weight_shape(model->config, role, layer, &er, &ec, err)) return err.status;
         if (!data) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "weight %s: data is null", role_name(role));
+        if (!role_allowed(model->config, role))
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "weight %s is not part of a %s model", role_name(role), arch_name(model->config.arch));
         if (rows != er || cols != ec)
             FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "weight %s (layer %d): shape [%lld x %lld], expected [%lld x %lld]", role_name(role),
                  layer, (long long)rows, (long long)cols, (long long)er, (long long)ec);
@@ -452,6 +497,10 @@ SPEC_API spec_status spec_model_finalize(spec_model *model) {
             int n = !!model->weights[SPEC_W_ATTN_Q_BIAS][l].data + !!model->weights[SPEC_W_ATTN_K_BIAS][l].data +
                     !!model->weights[SPEC_W_ATTN_V_BIAS][l].data;
             if (n != 0 && n != 3) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "layer %d has %d of the 3 q/k/v biases", l, n);
+        }
+        if (std::strcmp(model->ctx->backend->name(), "cuda") == 0) {
+            if (const char *missing = cuda_missing_feature(model->config))
+                FAIL(err, SPEC_ERR_UNSUPPORTED, "cuda: the cuda backend does not run %s yet (use the cpu backend)", missing);
         }
         spec_status st = model->ctx->backend->model_finalize(model, err);
         if (st == SPEC_OK) model->finalized = true;

@@ -1,8 +1,14 @@
-// The cpu backend's transformer (llama / qwen2 conventions, as llama.cpp runs them):
+// The cpu backend's transformer (llama / qwen2 / qwen3 / gemma3 conventions, as llama.cpp runs them):
 //
 //   x = embd[token]; per layer: n = rmsnorm(x)*attn_norm; q,k,v = W n (+ bias); rope(q, k);
 //   x += Wo attention(q, K, V); n = rmsnorm(x)*ffn_norm; x += Wdown(silu(Wgate n) * Wup n);
 //   logits = Woutput (rmsnorm(x)*output_norm)
+//
+// qwen3 and gemma3 normalize each head of q and k (one head-sized weight) before rope. gemma3 scales
+// the embeddings by sqrt(n_embd), uses gelu_tanh instead of silu, and normalizes each block's output
+// (post-attention / post-FFN norm) before adding it to x. With a sliding window, a local layer's token
+// at position p attends only to keys at positions > p - window (local_key_sets), with the local rope
+// when rope_theta_local is set; global layers see every key.
 //
 // Weights are read in place from the caller's memory (only norms and biases, which are tiny,
 // are converted to f32 once). Every matrix product reads each weight row once per call, for
@@ -64,6 +70,10 @@ struct Layer {
     Mat wq, wk, wv, wo, gate, up, down;
     const float *attn_norm = nullptr, *ffn_norm = nullptr;
     const float *bq = nullptr, *bk = nullptr, *bv = nullptr;
+    // ABI 0.8: per-head q/k norms (qwen3, gemma3), the blocks' output norms (gemma3), and whether the
+    // layer attends within the sliding window (with the local rope).
+    const float *q_norm = nullptr, *k_norm = nullptr, *post_attn_norm = nullptr, *post_ffn_norm = nullptr;
+    bool local = false;
 };
 
 struct ThreadScratch {
@@ -81,6 +91,10 @@ struct ModelState {
     std::vector<std::vector<float>> vectors; // the f32 copies of norms and biases
     std::vector<double> inv_freq;            // rope: rope_dims/2 frequencies, llama3 scaling applied
     double pos_scale = 1.0;                  // rope: linear scaling
+    std::vector<double> inv_freq_local;      // the local layers' rope, when it differs (rope_theta_local)
+    double pos_scale_local = 1.0;
+    bool local_rope = false;
+    bool gemma = false;                      // gemma3: scaled embeddings, gelu FFN, post-block norms
     int64_t max_cols = 0;
 
     std::mutex mu; // one forward at a time per model: the pool and the scratch below are shared
@@ -161,8 +175,12 @@ struct KvState {
     int32_t rows = 0;
     std::vector<float> x, xn, q, k, v, att, g, u;
     std::vector<float> rope; // [rows][rope_dims/2][cos, sin]
+    std::vector<float> rope_local; // the same for local layers when their rope differs
     // Each token's keys as runs of cache slots: run_data[2*run_first[i] ...], run_count[i] pairs.
     std::vector<int32_t> run_first, run_count, run_data, n_keys;
+    // With a sliding window, the keys of local layers: the above less those at or before p - window.
+    std::vector<int32_t> lrun_first, lrun_count, lrun_data, ln_keys;
+    std::vector<int32_t> slot_pos; // [capacity]: the position each cache slot's key was computed at
 
     uint8_t *kcache(int l) const { return mem + (uint64_t)(2 * l) * layer_bytes; }
     uint8_t *vcache(int l) const { return mem + (uint64_t)(2 * l + 1) * layer_bytes; }
@@ -575,11 +593,24 @@ void place_vectors(spec_model *m, ModelState &ms) {
         L.bq = vec(SPEC_W_ATTN_Q_BIAS, l);
         L.bk = vec(SPEC_W_ATTN_K_BIAS, l);
         L.bv = vec(SPEC_W_ATTN_V_BIAS, l);
+        L.q_norm = vec(SPEC_W_ATTN_Q_NORM, l);
+        L.k_norm = vec(SPEC_W_ATTN_K_NORM, l);
+        L.post_attn_norm = vec(SPEC_W_ATTN_POST_NORM, l);
+        L.post_ffn_norm = vec(SPEC_W_FFN_POST_NORM, l);
+        L.local = mm::is_local_layer(c, l);
     }
     const int rd = mm::rope_dims(c);
     ms.inv_freq.resize(rd / 2);
     for (int i = 0; i < rd / 2; i++) ms.inv_freq[i] = mm::rope_inv_freq(c, i);
     ms.pos_scale = mm::rope_pos_scale(c);
+    ms.gemma = c.arch == SPEC_ARCH_GEMMA3;
+    ms.local_rope = c.sliding_window > 0 && c.rope_theta_local > 0.0f;
+    if (ms.local_rope) {
+        const spec_model_config lc = mm::local_rope_config(c);
+        ms.inv_freq_local.resize(rd / 2);
+        for (int i = 0; i < rd / 2; i++) ms.inv_freq_local[i] = mm::rope_inv_freq(lc, i);
+        ms.pos_scale_local = mm::rope_pos_scale(lc);
+    }
 }
 
 // ------------------------------------------------------------------ forward, in stages
@@ -612,11 +643,44 @@ struct Pass {
         : ms(*(ModelState *)m->backend_state), st(*(KvState *)kv->backend_state), c(m->config), kern(*ms.ks), a(args),
           nth(n_threads), n(args.n_tokens), C(kv->committed), E(c.n_embd), D(c.head_dim), Hq(c.n_head), Hkv(c.n_head_kv),
           F(c.n_ff), V(c.n_vocab), G(Hq / Hkv), QD(Hq * D), KD(Hkv * D), RD(c.rope_dims), neox(c.rope_style == SPEC_ROPE_NEOX),
-          scale(1.0f / std::sqrt((float)D)), es(dtype_size(c.kv_dtype)),
+          scale(mm::attention_scale(c)), es(dtype_size(c.kv_dtype)),
           logits(args.logits_mode != SPEC_LOGITS_NONE ? (float *)args.logits->ptr : nullptr),
           exit_hidden(args.exit_hidden ? (float *)args.exit_hidden->ptr : nullptr),
           exit_logits(args.exit_logits ? (float *)args.exit_logits->ptr : nullptr) {}
 };
+
+// With a sliding window: each token's keys for local layers, the slots of its key set whose
+// position is above its own minus the window, in the same order (so that a token's local keys, like
+// its global ones, do not depend on where in a tree it sits).
+void local_key_sets(KvState &st, const spec_forward_args &a, int32_t window) {
+    const int32_t n = a.n_tokens;
+    st.lrun_first.resize(n);
+    st.lrun_count.resize(n);
+    st.ln_keys.resize(n);
+    st.lrun_data.clear();
+    for (int32_t i = 0; i < n; i++) {
+        const int64_t lowest = (int64_t)a.positions[i] - window; // keys at positions > lowest
+        const int32_t first = (int32_t)(st.lrun_data.size() / 2);
+        int32_t count = 0, keys = 0;
+        for (int32_t r = 0; r < st.run_count[i]; r++) {
+            const int32_t s0 = st.run_data[2 * (st.run_first[i] + r)], len = st.run_data[2 * (st.run_first[i] + r) + 1];
+            for (int32_t s = s0; s < s0 + len; s++) {
+                if (st.slot_pos[s] <= lowest) continue;
+                keys++;
+                if (count > 0 && st.lrun_data[2 * (first + count - 1)] + st.lrun_data[2 * (first + count - 1) + 1] == s) {
+                    st.lrun_data[2 * (first + count - 1) + 1]++;
+                } else {
+                    st.lrun_data.push_back(s);
+                    st.lrun_data.push_back(1);
+                    count++;
+                }
+            }
+        }
+        st.lrun_first[i] = first;
+        st.lrun_count[i] = count;
+        st.ln_keys[i] = keys;
+    }
+}
 
 // Every token's keys: the committed prefix, its ancestors among the new tokens, itself. Returns
 // the most keys any token has.
@@ -627,6 +691,7 @@ int32_t key_sets(KvState &st, const spec_forward_args &a, int32_t C) {
     st.n_keys.resize(n);
     st.run_data.clear();
     int32_t max_keys = 0;
+    for (int32_t i = 0; i < n; i++) st.slot_pos[C + i] = a.positions[i];
     for (int32_t i = 0; i < n; i++) {
         const int32_t p = a.parents[i];
         const int32_t first = (int32_t)(st.run_data.size() / 2);
@@ -701,6 +766,7 @@ int prepare_scratch(spec_model *m, ModelState &ms, KvState &st, int32_t n, int32
         st.g.resize((size_t)rows * F);
         st.u.resize((size_t)rows * F);
         st.rope.resize((size_t)rows * RD);
+        if (ms.local_rope) st.rope_local.resize((size_t)rows * RD);
         st.rows = rows;
     }
     return nth;
@@ -711,12 +777,25 @@ void embed(const Pass &p, int32_t u0, int32_t nb) {
     float *x = p.st.x.data();
     for (int32_t j = 0; j < nb; j++) {
         const int32_t tok = p.a.tokens[u0 + j];
-        p.kern.dequant(p.ms.embd.dtype, p.ms.embd.row(tok), p.E, x + (int64_t)j * p.E);
+        float *xj = x + (int64_t)j * p.E;
+        p.kern.dequant(p.ms.embd.dtype, p.ms.embd.row(tok), p.E, xj);
+        if (p.ms.gemma) { // gemma scales its embeddings by sqrt(n_embd), rounded to float first as llama.cpp does
+            const float s = std::sqrt((float)p.E);
+            for (int32_t e = 0; e < p.E; e++) xj[e] *= s;
+        }
         float *cs = p.st.rope.data() + (int64_t)j * p.RD;
         for (int32_t i = 0; i < p.RD / 2; i++) {
             const double ang = mm::rope_angle(p.a.positions[u0 + j], p.ms.pos_scale, p.ms.inv_freq[i]);
             cs[2 * i] = (float)std::cos(ang);
             cs[2 * i + 1] = (float)std::sin(ang);
+        }
+        if (p.ms.local_rope) {
+            float *lcs = p.st.rope_local.data() + (int64_t)j * p.RD;
+            for (int32_t i = 0; i < p.RD / 2; i++) {
+                const double ang = mm::rope_angle(p.a.positions[u0 + j], p.ms.pos_scale_local, p.ms.inv_freq_local[i]);
+                lcs[2 * i] = (float)std::cos(ang);
+                lcs[2 * i + 1] = (float)std::sin(ang);
+            }
         }
     }
 }
@@ -728,6 +807,25 @@ void output_head(const Pass &p, const float *rows_x, int32_t count, float *dst) 
     for_tokens(p.ms, count, E, [&](int j, int) { rmsnorm(rows_x + (int64_t)j * E, p.ms.output_norm, xn + (int64_t)j * E, E, p.c.rms_eps); });
     Seg s{&p.ms.output, xn, E, dst, p.V, false};
     matmul(p.ms, &s, 1, count);
+}
+
+// x += W in (the block's output), or with a post-block norm (gemma3) x += rmsnorm(W in) * post_norm.
+void add_block_output(const Pass &p, const Mat &W, const float *in, int64_t ld_in, const float *post_norm, int32_t nb) {
+    float *x = p.st.x.data();
+    const int32_t E = p.E;
+    if (!post_norm) {
+        Seg o{&W, in, ld_in, x, E, true};
+        matmul(p.ms, &o, 1, nb);
+        return;
+    }
+    float *y = p.st.xn.data(); // free here: the block's normalized input is used up
+    Seg o{&W, in, ld_in, y, E, false};
+    matmul(p.ms, &o, 1, nb);
+    for_tokens(p.ms, nb, E, [&](int j, int) {
+        float *yj = y + (int64_t)j * E, *xj = x + (int64_t)j * E;
+        rmsnorm(yj, post_norm, yj, E, p.c.rms_eps);
+        for (int32_t e = 0; e < E; e++) xj[e] += yj[e];
+    });
 }
 
 // Layer l's attention for the slice's nb tokens: x += Wo attention(rope(W{q,k,v} rmsnorm(x))),
@@ -752,7 +850,11 @@ void attention_block(const Pass &p, const Layer &L, int32_t l, int32_t u0, int32
             for (int32_t i = 0; i < KD; i++) kj[i] += L.bk[i];
             for (int32_t i = 0; i < KD; i++) vj[i] += L.bv[i];
         }
-        const float *cs = st.rope.data() + (int64_t)j * RD;
+        if (L.q_norm) { // per-head RMSNorm of q and k before rope (qwen3, gemma3), in place
+            for (int32_t h = 0; h < Hq; h++) rmsnorm(qj + (int64_t)h * D, L.q_norm, qj + (int64_t)h * D, D, p.c.rms_eps);
+            for (int32_t h = 0; h < Hkv; h++) rmsnorm(kj + (int64_t)h * D, L.k_norm, kj + (int64_t)h * D, D, p.c.rms_eps);
+        }
+        const float *cs = (L.local && ms.local_rope ? st.rope_local.data() : st.rope.data()) + (int64_t)j * RD;
         rope(qj, Hq, D, RD, p.neox, cs);
         rope(kj, Hkv, D, RD, p.neox, cs);
         const uint64_t slot = (uint64_t)(C + u0 + j);
@@ -771,17 +873,22 @@ void attention_block(const Pass &p, const Layer &L, int32_t l, int32_t u0, int32
         ap.vbase = vc + (uint64_t)h * D * p.es;
         ap.slot_bytes = (int64_t)st.slot_bytes;
         ap.kv_dtype = p.c.kv_dtype;
-        ap.runs = st.run_data.data() + 2 * (int64_t)st.run_first[i];
-        ap.n_runs = st.run_count[i];
-        ap.n_keys = st.n_keys[i];
+        if (L.local) {
+            ap.runs = st.lrun_data.data() + 2 * (int64_t)st.lrun_first[i];
+            ap.n_runs = st.lrun_count[i];
+            ap.n_keys = st.ln_keys[i];
+        } else {
+            ap.runs = st.run_data.data() + 2 * (int64_t)st.run_first[i];
+            ap.n_runs = st.run_count[i];
+            ap.n_keys = st.n_keys[i];
+        }
         ap.scale = p.scale;
         ap.scores = ms.scratch[thread].scores.data();
         kern.attention(ap);
     };
     ms.pool->parallel_for(nb * Hkv, attn);
 
-    Seg o{&L.wo, att, QD, x, E, true};
-    matmul(ms, &o, 1, nb);
+    add_block_output(p, L.wo, att, QD, L.post_attn_norm, nb);
 }
 
 // Layer l's feed-forward for the slice's nb tokens: x += Wdown(silu(Wgate n) * Wup n), n = rmsnorm(x).
@@ -803,11 +910,15 @@ void ffn_block(const Pass &p, const Layer &L, int32_t nb) {
             const int64_t r0 = task * chunk, r1 = std::min<int64_t>(F, r0 + chunk);
             mat_rows(kern, ms.scratch[thread], L.gate, xn, E, qxn, nb, g, F, false, r0, r1);
             mat_rows(kern, ms.scratch[thread], L.up, xn, E, qxn, nb, u, F, false, r0, r1);
-            for (int32_t j = 0; j < nb; j++) kern.silu_mul(g + (int64_t)j * F + r0, u + (int64_t)j * F + r0, r1 - r0);
+            if (ms.gemma) {
+                for (int32_t j = 0; j < nb; j++)
+                    for (int64_t r = r0; r < r1; r++) g[(int64_t)j * F + r] = mm::gelu_tanh(g[(int64_t)j * F + r]) * u[(int64_t)j * F + r];
+            } else {
+                for (int32_t j = 0; j < nb; j++) kern.silu_mul(g + (int64_t)j * F + r0, u + (int64_t)j * F + r0, r1 - r0);
+            }
         });
     }
-    Seg d{&L.down, g, F, x, E, true};
-    matmul(ms, &d, 1, nb);
+    add_block_output(p, L.down, g, F, L.post_ffn_norm, nb);
 }
 
 // After the exit layer: the slice's hidden rows and/or their logits, at the slice's rows.
@@ -855,6 +966,7 @@ Status forward_impl(spec_model *m, spec_kv *kv, const spec_forward_args &a, Fail
 
     const int32_t n = a.n_tokens, C = kv->committed;
     const int32_t max_keys = key_sets(st, a, C);
+    if (c.sliding_window > 0) local_key_sets(st, a, c.sliding_window);
     const int nth = prepare_scratch(m, ms, st, n, max_keys);
     const Pass p(m, kv, a, nth);
     for (int32_t u0 = 0; u0 < n; u0 += MAX_UBATCH) forward_slice(p, u0, std::min(MAX_UBATCH, n - u0));
@@ -872,7 +984,7 @@ uint64_t model_scratch_bytes(const spec_model_config &c, int32_t kv_capacity) {
     const uint64_t rows = MAX_UBATCH, E = c.n_embd, QD = (uint64_t)c.n_head * c.head_dim;
     const uint64_t KD = (uint64_t)c.n_head_kv * c.head_dim, F = c.n_ff;
     const uint64_t RD = c.rope_dims > 0 ? c.rope_dims : c.head_dim;
-    const uint64_t activations = rows * (2 * E + 2 * QD + 2 * KD + 2 * F + RD) * 4;
+    const uint64_t activations = rows * (2 * E + 2 * QD + 2 * KD + 2 * F + 2 * RD) * 4; // rope: global and local
     const uint64_t max_cols = std::max<uint64_t>(E, F);
     const uint64_t per_thread = std::max<uint64_t>(16 * max_cols, MAX_CHUNK_FLOATS) * 4 + (MAX_CHUNK_ROWS + 16) * 16 * 16 * 4 +
                                 (uint64_t)(c.n_head / c.n_head_kv) * ((uint64_t)kv_capacity + 1) * 4 +
@@ -908,6 +1020,12 @@ Status kv_init(spec_kv *kv, Failure &err) {
     const spec_model_config &c = kv->model->config;
     auto *st = new (std::nothrow) KvState();
     if (!st) return oom(err, "a kv cache");
+    try {
+        st->slot_pos.resize((size_t)kv->capacity);
+    } catch (const std::bad_alloc &) {
+        delete st;
+        return oom(err, "a kv cache's positions");
+    }
     st->slot_bytes = kv_slot_bytes(c);
     st->layer_bytes = (uint64_t)kv->capacity * st->slot_bytes;
     const uint64_t total = kv_cache_bytes(c, kv->capacity);
@@ -933,6 +1051,7 @@ void kv_release(spec_kv *kv) {
 Status kv_commit(spec_kv *kv, int32_t n_path, const int32_t *path, Failure &err) {
     KvState &st = *(KvState *)kv->backend_state;
     const int64_t C = kv->committed;
+    for (int32_t j = 0; j < n_path; j++) st.slot_pos[C + j] = st.slot_pos[C + path[j]];
     // path is strictly increasing (each element the parent of the next) so path[j] >= j: copying
     // in order never overwrites a slot a later step still reads.
     for (int32_t l = 0; l < st.pending_layers; l++) {

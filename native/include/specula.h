@@ -28,7 +28,7 @@ extern "C" {
 
 /* ABI version: major changes break callers, minor changes only add. */
 #define SPEC_ABI_VERSION_MAJOR 0
-#define SPEC_ABI_VERSION_MINOR 7
+#define SPEC_ABI_VERSION_MINOR 8
 
 typedef int32_t spec_status;
 
@@ -131,7 +131,13 @@ enum spec_dtype {
 
 enum spec_arch {
     SPEC_ARCH_LLAMA = 0,  /* also Mistral and SmolLM */
-    SPEC_ARCH_QWEN2 = 1   /* q/k/v biases */
+    SPEC_ARCH_QWEN2 = 1,  /* q/k/v biases */
+    /* ABI 0.8 (architectures): */
+    SPEC_ARCH_QWEN3 = 2,  /* llama's layout plus a per-head RMSNorm of q and k (ATTN_Q_NORM, ATTN_K_NORM) before RoPE */
+    SPEC_ARCH_GEMMA3 = 3  /* embeddings scaled by sqrt(n_embd); q/k norms; post-attention and post-FFN norms
+                           * (ATTN_POST_NORM, FFN_POST_NORM) applied to each block's output before the residual add;
+                           * FFN gelu_tanh(gate) * up. Norm weights are used as given: GGUF files already hold
+                           * gemma's 1 + w (llama.cpp's converter adds the 1), a Hugging Face loader adds it. */
 };
 
 enum spec_rope_style {
@@ -165,6 +171,14 @@ typedef struct spec_model_config {
     float rope_high_freq_factor;
     int32_t rope_orig_ctx;
     int32_t kv_dtype;      /* F32, F16 or BF16 */
+    /* ---- ABI 0.8 (architectures): sliding-window attention and per-layer attention settings.
+     * All zero keeps the behaviour of 0.7 (full attention in every layer, one RoPE). */
+    int32_t sliding_window; /* 0 = none; else in a local layer a token at position p attends only to keys at
+                             * positions > p - sliding_window (tree tokens and verification alike) */
+    int32_t swa_pattern;    /* which layers are local when sliding_window > 0: 0 = every layer; n >= 1 = every
+                             * layer but those with (layer + 1) % n == 0, which attend globally (gemma3: 6) */
+    float rope_theta_local; /* 0 = local layers rotate as global ones; else their RoPE base, without scaling */
+    float attn_scale;       /* softmax scale of q.k; 0 = 1 / sqrt(head_dim) */
 } spec_model_config;
 
 /* Which weight a pointer is. Matrices are row-major [rows = out features][cols = in features],
@@ -185,7 +199,12 @@ enum spec_weight_role {
     SPEC_W_FFN_GATE = 12,
     SPEC_W_FFN_UP = 13,
     SPEC_W_FFN_DOWN = 14,
-    SPEC_W_ROLE_COUNT = 15
+    /* ABI 0.8 (architectures): */
+    SPEC_W_ATTN_Q_NORM = 15,    /* [1][head_dim], shared by every head: qwen3, gemma3 */
+    SPEC_W_ATTN_K_NORM = 16,    /* [1][head_dim]: qwen3, gemma3 */
+    SPEC_W_ATTN_POST_NORM = 17, /* [1][n_embd], on the attention block's output: gemma3 */
+    SPEC_W_FFN_POST_NORM = 18,  /* [1][n_embd], on the FFN block's output: gemma3 */
+    SPEC_W_ROLE_COUNT = 19
 };
 
 SPEC_API spec_status spec_model_create(spec_context *ctx, const spec_model_config *config, spec_model **out);

@@ -206,7 +206,18 @@ ModelSpec spec_all(const char *name, spec_model_config c, int mat_dtype, int vec
 
 bool is_vector_role(int r) {
     return r == SPEC_W_OUTPUT_NORM || r == SPEC_W_ATTN_NORM || r == SPEC_W_FFN_NORM || r == SPEC_W_ATTN_Q_BIAS ||
-           r == SPEC_W_ATTN_K_BIAS || r == SPEC_W_ATTN_V_BIAS;
+           r == SPEC_W_ATTN_K_BIAS || r == SPEC_W_ATTN_V_BIAS || r == SPEC_W_ATTN_Q_NORM || r == SPEC_W_ATTN_K_NORM ||
+           r == SPEC_W_ATTN_POST_NORM || r == SPEC_W_FFN_POST_NORM;
+}
+
+// Whether the fixture gives a model this role: biases on qwen2 only, the ABI 0.8 norms where the arch has them.
+bool fixture_has_role(const spec_model_config &c, int r) {
+    switch (r) {
+    case SPEC_W_ATTN_Q_BIAS: case SPEC_W_ATTN_K_BIAS: case SPEC_W_ATTN_V_BIAS: return c.arch == SPEC_ARCH_QWEN2;
+    case SPEC_W_ATTN_Q_NORM: case SPEC_W_ATTN_K_NORM: return c.arch == SPEC_ARCH_QWEN3 || c.arch == SPEC_ARCH_GEMMA3;
+    case SPEC_W_ATTN_POST_NORM: case SPEC_W_FFN_POST_NORM: return c.arch == SPEC_ARCH_GEMMA3;
+    default: return true;
+    }
 }
 bool is_global_role(int r) { return r == SPEC_W_TOKEN_EMBD || r == SPEC_W_OUTPUT_NORM || r == SPEC_W_OUTPUT; }
 
@@ -228,7 +239,7 @@ TestModel make_model(const ModelSpec &s) {
     const spec_model_config &c = s.cfg;
     for (int role = 0; role < SPEC_W_ROLE_COUNT; role++) {
         const bool bias = role == SPEC_W_ATTN_Q_BIAS || role == SPEC_W_ATTN_K_BIAS || role == SPEC_W_ATTN_V_BIAS;
-        if (bias && c.arch != SPEC_ARCH_QWEN2) continue;
+        if (!fixture_has_role(c, role)) continue;
         if (role == SPEC_W_OUTPUT && s.tied) continue;
         const int n = is_global_role(role) ? 1 : c.n_layer;
         int64_t rows = 0, cols = 0;
@@ -251,13 +262,17 @@ spec_model *load_model(spec_context *ctx, const TestModel &m) {
     CHECK_OK(spec_model_create(ctx, &m.spec.cfg, &model));
     if (!model) return NULL;
     for (int role = 0; role < SPEC_W_ROLE_COUNT; role++) {
-        const bool bias = role == SPEC_W_ATTN_Q_BIAS || role == SPEC_W_ATTN_K_BIAS || role == SPEC_W_ATTN_V_BIAS;
-        if (bias && m.spec.cfg.arch != SPEC_ARCH_QWEN2) continue;
+        if (!fixture_has_role(m.spec.cfg, role)) continue;
         const int n = is_global_role(role) ? 1 : m.spec.cfg.n_layer;
         for (int l = 0; l < n; l++) {
             const Weight &w = m.get(role, l);
             // tied: OUTPUT is the very same memory as TOKEN_EMBD
             spec_status st = spec_model_set_weight(model, role, l, w.dtype, w.data(), w.size(), w.rows, w.cols);
+            if (st != SPEC_OK) {
+                char msg[512];
+                spec_last_error(ctx, msg, sizeof msg, NULL);
+                fprintf(stderr, "  set_weight(%s): %s\n", m.spec.name, msg);
+            }
             CHECK(st == SPEC_OK);
         }
     }

@@ -221,7 +221,9 @@ static void test_weight_shape(void) {
         {SPEC_W_ATTN_NORM, 1, E},   {SPEC_W_ATTN_Q, Q, E},      {SPEC_W_ATTN_K, KV, E},
         {SPEC_W_ATTN_V, KV, E},     {SPEC_W_ATTN_OUT, E, Q},    {SPEC_W_ATTN_Q_BIAS, 1, Q},
         {SPEC_W_ATTN_K_BIAS, 1, KV}, {SPEC_W_ATTN_V_BIAS, 1, KV}, {SPEC_W_FFN_NORM, 1, E},
-        {SPEC_W_FFN_GATE, F, E},    {SPEC_W_FFN_UP, F, E},      {SPEC_W_FFN_DOWN, E, F}};
+        {SPEC_W_FFN_GATE, F, E},    {SPEC_W_FFN_UP, F, E},      {SPEC_W_FFN_DOWN, E, F},
+        {SPEC_W_ATTN_Q_NORM, 1, 24}, {SPEC_W_ATTN_K_NORM, 1, 24}, {SPEC_W_ATTN_POST_NORM, 1, E},
+        {SPEC_W_FFN_POST_NORM, 1, E}};
     CHECK(sizeof want / sizeof want[0] == SPEC_W_ROLE_COUNT);
     for (int i = 0; i < SPEC_W_ROLE_COUNT; i++) {
         for (int32_t layer = 0; layer < c.n_layer; layer++) {
@@ -240,7 +242,7 @@ static void test_weight_shape(void) {
     CHECK(rows == 0 && cols == 0); /* a failure leaves no stale shape behind */
 
     CHECK_FAILS(NULL, spec_weight_shape(&c, SPEC_W_ROLE_COUNT, 0, &rows, &cols), SPEC_ERR_INVALID_ARGUMENT,
-                "unknown weight role 15");
+                "unknown weight role 19");
     CHECK_FAILS(NULL, spec_weight_shape(&c, -1, 0, &rows, &cols), SPEC_ERR_INVALID_ARGUMENT, "unknown weight role -1");
     CHECK_FAILS(NULL, spec_weight_shape(NULL, SPEC_W_ATTN_Q, 0, &rows, &cols), SPEC_ERR_INVALID_ARGUMENT, "null");
     CHECK_FAILS(NULL, spec_weight_shape(&c, SPEC_W_ATTN_Q, 0, NULL, &cols), SPEC_ERR_INVALID_ARGUMENT, "null");
@@ -268,6 +270,19 @@ static void test_weight_shape(void) {
                 SPEC_ERR_INVALID_ARGUMENT, "expected [48 x 64]");
     CHECK_FAILS(ctx, spec_model_set_weight(model, SPEC_W_ATTN_K, 2, SPEC_DTYPE_F32, data, (uint64_t)(KV * E * 4), KV, E),
                 SPEC_ERR_OUT_OF_RANGE, "layer 2 is out of range");
+    /* ABI 0.8: a norm the arch does not have is refused, not ignored; one it needs is required */
+    CHECK_FAILS(ctx, spec_model_set_weight(model, SPEC_W_ATTN_Q_NORM, 0, SPEC_DTYPE_F32, data, 24 * 4, 1, 24),
+                SPEC_ERR_INVALID_ARGUMENT, "weight attn_q_norm is not part of a qwen2 model");
+    CHECK_OK(spec_model_destroy(model));
+    spec_model_config g = c;
+    g.arch = SPEC_ARCH_GEMMA3;
+    g.sliding_window = 4;
+    g.swa_pattern = 6;
+    CHECK_OK(spec_model_create(ctx, &g, &model));
+    CHECK_OK(spec_model_set_weight(model, SPEC_W_ATTN_POST_NORM, 0, SPEC_DTYPE_F32, data, (uint64_t)(E * 4), 1, E));
+    CHECK_FAILS(ctx, spec_model_finalize(model), SPEC_ERR_INVALID_ARGUMENT, "missing weight");
+    g.sliding_window = -1;
+    CHECK_FAILS(NULL, spec_weight_shape(&g, SPEC_W_ATTN_Q_NORM, 0, &rows, &cols), SPEC_ERR_INVALID_ARGUMENT, "sliding_window -1");
     free(data);
     CHECK_OK(spec_model_destroy(model));
     CHECK_OK(spec_context_destroy(ctx));

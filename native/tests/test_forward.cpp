@@ -30,6 +30,7 @@ struct Reference {
     const TestModel &m;
     const spec_model_config &c;
     std::vector<std::vector<std::vector<double>>> K, V; // [layer][position index][n_head_kv*head_dim]
+    std::vector<int> P; // the position of each index
 
     explicit Reference(const TestModel &tm) : m(tm), c(tm.spec.cfg), K(c.n_layer), V(c.n_layer) {}
 
@@ -83,7 +84,17 @@ struct Reference {
         for (size_t i = 0; i < x.size(); i++) y[i] = x[i] * s * w.dense[i];
         return y;
     }
-    double freq(int i) const {
+    // Each head of x (head_dim apart) normalized with the one head-sized weight (qwen3, gemma3).
+    void head_norm(std::vector<double> &x, int n_heads, const Weight &w) const {
+        for (int h = 0; h < n_heads; h++) {
+            std::vector<double> one(x.begin() + (long)h * c.head_dim, x.begin() + (long)(h + 1) * c.head_dim);
+            one = norm(one, w);
+            std::copy(one.begin(), one.end(), x.begin() + (long)h * c.head_dim);
+        }
+    }
+    bool local(int l) const { return c.sliding_window > 0 && (c.swa_pattern <= 0 || (l + 1) % c.swa_pattern != 0); }
+    double freq(int i, bool local_layer = false) const {
+        if (local_layer && c.rope_theta_local > 0) return std::pow((double)c.rope_theta_local, -2.0 * i / (c.rope_dims ? c.rope_dims : c.head_dim));
         const int rd = c.rope_dims ? c.rope_dims : c.head_dim;
         double theta = std::pow((double)c.rope_theta, -2.0 * i / rd);
         if (c.rope_scaling == SPEC_ROPE_SCALING_LLAMA3) {
@@ -99,12 +110,13 @@ struct Reference {
         }
         return theta;
     }
-    void rope(std::vector<double> &x, int n_heads, int pos) const {
+    void rope(std::vector<double> &x, int n_heads, int pos, bool local_layer = false) const {
         const int rd = c.rope_dims ? c.rope_dims : c.head_dim;
-        const double p = c.rope_scaling == SPEC_ROPE_SCALING_LINEAR ? pos / (double)c.rope_factor : pos;
+        const bool unscaled = local_layer && c.rope_theta_local > 0;
+        const double p = c.rope_scaling == SPEC_ROPE_SCALING_LINEAR && !unscaled ? pos / (double)c.rope_factor : pos;
         for (int h = 0; h < n_heads; h++)
             for (int i = 0; i < rd / 2; i++) {
-                const double ang = p * freq(i);
+                const double ang = p * freq(i, local_layer);
                 const size_t a = (size_t)h * c.head_dim + (c.rope_style == SPEC_ROPE_NEOX ? i : 2 * i);
                 const size_t b = c.rope_style == SPEC_ROPE_NEOX ? a + rd / 2 : a + 1;
                 const double x0 = x[a], x1 = x[b];
@@ -120,6 +132,11 @@ struct Reference {
         const int E = c.n_embd, D = c.head_dim, G = c.n_head / c.n_head_kv;
         const Weight &emb = m.get(SPEC_W_TOKEN_EMBD);
         std::vector<double> x(emb.dense.begin() + (long)token * E, emb.dense.begin() + (long)(token + 1) * E);
+        const bool gemma = c.arch == SPEC_ARCH_GEMMA3;
+        if (gemma)
+            for (auto &e : x) e *= std::sqrt((double)E);
+        const double scale = c.attn_scale > 0 ? c.attn_scale : 1.0 / std::sqrt((double)D);
+        P.push_back(pos);
         if (hidden) hidden->clear();
         for (int l = 0; l < c.n_layer; l++) {
             std::vector<double> n = norm(x, m.get(SPEC_W_ATTN_NORM, l));
@@ -130,8 +147,12 @@ struct Reference {
                 for (size_t i = 0; i < k.size(); i++) k[i] += m.get(SPEC_W_ATTN_K_BIAS, l).dense[i];
                 for (size_t i = 0; i < v.size(); i++) v[i] += m.get(SPEC_W_ATTN_V_BIAS, l).dense[i];
             }
-            rope(q, c.n_head, pos);
-            rope(k, c.n_head_kv, pos);
+            if (c.arch == SPEC_ARCH_QWEN3 || gemma) {
+                head_norm(q, c.n_head, m.get(SPEC_W_ATTN_Q_NORM, l));
+                head_norm(k, c.n_head_kv, m.get(SPEC_W_ATTN_K_NORM, l));
+            }
+            rope(q, c.n_head, pos, local(l));
+            rope(k, c.n_head_kv, pos, local(l));
             for (auto &e : k) e = round_kv(e, c.kv_dtype);
             for (auto &e : v) e = round_kv(e, c.kv_dtype);
             K[l].push_back(k);
@@ -142,23 +163,31 @@ struct Reference {
                 const int g = h / G;
                 std::vector<double> s(T);
                 double mx = -1e300;
+                std::vector<bool> seen(T, true);
                 for (size_t t = 0; t < T; t++) {
+                    seen[t] = !local(l) || P[t] > pos - c.sliding_window;
                     double d = 0.0;
                     for (int i = 0; i < D; i++) d += q[(size_t)h * D + i] * K[l][t][(size_t)g * D + i];
-                    s[t] = d / std::sqrt((double)D);
-                    mx = std::max(mx, s[t]);
+                    s[t] = d * scale;
+                    if (seen[t]) mx = std::max(mx, s[t]);
                 }
                 double sum = 0.0;
-                for (auto &e : s) sum += (e = std::exp(e - mx));
+                for (size_t t = 0; t < T; t++) sum += (s[t] = seen[t] ? std::exp(s[t] - mx) : 0.0);
                 for (size_t t = 0; t < T; t++)
                     for (int i = 0; i < D; i++) att[(size_t)h * D + i] += s[t] / sum * V[l][t][(size_t)g * D + i];
             }
             std::vector<double> o = matvec(m.get(SPEC_W_ATTN_OUT, l), att);
+            if (gemma) o = norm(o, m.get(SPEC_W_ATTN_POST_NORM, l));
             for (int i = 0; i < E; i++) x[i] += o[i];
             n = norm(x, m.get(SPEC_W_FFN_NORM, l));
             std::vector<double> gt = matvec(m.get(SPEC_W_FFN_GATE, l), n), up = matvec(m.get(SPEC_W_FFN_UP, l), n);
-            for (size_t i = 0; i < gt.size(); i++) gt[i] = gt[i] / (1.0 + std::exp(-gt[i])) * up[i];
+            for (size_t i = 0; i < gt.size(); i++) {
+                const double a = gt[i];
+                gt[i] = (gemma ? 0.5 * a * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (a + 0.044715 * a * a * a)))
+                               : a / (1.0 + std::exp(-a))) * up[i];
+            }
             std::vector<double> d = matvec(m.get(SPEC_W_FFN_DOWN, l), gt);
+            if (gemma) d = norm(d, m.get(SPEC_W_FFN_POST_NORM, l));
             for (int i = 0; i < E; i++) x[i] += d[i];
             if (hidden) hidden->push_back(x);
         }
@@ -312,6 +341,38 @@ void test_reference(spec_context *ctx) {
     legacy.mat_dtype[SPEC_W_FFN_DOWN] = SPEC_DTYPE_Q5_0;
     legacy.mat_dtype[SPEC_W_OUTPUT] = SPEC_DTYPE_Q5_1;
     check_against_reference(ctx, legacy, 9, 3, 0, 1e-3);
+
+    // ABI 0.8: qwen3's q/k norms with a head size unrelated to n_embd / n_head; a sliding window over
+    // every layer; gemma3's local and global layers, post-block norms, gelu, scaled embeddings.
+    c = base_config();
+    c.arch = SPEC_ARCH_QWEN3;
+    c.rope_style = SPEC_ROPE_NEOX;
+    c.head_dim = 24;
+    check_against_reference(ctx, spec_all("qwen3 q/k norms head_dim 24", c, SPEC_DTYPE_F32, SPEC_DTYPE_F32, false, 31), 9, 3, 0, 1e-4);
+    c = base_config();
+    c.sliding_window = 4;
+    check_against_reference(ctx, spec_all("llama sliding window 4", c, SPEC_DTYPE_F32, SPEC_DTYPE_F32, false, 32), 9, 4, 0, 1e-4);
+    c = base_config();
+    c.arch = SPEC_ARCH_GEMMA3;
+    c.rope_style = SPEC_ROPE_NEOX;
+    c.n_layer = 4;
+    c.head_dim = 32;
+    c.sliding_window = 5;
+    c.swa_pattern = 2; // layers 1 and 3 global
+    c.rope_theta = 1000000.0f;
+    c.rope_theta_local = 10000.0f;
+    c.rope_scaling = SPEC_ROPE_SCALING_LINEAR;
+    c.rope_factor = 8.0f;
+    c.attn_scale = 0.2f;
+    check_against_reference(ctx, spec_all("gemma3 local/global, f16", c, SPEC_DTYPE_F16, SPEC_DTYPE_F32, true, 33), 10, 4, 3, 1e-4);
+    c.attn_scale = 0.0f;
+    check_against_reference(ctx, kquant_mix("gemma3 k-quants", [&] {
+        spec_model_config k = c;
+        k.n_embd = 256;
+        k.n_ff = 512;
+        k.head_dim = 64; // q = 256: k-quant rows for attn_out
+        return k;
+    }(), 34), 9, 3, 0, 1e-3);
 
     // A prompt longer than one internal slice (512) and than one token block.
     c = base_config();
@@ -669,6 +730,23 @@ int main(void) {
         test_tree(k, 1e-3);
         test_prompt_vs_steps(k);
         spec_model_destroy(k.model);
+
+        // ABI 0.8: a sliding window shorter than the prefix plus the tree, on gemma3's local layers
+        // (and not on its global ones); the tree's logits stay bit-identical to its chains'.
+        spec_model_config gc = base_config();
+        gc.arch = SPEC_ARCH_GEMMA3;
+        gc.rope_style = SPEC_ROPE_NEOX;
+        gc.n_layer = 3;
+        gc.sliding_window = 3;
+        gc.swa_pattern = 2;
+        gc.rope_theta_local = 10000.0f;
+        gc.rope_theta = 1000000.0f;
+        gc.kv_dtype = SPEC_DTYPE_F16;
+        Fixture w{ctx, make_model(spec_all("tree gemma3 window 3 q8_0", gc, SPEC_DTYPE_Q8_0, SPEC_DTYPE_F32, true, 44)), NULL};
+        w.model = load_model(ctx, w.tm);
+        test_tree(w, 0.0);
+        test_prompt_vs_steps(w);
+        spec_model_destroy(w.model);
         test_batch_composition(ctx, false);
         test_batch_composition(ctx, true);
     }
@@ -688,6 +766,13 @@ int main(void) {
     ModelSpec k = kquant_mix("threads k-quants", c, 23);
     k.mat_dtype[SPEC_W_FFN_GATE] = SPEC_DTYPE_Q5_1; // a legacy fallback beside them
     test_threads(ctx, k);
+    c = base_config();
+    c.arch = SPEC_ARCH_QWEN3;
+    c.rope_style = SPEC_ROPE_NEOX;
+    c.head_dim = 24;
+    c.n_vocab = 300;
+    c.sliding_window = 6;
+    test_threads(ctx, spec_all("threads qwen3 window 6", c, SPEC_DTYPE_Q8_0, SPEC_DTYPE_F32, false, 24));
     test_errors(ctx);
     spec_context_destroy(ctx);
     return check_finish("test_forward");

@@ -12,7 +12,7 @@ import picocli.CommandLine.Option;
 
 /** Writes a GGUF model with seeded random weights, for tests and benchmarks. */
 @Command(name = "make-test-model", sortOptions = false,
-        description = "Write a GGUF model with seeded random weights (llama or qwen2, any size) for tests and benchmarks.")
+        description = "Write a GGUF model with seeded random weights (llama, qwen2, qwen3 or gemma3, any size) for tests and benchmarks.")
 final class MakeTestModelCommand implements Callable<Integer> {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -23,8 +23,17 @@ final class MakeTestModelCommand implements Callable<Integer> {
     @Option(names = "--out", required = true, paramLabel = "FILE", description = "The GGUF file to write.")
     Path out;
 
-    @Option(names = "--arch", paramLabel = "NAME", defaultValue = "llama", description = "Architecture: llama or qwen2 (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--arch", paramLabel = "NAME", defaultValue = "llama", description = "Architecture: llama, qwen2, qwen3 (q/k norms) or gemma3 (q/k and post-block norms, GELU, local and global layers) (default: ${DEFAULT-VALUE}).")
     String arch;
+
+    @Option(names = "--head-dim", paramLabel = "N", defaultValue = "0",
+            description = "Head size (attention.key_length); 0 means dim / heads. Any even size for qwen3 and gemma3 (default: ${DEFAULT-VALUE}).")
+    int headDim;
+
+    @Option(names = "--sliding-window", paramLabel = "N", defaultValue = "0",
+            description = "attention.sliding_window: a token sees the keys of the last N positions (every layer; gemma3: all but every sixth). "
+                    + "0: none (gemma3: 512) (default: ${DEFAULT-VALUE}).")
+    int slidingWindow;
 
     @Option(names = "--dim", paramLabel = "N", defaultValue = "64", description = "Embedding width n_embd (default: ${DEFAULT-VALUE}).")
     int dim;
@@ -90,7 +99,7 @@ final class MakeTestModelCommand implements Callable<Integer> {
         if (!tokenizer.equals("llama") && !tokenizer.equals("gpt2")) {
             throw new CommandLine.ParameterException(spec.commandLine(), "invalid --tokenizer " + tokenizer + ": use llama or gpt2");
         }
-        TestModelMaker maker = new TestModelMaker().arch(arch).dim(dim).layers(layers).heads(heads).kvHeads(kvHeads)
+        TestModelMaker maker = new TestModelMaker().arch(arch).dim(dim).layers(layers).heads(heads).kvHeads(kvHeads).headDim(headDim).slidingWindow(slidingWindow)
                 .ff(ff).vocab(vocab).context(context).fileType(choice.fileType(), pure || choice.pure()).tied(tied).seed(seed).ropeTheta(ropeTheta);
         try {
             maker.config();

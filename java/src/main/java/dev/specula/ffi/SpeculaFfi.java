@@ -32,10 +32,10 @@ public class SpeculaFfi extends SpeculaFfi$shared {
     public static int SPEC_ABI_VERSION_MAJOR() {
         return SPEC_ABI_VERSION_MAJOR;
     }
-    private static final int SPEC_ABI_VERSION_MINOR = (int)7L;
+    private static final int SPEC_ABI_VERSION_MINOR = (int)8L;
     /**
      * {@snippet lang=c :
-     * #define SPEC_ABI_VERSION_MINOR 7
+     * #define SPEC_ABI_VERSION_MINOR 8
      * }
      */
     public static int SPEC_ABI_VERSION_MINOR() {
@@ -1309,6 +1309,24 @@ public class SpeculaFfi extends SpeculaFfi$shared {
     public static int SPEC_ARCH_QWEN2() {
         return SPEC_ARCH_QWEN2;
     }
+    private static final int SPEC_ARCH_QWEN3 = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_arch.SPEC_ARCH_QWEN3 = 2
+     * }
+     */
+    public static int SPEC_ARCH_QWEN3() {
+        return SPEC_ARCH_QWEN3;
+    }
+    private static final int SPEC_ARCH_GEMMA3 = (int)3L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_arch.SPEC_ARCH_GEMMA3 = 3
+     * }
+     */
+    public static int SPEC_ARCH_GEMMA3() {
+        return SPEC_ARCH_GEMMA3;
+    }
     private static final int SPEC_ROPE_NORM = (int)0L;
     /**
      * {@snippet lang=c :
@@ -1489,10 +1507,46 @@ public class SpeculaFfi extends SpeculaFfi$shared {
     public static int SPEC_W_FFN_DOWN() {
         return SPEC_W_FFN_DOWN;
     }
-    private static final int SPEC_W_ROLE_COUNT = (int)15L;
+    private static final int SPEC_W_ATTN_Q_NORM = (int)15L;
     /**
      * {@snippet lang=c :
-     * enum spec_weight_role.SPEC_W_ROLE_COUNT = 15
+     * enum spec_weight_role.SPEC_W_ATTN_Q_NORM = 15
+     * }
+     */
+    public static int SPEC_W_ATTN_Q_NORM() {
+        return SPEC_W_ATTN_Q_NORM;
+    }
+    private static final int SPEC_W_ATTN_K_NORM = (int)16L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_weight_role.SPEC_W_ATTN_K_NORM = 16
+     * }
+     */
+    public static int SPEC_W_ATTN_K_NORM() {
+        return SPEC_W_ATTN_K_NORM;
+    }
+    private static final int SPEC_W_ATTN_POST_NORM = (int)17L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_weight_role.SPEC_W_ATTN_POST_NORM = 17
+     * }
+     */
+    public static int SPEC_W_ATTN_POST_NORM() {
+        return SPEC_W_ATTN_POST_NORM;
+    }
+    private static final int SPEC_W_FFN_POST_NORM = (int)18L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_weight_role.SPEC_W_FFN_POST_NORM = 18
+     * }
+     */
+    public static int SPEC_W_FFN_POST_NORM() {
+        return SPEC_W_FFN_POST_NORM;
+    }
+    private static final int SPEC_W_ROLE_COUNT = (int)19L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_weight_role.SPEC_W_ROLE_COUNT = 19
      * }
      */
     public static int SPEC_W_ROLE_COUNT() {

@@ -34,6 +34,10 @@ import static java.lang.foreign.MemoryLayout.PathElement.*;
  *     float rope_high_freq_factor;
  *     int32_t rope_orig_ctx;
  *     int32_t kv_dtype;
+ *     int32_t sliding_window;
+ *     int32_t swa_pattern;
+ *     float rope_theta_local;
+ *     float attn_scale;
  * }
  * }
  */
@@ -62,7 +66,11 @@ public class spec_model_config {
         SpeculaFfi.C_FLOAT.withName("rope_low_freq_factor"),
         SpeculaFfi.C_FLOAT.withName("rope_high_freq_factor"),
         SpeculaFfi.C_INT.withName("rope_orig_ctx"),
-        SpeculaFfi.C_INT.withName("kv_dtype")
+        SpeculaFfi.C_INT.withName("kv_dtype"),
+        SpeculaFfi.C_INT.withName("sliding_window"),
+        SpeculaFfi.C_INT.withName("swa_pattern"),
+        SpeculaFfi.C_FLOAT.withName("rope_theta_local"),
+        SpeculaFfi.C_FLOAT.withName("attn_scale")
     ).withName("spec_model_config");
 
     /**
@@ -906,6 +914,182 @@ public class spec_model_config {
      */
     public static void kv_dtype(MemorySegment struct, int fieldValue) {
         struct.set(kv_dtype$LAYOUT, kv_dtype$OFFSET, fieldValue);
+    }
+
+    private static final OfInt sliding_window$LAYOUT = (OfInt)$LAYOUT.select(groupElement("sliding_window"));
+
+    /**
+     * Layout for field:
+     * {@snippet lang=c :
+     * int32_t sliding_window
+     * }
+     */
+    public static final OfInt sliding_window$layout() {
+        return sliding_window$LAYOUT;
+    }
+
+    private static final long sliding_window$OFFSET = $LAYOUT.byteOffset(groupElement("sliding_window"));
+
+    /**
+     * Offset for field:
+     * {@snippet lang=c :
+     * int32_t sliding_window
+     * }
+     */
+    public static final long sliding_window$offset() {
+        return sliding_window$OFFSET;
+    }
+
+    /**
+     * Getter for field:
+     * {@snippet lang=c :
+     * int32_t sliding_window
+     * }
+     */
+    public static int sliding_window(MemorySegment struct) {
+        return struct.get(sliding_window$LAYOUT, sliding_window$OFFSET);
+    }
+
+    /**
+     * Setter for field:
+     * {@snippet lang=c :
+     * int32_t sliding_window
+     * }
+     */
+    public static void sliding_window(MemorySegment struct, int fieldValue) {
+        struct.set(sliding_window$LAYOUT, sliding_window$OFFSET, fieldValue);
+    }
+
+    private static final OfInt swa_pattern$LAYOUT = (OfInt)$LAYOUT.select(groupElement("swa_pattern"));
+
+    /**
+     * Layout for field:
+     * {@snippet lang=c :
+     * int32_t swa_pattern
+     * }
+     */
+    public static final OfInt swa_pattern$layout() {
+        return swa_pattern$LAYOUT;
+    }
+
+    private static final long swa_pattern$OFFSET = $LAYOUT.byteOffset(groupElement("swa_pattern"));
+
+    /**
+     * Offset for field:
+     * {@snippet lang=c :
+     * int32_t swa_pattern
+     * }
+     */
+    public static final long swa_pattern$offset() {
+        return swa_pattern$OFFSET;
+    }
+
+    /**
+     * Getter for field:
+     * {@snippet lang=c :
+     * int32_t swa_pattern
+     * }
+     */
+    public static int swa_pattern(MemorySegment struct) {
+        return struct.get(swa_pattern$LAYOUT, swa_pattern$OFFSET);
+    }
+
+    /**
+     * Setter for field:
+     * {@snippet lang=c :
+     * int32_t swa_pattern
+     * }
+     */
+    public static void swa_pattern(MemorySegment struct, int fieldValue) {
+        struct.set(swa_pattern$LAYOUT, swa_pattern$OFFSET, fieldValue);
+    }
+
+    private static final OfFloat rope_theta_local$LAYOUT = (OfFloat)$LAYOUT.select(groupElement("rope_theta_local"));
+
+    /**
+     * Layout for field:
+     * {@snippet lang=c :
+     * float rope_theta_local
+     * }
+     */
+    public static final OfFloat rope_theta_local$layout() {
+        return rope_theta_local$LAYOUT;
+    }
+
+    private static final long rope_theta_local$OFFSET = $LAYOUT.byteOffset(groupElement("rope_theta_local"));
+
+    /**
+     * Offset for field:
+     * {@snippet lang=c :
+     * float rope_theta_local
+     * }
+     */
+    public static final long rope_theta_local$offset() {
+        return rope_theta_local$OFFSET;
+    }
+
+    /**
+     * Getter for field:
+     * {@snippet lang=c :
+     * float rope_theta_local
+     * }
+     */
+    public static float rope_theta_local(MemorySegment struct) {
+        return struct.get(rope_theta_local$LAYOUT, rope_theta_local$OFFSET);
+    }
+
+    /**
+     * Setter for field:
+     * {@snippet lang=c :
+     * float rope_theta_local
+     * }
+     */
+    public static void rope_theta_local(MemorySegment struct, float fieldValue) {
+        struct.set(rope_theta_local$LAYOUT, rope_theta_local$OFFSET, fieldValue);
+    }
+
+    private static final OfFloat attn_scale$LAYOUT = (OfFloat)$LAYOUT.select(groupElement("attn_scale"));
+
+    /**
+     * Layout for field:
+     * {@snippet lang=c :
+     * float attn_scale
+     * }
+     */
+    public static final OfFloat attn_scale$layout() {
+        return attn_scale$LAYOUT;
+    }
+
+    private static final long attn_scale$OFFSET = $LAYOUT.byteOffset(groupElement("attn_scale"));
+
+    /**
+     * Offset for field:
+     * {@snippet lang=c :
+     * float attn_scale
+     * }
+     */
+    public static final long attn_scale$offset() {
+        return attn_scale$OFFSET;
+    }
+
+    /**
+     * Getter for field:
+     * {@snippet lang=c :
+     * float attn_scale
+     * }
+     */
+    public static float attn_scale(MemorySegment struct) {
+        return struct.get(attn_scale$LAYOUT, attn_scale$OFFSET);
+    }
+
+    /**
+     * Setter for field:
+     * {@snippet lang=c :
+     * float attn_scale
+     * }
+     */
+    public static void attn_scale(MemorySegment struct, float fieldValue) {
+        struct.set(attn_scale$LAYOUT, attn_scale$OFFSET, fieldValue);
     }
 
     /**

@@ -40,7 +40,68 @@ public record ModelConfig(
         float ropeLowFreqFactor,
         float ropeHighFreqFactor,
         int ropeOrigCtx,
-        boolean tiedEmbeddings) implements ModelShape {
+        boolean tiedEmbeddings,
+        LayerAttention layerAttention) implements ModelShape {
+
+    /**
+     * Sliding-window attention and the per-layer attention settings of ABI 0.8 (spec_model_config's last four
+     * fields): {@link #NONE} is full attention in every layer with one RoPE.
+     *
+     * @param slidingWindow 0 = none; else a token at position p sees, in a local layer, keys at positions > p - window
+     * @param swaPattern which layers are local: 0 = all; n = all but those with (layer + 1) % n == 0
+     * @param ropeThetaLocal the local layers' RoPE base, unscaled; 0 = the global RoPE
+     * @param attnScale the softmax scale of q.k; 0 = 1 / sqrt(head_dim)
+     */
+    public record LayerAttention(int slidingWindow, int swaPattern, float ropeThetaLocal, float attnScale) {
+        public static final LayerAttention NONE = new LayerAttention(0, 0, 0f, 0f);
+
+        /** Gemma 3: every sixth layer global; local layers rotate with base 10000, as llama.cpp and transformers do. */
+        public static final int GEMMA3_SWA_PATTERN = 6;
+        public static final float GEMMA3_ROPE_THETA_LOCAL = 10000f;
+
+        /** A window over every layer with the global RoPE (Mistral, or a llama / qwen file that declares one). */
+        public static LayerAttention window(int slidingWindow) {
+            return new LayerAttention(slidingWindow, 0, 0f, 0f);
+        }
+    }
+
+    /** A config without a sliding window or per-layer attention settings. */
+    public ModelConfig(Arch arch, int nVocab, int nEmbd, int nLayer, int nHead, int nHeadKv, int headDim, int nFf, int nCtxTrain,
+                       float rmsEps, float ropeTheta, RopeStyle ropeStyle, int ropeDims, RopeScaling ropeScaling, float ropeFactor,
+                       float ropeLowFreqFactor, float ropeHighFreqFactor, int ropeOrigCtx, boolean tiedEmbeddings) {
+        this(arch, nVocab, nEmbd, nLayer, nHead, nHeadKv, headDim, nFf, nCtxTrain, rmsEps, ropeTheta, ropeStyle, ropeDims,
+                ropeScaling, ropeFactor, ropeLowFreqFactor, ropeHighFreqFactor, ropeOrigCtx, tiedEmbeddings, LayerAttention.NONE);
+    }
+
+    public ModelConfig {
+        if (layerAttention == null) layerAttention = LayerAttention.NONE;
+    }
+
+    /** This config with other per-layer attention settings. */
+    public ModelConfig withLayerAttention(LayerAttention a) {
+        return new ModelConfig(arch, nVocab, nEmbd, nLayer, nHead, nHeadKv, headDim, nFf, nCtxTrain, rmsEps, ropeTheta, ropeStyle,
+                ropeDims, ropeScaling, ropeFactor, ropeLowFreqFactor, ropeHighFreqFactor, ropeOrigCtx, tiedEmbeddings, a);
+    }
+
+    @Override
+    public int slidingWindow() {
+        return layerAttention.slidingWindow();
+    }
+
+    @Override
+    public int swaPattern() {
+        return layerAttention.swaPattern();
+    }
+
+    @Override
+    public float ropeThetaLocal() {
+        return layerAttention.ropeThetaLocal();
+    }
+
+    @Override
+    public float attnScale() {
+        return layerAttention.attnScale();
+    }
 
     /** The GGUF tensor llama.cpp's converter writes for Llama 3.1+ RoPE scaling: one divisor per rotated pair. */
     public static final String ROPE_FREQS_TENSOR = "rope_freqs.weight";
@@ -72,10 +133,16 @@ public record ModelConfig(
             case LLAMA3 -> String.format(Locale.ROOT, ", rope scaling llama3 x%s (low %s, high %s, orig ctx %d)",
                     ropeFactor, ropeLowFreqFactor, ropeHighFreqFactor, ropeOrigCtx);
         };
+        LayerAttention a = layerAttention;
+        String window = a.slidingWindow() <= 0 ? ""
+                : String.format(Locale.ROOT, ", sliding window %d%s%s", a.slidingWindow(),
+                        a.swaPattern() > 0 ? " (every " + a.swaPattern() + "th layer global)" : " (every layer)",
+                        a.ropeThetaLocal() > 0 ? ", local rope theta " + a.ropeThetaLocal() : "");
+        String scale = a.attnScale() > 0 ? String.format(Locale.ROOT, ", attention scale %s", a.attnScale()) : "";
         return String.format(Locale.ROOT,
-                "%s: vocab %d, embd %d, layers %d, heads %d/%d kv, head_dim %d, ff %d, ctx %d, rms_eps %s, rope %s theta %s dims %d%s%s",
+                "%s: vocab %d, embd %d, layers %d, heads %d/%d kv, head_dim %d, ff %d, ctx %d, rms_eps %s, rope %s theta %s dims %d%s%s%s%s",
                 arch.name().toLowerCase(Locale.ROOT), nVocab, nEmbd, nLayer, nHead, nHeadKv, headDim, nFf, nCtxTrain,
-                rmsEps, ropeStyle, ropeTheta, effectiveRopeDims(), scaling, tiedEmbeddings ? ", tied embeddings" : "");
+                rmsEps, ropeStyle, ropeTheta, effectiveRopeDims(), scaling, window, scale, tiedEmbeddings ? ", tied embeddings" : "");
     }
 
     /**
@@ -104,6 +171,12 @@ public record ModelConfig(
             fail(file, "llama3 rope scaling needs original context > 0 and 0 < low_freq_factor < high_freq_factor (got "
                     + ropeOrigCtx + ", " + ropeLowFreqFactor + ", " + ropeHighFreqFactor + ")");
         }
+        LayerAttention a = layerAttention;
+        if (a.slidingWindow() < 0) fail(file, "sliding window " + a.slidingWindow() + " is negative");
+        if (a.swaPattern() < 0) fail(file, "sliding window pattern " + a.swaPattern() + " is negative");
+        if (!(a.ropeThetaLocal() >= 0) || Float.isInfinite(a.ropeThetaLocal())) fail(file, "local rope theta " + a.ropeThetaLocal() + " must be positive");
+        if (!(a.attnScale() >= 0) || Float.isInfinite(a.attnScale())) fail(file, "attention scale " + a.attnScale() + " must be positive");
+        if (arch == Arch.GEMMA3 && a.slidingWindow() <= 0) fail(file, "gemma3 needs a sliding window (attention.sliding_window)");
         return this;
     }
 
@@ -128,8 +201,10 @@ public record ModelConfig(
         Arch arch = switch (archName) {
             case "llama", "mistral" -> Arch.LLAMA;
             case "qwen2" -> Arch.QWEN2;
+            case "qwen3" -> Arch.QWEN3;
+            case "gemma3" -> Arch.GEMMA3;
             default -> throw new ModelFormatException(file, "unsupported architecture '" + archName
-                    + "' (supported: llama, mistral, qwen2)");
+                    + "' (supported: llama, mistral, qwen2, qwen3, gemma3)");
         };
         String p = archName + ".";
         int nEmbd = g.getInt(p + "embedding_length");
@@ -198,8 +273,20 @@ public record ModelConfig(
                         + ROPE_FREQS_TENSOR + ")");
             }
         }
+        java.util.OptionalInt window = g.findInt(p + "attention.sliding_window");
+        LayerAttention attention;
+        if (arch == Arch.GEMMA3) {
+            // As llama.cpp runs gemma3: the window is required, every sixth layer is global, local layers rotate
+            // with base 10000 unscaled, and q.k is scaled by 1/sqrt(head_dim) except on the 27B (62 layers),
+            // which uses 1/sqrt(n_embd / n_head) (Gemma's query_pre_attn_scalar).
+            int w = window.orElseThrow(() -> new ModelFormatException(file, "gemma3 needs " + p + "attention.sliding_window"));
+            float scale = nLayer == 62 ? (float) (1 / Math.sqrt(nEmbd / nHead)) : 0f;
+            attention = new LayerAttention(w, LayerAttention.GEMMA3_SWA_PATTERN, LayerAttention.GEMMA3_ROPE_THETA_LOCAL, scale);
+        } else {
+            attention = window.isPresent() ? LayerAttention.window(window.getAsInt()) : LayerAttention.NONE;
+        }
         return new ModelConfig(arch, nVocab, nEmbd, nLayer, nHead, nHeadKv, headDim, nFf, nCtx, rmsEps, theta, style,
-                ropeDims, scaling, factor, low, high, orig, tied).check(file);
+                ropeDims, scaling, factor, low, high, orig, tied, attention).check(file);
     }
 
     /** A hyperparameter llama.cpp allows per layer: either one number or an array whose entries must agree here. */
@@ -322,9 +409,14 @@ public record ModelConfig(
         Arch arch = switch (modelType) {
             case "llama", "mistral" -> Arch.LLAMA;
             case "qwen2" -> Arch.QWEN2;
+            case "qwen3" -> Arch.QWEN3;
+            case "gemma3_text", "gemma3" -> Arch.GEMMA3;
             default -> throw new ModelFormatException(file, "unsupported model_type '" + modelType
-                    + "' (supported: llama, mistral, qwen2)");
+                    + "' (supported: llama, mistral, qwen2, qwen3, gemma3_text)");
         };
+        if (arch == Arch.GEMMA3 && present(json, "text_config")) {
+            fail(file, "a multimodal gemma3 checkpoint (text_config); the engine reads text-only Gemma3ForCausalLM checkpoints (model_type gemma3_text)");
+        }
         int nEmbd = integer(file, json, "hidden_size");
         int nHead = integer(file, json, "num_attention_heads");
         int nHeadKv = optInteger(file, json, "num_key_value_heads").orElse(nHead);
@@ -332,7 +424,7 @@ public record ModelConfig(
         if (!present(json, "head_dim") && nEmbd % nHead != 0) {
             fail(file, "hidden_size " + nEmbd + " is not a multiple of num_attention_heads " + nHead + " and head_dim is absent");
         }
-        int headDim = optInteger(file, json, "head_dim").orElse(nEmbd / nHead);
+        int headDim = optInteger(file, json, "head_dim").orElse(arch == Arch.GEMMA3 ? 256 : nEmbd / nHead);
         JsonObject ropeParams = present(json, "rope_parameters") ? object(file, json, "rope_parameters") : null;
         JsonObject scalingJson = present(json, "rope_scaling") ? object(file, json, "rope_scaling") : ropeParams;
         float theta = optFloat(file, json, "rope_theta")
@@ -365,12 +457,70 @@ public record ModelConfig(
                 default -> fail(file, "unsupported rope scaling '" + type + "' (supported: default, linear, llama3)");
             }
         }
-        boolean tied = present(json, "tie_word_embeddings") && bool(file, json, "tie_word_embeddings");
-        float rmsEps = floatValue(file, json, "rms_norm_eps");
-        return new ModelConfig(arch, integer(file, json, "vocab_size"), nEmbd, integer(file, json, "num_hidden_layers"),
+        // transformers ties gemma3's embeddings unless told otherwise; the others untie by default
+        boolean tied = present(json, "tie_word_embeddings") ? bool(file, json, "tie_word_embeddings") : arch == Arch.GEMMA3;
+        float rmsEps = arch == Arch.GEMMA3 ? optFloat(file, json, "rms_norm_eps").orElse(1e-6f) : floatValue(file, json, "rms_norm_eps");
+        int nLayer = integer(file, json, "num_hidden_layers");
+        LayerAttention attention = hfLayerAttention(file, json, arch, nLayer, headDim);
+        return new ModelConfig(arch, integer(file, json, "vocab_size"), nEmbd, nLayer,
                 nHead, nHeadKv, headDim, integer(file, json, "intermediate_size"),
                 integer(file, json, "max_position_embeddings"), rmsEps, theta, RopeStyle.NEOX, ropeDims,
-                scaling, factor, low, high, orig, tied).check(file);
+                scaling, factor, low, high, orig, tied, attention).check(file);
+    }
+
+    /**
+     * The sliding window of a Hugging Face config. Mistral (and llama) configs declare it as sliding_window (null
+     * or absent: none). Qwen configs carry a sliding_window that only counts with use_sliding_window, and then
+     * only above max_window_layers, which the engine does not run: refused. Gemma 3: the window, the pattern
+     * (sliding_window_pattern, or layer_types), rope_local_base_freq and query_pre_attn_scalar; its soft-capping
+     * options must be off.
+     */
+    private static LayerAttention hfLayerAttention(Path file, JsonObject json, Arch arch, int nLayer, int headDim) {
+        Optional<Integer> window = optInteger(file, json, "sliding_window");
+        switch (arch) {
+            case LLAMA -> {
+                return window.filter(w -> w > 0).map(LayerAttention::window).orElse(LayerAttention.NONE);
+            }
+            case QWEN2, QWEN3 -> {
+                if (present(json, "use_sliding_window") && bool(file, json, "use_sliding_window")) {
+                    fail(file, "use_sliding_window is true: Qwen's sliding window above max_window_layers is not supported");
+                }
+                return LayerAttention.NONE;
+            }
+            case GEMMA3 -> {
+                for (String cap : new String[] {"final_logit_softcapping", "attn_logit_softcapping"}) {
+                    if (present(json, cap)) fail(file, cap + " is set; gemma3 soft-capping is not supported");
+                }
+                int w = window.orElse(4096);
+                int pattern = optInteger(file, json, "sliding_window_pattern").orElse(LayerAttention.GEMMA3_SWA_PATTERN);
+                if (present(json, "layer_types")) pattern = patternOfLayerTypes(file, json, nLayer);
+                float local = optFloat(file, json, "rope_local_base_freq").orElse(LayerAttention.GEMMA3_ROPE_THETA_LOCAL);
+                float scalar = optFloat(file, json, "query_pre_attn_scalar").orElse((float) headDim);
+                float scale = scalar == headDim ? 0f : (float) (1 / Math.sqrt(scalar));
+                return new LayerAttention(w, pattern, local, scale);
+            }
+            default -> throw new IllegalStateException(arch.name());
+        }
+    }
+
+    /** layer_types ("sliding_attention" / "full_attention" per layer) as a pattern: global exactly every n-th layer. */
+    private static int patternOfLayerTypes(Path file, JsonObject json, int nLayer) {
+        JsonElement e = json.get("layer_types");
+        if (!e.isJsonArray() || e.getAsJsonArray().size() != nLayer) fail(file, "'layer_types' is not a list of " + nLayer + " layer types");
+        var types = e.getAsJsonArray();
+        int pattern = 0;
+        for (int l = 0; l < nLayer && pattern == 0; l++) {
+            if (types.get(l).getAsString().equals("full_attention")) pattern = l + 1;
+        }
+        if (pattern == 0) pattern = nLayer + 1; // no global layer
+        for (int l = 0; l < nLayer; l++) {
+            String want = (l + 1) % pattern == 0 ? "full_attention" : "sliding_attention";
+            if (!types.get(l).isJsonPrimitive() || !types.get(l).getAsString().equals(want)) {
+                fail(file, "'layer_types' is not a global layer every " + pattern + " layers (layer " + l + " is " + types.get(l)
+                        + "), which the engine does not support");
+            }
+        }
+        return pattern;
     }
 
     private static boolean present(JsonObject o, String key) {

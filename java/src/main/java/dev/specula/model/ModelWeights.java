@@ -7,10 +7,13 @@ import dev.specula.model.gguf.GgufTensor;
 import dev.specula.model.safetensors.SafetensorsCheckpoint;
 import dev.specula.model.safetensors.SafetensorsDtype;
 import dev.specula.model.safetensors.SafetensorsTensor;
+import dev.specula.nativeapi.Arch;
 import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.WeightRole;
 import dev.specula.nativeapi.WeightShape;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -44,7 +47,7 @@ public final class ModelWeights {
     /** Tensor names of one naming scheme: the global ones, then per-layer patterns with %d for the layer. */
     private record Names(String tokenEmbd, String outputNorm, String output, String attnNorm, String q, String k,
                          String v, String o, String qBias, String kBias, String vBias, String ffnNorm, String gate,
-                         String up, String down) {
+                         String up, String down, String qNorm, String kNorm, String attnPostNorm, String ffnPostNorm) {
 
         /** The tensor name of role in layer (ignored for the global roles). */
         String of(WeightRole role, int layer) {
@@ -64,6 +67,10 @@ public final class ModelWeights {
                 case FFN_GATE -> gate;
                 case FFN_UP -> up;
                 case FFN_DOWN -> down;
+                case ATTN_Q_NORM -> qNorm;
+                case ATTN_K_NORM -> kNorm;
+                case ATTN_POST_NORM -> attnPostNorm;
+                case FFN_POST_NORM -> ffnPostNorm;
             };
             return role.global() ? pattern : pattern.formatted(layer);
         }
@@ -77,7 +84,9 @@ public final class ModelWeights {
     private static final Names GGUF = new Names(GGUF_TOKEN_EMBD, "output_norm.weight", GGUF_OUTPUT,
             "blk.%d.attn_norm.weight", "blk.%d.attn_q.weight", "blk.%d.attn_k.weight", "blk.%d.attn_v.weight",
             "blk.%d.attn_output.weight", "blk.%d.attn_q.bias", "blk.%d.attn_k.bias", "blk.%d.attn_v.bias",
-            "blk.%d.ffn_norm.weight", "blk.%d.ffn_gate.weight", "blk.%d.ffn_up.weight", "blk.%d.ffn_down.weight");
+            "blk.%d.ffn_norm.weight", "blk.%d.ffn_gate.weight", "blk.%d.ffn_up.weight", "blk.%d.ffn_down.weight",
+            "blk.%d.attn_q_norm.weight", "blk.%d.attn_k_norm.weight", "blk.%d.post_attention_norm.weight",
+            "blk.%d.post_ffw_norm.weight");
 
     private static final Names HF = new Names(HF_TOKEN_EMBD, "model.norm.weight", HF_OUTPUT,
             "model.layers.%d.input_layernorm.weight", "model.layers.%d.self_attn.q_proj.weight",
@@ -85,7 +94,21 @@ public final class ModelWeights {
             "model.layers.%d.self_attn.o_proj.weight", "model.layers.%d.self_attn.q_proj.bias",
             "model.layers.%d.self_attn.k_proj.bias", "model.layers.%d.self_attn.v_proj.bias",
             "model.layers.%d.post_attention_layernorm.weight", "model.layers.%d.mlp.gate_proj.weight",
-            "model.layers.%d.mlp.up_proj.weight", "model.layers.%d.mlp.down_proj.weight");
+            "model.layers.%d.mlp.up_proj.weight", "model.layers.%d.mlp.down_proj.weight",
+            "model.layers.%d.self_attn.q_norm.weight", "model.layers.%d.self_attn.k_norm.weight", null, null);
+
+    /**
+     * Gemma 3 in transformers: post_attention_layernorm is the attention block's output norm, and the FFN's input
+     * norm is pre_feedforward_layernorm.
+     */
+    private static final Names HF_GEMMA3 = new Names(HF_TOKEN_EMBD, "model.norm.weight", HF_OUTPUT,
+            "model.layers.%d.input_layernorm.weight", "model.layers.%d.self_attn.q_proj.weight",
+            "model.layers.%d.self_attn.k_proj.weight", "model.layers.%d.self_attn.v_proj.weight",
+            "model.layers.%d.self_attn.o_proj.weight", null, null, null,
+            "model.layers.%d.pre_feedforward_layernorm.weight", "model.layers.%d.mlp.gate_proj.weight",
+            "model.layers.%d.mlp.up_proj.weight", "model.layers.%d.mlp.down_proj.weight",
+            "model.layers.%d.self_attn.q_norm.weight", "model.layers.%d.self_attn.k_norm.weight",
+            "model.layers.%d.post_attention_layernorm.weight", "model.layers.%d.post_feedforward_layernorm.weight");
 
     /** What the mapping needs from a file format: find a tensor, and turn it into a Weight or say why not. */
     private interface Source {
@@ -190,7 +213,24 @@ public final class ModelWeights {
             }
         };
         Path where = ckpt.files().size() == 1 ? ckpt.files().getFirst().path() : ckpt.directory();
-        return map(where, c, HF, source);
+        if (c.arch() != Arch.GEMMA3) return map(where, c, HF, source);
+        // transformers' Gemma RMSNorm multiplies by 1 + w; GGUF files (and the native core) hold 1 + w already
+        List<Weight> weights = new ArrayList<>();
+        for (Weight w : map(where, c, HF_GEMMA3, source)) weights.add(w.role().norm() ? onePlus(w) : w);
+        return weights;
+    }
+
+    /** A norm weight w as an F32 vector of 1 + w, in memory that lives as long as the returned weight is reachable. */
+    private static Weight onePlus(Weight w) {
+        GgmlType type = switch (w.dtype()) {
+            case F16 -> GgmlType.F16;
+            case BF16 -> GgmlType.BF16;
+            default -> GgmlType.F32; // vectors are F32, F16 or BF16 (checked when mapped)
+        };
+        float[] v = GgmlQuant.decode(type, w.data(), (int) w.cols());
+        MemorySegment out = Arena.ofAuto().allocate((long) v.length * Float.BYTES, 64);
+        for (int i = 0; i < v.length; i++) out.setAtIndex(ValueLayout.JAVA_FLOAT, i, 1f + v[i]);
+        return new Weight(w.role(), w.layer(), DType.F32, out, w.rows(), w.cols(), w.tensorName() + " (+1)");
     }
 
     // ---------------------------------------------------------------- shared
@@ -207,9 +247,12 @@ public final class ModelWeights {
         List<WeightRole> biases = List.of(WeightRole.ATTN_Q_BIAS, WeightRole.ATTN_K_BIAS, WeightRole.ATTN_V_BIAS);
         for (int layer = 0; layer < c.nLayer(); layer++) {
             for (WeightRole role : WeightRole.values()) {
-                if (!role.global() && !role.bias()) add(weights, missing, problems, source, c, names.of(role, layer), role, layer);
+                if (!role.global() && !role.bias() && c.arch().uses(role)) {
+                    add(weights, missing, problems, source, c, names.of(role, layer), role, layer);
+                }
             }
             // Biases: always for qwen2; for llama, used when a checkpoint has them, but only as a full set.
+            if (!c.arch().allowsQkvBias()) continue;
             int present = 0;
             for (WeightRole role : biases) present += source.has(names.of(role, layer)) ? 1 : 0;
             if (c.requiresQkvBias() || present > 0) {

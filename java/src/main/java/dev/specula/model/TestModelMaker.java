@@ -6,6 +6,7 @@ import dev.specula.model.gguf.GgufWriter;
 import dev.specula.nativeapi.Arch;
 import dev.specula.nativeapi.RopeScaling;
 import dev.specula.nativeapi.RopeStyle;
+import dev.specula.nativeapi.WeightRole;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
@@ -15,7 +16,7 @@ import java.util.Map;
 import java.util.SplittableRandom;
 
 /**
- * Writes GGUF models with seeded random weights, of any size, for tests and benchmarks: llama or qwen2
+ * Writes GGUF models with seeded random weights, of any size, for tests and benchmarks: llama, qwen2, qwen3 or gemma3
  * architecture, matrices all of one type (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K to Q6_K) or typed as
  * llama.cpp's quantizer types a file of a {@link LlamaFileType} such as Q4_K_M (norms and biases stay F32, as llama.cpp keeps them),
  * tied or untied output, and the tokenizer metadata a caller supplies. The same settings and seed always give
@@ -42,6 +43,11 @@ public final class TestModelMaker {
     private long seed = 42;
     private float ropeTheta = 10000f;
     private Map<String, Object> tokenizer = Map.of();
+    private int headDim = 0;
+    private int slidingWindow = 0;
+
+    /** The architectures it writes. */
+    public static final List<String> ARCHS = List.of("llama", "qwen2", "qwen3", "gemma3");
 
     /** What write produced. */
     /** type is the base type of the matrices; label names the file type (with "pure" when every matrix has it). */
@@ -51,7 +57,7 @@ public final class TestModelMaker {
         }
     }
 
-    /** "llama" or "qwen2". */
+    /** One of {@link #ARCHS}. */
     public TestModelMaker arch(String arch) {
         this.arch = arch;
         return this;
@@ -74,6 +80,24 @@ public final class TestModelMaker {
 
     public TestModelMaker kvHeads(int kvHeads) {
         this.kvHeads = kvHeads;
+        return this;
+    }
+
+    /**
+     * The head size (attention.key_length and value_length); 0 (the default) means dim / heads. qwen3 and gemma3
+     * may set any even size; llama and qwen2 files need dim / heads.
+     */
+    public TestModelMaker headDim(int headDim) {
+        this.headDim = headDim;
+        return this;
+    }
+
+    /**
+     * attention.sliding_window; 0 (the default) writes none, except for gemma3, which needs one (default 512). On
+     * gemma3 every sixth layer stays global.
+     */
+    public TestModelMaker slidingWindow(int slidingWindow) {
+        this.slidingWindow = slidingWindow;
         return this;
     }
 
@@ -136,17 +160,23 @@ public final class TestModelMaker {
 
     /** The config the file will describe; throws IllegalArgumentException for inconsistent settings. */
     public ModelConfig config() {
-        if (!arch.equals("llama") && !arch.equals("qwen2")) throw new IllegalArgumentException("arch '" + arch + "' is not llama or qwen2");
+        if (!ARCHS.contains(arch)) throw new IllegalArgumentException("arch '" + arch + "' is not one of " + String.join(", ", ARCHS));
         positive("dim", dim);
         positive("layers", layers);
         positive("heads", heads);
         positive("kv-heads", kvHeads);
         positive("ff", ff);
         positive("context", context);
-        if (dim % heads != 0) throw new IllegalArgumentException("dim " + dim + " is not a multiple of heads " + heads);
+        boolean ownHeadDim = arch.equals("qwen3") || arch.equals("gemma3");
+        if (headDim < 0) throw new IllegalArgumentException("head-dim must be positive, got " + headDim);
+        if (headDim > 0 && !ownHeadDim && headDim * heads != dim) {
+            throw new IllegalArgumentException(arch + " needs head-dim = dim / heads; qwen3 and gemma3 may choose it freely");
+        }
+        if (headDim == 0 && dim % heads != 0) throw new IllegalArgumentException("dim " + dim + " is not a multiple of heads " + heads);
         if (heads % kvHeads != 0) throw new IllegalArgumentException("heads " + heads + " is not a multiple of kv-heads " + kvHeads);
-        int headDim = dim / heads;
-        if (headDim % 2 != 0) throw new IllegalArgumentException("head size " + headDim + " (dim / heads) is odd; RoPE needs it even");
+        if (slidingWindow < 0) throw new IllegalArgumentException("sliding-window must be positive, got " + slidingWindow);
+        int headDim = this.headDim > 0 ? this.headDim : dim / heads;
+        if (headDim % 2 != 0) throw new IllegalArgumentException("head size " + headDim + " is odd; RoPE needs it even");
         int block = fileType.base().blockSize();
         if (pure && (dim % block != 0 || ff % block != 0)) {
             throw new IllegalArgumentException(fileType.base() + " needs dim and ff to be multiples of " + block + " (got " + dim + ", " + ff + ")");
@@ -154,10 +184,20 @@ public final class TestModelMaker {
         int nVocab = vocabSize();
         positive("vocab", nVocab);
         boolean llama = arch.equals("llama");
-        return new ModelConfig(llama ? Arch.LLAMA : Arch.QWEN2, nVocab, dim, layers, heads, kvHeads,
+        Arch a = switch (arch) {
+            case "llama" -> Arch.LLAMA;
+            case "qwen2" -> Arch.QWEN2;
+            case "qwen3" -> Arch.QWEN3;
+            default -> Arch.GEMMA3;
+        };
+        ModelConfig.LayerAttention attention = a == Arch.GEMMA3
+                ? new ModelConfig.LayerAttention(slidingWindow > 0 ? slidingWindow : 512, ModelConfig.LayerAttention.GEMMA3_SWA_PATTERN,
+                        ModelConfig.LayerAttention.GEMMA3_ROPE_THETA_LOCAL, 0f)
+                : ModelConfig.LayerAttention.window(slidingWindow);
+        return new ModelConfig(a, nVocab, dim, layers, heads, kvHeads,
                 headDim, ff, context, llama ? 1e-5f : 1e-6f, ropeTheta,
                 llama ? RopeStyle.NORM : RopeStyle.NEOX, headDim,
-                RopeScaling.NONE, 0, 0, 0, 0, tied);
+                RopeScaling.NONE, 0, 0, 0, 0, tied, attention);
     }
 
     private int vocabSize() {
@@ -196,6 +236,11 @@ public final class TestModelMaker {
         w.putFloat32(p + "attention.layer_norm_rms_epsilon", c.rmsEps());
         w.putFloat32(p + "rope.freq_base", c.ropeTheta());
         w.putUInt32(p + "rope.dimension_count", c.ropeDims());
+        if (c.headDim() * c.nHead() != c.nEmbd() || c.arch() == Arch.QWEN3 || c.arch() == Arch.GEMMA3) {
+            w.putUInt32(p + "attention.key_length", c.headDim());
+            w.putUInt32(p + "attention.value_length", c.headDim());
+        }
+        if (c.slidingWindow() > 0) w.putUInt32(p + "attention.sliding_window", c.slidingWindow());
         w.putAll(tokenizer);
 
         long[] params = {0};
@@ -215,11 +260,18 @@ public final class TestModelMaker {
                 vector(w, params, b + "attn_k.bias", kv, 0f, 0.1f);
                 vector(w, params, b + "attn_v.bias", kv, 0f, 0.1f);
             }
+            if (c.arch().uses(WeightRole.ATTN_Q_NORM)) {
+                // q/k norms: gemma's are stored as llama.cpp's converter writes them, 1 + w
+                vector(w, params, b + "attn_q_norm.weight", c.headDim(), 1f, 0.1f);
+                vector(w, params, b + "attn_k_norm.weight", c.headDim(), 1f, 0.1f);
+            }
             matrix(w, params, b + "attn_output.weight", q, e, residualScale / Math.sqrt(q), Role.ATTN_OUTPUT, l, c);
+            if (c.arch().uses(WeightRole.ATTN_POST_NORM)) vector(w, params, b + "post_attention_norm.weight", e, 1f, 0.1f);
             vector(w, params, b + "ffn_norm.weight", e, 1f, 0.02f);
             matrix(w, params, b + "ffn_gate.weight", e, f, 1 / Math.sqrt(e), Role.FFN_GATE, l, c);
             matrix(w, params, b + "ffn_up.weight", e, f, 1 / Math.sqrt(e), Role.FFN_UP, l, c);
             matrix(w, params, b + "ffn_down.weight", f, e, residualScale / Math.sqrt(f), Role.FFN_DOWN, l, c);
+            if (c.arch().uses(WeightRole.FFN_POST_NORM)) vector(w, params, b + "post_ffw_norm.weight", e, 1f, 0.1f);
         }
         w.write(out);
         long bytes;

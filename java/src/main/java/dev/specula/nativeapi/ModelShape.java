@@ -42,6 +42,28 @@ public interface ModelShape {
 
     int ropeOrigCtx();
 
+    // ABI 0.8 (architectures): all zero keeps full attention in every layer and one RoPE.
+
+    /** 0 = none; else local layers attend only to keys at positions above p - slidingWindow. */
+    default int slidingWindow() {
+        return 0;
+    }
+
+    /** Which layers are local: 0 = every layer; n = all but every n-th ((layer + 1) % n == 0 is global). */
+    default int swaPattern() {
+        return 0;
+    }
+
+    /** The local layers' RoPE base (without scaling); 0 = the global RoPE. */
+    default float ropeThetaLocal() {
+        return 0f;
+    }
+
+    /** The softmax scale of q.k; 0 = 1 / sqrt(head_dim). */
+    default float attnScale() {
+        return 0f;
+    }
+
     /** The [rows][cols] weight role must have in layer (ignored for global roles): the ABI's spec_weight_shape. */
     default WeightShape weightShape(WeightRole role, int layer) {
         return WeightShape.of(this, role, layer);

@@ -60,6 +60,10 @@ public final class NativeModel extends NativeHandle {
         spec_model_config.rope_high_freq_factor(c, shape.ropeHighFreqFactor());
         spec_model_config.rope_orig_ctx(c, shape.ropeOrigCtx());
         spec_model_config.kv_dtype(c, kvType.code());
+        spec_model_config.sliding_window(c, shape.slidingWindow());
+        spec_model_config.swa_pattern(c, shape.swaPattern());
+        spec_model_config.rope_theta_local(c, shape.ropeThetaLocal());
+        spec_model_config.attn_scale(c, shape.attnScale());
         return c;
     }
 

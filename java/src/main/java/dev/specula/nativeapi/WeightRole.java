@@ -22,7 +22,12 @@ public enum WeightRole {
     FFN_NORM(SpeculaFfi.SPEC_W_FFN_NORM(), false),
     FFN_GATE(SpeculaFfi.SPEC_W_FFN_GATE(), false),
     FFN_UP(SpeculaFfi.SPEC_W_FFN_UP(), false),
-    FFN_DOWN(SpeculaFfi.SPEC_W_FFN_DOWN(), false);
+    FFN_DOWN(SpeculaFfi.SPEC_W_FFN_DOWN(), false),
+    // ABI 0.8 (architectures)
+    ATTN_Q_NORM(SpeculaFfi.SPEC_W_ATTN_Q_NORM(), false),
+    ATTN_K_NORM(SpeculaFfi.SPEC_W_ATTN_K_NORM(), false),
+    ATTN_POST_NORM(SpeculaFfi.SPEC_W_ATTN_POST_NORM(), false),
+    FFN_POST_NORM(SpeculaFfi.SPEC_W_FFN_POST_NORM(), false);
 
     private final int code;
     private final boolean global;
@@ -48,7 +53,13 @@ public enum WeightRole {
 
     /** True for the one-row weights (norms and biases), which are never quantized. */
     public boolean vector() {
-        return bias() || this == OUTPUT_NORM || this == ATTN_NORM || this == FFN_NORM;
+        return bias() || norm();
+    }
+
+    /** True for the RMSNorm weights. */
+    public boolean norm() {
+        return this == OUTPUT_NORM || this == ATTN_NORM || this == FFN_NORM || this == ATTN_Q_NORM || this == ATTN_K_NORM
+                || this == ATTN_POST_NORM || this == FFN_POST_NORM;
     }
 
     /** The name the native core's messages use, e.g. "attn_q". */

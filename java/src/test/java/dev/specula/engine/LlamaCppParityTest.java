@@ -109,6 +109,37 @@ class LlamaCppParityTest {
         compareWithLlamaCpp(oracle.get(), file, vocab, tolerance, false);
     }
 
+    /**
+     * qwen3 (q/k norms, a head size of 48 beside n_embd / n_head = 16) and gemma3 (scaled embeddings, q/k and
+     * post-block norms, GELU-tanh, local layers with a window of 8 over the 32-token prompt and every sixth layer
+     * global with its own RoPE base, tied output), F32 and a Q4_K_M mix each. On F32 the bound is the issue's
+     * 1e-3 for qwen3 (measured 2.7e-6); gemma3's GELU is computed by llama.cpp through an f16 lookup table, hence 5e-3 there (measured 2.0e-3).
+     */
+    @ParameterizedTest(name = "{0} {1}")
+    @CsvSource({
+        "qwen3,  F32,    1e-3",
+        "qwen3,  Q4_K_M, 3e-1",
+        "gemma3, F32,    5e-3",
+        "gemma3, Q4_K_M, 3e-1",
+    })
+    void qwen3AndGemma3MatchLlamaCpp(String arch, String type, double tolerance) {
+        var oracle = LlamaCppOracle.find();
+        assumeTrue(oracle.isPresent(), () -> "llama.cpp oracle unavailable: " + LlamaCppOracle.whyMissing());
+        Path file = temp.resolve(arch + "-" + type + ".gguf");
+        int vocab = 512;
+        boolean f32 = type.equals("F32");
+        LlamaFileType.Choice choice = LlamaFileType.parse(type);
+        TestModelMaker maker = new TestModelMaker().arch(arch).heads(4).kvHeads(2).vocab(vocab).context(256)
+                .fileType(choice.fileType(), choice.pure()).seed(7).tokenizer(VocabTrainer.ggufMetadata("llama", vocab, 7));
+        if (arch.equals("qwen3")) {
+            maker.dim(f32 ? 64 : 256).headDim(48).layers(3).ff(f32 ? 192 : 512).tied(false);
+        } else {
+            maker.dim(f32 ? 128 : 256).headDim(64).layers(7).ff(f32 ? 256 : 512).tied(true).slidingWindow(8).ropeTheta(1000000f);
+        }
+        maker.write(file);
+        compareWithLlamaCpp(oracle.get(), file, vocab, tolerance, f32);
+    }
+
     private static void compareWithLlamaCpp(LlamaCppOracle oracle, Path file, int vocab, double tolerance, boolean exactGreedy) {
 
         int[] prompt = new int[32];

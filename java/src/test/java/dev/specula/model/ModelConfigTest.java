@@ -147,7 +147,7 @@ class ModelConfigTest {
 
     @Test
     void unsupportedThingsAreClearErrors() {
-        assertFails(minimal("gpt2.gguf", "gpt2", w -> {}), "unsupported architecture 'gpt2' (supported: llama, mistral, qwen2)");
+        assertFails(minimal("gpt2.gguf", "gpt2", w -> {}), "unsupported architecture 'gpt2' (supported: llama, mistral, qwen2, qwen3, gemma3)");
         assertFails(minimal("yarn.gguf", "llama", w -> w.putString("llama.rope.scaling.type", "yarn")),
                 "unsupported rope scaling 'yarn'");
         float[] odd = new float[64];

@@ -33,7 +33,10 @@ class WeightShapeTest {
                 Map.entry(WeightRole.ATTN_Q_BIAS, new WeightShape(1, q)), Map.entry(WeightRole.ATTN_K_BIAS, new WeightShape(1, kv)),
                 Map.entry(WeightRole.ATTN_V_BIAS, new WeightShape(1, kv)), Map.entry(WeightRole.FFN_NORM, new WeightShape(1, e)),
                 Map.entry(WeightRole.FFN_GATE, new WeightShape(ff, e)), Map.entry(WeightRole.FFN_UP, new WeightShape(ff, e)),
-                Map.entry(WeightRole.FFN_DOWN, new WeightShape(e, ff)));
+                Map.entry(WeightRole.FFN_DOWN, new WeightShape(e, ff)),
+                Map.entry(WeightRole.ATTN_Q_NORM, new WeightShape(1, q / QWEN2.nHead())),
+                Map.entry(WeightRole.ATTN_K_NORM, new WeightShape(1, q / QWEN2.nHead())),
+                Map.entry(WeightRole.ATTN_POST_NORM, new WeightShape(1, e)), Map.entry(WeightRole.FFN_POST_NORM, new WeightShape(1, e)));
         assertEquals(WeightRole.values().length, want.size());
         for (WeightRole role : WeightRole.values()) {
             for (int layer = 0; layer < QWEN2.nLayer(); layer++) {
