@@ -316,6 +316,7 @@ public final class DecodeLoop implements AutoCloseable {
         int batch = active.size();
         DraftTree[] trees = new DraftTree[batch];
         Map<DraftPolicy, Boolean> policies = new IdentityHashMap<>();
+        double[] stepSeconds = new double[batch];
         for (int b = 0; b < batch; b++) {
             Sequence s = active.get(b);
             VerifyResult r = results[b];
@@ -335,11 +336,20 @@ public final class DecodeLoop implements AutoCloseable {
             s.request.policy().observe(s.tree, r);
             double other = (System.nanoTime() - o0) / 1e9;
             s.stats.addTimes(s.draftSeconds, s.forwardSeconds + verifySeconds, other);
-            budget.record(s.request.policy().name(), s.allowed, s.draftSeconds + s.forwardSeconds + verifySeconds + other, r.nAccepted() + 1);
+            stepSeconds[b] = s.draftSeconds + s.forwardSeconds + verifySeconds + other;
             trees[b] = s.tree;
             policies.put(s.request.policy(), Boolean.TRUE);
         }
+        long l0 = System.nanoTime();
         for (DraftPolicy p : policies.keySet()) p.observeBatch(trees, logits, maxTreeNodes);
+        // Learning is part of what a step costs: the budget and the figures count it, shared by the batch.
+        double learn = (System.nanoTime() - l0) / 1e9 / batch;
+        for (int b = 0; b < batch; b++) {
+            Sequence s = active.get(b);
+            s.stats.addTimes(0, 0, learn);
+            budget.record(s.request.policy().name(), s.allowed, s.tree.size(), s.draftSeconds, stepSeconds[b] + learn,
+                    results[b].nAccepted() + 1);
+        }
     }
 
     /**

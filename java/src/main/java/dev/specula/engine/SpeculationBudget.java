@@ -1,33 +1,128 @@
 package dev.specula.engine;
 
+import java.util.Arrays;
+import java.util.HashMap;
 import java.util.Map;
-import java.util.concurrent.ConcurrentHashMap;
 
 /**
- * Chooses how many tree nodes a policy may propose, from measured costs rather than a fixed rule: for each
- * size bucket (1, 2, 4, ... nodes) it keeps the measured seconds of a verify step and, per policy, the tokens
- * such a step produced, and picks the bucket with the most tokens per second. Plain decoding and the best
- * bucket's neighbours are measured again every so often, so the choice follows changes (a policy warming up, a
- * busier machine). Size 1 is plain decoding: when nothing beats it, speculation switches off. Thread-safe.
+ * Chooses how many tree nodes a policy may propose each step, so that speculation never costs much more than
+ * plain decoding: a cost model measured in the loop, and a credit account that pays for every speculative step.
+ *
+ * <h2>Cost model</h2>
+ * For each allowance bucket (1, 2, 4, ... up to the largest tree) and each policy, the budget keeps the measured
+ * wall seconds of a whole step (drafting, the target's forward, verification, committing and learning) and the
+ * tokens such a step produced, as moving averages. Bucket 1 is plain decoding; its cost {@code c0} is the
+ * yardstick, also refreshed by any step whose tree was a lone root (its drafting time left out). A bucket's rate
+ * is tokens per second; a bucket is <em>profitable</em> when its rate beats plain decoding's by
+ * {@value #MARGIN_PERCENT}%. The cost of a bucket never measured is extrapolated from the largest measured
+ * bucket below it, linearly in nodes (from plain decoding alone: {@code n c0}, a pessimistic guess).
+ *
+ * <h2>The account</h2>
+ * Each policy has a credit {@code B}, in seconds. It starts at {@code B0} = one plain step once {@code c0} is
+ * known. Every speculative step adds what it won against plain decoding, {@code tokens c0 - seconds} (negative
+ * when it lost); every plain step adds the allowance {@code eps seconds} (eps = {@value #ALLOWANCE_PERCENT}%);
+ * B is capped at {@value #CREDIT_CAP_STEPS} plain steps, so credit won on one request cannot pay for long
+ * losses on the next. The rules:
+ * <ol>
+ *   <li>Exploiting a profitable bucket needs {@code B >= 0}.</li>
+ *   <li>Any other speculative step is a probe: an unmeasured bigger tree, a stale neighbour of the best bucket,
+ *       or, while decoding plainly, the most promising bucket again. A probe needs {@code B >= expected loss}
+ *       ({@code max(0, c_i - y_i c0)}, from the cost model).</li>
+ *   <li>While decoding plainly, probes are spaced by a gap that doubles after each one, from
+ *       {@value #MIN_PROBE_GAP} up to {@value #MAX_PROBE_GAP} steps. It starts again from
+ *       {@value #MIN_PROBE_GAP} only when a stretch of speculation ended with more credit than it began with.</li>
+ * </ol>
+ *
+ * <h2>Why the overhead is at most about 3%</h2>
+ * Let W be the sum of {@code tokens c0 - seconds} over all speculative steps so far: the seconds speculation
+ * saved against decoding the same tokens plainly (negative: lost). Let P be the seconds spent in plain steps.
+ * Without the cap, B would be {@code B0 + eps P + W}; the cap only ever removes credit, so
+ * {@code B <= B0 + eps P + W}. Every speculative step starts with {@code B >= 0} (rules 1 and 2), so after it
+ * B is at least minus that one step's loss, L. Hence {@code W >= -(B0 + eps P + L)}: the whole run takes at most
+ * the plain time of its tokens plus {@code B0 + eps P + L}. Relative to plain decoding that is
+ * {@code eps + (B0 + L) / T}: {@value #ALLOWANCE_PERCENT}% plus one plain step plus one step's loss beyond its
+ * estimate, spread over the run's T seconds; for 128 tokens that is under 3%, and it tends to eps for longer
+ * runs. A drafter that never pays therefore converges to plain decoding, the fixed point: its probes thin out
+ * (the gap doubles) and each is paid from the small allowance. A drafter that pays keeps winning credit and
+ * speculating; its only overhead is re-measuring plain decoding every {@value #PLAIN_EVERY} steps and
+ * its neighbours every {@value #NEIGHBOURS_EVERY}, each chosen only when affordable.
+ *
+ * <p>What the bound takes as given: that {@code c0} is what plain decoding costs now (it starts as the median of
+ * the first {@value #FIRST_PLAIN_STEPS} plain steps, a later plain step moves the average as if it had
+ * taken at most 1.25 times the estimate, and c0 is never above any bucket's cost: a step preempted on a busy
+ * machine must not inflate it, since an inflated c0 makes speculative steps look won), and that a policy's
+ * work outside the measured step is nothing (policies learn in {@code observe}/{@code observeBatch}, which the
+ * loop times as part of the step). Thread-safe.
  */
 public final class SpeculationBudget {
-    private static final double DECAY = 0.8;
-    private static final int EXPLORE_EVERY = 16;
+    /** Weight of the past in the moving averages of costs and yields. */
+    static final double DECAY = 0.8;
+    static final int ALLOWANCE_PERCENT = 1;
+    /** eps: credit earned per second of plain decoding, what re-probing may cost at most. */
+    static final double ALLOWANCE = ALLOWANCE_PERCENT / 100.0;
+    /** B0, in plain steps. */
+    static final double INITIAL_CREDIT_STEPS = 1.0;
+    static final int CREDIT_CAP_STEPS = 8;
+    static final int MARGIN_PERCENT = 2;
+    static final int MIN_PROBE_GAP = 2;
+    static final int MAX_PROBE_GAP = 128;
+    /** While speculating: steps between plain steps that refresh c0. */
+    static final int PLAIN_EVERY = 64;
+    /** While speculating: steps between re-measurements of the best bucket's neighbours. */
+    static final int NEIGHBOURS_EVERY = 16;
+    /** A plain step slower than this times c0 counts as this (a preempted step must not inflate the yardstick). */
+    private static final double PLAIN_SAMPLE_CAP = 1.25;
+    /** Plain steps whose median is the first c0. */
+    static final int FIRST_PLAIN_STEPS = 3;
 
     private final int[] buckets;
-    // Per policy and bucket: seconds per verify step, and tokens per step.
-    private final Map<String, double[]> cost = new ConcurrentHashMap<>();
-    private final Map<String, double[]> yield = new ConcurrentHashMap<>();
-    private final Map<String, int[]> sinceTried = new ConcurrentHashMap<>();
     private final boolean adaptive;
+    private final Map<String, Account> accounts = new HashMap<>();
+
+    /** One policy's measurements and credit. */
+    static final class Account {
+        final double[] cost;    // seconds per step, per bucket (0: not measured); cost[0] is c0
+        final double[] yield;   // tokens per step, per bucket
+        final long[] lastTried; // the step at which each bucket was last chosen
+        final double[] firstPlain = new double[FIRST_PLAIN_STEPS];
+        int plainSamples;
+        double credit;          // B, seconds
+        long step;
+        long nextProbe;
+        int probeGap = MIN_PROBE_GAP;
+        boolean speculating;
+        double creditBeforeProbe;
+        // for tests and diagnostics
+        long probes;
+        long speculativeSteps;
+        double won; // W, seconds
+
+        Account(int n) {
+            cost = new double[n];
+            yield = new double[n];
+            lastTried = new long[n];
+        }
+
+        /**
+         * c0, the yardstick: the plain steps' average, but never more than any bucket's, since a bigger tree
+         * (the same root and more) costs at least a plain step; an average a few slow plain steps inflated
+         * would make every speculative step look won.
+         */
+        double plainCost() {
+            double c0 = cost[0];
+            for (int i = 1; i < cost.length; i++) if (cost[i] != 0 && cost[i] < c0) c0 = cost[i];
+            return c0;
+        }
+    }
 
     /** maxTreeNodes: the largest tree; adaptive false always allows maxTreeNodes (for comparisons). */
     public SpeculationBudget(int maxTreeNodes, boolean adaptive) {
         int n = 1;
         while ((1 << n) < maxTreeNodes) n++;
+        if (maxTreeNodes <= 1) n = 0;
         buckets = new int[n + 1];
         for (int i = 0; i < n; i++) buckets[i] = 1 << i;
-        buckets[n] = maxTreeNodes;
+        buckets[n] = Math.max(1, maxTreeNodes);
         this.adaptive = adaptive;
     }
 
@@ -35,49 +130,168 @@ public final class SpeculationBudget {
         return buckets[buckets.length - 1];
     }
 
+    private Account account(String policy) {
+        return accounts.computeIfAbsent(policy, k -> new Account(buckets.length));
+    }
+
     /** The tree size a policy may use this step. */
     public synchronized int choose(String policy) {
-        if (!adaptive) return maxTreeNodes();
-        double[] y = yield.computeIfAbsent(policy, k -> new double[buckets.length]);
-        double[] cost = this.cost.computeIfAbsent(policy, k -> new double[buckets.length]);
-        int[] since = sinceTried.computeIfAbsent(policy, k -> new int[buckets.length]);
-        for (int i = 0; i < buckets.length; i++) since[i]++;
-        // Untried buckets first, smallest to largest, so both sides of every ratio get measured.
-        for (int i = 0; i < buckets.length; i++) if (cost[i] == 0 || y[i] == 0) return pick(i, since);
+        if (!adaptive || buckets.length == 1) return maxTreeNodes();
+        Account a = account(policy);
+        a.step++;
+        double c0 = a.plainCost();
+        if (c0 == 0) return pick(a, 0); // the yardstick first
+        int best = bestProfitable(a);
+        if (best > 0 && a.credit >= 0) {
+            a.speculating = true;
+            if (a.step - a.lastTried[0] > PLAIN_EVERY) return pick(a, 0);
+            // Grow while the next size may pay and is affordable; re-measure the one below now and then.
+            int up = best + 1;
+            if (up < buckets.length && (a.cost[up] == 0 || a.step - a.lastTried[up] > NEIGHBOURS_EVERY)
+                    && expectedLoss(a, up) <= a.credit) return pick(a, up);
+            int down = best - 1;
+            if (down > 0 && a.step - a.lastTried[down] > NEIGHBOURS_EVERY && expectedLoss(a, down) <= a.credit) return pick(a, down);
+            return pick(a, best);
+        }
+        if (a.speculating) {
+            // A stretch of speculation ended: probe soon again only if it paid.
+            a.speculating = false;
+            if (a.credit > a.creditBeforeProbe) a.probeGap = MIN_PROBE_GAP;
+            a.nextProbe = a.step + a.probeGap;
+        }
+        if (a.step >= a.nextProbe) {
+            int probe = mostPromising(a);
+            if (expectedLoss(a, probe) <= a.credit) {
+                a.creditBeforeProbe = a.credit;
+                a.nextProbe = a.step + a.probeGap;
+                a.probeGap = Math.min(2 * a.probeGap, MAX_PROBE_GAP);
+                a.probes++;
+                return pick(a, probe);
+            }
+        }
+        return pick(a, 0);
+    }
+
+    private int pick(Account a, int i) {
+        a.lastTried[i] = a.step;
+        return buckets[i];
+    }
+
+    /** The measured bucket of highest rate if it beats plain decoding by the margin, else 0. */
+    private int bestProfitable(Account a) {
+        double c0 = a.plainCost();
         int best = 0;
-        double bestRate = 0;
-        for (int i = 0; i < buckets.length; i++) {
-            double rate = y[i] / cost[i];
+        double bestRate = (1 + MARGIN_PERCENT / 100.0) / c0;
+        for (int i = 1; i < buckets.length; i++) {
+            if (a.cost[i] == 0) continue;
+            double rate = a.yield[i] / a.cost[i];
             if (rate > bestRate) {
                 bestRate = rate;
                 best = i;
             }
         }
-        // Now and then re-measure the best bucket's neighbours and plain decoding: costs and acceptance drift
-        // (a JIT warming up, a busier machine), and a stale figure for plain decoding, the yardstick, would keep
-        // speculation on or off for good. Far larger trees are not re-tried: one such step costs many.
-        for (int j : new int[] {0, best + 1, best - 1}) {
-            if (j >= 0 && j < buckets.length && j != best && since[j] > EXPLORE_EVERY) return pick(j, since);
+        return best;
+    }
+
+    /** While decoding plainly, what to probe: the measured speculative bucket of highest rate, else the smallest. */
+    private int mostPromising(Account a) {
+        int best = 1;
+        double bestRate = -1;
+        for (int i = 1; i < buckets.length; i++) {
+            if (a.cost[i] == 0) continue;
+            double rate = a.yield[i] / a.cost[i];
+            if (rate > bestRate) {
+                bestRate = rate;
+                best = i;
+            }
         }
-        return pick(best, since);
+        return best;
     }
 
-    private int pick(int i, int[] since) {
-        since[i] = 0;
-        return buckets[i];
+    /** Seconds a step of bucket i is expected to lose against decoding its tokens plainly (0 if it should win). */
+    private double expectedLoss(Account a, int i) {
+        double c0 = a.plainCost();
+        if (a.cost[i] != 0) return Math.max(0, a.cost[i] - a.yield[i] * c0);
+        int j = i - 1;
+        while (j > 0 && a.cost[j] == 0) j--;
+        double cost, tokens;
+        if (j == 0) {
+            cost = buckets[i] * c0;
+            tokens = 1;
+        } else {
+            cost = a.cost[j] + (a.cost[j] - c0) * (buckets[i] - buckets[j]) / (buckets[j] - 1.0);
+            tokens = a.yield[j];
+        }
+        return Math.max(0, cost - tokens * c0);
     }
 
-    /** Records a step: the size the policy was allowed, the seconds its verification took, the tokens it gave. */
-    public synchronized void record(String policy, int allowed, double seconds, int tokens) {
+    /** Records a step as allowed nodes, seconds and tokens, without knowing the tree's size or its drafting time. */
+    public void record(String policy, int allowed, double seconds, int tokens) {
+        record(policy, allowed, allowed, 0, seconds, tokens);
+    }
+
+    /**
+     * Records a step: the size the policy was allowed, the size of the tree it proposed, the seconds of its
+     * drafting and of the whole step (drafting included), and the tokens the step gave (accepted plus bonus).
+     */
+    public synchronized void record(String policy, int allowed, int treeNodes, double draftSeconds, double seconds, int tokens) {
+        if (!adaptive || buckets.length == 1) return;
+        Account a = account(policy);
         int i = bucketOf(allowed);
-        double[] cost = this.cost.computeIfAbsent(policy, k -> new double[buckets.length]);
-        cost[i] = cost[i] == 0 ? seconds : DECAY * cost[i] + (1 - DECAY) * seconds;
-        double[] y = yield.computeIfAbsent(policy, k -> new double[buckets.length]);
-        y[i] = y[i] == 0 ? tokens : DECAY * y[i] + (1 - DECAY) * tokens;
+        if (i == 0) {
+            notePlain(a, seconds);
+            a.credit += ALLOWANCE * seconds;
+        } else {
+            if (treeNodes <= 1) notePlain(a, seconds - draftSeconds);
+            a.cost[i] = a.cost[i] == 0 ? seconds : DECAY * a.cost[i] + (1 - DECAY) * seconds;
+            a.yield[i] = a.yield[i] == 0 ? tokens : DECAY * a.yield[i] + (1 - DECAY) * tokens;
+            double c0 = a.plainCost();
+            double win = a.cost[0] == 0 ? 0 : tokens * c0 - seconds;
+            a.credit += win;
+            a.won += win;
+            a.speculativeSteps++;
+        }
+        a.credit = Math.min(a.credit, CREDIT_CAP_STEPS * a.plainCost());
+    }
+
+    private static void notePlain(Account a, double seconds) {
+        if (seconds <= 0) return;
+        if (a.cost[0] == 0) {
+            // The yardstick starts as the median of the first plain steps: the very first is often slow (code not
+            // yet compiled, pages not yet touched), and an inflated c0 would make every speculative step look won.
+            a.firstPlain[a.plainSamples++] = seconds;
+            if (a.plainSamples < a.firstPlain.length) return;
+            double[] sorted = a.firstPlain.clone();
+            Arrays.sort(sorted);
+            a.cost[0] = sorted[sorted.length / 2];
+            a.yield[0] = 1;
+            a.credit += INITIAL_CREDIT_STEPS * a.cost[0];
+            return;
+        }
+        // Noise only ever slows a step, so a fast sample is believed in full and a slow one only in part.
+        double sample = Math.min(seconds, PLAIN_SAMPLE_CAP * a.cost[0]);
+        a.cost[0] = DECAY * a.cost[0] + (1 - DECAY) * sample;
     }
 
     private int bucketOf(int nodes) {
         for (int i = 0; i < buckets.length; i++) if (nodes <= buckets[i]) return i;
         return buckets.length - 1;
+    }
+
+    /** A copy of a policy's account, for tests (null if the policy never stepped). */
+    synchronized Account snapshot(String policy) {
+        Account a = accounts.get(policy);
+        if (a == null) return null;
+        Account c = new Account(buckets.length);
+        System.arraycopy(a.cost, 0, c.cost, 0, a.cost.length);
+        System.arraycopy(a.yield, 0, c.yield, 0, a.yield.length);
+        System.arraycopy(a.lastTried, 0, c.lastTried, 0, a.lastTried.length);
+        c.credit = a.credit;
+        c.step = a.step;
+        c.probes = a.probes;
+        c.speculativeSteps = a.speculativeSteps;
+        c.won = a.won;
+        c.speculating = a.speculating;
+        return c;
     }
 }

@@ -1,0 +1,182 @@
+package dev.specula.engine;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The back-off with a fake cost clock: a simulated drafter on a simulated machine, so every figure is
+ * deterministic. A step of n nodes costs {@code c0 (1 + perNode (n - 1)) + draft (n - 1)} seconds (times noise,
+ * where a test asks for it) and accepts each chain token with probability alpha until the first rejection.
+ * Plain decoding of the same tokens costs {@code tokens c0}, times the same step's noise: the machine was
+ * that busy then, whichever way the tokens were decoded.
+ */
+class SpeculationBudgetTest {
+    static final double C0 = 0.01;
+
+    /** A simulated drafter and machine. */
+    record Machine(double perNode, double draftPerToken, double noise, double spikeChance) {
+        static Machine of(double perNode, double draftPerToken) {
+            return new Machine(perNode, draftPerToken, 0, 0);
+        }
+    }
+
+    /** What a simulated run did. */
+    static final class Run {
+        double seconds;
+        long tokens;
+        long steps;
+        long speculativeSteps;
+        double plainSeconds; // the same tokens decoded plainly, at the same moments
+
+        double ratio() {
+            return seconds / plainSeconds;
+        }
+
+        double lost() {
+            return seconds - plainSeconds;
+        }
+    }
+
+    private static double noise(Machine m, SplittableRandom rng) {
+        double f = 1 + (rng.nextDouble() * 2 - 1) * m.noise();
+        return rng.nextDouble() < m.spikeChance() ? 5 * f : f;
+    }
+
+    /** Decodes at least tokens tokens with a drafter of acceptance alpha; the budget learns as the loop would teach it. */
+    static Run simulate(SpeculationBudget budget, String policy, Machine m, double alpha, long tokens, SplittableRandom rng) {
+        Run run = new Run();
+        while (run.tokens < tokens) {
+            int allowed = budget.choose(policy);
+            int drafted = allowed - 1;
+            int accepted = 0;
+            while (accepted < drafted && rng.nextDouble() < alpha) accepted++;
+            double draft = m.draftPerToken() * drafted * C0;
+            double noise = noise(m, rng);
+            double seconds = (C0 * (1 + m.perNode() * drafted) + draft) * noise;
+            budget.record(policy, allowed, allowed, draft, seconds, accepted + 1);
+            run.seconds += seconds;
+            run.plainSeconds += (accepted + 1) * C0 * noise;
+            run.tokens += accepted + 1;
+            run.steps++;
+            if (allowed > 1) run.speculativeSteps++;
+        }
+        return run;
+    }
+
+    @Test
+    void aDrafterThatNeverHitsConvergesToPlainDecodingWithBoundedOverhead() {
+        // A draft model's cost (a quarter of the target per drafted token) and a compute-bound verifier.
+        Machine m = Machine.of(0.3, 0.25);
+        for (long tokens : new long[] {128, 512, 4096}) {
+            SpeculationBudget budget = new SpeculationBudget(17, true);
+            Run run = simulate(budget, "bad", m, 0, tokens, new SplittableRandom(1));
+            assertTrue(run.ratio() <= 1.03, tokens + " tokens: " + run.ratio() + "x the plain time");
+            // the bound of the javadoc: eps P + B0 + one step's loss
+            double bound = SpeculationBudget.ALLOWANCE * run.seconds + C0 + C0 * (0.3 + 0.25) * 16;
+            assertTrue(run.lost() <= bound, "lost " + (run.lost()) + " s, bound " + bound);
+        }
+        SpeculationBudget budget = new SpeculationBudget(17, true);
+        Run run = simulate(budget, "bad", m, 0, 20_000, new SplittableRandom(2));
+        assertTrue(run.ratio() <= 1.012, "a long run tends to the allowance: " + run.ratio());
+        // and the last stretch is plain decoding but for rare probes
+        Run tail = simulate(budget, "bad", m, 0, 2_000, new SplittableRandom(3));
+        assertTrue(tail.speculativeSteps <= 2_000 / SpeculationBudget.MAX_PROBE_GAP + 1, tail.speculativeSteps + " probes in 2000 steps");
+    }
+
+    @Test
+    void aDrafterThatPaysKeepsSpeculating() {
+        Machine m = Machine.of(0.02, 0);
+        SpeculationBudget budget = new SpeculationBudget(17, true);
+        Run run = simulate(budget, "good", m, 0.8, 4096, new SplittableRandom(4));
+        assertTrue(run.ratio() < 0.5, "speculation should pay: " + run.ratio() + "x the plain time");
+        assertTrue(run.speculativeSteps >= 0.9 * run.steps, run.speculativeSteps + " of " + run.steps + " steps speculated");
+        // it grew its trees beyond the smallest
+        var a = budget.snapshot("good");
+        assertTrue(a.cost[3] > 0, "8-node trees were never measured");
+        assertTrue(a.won > 0);
+    }
+
+    @Test
+    void aModestDrafterPaysForItsOwnExploration() {
+        // acceptance 0.4 on cheap drafts: two-node trees pay a little, big ones lose
+        Machine m = Machine.of(0.15, 0.05);
+        SpeculationBudget budget = new SpeculationBudget(17, true);
+        Run run = simulate(budget, "modest", m, 0.4, 4096, new SplittableRandom(5));
+        assertTrue(run.ratio() < 1.0, "should beat plain: " + run.ratio());
+    }
+
+    @Test
+    void reprobingIsRareOnceSpeculationLoses() {
+        Machine m = Machine.of(0.1, 0.1);
+        SpeculationBudget budget = new SpeculationBudget(17, true);
+        int steps = 10_000;
+        simulate(budget, "bad", m, 0, steps, new SplittableRandom(6));
+        var a = budget.snapshot("bad");
+        // gaps double from MIN to MAX: log2(MAX / MIN) + 1 probes, then one per MAX_PROBE_GAP steps at most
+        long bound = 1 + Long.numberOfTrailingZeros(SpeculationBudget.MAX_PROBE_GAP / SpeculationBudget.MIN_PROBE_GAP)
+                + steps / SpeculationBudget.MAX_PROBE_GAP;
+        assertTrue(a.probes <= bound, a.probes + " probes, bound " + bound);
+        assertTrue(a.probes >= 3, "it should still look now and then: " + a.probes);
+        assertEquals(a.probes, a.speculativeSteps, "every speculative step of a losing drafter is a probe");
+    }
+
+    @Test
+    void noisyTimingsDoNotBreakTheBound() {
+        // +-30% on every step and a 5x preemption on 2% of steps, plain and speculative alike
+        Machine m = new Machine(0.3, 0.25, 0.3, 0.02);
+        for (int seed = 0; seed < 5; seed++) {
+            SpeculationBudget budget = new SpeculationBudget(17, true);
+            Run run = simulate(budget, "bad", m, 0, 2048, new SplittableRandom(100 + seed));
+            assertTrue(run.ratio() <= 1.03, "seed " + seed + ": " + run.ratio() + "x the plain time");
+        }
+    }
+
+    @Test
+    void creditWonEarlierBoundsTheLossWhenADrafterTurnsBad() {
+        Machine m = Machine.of(0.2, 0.1);
+        SpeculationBudget budget = new SpeculationBudget(17, true);
+        simulate(budget, "turns", m, 0.9, 2000, new SplittableRandom(7));
+        Run bad = simulate(budget, "turns", m, 0, 1000, new SplittableRandom(8));
+        // at most the capped credit, the allowance and one step's loss
+        double bound = SpeculationBudget.CREDIT_CAP_STEPS * C0 + SpeculationBudget.ALLOWANCE * bad.seconds + C0 * (0.2 + 0.1) * 16;
+        assertTrue(bad.lost() <= bound, "lost " + (bad.lost()) + " s, bound " + bound);
+        assertTrue(bad.ratio() <= 1.03, bad.ratio() + "x");
+    }
+
+    @Test
+    void policiesHaveSeparateAccounts() {
+        Machine m = Machine.of(0.02, 0);
+        SpeculationBudget budget = new SpeculationBudget(17, true);
+        SplittableRandom rng = new SplittableRandom(9);
+        Run good = new Run(), bad = new Run();
+        for (int i = 0; i < 200; i++) {
+            Run g = simulate(budget, "good", m, 0.8, 8, rng), b = simulate(budget, "bad", m, 0, 8, rng);
+            good.speculativeSteps += g.speculativeSteps;
+            good.steps += g.steps;
+            bad.speculativeSteps += b.speculativeSteps;
+            bad.steps += b.steps;
+        }
+        assertTrue(good.speculativeSteps > 0.8 * good.steps, "good: " + good.speculativeSteps + "/" + good.steps);
+        assertTrue(bad.speculativeSteps < 0.1 * bad.steps, "bad: " + bad.speculativeSteps + "/" + bad.steps);
+    }
+
+    @Test
+    void fixedBudgetsAndLoneRoots() {
+        SpeculationBudget fixed = new SpeculationBudget(17, false);
+        for (int i = 0; i < 5; i++) {
+            assertEquals(17, fixed.choose("p"));
+            fixed.record("p", 17, 17, 0, 1, 1);
+        }
+        SpeculationBudget plain = new SpeculationBudget(1, true);
+        assertEquals(1, plain.maxTreeNodes());
+        for (int i = 0; i < 5; i++) {
+            assertEquals(1, plain.choose("p"));
+            plain.record("p", 1, 1, 0, 1, 1);
+        }
+        SpeculationBudget fresh = new SpeculationBudget(81, true);
+        assertEquals(81, fresh.maxTreeNodes());
+        assertEquals(1, fresh.choose("p"), "plain decoding is measured before anything is risked");
+    }
+}
