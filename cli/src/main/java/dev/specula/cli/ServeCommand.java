@@ -50,11 +50,21 @@ final class ServeCommand implements Callable<Integer> {
         try (SpeculaEngine engine = engineOptions.builder(drafterChoice.drafter, maxBatch).build();
              SpeculaServer server = SpeculaServer.builder(engine).host(host).port(port).apiKey(apiKey).modelName(modelName)
                      .chatFormat(chatFormat).start()) {
-            Runtime.getRuntime().addShutdownHook(new Thread(server::close, "specula-serve-stop"));
+            Thread stop = new Thread(server::close, "specula-serve-stop"); // Ctrl-C or SIGTERM: stop listening, then close the engine
+            Runtime.getRuntime().addShutdownHook(stop);
             out.println("specula: serving " + server.modelName() + " on " + server.uri() + "/v1 (batch " + maxBatch + ", drafter "
                     + engine.drafter().cliName() + (apiKey != null ? ", API key required" : "") + "); Ctrl-C stops");
             out.flush();
-            server.awaitStop();
+            try {
+                server.awaitStop();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt(); // an embedding caller stopping the command: close and return
+            }
+            try {
+                Runtime.getRuntime().removeShutdownHook(stop);
+            } catch (IllegalStateException e) {
+                // the JVM is already shutting down: the hook is what stopped the server
+            }
         }
         return 0;
     }
