@@ -67,6 +67,8 @@ final class OptionRules {
             Map.entry("--threads", between(0, 1024)), // the core's limit (spec_context_set_threads)
             Map.entry("--device", atLeast(0)),
             Map.entry("--batch", atLeast(1)),
+            Map.entry("--max-batch", atLeast(1)),
+            Map.entry("--port", between(0, 65535)),
             Map.entry("--limit", atLeast(0)),
             Map.entry("--rounds", atLeast(1)),
             Map.entry("--tree-nodes", between(1, TreeVerifier.MAX_TREE_NODES)),

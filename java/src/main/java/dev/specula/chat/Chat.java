@@ -106,12 +106,23 @@ public final class Chat {
     public ChatResult chat(List<ChatMessage> messages, ChatOptions options, TextListener listener, BooleanSupplier cancelled) {
         if (engine == null) throw new IllegalStateException("this Chat renders only; make one on an engine to answer");
         RenderedPrompt prompt = render(messages, options);
-        int[] ids = tokenize(prompt);
-        GenerationRequest request = GenerationRequest.builder(prompt.text()).promptTokens(ids).stopTokens(endOfTurn)
-                .maxTokens(options.maxTokens()).sampling(options.sampling()).stopStrings(options.stopStrings()).drafter(options.drafter()).build();
-        GenerationResult r = engine.generate(request, listener, cancelled);
+        GenerationResult r = engine.generate(request(prompt, options), listener, cancelled);
         ToolCallParser.Parsed parsed = options.tools().isEmpty() ? new ToolCallParser.Parsed(r.text(), List.of()) : ToolCallParser.parse(r.text());
         return new ChatResult(parsed.text(), parsed.calls(), prompt, r);
+    }
+
+    /**
+     * The engine request that answers a conversation, for callers that check or schedule it themselves before
+     * {@link SpeculaEngine#generate} (a server checks the prompt against the context first).
+     */
+    public GenerationRequest request(List<ChatMessage> messages, ChatOptions options) {
+        return request(render(messages, options), options);
+    }
+
+    /** The rendered prompt's tokens, the end-of-turn tokens as stop tokens, and the options' budget, sampling, stops and drafter. */
+    private GenerationRequest request(RenderedPrompt prompt, ChatOptions options) {
+        return GenerationRequest.builder(prompt.text()).promptTokens(tokenize(prompt)).stopTokens(endOfTurn)
+                .maxTokens(options.maxTokens()).sampling(options.sampling()).stopStrings(options.stopStrings()).drafter(options.drafter()).build();
     }
 
     /**

@@ -1,0 +1,63 @@
+package dev.specula.server;
+
+import java.util.Map;
+import java.util.function.IntSupplier;
+
+/**
+ * What {@code /metrics} asks of the engine beyond each request's own result: the batch, the queue and, where the
+ * engine counts them itself, the speculative counters. Kept behind this interface so a scheduler's own statistics
+ * can replace {@link #inFlight}'s estimate without touching the server.
+ */
+public interface EngineMetrics {
+    /** Sequences generating now (the running batch). */
+    int batchSize();
+
+    /** Requests waiting for a place in the batch. */
+    int queueDepth();
+
+    /**
+     * The engine's speculative counters per drafter name, since it started; null when the engine does not count
+     * them, and the server then sums them from each finished request's statistics (which cannot tell the number
+     * of draft tokens proposed: {@link SpeculativeCounters#draftTokens()} is then unknown).
+     */
+    default Map<String, SpeculativeCounters> speculative() {
+        return null;
+    }
+
+    /**
+     * vLLM's speculative-decoding counters ({@code vllm:spec_decode_*}).
+     *
+     * @param drafts              verify steps of speculative requests (each sequence's step counts once)
+     * @param draftTokens         draft tokens proposed (tree nodes besides the root); -1 when unknown
+     * @param acceptedTokens      draft tokens accepted (the bonus token not counted)
+     * @param acceptedPerPosition accepted tokens per draft position, 0-based (position 0: the first draft token)
+     */
+    record SpeculativeCounters(long drafts, long draftTokens, long acceptedTokens, long[] acceptedPerPosition) {
+        public SpeculativeCounters {
+            acceptedPerPosition = acceptedPerPosition.clone();
+        }
+
+        @Override
+        public long[] acceptedPerPosition() {
+            return acceptedPerPosition.clone();
+        }
+    }
+
+    /**
+     * For an engine whose callers wait for one of {@code batch} places in turn (a fair semaphore): of the requests
+     * inside {@code generate}, the first {@code batch} run and the rest wait.
+     */
+    static EngineMetrics inFlight(int batch, IntSupplier requestsInsideGenerate) {
+        return new EngineMetrics() {
+            @Override
+            public int batchSize() {
+                return Math.min(batch, requestsInsideGenerate.getAsInt());
+            }
+
+            @Override
+            public int queueDepth() {
+                return Math.max(0, requestsInsideGenerate.getAsInt() - batch);
+            }
+        };
+    }
+}
