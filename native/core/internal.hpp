@@ -120,8 +120,10 @@ public:
     virtual void kv_release(spec_kv *kv) = 0;
     // Moves pending tokens path[0..n) into committed positions committed..committed+n.
     virtual Status kv_commit(spec_kv *kv, int32_t n_path, const int32_t *path, Failure &err) = 0;
-    // args are validated; parents and positions are always given (the core fills defaults).
-    virtual Status forward(spec_model *model, spec_kv *kv, const spec_forward_args &args, Failure &err) = 0;
+    // Sequence i runs args[i] over kvs[i] (n_seq >= 1 distinct caches of model; spec_forward is
+    // n_seq = 1). args are validated; parents and positions are always given (the core fills
+    // defaults), logits point at the first row (logits_offset is applied and 0).
+    virtual Status forward(spec_model *model, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args, Failure &err) = 0;
 
     // Speculative kernels (kernels_abi.cpp validates every argument; scale is already resolved).
     virtual Status tree_attention(spec_context *ctx, const spec_tree_attention_args &args, Failure &err) = 0;

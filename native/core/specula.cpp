@@ -3,6 +3,7 @@
 #include "abi_guard.hpp"
 #include "quant_blocks.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
@@ -165,6 +166,150 @@ spec_status validate_config(const spec_model_config &c, Failure &err) {
     if (c.kv_dtype != SPEC_DTYPE_F32 && c.kv_dtype != SPEC_DTYPE_F16 && c.kv_dtype != SPEC_DTYPE_BF16)
         FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "kv_dtype %d must be F32, F16 or BF16", c.kv_dtype);
     return SPEC_OK;
+}
+
+// ---------------------------------------------------------------- forward and kv helpers
+
+// One sequence of a forward call, validated: the defaults filled in (parents, positions) and the
+// logits seen from logits_offset on as a buffer of their own. Lives in place (args points into it).
+struct PreparedForward {
+    std::vector<int32_t> parents, positions;
+    spec_buffer logits_view;
+    spec_forward_args args{};
+};
+
+// Validates one sequence's forward of a finalized model; who prefixes every message.
+spec_status prepare_forward(spec_model *model, spec_kv *kv, const spec_forward_args *args, const char *who, PreparedForward &out,
+                            Failure &err) {
+    if (!live_kv(kv)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "%s: kv cache %s", who, handle_problem(kv));
+    if (kv->model != model) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: kv cache belongs to another model", who);
+    if (!args) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: args is null", who);
+    const auto &c = model->config;
+    const int32_t n = args->n_tokens;
+    if (n <= 0) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: n_tokens %d must be positive", who, n);
+    if (n > kv->capacity - kv->committed)
+        FAIL(err, SPEC_ERR_OUT_OF_RANGE, "%s: %d tokens do not fit: %d committed of capacity %d", who, n, kv->committed, kv->capacity);
+    if (!args->tokens) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: tokens is null", who);
+    for (int32_t i = 0; i < n; i++)
+        if (args->tokens[i] < 0 || args->tokens[i] >= c.n_vocab)
+            FAIL(err, SPEC_ERR_OUT_OF_RANGE, "%s: token[%d] = %d is out of range (vocabulary %d)", who, i, args->tokens[i], c.n_vocab);
+    std::vector<int32_t> &parents = out.parents, &positions = out.positions, depth((size_t)n);
+    parents.resize((size_t)n);
+    positions.resize((size_t)n);
+    for (int32_t i = 0; i < n; i++) {
+        int32_t p = args->parents ? args->parents[i] : i - 1;
+        if (p < -1 || p >= i)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: parent[%d] = %d must be -1 or an earlier index (0..%d)", who, i, p, i - 1);
+        parents[i] = p;
+        depth[i] = p < 0 ? 0 : depth[p] + 1;
+        positions[i] = args->positions ? args->positions[i] : kv->committed + depth[i];
+        if (positions[i] < 0) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: position[%d] = %d is negative", who, i, positions[i]);
+    }
+    auto check_out = [&](const spec_buffer *b, uint64_t need, const char *what) -> spec_status {
+        if (!live_buffer(b)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "%s: %s buffer %s", who, what, handle_problem(b));
+        if (b->ctx != model->ctx) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: %s buffer belongs to another context", who, what);
+        if (b->size < need)
+            FAIL(err, SPEC_ERR_BUFFER_TOO_SMALL, "%s: %s buffer holds %llu bytes, needs %llu", who, what, (unsigned long long)b->size,
+                 (unsigned long long)need);
+        return SPEC_OK;
+    };
+    if (args->logits_mode < SPEC_LOGITS_NONE || args->logits_mode > SPEC_LOGITS_LAST)
+        FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: unknown logits_mode %d", who, args->logits_mode);
+    if (args->logits_mode != SPEC_LOGITS_NONE) {
+        uint64_t rows = args->logits_mode == SPEC_LOGITS_ALL ? (uint64_t)n : 1;
+        uint64_t need = rows * (uint64_t)c.n_vocab * 4;
+        if (check_out(args->logits, 1, "logits")) return err.status;
+        if (args->logits_offset % 4 || args->logits_offset > args->logits->size || need > args->logits->size - args->logits_offset)
+            FAIL(err, SPEC_ERR_BUFFER_TOO_SMALL, "%s: logits buffer of %llu bytes cannot hold %llu bytes at offset %llu", who,
+                 (unsigned long long)args->logits->size, (unsigned long long)need, (unsigned long long)args->logits_offset);
+        out.logits_view = *args->logits;
+        out.logits_view.ptr = (char *)args->logits->ptr + args->logits_offset;
+        out.logits_view.size = args->logits->size - args->logits_offset;
+    } else if (args->logits_offset) {
+        FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: logits_offset without logits", who);
+    }
+    if (args->exit_layer < 0 || args->exit_layer > c.n_layer)
+        FAIL(err, SPEC_ERR_OUT_OF_RANGE, "%s: exit_layer %d is out of range (0..%d)", who, args->exit_layer, c.n_layer);
+    if (args->exit_layer == 0 && (args->exit_hidden || args->exit_logits || args->stop_at_exit))
+        FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: exit outputs or stop_at_exit given without an exit_layer", who);
+    if (args->exit_hidden && check_out(args->exit_hidden, (uint64_t)n * c.n_embd * 4, "exit_hidden")) return err.status;
+    if (args->exit_logits && check_out(args->exit_logits, (uint64_t)n * c.n_vocab * 4, "exit_logits")) return err.status;
+    if (args->stop_at_exit && args->logits_mode != SPEC_LOGITS_NONE)
+        FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: stop_at_exit runs no final layers, so logits_mode must be NONE (use exit_logits)", who);
+
+    out.args = *args;
+    if (args->logits_mode != SPEC_LOGITS_NONE) out.args.logits = &out.logits_view;
+    out.args.logits_offset = 0;
+    out.args.parents = parents.data();
+    out.args.positions = positions.data();
+    return SPEC_OK;
+}
+
+// Runs validated sequences (prepared[i] over kvs[i]) through the backend in one call; each cache
+// holds its tokens pending only when the whole call succeeded.
+spec_status run_forward(spec_model *model, spec_kv *const *kvs, std::vector<PreparedForward> &prepared, Failure &err) {
+    const int32_t n_seq = (int32_t)prepared.size();
+    std::vector<spec_forward_args> args((size_t)n_seq);
+    for (int32_t i = 0; i < n_seq; i++) {
+        args[(size_t)i] = prepared[(size_t)i].args;
+        kvs[i]->pending = 0;
+        kvs[i]->pending_parents.clear();
+    }
+    spec_status st = model->ctx->backend->forward(model, n_seq, kvs, args.data(), err);
+    if (st != SPEC_OK) return st;
+    for (int32_t i = 0; i < n_seq; i++) {
+        kvs[i]->pending = args[(size_t)i].n_tokens;
+        kvs[i]->pending_parents = std::move(prepared[(size_t)i].parents);
+    }
+    return SPEC_OK;
+}
+
+// Every cache live and none twice (a batch call would otherwise run or commit one cache's tokens twice).
+spec_status check_distinct_caches(const char *fn, int32_t n, spec_kv *const *kvs, Failure &err) {
+    std::vector<std::pair<const spec_kv *, int32_t>> seen((size_t)n);
+    for (int32_t i = 0; i < n; i++) {
+        if (!live_kv(kvs[i])) FAIL(err, SPEC_ERR_INVALID_HANDLE, "%s: sequence %d: kv cache %s", fn, i, handle_problem(kvs[i]));
+        seen[(size_t)i] = {kvs[i], i};
+    }
+    std::sort(seen.begin(), seen.end());
+    for (size_t i = 1; i < seen.size(); i++)
+        if (seen[i].first == seen[i - 1].first)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: sequences %d and %d name the same kv cache", fn, std::min(seen[i - 1].second, seen[i].second),
+                 std::max(seen[i - 1].second, seen[i].second));
+    return SPEC_OK;
+}
+
+// spec_kv_commit's checks: the path is a root-to-node chain of kv's pending tree.
+spec_status check_commit(const spec_kv *kv, int32_t n_path, const int32_t *path, const char *who, Failure &err) {
+    if (!live_kv(kv)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "%s: kv cache %s", who, handle_problem(kv));
+    if (n_path < 0 || n_path > kv->pending)
+        FAIL(err, SPEC_ERR_OUT_OF_RANGE, "%s: path length %d is out of range (0..%d pending)", who, n_path, kv->pending);
+    if (n_path > 0 && !path) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: path is null", who);
+    for (int32_t i = 0; i < n_path; i++) {
+        int32_t node = path[i];
+        if (node < 0 || node >= kv->pending)
+            FAIL(err, SPEC_ERR_OUT_OF_RANGE, "%s: path[%d] = %d is not a pending token (0..%d)", who, i, node, kv->pending - 1);
+        int32_t want = i == 0 ? -1 : path[i - 1];
+        if (kv->pending_parents[node] != want)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: path[%d] = %d has parent %d, not %d: not a root-to-node chain", who, i, node,
+                 kv->pending_parents[node], want);
+    }
+    return SPEC_OK;
+}
+
+spec_status apply_commit(spec_kv *kv, int32_t n_path, const int32_t *path, Failure &err) {
+    spec_status st = kv->model->ctx->backend->kv_commit(kv, n_path, path, err);
+    if (st != SPEC_OK) return st;
+    kv->committed += n_path;
+    kv->pending = 0;
+    kv->pending_parents.clear();
+    return SPEC_OK;
+}
+
+void truncate_kv(spec_kv *kv, int32_t new_length) {
+    kv->committed = new_length;
+    kv->pending = 0;
+    kv->pending_parents.clear();
 }
 
 } // namespace
@@ -506,9 +651,7 @@ SPEC_API spec_status spec_kv_truncate(spec_kv *kv, int32_t new_length) {
         if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_kv_truncate: kv cache %s", handle_problem(kv));
         if (new_length < 0 || new_length > kv->committed)
             FAIL(err, SPEC_ERR_OUT_OF_RANGE, "spec_kv_truncate: length %d is out of range (0..%d committed)", new_length, kv->committed);
-        kv->committed = new_length;
-        kv->pending = 0;
-        kv->pending_parents.clear();
+        truncate_kv(kv, new_length);
         return SPEC_OK;
     });
 }
@@ -516,25 +659,8 @@ SPEC_API spec_status spec_kv_truncate(spec_kv *kv, int32_t new_length) {
 SPEC_API spec_status spec_kv_commit(spec_kv *kv, int32_t n_path, const int32_t *path) {
     const spec_context *ctx = live_kv(kv) ? kv->model->ctx : nullptr;
     return guarded(ctx, [&](Failure &err) -> spec_status {
-        if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_kv_commit: kv cache %s", handle_problem(kv));
-        if (n_path < 0 || n_path > kv->pending)
-            FAIL(err, SPEC_ERR_OUT_OF_RANGE, "spec_kv_commit: path length %d is out of range (0..%d pending)", n_path, kv->pending);
-        if (n_path > 0 && !path) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_kv_commit: path is null");
-        for (int32_t i = 0; i < n_path; i++) {
-            int32_t node = path[i];
-            if (node < 0 || node >= kv->pending)
-                FAIL(err, SPEC_ERR_OUT_OF_RANGE, "spec_kv_commit: path[%d] = %d is not a pending token (0..%d)", i, node, kv->pending - 1);
-            int32_t want = i == 0 ? -1 : path[i - 1];
-            if (kv->pending_parents[node] != want)
-                FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_kv_commit: path[%d] = %d has parent %d, not %d: not a root-to-node chain", i, node,
-                     kv->pending_parents[node], want);
-        }
-        spec_status st = kv->model->ctx->backend->kv_commit(kv, n_path, path, err);
-        if (st != SPEC_OK) return st;
-        kv->committed += n_path;
-        kv->pending = 0;
-        kv->pending_parents.clear();
-        return SPEC_OK;
+        if (check_commit(kv, n_path, path, "spec_kv_commit", err)) return err.status;
+        return apply_commit(kv, n_path, path, err);
     });
 }
 
@@ -542,74 +668,65 @@ SPEC_API spec_status spec_forward(spec_model *model, spec_kv *kv, const spec_for
     const spec_context *ctx = live_model(model) ? model->ctx : nullptr;
     return guarded(ctx, [&](Failure &err) -> spec_status {
         if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_forward: model %s", handle_problem(model));
-        if (!live_kv(kv)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_forward: kv cache %s", handle_problem(kv));
-        if (kv->model != model) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: kv cache belongs to another model");
         if (!model->finalized) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: model is not finalized");
-        if (!args) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: args is null");
-        const auto &c = model->config;
-        const int32_t n = args->n_tokens;
-        if (n <= 0) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: n_tokens %d must be positive", n);
-        if (n > kv->capacity - kv->committed)
-            FAIL(err, SPEC_ERR_OUT_OF_RANGE, "spec_forward: %d tokens do not fit: %d committed of capacity %d", n, kv->committed, kv->capacity);
-        if (!args->tokens) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: tokens is null");
-        for (int32_t i = 0; i < n; i++)
-            if (args->tokens[i] < 0 || args->tokens[i] >= c.n_vocab)
-                FAIL(err, SPEC_ERR_OUT_OF_RANGE, "spec_forward: token[%d] = %d is out of range (vocabulary %d)", i, args->tokens[i], c.n_vocab);
-        std::vector<int32_t> parents(n), positions(n), depth(n);
-        for (int32_t i = 0; i < n; i++) {
-            int32_t p = args->parents ? args->parents[i] : i - 1;
-            if (p < -1 || p >= i)
-                FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: parent[%d] = %d must be -1 or an earlier index (0..%d)", i, p, i - 1);
-            parents[i] = p;
-            depth[i] = p < 0 ? 0 : depth[p] + 1;
-            positions[i] = args->positions ? args->positions[i] : kv->committed + depth[i];
-            if (positions[i] < 0) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: position[%d] = %d is negative", i, positions[i]);
-        }
-        auto check_out = [&](const spec_buffer *b, uint64_t need, const char *what) -> spec_status {
-            if (!live_buffer(b)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_forward: %s buffer %s", what, handle_problem(b));
-            if (b->ctx != model->ctx) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: %s buffer belongs to another context", what);
-            if (b->size < need)
-                FAIL(err, SPEC_ERR_BUFFER_TOO_SMALL, "spec_forward: %s buffer holds %llu bytes, needs %llu", what,
-                     (unsigned long long)b->size, (unsigned long long)need);
-            return SPEC_OK;
-        };
-        if (args->logits_mode < SPEC_LOGITS_NONE || args->logits_mode > SPEC_LOGITS_LAST)
-            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: unknown logits_mode %d", args->logits_mode);
-        // The backend sees the logits from logits_offset on, as a buffer of its own.
-        spec_buffer logits_view;
-        if (args->logits_mode != SPEC_LOGITS_NONE) {
-            uint64_t rows = args->logits_mode == SPEC_LOGITS_ALL ? (uint64_t)n : 1;
-            uint64_t need = rows * (uint64_t)c.n_vocab * 4;
-            if (check_out(args->logits, 1, "logits")) return err.status;
-            if (args->logits_offset % 4 || args->logits_offset > args->logits->size || need > args->logits->size - args->logits_offset)
-                FAIL(err, SPEC_ERR_BUFFER_TOO_SMALL, "spec_forward: logits buffer of %llu bytes cannot hold %llu bytes at offset %llu",
-                     (unsigned long long)args->logits->size, (unsigned long long)need, (unsigned long long)args->logits_offset);
-            logits_view = *args->logits;
-            logits_view.ptr = (char *)args->logits->ptr + args->logits_offset;
-            logits_view.size = args->logits->size - args->logits_offset;
-        } else if (args->logits_offset) {
-            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: logits_offset without logits");
-        }
-        if (args->exit_layer < 0 || args->exit_layer > c.n_layer)
-            FAIL(err, SPEC_ERR_OUT_OF_RANGE, "spec_forward: exit_layer %d is out of range (0..%d)", args->exit_layer, c.n_layer);
-        if (args->exit_layer == 0 && (args->exit_hidden || args->exit_logits || args->stop_at_exit))
-            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: exit outputs or stop_at_exit given without an exit_layer");
-        if (args->exit_hidden && check_out(args->exit_hidden, (uint64_t)n * c.n_embd * 4, "exit_hidden")) return err.status;
-        if (args->exit_logits && check_out(args->exit_logits, (uint64_t)n * c.n_vocab * 4, "exit_logits")) return err.status;
-        if (args->stop_at_exit && args->logits_mode != SPEC_LOGITS_NONE)
-            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: stop_at_exit runs no final layers, so logits_mode must be NONE (use exit_logits)");
+        std::vector<PreparedForward> prepared(1);
+        if (prepare_forward(model, kv, args, "spec_forward", prepared[0], err)) return err.status;
+        return run_forward(model, &kv, prepared, err);
+    });
+}
 
-        spec_forward_args a = *args;
-        if (args->logits_mode != SPEC_LOGITS_NONE) a.logits = &logits_view;
-        a.logits_offset = 0;
-        a.parents = parents.data();
-        a.positions = positions.data();
-        kv->pending = 0;
-        kv->pending_parents.clear();
-        spec_status st = model->ctx->backend->forward(model, kv, a, err);
-        if (st != SPEC_OK) return st;
-        kv->pending = n;
-        kv->pending_parents = parents;
+SPEC_API spec_status spec_forward_batch(spec_model *model, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args) {
+    const spec_context *ctx = live_model(model) ? model->ctx : nullptr;
+    return guarded(ctx, [&](Failure &err) -> spec_status {
+        const char *fn = "spec_forward_batch";
+        if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "%s: model %s", fn, handle_problem(model));
+        if (!model->finalized) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: model is not finalized", fn);
+        if (n_seq <= 0 || n_seq > SPEC_MAX_FORWARD_SEQUENCES)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: n_seq %d is out of range (1..%d)", fn, n_seq, SPEC_MAX_FORWARD_SEQUENCES);
+        if (!kvs || !args) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: kvs and args must not be null", fn);
+        if (check_distinct_caches(fn, n_seq, kvs, err)) return err.status;
+        std::vector<PreparedForward> prepared((size_t)n_seq);
+        char who[64];
+        for (int32_t i = 0; i < n_seq; i++) {
+            std::snprintf(who, sizeof who, "%s: sequence %d", fn, i);
+            if (prepare_forward(model, kvs[i], &args[i], who, prepared[(size_t)i], err)) return err.status;
+        }
+        return run_forward(model, kvs, prepared, err);
+    });
+}
+
+SPEC_API spec_status spec_kv_commit_batch(int32_t n_seq, spec_kv *const *kvs, const int32_t *n_path, const int32_t *const *paths) {
+    const spec_context *ctx = n_seq > 0 && kvs && live_kv(kvs[0]) ? kvs[0]->model->ctx : nullptr;
+    return guarded(ctx, [&](Failure &err) -> spec_status {
+        const char *fn = "spec_kv_commit_batch";
+        if (n_seq <= 0 || n_seq > SPEC_MAX_FORWARD_SEQUENCES)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: n_seq %d is out of range (1..%d)", fn, n_seq, SPEC_MAX_FORWARD_SEQUENCES);
+        if (!kvs || !n_path || !paths) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: kvs, n_path and paths must not be null", fn);
+        if (check_distinct_caches(fn, n_seq, kvs, err)) return err.status;
+        char who[64];
+        for (int32_t i = 0; i < n_seq; i++) {
+            std::snprintf(who, sizeof who, "%s: sequence %d", fn, i);
+            if (check_commit(kvs[i], n_path[i], paths[i], who, err)) return err.status;
+        }
+        for (int32_t i = 0; i < n_seq; i++)
+            if (apply_commit(kvs[i], n_path[i], paths[i], err)) return err.status;
+        return SPEC_OK;
+    });
+}
+
+SPEC_API spec_status spec_kv_truncate_batch(int32_t n_seq, spec_kv *const *kvs, const int32_t *new_lengths) {
+    const spec_context *ctx = n_seq > 0 && kvs && live_kv(kvs[0]) ? kvs[0]->model->ctx : nullptr;
+    return guarded(ctx, [&](Failure &err) -> spec_status {
+        const char *fn = "spec_kv_truncate_batch";
+        if (n_seq <= 0 || n_seq > SPEC_MAX_FORWARD_SEQUENCES)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: n_seq %d is out of range (1..%d)", fn, n_seq, SPEC_MAX_FORWARD_SEQUENCES);
+        if (!kvs || !new_lengths) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: kvs and new_lengths must not be null", fn);
+        if (check_distinct_caches(fn, n_seq, kvs, err)) return err.status;
+        for (int32_t i = 0; i < n_seq; i++)
+            if (new_lengths[i] < 0 || new_lengths[i] > kvs[i]->committed)
+                FAIL(err, SPEC_ERR_OUT_OF_RANGE, "%s: sequence %d: length %d is out of range (0..%d committed)", fn, i, new_lengths[i],
+                     kvs[i]->committed);
+        for (int32_t i = 0; i < n_seq; i++) truncate_kv(kvs[i], new_lengths[i]);
         return SPEC_OK;
     });
 }

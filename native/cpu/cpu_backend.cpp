@@ -74,8 +74,8 @@ public:
     Status kv_init(spec_kv *kv, Failure &err) override { return cpu::kv_init(kv, err); }
     void kv_release(spec_kv *kv) override { cpu::kv_release(kv); }
     Status kv_commit(spec_kv *kv, int32_t n, const int32_t *path, Failure &err) override { return cpu::kv_commit(kv, n, path, err); }
-    Status forward(spec_model *m, spec_kv *kv, const spec_forward_args &a, Failure &err) override {
-        return cpu::forward(m, kv, a, err);
+    Status forward(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *a, Failure &err) override {
+        return cpu::forward(m, n_seq, kvs, a, err);
     }
 
     Status tree_attention(spec_context *ctx, const spec_tree_attention_args &a, Failure &err) override {

@@ -87,6 +87,14 @@ struct ModelState {
     std::vector<ThreadScratch> scratch; // one per pool thread
     std::vector<uint8_t> qx[3];         // one product's activations quantized for the int8 path
 
+    // Activations of one slice of rows (of one sequence or of a batch's), grown on demand; one set
+    // per model, since forwards of a model run one at a time.
+    int32_t rows = 0;
+    std::vector<float> x, xn, q, k, v, att, g, u;
+    std::vector<float> rope;          // [rows][rope_dims/2][cos, sin]
+    std::vector<int32_t> head_rows;   // the slice's rows an LM head product runs over
+    std::vector<float *> head_out;    // and where each row's logits go
+
     // SPECULA_CPU_WEIGHTS=copy: the matrices copied into anonymous memory on transparent huge pages.
     uint8_t *weight_copy = nullptr;
     size_t weight_copy_bytes = 0;
@@ -154,11 +162,7 @@ struct KvState {
     uint64_t layer_bytes = 0; // capacity * slot_bytes
     int32_t pending_layers = 0;
 
-    // Activations of one slice of tokens, grown on demand.
-    int32_t rows = 0;
-    std::vector<float> x, xn, q, k, v, att, g, u;
-    std::vector<float> rope; // [rows][rope_dims/2][cos, sin]
-    // Each token's keys as runs of cache slots: run_data[2*run_first[i] ...], run_count[i] pairs.
+    // The last call's tokens' keys as runs of cache slots: run_data[2*run_first[i] ...], run_count[i] pairs.
     std::vector<int32_t> run_first, run_count, run_data, n_keys;
 
     uint8_t *kcache(int l) const { return mem + (uint64_t)(2 * l) * layer_bytes; }
@@ -216,6 +220,15 @@ const KernelSet *select_kernels() {
 // Whether a product with W takes the int8 path (whole blocks of 32 only; GGUF rows always are).
 bool uses_int8(const KernelSet &kern, const Mat &W) { return kern.int8 && kern.int8->has(W.dtype) && W.cols % INT8_BLOCK == 0; }
 
+// Where a product's outputs go: token t's row at base + t * ld, or at rows[t] when given (a batch's
+// logits rows, each in its own sequence's buffer).
+struct OutRows {
+    float *base = nullptr;
+    int64_t ld = 0;
+    float *const *rows = nullptr;
+    float *row(int64_t t) const { return rows ? rows[t] : base + t * ld; }
+};
+
 // Quantized activation rows for the int8 path: stride bytes apart.
 struct QActs {
     const uint8_t *data = nullptr;
@@ -226,7 +239,7 @@ struct QActs {
 constexpr int64_t INT8_PACK_BYTES = 256 * 1024;
 
 // Y[t][r] (+)= W[r] . X[t] for rows [r0, r1), tokens [0, n), on the int8 path.
-void mat_rows_int8(const KernelSet &kern, ThreadScratch &ts, const Mat &W, QActs qx, int n, float *Y, int64_t ldy,
+void mat_rows_int8(const KernelSet &kern, ThreadScratch &ts, const Mat &W, QActs qx, int n, const OutRows &Y,
                    bool accumulate, int64_t r0, int64_t r1) {
     const Int8Set &q8 = *kern.int8;
     const int64_t K = W.cols, ng = int8_groups(K), wbytes = ng * INT8_W_GROUP_BYTES;
@@ -240,7 +253,7 @@ void mat_rows_int8(const KernelSet &kern, ThreadScratch &ts, const Mat &W, QActs
             done = q8.tile(W.dtype, W.row(r), K, qx.data, qx.stride, n, out, pf, pf ? (int64_t)W.row_bytes : 0);
             if (!done) break;
             for (int t = 0; t < n; t++) {
-                float *y = Y + t * ldy + r;
+                float *y = Y.row(t) + r;
                 *y = accumulate ? *y + out[t] : out[t];
             }
         }
@@ -270,7 +283,7 @@ void mat_rows_int8(const KernelSet &kern, ThreadScratch &ts, const Mat &W, QActs
                 q8.gemm(rp, ng, qx.data + t0 * qx.stride, qx.stride, T, out);
                 for (int t = 0; t < T; t++)
                     for (int i = 0; i < R && g + i < nr; i++) {
-                        float *y = Y + (t0 + t) * ldy + rb + g + i;
+                        float *y = Y.row(t0 + t) + rb + g + i;
                         *y = accumulate ? *y + out[t * R + i] : out[t * R + i];
                     }
             }
@@ -282,14 +295,14 @@ void mat_rows_int8(const KernelSet &kern, ThreadScratch &ts, const Mat &W, QActs
 
 // Y[t][r] (+)= W[r] . X[t] for rows [r0, r1), tokens [0, n); qx: X quantized, for an int8 W.
 void mat_rows(const KernelSet &kern, ThreadScratch &ts, const Mat &W, const float *X, int64_t ldx, QActs qx, int n,
-              float *Y, int64_t ldy, bool accumulate, int64_t r0, int64_t r1) {
+              const OutRows &Y, bool accumulate, int64_t r0, int64_t r1) {
     if (uses_int8(kern, W)) {
-        mat_rows_int8(kern, ts, W, qx, n, Y, ldy, accumulate, r0, r1);
+        mat_rows_int8(kern, ts, W, qx, n, Y, accumulate, r0, r1);
         return;
     }
     const int64_t K = W.cols;
     auto put = [&](int64_t row, int64_t t, float v) {
-        float *y = Y + t * ldy + row;
+        float *y = Y.row(t) + row;
         *y = accumulate ? *y + v : v;
     };
     if (n <= kern.tmax) {
@@ -361,8 +374,7 @@ struct Seg {
     const Mat *W;
     const float *X;
     int64_t ldx;
-    float *Y;
-    int64_t ldy;
+    OutRows Y;
     bool accumulate;
     int64_t chunk = 0, tasks = 0;
     QActs qx = {};
@@ -403,7 +415,7 @@ void matmul(ModelState &ms, Seg *segs, int n_segs, int n) {
         while (t >= segs[s].tasks) t -= segs[s++].tasks;
         const Seg &g = segs[s];
         const int64_t r0 = t * g.chunk, r1 = std::min(g.W->rows, r0 + g.chunk);
-        mat_rows(*ms.ks, ms.scratch[thread], *g.W, g.X, g.ldx, g.qx, n, g.Y, g.ldy, g.accumulate, r0, r1);
+        mat_rows(*ms.ks, ms.scratch[thread], *g.W, g.X, g.ldx, g.qx, n, g.Y, g.accumulate, r0, r1);
     };
     ms.pool->parallel_for((int)total, body);
 }
@@ -516,38 +528,53 @@ void place_vectors(spec_model *m, ModelState &ms) {
 
 // ------------------------------------------------------------------ forward, in stages
 // The stages carry the names of the cuda backend's (native/cuda/model.cu):
-//   key_sets            every token's keys (here as runs of cache slots)
+//   key_sets            every token's keys (here as runs of cache slots), per sequence
 //   prepare_scratch     the worker pool and the scratch, grown to this call (cuda: fixed, at finalize)
-//   forward_slice       one slice of up to MAX_UBATCH tokens:
-//     embed               embedding rows and the rope table of each token
+//   forward_slice       one slice of up to MAX_UBATCH rows:
+//     embed               embedding rows and the rope table of each row
 //     attention_block     per layer: rmsnorm, q/k/v, biases, rope, KV store, attention, + Wo
 //     ffn_block           per layer: rmsnorm, silu(gate) * up, + down
-//     write_exit_outputs  after the exit layer: the hidden rows and/or their logits
-//     write_logits        the call's logits of this slice (all rows, or the call's last)
+//     write_exit_outputs  after a sequence's exit layer: its hidden rows and/or their logits
+//     write_logits        the sequences' logits of this slice (all rows, or a sequence's last)
 //   output_head         rmsnorm * output_norm, then the LM head, over some rows (both of the above)
+//
+// Batches. A call runs one or more sequences (spec_forward_batch), each over its own cache. Their
+// rows are concatenated, so every matrix product reads its weights once for all of them; rows of
+// the sequences that run the most layers come first, so that the rows still running at any layer
+// are a prefix of every slice (a stop_at_exit sequence's rows drop out after its exit layer).
+// Every row's arithmetic depends on that row alone (see the top of this file), so a sequence's
+// outputs are bit-identical whether it runs alone or in a batch, at any place in it.
+
+// One sequence of a forward call.
+struct SeqRun {
+    KvState *st = nullptr;
+    const spec_forward_args *a = nullptr;
+    int32_t n = 0, C = 0;     // its tokens, its committed length
+    int32_t row0 = 0;         // its first row among the call's rows
+    int32_t n_run = 0;        // the layers its rows run
+    float *logits = nullptr, *exit_hidden = nullptr, *exit_logits = nullptr;
+};
 
 // One forward call's numbers and buffers, shared by its stages.
 struct Pass {
     ModelState &ms;
-    KvState &st;
     const spec_model_config &c;
     const KernelSet &kern;
-    const spec_forward_args &a;
     const int nth; // the pool's threads
-    const int32_t n, C, E, D, Hq, Hkv, F, V, G, QD, KD, RD;
+    const std::vector<SeqRun> &seqs; // in row order
+    const std::vector<int32_t> &row_seq; // the call's row -> its index in seqs
+    const int32_t E, D, Hq, Hkv, F, V, G, QD, KD, RD;
     const bool neox;
     const float scale;
     const uint64_t es; // bytes of one kv element
-    float *const logits, *const exit_hidden, *const exit_logits;
 
-    Pass(spec_model *m, spec_kv *kv, const spec_forward_args &args, int n_threads)
-        : ms(*(ModelState *)m->backend_state), st(*(KvState *)kv->backend_state), c(m->config), kern(*ms.ks), a(args),
-          nth(n_threads), n(args.n_tokens), C(kv->committed), E(c.n_embd), D(c.head_dim), Hq(c.n_head), Hkv(c.n_head_kv),
-          F(c.n_ff), V(c.n_vocab), G(Hq / Hkv), QD(Hq * D), KD(Hkv * D), RD(c.rope_dims), neox(c.rope_style == SPEC_ROPE_NEOX),
-          scale(1.0f / std::sqrt((float)D)), es(dtype_size(c.kv_dtype)),
-          logits(args.logits_mode != SPEC_LOGITS_NONE ? (float *)args.logits->ptr : nullptr),
-          exit_hidden(args.exit_hidden ? (float *)args.exit_hidden->ptr : nullptr),
-          exit_logits(args.exit_logits ? (float *)args.exit_logits->ptr : nullptr) {}
+    Pass(spec_model *m, const std::vector<SeqRun> &sequences, const std::vector<int32_t> &rows, int n_threads)
+        : ms(*(ModelState *)m->backend_state), c(m->config), kern(*ms.ks), nth(n_threads), seqs(sequences), row_seq(rows),
+          E(c.n_embd), D(c.head_dim), Hq(c.n_head), Hkv(c.n_head_kv), F(c.n_ff), V(c.n_vocab), G(Hq / Hkv), QD(Hq * D),
+          KD(Hkv * D), RD(c.rope_dims), neox(c.rope_style == SPEC_ROPE_NEOX), scale(1.0f / std::sqrt((float)D)),
+          es(dtype_size(c.kv_dtype)) {}
+
+    const SeqRun &seq_of(int32_t row) const { return seqs[(size_t)row_seq[(size_t)row]]; }
 };
 
 // Every token's keys: the committed prefix, its ancestors among the new tokens, itself. Returns
@@ -595,8 +622,8 @@ int32_t key_sets(KvState &st, const spec_forward_args &a, int32_t C) {
 }
 
 // The pool at the context's thread count, then per thread scratch, then activations for one
-// slice. Returns the pool's thread count.
-int prepare_scratch(spec_model *m, ModelState &ms, KvState &st, int32_t n, int32_t max_keys) {
+// slice of the call's n rows. Returns the pool's thread count.
+int prepare_scratch(spec_model *m, ModelState &ms, int32_t n, int32_t max_keys) {
     const spec_model_config &c = m->config;
     const KernelSet &kern = *ms.ks;
     int want = m->ctx->n_threads > 0 ? m->ctx->n_threads : (int)std::thread::hardware_concurrency();
@@ -622,58 +649,64 @@ int prepare_scratch(spec_model *m, ModelState &ms, KvState &st, int32_t n, int32
         if (kern.int8 && s.packed.size() < packed) s.packed.resize(packed); // mat_rows_int8's most
     }
     const int32_t rows = std::min(n, MAX_UBATCH);
-    if (st.rows < rows) {
-        st.x.resize((size_t)rows * E);
-        st.xn.resize((size_t)rows * E);
-        st.q.resize((size_t)rows * QD);
-        st.att.resize((size_t)rows * QD);
-        st.k.resize((size_t)rows * KD);
-        st.v.resize((size_t)rows * KD);
-        st.g.resize((size_t)rows * F);
-        st.u.resize((size_t)rows * F);
-        st.rope.resize((size_t)rows * RD);
-        st.rows = rows;
+    if (ms.rows < rows) {
+        ms.x.resize((size_t)rows * E);
+        ms.xn.resize((size_t)rows * E);
+        ms.q.resize((size_t)rows * QD);
+        ms.att.resize((size_t)rows * QD);
+        ms.k.resize((size_t)rows * KD);
+        ms.v.resize((size_t)rows * KD);
+        ms.g.resize((size_t)rows * F);
+        ms.u.resize((size_t)rows * F);
+        ms.rope.resize((size_t)rows * RD);
+        ms.head_rows.resize((size_t)rows);
+        ms.head_out.resize((size_t)rows);
+        ms.rows = rows;
     }
     return nth;
 }
 
-// Tokens [u0, u0 + nb): their embedding rows into x, their rope (cos, sin) tables.
+// Rows [u0, u0 + nb): their embedding rows into x, their rope (cos, sin) tables.
 void embed(const Pass &p, int32_t u0, int32_t nb) {
-    float *x = p.st.x.data();
+    float *x = p.ms.x.data();
     for (int32_t j = 0; j < nb; j++) {
-        const int32_t tok = p.a.tokens[u0 + j];
+        const SeqRun &sq = p.seq_of(u0 + j);
+        const int32_t i = u0 + j - sq.row0;
+        const int32_t tok = sq.a->tokens[i];
         p.kern.dequant(p.ms.embd.dtype, p.ms.embd.row(tok), p.E, x + (int64_t)j * p.E);
-        float *cs = p.st.rope.data() + (int64_t)j * p.RD;
-        for (int32_t i = 0; i < p.RD / 2; i++) {
-            const double ang = mm::rope_angle(p.a.positions[u0 + j], p.ms.pos_scale, p.ms.inv_freq[i]);
-            cs[2 * i] = (float)std::cos(ang);
-            cs[2 * i + 1] = (float)std::sin(ang);
+        float *cs = p.ms.rope.data() + (int64_t)j * p.RD;
+        for (int32_t r = 0; r < p.RD / 2; r++) {
+            const double ang = mm::rope_angle(sq.a->positions[i], p.ms.pos_scale, p.ms.inv_freq[r]);
+            cs[2 * r] = (float)std::cos(ang);
+            cs[2 * r + 1] = (float)std::sin(ang);
         }
     }
 }
 
-// dst[count][V] = the LM head over rmsnorm(rows_x) * output_norm.
-void output_head(const Pass &p, const float *rows_x, int32_t count, float *dst) {
+// The LM head over rmsnorm(x) * output_norm of the slice's rows ms.head_rows[0..count), row k's
+// logits into ms.head_out[k].
+void output_head(const Pass &p, int32_t count) {
+    if (count == 0) return;
     const int32_t E = p.E;
-    float *xn = p.st.xn.data();
-    for_tokens(p.ms, count, E, [&](int j, int) { rmsnorm(rows_x + (int64_t)j * E, p.ms.output_norm, xn + (int64_t)j * E, E, p.c.rms_eps); });
-    Seg s{&p.ms.output, xn, E, dst, p.V, false};
+    const float *x = p.ms.x.data();
+    float *xn = p.ms.xn.data();
+    const int32_t *rows = p.ms.head_rows.data();
+    for_tokens(p.ms, count, E, [&](int k, int) { rmsnorm(x + (int64_t)rows[k] * E, p.ms.output_norm, xn + (int64_t)k * E, E, p.c.rms_eps); });
+    Seg s{&p.ms.output, xn, E, OutRows{nullptr, 0, p.ms.head_out.data()}, false};
     matmul(p.ms, &s, 1, count);
 }
 
-// Layer l's attention for the slice's nb tokens: x += Wo attention(rope(W{q,k,v} rmsnorm(x))),
-// storing the tokens' K and V in the cache.
+// Layer l's attention for the slice's first nb rows: x += Wo attention(rope(W{q,k,v} rmsnorm(x))),
+// storing each row's K and V in its sequence's cache.
 void attention_block(const Pass &p, const Layer &L, int32_t l, int32_t u0, int32_t nb) {
     ModelState &ms = p.ms;
-    KvState &st = p.st;
     const KernelSet &kern = p.kern;
-    const int32_t E = p.E, D = p.D, Hq = p.Hq, Hkv = p.Hkv, G = p.G, QD = p.QD, KD = p.KD, RD = p.RD, C = p.C;
-    float *x = st.x.data(), *xn = st.xn.data(), *q = st.q.data(), *kk = st.k.data(), *vv = st.v.data();
-    float *att = st.att.data();
-    uint8_t *kc = st.kcache(l), *vc = st.vcache(l);
+    const int32_t E = p.E, D = p.D, Hq = p.Hq, Hkv = p.Hkv, G = p.G, QD = p.QD, KD = p.KD, RD = p.RD;
+    float *x = ms.x.data(), *xn = ms.xn.data(), *q = ms.q.data(), *kk = ms.k.data(), *vv = ms.v.data();
+    float *att = ms.att.data();
 
     for_tokens(ms, nb, E, [&](int j, int) { rmsnorm(x + (int64_t)j * E, L.attn_norm, xn + (int64_t)j * E, E, p.c.rms_eps); });
-    Seg qkv[3] = {{&L.wq, xn, E, q, QD, false}, {&L.wk, xn, E, kk, KD, false}, {&L.wv, xn, E, vv, KD, false}};
+    Seg qkv[3] = {{&L.wq, xn, E, OutRows{q, QD}, false}, {&L.wk, xn, E, OutRows{kk, KD}, false}, {&L.wv, xn, E, OutRows{vv, KD}, false}};
     matmul(ms, qkv, 3, nb);
 
     for_tokens(ms, nb, QD + 2 * KD, [&](int j, int) {
@@ -683,23 +716,28 @@ void attention_block(const Pass &p, const Layer &L, int32_t l, int32_t u0, int32
             for (int32_t i = 0; i < KD; i++) kj[i] += L.bk[i];
             for (int32_t i = 0; i < KD; i++) vj[i] += L.bv[i];
         }
-        const float *cs = st.rope.data() + (int64_t)j * RD;
+        const float *cs = ms.rope.data() + (int64_t)j * RD;
         rope(qj, Hq, D, RD, p.neox, cs);
         rope(kj, Hkv, D, RD, p.neox, cs);
-        const uint64_t slot = (uint64_t)(C + u0 + j);
-        kern.store_kv(kc + slot * st.slot_bytes, kj, KD, p.c.kv_dtype);
-        kern.store_kv(vc + slot * st.slot_bytes, vj, KD, p.c.kv_dtype);
+        const SeqRun &sq = p.seq_of(u0 + j);
+        const KvState &st = *sq.st;
+        const uint64_t slot = (uint64_t)(sq.C + u0 + j - sq.row0);
+        kern.store_kv(st.kcache(l) + slot * st.slot_bytes, kj, KD, p.c.kv_dtype);
+        kern.store_kv(st.vcache(l) + slot * st.slot_bytes, vj, KD, p.c.kv_dtype);
     });
 
     auto attn = [&](int task, int thread) {
-        const int32_t j = task / Hkv, h = task % Hkv, i = u0 + j;
+        const int32_t j = task / Hkv, h = task % Hkv;
+        const SeqRun &sq = p.seq_of(u0 + j);
+        const KvState &st = *sq.st;
+        const int32_t i = u0 + j - sq.row0;
         AttnParams ap;
         ap.q = q + (int64_t)j * QD + (int64_t)h * G * D;
         ap.out = att + (int64_t)j * QD + (int64_t)h * G * D;
         ap.G = G;
         ap.D = D;
-        ap.kbase = kc + (uint64_t)h * D * p.es;
-        ap.vbase = vc + (uint64_t)h * D * p.es;
+        ap.kbase = st.kcache(l) + (uint64_t)h * D * p.es;
+        ap.vbase = st.vcache(l) + (uint64_t)h * D * p.es;
         ap.slot_bytes = (int64_t)st.slot_bytes;
         ap.kv_dtype = p.c.kv_dtype;
         ap.runs = st.run_data.data() + 2 * (int64_t)st.run_first[i];
@@ -711,17 +749,16 @@ void attention_block(const Pass &p, const Layer &L, int32_t l, int32_t u0, int32
     };
     ms.pool->parallel_for(nb * Hkv, attn);
 
-    Seg o{&L.wo, att, QD, x, E, true};
+    Seg o{&L.wo, att, QD, OutRows{x, E}, true};
     matmul(ms, &o, 1, nb);
 }
 
-// Layer l's feed-forward for the slice's nb tokens: x += Wdown(silu(Wgate n) * Wup n), n = rmsnorm(x).
+// Layer l's feed-forward for the slice's first nb rows: x += Wdown(silu(Wgate n) * Wup n), n = rmsnorm(x).
 void ffn_block(const Pass &p, const Layer &L, int32_t nb) {
     ModelState &ms = p.ms;
-    KvState &st = p.st;
     const KernelSet &kern = p.kern;
     const int32_t E = p.E, F = p.F;
-    float *x = st.x.data(), *xn = st.xn.data(), *g = st.g.data(), *u = st.u.data();
+    float *x = ms.x.data(), *xn = ms.xn.data(), *g = ms.g.data(), *u = ms.u.data();
 
     for_tokens(ms, nb, E, [&](int j, int) { rmsnorm(x + (int64_t)j * E, L.ffn_norm, xn + (int64_t)j * E, E, p.c.rms_eps); });
     {
@@ -731,64 +768,123 @@ void ffn_block(const Pass &p, const Layer &L, int32_t nb) {
         if (uses_int8(kern, L.gate) || uses_int8(kern, L.up)) qxn = quantize_acts(ms, ms.qx[0], xn, E, nb, E);
         ms.pool->parallel_for(tasks, [&](int task, int thread) {
             const int64_t r0 = task * chunk, r1 = std::min<int64_t>(F, r0 + chunk);
-            mat_rows(kern, ms.scratch[thread], L.gate, xn, E, qxn, nb, g, F, false, r0, r1);
-            mat_rows(kern, ms.scratch[thread], L.up, xn, E, qxn, nb, u, F, false, r0, r1);
+            mat_rows(kern, ms.scratch[thread], L.gate, xn, E, qxn, nb, OutRows{g, F}, false, r0, r1);
+            mat_rows(kern, ms.scratch[thread], L.up, xn, E, qxn, nb, OutRows{u, F}, false, r0, r1);
             for (int32_t j = 0; j < nb; j++) kern.silu_mul(g + (int64_t)j * F + r0, u + (int64_t)j * F + r0, r1 - r0);
         });
     }
-    Seg d{&L.down, g, F, x, E, true};
+    Seg d{&L.down, g, F, OutRows{x, E}, true};
     matmul(ms, &d, 1, nb);
 }
 
-// After the exit layer: the slice's hidden rows and/or their logits, at the slice's rows.
-void write_exit_outputs(const Pass &p, int32_t u0, int32_t nb) {
-    const float *x = p.st.x.data();
-    if (p.exit_hidden) std::memcpy(p.exit_hidden + (int64_t)u0 * p.E, x, sizeof(float) * (size_t)nb * p.E);
-    if (p.exit_logits) output_head(p, x, nb, p.exit_logits + (int64_t)u0 * p.V);
+// The slice's rows [j0, j1) of sequence sq (relative to the slice at u0).
+void rows_in_slice(const SeqRun &sq, int32_t u0, int32_t nb, int32_t &j0, int32_t &j1) {
+    j0 = std::max(sq.row0, u0) - u0;
+    j1 = std::min(sq.row0 + sq.n, u0 + nb) - u0;
 }
 
-// The call's logits from this slice: all its rows (LOGITS_ALL), or the call's last row when this
-// is the last slice (LOGITS_LAST). Exit logits after the last layer are the same numbers.
-void write_logits(const Pass &p, int32_t u0, int32_t nb) {
-    const spec_forward_args &a = p.a;
-    if (a.stop_at_exit || a.logits_mode == SPEC_LOGITS_NONE) return;
-    const int32_t E = p.E, V = p.V, n = p.n;
-    const float *x = p.st.x.data();
-    const bool reuse = a.exit_layer == p.c.n_layer && p.exit_logits; // the same numbers, already computed
-    if (a.logits_mode == SPEC_LOGITS_ALL) {
-        if (reuse) std::memcpy(p.logits + (int64_t)u0 * V, p.exit_logits + (int64_t)u0 * V, sizeof(float) * (size_t)nb * V);
-        else output_head(p, x, nb, p.logits + (int64_t)u0 * V);
-    } else if (u0 + nb == n) {
-        if (reuse) std::memcpy(p.logits, p.exit_logits + (int64_t)(n - 1) * V, sizeof(float) * (size_t)V);
-        else output_head(p, x + (int64_t)(nb - 1) * E, 1, p.logits);
+// After layer `layer`: the hidden rows and/or the logits of the sequences whose exit layer it is.
+void write_exit_outputs(const Pass &p, int32_t layer, int32_t u0, int32_t nb) {
+    const float *x = p.ms.x.data();
+    int32_t count = 0;
+    for (int32_t s = p.row_seq[(size_t)u0]; s < (int32_t)p.seqs.size() && p.seqs[(size_t)s].row0 < u0 + nb; s++) {
+        const SeqRun &sq = p.seqs[(size_t)s];
+        if (sq.a->exit_layer != layer) continue;
+        int32_t j0, j1;
+        rows_in_slice(sq, u0, nb, j0, j1);
+        const int32_t i0 = u0 + j0 - sq.row0; // the sequence's own index of row j0
+        if (sq.exit_hidden)
+            std::memcpy(sq.exit_hidden + (int64_t)i0 * p.E, x + (int64_t)j0 * p.E, sizeof(float) * (size_t)(j1 - j0) * p.E);
+        if (sq.exit_logits)
+            for (int32_t j = j0; j < j1; j++) {
+                p.ms.head_rows[(size_t)count] = j;
+                p.ms.head_out[(size_t)count++] = sq.exit_logits + (int64_t)(i0 + j - j0) * p.V;
+            }
     }
+    output_head(p, count);
 }
 
-// Tokens [u0, u0 + nb) through the layers (up to the exit layer when the call stops there).
+// The sequences' logits from this slice: all their rows (LOGITS_ALL), or a sequence's last row
+// when it lies in this slice (LOGITS_LAST). Exit logits after the last layer are the same numbers.
+void write_logits(const Pass &p, int32_t u0, int32_t nb) {
+    const int32_t V = p.V;
+    int32_t count = 0;
+    for (int32_t s = p.row_seq[(size_t)u0]; s < (int32_t)p.seqs.size() && p.seqs[(size_t)s].row0 < u0 + nb; s++) {
+        const SeqRun &sq = p.seqs[(size_t)s];
+        const spec_forward_args &a = *sq.a;
+        if (a.stop_at_exit || a.logits_mode == SPEC_LOGITS_NONE) continue;
+        const bool reuse = a.exit_layer == p.c.n_layer && sq.exit_logits; // the same numbers, already computed
+        int32_t j0, j1;
+        rows_in_slice(sq, u0, nb, j0, j1);
+        if (a.logits_mode == SPEC_LOGITS_LAST) {
+            if (sq.row0 + sq.n != u0 + j1) continue; // its last row is in a later slice
+            j0 = j1 - 1;
+        }
+        for (int32_t j = j0; j < j1; j++) {
+            const int32_t i = u0 + j - sq.row0;
+            float *dst = sq.logits + (a.logits_mode == SPEC_LOGITS_ALL ? (int64_t)i * V : 0);
+            if (reuse) {
+                std::memcpy(dst, sq.exit_logits + (int64_t)i * V, sizeof(float) * (size_t)V);
+            } else {
+                p.ms.head_rows[(size_t)count] = j;
+                p.ms.head_out[(size_t)count++] = dst;
+            }
+        }
+    }
+    output_head(p, count);
+}
+
+// Rows [u0, u0 + nb) through the layers: each row through its sequence's n_run layers.
 void forward_slice(const Pass &p, int32_t u0, int32_t nb) {
-    const int32_t n_run = p.a.stop_at_exit ? p.a.exit_layer : p.c.n_layer;
     embed(p, u0, nb);
+    const int32_t n_run = p.seq_of(u0).n_run; // the most of the slice: rows come in decreasing n_run
+    int32_t active = nb;
     for (int32_t l = 0; l < n_run; l++) {
+        while (p.seq_of(u0 + active - 1).n_run <= l) active--; // a prefix: rows of stopped sequences come last
         const Layer &L = p.ms.layers[l];
-        attention_block(p, L, l, u0, nb);
-        ffn_block(p, L, nb);
-        if (l + 1 == p.a.exit_layer) write_exit_outputs(p, u0, nb);
+        attention_block(p, L, l, u0, active);
+        ffn_block(p, L, active);
+        write_exit_outputs(p, l + 1, u0, active);
     }
     write_logits(p, u0, nb);
 }
 
-Status forward_impl(spec_model *m, spec_kv *kv, const spec_forward_args &a, Failure &err) {
+Status forward_impl(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args, Failure &err) {
     ModelState &ms = *(ModelState *)m->backend_state;
-    KvState &st = *(KvState *)kv->backend_state;
     const spec_model_config &c = m->config;
     std::lock_guard<std::mutex> lock(ms.mu);
 
-    const int32_t n = a.n_tokens, C = kv->committed;
-    const int32_t max_keys = key_sets(st, a, C);
-    const int nth = prepare_scratch(m, ms, st, n, max_keys);
-    const Pass p(m, kv, a, nth);
-    for (int32_t u0 = 0; u0 < n; u0 += MAX_UBATCH) forward_slice(p, u0, std::min(MAX_UBATCH, n - u0));
-    st.pending_layers = a.stop_at_exit ? a.exit_layer : c.n_layer;
+    // Row order: the sequences that run more layers first (stable: otherwise the call's order).
+    std::vector<int32_t> order((size_t)n_seq);
+    for (int32_t i = 0; i < n_seq; i++) order[(size_t)i] = i;
+    auto n_run = [&](int32_t i) { return args[i].stop_at_exit ? args[i].exit_layer : c.n_layer; };
+    std::stable_sort(order.begin(), order.end(), [&](int32_t x, int32_t y) { return n_run(x) > n_run(y); });
+    std::vector<SeqRun> seqs((size_t)n_seq);
+    int32_t rows = 0, max_keys = 0;
+    for (int32_t k = 0; k < n_seq; k++) {
+        const int32_t i = order[(size_t)k];
+        const spec_forward_args &a = args[i];
+        SeqRun &sq = seqs[(size_t)k];
+        sq.st = (KvState *)kvs[i]->backend_state;
+        sq.a = &a;
+        sq.n = a.n_tokens;
+        sq.C = kvs[i]->committed;
+        sq.row0 = rows;
+        sq.n_run = n_run(i);
+        sq.logits = a.logits_mode != SPEC_LOGITS_NONE ? (float *)a.logits->ptr : nullptr;
+        sq.exit_hidden = a.exit_hidden ? (float *)a.exit_hidden->ptr : nullptr;
+        sq.exit_logits = a.exit_logits ? (float *)a.exit_logits->ptr : nullptr;
+        rows += sq.n;
+        max_keys = std::max(max_keys, key_sets(*sq.st, a, sq.C));
+    }
+    std::vector<int32_t> row_seq((size_t)rows);
+    for (int32_t k = 0; k < n_seq; k++)
+        for (int32_t j = 0; j < seqs[(size_t)k].n; j++) row_seq[(size_t)(seqs[(size_t)k].row0 + j)] = k;
+
+    const int nth = prepare_scratch(m, ms, rows, max_keys);
+    const Pass p(m, seqs, row_seq, nth);
+    for (int32_t u0 = 0; u0 < rows; u0 += MAX_UBATCH) forward_slice(p, u0, std::min(MAX_UBATCH, rows - u0));
+    for (const SeqRun &sq : seqs) sq.st->pending_layers = sq.n_run;
     return SPEC_OK;
 }
 
@@ -802,7 +898,9 @@ uint64_t model_scratch_bytes(const spec_model_config &c, int32_t kv_capacity) {
     const uint64_t rows = MAX_UBATCH, E = c.n_embd, QD = (uint64_t)c.n_head * c.head_dim;
     const uint64_t KD = (uint64_t)c.n_head_kv * c.head_dim, F = c.n_ff;
     const uint64_t RD = c.rope_dims > 0 ? c.rope_dims : c.head_dim;
-    const uint64_t activations = rows * (2 * E + 2 * QD + 2 * KD + 2 * F + RD) * 4;
+    // The activations are one set per model (a batch's sequences share it, slice by slice), plus
+    // the LM head's row lists.
+    const uint64_t activations = rows * (2 * E + 2 * QD + 2 * KD + 2 * F + RD) * 4 + rows * (4 + 8);
     const uint64_t max_cols = std::max<uint64_t>(E, F);
     const uint64_t per_thread = std::max<uint64_t>(16 * max_cols, MAX_CHUNK_FLOATS) * 4 + (MAX_CHUNK_ROWS + 16) * 16 * 16 * 4 +
                                 (uint64_t)(c.n_head / c.n_head_kv) * ((uint64_t)kv_capacity + 1) * 4 +
@@ -872,9 +970,9 @@ Status kv_commit(spec_kv *kv, int32_t n_path, const int32_t *path, Failure &err)
     return SPEC_OK;
 }
 
-Status forward(spec_model *m, spec_kv *kv, const spec_forward_args &a, Failure &err) {
+Status forward(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args, Failure &err) {
     try {
-        return forward_impl(m, kv, a, err);
+        return forward_impl(m, n_seq, kvs, args, err);
     } catch (const std::bad_alloc &) {
         return oom(err, "the forward pass's scratch");
     } catch (const std::system_error &) {

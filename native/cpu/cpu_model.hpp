@@ -11,7 +11,8 @@ void model_release(spec_model *model);
 Status kv_init(spec_kv *kv, Failure &err);
 void kv_release(spec_kv *kv);
 Status kv_commit(spec_kv *kv, int32_t n_path, const int32_t *path, Failure &err);
-Status forward(spec_model *model, spec_kv *kv, const spec_forward_args &args, Failure &err);
+// Sequence i runs args[i] over kvs[i], rows concatenated for the matrix products.
+Status forward(spec_model *model, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args, Failure &err);
 // The most host memory forward() takes for a model of config (see spec_memory_plan).
 uint64_t model_scratch_bytes(const spec_model_config &config, int32_t kv_capacity);
 

@@ -126,8 +126,8 @@ public:
     Status kv_commit(spec_kv *kv, int32_t n, const int32_t *path, Failure &err) override {
         return cuda::kv_commit(kv, n, path, err);
     }
-    Status forward(spec_model *m, spec_kv *kv, const spec_forward_args &a, Failure &err) override {
-        return cuda::forward(m, kv, a, err);
+    Status forward(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *a, Failure &err) override {
+        return cuda::forward(m, n_seq, kvs, a, err);
     }
 
     Status tree_attention(spec_context *ctx, const spec_tree_attention_args &a, Failure &err) override {

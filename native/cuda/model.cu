@@ -775,9 +775,10 @@ Status kv_commit(spec_kv *kv, int32_t n_path, const int32_t *path, Failure &err)
     });
 }
 
-Status forward(spec_model *m, spec_kv *kv, const spec_forward_args &args, Failure &err) {
+Status forward(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args, Failure &err) {
     try {
-        return forward_impl(m, kv, args, err);
+        for (int32_t i = 0; i < n_seq; i++) TRY(forward_impl(m, kvs[i], args[i], err));
+        return SPEC_OK;
     } catch (const std::bad_alloc &) {
         err = failure(SPEC_ERR_OUT_OF_MEMORY, "cuda: out of host memory for a forward pass");
         return err.status;

@@ -28,7 +28,7 @@ extern "C" {
 
 /* ABI version: major changes break callers, minor changes only add. */
 #define SPEC_ABI_VERSION_MAJOR 0
-#define SPEC_ABI_VERSION_MINOR 7
+#define SPEC_ABI_VERSION_MINOR 8
 
 typedef int32_t spec_status;
 
@@ -251,6 +251,31 @@ typedef struct spec_forward_args {
  * pending in kv until spec_kv_commit keeps a path of them; a new forward first drops earlier
  * pending tokens. */
 SPEC_API spec_status spec_forward(spec_model *model, spec_kv *kv, const spec_forward_args *args);
+
+/* ---- ABI 0.8: several sequences in one forward (continuous batching) */
+
+#define SPEC_MAX_FORWARD_SEQUENCES 1024 /* sequences per spec_forward_batch / spec_kv_*_batch call */
+
+/* Runs n_seq sequences' forwards as one: sequence i runs args[i] over kvs[i] exactly as
+ * spec_forward(model, kvs[i], &args[i]) would (its own tokens, tree, positions, logits mode and
+ * destination, exit layer and outputs), and its logits, exit hidden and exit logits are
+ * bit-identical to that call's on the cpu backend. The sequences' rows are concatenated for the
+ * matrix products, so each weight is read once per slice of rows instead of once per sequence;
+ * attention runs per sequence over its own cache and tree. The kvs must be n_seq distinct caches
+ * of this model (1 <= n_seq <= SPEC_MAX_FORWARD_SEQUENCES). Every sequence is validated before
+ * anything runs; a failure names the sequence and leaves every cache as it was. On success each
+ * cache holds its sequence's tokens pending, as after spec_forward. The call needs no memory
+ * beyond the model's scratch (spec_memory_plan: model_scratch): long batches run in slices. */
+SPEC_API spec_status spec_forward_batch(spec_model *model, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args);
+
+/* spec_kv_commit for n_seq distinct caches (of any models) in one call: cache i keeps
+ * paths[i][0..n_path[i]) (paths[i] may be NULL when n_path[i] is 0). Every path is checked first;
+ * on a failure (it names the sequence) no cache changes. */
+SPEC_API spec_status spec_kv_commit_batch(int32_t n_seq, spec_kv *const *kvs, const int32_t *n_path,
+                                          const int32_t *const *paths);
+
+/* spec_kv_truncate for n_seq distinct caches in one call, checked first as above. */
+SPEC_API spec_status spec_kv_truncate_batch(int32_t n_seq, spec_kv *const *kvs, const int32_t *new_lengths);
 
 /* ---- speculative kernels: tree attention, verification, token recycling */
 

@@ -32,14 +32,23 @@ public class SpeculaFfi extends SpeculaFfi$shared {
     public static int SPEC_ABI_VERSION_MAJOR() {
         return SPEC_ABI_VERSION_MAJOR;
     }
-    private static final int SPEC_ABI_VERSION_MINOR = (int)7L;
+    private static final int SPEC_ABI_VERSION_MINOR = (int)8L;
     /**
      * {@snippet lang=c :
-     * #define SPEC_ABI_VERSION_MINOR 7
+     * #define SPEC_ABI_VERSION_MINOR 8
      * }
      */
     public static int SPEC_ABI_VERSION_MINOR() {
         return SPEC_ABI_VERSION_MINOR;
+    }
+    private static final int SPEC_MAX_FORWARD_SEQUENCES = (int)1024L;
+    /**
+     * {@snippet lang=c :
+     * #define SPEC_MAX_FORWARD_SEQUENCES 1024
+     * }
+     */
+    public static int SPEC_MAX_FORWARD_SEQUENCES() {
+        return SPEC_MAX_FORWARD_SEQUENCES;
     }
     private static final int SPEC_MAX_TREE_NODES = (int)128L;
     /**
@@ -2200,6 +2209,194 @@ public class SpeculaFfi extends SpeculaFfi$shared {
                 traceDowncall("spec_forward", model, kv, args);
             }
             return (int)mh$.invokeExact(model, kv, args);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_forward_batch {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_forward_batch");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_forward_batch(spec_model *model, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args)
+     * }
+     */
+    public static FunctionDescriptor spec_forward_batch$descriptor() {
+        return spec_forward_batch.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_forward_batch(spec_model *model, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args)
+     * }
+     */
+    public static MethodHandle spec_forward_batch$handle() {
+        return spec_forward_batch.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_forward_batch(spec_model *model, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args)
+     * }
+     */
+    public static MemorySegment spec_forward_batch$address() {
+        return spec_forward_batch.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_forward_batch(spec_model *model, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args)
+     * }
+     */
+    public static int spec_forward_batch(MemorySegment model, int n_seq, MemorySegment kvs, MemorySegment args) {
+        var mh$ = spec_forward_batch.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_forward_batch", model, n_seq, kvs, args);
+            }
+            return (int)mh$.invokeExact(model, n_seq, kvs, args);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_kv_commit_batch {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_kv_commit_batch");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_kv_commit_batch(int32_t n_seq, spec_kv *const *kvs, const int32_t *n_path, const int32_t *const *paths)
+     * }
+     */
+    public static FunctionDescriptor spec_kv_commit_batch$descriptor() {
+        return spec_kv_commit_batch.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_kv_commit_batch(int32_t n_seq, spec_kv *const *kvs, const int32_t *n_path, const int32_t *const *paths)
+     * }
+     */
+    public static MethodHandle spec_kv_commit_batch$handle() {
+        return spec_kv_commit_batch.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_kv_commit_batch(int32_t n_seq, spec_kv *const *kvs, const int32_t *n_path, const int32_t *const *paths)
+     * }
+     */
+    public static MemorySegment spec_kv_commit_batch$address() {
+        return spec_kv_commit_batch.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_kv_commit_batch(int32_t n_seq, spec_kv *const *kvs, const int32_t *n_path, const int32_t *const *paths)
+     * }
+     */
+    public static int spec_kv_commit_batch(int n_seq, MemorySegment kvs, MemorySegment n_path, MemorySegment paths) {
+        var mh$ = spec_kv_commit_batch.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_kv_commit_batch", n_seq, kvs, n_path, paths);
+            }
+            return (int)mh$.invokeExact(n_seq, kvs, n_path, paths);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_kv_truncate_batch {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_kv_truncate_batch");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_kv_truncate_batch(int32_t n_seq, spec_kv *const *kvs, const int32_t *new_lengths)
+     * }
+     */
+    public static FunctionDescriptor spec_kv_truncate_batch$descriptor() {
+        return spec_kv_truncate_batch.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_kv_truncate_batch(int32_t n_seq, spec_kv *const *kvs, const int32_t *new_lengths)
+     * }
+     */
+    public static MethodHandle spec_kv_truncate_batch$handle() {
+        return spec_kv_truncate_batch.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_kv_truncate_batch(int32_t n_seq, spec_kv *const *kvs, const int32_t *new_lengths)
+     * }
+     */
+    public static MemorySegment spec_kv_truncate_batch$address() {
+        return spec_kv_truncate_batch.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_kv_truncate_batch(int32_t n_seq, spec_kv *const *kvs, const int32_t *new_lengths)
+     * }
+     */
+    public static int spec_kv_truncate_batch(int n_seq, MemorySegment kvs, MemorySegment new_lengths) {
+        var mh$ = spec_kv_truncate_batch.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_kv_truncate_batch", n_seq, kvs, new_lengths);
+            }
+            return (int)mh$.invokeExact(n_seq, kvs, new_lengths);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {

@@ -101,27 +101,98 @@ public final class NativeModel extends NativeHandle {
     /** Runs args over kv's committed prefix; the tokens stay pending in kv until {@link KvCache#commit}. */
     public synchronized void forward(KvCache kv, ForwardArgs args) {
         MemorySegment h = segment();
-        if (kv.model() != this) throw new IllegalStateException(kv.kind() + " belongs to another model");
-        MemorySegment kvh = kv.handle();
+        MemorySegment kvh = ownHandle(kv);
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment a = spec_forward_args.allocate(arena);
-            spec_forward_args.n_tokens(a, args.size());
-            spec_forward_args.tokens(a, arena.allocateFrom(ValueLayout.JAVA_INT, args.tokens()));
-            spec_forward_args.parents(a, args.parents() == null ? MemorySegment.NULL : arena.allocateFrom(ValueLayout.JAVA_INT, args.parents()));
-            spec_forward_args.positions(a, args.positions() == null ? MemorySegment.NULL : arena.allocateFrom(ValueLayout.JAVA_INT, args.positions()));
-            spec_forward_args.logits_mode(a, switch (args.logitsMode()) {
-                case NONE -> SPEC_LOGITS_NONE();
-                case ALL -> SPEC_LOGITS_ALL();
-                case LAST -> SPEC_LOGITS_LAST();
-            });
-            spec_forward_args.logits(a, bufferHandle(args.logits()));
-            spec_forward_args.exit_layer(a, args.exitLayer());
-            spec_forward_args.exit_hidden(a, bufferHandle(args.exitHidden()));
-            spec_forward_args.exit_logits(a, bufferHandle(args.exitLogits()));
-            spec_forward_args.stop_at_exit(a, args.stopAtExit() ? 1 : 0);
-            spec_forward_args.logits_offset(a, args.logitsOffset());
+            fillArgs(arena, a, args);
             Native.check(spec_forward(h, kvh, a), context.handle());
         }
+    }
+
+    /**
+     * Runs several sequences in one forward (spec_forward_batch): sequence i runs args.get(i) over kvs.get(i). Their rows share
+     * the matrix products, so the weights are read once for all of them; each sequence's outputs are those
+     * {@link #forward(KvCache, ForwardArgs)} would give it alone (bit for bit on the cpu backend). The caches must be distinct
+     * caches of this model, at most {@link #MAX_BATCH_SEQUENCES}. Nothing runs, and no cache changes, when any sequence is
+     * refused; the message names it.
+     */
+    public synchronized void forwardBatch(List<KvCache> kvs, List<ForwardArgs> args) {
+        MemorySegment h = segment();
+        int n = checkBatch(kvs, args.size(), "args");
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment handles = handles(arena, kvs);
+            MemorySegment array = arena.allocate(spec_forward_args.layout(), n);
+            for (int i = 0; i < n; i++) fillArgs(arena, spec_forward_args.asSlice(array, i), args.get(i));
+            Native.check(spec_forward_batch(h, n, handles, array), context.handle());
+        }
+    }
+
+    /**
+     * Commits a path of each cache's pending tree in one call (spec_kv_commit_batch): kvs.get(i) keeps paths.get(i), as
+     * {@link KvCache#commit} would. Every path is checked first; when one is refused no cache changes.
+     */
+    public synchronized void commitBatch(List<KvCache> kvs, List<int[]> paths) {
+        int n = checkBatch(kvs, paths.size(), "paths");
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment handles = handles(arena, kvs);
+            MemorySegment lengths = arena.allocate(ValueLayout.JAVA_INT, n);
+            MemorySegment pointers = arena.allocate(ValueLayout.ADDRESS, n);
+            for (int i = 0; i < n; i++) {
+                int[] path = paths.get(i);
+                lengths.setAtIndex(ValueLayout.JAVA_INT, i, path.length);
+                pointers.setAtIndex(ValueLayout.ADDRESS, i, path.length == 0 ? MemorySegment.NULL : arena.allocateFrom(ValueLayout.JAVA_INT, path));
+            }
+            Native.check(spec_kv_commit_batch(n, handles, lengths, pointers), context.handle());
+        }
+    }
+
+    /** Truncates each cache to its new length in one call (spec_kv_truncate_batch); checked first, all or nothing. */
+    public synchronized void truncateBatch(List<KvCache> kvs, int[] newLengths) {
+        int n = checkBatch(kvs, newLengths.length, "newLengths");
+        try (Arena arena = Arena.ofConfined()) {
+            Native.check(spec_kv_truncate_batch(n, handles(arena, kvs), arena.allocateFrom(ValueLayout.JAVA_INT, newLengths)),
+                    context.handle());
+        }
+    }
+
+    /** The most sequences one batch call takes. */
+    public static final int MAX_BATCH_SEQUENCES = SPEC_MAX_FORWARD_SEQUENCES();
+
+    private int checkBatch(List<KvCache> kvs, int others, String what) {
+        int n = kvs.size();
+        if (n == 0 || n > MAX_BATCH_SEQUENCES)
+            throw new IllegalArgumentException("a batch has 1.." + MAX_BATCH_SEQUENCES + " sequences, got " + n);
+        if (others != n) throw new IllegalArgumentException(n + " kv caches but " + others + " " + what);
+        return n;
+    }
+
+    private MemorySegment handles(Arena arena, List<KvCache> kvs) {
+        MemorySegment out = arena.allocate(ValueLayout.ADDRESS, kvs.size());
+        for (int i = 0; i < kvs.size(); i++) out.setAtIndex(ValueLayout.ADDRESS, i, ownHandle(kvs.get(i)));
+        return out;
+    }
+
+    private MemorySegment ownHandle(KvCache kv) {
+        if (kv.model() != this) throw new IllegalStateException(kv.kind() + " belongs to another model");
+        return kv.handle();
+    }
+
+    private void fillArgs(Arena arena, MemorySegment a, ForwardArgs args) {
+        spec_forward_args.n_tokens(a, args.size());
+        spec_forward_args.tokens(a, arena.allocateFrom(ValueLayout.JAVA_INT, args.tokens()));
+        spec_forward_args.parents(a, args.parents() == null ? MemorySegment.NULL : arena.allocateFrom(ValueLayout.JAVA_INT, args.parents()));
+        spec_forward_args.positions(a, args.positions() == null ? MemorySegment.NULL : arena.allocateFrom(ValueLayout.JAVA_INT, args.positions()));
+        spec_forward_args.logits_mode(a, switch (args.logitsMode()) {
+            case NONE -> SPEC_LOGITS_NONE();
+            case ALL -> SPEC_LOGITS_ALL();
+            case LAST -> SPEC_LOGITS_LAST();
+        });
+        spec_forward_args.logits(a, bufferHandle(args.logits()));
+        spec_forward_args.exit_layer(a, args.exitLayer());
+        spec_forward_args.exit_hidden(a, bufferHandle(args.exitHidden()));
+        spec_forward_args.exit_logits(a, bufferHandle(args.exitLogits()));
+        spec_forward_args.stop_at_exit(a, args.stopAtExit() ? 1 : 0);
+        spec_forward_args.logits_offset(a, args.logitsOffset());
     }
 
     private MemorySegment bufferHandle(DeviceBuffer b) {
