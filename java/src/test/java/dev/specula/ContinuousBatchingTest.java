@@ -29,6 +29,8 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * The engine's continuous batching: many requests in one batch (each with its own drafter and sampling) give each
@@ -77,11 +79,13 @@ class ContinuousBatchingTest {
         }
     }
 
-    @Test
+    @ParameterizedTest(name = "adaptive {0}")
+    @ValueSource(booleans = {true, false})
     @Timeout(value = 180, unit = TimeUnit.SECONDS)
-    void concurrentGreedyRequestsWithDifferentDraftersEqualTheirSoloRunsOnARandomModel() throws Exception {
+    void concurrentGreedyRequestsWithDifferentDraftersEqualTheirSoloRunsOnARandomModel(boolean adaptive) throws Exception {
+        // Not adaptive: every sequence drafts full trees every step, so batched verification is what is tested.
         List<int[]> prompts = TinyModel.prompts(16, 11);
-        try (SpeculaEngine engine = tiny().batch(8).build()) {
+        try (SpeculaEngine engine = tiny().adaptive(adaptive).batch(8).build()) {
             List<GenerationRequest> requests = new ArrayList<>();
             for (int i = 0; i < prompts.size(); i++) requests.add(greedy(prompts.get(i), DRAFTERS[i % DRAFTERS.length], 24));
             List<int[]> solo = new ArrayList<>();
@@ -100,17 +104,20 @@ class ContinuousBatchingTest {
             assertEquals(8, after.maxBatch());
             assertEquals(2L * requests.size(), after.finished());
             assertEquals(0, after.failed());
-            EngineStats.Speculative pld = after.speculation().get("pld");
-            assertNotNull(pld, after.speculation().toString());
-            assertTrue(pld.drafts() > 0 && pld.draftTokens() >= pld.acceptedTokens(), pld.toString());
-            long[] perPosition = pld.acceptedPerPosition();
-            long sum = 0;
-            for (int i = 0; i < perPosition.length; i++) {
-                sum += perPosition[i];
-                if (i > 0) assertTrue(perPosition[i] <= perPosition[i - 1], "a draft accepts position i only after i - 1: " + pld);
-            }
-            assertEquals(pld.acceptedTokens(), sum, "accepted tokens are counted once per position");
             assertFalse(after.speculation().containsKey("none"), "plain steps are not drafts: " + after.speculation());
+            if (adaptive) return;
+            for (String drafter : List.of("pld", "recycling", "draft-model", "early-exit")) {
+                EngineStats.Speculative c = after.speculation().get(drafter);
+                assertNotNull(c, drafter + " in " + after.speculation());
+                assertTrue(c.drafts() > 0 && c.draftTokens() >= c.acceptedTokens(), c.toString());
+                long[] perPosition = c.acceptedPerPosition();
+                long sum = 0;
+                for (int i = 0; i < perPosition.length; i++) {
+                    sum += perPosition[i];
+                    assertTrue(perPosition[i] <= (i == 0 ? c.drafts() : perPosition[i - 1]), "position i is accepted only after i - 1: " + c);
+                }
+                assertEquals(c.acceptedTokens(), sum, "accepted tokens are counted once per position: " + c);
+            }
         }
     }
 

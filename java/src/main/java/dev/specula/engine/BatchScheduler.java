@@ -273,8 +273,8 @@ public final class BatchScheduler implements AutoCloseable {
     /** The cost model plans; the outcome also feeds the statistics. */
     private final StepPlanner planner = new StepPlanner() {
         @Override
-        public void plan(String[] policies, int[] allowed) {
-            costs.plan(policies, allowed);
+        public void plan(String[] policies, int[] allowed, boolean[] adaptive) {
+            costs.plan(policies, allowed, adaptive);
         }
 
         @Override

@@ -78,7 +78,7 @@ public final class DecodeLoop implements AutoCloseable {
      * relaxed verification, repetition penalty or min-p always take the host path.
      */
     public DecodeLoop(NativeModel target, SpeculationBudget budget, boolean deviceSampling) {
-        this(target, budget, deviceSampling, BatchForward.ONE_AT_A_TIME);
+        this(target, budget, deviceSampling, BatchForward.ONE_CALL);
     }
 
     /** As above, running each step's trees through the target with batchForward. */
@@ -352,11 +352,13 @@ public final class DecodeLoop implements AutoCloseable {
         }
         String[] names = new String[active.size()];
         int[] allowed = new int[active.size()];
+        boolean[] adaptive = new boolean[active.size()];
         for (int b = 0; b < names.length; b++) {
             names[b] = active.get(b).request.policy().name();
             allowed[b] = active.get(b).allowed;
+            adaptive[b] = active.get(b).budget.adaptive();
         }
-        planner.plan(names, allowed);
+        planner.plan(names, allowed, adaptive);
         for (int b = 0; b < names.length; b++) active.get(b).allowed = Math.max(1, Math.min(allowed[b], active.get(b).allowed));
         return active;
     }

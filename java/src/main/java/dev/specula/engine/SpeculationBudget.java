@@ -35,6 +35,11 @@ public final class SpeculationBudget {
         return buckets[buckets.length - 1];
     }
 
+    /** Whether measured costs may shrink trees (false: always {@link #maxTreeNodes()}). */
+    public boolean adaptive() {
+        return adaptive;
+    }
+
     /** The tree size a policy may use this step. */
     public synchronized int choose(String policy) {
         if (!adaptive) return maxTreeNodes();

@@ -19,7 +19,7 @@ import java.util.Map;
  *     rows to cost nearly what sequences do, a full batch decodes plainly.</li>
  * </ol>
  * Until the fit has seen enough steps, and for a bucket a policy has not been measured at, drafts are kept: that is
- * how they get measured. Not thread-safe: one scheduler thread plans and observes.
+ * how they get measured; a sequence whose budget is not adaptive keeps its drafts too. Not thread-safe: one scheduler thread plans and observes.
  */
 public final class StepCostModel implements StepPlanner {
     /** Steps measured before the cost model trims anything. */
@@ -47,7 +47,7 @@ public final class StepCostModel implements StepPlanner {
     }
 
     @Override
-    public void plan(String[] policies, int[] allowed) {
+    public void plan(String[] policies, int[] allowed, boolean[] adaptive) {
         int n = allowed.length;
         if (n == 0) return;
         int[] wish = allowed.clone();
@@ -76,7 +76,7 @@ public final class StepCostModel implements StepPlanner {
             double worstDensity = Double.POSITIVE_INFINITY;
             for (int k = n - 1; k >= 0; k--) {
                 int b = (start + k) % n;
-                if (allowed[b] == 1 || Double.isNaN(value[b])) continue;
+                if (allowed[b] == 1 || Double.isNaN(value[b]) || !adaptive[b]) continue;
                 double density = (value[b] - 1) / (allowed[b] - 1);
                 if (density < worstDensity) {
                     worstDensity = density;

@@ -12,8 +12,9 @@ public interface StepPlanner {
     /**
      * @param policies the sequences' policy names, in batch order
      * @param allowed  each sequence's allowance in tree nodes (root included, at least 1), lowered in place
+     * @param adaptive per sequence, whether measured costs may shrink its trees (false: only the token budget may)
      */
-    default void plan(String[] policies, int[] allowed) {}
+    default void plan(String[] policies, int[] allowed, boolean[] adaptive) {}
 
     /** Sees a finished step. */
     default void observe(Outcome outcome) {}

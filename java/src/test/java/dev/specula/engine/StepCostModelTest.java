@@ -30,7 +30,9 @@ class StepCostModelTest {
         Arrays.fill(names, "pld");
         int[] allowed = new int[batch];
         Arrays.fill(allowed, wish);
-        m.plan(names, allowed);
+        boolean[] adaptive = new boolean[batch];
+        Arrays.fill(adaptive, true);
+        m.plan(names, allowed, adaptive);
         return allowed;
     }
 
@@ -59,8 +61,12 @@ class StepCostModelTest {
         train(m, 2, 8, 3, 0.0, 0.0, 0.001);
         String[] names = {"pld", "never-measured"};
         int[] allowed = {8, 8};
-        m.plan(names, allowed);
+        m.plan(names, allowed, new boolean[] {true, true});
         assertArrayEquals(new int[] {1, 8}, allowed, "an unmeasured policy keeps its drafts so that they get measured");
+        String[] same = {"pld", "pld"};
+        int[] fixed = {8, 8};
+        m.plan(same, fixed, new boolean[] {false, true});
+        assertArrayEquals(new int[] {8, 1}, fixed, "a sequence that is not adaptive keeps its drafts");
     }
 
     @Test
