@@ -26,6 +26,8 @@ public final class StepCostModel implements StepPlanner {
     static final int MIN_SAMPLES = 8;
     /** Weight of the previous fit at each new step: about the last 50 steps count. */
     private static final double FORGET = 0.98;
+    /** Every this many steps the drafts run untrimmed, so the fit keeps seeing what rows cost. */
+    static final int EXPLORE_EVERY = 16;
     /** Weight of the previous tokens-per-step estimate at each new measurement. */
     private static final double DECAY = 0.8;
 
@@ -35,6 +37,7 @@ public final class StepCostModel implements StepPlanner {
     private int samples;
     private final Map<String, double[]> tokensPerStep = new HashMap<>(); // per policy, per bucket of allowed nodes
     private int rotation;
+    private long planned;
 
     /** stepTokens: the most tree rows one step may run, all sequences together (at least the largest batch). */
     public StepCostModel(int stepTokens) {
@@ -59,7 +62,9 @@ public final class StepCostModel implements StepPlanner {
             allowed[b] = 1 + extra;
             rows += extra;
         }
-        if (samples < MIN_SAMPLES) return;
+        // Until measured, and every EXPLORE_EVERY steps, the wishes run untrimmed: a batch that only ever decodes
+        // plainly would run one shape (rows = sequences) and could never learn what its drafts would cost now.
+        if (samples < MIN_SAMPLES || ++planned % EXPLORE_EVERY == 0) return;
         // Drafts of a policy not yet measured at their size stay, and are left out of the sums (counted as plain
         // steps), so that their unknown worth does not sway the others' decisions.
         double[] value = new double[n];
