@@ -490,6 +490,7 @@ public final class DecodeLoop implements AutoCloseable {
         int batch = active.size();
         DraftTree[] trees = new DraftTree[batch];
         Map<DraftPolicy, List<Sequence>> policies = new IdentityHashMap<>();
+        double[] stepSeconds = new double[batch];
         for (int b = 0; b < batch; b++) {
             Sequence s = active.get(b);
             trees[b] = s.tree;
@@ -514,7 +515,7 @@ public final class DecodeLoop implements AutoCloseable {
                 s.request.policy().observe(s.tree, r);
                 double other = (System.nanoTime() - o0) / 1e9;
                 s.stats.addTimes(s.draftSeconds, s.forwardSeconds, other);
-                s.budget.record(s.request.policy().name(), s.allowed, s.draftSeconds + s.forwardSeconds + other, r.nAccepted() + 1);
+                stepSeconds[b] = s.draftSeconds + s.forwardSeconds + other;
                 policies.computeIfAbsent(s.request.policy(), p -> new ArrayList<>()).add(s);
             } catch (RuntimeException e) {
                 s.fail(e);
@@ -526,6 +527,11 @@ public final class DecodeLoop implements AutoCloseable {
             } catch (RuntimeException e) {
                 for (Sequence s : p.getValue()) s.fail(e);
             }
+        }
+        for (int b = 0; b < batch; b++) {
+            Sequence s = active.get(b);
+            if (s.verified != null && s.failure == null)
+                s.budget.record(s.request.policy().name(), s.allowed, stepSeconds[b], results[b].nAccepted() + 1);
         }
     }
 
