@@ -37,15 +37,21 @@ final class Drafters implements AutoCloseable {
         this.context = context;
     }
 
-    /** The per-request speculation of a drafter: a fresh policy (where it keeps per-sequence state) and its tree size. */
-    GenerationRequest.Speculation speculation(Drafter drafter) {
+    /** Where a drafter's per-request policies come from, and their trees. */
+    record Source(Supplier<? extends DraftPolicy> policies, int maxTreeNodes, boolean adaptive) {}
+
+    /**
+     * A drafter's policy source, made once (opening the draft model, for instance) so that the policies themselves
+     * can be made later, when a request starts.
+     */
+    Source source(Drafter drafter) {
         Supplier<? extends DraftPolicy> source;
         synchronized (this) {
             if (closed) throw new IllegalStateException("engine closed");
             source = policies.computeIfAbsent(drafter, d -> d.parts().policies().apply(this));
         }
-        if (drafter == Drafter.NONE) return new GenerationRequest.Speculation(source.get(), 1, false);
-        return new GenerationRequest.Speculation(source.get(), Math.min(maxTreeNodes, drafter.largestUsefulTree()), adaptive);
+        if (drafter == Drafter.NONE) return new Source(source, 1, false);
+        return new Source(source, Math.min(maxTreeNodes, drafter.largestUsefulTree()), adaptive);
     }
 
     /** The recycling matrix shared by every request. */

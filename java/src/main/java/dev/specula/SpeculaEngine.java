@@ -5,9 +5,11 @@ import dev.specula.chat.ChatMessage;
 import dev.specula.chat.ChatOptions;
 import dev.specula.chat.ChatResult;
 import dev.specula.chat.ChatTemplateException;
+import dev.specula.engine.BatchScheduler;
 import dev.specula.engine.DecodeLoop;
 import dev.specula.engine.SpecStats;
 import dev.specula.engine.SpeculationBudget;
+import dev.specula.engine.StepCostModel;
 import dev.specula.engine.TokenSink;
 import dev.specula.memory.MemoryBudget;
 import dev.specula.memory.MemoryBudgetException;
@@ -27,15 +29,19 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.Semaphore;
 import java.util.function.BooleanSupplier;
 
 /**
  * The front door for embedding Specula: a model on a backend with a default drafter, built once and shared.
- * Thread-safe: {@link #generate} may run on many threads at once, each call with its own KV cache, up to the
- * batch at a time (further calls wait their turn); state that learns across requests (the recycling matrix, the
- * draft model's acceptance predictor) is shared by all. {@link #close} refuses new requests, stops the running
- * ones at their next step (they end {@link StopReason#CANCELLED}) and frees native memory only after they left.
+ * Thread-safe: {@link #generate} may run on many threads at once. The engine batches them continuously: one
+ * scheduler thread runs decoding steps over up to {@link Builder#batch} sequences (each with its own KV cache,
+ * drafter and sampling), requests join and leave between steps, further requests wait in a bounded FIFO queue,
+ * and beyond it are refused with {@link EngineBusyException}. Each step's tree sizes come from a cost model
+ * ({@link StepCostModel}): drafts only where they pay, so a large enough batch decodes plainly. Greedy output is
+ * the same whatever else is in the batch. State that learns across requests (the recycling matrix, the draft
+ * model's acceptance predictor) is shared by all. {@link #stats()} shows the batch, the queue and the speculative
+ * counters. {@link #close} refuses new requests, stops the running ones at their next step (they end
+ * {@link StopReason#CANCELLED}) and frees native memory only after they left.
  *
  * <p>Before any weight reaches the backend, the engine checks its {@link MemoryBudget} (weights, KV caches for
  * the whole context times the batch, scratch, the recycling matrix, the draft model, the step buffers) against
@@ -55,6 +61,8 @@ public final class SpeculaEngine implements AutoCloseable {
     public static final int DEFAULT_MAX_TREE_NODES = 81;
     /** Requests generating at once unless told otherwise. */
     public static final int DEFAULT_BATCH = 4;
+    /** Requests that may wait for a place in the batch unless told otherwise; more are refused. */
+    public static final int DEFAULT_MAX_QUEUED = 256;
 
     private final Context context;
     private final LoadedModel model;
@@ -62,7 +70,9 @@ public final class SpeculaEngine implements AutoCloseable {
     private final Drafter drafter;
     private final int contextLength;
     private final MemoryBudget.Fit memory;
-    private final Semaphore turns;
+    private final int maxTreeNodes;
+    private final DecodeLoop loop;
+    private final BatchScheduler scheduler;
     /** Budgets outlive requests: what one measured (step costs, acceptance per policy) serves the next. */
     private final Map<String, SpeculationBudget> budgets = new ConcurrentHashMap<>();
 
@@ -96,10 +106,17 @@ public final class SpeculaEngine implements AutoCloseable {
             made = new Drafters(model, chosen.maxTreeNodes(), b.adaptive, b.draftModel, contextLength);
             this.drafters = made;
             this.drafter = b.drafter;
-            drafters.speculation(drafter); // fails now, not on the first request, if the drafter cannot be made
+            drafters.source(drafter); // fails now, not on the first request, if the drafter cannot be made
             // The verification and recycling scratch at its final size now, so no step allocates it later.
             ctx.reserve(chosen.batch(), chosen.maxTreeNodes(), model.model().shape().nVocab(), chosen.drafting().recyclerK());
-            this.turns = new Semaphore(chosen.batch(), true);
+            this.maxTreeNodes = chosen.maxTreeNodes();
+            // One loop for the batch: its logits hold batch trees of the largest size (what the budget counted).
+            this.loop = new DecodeLoop(model.model(), new SpeculationBudget(maxTreeNodes, b.adaptive));
+            int stepTokens = b.stepTokens > 0 ? Math.max(b.stepTokens, chosen.batch()) : chosen.batch() * maxTreeNodes;
+            LoadedModel m = loaded;
+            int positions = contextLength;
+            this.scheduler = new BatchScheduler(loop, () -> m.model().newKvCache(positions), chosen.batch(), b.maxQueued,
+                    new StepCostModel(stepTokens), "specula-scheduler");
         } catch (RuntimeException e) {
             if (made != null) made.close();
             if (loaded != null) loaded.close();
@@ -120,8 +137,16 @@ public final class SpeculaEngine implements AutoCloseable {
 
     /**
      * One request with its own options; when it names no drafter or speculation, the engine's drafter is used.
-     * Cancel by making cancelled return true. Throws IllegalStateException ("engine closed") once the engine is
-     * closing.
+     * Blocks until the request ends; the listener is called on this thread, as the text comes.
+     *
+     * <p>Cancel by making cancelled return true: the request stops at its next step (or leaves the queue) and
+     * ends {@link StopReason#CANCELLED}. cancelled is called on the engine's scheduler thread before every step,
+     * so it must be cheap and thread-safe (reading a flag). Interrupting the calling thread cancels too.
+     *
+     * @throws EngineBusyException   when the queue is full (nothing was started; retry later)
+     * @throws IllegalStateException ("engine closed") once the engine is closing
+     * @throws IllegalArgumentException for a request the engine cannot run (an empty prompt, one longer than the
+     *                                  context, options that do not go together)
      */
     public GenerationResult generate(GenerationRequest request, TextListener listener, BooleanSupplier cancelled) {
         synchronized (lifecycle) {
@@ -129,13 +154,7 @@ public final class SpeculaEngine implements AutoCloseable {
             running++;
         }
         try {
-            turns.acquireUninterruptibly(); // at most the budgeted batch of KV caches and step buffers at once
-            try {
-                if (closing) throw new IllegalStateException("engine closed");
-                return run(request, listener, () -> closing || cancelled.getAsBoolean());
-            } finally {
-                turns.release();
-            }
+            return run(request, listener, cancelled);
         } finally {
             synchronized (lifecycle) {
                 running--;
@@ -144,49 +163,91 @@ public final class SpeculaEngine implements AutoCloseable {
         }
     }
 
-    /** Tokenizes, decodes in the one loop, streams text (whole characters, never part of a stop string). */
+    /**
+     * Tokenizes, queues the request for the scheduler and streams its text: the scheduler thread decodes tokens to
+     * text (whole characters, never part of a stop string) and this thread hands it to the listener.
+     */
     private GenerationResult run(GenerationRequest request, TextListener listener, BooleanSupplier cancelled) {
         Tokenizer tokenizer = model.tokenizer();
         int[] prompt = request.promptTokens().orElseGet(() -> tokenizer.encode(request.prompt(), request.addBos().orElse(tokenizer.addBos())));
         if (prompt.length == 0) throw new IllegalArgumentException("the prompt is empty and the model adds no BOS token");
+        if (prompt.length >= contextLength)
+            throw new IllegalArgumentException("the prompt's " + prompt.length + " tokens do not fit a context of " + contextLength);
         Drafter named = request.drafter() != null ? request.drafter() : drafter;
-        GenerationRequest.Speculation s = request.speculation() != null ? request.speculation() : drafters.speculation(named);
-        boolean plain = request.speculation() == null && named == Drafter.NONE;
+        GenerationRequest.Speculation own = request.speculation();
+        Drafters.Source source = own != null ? new Drafters.Source(own::policy, own.maxTreeNodes(), own.adaptive()) : drafters.source(named);
+        boolean plain = own == null && named == Drafter.NONE;
+        // A policy of the caller's own may ask for larger trees than the engine's logits hold: it gets the engine's.
+        SpeculationBudget budget = budget(Math.min(source.maxTreeNodes(), maxTreeNodes), source.adaptive());
         StreamingDecoder decoder = new StreamingDecoder(tokenizer);
         StopStrings stops = new StopStrings(request.stopStrings());
-        StringBuilder text = new StringBuilder();
         Set<Integer> stopTokens = new HashSet<>(tokenizer.stopTokens());
         stopTokens.addAll(request.stopTokens());
-        TokenSink sink = token -> {
-            String shown = stops.accept(decoder.accept(token));
-            if (!shown.isEmpty()) {
-                text.append(shown);
-                listener.onText(shown);
+        BatchScheduler.Ticket ticket = scheduler.submit(new BatchScheduler.Job() {
+            @Override
+            public DecodeLoop.Request start(KvCache kv, BatchScheduler.Ticket t) {
+                TokenSink sink = token -> {
+                    String shown = stops.accept(decoder.accept(token));
+                    if (!shown.isEmpty()) t.post(shown);
+                    return !stops.isStopped();
+                };
+                return new DecodeLoop.Request(kv, prompt, request.maxTokens(), request.sampling(), source.policies().get(), stopTokens::contains,
+                        sink, () -> closing || t.cancelled() || cancelled.getAsBoolean(), request.filters(), request.relaxed());
             }
-            return !stops.isStopped();
-        };
-        try (KvCache kv = model.model().newKvCache(contextLength);
-             DecodeLoop loop = new DecodeLoop(model.model(), budget(s));
-             AutoCloseable owned = s.policy() instanceof AutoCloseable c ? c : () -> {}) {
-            DecodeLoop.Result r = loop.generate(new DecodeLoop.Request(kv, prompt, request.maxTokens(), request.sampling(), s.policy(),
-                    stopTokens::contains, sink, cancelled, request.filters(), request.relaxed()));
-            String tail = stops.accept(decoder.flush()) + stops.flush();
-            if (!tail.isEmpty()) {
-                text.append(tail);
-                listener.onText(tail);
+
+            @Override
+            public SpeculationBudget budget() {
+                return budget;
             }
-            SpecStats spec = r.stats();
-            GenerationStats stats = new GenerationStats(prompt.length, r.tokens().length, spec.promptSeconds(), spec.generateSeconds());
-            return new GenerationResult(prompt, r.tokens(), text.toString(), r.reason(), stats, plain ? null : spec);
-        } catch (RuntimeException e) {
+
+            @Override
+            public BooleanSupplier cancelled() {
+                return cancelled;
+            }
+        });
+        StringBuilder text = new StringBuilder();
+        boolean interrupted = false;
+        try {
+            while (true) {
+                String piece;
+                try {
+                    piece = ticket.nextText();
+                } catch (InterruptedException e) {
+                    interrupted = true; // cancel, and wait for the request to leave the batch
+                    ticket.cancel();
+                    continue;
+                }
+                if (piece == null) break;
+                text.append(piece);
+                listener.onText(piece);
+            }
+        } catch (RuntimeException | Error e) {
+            ticket.cancel(); // the listener failed: the request stops at its next step
             throw e;
-        } catch (Exception e) {
-            throw new IllegalStateException("closing the request's draft policy failed: " + e.getMessage(), e);
+        } finally {
+            if (interrupted) Thread.currentThread().interrupt();
         }
+        DecodeLoop.Result r = ticket.result();
+        String tail = stops.accept(decoder.flush()) + stops.flush();
+        if (!tail.isEmpty()) {
+            text.append(tail);
+            listener.onText(tail);
+        }
+        SpecStats spec = r.stats();
+        GenerationStats stats = new GenerationStats(prompt.length, r.tokens().length, spec.promptSeconds(), spec.generateSeconds());
+        return new GenerationResult(prompt, r.tokens(), text.toString(), r.reason(), stats, plain ? null : spec);
     }
 
-    private SpeculationBudget budget(GenerationRequest.Speculation s) {
-        return budgets.computeIfAbsent(s.maxTreeNodes() + (s.adaptive() ? "a" : "f"), k -> new SpeculationBudget(s.maxTreeNodes(), s.adaptive()));
+    private SpeculationBudget budget(int treeNodes, boolean adaptive) {
+        return budgets.computeIfAbsent(treeNodes + (adaptive ? "a" : "f"), k -> new SpeculationBudget(treeNodes, adaptive));
+    }
+
+    /**
+     * A snapshot of the scheduler: batch size, queue depth, totals, and the speculative counters per drafter
+     * (vLLM's definitions; see {@link EngineStats}). Cheap; for a metrics endpoint.
+     */
+    public EngineStats stats() {
+        return scheduler.stats();
     }
 
     /**
@@ -249,6 +310,11 @@ public final class SpeculaEngine implements AutoCloseable {
         synchronized (lifecycle) {
             if (closed) return;
             closing = true;
+        }
+        // Refuses new requests, fails the queued ones ("engine closed"); the running ones see closing at their next
+        // step and end cancelled. Returns once the scheduler has stopped.
+        scheduler.close();
+        synchronized (lifecycle) {
             boolean interrupted = false;
             while (running > 0) {
                 try {
@@ -260,6 +326,7 @@ public final class SpeculaEngine implements AutoCloseable {
             if (interrupted) Thread.currentThread().interrupt();
             if (closed) return; // another close freed everything while this one waited
             closed = true;
+            loop.close();
             drafters.close();
             model.close();
             context.close();
@@ -278,6 +345,8 @@ public final class SpeculaEngine implements AutoCloseable {
         private int maxTreeNodes = DEFAULT_MAX_TREE_NODES;
         private boolean adaptive = true;
         private int batch = DEFAULT_BATCH;
+        private int maxQueued = DEFAULT_MAX_QUEUED;
+        private int stepTokens;
         private MemoryPolicy memoryPolicy = MemoryPolicy.REFUSE;
         private long memoryLimit;
 
@@ -336,9 +405,32 @@ public final class SpeculaEngine implements AutoCloseable {
             return this;
         }
 
-        /** Requests generating at once, each with its own KV cache (default {@value SpeculaEngine#DEFAULT_BATCH}); more wait their turn. */
+        /**
+         * Sequences generating at once, each with its own KV cache (default {@value SpeculaEngine#DEFAULT_BATCH}): the
+         * batch the scheduler steps and the memory budget counts. More wait in the queue.
+         */
         public Builder batch(int n) {
             this.batch = n;
+            return this;
+        }
+
+        /**
+         * Requests that may wait for a place in the batch (default {@value SpeculaEngine#DEFAULT_MAX_QUEUED}); beyond
+         * it {@link SpeculaEngine#generate} throws {@link EngineBusyException}. 0: refuse whenever the batch is full.
+         */
+        public Builder maxQueued(int n) {
+            if (n < 0) throw new IllegalArgumentException("maxQueued must be >= 0, got " + n);
+            this.maxQueued = n;
+            return this;
+        }
+
+        /**
+         * The most tree rows one step runs, all sequences together (default 0: batch times the largest tree, all the
+         * logits buffer holds; at least the batch, one root each). Drafts beyond it are handed out round-robin.
+         */
+        public Builder stepTokens(int n) {
+            if (n < 0) throw new IllegalArgumentException("stepTokens must be >= 0 (0: batch x tree nodes), got " + n);
+            this.stepTokens = n;
             return this;
         }
 

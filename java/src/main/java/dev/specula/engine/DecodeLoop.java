@@ -35,8 +35,12 @@ import java.util.function.IntPredicate;
  * <p>Greedy verification gives exactly the tokens of plain greedy decoding; sampling gives exactly the
  * distribution of plain sampling with the same temperature, top-k and top-p. {@link CandidateFilter}s on a
  * request keep both lossless with respect to the filtered distribution. A request may instead opt in to a
- * LOSSY {@link RelaxedVerifier} (typical or LANTERN acceptance), verified on the host. One engine serves one
- * batch at a time (calls are serialised); make one per thread for parallel batches.
+ * LOSSY {@link RelaxedVerifier} (typical or LANTERN acceptance), verified on the host.
+ *
+ * <p>A batch may change between steps: {@link #start} adds a sequence, {@link #step} advances the ones given
+ * (each with its own policy, tree budget and sampling), and a finished sequence simply is not given again; this
+ * is what {@link BatchScheduler} does. {@link #generate} and {@link #generateBatch} run fixed batches to the
+ * end. Calls are serialised; make one loop per thread for parallel batches.
  */
 public final class DecodeLoop implements AutoCloseable {
     private final NativeModel target;
@@ -49,6 +53,7 @@ public final class DecodeLoop implements AutoCloseable {
     private int logitsBatch;
     private long step;
     private final boolean deviceSampling;
+    private final BatchForward batchForward;
 
     /**
      * @param maxTreeNodes the largest tree, root included (at most {@link TreeVerifier#MAX_TREE_NODES})
@@ -73,6 +78,11 @@ public final class DecodeLoop implements AutoCloseable {
      * relaxed verification, repetition penalty or min-p always take the host path.
      */
     public DecodeLoop(NativeModel target, SpeculationBudget budget, boolean deviceSampling) {
+        this(target, budget, deviceSampling, BatchForward.ONE_CALL);
+    }
+
+    /** As above, running each step's trees through the target with batchForward. */
+    public DecodeLoop(NativeModel target, SpeculationBudget budget, boolean deviceSampling, BatchForward batchForward) {
         int maxTreeNodes = budget.maxTreeNodes();
         if (maxTreeNodes < 1 || maxTreeNodes > TreeVerifier.MAX_TREE_NODES)
             throw new IllegalArgumentException("maxTreeNodes must be in 1.." + TreeVerifier.MAX_TREE_NODES + ", got " + maxTreeNodes);
@@ -81,6 +91,7 @@ public final class DecodeLoop implements AutoCloseable {
         this.budget = budget;
         this.vocab = target.shape().nVocab();
         this.deviceSampling = deviceSampling;
+        this.batchForward = batchForward;
     }
 
     /** The device buffer of tree logits for batch trees of maxTreeNodes: what the memory budget counts for them. */
@@ -149,31 +160,80 @@ public final class DecodeLoop implements AutoCloseable {
         return generateBatch(List.of(request)).get(0);
     }
 
-    private static final class Sequence {
+    /**
+     * One sequence in the loop: made by {@link #start}, advanced by {@link #step}, until it has a {@link #reason()}
+     * or a {@link #failure()}. A scheduler may start and step sequences at any time between steps, so the batch
+     * changes from one step to the next.
+     */
+    public static final class Sequence {
         final Request request;
+        final SpeculationBudget budget;
         final SamplingParams params;
         final Sampler sampler; // for plain steps sampled on the host
         int[] history;
         int length;
         int generated;
         StopReason reason;
+        Throwable failure;
         final SpecStats stats = new SpecStats();
         DraftTree tree;
         int allowed;
+        VerifyResult verified;
         double forwardSeconds;
         double draftSeconds;
 
-        Sequence(Request r) {
+        Sequence(Request r, SpeculationBudget budget) {
             request = r;
+            this.budget = budget;
             SamplingOptions s = r.sampling();
             params = new SamplingParams(s.seed(), s.temperature(), s.topP(), s.topK());
             sampler = new Sampler(s);
-            history = Arrays.copyOf(r.prompt(), r.prompt().length + Math.max(16, r.maxTokens() + 1));
+            history = Arrays.copyOf(r.prompt(), r.prompt().length + Math.max(16, Math.min(r.maxTokens(), 1 << 16) + 1));
             length = r.prompt().length;
         }
 
-        boolean active() {
-            return reason == null;
+        public Request request() {
+            return request;
+        }
+
+        /** Why it ended; null while it runs or when it failed. */
+        public StopReason reason() {
+            return reason;
+        }
+
+        /** What made it fail (it then takes no further steps); null unless it failed. */
+        public Throwable failure() {
+            return failure;
+        }
+
+        /** Whether it still takes steps. */
+        public boolean active() {
+            return reason == null && failure == null;
+        }
+
+        /**
+         * Ends the sequence, between steps, if its caller cancelled or its KV cache is full; returns whether it is
+         * still active. A cancel check that throws fails this sequence alone.
+         */
+        public boolean refresh() {
+            if (!active()) return false;
+            try {
+                if (request.cancelled().getAsBoolean()) reason = StopReason.CANCELLED;
+            } catch (RuntimeException e) {
+                failure = e;
+                return false;
+            }
+            if (active() && request.kv().length() >= request.kv().capacity()) reason = StopReason.CONTEXT_FULL;
+            return active();
+        }
+
+        /** The generated tokens so far, why it ended and its statistics. */
+        public Result result() {
+            return new Result(Arrays.copyOfRange(history, request.prompt().length, length), reason, stats);
+        }
+
+        void fail(Throwable e) {
+            if (failure == null) failure = e;
         }
 
         /** Streams one token; false once the sequence has finished. */
@@ -199,33 +259,47 @@ public final class DecodeLoop implements AutoCloseable {
 
     public synchronized List<Result> generateBatch(List<Request> requests) {
         List<Sequence> seqs = new ArrayList<>();
-        for (Request r : requests) {
-            if (r.kv().model() != target) throw new IllegalArgumentException("a request's KV cache belongs to another model");
-            if (r.kv().length() != 0) throw new IllegalArgumentException("a request's KV cache must start empty");
-            if ((r.sampling().repetitionPenalty() != 1f || r.sampling().minP() != 0f) && maxTreeNodes > 1)
-                throw new IllegalArgumentException("repetition penalty and min-p are not part of speculative verification;"
-                        + " use plain decoding (drafter none) for them");
-            Sequence s = new Sequence(r);
-            if (r.maxTokens() == 0) s.reason = StopReason.MAX_TOKENS;
-            seqs.add(s);
-        }
-        for (Sequence s : seqs) prefill(s);
+        for (Request r : requests) check(r, budget);
+        for (Request r : requests) seqs.add(start(r, budget));
         while (true) {
             List<Sequence> active = new ArrayList<>();
-            for (Sequence s : seqs) {
-                if (s.active() && s.request.cancelled().getAsBoolean()) s.reason = StopReason.CANCELLED;
-                if (s.active() && s.request.kv().length() >= s.request.kv().capacity()) s.reason = StopReason.CONTEXT_FULL;
-                if (s.active()) active.add(s);
-            }
+            for (Sequence s : seqs) if (s.refresh()) active.add(s);
             if (active.isEmpty()) break;
-            step(active);
+            step(active, StepPlanner.NONE);
+            for (Sequence s : seqs) if (s.failure() != null) throw rethrown(s.failure());
         }
         List<Result> out = new ArrayList<>();
-        for (Sequence s : seqs) {
-            int[] tokens = Arrays.copyOfRange(s.history, s.request.prompt().length, s.length);
-            out.add(new Result(tokens, s.reason, s.stats));
-        }
+        for (Sequence s : seqs) out.add(s.result());
         return out;
+    }
+
+    private static RuntimeException rethrown(Throwable t) {
+        if (t instanceof RuntimeException e) return e;
+        if (t instanceof Error e) throw e;
+        return new IllegalStateException(t);
+    }
+
+    private void check(Request r, SpeculationBudget budget) {
+        if (r.kv().model() != target) throw new IllegalArgumentException("a request's KV cache belongs to another model");
+        if (r.kv().length() != 0) throw new IllegalArgumentException("a request's KV cache must start empty");
+        if (budget.maxTreeNodes() > maxTreeNodes)
+            throw new IllegalArgumentException("a request's trees of " + budget.maxTreeNodes() + " nodes exceed this loop's " + maxTreeNodes);
+        if ((r.sampling().repetitionPenalty() != 1f || r.sampling().minP() != 0f) && budget.maxTreeNodes() > 1)
+            throw new IllegalArgumentException("repetition penalty and min-p are not part of speculative verification;"
+                    + " use plain decoding (drafter none) for them");
+    }
+
+    /**
+     * Starts a sequence: checks the request and fills its KV cache with the prompt. Its trees come from budget
+     * (null: this loop's), whose largest tree may not exceed this loop's.
+     */
+    public synchronized Sequence start(Request r, SpeculationBudget budget) {
+        SpeculationBudget b = budget == null ? this.budget : budget;
+        check(r, b);
+        Sequence s = new Sequence(r, b);
+        if (r.maxTokens() == 0) s.reason = StopReason.MAX_TOKENS;
+        else prefill(s);
+        return s;
     }
 
     /**
@@ -244,112 +318,242 @@ public final class DecodeLoop implements AutoCloseable {
         s.stats.recordPrompt(prompt.length, (System.nanoTime() - t0) / 1e9);
     }
 
-    private void step(List<Sequence> active) {
+    /**
+     * One step over the given sequences (any number: the logits buffer grows to fit; inactive ones are skipped):
+     * plan (each sequence's tree size: its budget's choice, then the planner's), draft, forward, verify, accept.
+     * A sequence whose policy, filters, sink or forward throws fails alone ({@link Sequence#failure()}); the
+     * others take their step.
+     */
+    public synchronized void step(List<Sequence> sequences, StepPlanner planner) {
+        long s0 = System.nanoTime();
+        List<Sequence> active = plan(sequences, planner);
+        active = draft(active);
+        if (active.isEmpty()) return;
+        ensureLogits(active.size());
+        active = forward(active);
+        if (active.isEmpty()) return;
+        VerifyResult[] results = verify(active);
+        accept(active, results);
+        planner.observe(outcome(active, results, (System.nanoTime() - s0) / 1e9));
+    }
+
+    /** Each sequence's allowance: its budget's wish (capped by its KV room), then trimmed by the planner. */
+    private List<Sequence> plan(List<Sequence> sequences, StepPlanner planner) {
+        List<Sequence> active = new ArrayList<>();
+        for (Sequence s : sequences) {
+            if (!s.active()) continue;
+            try {
+                KvCache kv = s.request.kv();
+                s.allowed = Math.max(1, Math.min(s.budget.choose(s.request.policy().name()), kv.capacity() - kv.length()));
+                active.add(s);
+            } catch (RuntimeException e) {
+                s.fail(e);
+            }
+        }
+        String[] names = new String[active.size()];
+        int[] allowed = new int[active.size()];
+        boolean[] adaptive = new boolean[active.size()];
+        for (int b = 0; b < names.length; b++) {
+            names[b] = active.get(b).request.policy().name();
+            allowed[b] = active.get(b).allowed;
+            adaptive[b] = active.get(b).budget.adaptive();
+        }
+        planner.plan(names, allowed, adaptive);
+        for (int b = 0; b < names.length; b++) active.get(b).allowed = Math.max(1, Math.min(allowed[b], active.get(b).allowed));
+        return active;
+    }
+
+    /** Each policy proposes its tree; a policy that throws or breaks the rules fails its sequence alone. */
+    private List<Sequence> draft(List<Sequence> planned) {
+        List<Sequence> active = new ArrayList<>();
+        for (Sequence s : planned) {
+            try {
+                KvCache kv = s.request.kv();
+                long t0 = System.nanoTime();
+                DraftTree tree = s.request.policy().propose(s.history, s.length, s.allowed, kv);
+                s.draftSeconds = (System.nanoTime() - t0) / 1e9;
+                if (tree.size() > s.allowed)
+                    throw new IllegalStateException("policy " + s.request.policy().name() + " proposed " + tree.size() + " nodes, more than the " + s.allowed + " allowed");
+                if (kv.length() != s.length - 1)
+                    throw new IllegalStateException("policy " + s.request.policy().name() + " left the KV cache at " + kv.length() + " positions, not " + (s.length - 1));
+                if (tree.tokens()[0] != s.history[s.length - 1])
+                    throw new IllegalStateException("policy " + s.request.policy().name() + " rooted its tree at " + tree.tokens()[0] + ", not the last token " + s.history[s.length - 1]);
+                s.tree = tree;
+                active.add(s);
+            } catch (RuntimeException e) {
+                s.fail(e);
+            }
+        }
+        return active;
+    }
+
+    /**
+     * Runs every tree through the target in one {@link BatchForward} call, sequence b's logits at row
+     * b * maxTreeNodes. If that call fails, each sequence is run alone, so only the ones that fail alone fail.
+     */
+    private List<Sequence> forward(List<Sequence> active) {
         int batch = active.size();
-        ensureLogits(batch);
         long rowBytes = (long) vocab * Float.BYTES;
-        int[][] tokens = new int[batch][], parents = new int[batch][];
-        SamplingParams[] params = new SamplingParams[batch];
+        KvCache[] kvs = new KvCache[batch];
+        DraftTree[] trees = new DraftTree[batch];
+        for (int b = 0; b < batch; b++) {
+            kvs[b] = active.get(b).request.kv();
+            trees[b] = active.get(b).tree;
+        }
+        long t0 = System.nanoTime();
+        try {
+            batchForward.forward(target, kvs, trees, logits, maxTreeNodes);
+        } catch (RuntimeException batchFailure) {
+            for (int b = 0; b < batch; b++) {
+                try {
+                    target.forward(kvs[b], ForwardArgs.tree(trees[b].tokens(), trees[b].parents(), logits, b * maxTreeNodes * rowBytes));
+                } catch (RuntimeException e) {
+                    active.get(b).fail(e);
+                }
+            }
+        }
+        // The forward's cost is shared: each sequence is charged an equal part (a lone sequence all of it).
+        double share = (System.nanoTime() - t0) / 1e9 / batch;
+        for (Sequence s : active) s.forwardSeconds = share;
+        boolean anyFailed = false;
+        for (Sequence s : active) anyFailed |= !s.active();
+        if (!anyFailed) return active;
+        // Failed sequences leave the step; the survivors' logits move to their new batch rows.
+        List<Sequence> kept = new ArrayList<>();
         for (int b = 0; b < batch; b++) {
             Sequence s = active.get(b);
-            KvCache kv = s.request.kv();
-            s.allowed = Math.min(budget.choose(s.request.policy().name()), kv.capacity() - kv.length());
-            long t0 = System.nanoTime();
-            DraftTree tree = s.request.policy().propose(s.history, s.length, s.allowed, kv);
-            long t1 = System.nanoTime();
-            if (tree.size() > s.allowed)
-                throw new IllegalStateException("policy " + s.request.policy().name() + " proposed " + tree.size() + " nodes, more than the " + s.allowed + " allowed");
-            if (kv.length() != s.length - 1)
-                throw new IllegalStateException("policy " + s.request.policy().name() + " left the KV cache at " + kv.length() + " positions, not " + (s.length - 1));
-            if (tree.tokens()[0] != s.history[s.length - 1])
-                throw new IllegalStateException("policy " + s.request.policy().name() + " rooted its tree at " + tree.tokens()[0] + ", not the last token " + s.history[s.length - 1]);
-            target.forward(kv, ForwardArgs.tree(tree.tokens(), tree.parents(), logits, b * maxTreeNodes * rowBytes));
-            long t2 = System.nanoTime();
-            s.tree = tree;
-            s.draftSeconds = (t1 - t0) / 1e9;
-            s.forwardSeconds = (t2 - t1) / 1e9;
-            tokens[b] = tree.tokens();
-            parents[b] = tree.parents();
-            params[b] = s.params;
+            if (!s.active()) continue;
+            int to = kept.size();
+            if (to != b) target.forward(s.request.kv(), ForwardArgs.tree(s.tree.tokens(), s.tree.parents(), logits, to * maxTreeNodes * rowBytes));
+            kept.add(s);
         }
+        return kept;
+    }
+
+    /**
+     * Chooses each sequence's tokens. A lone root that must be sampled on the host (host sampling, repetition
+     * penalty, min-p, filters) is sampled there as plain decoding does; relaxed requests are verified on the
+     * host; the rest take one verification call for the batch, so only its small results cross to the host.
+     */
+    private VerifyResult[] verify(List<Sequence> active) {
+        int batch = active.size();
         long v0 = System.nanoTime();
-        boolean plainStep = true;
-        for (Sequence s : active) plainStep &= s.tree.size() == 1;
-        boolean onDevice = deviceSampling;
-        for (Sequence s : active) onDevice &= s.request.deviceSamplable();
-        if (plainStep && !onDevice) {
-            // Every tree is its root alone: a plain decoding step, chosen on the host as plain decoding does,
-            // without a verification call. This is what "speculation off" costs, so backing off can reach it.
-            VerifyResult[] results = new VerifyResult[batch];
-            for (int b = 0; b < batch; b++) {
-                Sequence s = active.get(b);
-                float[] row = hostRows(s, b)[0];
-                int token = s.sampler.sample(row, s.history, s.length);
-                results[b] = new VerifyResult(0, 0, token, new int[] {0}, new int[] {1});
-            }
-            step++;
-            finish(active, results, (System.nanoTime() - v0) / 1e9 / batch);
-            return;
-        }
-        // A tree step, or a plain step sampled on the device (one-node trees whose bonus token is the sampled
-        // next token): one verification call for the batch, and only its small results cross to the host.
+        int[][] tokens = new int[batch][], parents = new int[batch][];
+        SamplingParams[] params = new SamplingParams[batch];
         float[][][] rows = new float[batch][][];
+        boolean[] onHost = new boolean[batch];
         boolean anyNative = false;
         for (int b = 0; b < batch; b++) {
             Sequence s = active.get(b);
-            if (s.request.needsHostRows()) rows[b] = hostRows(s, b);
-            anyNative |= s.request.relaxed() == null;
+            tokens[b] = s.tree.tokens();
+            parents[b] = s.tree.parents();
+            params[b] = s.params;
+            // A plain step sampled on the host costs what "speculation off" costs, so backing off can reach it.
+            onHost[b] = s.tree.size() == 1 && !(deviceSampling && s.request.deviceSamplable());
+            try {
+                if (onHost[b] || s.request.needsHostRows()) rows[b] = hostRows(s, b);
+            } catch (RuntimeException e) {
+                s.fail(e);
+            }
+            anyNative |= !onHost[b] && s.request.relaxed() == null;
         }
-        VerifyResult[] results = anyNative
-                ? TreeVerifier.verify(target.context(), maxTreeNodes, vocab, tokens, parents, params, logits, null, step)
-                : new VerifyResult[batch];
+        VerifyResult[] results = new VerifyResult[batch];
+        if (anyNative) {
+            try {
+                results = TreeVerifier.verify(target.context(), maxTreeNodes, vocab, tokens, parents, params, logits, null, step);
+            } catch (RuntimeException e) { // not one sequence's fault that can be told apart: all verified here fail
+                for (int b = 0; b < batch; b++) if (!onHost[b] && active.get(b).request.relaxed() == null) active.get(b).fail(e);
+            }
+        }
         step++;
         for (int b = 0; b < batch; b++) {
             Sequence s = active.get(b);
-            if (s.request.relaxed() != null) results[b] = s.request.relaxed().verify(s.tree.tokens(), s.tree.parents(), rows[b]);
+            if (!s.active() || (!onHost[b] && s.request.relaxed() == null)) continue;
+            try {
+                if (onHost[b]) {
+                    int token = s.sampler.sample(rows[b][0], s.history, s.length);
+                    results[b] = new VerifyResult(0, 0, token, new int[] {0}, new int[] {1});
+                } else if (s.request.relaxed() != null) {
+                    results[b] = s.request.relaxed().verify(s.tree.tokens(), s.tree.parents(), rows[b]);
+                }
+            } catch (RuntimeException e) {
+                s.fail(e);
+            }
         }
-        finish(active, results, (System.nanoTime() - v0) / 1e9 / batch);
+        double verifySeconds = (System.nanoTime() - v0) / 1e9 / batch;
+        for (Sequence s : active) s.forwardSeconds += verifySeconds;
+        return results;
     }
 
     /** Commits each sequence's accepted path, streams its tokens and lets the policies learn. */
-    private void finish(List<Sequence> active, VerifyResult[] results, double verifySeconds) {
+    private void accept(List<Sequence> active, VerifyResult[] results) {
         int batch = active.size();
         DraftTree[] trees = new DraftTree[batch];
-        Map<DraftPolicy, Boolean> policies = new IdentityHashMap<>();
+        Map<DraftPolicy, List<Sequence>> policies = new IdentityHashMap<>();
         double[] stepSeconds = new double[batch];
         for (int b = 0; b < batch; b++) {
             Sequence s = active.get(b);
-            VerifyResult r = results[b];
-            long o0 = System.nanoTime();
-            s.request.kv().commit(r.path());
-            int emitted = 0;
-            boolean going = true;
-            for (int i = 1; i < r.path().length && going; i++) {
-                going = s.emit(s.tree.tokens()[r.path()[i]]);
-                emitted++;
-            }
-            if (going) {
-                s.emit(r.bonusToken());
-                emitted++;
-            }
-            s.stats.recordStep(r.nAccepted(), emitted, r.depthFlags());
-            s.request.policy().observe(s.tree, r);
-            double other = (System.nanoTime() - o0) / 1e9;
-            s.stats.addTimes(s.draftSeconds, s.forwardSeconds + verifySeconds, other);
-            stepSeconds[b] = s.draftSeconds + s.forwardSeconds + verifySeconds + other;
             trees[b] = s.tree;
-            policies.put(s.request.policy(), Boolean.TRUE);
+            s.verified = null;
+            if (!s.active()) continue;
+            VerifyResult r = results[b];
+            try {
+                long o0 = System.nanoTime();
+                s.request.kv().commit(r.path());
+                s.verified = r;
+                int emitted = 0;
+                boolean going = true;
+                for (int i = 1; i < r.path().length && going; i++) {
+                    going = s.emit(s.tree.tokens()[r.path()[i]]);
+                    emitted++;
+                }
+                if (going) {
+                    s.emit(r.bonusToken());
+                    emitted++;
+                }
+                s.stats.recordStep(r.nAccepted(), emitted, r.depthFlags());
+                s.request.policy().observe(s.tree, r);
+                double other = (System.nanoTime() - o0) / 1e9;
+                s.stats.addTimes(s.draftSeconds, s.forwardSeconds, other);
+                stepSeconds[b] = s.draftSeconds + s.forwardSeconds + other;
+                policies.computeIfAbsent(s.request.policy(), p -> new ArrayList<>()).add(s);
+            } catch (RuntimeException e) {
+                s.fail(e);
+            }
         }
         long l0 = System.nanoTime();
-        for (DraftPolicy p : policies.keySet()) p.observeBatch(trees, logits, maxTreeNodes);
+        for (var p : policies.entrySet()) {
+            try {
+                p.getKey().observeBatch(trees, logits, maxTreeNodes);
+            } catch (RuntimeException e) {
+                for (Sequence s : p.getValue()) s.fail(e);
+            }
+        }
         // Learning is part of what a step costs: the budget and the figures count it, shared by the batch.
         double learn = (System.nanoTime() - l0) / 1e9 / batch;
         for (int b = 0; b < batch; b++) {
             Sequence s = active.get(b);
-            s.stats.addTimes(0, 0, learn);
-            budget.record(s.request.policy().name(), s.allowed, s.tree.size(), s.draftSeconds, stepSeconds[b] + learn,
-                    results[b].nAccepted() + 1);
+            if (s.verified != null && s.failure == null) {
+                s.stats.addTimes(0, 0, learn);
+                s.budget.record(s.request.policy().name(), s.allowed, s.tree.size(), s.draftSeconds, stepSeconds[b] + learn,
+                        results[b].nAccepted() + 1);
+            }
         }
+    }
+
+    private static StepPlanner.Outcome outcome(List<Sequence> active, VerifyResult[] results, double seconds) {
+        int n = active.size(), rows = 0;
+        String[] names = new String[n];
+        int[] allowed = new int[n], nodes = new int[n], accepted = new int[n];
+        for (int b = 0; b < n; b++) {
+            Sequence s = active.get(b);
+            names[b] = s.request.policy().name();
+            allowed[b] = s.allowed;
+            nodes[b] = s.tree.size();
+            rows += nodes[b];
+            accepted[b] = s.verified == null ? -1 : s.verified.nAccepted();
+        }
+        return new StepPlanner.Outcome(seconds, rows, names, allowed, nodes, accepted);
     }
 
     /**

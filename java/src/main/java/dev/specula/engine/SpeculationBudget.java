@@ -134,6 +134,11 @@ public final class SpeculationBudget {
         return accounts.computeIfAbsent(policy, k -> new Account(buckets.length));
     }
 
+    /** Whether measured costs may shrink trees (false: always {@link #maxTreeNodes()}). */
+    public boolean adaptive() {
+        return adaptive;
+    }
+
     /** The tree size a policy may use this step. */
     public synchronized int choose(String policy) {
         if (!adaptive || buckets.length == 1) return maxTreeNodes();

@@ -1,0 +1,105 @@
+package dev.specula.bench;
+
+import com.google.gson.JsonParser;
+import dev.specula.Drafter;
+import dev.specula.EngineStats;
+import dev.specula.GenerationRequest;
+import dev.specula.GenerationResult;
+import dev.specula.SpeculaEngine;
+import dev.specula.model.gguf.GgmlType;
+import dev.specula.model.TestModelMaker;
+import dev.specula.tokenizer.VocabTrainer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.CyclicBarrier;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+
+/**
+ * Continuous batching's throughput: the same N greedy requests served one at a time and all at once (one engine,
+ * batch N), per drafter; aggregate generated tokens per second, the mean batch size the scheduler ran, and whether
+ * every concurrent answer equals its one-at-a-time answer (exits 1 when one differs).
+ *
+ * <p>Usage: BatchThroughput [--model FILE | --random 100m] [--requests N] [--max-tokens N] [--drafters none,pld,...]
+ * [--threads N] [--prompts FILE.jsonl]. "--random 100m" writes (once) the 100M random model of bench/RESULTS.md
+ * (dim 768, 10 layers, 12/4 heads, ff 2048, vocab 32000, F16) to /tmp.
+ */
+public final class BatchThroughput {
+    public static void main(String[] args) throws Exception {
+        Map<String, String> o = new LinkedHashMap<>();
+        for (int i = 0; i + 1 < args.length; i += 2) o.put(args[i], args[i + 1]);
+        int n = Integer.parseInt(o.getOrDefault("--requests", "8"));
+        int maxTokens = Integer.parseInt(o.getOrDefault("--max-tokens", "32"));
+        int threads = Integer.parseInt(o.getOrDefault("--threads", "0"));
+        List<Drafter> drafters = Arrays.stream(o.getOrDefault("--drafters", "none,pld,recycling").split(",")).map(Drafter::parse).toList();
+        Path model = o.containsKey("--random") ? random100m() : Path.of(o.getOrDefault("--model", "models/demo-target.gguf"));
+        List<String> prompts = new ArrayList<>();
+        for (String line : Files.readAllLines(Path.of(o.getOrDefault("--prompts", "models/demo-prompts.jsonl")))) {
+            if (prompts.size() == n) break;
+            String turn = JsonParser.parseString(line).getAsJsonObject().getAsJsonArray("turns").get(0).getAsString();
+            prompts.add(turn.length() > 400 ? turn.substring(turn.length() - 400) : turn);
+        }
+        System.out.printf(Locale.ROOT, "batch throughput: %s, %d requests x %d tokens, threads %d%n", model.getFileName(), n, maxTokens, threads);
+        System.out.println("| drafter | one at a time tok/s | all at once tok/s | ratio | mean batch | drafts | accepted/draft tokens | same text |");
+        System.out.println("|---|---|---|---|---|---|---|---|");
+        boolean allSame = true;
+        for (Drafter d : drafters) {
+            try (SpeculaEngine engine = SpeculaEngine.builder().model(model).drafter(d).contextLength(1024).threads(threads).batch(n).build()) {
+                List<GenerationRequest> requests = new ArrayList<>();
+                for (String p : prompts) requests.add(GenerationRequest.builder(p).maxTokens(maxTokens).stopTokens(java.util.Set.of()).build());
+                engine.generate(requests.get(0), t -> {}, () -> false); // warm-up
+                long t0 = System.nanoTime();
+                List<GenerationResult> alone = new ArrayList<>();
+                for (GenerationRequest r : requests) alone.add(engine.generate(r, t -> {}, () -> false));
+                double aloneSeconds = (System.nanoTime() - t0) / 1e9;
+                EngineStats before = engine.stats();
+                ExecutorService pool = Executors.newFixedThreadPool(n);
+                CyclicBarrier start = new CyclicBarrier(n + 1);
+                List<Future<GenerationResult>> futures = new ArrayList<>();
+                for (GenerationRequest r : requests) futures.add(pool.submit(() -> {
+                    start.await();
+                    return engine.generate(r, t -> {}, () -> false);
+                }));
+                start.await();
+                long t1 = System.nanoTime();
+                List<GenerationResult> together = new ArrayList<>();
+                for (Future<GenerationResult> f : futures) together.add(f.get());
+                double togetherSeconds = (System.nanoTime() - t1) / 1e9;
+                pool.shutdown();
+                EngineStats after = engine.stats();
+                long tokensAlone = alone.stream().mapToLong(r -> r.tokens().length).sum();
+                long tokensTogether = together.stream().mapToLong(r -> r.tokens().length).sum();
+                boolean same = true;
+                for (int i = 0; i < n; i++) same &= alone.get(i).text().equals(together.get(i).text());
+                allSame &= same;
+                double meanBatch = (double) (after.stepSequences() - before.stepSequences()) / Math.max(1, after.steps() - before.steps());
+                long drafts = 0, draftTokens = 0, accepted = 0;
+                for (var e : after.speculation().entrySet()) {
+                    var b = before.speculation().get(e.getKey());
+                    drafts += e.getValue().drafts() - (b == null ? 0 : b.drafts());
+                    draftTokens += e.getValue().draftTokens() - (b == null ? 0 : b.draftTokens());
+                    accepted += e.getValue().acceptedTokens() - (b == null ? 0 : b.acceptedTokens());
+                }
+                double a = tokensAlone / aloneSeconds, t = tokensTogether / togetherSeconds;
+                System.out.printf(Locale.ROOT, "| %s | %.1f | %.1f | %.2fx | %.2f | %d | %d/%d | %s |%n", d, a, t, t / a, meanBatch, drafts, accepted,
+                        draftTokens, same ? "yes" : "NO");
+            }
+        }
+        if (!allSame) System.exit(1);
+    }
+
+    static Path random100m() {
+        Path path = Path.of(System.getProperty("java.io.tmpdir"), "specula-random-100m.gguf");
+        if (Files.exists(path)) return path;
+        new TestModelMaker().arch("llama").dim(768).layers(10).heads(12).kvHeads(4).ff(2048).vocab(32000).context(2048)
+                .type(GgmlType.F16).seed(1).tokenizer(VocabTrainer.ggufMetadata("llama", 32000, 1)).write(path);
+        return path;
+    }
+}
