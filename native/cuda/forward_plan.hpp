@@ -29,28 +29,19 @@ SPEC_HD int32_t bucket_rows(int32_t n) {
     return b;
 }
 
-// What the LM head computes for one slice.
-enum HeadMode : int32_t { HEAD_NONE = 0, HEAD_ALL = 1, HEAD_LAST = 2 };
-
-// LAST wants the call's last token, so only the last slice runs the head; nothing runs past a
-// stop-at-exit.
-inline HeadMode slice_head(int32_t logits_mode, bool stop_at_exit, bool last_slice) {
-    if (stop_at_exit || logits_mode == SPEC_LOGITS_NONE) return HEAD_NONE;
-    if (logits_mode == SPEC_LOGITS_ALL) return HEAD_ALL;
-    return last_slice ? HEAD_LAST : HEAD_NONE;
-}
-
 // Everything that fixes the sequence of launches of one slice, so one captured graph serves
-// every step (and every kv cache of the model) with the same key. Pointers and per-step
-// numbers live in the parameter block instead.
+// every step (and every kv cache of the model, and every mix of sequences) with the same key.
+// Pointers and per-step numbers live in the parameter block instead. A slice's sequences share
+// their exit configuration (the forward groups a batch by it); their logits modes may differ:
+// the LM head runs over the rows that want logits, gathered (head_rows: their bucket, 0 = none).
 struct GraphKey {
-    int32_t rows = 1;       // bucket_rows
-    int32_t head = HEAD_NONE;
+    int32_t rows = 1;       // bucket_rows of the slice
+    int32_t head_rows = 0;  // bucket_rows of the rows the LM head runs over; 0 = no head
     int32_t exit_layer = 0; // 0 = none
     bool exit_hidden = false, exit_logits = false, stop_at_exit = false;
 
     uint64_t pack() const {
-        return (uint64_t)(uint32_t)rows | (uint64_t)(uint32_t)head << 16 | (uint64_t)(uint32_t)exit_layer << 24 |
+        return (uint64_t)(uint32_t)rows | (uint64_t)(uint32_t)head_rows << 16 | (uint64_t)(uint32_t)exit_layer << 32 |
                (uint64_t)exit_hidden << 56 | (uint64_t)exit_logits << 57 | (uint64_t)stop_at_exit << 58;
     }
 };
@@ -59,33 +50,46 @@ struct GraphKey {
 
 constexpr int MASK_BITS = 128; // key slots a token's mask covers past its dense prefix
 
-// One token of a slice. Its keys: every slot below dense_end (the committed prefix and the
-// leading tokens of the call that are all its ancestors), and slot dense_end + b for each set
-// bit b of mask (its other ancestors and itself).
+// One row (token) of a slice. Its keys, in its sequence's cache: every slot below dense_end (the
+// committed prefix and the leading tokens of its call that are all its ancestors), and slot
+// dense_end + b for each set bit b of mask (its other ancestors and itself).
 struct StepRow {
-    int32_t token, position, dense_end, reserved;
+    int32_t token, position, dense_end;
+    int32_t seq; // its sequence: index into StepParams::seqs
     uint32_t mask[MASK_BITS / 32];
 };
 
-// The slice's numbers; device addresses as integers (0 = no such output).
-struct StepHeader {
-    uint64_t kv;          // the kv cache: [n_layer][K, V][capacity][n_head_kv][head_dim]
+// One sequence's part of a slice (a slice of one spec_forward call has one; of a batch, up to
+// one per row). Device addresses as integers (0 = no such output).
+struct StepSeq {
+    uint64_t kv;          // its cache: [n_layer][K, V][capacity][n_head_kv][head_dim]
     uint64_t layer_bytes; // capacity * slot bytes: one K (or V) of one layer
-    uint64_t logits;      // this slice's first logits row (LAST: the only row)
-    uint64_t exit_hidden; // this slice's first row of exit_hidden
-    uint64_t exit_logits; // this slice's first row of exit_logits
-    int32_t n_rows;       // real tokens in the slice (the rest of the bucket is padding)
-    int32_t first_slot;   // cache slot of row 0: committed length + the slice's start
+    uint64_t exit_hidden; // the exit_hidden row of its first row in the slice
+    uint64_t exit_logits; // the exit_logits row of its first row in the slice
+    int32_t first_row;    // its rows of the slice: [first_row, first_row + n_rows)
+    int32_t n_rows;
+    int32_t first_slot;   // the cache slot of row first_row: committed length + its index in the call
+    int32_t tile0;        // its first attention tile (attn_seq_tiles of the sequences before it)
+};
+
+struct StepHeader {
+    int32_t n_rows;  // real rows in the slice (the rest of the bucket is padding)
+    int32_t n_seqs;  // sequences with rows in the slice
+    int32_t n_head;  // rows whose logits go out: head_src / head_dst [0, n_head)
+    int32_t n_tiles; // attention tiles in use (attn_seq_tiles summed over the sequences)
 };
 
 struct StepParams {
     StepHeader h;
     StepRow rows[MAX_ROWS];
+    StepSeq seqs[MAX_ROWS];
+    int32_t head_src[MAX_ROWS];  // the slice rows the LM head runs over, in row order
+    uint64_t head_dst[MAX_ROWS]; // where the logits of head row k go (a caller's logits row)
 };
-static_assert(sizeof(StepRow) == 32 && sizeof(StepHeader) == 48, "the block is uploaded as bytes");
+static_assert(sizeof(StepRow) == 32 && sizeof(StepSeq) == 48 && sizeof(StepHeader) == 16, "the block is uploaded as bytes");
 
-// Bytes to upload for a slice of n rows: the header and the rows in use.
-SPEC_HD size_t step_upload_bytes(int32_t n) { return sizeof(StepHeader) + (size_t)n * sizeof(StepRow); }
+// Bytes to upload for a slice: the whole block (13 KB), one copy.
+SPEC_HD size_t step_upload_bytes() { return sizeof(StepParams); }
 
 SPEC_HD bool key_allowed(const StepRow &r, int32_t slot) {
     if (slot < r.dense_end) return true;
@@ -113,32 +117,59 @@ inline int32_t build_key_sets(const int32_t *parents, int32_t n, int32_t *dense,
     return -1;
 }
 
-// The parameter block of slice [u0, u0 + n_rows) of a call, from the call's arguments and the
-// key sets above. Output addresses are the call's first rows (0 = none); the slice's rows are
-// found from them by the row widths.
-struct CallOutputs {
-    uint64_t logits = 0, exit_hidden = 0, exit_logits = 0;
-    int32_t logits_mode = SPEC_LOGITS_NONE;
+// The attention kernel's query rows are (token, query head of a kv head) pairs, ATT_ROWS per tile;
+// a tile never mixes sequences (it reads one cache), so a sequence of n rows takes
+// attn_seq_tiles(n, G) tiles (defined below with the kernel's other shapes).
+SPEC_HD int32_t attn_seq_tiles(int32_t n_rows, int32_t G);
+
+// One sequence of a forward call as the slice filler sees it: its arguments (parents and
+// positions filled in), its key sets (build_key_sets over its tokens), its cache and outputs.
+struct SeqCall {
+    const int32_t *tokens = nullptr, *positions = nullptr, *dense = nullptr;
+    const uint32_t (*mask)[MASK_BITS / 32] = nullptr;
+    int32_t committed = 0, n_tokens = 0, logits_mode = SPEC_LOGITS_NONE;
+    int32_t row0 = 0; // its first row among the call's concatenated rows
+    uint64_t kv = 0, layer_bytes = 0, logits = 0, exit_hidden = 0, exit_logits = 0;
 };
-inline void fill_step(StepParams &sp, const int32_t *tokens, const int32_t *positions, const int32_t *dense,
-                      const uint32_t (*mask)[MASK_BITS / 32], int32_t committed, int32_t u0, int32_t n_rows, uint64_t kv,
-                      uint64_t layer_bytes, const CallOutputs &out, int64_t n_embd, int64_t n_vocab) {
-    sp.h.kv = kv;
-    sp.h.layer_bytes = layer_bytes;
+
+// The parameter block of slice [u0, u0 + n_rows) of a call whose sequences' rows are concatenated
+// (seqs in row order). G: query heads per kv head (for the attention tiles). The head rows: every
+// row of an ALL sequence, and the last row of a LAST sequence when it lies in this slice.
+inline void fill_step(StepParams &sp, const SeqCall *seqs, int32_t n_seqs, int32_t u0, int32_t n_rows, int64_t n_embd,
+                      int64_t n_vocab, int32_t G) {
     sp.h.n_rows = n_rows;
-    sp.h.first_slot = committed + u0;
+    sp.h.n_seqs = 0;
+    sp.h.n_head = 0;
+    sp.h.n_tiles = 0;
     const uint64_t vrow = (uint64_t)n_vocab * 4, erow = (uint64_t)n_embd * 4;
-    sp.h.logits = !out.logits ? 0 : out.logits_mode == SPEC_LOGITS_ALL ? out.logits + (uint64_t)u0 * vrow : out.logits;
-    sp.h.exit_hidden = out.exit_hidden ? out.exit_hidden + (uint64_t)u0 * erow : 0;
-    sp.h.exit_logits = out.exit_logits ? out.exit_logits + (uint64_t)u0 * vrow : 0;
-    for (int32_t j = 0; j < n_rows; j++) {
-        StepRow &r = sp.rows[j];
-        const int32_t i = u0 + j;
-        r.token = tokens[i];
-        r.position = positions[i];
-        r.dense_end = committed + dense[i];
-        r.reserved = 0;
-        for (int w = 0; w < MASK_BITS / 32; w++) r.mask[w] = mask[i][w];
+    for (int32_t s = 0; s < n_seqs; s++) {
+        const SeqCall &q = seqs[s];
+        const int32_t lo = q.row0 > u0 ? q.row0 : u0, hi = q.row0 + q.n_tokens < u0 + n_rows ? q.row0 + q.n_tokens : u0 + n_rows;
+        if (lo >= hi) continue;
+        const int32_t idx = sp.h.n_seqs++, i0 = lo - q.row0; // i0: the sequence's own index of its first row here
+        StepSeq &e = sp.seqs[idx];
+        e.kv = q.kv;
+        e.layer_bytes = q.layer_bytes;
+        e.exit_hidden = q.exit_hidden ? q.exit_hidden + (uint64_t)i0 * erow : 0;
+        e.exit_logits = q.exit_logits ? q.exit_logits + (uint64_t)i0 * vrow : 0;
+        e.first_row = lo - u0;
+        e.n_rows = hi - lo;
+        e.first_slot = q.committed + i0;
+        e.tile0 = sp.h.n_tiles;
+        sp.h.n_tiles += attn_seq_tiles(e.n_rows, G);
+        for (int32_t i = i0; i < i0 + e.n_rows; i++) {
+            StepRow &r = sp.rows[e.first_row + (i - i0)];
+            r.token = q.tokens[i];
+            r.position = q.positions[i];
+            r.dense_end = q.committed + q.dense[i];
+            r.seq = idx;
+            for (int w = 0; w < MASK_BITS / 32; w++) r.mask[w] = q.mask[i][w];
+            const bool head = q.logits && (q.logits_mode == SPEC_LOGITS_ALL || (q.logits_mode == SPEC_LOGITS_LAST && i == q.n_tokens - 1));
+            if (head) {
+                sp.head_src[sp.h.n_head] = e.first_row + (i - i0);
+                sp.head_dst[sp.h.n_head++] = q.logits + (q.logits_mode == SPEC_LOGITS_ALL ? (uint64_t)i * vrow : 0);
+            }
+        }
     }
 }
 
@@ -153,6 +184,23 @@ constexpr int ATT_MAX_SPLITS = 32;
 constexpr int ATT_MAX_HEAD_DIM = 256;
 
 SPEC_HD int32_t attn_tiles(int32_t rows, int32_t G) { return (rows * G + ATT_ROWS - 1) / ATT_ROWS; }
+SPEC_HD int32_t attn_seq_tiles(int32_t n_rows, int32_t G) { return attn_tiles(n_rows, G); }
+
+// The tiles a slice of `rows` rows (its bucket) may need, however its rows split into sequences:
+// the attention grid's height, fixed per bucket. Each sequence rounds up by less than one tile,
+// and a sequence has at least one row: at most attn_tiles(rows, G) + rows - 1; and no row needs
+// more than ceil(G / ATT_ROWS) tiles of its own.
+SPEC_HD int32_t attn_grid_tiles(int32_t rows, int32_t G) {
+    const int32_t a = attn_tiles(rows, G) + rows - 1, b = rows * ((G + ATT_ROWS - 1) / ATT_ROWS);
+    return a < b ? a : b;
+}
+
+// The sequence (index into StepParams::seqs) that attention tile `tile` (< h.n_tiles) belongs to.
+SPEC_HD int32_t attn_tile_seq(const StepParams &p, int32_t tile) {
+    int32_t s = 0;
+    while (s + 1 < p.h.n_seqs && p.seqs[s + 1].tile0 <= tile) s++;
+    return s;
+}
 
 // The kernel instance a head_dim runs on: head dims up to 32, 64, 128 or ATT_MAX_HEAD_DIM.
 SPEC_HD int32_t attn_head_dim_bucket(int32_t head_dim) {

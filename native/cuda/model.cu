@@ -7,14 +7,15 @@
 // finalize, mm::scratch_layout) and every slice runs one of a few fixed launch sequences.
 //
 // Parameter block. Whatever changes from step to step (tokens, positions, each token's key
-// set, the committed length, the KV cache's address, the caller's output addresses) lives in a
+// set, each row's sequence with its committed length, KV cache and output addresses, the rows
+// the LM head runs over) lives in a
 // device-side mm::StepParams that the kernels read. It is written into pinned host memory (a
 // small ring, each slot reused only after the event of its last upload) and uploaded with one
 // cudaMemcpyAsync on the model's stream before the slice's work.
 //
-// Graphs. A slice's launch sequence depends only on mm::GraphKey (bucket, head mode, exit
-// configuration), so each key is captured once into a CUDA graph and replayed for every step
-// and every KV cache of the model. SPECULA_CUDA_GRAPHS=0 (read at finalize) launches the same
+// Graphs. A slice's launch sequence depends only on mm::GraphKey (bucket of total rows, bucket of
+// head rows, exit configuration), so each key is captured once into a CUDA graph and replayed for
+// every step, every KV cache of the model and every mix of a batch's sequences. SPECULA_CUDA_GRAPHS=0 (read at finalize) launches the same
 // kernels directly; a failed capture or instantiation falls back to direct launches for that key,
 // and says so once per model on stderr when SPECULA_LOG=1 (native/core/diagnostics.hpp).
 //
@@ -260,23 +261,17 @@ Status write_exit_outputs(const Slice &sl, Failure &err) {
     return SPEC_OK;
 }
 
+// The logits of the slice's head rows (every row of a LOGITS_ALL sequence, the last row of a
+// LOGITS_LAST one): the LM head over those rows gathered, or, when the exit logits after the last
+// layer were just computed for every row, those.
 Status write_logits(const Slice &sl, Failure &err) {
     const mm::GraphKey &key = sl.key;
-    // Exit logits after the last layer are the logits: the head scratch still holds them.
-    const bool reuse = key.exit_layer == sl.c.n_layer && key.exit_logits;
-    if (key.head == mm::HEAD_ALL) {
-        if (!reuse) TRY(output_head(sl, sl.R, err));
-        TRY(ops::copy_out(sl.P, ops::Dest::Logits, ops::RowsOut::All, sl.head, sl.V, sl.R, sl.s, err));
-    } else if (key.head == mm::HEAD_LAST) {
-        if (reuse) {
-            TRY(ops::copy_out(sl.P, ops::Dest::Logits, ops::RowsOut::Last, sl.head, sl.V, sl.R, sl.s, err));
-        } else {
-            TRY(ops::rmsnorm(sl.x, sl.ms.output_norm, sl.xn, 1, sl.E, sl.c.rms_eps, sl.P, sl.s, err));
-            TRY(matmul(sl.ms.output, sl.xn, sl.E, 1, sl.head, sl.V, false, sl.mms, sl.s, err));
-            TRY(ops::copy_out(sl.P, ops::Dest::Logits, ops::RowsOut::First, sl.head, sl.V, 1, sl.s, err));
-        }
-    }
-    return SPEC_OK;
+    if (!key.head_rows) return SPEC_OK;
+    if (key.exit_layer == sl.c.n_layer && key.exit_logits)
+        return ops::copy_out(sl.P, ops::Dest::Logits, ops::RowsOut::HeadRows, sl.head, sl.V, key.head_rows, sl.s, err);
+    TRY(ops::rmsnorm(sl.x, sl.ms.output_norm, sl.xn, key.head_rows, sl.E, sl.c.rms_eps, sl.P, sl.s, err));
+    TRY(matmul(sl.ms.output, sl.xn, sl.E, key.head_rows, sl.head, sl.V, false, sl.mms, sl.s, err));
+    return ops::copy_out(sl.P, ops::Dest::Logits, ops::RowsOut::Head, sl.head, sl.V, key.head_rows, sl.s, err);
 }
 
 // Every launch of one slice, in stream order; the same sequence is captured into a graph.
@@ -601,69 +596,121 @@ Status finalize_impl(spec_model *m, ModelState &ms, Failure &err) {
 }
 
 // ------------------------------------------------------------------ forward, in stages
-// As the cpu backend's forward: key_sets, then per slice of up to mm::MAX_ROWS tokens
-// upload_step (the parameter block) and run_slice (forward_slice, as a graph or directly).
+// As the cpu backend's forward: key_sets, then per slice of up to mm::MAX_ROWS rows upload_step
+// (the parameter block) and run_slice (forward_slice, as a graph or directly).
+//
+// Batches (spec_forward_batch). The sequences' rows are concatenated and sliced as one call's,
+// so a slice may hold rows of many sequences: each row names its sequence in the parameter block
+// (its cache, its slots, its outputs) and attention tiles never mix sequences. A slice's launches
+// fix its exit configuration, so sequences are grouped by it (exit layer, exit outputs,
+// stop_at_exit; in the call's order otherwise) and each group runs its own slices; logits modes
+// may differ within a slice. Unlike the cpu backend's, these results are not bit-identical to
+// the sequences' solo calls: the matrix products' regime and split-k, and the attention's key
+// splits, follow the slice's bucket (matmul.cuh, attn_splits), and a batch's bucket is larger.
+// They agree within the backends' usual tolerance.
 
-// Every token's keys (mm::build_key_sets) into ms.dense and ms.mask.
-Status key_sets(ModelState &ms, const spec_forward_args &a, Failure &err) {
-    const int32_t n = a.n_tokens;
-    ms.dense.resize(n);
-    ms.mask.resize((size_t)n * (mm::MASK_BITS / 32));
+// Every token's keys (mm::build_key_sets), each sequence's at its rows of ms.dense and ms.mask.
+Status key_sets(ModelState &ms, int32_t n_seq, const spec_forward_args *args, const std::vector<int32_t> &row0, int32_t rows,
+                Failure &err) {
+    ms.dense.resize(rows);
+    ms.mask.resize((size_t)rows * (mm::MASK_BITS / 32));
     auto *mask = reinterpret_cast<uint32_t(*)[mm::MASK_BITS / 32]>(ms.mask.data());
-    const int32_t bad = mm::build_key_sets(a.parents, n, ms.dense.data(), mask);
-    if (bad >= 0) {
-        err = failure(SPEC_ERR_UNSUPPORTED,
-                      "cuda: token %d's ancestors lie more than %d tokens past its longest all-ancestor prefix; trees "
-                      "that wide run on the cpu backend only",
-                      bad, mm::MASK_BITS);
-        return err.status;
+    for (int32_t i = 0; i < n_seq; i++) {
+        const int32_t bad = mm::build_key_sets(args[i].parents, args[i].n_tokens, ms.dense.data() + row0[i], mask + row0[i]);
+        if (bad >= 0) {
+            char which[48] = "";
+            if (n_seq > 1) std::snprintf(which, sizeof which, " of sequence %d", i);
+            err = failure(SPEC_ERR_UNSUPPORTED,
+                          "cuda: token %d%s's ancestors lie more than %d tokens past its longest all-ancestor prefix; trees "
+                          "that wide run on the cpu backend only",
+                          bad, which, mm::MASK_BITS);
+            return err.status;
+        }
     }
     return SPEC_OK;
 }
 
-// The parameter block of slice [u0, u0 + nb) into a pinned slot, uploaded on the model's stream.
-Status upload_step(ModelState &ms, const spec_forward_args &a, const mm::CallOutputs &out, int32_t committed,
-                   uint64_t kv, uint64_t layer_bytes, int32_t u0, int32_t nb, const spec_model_config &c, Failure &err) {
+// The parameter block of slice [u0, u0 + nb) of a group's rows into a pinned slot, uploaded on the
+// model's stream; *n_head gets the slice's head rows.
+Status upload_step(ModelState &ms, const std::vector<mm::SeqCall> &group, int32_t u0, int32_t nb, const spec_model_config &c,
+                   int32_t *n_head, Failure &err) {
     char *slot = nullptr;
     TRY(acquire_slot(ms, &slot, err));
     auto *sp = reinterpret_cast<mm::StepParams *>(slot);
-    const auto *mask = reinterpret_cast<const uint32_t(*)[mm::MASK_BITS / 32]>(ms.mask.data());
-    mm::fill_step(*sp, a.tokens, a.positions, ms.dense.data(), mask, committed, u0, nb, kv, layer_bytes, out, c.n_embd,
-                  c.n_vocab);
-    return upload_slot(ms, ms.params(), mm::step_upload_bytes(nb), err);
+    mm::fill_step(*sp, group.data(), (int32_t)group.size(), u0, nb, c.n_embd, c.n_vocab, c.n_head / c.n_head_kv);
+    *n_head = sp->h.n_head;
+    return upload_slot(ms, ms.params(), mm::step_upload_bytes(), err);
 }
 
-Status forward_impl(spec_model *m, spec_kv *kv, const spec_forward_args &a, Failure &err) {
+// What fixes a slice's launches besides its rows: sequences with equal keys can share slices.
+uint64_t exit_config(const spec_forward_args &a) {
+    return (uint64_t)(uint32_t)a.exit_layer << 3 | (uint64_t)(a.exit_hidden != nullptr) << 2 | (uint64_t)(a.exit_logits != nullptr) << 1 |
+           (uint64_t)(a.stop_at_exit != 0);
+}
+
+Status forward_impl(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args, Failure &err) {
     ModelState &ms = *(ModelState *)m->backend_state;
-    KvState &ks = *(KvState *)kv->backend_state;
     const spec_model_config &c = m->config;
     std::lock_guard<std::mutex> lock(ms.mu);
     TRY(select_device(ms.device, err));
-    const int32_t n = a.n_tokens, C = kv->committed;
-    TRY(key_sets(ms, a, err));
-    mm::CallOutputs out;
-    out.logits_mode = a.logits_mode;
-    out.logits = a.logits_mode != SPEC_LOGITS_NONE ? (uint64_t)a.logits->ptr : 0;
-    out.exit_hidden = a.exit_hidden ? (uint64_t)a.exit_hidden->ptr : 0;
-    out.exit_logits = a.exit_logits ? (uint64_t)a.exit_logits->ptr : 0;
-    const uint64_t layer_bytes = (uint64_t)kv->capacity * kv_slot_bytes(c);
+    std::vector<int32_t> row0((size_t)n_seq);
+    int32_t rows = 0;
+    for (int32_t i = 0; i < n_seq; i++) {
+        row0[(size_t)i] = rows;
+        rows += args[i].n_tokens;
+    }
+    TRY(key_sets(ms, n_seq, args, row0, rows, err));
+    const auto *mask = reinterpret_cast<const uint32_t(*)[mm::MASK_BITS / 32]>(ms.mask.data());
+    std::vector<int32_t> order((size_t)n_seq);
+    for (int32_t i = 0; i < n_seq; i++) order[(size_t)i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](int32_t x, int32_t y) { return exit_config(args[x]) < exit_config(args[y]); });
 
     TRY(ordered_with_legacy(ms, err, [&]() -> Status {
-        for (int32_t u0 = 0; u0 < n; u0 += mm::MAX_ROWS) {
-            const int32_t nb = std::min(mm::MAX_ROWS, n - u0);
-            mm::GraphKey key;
-            key.rows = mm::bucket_rows(nb);
-            key.head = mm::slice_head(a.logits_mode, a.stop_at_exit != 0, u0 + nb == n);
-            key.exit_layer = a.exit_layer;
-            key.exit_hidden = a.exit_hidden != nullptr;
-            key.exit_logits = a.exit_logits != nullptr;
-            key.stop_at_exit = a.stop_at_exit != 0;
-            TRY(upload_step(ms, a, out, C, (uint64_t)ks.mem, layer_bytes, u0, nb, c, err));
-            TRY(run_slice(ms, c, key, err));
+        std::vector<mm::SeqCall> group;
+        for (size_t g0 = 0; g0 < order.size();) {
+            const spec_forward_args &first = args[order[g0]];
+            group.clear();
+            int32_t group_rows = 0;
+            size_t g1 = g0;
+            for (; g1 < order.size() && exit_config(args[order[g1]]) == exit_config(first); g1++) {
+                const int32_t i = order[g1];
+                const spec_forward_args &a = args[i];
+                mm::SeqCall q;
+                q.tokens = a.tokens;
+                q.positions = a.positions;
+                q.dense = ms.dense.data() + row0[(size_t)i];
+                q.mask = mask + row0[(size_t)i];
+                q.committed = kvs[i]->committed;
+                q.n_tokens = a.n_tokens;
+                q.logits_mode = a.stop_at_exit ? SPEC_LOGITS_NONE : a.logits_mode;
+                q.row0 = group_rows;
+                q.kv = (uint64_t)((KvState *)kvs[i]->backend_state)->mem;
+                q.layer_bytes = (uint64_t)kvs[i]->capacity * kv_slot_bytes(c);
+                q.logits = a.logits_mode != SPEC_LOGITS_NONE ? (uint64_t)a.logits->ptr : 0;
+                q.exit_hidden = a.exit_hidden ? (uint64_t)a.exit_hidden->ptr : 0;
+                q.exit_logits = a.exit_logits ? (uint64_t)a.exit_logits->ptr : 0;
+                group.push_back(q);
+                group_rows += a.n_tokens;
+            }
+            for (int32_t u0 = 0; u0 < group_rows; u0 += mm::MAX_ROWS) {
+                const int32_t nb = std::min(mm::MAX_ROWS, group_rows - u0);
+                int32_t n_head = 0;
+                TRY(upload_step(ms, group, u0, nb, c, &n_head, err));
+                mm::GraphKey key;
+                key.rows = mm::bucket_rows(nb);
+                key.head_rows = n_head ? mm::bucket_rows(n_head) : 0;
+                key.exit_layer = first.exit_layer;
+                key.exit_hidden = first.exit_hidden != nullptr;
+                key.exit_logits = first.exit_logits != nullptr;
+                key.stop_at_exit = first.stop_at_exit != 0;
+                TRY(run_slice(ms, c, key, err));
+            }
+            g0 = g1;
         }
         return SPEC_OK;
     }));
-    ks.pending_layers = a.stop_at_exit ? a.exit_layer : c.n_layer;
+    for (int32_t i = 0; i < n_seq; i++)
+        ((KvState *)kvs[i]->backend_state)->pending_layers = args[i].stop_at_exit ? args[i].exit_layer : c.n_layer;
     return SPEC_OK;
 }
 
@@ -777,8 +824,7 @@ Status kv_commit(spec_kv *kv, int32_t n_path, const int32_t *path, Failure &err)
 
 Status forward(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args, Failure &err) {
     try {
-        for (int32_t i = 0; i < n_seq; i++) TRY(forward_impl(m, kvs[i], args[i], err));
-        return SPEC_OK;
+        return forward_impl(m, n_seq, kvs, args, err);
     } catch (const std::bad_alloc &) {
         err = failure(SPEC_ERR_OUT_OF_MEMORY, "cuda: out of host memory for a forward pass");
         return err.status;

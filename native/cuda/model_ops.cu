@@ -59,11 +59,15 @@ __global__ void embed_kernel(const mm::StepParams *p, const uint8_t *embd, int32
 
 // ---------------------------------------------------------------- rmsnorm
 
-__global__ void rmsnorm_kernel(const float *x, const float *w, float *out, int32_t n, float eps, const mm::StepParams *last_of) {
+__global__ void rmsnorm_kernel(const float *x, const float *w, float *out, int32_t n, float eps, const mm::StepParams *gather) {
     __shared__ double red[32];
-    const int src = last_of ? last_of->h.n_rows - 1 : blockIdx.x;
-    const float *xr = x + (size_t)src * n;
     float *o = out + (size_t)blockIdx.x * n;
+    if (gather && (int)blockIdx.x >= gather->h.n_head) { // padding of the head's bucket: zeros
+        for (int i = threadIdx.x; i < n; i += blockDim.x) o[i] = 0.0f;
+        return;
+    }
+    const int src = gather ? gather->head_src[blockIdx.x] : blockIdx.x;
+    const float *xr = x + (size_t)src * n;
     double ss = 0.0;
     for (int i = threadIdx.x; i < n; i += blockDim.x) ss += (double)xr[i] * xr[i];
     ss = warp_sum_d(ss);
@@ -105,9 +109,10 @@ __global__ void qkv_post_kernel(const mm::StepParams *p, QkvPost a, int32_t laye
         mm::rope_rotate(vec[ia], vec[ib], cs[2 * i], cs[2 * i + 1], vec[ia], vec[ib]);
     }
     __syncthreads();
-    const size_t slot = (size_t)(p->h.first_slot + t);
-    char *kc = reinterpret_cast<char *>(p->h.kv) + (size_t)(2 * layer) * p->h.layer_bytes;
-    char *vc = kc + p->h.layer_bytes;
+    const mm::StepSeq &sq = p->seqs[p->rows[t].seq];
+    const size_t slot = (size_t)(sq.first_slot + (t - sq.first_row));
+    char *kc = reinterpret_cast<char *>(sq.kv) + (size_t)(2 * layer) * sq.layer_bytes;
+    char *vc = kc + sq.layer_bytes;
     for (int i = threadIdx.x; i < KD; i += blockDim.x) {
         kv_store(kc, slot * KD + i, k[i], a.kv_dtype);
         kv_store(vc, slot * KD + i, v[i], a.kv_dtype);
@@ -116,8 +121,10 @@ __global__ void qkv_post_kernel(const mm::StepParams *p, QkvPost a, int32_t laye
 
 // ---------------------------------------------------------------- tree attention
 //
-// Grid (split, row tile, kv head). A block takes mm::ATT_ROWS query rows (row = token * G + g)
-// and the split's share of the keys its tokens can see ([0, last token's slot]), in tiles of
+// Grid (split, row tile, kv head). A block takes mm::ATT_ROWS query rows (row = token * G + g) of
+// one sequence (tiles never mix sequences: mm::attn_tile_seq; grid rows past h.n_tiles only zero
+// the padding rows' outputs) and the split's share of the keys its tokens can see ([0, last
+// token's slot] of that sequence's cache), in tiles of
 // ATT_KEYS keys staged in shared memory as f32. Each warp owns ATT_ROWS / 4 rows: lane j scores
 // key j of the tile against a row (masked by the row's key set), then the warp updates the
 // row's online softmax and accumulates P.V, each lane owning dims lane, lane + 32, ...
@@ -147,27 +154,39 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(AttnDev a) {
     float *Qs = smem;                            // [ATT_ROWS][D]
     float *Ks = Qs + mm::ATT_ROWS * D;           // [ATT_KEYS][D + 1]: lanes read different rows
     float *Vs = Ks + mm::ATT_KEYS * (D + 1);     // [ATT_KEYS][D]
-    const int split = blockIdx.x, row0 = blockIdx.y * mm::ATT_ROWS, kvh = blockIdx.z;
+    const int split = blockIdx.x, tile = blockIdx.y, kvh = blockIdx.z;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    const int n_rows = a.p->h.n_rows, first = a.p->h.first_slot;
-
-    // Keys this tile's tokens can see: up to the last valid token's own slot.
-    int n_keys = 0;
-    if (row0 / G < n_rows) {
-        const int last_row = min(row0 + mm::ATT_ROWS, a.rows_total) - 1;
-        n_keys = first + min(last_row / G, n_rows - 1) + 1;
+    if (tile >= a.p->h.n_tiles) {
+        // No sequence's tile. With one split the padding rows' outputs are written here, once (the
+        // combine kernel writes them otherwise): zeros, so the next products stay finite.
+        if (a.splits == 1 && tile == a.p->h.n_tiles) {
+            const int pad0 = a.p->h.n_rows, rows = a.rows_total / G;
+            for (int e = tid; e < (rows - pad0) * G * D; e += ATT_THREADS) {
+                const int t = pad0 + e / (G * D), g = (e / D) % G, d = e % D;
+                a.out[((size_t)t * a.n_head + (size_t)kvh * G + g) * D + d] = 0.0f;
+            }
+        }
+        return;
     }
+    const mm::StepSeq &sq = a.p->seqs[mm::attn_tile_seq(*a.p, tile)];
+    // This block's rows: (token, g) pairs row0 .. row0 + ATT_ROWS - 1 of its sequence, whose rows
+    // are slice rows first_row .. first_row + n_rows - 1; rg = the pair's index in the slice.
+    const int row0 = (tile - sq.tile0) * mm::ATT_ROWS, seq_rows = sq.n_rows * G, base = sq.first_row * G;
+    const int first = sq.first_slot;
+
+    // Keys this tile's tokens can see: up to the last token's own slot.
+    const int last_row = min(row0 + mm::ATT_ROWS, seq_rows) - 1;
+    const int n_keys = first + last_row / G + 1;
     int k0, k1;
     mm::split_range(n_keys, a.splits, split, k0, k1);
 
     for (int e = tid; e < mm::ATT_ROWS * D; e += ATT_THREADS) {
-        const int r = e / D, d = e % D, rg = row0 + r, t = rg / G, g = rg % G;
-        const bool valid = rg < a.rows_total && t < n_rows;
-        Qs[e] = valid ? a.q[(size_t)t * a.q_ld + ((size_t)kvh * G + g) * D + d] : 0.0f;
+        const int r = e / D, d = e % D, rl = row0 + r, t = sq.first_row + rl / G, g = rl % G;
+        Qs[e] = rl < seq_rows ? a.q[(size_t)t * a.q_ld + ((size_t)kvh * G + g) * D + d] : 0.0f;
     }
     for (int r = tid; r < mm::ATT_ROWS; r += ATT_THREADS) {
-        const int rg = row0 + r, t = rg / G;
-        if (rg < a.rows_total && t < n_rows) meta[r] = a.p->rows[t];
+        const int rl = row0 + r;
+        if (rl < seq_rows) meta[r] = a.p->rows[sq.first_row + rl / G];
     }
 
     float acc[ATT_RPW][DPL], m[ATT_RPW], l[ATT_RPW];
@@ -179,8 +198,8 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(AttnDev a) {
         for (int dd = 0; dd < DPL; dd++) acc[i][dd] = 0.0f;
     }
 
-    const char *kbase = reinterpret_cast<const char *>(a.p->h.kv) + (size_t)(2 * a.layer) * a.p->h.layer_bytes;
-    const char *vbase = kbase + a.p->h.layer_bytes;
+    const char *kbase = reinterpret_cast<const char *>(sq.kv) + (size_t)(2 * a.layer) * sq.layer_bytes;
+    const char *vbase = kbase + sq.layer_bytes;
     const size_t slot_elems = (size_t)a.n_head_kv * D;
     for (int kt = k0; kt < k1; kt += mm::ATT_KEYS) {
         __syncthreads(); // the previous tile is consumed (and Q, meta are in place)
@@ -198,8 +217,8 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(AttnDev a) {
         __syncthreads();
 #pragma unroll
         for (int i = 0; i < ATT_RPW; i++) {
-            const int r = warp * ATT_RPW + i, rg = row0 + r;
-            if (rg >= a.rows_total || rg / G >= n_rows) continue; // warp-uniform
+            const int r = warp * ATT_RPW + i;
+            if (row0 + r >= seq_rows) continue; // warp-uniform
             const int slot = kt + lane;
             const bool ok = slot < k1 && mm::key_allowed(meta[r], slot);
             float s = -INFINITY;
@@ -230,18 +249,17 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(AttnDev a) {
 
 #pragma unroll
     for (int i = 0; i < ATT_RPW; i++) {
-        const int r = warp * ATT_RPW + i, rg = row0 + r, t = rg / G, g = rg % G;
-        if (rg >= a.rows_total) continue;
-        const bool valid = t < n_rows;
+        const int r = warp * ATT_RPW + i, rl = row0 + r, rg = base + rl, t = rg / G, g = rg % G;
+        if (rl >= seq_rows) continue;
         if (a.splits == 1) {
             float *o = a.out + ((size_t)t * a.n_head + (size_t)kvh * G + g) * D;
-            const float inv = valid ? 1.0f / l[i] : 0.0f;
+            const float inv = 1.0f / l[i];
 #pragma unroll
             for (int dd = 0; dd < DPL; dd++) {
                 const int d = lane + 32 * dd;
-                if (d < D) o[d] = valid ? acc[i][dd] * inv : 0.0f;
+                if (d < D) o[d] = acc[i][dd] * inv;
             }
-        } else if (valid) {
+        } else {
             float *pp = a.part + (((size_t)split * a.part_rows + rg) * a.n_head_kv + kvh) * mm::attn_partial_floats_per_row(D);
             if (lane == 0) {
                 pp[0] = m[i];
@@ -313,19 +331,24 @@ __global__ void silu_mul_kernel(float *g, const float *u, int64_t ld, int64_t wi
         g[row + i] = km::fmul(mm::silu(g[row + i]), u[row + i]);
 }
 
+// Grid (column blocks, rows): row y of the grid is a slice row (All) or a head row (Head, HeadRows).
 __global__ void copy_out_kernel(const mm::StepParams *p, Dest dest, RowsOut which, const float *src, int64_t width) {
-    const uint64_t addr = dest == Dest::Logits ? p->h.logits : dest == Dest::ExitHidden ? p->h.exit_hidden : p->h.exit_logits;
-    if (!addr) return;
-    const int n_rows = p->h.n_rows;
-    int64_t src_row = 0, dst_row = 0;
+    const int y = blockIdx.y;
+    uint64_t addr = 0;
+    int64_t src_row = y;
     if (which == RowsOut::All) {
-        if ((int)blockIdx.y >= n_rows) return;
-        src_row = dst_row = blockIdx.y;
-    } else if (which == RowsOut::Last) {
-        src_row = n_rows - 1;
+        if (y >= p->h.n_rows) return;
+        const mm::StepSeq &sq = p->seqs[p->rows[y].seq];
+        const uint64_t first = dest == Dest::ExitHidden ? sq.exit_hidden : dest == Dest::ExitLogits ? sq.exit_logits : 0;
+        if (!first) return;
+        addr = first + (uint64_t)(y - sq.first_row) * (uint64_t)width * 4;
+    } else {
+        if (y >= p->h.n_head) return;
+        addr = p->head_dst[y];
+        if (which == RowsOut::HeadRows) src_row = p->head_src[y];
     }
     const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-    if (i < width) reinterpret_cast<float *>(addr)[dst_row * width + i] = src[src_row * width + i];
+    if (i < width) reinterpret_cast<float *>(addr)[i] = src[src_row * width + i];
 }
 
 __global__ void kv_move_kernel(char *kv, uint64_t layer_bytes, int64_t units, int32_t committed, const int32_t *pairs, int32_t n_pairs) {
@@ -363,9 +386,9 @@ Status embed(const mm::StepParams *p, const void *embd, int32_t embd_dtype, uint
     return check_launch(err, "model embedding kernel");
 }
 
-Status rmsnorm(const float *x, const float *w, float *out, int32_t rows, int32_t n, float eps, const mm::StepParams *last_of,
+Status rmsnorm(const float *x, const float *w, float *out, int32_t rows, int32_t n, float eps, const mm::StepParams *gather,
                cudaStream_t stream, Failure &err) {
-    rmsnorm_kernel<<<last_of ? 1 : rows, THREADS, 0, stream>>>(x, w, out, n, eps, last_of);
+    rmsnorm_kernel<<<rows, THREADS, 0, stream>>>(x, w, out, n, eps, gather);
     return check_launch(err, "model rmsnorm kernel");
 }
 
@@ -388,10 +411,9 @@ Status attention(const mm::StepParams *p, const Attention &a, int32_t layer, int
     d.n_head_kv = a.n_head_kv;
     d.rows_total = rows * d.G;
     d.splits = mm::attn_splits(rows, d.G, a.n_head_kv);
-    const int tiles = mm::attn_tiles(rows, d.G);
-    d.part_rows = tiles * mm::ATT_ROWS;
+    d.part_rows = mm::attn_tiles(rows, d.G) * mm::ATT_ROWS; // rows of the slice's (token, g) pairs
     d.scale = a.scale;
-    const dim3 grid((unsigned)d.splits, (unsigned)tiles, (unsigned)a.n_head_kv);
+    const dim3 grid((unsigned)d.splits, (unsigned)mm::attn_grid_tiles(rows, d.G), (unsigned)a.n_head_kv);
     void *args[] = {&d};
     cudaError_t e = cudaLaunchKernel(attention_kernel_for(a.head_dim, a.kv_dtype), grid, dim3(ATT_THREADS), args,
                                      mm::attn_smem_bytes(a.head_dim), stream);
@@ -411,7 +433,7 @@ Status silu_mul(float *g, const float *u, int64_t ld, int32_t rows, int64_t widt
 
 Status copy_out(const mm::StepParams *p, Dest dest, RowsOut which, const float *src, int64_t width, int32_t rows,
                 cudaStream_t stream, Failure &err) {
-    const dim3 grid(blocks_for(width, THREADS), which == RowsOut::All ? (unsigned)rows : 1u);
+    const dim3 grid(blocks_for(width, THREADS), (unsigned)rows);
     copy_out_kernel<<<grid, THREADS, 0, stream>>>(p, dest, which, src, width);
     return check_launch(err, "model output copy kernel");
 }

@@ -2,9 +2,10 @@
 // RMSNorm, the q/k/v epilogue (biases, RoPE, the KV cache store), tree attention over the KV
 // cache, SwiGLU, copies of result rows to the caller, and kv_commit's slot moves.
 //
-// Kernels of a forward read the step's numbers (tokens, positions, key sets, the KV cache and
-// output addresses) from the device-side parameter block (mm::StepParams), never from launch
-// arguments, so a captured graph replays for every step. `rows` is always the slice's bucket;
+// Kernels of a forward read the step's numbers (tokens, positions, key sets, each row's sequence
+// with its KV cache and output addresses) from the device-side parameter block (mm::StepParams),
+// never from launch arguments, so a captured graph replays for every step and every mix of
+// sequences. `rows` is always the slice's bucket;
 // rows at and past StepParams::h.n_rows are padding: they never touch the KV cache or the
 // caller's buffers, and every kernel leaves them finite (zero activations).
 #pragma once
@@ -25,9 +26,9 @@ Status embed(const mm::StepParams *p, const void *embd, int32_t embd_dtype, uint
              const double *inv_freq, double pos_scale, int32_t rope_half, int32_t rows, float *x, float *rope,
              cudaStream_t stream, Failure &err);
 
-// out[t] = x[t] * rms_scale * w. With last_of (the parameter block): one row, x's row
-// n_rows - 1 into out's row 0 (the LM head of LOGITS_LAST).
-Status rmsnorm(const float *x, const float *w, float *out, int32_t rows, int32_t n, float eps, const mm::StepParams *last_of,
+// out[t] = x[t] * rms_scale * w. With gather (the parameter block): out's row k is x's row
+// head_src[k] for k < h.n_head and zeros past it (the LM head's rows, gathered; rows: their bucket).
+Status rmsnorm(const float *x, const float *w, float *out, int32_t rows, int32_t n, float eps, const mm::StepParams *gather,
                cudaStream_t stream, Failure &err);
 
 struct QkvPost {
@@ -38,7 +39,7 @@ struct QkvPost {
     int32_t n_head, n_head_kv, head_dim, rope_half, kv_dtype;
     bool neox;
 };
-// Biases, RoPE on q and k, and the store of k and v into the KV cache at layer `layer`.
+// Biases, RoPE on q and k, and the store of k and v into each row's sequence's KV cache at layer `layer`.
 Status qkv_post(const mm::StepParams *p, const QkvPost &a, int32_t layer, int32_t rows, cudaStream_t stream, Failure &err);
 
 struct Attention {
@@ -49,7 +50,7 @@ struct Attention {
     int32_t n_head, n_head_kv, head_dim, kv_dtype;
     float scale;
 };
-// Tree attention of the slice's rows over the KV cache of `layer`.
+// Tree attention of the slice's rows, each over its sequence's KV cache of `layer`.
 Status attention(const mm::StepParams *p, const Attention &a, int32_t layer, int32_t rows, cudaStream_t stream, Failure &err);
 
 // g = silu(g) * u over `width` elements of each of `rows` rows, row t of both at t * ld (g and
@@ -58,12 +59,12 @@ Status silu_mul(float *g, const float *u, int64_t ld, int32_t rows, int64_t widt
 
 enum class Dest { Logits, ExitHidden, ExitLogits };
 enum class RowsOut {
-    All,   // src rows [0, n_rows) to the destination's rows
-    Last,  // src row n_rows - 1 to the destination's row 0
-    First  // src row 0 to the destination's row 0
+    All,      // src rows [0, n_rows) to their sequences' exit buffers (ExitHidden, ExitLogits)
+    Head,     // src row k (the gathered LM head's output) to head_dst[k], k < h.n_head (Logits)
+    HeadRows  // src row head_src[k] (a head over every row) to head_dst[k], k < h.n_head (Logits)
 };
-// Copies result rows of `width` floats to the caller's buffer named in the parameter block
-// (nothing when it names none). rows: the bucket (for All).
+// Copies result rows of `width` floats to the caller's buffers named in the parameter block
+// (nothing where it names none). rows: the grid's rows (the bucket for All, the head bucket else).
 Status copy_out(const mm::StepParams *p, Dest dest, RowsOut which, const float *src, int64_t width, int32_t rows,
                 cudaStream_t stream, Failure &err);
 

@@ -282,9 +282,14 @@ SPEC_API spec_status spec_forward(spec_model *model, spec_kv *kv, const spec_for
  * matrix products, so each weight is read once per slice of rows instead of once per sequence;
  * attention runs per sequence over its own cache and tree. The kvs must be n_seq distinct caches
  * of this model (1 <= n_seq <= SPEC_MAX_FORWARD_SEQUENCES). Every sequence is validated before
- * anything runs; a failure names the sequence and leaves every cache as it was. On success each
- * cache holds its sequence's tokens pending, as after spec_forward. The call needs no memory
- * beyond the model's scratch (spec_memory_plan: model_scratch): long batches run in slices. */
+ * anything runs, and a refusal names the sequence and changes no cache; a failure inside the
+ * backend drops the caches' pending tokens (as spec_forward's does), never committed ones. On
+ * success each cache holds its sequence's tokens pending, as after spec_forward. The call needs no
+ * memory beyond the model's scratch (spec_memory_plan: model_scratch): the concatenated rows run
+ * in slices, as a long prompt does. On cuda the outputs agree with the solo calls' within the
+ * usual tolerance but not bit for bit (a batch's larger slices choose other matrix-product and
+ * attention splits), and sequences with different exit options (exit_layer, exit outputs,
+ * stop_at_exit) run in separate groups of slices. */
 SPEC_API spec_status spec_forward_batch(spec_model *model, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args);
 
 /* spec_kv_commit for n_seq distinct caches (of any models) in one call: cache i keeps
