@@ -135,7 +135,7 @@ struct QI : QI512 {
 #include "kernels_int8.inc"
 
 #define KQ_VNNI 0
-#include "kernels_kquant_x86.inc"
+#include "kernels_kquant_x86_512.inc"
 #undef KQ_VNNI
 #define KQ_NAME "avx512"
 #define KQ_R 2
@@ -215,7 +215,7 @@ struct QI : QI512 {
 #include "kernels_int8.inc"
 
 #define KQ_VNNI 1
-#include "kernels_kquant_x86.inc"
+#include "kernels_kquant_x86_512.inc"
 #undef KQ_VNNI
 #define KQ_NAME "avx512-vnni"
 #define KQ_R 2
