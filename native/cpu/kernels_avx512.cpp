@@ -140,6 +140,7 @@ struct QI : QI512 {
 #define KQ_NAME "avx512"
 #define KQ_R 2
 #define KQ_T 4
+#define KQ_TILE_T 8 // most tokens read in place (more: rows unpacked once, then the gemm)
 #include "kernels_kquant.inc"
 } // namespace bw
 
@@ -220,6 +221,7 @@ struct QI : QI512 {
 #define KQ_NAME "avx512-vnni"
 #define KQ_R 2
 #define KQ_T 4
+#define KQ_TILE_T 8 // most tokens read in place (more: rows unpacked once, then the gemm)
 #include "kernels_kquant.inc"
 
 // Few tokens without packing: a Q8_0 / Q4_0 row read in place, each group of 16 blocks transposed in
