@@ -9,7 +9,8 @@
 // Numerics: F32/F16/BF16 weights, and the GGML formats without an int8 path (those that
 // native/core/quant_blocks.hpp decodes), are dequantized to exact f32 and multiplied with f32
 // activations. Q8_0 and Q4_0 take the Int8Set below instead: activations quantized per row, int8
-// dot products, a result defined once in int8_dot.hpp. Every f32 output element
+// dot products, a result defined once in int8_dot.hpp; the k-quants likewise take the KqSet
+// (kquant_dot.hpp). Every f32 output element
 // has a single f32 accumulator that walks k upward in vector-width chunks, whatever the number
 // of tokens or rows computed beside it, so a token's result does not depend on the batch it was
 // in, on the thread that computed it, or on whether its weight rows came from a scratch copy.

@@ -139,6 +139,7 @@ struct QI {
 #define KQ_NAME "avx2"
 #define KQ_R 2
 #define KQ_T 2
+#define KQ_TILE_T 4 // most tokens read in place (more: rows unpacked once, then the gemm)
 #include "kernels_kquant.inc"
 
 } // namespace

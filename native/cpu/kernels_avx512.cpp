@@ -135,11 +135,12 @@ struct QI : QI512 {
 #include "kernels_int8.inc"
 
 #define KQ_VNNI 0
-#include "kernels_kquant_x86.inc"
+#include "kernels_kquant_x86_512.inc"
 #undef KQ_VNNI
 #define KQ_NAME "avx512"
 #define KQ_R 2
 #define KQ_T 4
+#define KQ_TILE_T 8 // most tokens read in place (more: rows unpacked once, then the gemm)
 #include "kernels_kquant.inc"
 } // namespace bw
 
@@ -215,11 +216,12 @@ struct QI : QI512 {
 #include "kernels_int8.inc"
 
 #define KQ_VNNI 1
-#include "kernels_kquant_x86.inc"
+#include "kernels_kquant_x86_512.inc"
 #undef KQ_VNNI
 #define KQ_NAME "avx512-vnni"
 #define KQ_R 2
 #define KQ_T 4
+#define KQ_TILE_T 8 // most tokens read in place (more: rows unpacked once, then the gemm)
 #include "kernels_kquant.inc"
 
 // Few tokens without packing: a Q8_0 / Q4_0 row read in place, each group of 16 blocks transposed in
