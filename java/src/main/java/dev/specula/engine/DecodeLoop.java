@@ -338,7 +338,8 @@ public final class DecodeLoop implements AutoCloseable {
             s.stats.addTimes(s.draftSeconds, s.forwardSeconds + verifySeconds, other);
             stepSeconds[b] = s.draftSeconds + s.forwardSeconds + verifySeconds + other;
             trees[b] = s.tree;
-            policies.put(s.request.policy(), Boolean.TRUE);
+            // A policy the budget holds to plain decoding learns only now and then: learning costs too.
+            if (s.allowed > 1 || budget.learnsWhilePlain(s.request.policy().name())) policies.put(s.request.policy(), Boolean.TRUE);
         }
         long l0 = System.nanoTime();
         for (DraftPolicy p : policies.keySet()) p.observeBatch(trees, logits, maxTreeNodes);
