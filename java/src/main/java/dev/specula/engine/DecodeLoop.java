@@ -516,7 +516,9 @@ public final class DecodeLoop implements AutoCloseable {
                 double other = (System.nanoTime() - o0) / 1e9;
                 s.stats.addTimes(s.draftSeconds, s.forwardSeconds, other);
                 stepSeconds[b] = s.draftSeconds + s.forwardSeconds + other;
-                policies.computeIfAbsent(s.request.policy(), p -> new ArrayList<>()).add(s);
+                // A policy the budget holds to plain decoding learns only now and then: learning costs too.
+                if (s.allowed > 1 || s.budget.learnsWhilePlain(s.request.policy().name()))
+                    policies.computeIfAbsent(s.request.policy(), p -> new ArrayList<>()).add(s);
             } catch (RuntimeException e) {
                 s.fail(e);
             }

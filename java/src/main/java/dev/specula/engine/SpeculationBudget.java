@@ -14,8 +14,17 @@ import java.util.Map;
  * tokens such a step produced, as moving averages. Bucket 1 is plain decoding; its cost {@code c0} is the
  * yardstick, also refreshed by any step whose tree was a lone root (its drafting time left out). A bucket's rate
  * is tokens per second; a bucket is <em>profitable</em> when its rate beats plain decoding's by
- * {@value #MARGIN_PERCENT}%. The cost of a bucket never measured is extrapolated from the largest measured
- * bucket below it, linearly in nodes (from plain decoding alone: {@code n c0}, a pessimistic guess).
+ * {@value #MARGIN_PERCENT}%. The cost of a bucket never measured is predicted from the largest measured bucket
+ * below it, linearly in nodes (from plain decoding alone: {@code (1 + (n - 1) / 2) c0}, drafting included; a
+ * bucket's average starts no higher than this prediction).
+ *
+ * <p>Timings on a shared machine are noisy, and noise only ever slows a step, so the averages believe a fast
+ * step in full and a slow one in part: a plain step counts as at most {@value #PLAIN_SAMPLE_CAP} times c0, a
+ * speculative step as at most {@value #SAMPLE_CAP} times its bucket's average (or prediction). c0 starts as the
+ * fastest of the first {@value #FIRST_PLAIN_STEPS} plain steps and is never above any bucket's average (a bigger
+ * tree, the same root and more, cannot cost less). A bucket's first step only warms it up: it is neither averaged
+ * nor charged, since what a first step costs once (code compiled and native calls linked on first use, buffers
+ * grown) is not what the bucket costs; it was measured at 50 to 100 times a plain step on the demo target.
  *
  * <h2>The account</h2>
  * Each policy has a credit {@code B}, in seconds. It starts at {@code B0} = one plain step once {@code c0} is
@@ -39,20 +48,22 @@ import java.util.Map;
  * Without the cap, B would be {@code B0 + eps P + W}; the cap only ever removes credit, so
  * {@code B <= B0 + eps P + W}. Every speculative step starts with {@code B >= 0} (rules 1 and 2), so after it
  * B is at least minus that one step's loss, L. Hence {@code W >= -(B0 + eps P + L)}: the whole run takes at most
- * the plain time of its tokens plus {@code B0 + eps P + L}. Relative to plain decoding that is
- * {@code eps + (B0 + L) / T}: {@value #ALLOWANCE_PERCENT}% plus one plain step plus one step's loss beyond its
- * estimate, spread over the run's T seconds; for 128 tokens that is under 3%, and it tends to eps for longer
- * runs. A drafter that never pays therefore converges to plain decoding, the fixed point: its probes thin out
- * (the gap doubles) and each is paid from the small allowance. A drafter that pays keeps winning credit and
- * speculating; its only overhead is re-measuring plain decoding every {@value #PLAIN_EVERY} steps and
- * its neighbours every {@value #NEIGHBOURS_EVERY}, each chosen only when affordable.
+ * the plain time of its tokens plus {@code B0 + eps P + L}, plus the uncharged first step of each bucket tried (a
+ * drafter that never pays tries one bucket). Relative to plain decoding that is
+ * {@code eps + (B0 + L + first steps) / T}: {@value #ALLOWANCE_PERCENT}% plus a few steps' worth spread over the
+ * run's T seconds; for a few hundred tokens that is under 3%, and it tends to eps for longer runs (an engine's
+ * requests share the accounts, so the few steps are paid once per engine, not per request). A drafter that never
+ * pays therefore converges to plain decoding, the fixed point: its probes thin out (the gap doubles) and each is
+ * paid from the small allowance. A drafter that pays keeps winning credit and speculating; its only overhead is
+ * re-measuring plain decoding every {@value #PLAIN_EVERY} steps and its neighbours every
+ * {@value #NEIGHBOURS_EVERY}, each chosen only when affordable.
  *
- * <p>What the bound takes as given: that {@code c0} is what plain decoding costs now (it starts as the median of
- * the first {@value #FIRST_PLAIN_STEPS} plain steps, a later plain step moves the average as if it had
- * taken at most 1.25 times the estimate, and c0 is never above any bucket's cost: a step preempted on a busy
- * machine must not inflate it, since an inflated c0 makes speculative steps look won), and that a policy's
- * work outside the measured step is nothing (policies learn in {@code observe}/{@code observeBatch}, which the
- * loop times as part of the step). Thread-safe.
+ * <p>What the bound takes as given: that c0 is what plain decoding costs now, and that the times charged are the
+ * times spent (the caps above charge a step slowed by other work on the machine less than it took: such steps
+ * are outside the bound, as they would have slowed plain decoding too). A policy's learning
+ * ({@code observe}/{@code observeBatch}) is timed as part of the step; backed off, a policy learns on one plain
+ * step in {@value #LEARN_EVERY_PLAIN} only ({@link #learnsWhilePlain}), so what its learning adds to plain
+ * decoding is that fraction of its cost. Thread-safe.
  */
 public final class SpeculationBudget {
     /** Weight of the past in the moving averages of costs and yields. */
@@ -66,13 +77,19 @@ public final class SpeculationBudget {
     static final int MARGIN_PERCENT = 2;
     static final int MIN_PROBE_GAP = 2;
     static final int MAX_PROBE_GAP = 128;
+    /** While backed off: plain steps per step whose outcome the policy learns from. */
+    static final int LEARN_EVERY_PLAIN = 16;
     /** While speculating: steps between plain steps that refresh c0. */
     static final int PLAIN_EVERY = 64;
     /** While speculating: steps between re-measurements of the best bucket's neighbours. */
     static final int NEIGHBOURS_EVERY = 16;
     /** A plain step slower than this times c0 counts as this (a preempted step must not inflate the yardstick). */
-    private static final double PLAIN_SAMPLE_CAP = 1.25;
-    /** Plain steps whose median is the first c0. */
+    static final double PLAIN_SAMPLE_CAP = 1.25;
+    /** What each node of a tree costs, in plain steps, before any tree was measured (drafting included). */
+    static final double UNMEASURED_NODE_COST = 0.5;
+    /** A speculative step slower than this times its bucket's average (or prediction) counts as this. */
+    static final double SAMPLE_CAP = 1.5;
+    /** Plain steps whose fastest is the first c0. */
     static final int FIRST_PLAIN_STEPS = 3;
 
     private final int[] buckets;
@@ -84,6 +101,7 @@ public final class SpeculationBudget {
         final double[] cost;    // seconds per step, per bucket (0: not measured); cost[0] is c0
         final double[] yield;   // tokens per step, per bucket
         final long[] lastTried; // the step at which each bucket was last chosen
+        final long[] samples;   // steps recorded per bucket
         final double[] firstPlain = new double[FIRST_PLAIN_STEPS];
         int plainSamples;
         double credit;          // B, seconds
@@ -101,6 +119,7 @@ public final class SpeculationBudget {
             cost = new double[n];
             yield = new double[n];
             lastTried = new long[n];
+            samples = new long[n];
         }
 
         /**
@@ -177,6 +196,19 @@ public final class SpeculationBudget {
         return pick(a, 0);
     }
 
+    /**
+     * Whether a policy that was just held to plain decoding should still learn from the step
+     * ({@link DraftPolicy#observeBatch}): always while it speculates, and on one plain step in
+     * {@value #LEARN_EVERY_PLAIN} while backed off. Learning is part of what speculation costs (Token Recycling's
+     * top-k of a whole vocabulary row measured at a tenth of a plain step on the demo target); backed off, the
+     * policy keeps learning a little, for its next probe, at a small fraction of that cost.
+     */
+    public synchronized boolean learnsWhilePlain(String policy) {
+        if (!adaptive || buckets.length == 1) return true;
+        Account a = accounts.get(policy);
+        return a == null || a.speculating || a.step % LEARN_EVERY_PLAIN == 0;
+    }
+
     private int pick(Account a, int i) {
         a.lastTried[i] = a.step;
         return buckets[i];
@@ -215,19 +247,28 @@ public final class SpeculationBudget {
 
     /** Seconds a step of bucket i is expected to lose against decoding its tokens plainly (0 if it should win). */
     private double expectedLoss(Account a, int i) {
+        return Math.max(0, predictedCost(a, i) - predictedYield(a, i) * a.plainCost());
+    }
+
+    /** Bucket i's average, or if unmeasured, the measured bucket below it extrapolated linearly in nodes. */
+    private double predictedCost(Account a, int i) {
+        if (a.cost[i] != 0) return a.cost[i];
         double c0 = a.plainCost();
-        if (a.cost[i] != 0) return Math.max(0, a.cost[i] - a.yield[i] * c0);
+        int j = measuredBelow(a, i);
+        if (j == 0) return (1 + UNMEASURED_NODE_COST * (buckets[i] - 1)) * c0;
+        return a.cost[j] + (a.cost[j] - c0) * (buckets[i] - buckets[j]) / (buckets[j] - 1.0);
+    }
+
+    private double predictedYield(Account a, int i) {
+        if (a.cost[i] != 0) return a.yield[i];
+        int j = measuredBelow(a, i);
+        return j == 0 ? 1 : a.yield[j];
+    }
+
+    private static int measuredBelow(Account a, int i) {
         int j = i - 1;
         while (j > 0 && a.cost[j] == 0) j--;
-        double cost, tokens;
-        if (j == 0) {
-            cost = buckets[i] * c0;
-            tokens = 1;
-        } else {
-            cost = a.cost[j] + (a.cost[j] - c0) * (buckets[i] - buckets[j]) / (buckets[j] - 1.0);
-            tokens = a.yield[j];
-        }
-        return Math.max(0, cost - tokens * c0);
+        return j;
     }
 
     /** Records a step as allowed nodes, seconds and tokens, without knowing the tree's size or its drafting time. */
@@ -248,13 +289,22 @@ public final class SpeculationBudget {
             a.credit += ALLOWANCE * seconds;
         } else {
             if (treeNodes <= 1) notePlain(a, seconds - draftSeconds);
-            a.cost[i] = a.cost[i] == 0 ? seconds : DECAY * a.cost[i] + (1 - DECAY) * seconds;
-            a.yield[i] = a.yield[i] == 0 ? tokens : DECAY * a.yield[i] + (1 - DECAY) * tokens;
+            a.speculativeSteps++;
+            if (a.samples[i]++ == 0) return; // a bucket's first step only warms it up (see the class comment)
+            if (a.cost[0] == 0) return;
+            double predicted = predictedCost(a, i);
+            seconds = Math.min(seconds, SAMPLE_CAP * predicted);
+            if (a.cost[i] == 0) {
+                a.cost[i] = Math.min(seconds, predicted); // starts no higher than predicted; slower steps raise it
+                a.yield[i] = tokens;
+            } else {
+                a.cost[i] = DECAY * a.cost[i] + (1 - DECAY) * seconds;
+                a.yield[i] = DECAY * a.yield[i] + (1 - DECAY) * tokens;
+            }
             double c0 = a.plainCost();
-            double win = a.cost[0] == 0 ? 0 : tokens * c0 - seconds;
+            double win = tokens * c0 - seconds;
             a.credit += win;
             a.won += win;
-            a.speculativeSteps++;
         }
         a.credit = Math.min(a.credit, CREDIT_CAP_STEPS * a.plainCost());
     }
@@ -262,13 +312,11 @@ public final class SpeculationBudget {
     private static void notePlain(Account a, double seconds) {
         if (seconds <= 0) return;
         if (a.cost[0] == 0) {
-            // The yardstick starts as the median of the first plain steps: the very first is often slow (code not
-            // yet compiled, pages not yet touched), and an inflated c0 would make every speculative step look won.
+            // The yardstick starts as the fastest of the first plain steps: the first ones are often slow (code not
+            // yet compiled, pages and buffers not yet touched), and an inflated c0 would make speculation look won.
             a.firstPlain[a.plainSamples++] = seconds;
             if (a.plainSamples < a.firstPlain.length) return;
-            double[] sorted = a.firstPlain.clone();
-            Arrays.sort(sorted);
-            a.cost[0] = sorted[sorted.length / 2];
+            a.cost[0] = Arrays.stream(a.firstPlain).min().orElseThrow();
             a.yield[0] = 1;
             a.credit += INITIAL_CREDIT_STEPS * a.cost[0];
             return;
