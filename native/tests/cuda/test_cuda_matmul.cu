@@ -371,7 +371,8 @@ int main() {
     for (int32_t dt : dts)
         for (const Shape &sh : shapes) {
             if (sh.cols % block_elems_of(dt) != 0) continue;
-            if (quant_ref::bytes(dt) > 0 && sh.rows == 5632) continue; // the formats share the kernels' paths: spare the reference
+            // the formats of quant_chunks.hpp share the kernels' paths: spare the reference (and the sanitizers)
+            if (quant_ref::bytes(dt) > 0 && (sh.rows == 5632 || (quick && sh.cols != 768))) continue;
             std::vector<int> ns = quick ? ns_quick : ns_full;
             if (sh.rows * sh.cols <= 1003 * 160) ns.push_back(200); // past one tensor-core launch
             test_shape(seed, dt, sh, ns, d_scratch, scratch_bytes);
