@@ -10,8 +10,10 @@
 //     products with both parts, summed in f32, reproduce the f32 product to 2^-17 relative
 //     (bf16 parts; f16 parts do better, 2^-22 near the token's largest element), and scaling by
 //     a power of two is exact.
-//   - Quantized weights enter mma as their integers q; a 32-wide block's products are summed in
-//     an f32 partial and then added to the accumulator scaled by the block's d (add_scaled_block).
+//   - Quantized weights enter mma as their integers q; a 32-wide block's (or a 16- or 32-wide
+//     sub-block's) products are summed in an f32 partial and then added to the accumulator scaled
+//     by its d (add_scaled_block); formats with a min subtract it times the sub-block's activation
+//     sum (subtract_block_min).
 #pragma once
 
 #include "kernel_math.hpp"
@@ -95,11 +97,22 @@ SPEC_HD Split16 split_bf16(float x) {
     return Split16{hi, km::f32_to_bf16(km::fsub(x, km::bf16_to_f32(hi)))};
 }
 
+// hi + lo as an f32: what the two mma passes multiply a weight by. Exact: lo is below half an
+// ulp of hi, so the two parts' significant bits span at most 22 (f16) or 16 (bf16) places.
+SPEC_HD float split_value(Split16 p, bool bf16) {
+    return bf16 ? km::fadd(km::bf16_to_f32(p.hi), km::bf16_to_f32(p.lo)) : km::fadd(half_to_float(p.hi), half_to_float(p.lo));
+}
+
 // ---------------------------------------------------------------- accumulation order
 
 // acc + d * partial with one rounding: a quantized block's f32 partial sum of q * (hi + lo)
 // products enters the accumulator scaled by the block's d.
 SPEC_HD float add_scaled_block(float acc, float d, float partial) { return fmaf(d, partial, acc); }
+
+// acc - ml * xsum with one rounding: a sub-block with a min (element q * dl - ml; quant_chunks.hpp)
+// subtracts it times the sum of the sub-block's activations (the same hi + lo parts the products
+// took, so sum (q dl - ml) x = dl * partial - ml * xsum).
+SPEC_HD float subtract_block_min(float acc, float ml, float xsum) { return fmaf(-ml, xsum, acc); }
 
 // The output: the accumulator brought back from the token's scale (exact: a power of two), then
 // added to what Y held when accumulating.

@@ -1,5 +1,5 @@
 // The GGML block formats beyond Q8_0 / Q4_0, decoded to floats exactly, written once for every
-// user: the cpu kernels (native/cpu/kernels_impl.inc), the cuda kernels, model_math's
+// user: the cpu kernels (native/cpu/kernels_impl.inc), the cuda kernels (through quant_chunks.hpp), model_math's
 // dequant_element and the native tests' reference. Everything is __host__ __device__ (SPEC_HD).
 //
 // Layouts (little-endian f16 scales; a k-quant super-block holds 256 elements):
@@ -32,7 +32,7 @@ constexpr int Q4_1_BYTES = 20, Q5_0_BYTES = 22, Q5_1_BYTES = 24;
 constexpr int Q2_K_BYTES = 84, Q3_K_BYTES = 110, Q4_K_BYTES = 144, Q5_K_BYTES = 176, Q6_K_BYTES = 210;
 
 // Elements per block of dtype (1 for the plain float types, 0 for an unknown dtype).
-SPEC_HD int block_elems(int32_t dtype) {
+SPEC_HD constexpr int block_elems(int32_t dtype) {
     switch (dtype) {
     case SPEC_DTYPE_F32:
     case SPEC_DTYPE_F16:
@@ -52,7 +52,7 @@ SPEC_HD int block_elems(int32_t dtype) {
 }
 
 // Bytes per block of dtype (0 for an unknown dtype).
-SPEC_HD int block_bytes(int32_t dtype) {
+SPEC_HD constexpr int block_bytes(int32_t dtype) {
     switch (dtype) {
     case SPEC_DTYPE_F32: return 4;
     case SPEC_DTYPE_F16:
@@ -72,7 +72,7 @@ SPEC_HD int block_bytes(int32_t dtype) {
 }
 
 // The block formats this header decodes (the ones beyond F32/F16/BF16/Q8_0/Q4_0).
-SPEC_HD bool is_block_decoded(int32_t dtype) {
+SPEC_HD constexpr bool is_block_decoded(int32_t dtype) {
     return dtype == SPEC_DTYPE_Q4_1 || dtype == SPEC_DTYPE_Q5_0 || dtype == SPEC_DTYPE_Q5_1 || dtype == SPEC_DTYPE_Q2_K ||
            dtype == SPEC_DTYPE_Q3_K || dtype == SPEC_DTYPE_Q4_K || dtype == SPEC_DTYPE_Q5_K || dtype == SPEC_DTYPE_Q6_K;
 }
@@ -100,24 +100,30 @@ SPEC_HD int q5_quant(const uint8_t *qh, const uint8_t *qs, int j) {
 SPEC_HD float q5_0_element(const uint8_t *b, int j) { return mm::dequant(q5_quant(b + 2, b + 6, j) - 16, f16_at(b)); }
 SPEC_HD float q5_1_element(const uint8_t *b, int j) { return scaled_plus(q5_quant(b + 4, b + 8, j), f16_at(b), f16_at(b + 2)); }
 
-// The 6-bit scale and min of sub-block s (0..7) of Q4_K / Q5_K, packed in 12 bytes.
-SPEC_HD void k4_scale_min(const uint8_t *sc, int s, int &scale, int &min) {
+// The 6-bit scale and min of sub-block s (0..7) of Q4_K / Q5_K, packed in 12 bytes: they come
+// from bytes s & 3, 4 + (s & 3) and, for s >= 4, 8 + (s & 3) (k4_scale_min_of: the cuda kernels
+// fetch those three bytes first and decode them later).
+SPEC_HD void k4_scale_min_of(int s, uint8_t b0, uint8_t b4, uint8_t b8, int &scale, int &min) {
     if (s < 4) {
-        scale = sc[s] & 63;
-        min = sc[s + 4] & 63;
+        scale = b0 & 63;
+        min = b4 & 63;
     } else {
-        scale = (sc[s + 4] & 15) | (sc[s - 4] >> 6) << 4;
-        min = (sc[s + 4] >> 4) | (sc[s] >> 6) << 4;
+        scale = (b8 & 15) | (b0 >> 6) << 4;
+        min = (b8 >> 4) | (b4 >> 6) << 4;
     }
+}
+SPEC_HD void k4_scale_min(const uint8_t *sc, int s, int &scale, int &min) {
+    k4_scale_min_of(s, sc[s & 3], sc[4 + (s & 3)], sc[8 + (s & 3)], scale, min);
 }
 
 // The signed scale (-32..31) of sub-block s (0..15) of Q3_K: its low four bits are a nibble of
-// bytes 0..7, its high two a pair of bits of bytes 8..11.
-SPEC_HD int q3_k_scale(const uint8_t *sc, int s) {
-    const int low = s < 8 ? sc[s] & 15 : sc[s - 8] >> 4;
-    const int high = (sc[8 + (s & 3)] >> (2 * (s >> 2))) & 3;
+// byte s & 7, its high two a pair of bits of byte 8 + (s & 3).
+SPEC_HD int q3_k_scale_of(int s, uint8_t low_byte, uint8_t high_byte) {
+    const int low = s < 8 ? low_byte & 15 : low_byte >> 4;
+    const int high = (high_byte >> (2 * (s >> 2))) & 3;
     return (low | high << 4) - 32;
 }
+SPEC_HD int q3_k_scale(const uint8_t *sc, int s) { return q3_k_scale_of(s, sc[s & 7], sc[8 + (s & 3)]); }
 
 // Elements j (0..255) of the k-quant super-blocks. Q2_K, Q3_K and Q6_K lay 256 elements out as
 // two halves of 128; within a half, quarter g (32 elements) takes bit pair g of its 32 quant

@@ -1,9 +1,11 @@
 // Matrix products of the cuda model (see matmul.cuh): a weight-streaming kernel for few tokens,
 // a tensor-core (mma.sync) kernel for many. The per-element arithmetic of both lives in
-// native/core/matmul_math.hpp, where the host tests check it.
+// native/core/matmul_math.hpp, and the decoding of the GGML formats beyond Q8_0 / Q4_0 in
+// native/core/quant_chunks.hpp, where the host tests check it.
 #include "matmul.cuh"
 #include "spec_cuda.cuh"
 #include "../core/matmul_math.hpp"
+#include "../core/quant_chunks.hpp"
 
 #include <cooperative_groups.h>
 #include <cuda_fp16.h>
@@ -19,8 +21,15 @@ namespace cg = cooperative_groups;
 constexpr int DT_F32 = SPEC_DTYPE_F32, DT_F16 = SPEC_DTYPE_F16, DT_BF16 = SPEC_DTYPE_BF16, DT_Q8_0 = SPEC_DTYPE_Q8_0,
               DT_Q4_0 = SPEC_DTYPE_Q4_0;
 
-__host__ __device__ constexpr bool is_quant(int dt) { return dt == DT_Q8_0 || dt == DT_Q4_0; }
-__host__ __device__ constexpr int quant_block_bytes(int dt) { return dt == DT_Q8_0 ? mm::Q8_0_BLOCK_BYTES : mm::Q4_0_BLOCK_BYTES; }
+// Integer-coded weights: Q8_0 and Q4_0 (one scale per block of 32, decoded here) and the formats
+// of quant_blocks.hpp (a scale, and for some a min, per sub-block of 16 or 32; decoded by
+// quant_chunks.hpp). Their rows hold whole blocks and are only 2-byte aligned.
+__host__ __device__ constexpr bool is_quant(int dt) { return dt == DT_Q8_0 || dt == DT_Q4_0 || qb::is_block_decoded(dt); }
+
+// Both kernels are sized for two blocks of 256 threads per SM (at most 128 registers a thread).
+// The formats of quant_chunks.hpp decode with more live values and ptxas would otherwise take up
+// to ~180 registers at 7 or 8 tokens, leaving one block per SM; the others stay below on their own.
+__host__ __device__ constexpr int min_blocks_per_sm(int dt) { return qb::is_block_decoded(dt) ? 2 : 1; }
 
 // The switch between the regimes. The streaming kernel reads each weight byte once from HBM but
 // every token's activations once per weight row group from L1: 4n/STREAM_ROWS bytes of
@@ -36,6 +45,7 @@ constexpr int MMA_THREADS = 256;   // 8 warps
 constexpr int MMA_MAX_N = 128;     // tokens per launch; more loop over chunks of this
 constexpr int BK = 32;             // k per pipeline stage: one quantized block
 constexpr int MAX_SPLITS = 8;      // split-k blocks per cluster (the portable cluster size)
+constexpr int SUM_GROUP = 16;      // k per activation sum (the smallest sub-block with a min)
 
 // ---------------------------------------------------------------- small device helpers
 
@@ -62,7 +72,9 @@ __device__ __forceinline__ float load_weight_elem(const uint8_t *row, int64_t k)
 }
 
 // Chunk c (elements 8c..8c+7) of a row, converted exactly to f32. F32/F16/BF16 rows must be
-// 16-byte aligned here; quantized rows only 2-byte aligned (blocks are 34 or 18 bytes).
+// 16-byte aligned here; quantized rows only 2-byte aligned (blocks are 34 or 18 bytes, k-quant
+// super-blocks 84 to 210). A warp's 32 consecutive chunks of a k-quant row are one super-block of
+// 256, decoded in registers, 8 elements per lane (its scales are read by all lanes at once).
 template <int DT>
 __device__ __forceinline__ void load_weight_chunk(const uint8_t *row, int64_t c, float w[8]) {
     if constexpr (DT == DT_F32) {
@@ -83,8 +95,14 @@ __device__ __forceinline__ void load_weight_chunk(const uint8_t *row, int64_t c,
                 w[2 * i + 1] = km::bf16_to_f32(hi);
             }
         }
+    } else if constexpr (qb::is_block_decoded(DT)) {
+        constexpr int CPB = qb::chunks_per_block(DT);
+        qb::Chunk ch;
+        qb::chunk_of<DT>(row + (uint64_t)(c / CPB) * qb::block_bytes(DT), (int)(c % CPB), ch, qb::StreamingLoad());
+#pragma unroll
+        for (int i = 0; i < 8; i++) w[i] = qb::chunk_weight(ch, i);
     } else {
-        const uint8_t *blk = row + (c >> 2) * quant_block_bytes(DT);
+        const uint8_t *blk = row + (c >> 2) * qb::block_bytes(DT);
         const int part = (int)(c & 3);
         const float d = mm::half_to_float(load_weight_u16(blk));
         const uint8_t *q = blk + 2 + (DT == DT_Q8_0 ? mm::q8_0_chunk_byte(part) : mm::q4_0_chunk_byte(part));
@@ -134,7 +152,7 @@ struct StreamArgs {
 // elements (unaligned float rows), each thread keeping STREAM_ROWS x N f32 sums in registers;
 // then a shuffle reduction per warp and a fixed-order sum over the warps (deterministic).
 template <int DT, int N, bool CHUNKED>
-__global__ void __launch_bounds__(STREAM_THREADS) stream_kernel(const StreamArgs a) {
+__global__ void __launch_bounds__(STREAM_THREADS, min_blocks_per_sm(DT)) stream_kernel(const StreamArgs a) {
     constexpr int R = STREAM_ROWS;
     __shared__ float red[STREAM_THREADS / 32][R * N];
     const int64_t r0 = (int64_t)blockIdx.x * R;
@@ -210,10 +228,11 @@ void launch_stream(const StreamArgs &a, int n, cudaStream_t stream) {
 // ---------------------------------------------------------------- activations split (mma)
 
 // One block per token: the token's scale from its largest |x|, then x*s as hi + lo 16-bit parts
-// in [n][kpad] arrays, zero past cols so that the mma kernel's last k tile adds nothing.
-template <bool BF16>
+// in [n][kpad] arrays, zero past cols so that the mma kernel's last k tile adds nothing. SUMS
+// (weights with a min per sub-block): also the sum of hi + lo over each group of 16 k, [n][kpad / 16].
+template <bool BF16, bool SUMS>
 __global__ void __launch_bounds__(256) split_kernel(const float *X, int64_t ldx, int64_t cols, int64_t kpad,
-                                                    uint16_t *hi, uint16_t *lo, float *inv_scale) {
+                                                    uint16_t *hi, uint16_t *lo, float *inv_scale, float *sums) {
     __shared__ float red[32];
     const float *x = X + blockIdx.x * ldx;
     float m = 0.0f;
@@ -235,19 +254,37 @@ __global__ void __launch_bounds__(256) split_kernel(const float *X, int64_t ldx,
         h[k] = p.hi;
         l[k] = p.lo;
     }
+    if constexpr (SUMS) {
+        const int64_t groups = kpad / SUM_GROUP;
+        for (int64_t g = threadIdx.x; g < groups; g += blockDim.x) {
+            float sum = 0.0f;
+            for (int j = 0; j < SUM_GROUP; j++) {
+                const int64_t k = g * SUM_GROUP + j;
+                if (k < cols) {
+                    const float v = km::fmul(x[k], s);
+                    sum = km::fadd(sum, mm::split_value(BF16 ? mm::split_bf16(v) : mm::split_f16(v), BF16));
+                }
+            }
+            sums[blockIdx.x * groups + g] = sum;
+        }
+    }
     if (threadIdx.x == 0) inv_scale[blockIdx.x] = mm::inverse_scale(s);
 }
 
-// Scratch of the split for n tokens: hi, lo ([n][kpad] 16-bit each), then 1/s per token.
+// Scratch of the split for n tokens: hi, lo ([n][kpad] 16-bit each), 1/s per token, then the
+// activation sums per group of 16 ([n][kpad / 16] f32; only formats with a min use them, but the
+// scratch is the same for every dtype).
 struct SplitLayout {
-    int64_t kpad = 0;
-    size_t hi = 0, lo = 0, inv_scale = 0, bytes = 0;
+    int64_t kpad = 0, groups = 0;
+    size_t hi = 0, lo = 0, inv_scale = 0, sums = 0, bytes = 0;
     SplitLayout(int64_t cols, int n) {
         kpad = (cols + BK - 1) / BK * BK;
+        groups = kpad / SUM_GROUP;
         Layout l;
         hi = l.add((size_t)n * kpad * 2);
         lo = l.add((size_t)n * kpad * 2);
         inv_scale = l.add((size_t)n * 4);
+        sums = l.add((size_t)n * groups * 4);
         bytes = l.bytes;
     }
 };
@@ -262,6 +299,11 @@ __device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_b
                  : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// 8 bytes global -> shared (through L1: the activation sums are small and read by every block).
+__device__ __forceinline__ void cp_async8(void *dst, const void *src, int src_bytes) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(src_bytes)
+                 : "memory");
+}
 template <int PENDING>
 __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING) : "memory");
@@ -301,21 +343,25 @@ struct MmaArgs {
     uint64_t row_bytes;
     const uint16_t *hi, *lo; // this launch's tokens: [n][kpad]
     const float *inv_scale;  // [n]
-    int64_t kpad;
+    const float *sums;       // [n][groups]: activation sums per 16 k (formats with a min)
+    int64_t kpad, groups;
     int n;                   // tokens of this launch, <= BN
     float *Y;                // this launch's first token
     int64_t ldy;
     bool accumulate;
 };
 
-template <int BM, int BN>
+// ROWF: floats per weight row and pipeline stage for the scales (and mins) of quantized weights;
+// SUMS: whether each stage also holds the tokens' activation sums (2 per token and k tile).
+template <int BM, int BN, int ROWF, bool SUMS>
 struct MmaShape {
     static constexpr int WARPS_M = BM / 32, WARPS_N = MMA_THREADS / 32 / WARPS_M;
     static constexpr int WM = 32, WN = BN / WARPS_N; // each warp: 32 rows x WN tokens
     static constexpr int MI = WM / 16, NI = WN / 8;  // m16n8 tiles per warp
     static constexpr int RED_LD = BM + 4;            // the split-k partial tile [BN][BM + 4] f32
     static constexpr size_t A_BYTES = (size_t)BM * BK * 2, B_BYTES = (size_t)BN * BK * 2;
-    static constexpr size_t PIPE_BYTES = 2 * (A_BYTES + 2 * B_BYTES) + 2 * BM * sizeof(float);
+    static constexpr size_t SCALE_BYTES = (size_t)BM * ROWF * sizeof(float), SUM_BYTES = SUMS ? (size_t)BN * 2 * sizeof(float) : 0;
+    static constexpr size_t PIPE_BYTES = 2 * (A_BYTES + 2 * B_BYTES + SCALE_BYTES + SUM_BYTES);
     static constexpr size_t RED_BYTES = (size_t)BN * RED_LD * sizeof(float);
     static constexpr size_t SMEM_BYTES = PIPE_BYTES > RED_BYTES ? PIPE_BYTES : RED_BYTES;
     static_assert(WN % 16 == 0, "a warp takes tokens 16 at a time (one ldmatrix.x4)");
@@ -326,15 +372,24 @@ struct MmaShape {
 // (blockIdx.y) covers all of k and sums its partial tiles through distributed shared memory in a
 // fixed order, so the result does not depend on timing. Two pipeline stages of BK = 32: 16-bit
 // weights and the activations come by cp.async, quantized weights through registers (their
-// blocks are only 2-byte aligned), converted to f16 integers on the way into shared memory.
+// blocks are only 2-byte aligned), converted to f16 integers on the way into shared memory, with
+// their scales (and mins) per row and sub-block beside them. A sub-block's products are summed
+// apart and enter the accumulator scaled by its scale, minus its min times the activations' sum.
 template <int DT, int BM, int BN>
-__global__ void __launch_bounds__(MMA_THREADS) mma_kernel(const MmaArgs a) {
-    using S = MmaShape<BM, BN>;
+__global__ void __launch_bounds__(MMA_THREADS, min_blocks_per_sm(DT)) mma_kernel(const MmaArgs a) {
     constexpr bool QUANT = is_quant(DT), BF16 = DT == DT_BF16;
+    constexpr bool CHUNKS = qb::is_block_decoded(DT);               // decoded by quant_chunks.hpp
+    constexpr int SUB = CHUNKS ? qb::sub_block_elems(DT) : BK;      // k per scale: 16 or 32
+    constexpr int SUBS = BK / SUB, KS_PER_SUB = SUB / 16;           // scales per row and k tile; mma k steps per scale
+    constexpr bool MINS = CHUNKS && qb::has_min(DT);
+    constexpr int ROWF = QUANT ? SUBS * (MINS ? 2 : 1) : 1;         // per row and stage: the scales, then the mins
+    static_assert(SUB % 16 == 0 && BK % SUB == 0 && BK / SUM_GROUP == 2, "a scale covers whole mma k steps");
+    using S = MmaShape<BM, BN, ROWF, MINS>;
     __shared__ __align__(128) unsigned char smem[S::SMEM_BYTES];
     uint16_t *As = reinterpret_cast<uint16_t *>(smem);                      // [2][BM * BK]
     uint16_t *Bs = reinterpret_cast<uint16_t *>(smem + 2 * S::A_BYTES);     // [2][hi, lo][BN * BK]
-    float *scale_s = reinterpret_cast<float *>(smem + 2 * (S::A_BYTES + 2 * S::B_BYTES)); // [2][BM]
+    float *scale_s = reinterpret_cast<float *>(smem + 2 * (S::A_BYTES + 2 * S::B_BYTES)); // [2][BM][ROWF]
+    float *sum_s = reinterpret_cast<float *>(smem + 2 * (S::A_BYTES + 2 * S::B_BYTES + S::SCALE_BYTES)); // [2][BN][2] (MINS)
 
     cg::cluster_group cluster = cg::this_cluster();
     const int splits = (int)cluster.num_blocks(), rank = (int)cluster.block_rank();
@@ -354,6 +409,13 @@ __global__ void __launch_bounds__(MMA_THREADS) mma_kernel(const MmaArgs a) {
             const uint16_t *src = (part ? a.lo : a.hi) + (ok ? t * a.kpad + (int64_t)kt * BK + c * 8 : 0);
             cp_async16(Bs + (stage * 2 + part) * BN * BK + tile_offset(t, c), src, ok ? 16 : 0);
         }
+        if constexpr (MINS) { // token t's two sums of this k tile: 8 contiguous bytes
+            for (int t = tid; t < BN; t += MMA_THREADS) {
+                const bool ok = t < a.n;
+                const float *src = a.sums + (ok ? t * a.groups + (int64_t)kt * (BK / SUM_GROUP) : 0);
+                cp_async8(sum_s + (stage * BN + t) * 2, src, ok ? 8 : 0);
+            }
+        }
     };
     auto load_a_async = [&](int kt, int stage) { // 16-bit weights
 #pragma unroll
@@ -367,14 +429,23 @@ __global__ void __launch_bounds__(MMA_THREADS) mma_kernel(const MmaArgs a) {
     };
     // Quantized weights: each thread fetches chunk units (row, chunk of 8) into registers ...
     constexpr int QUNITS = QUANT ? BM * 4 / MMA_THREADS : 1;
-    uint16_t q_scale[QUNITS];
-    uint16_t q_bytes[QUNITS][4];
+    constexpr int CPB = CHUNKS ? qb::chunks_per_block(DT) : 4; // chunks per block
+    uint16_t q_scale[CHUNKS ? 1 : QUNITS];
+    uint16_t q_bytes[CHUNKS ? 1 : QUNITS][4];
+    qb::ChunkBytes q_chunk[CHUNKS ? QUNITS : 1];
     auto fetch_q = [&](int kt) {
 #pragma unroll
         for (int i = 0; i < QUNITS; i++) {
             const int u = tid + i * MMA_THREADS, r = u >> 2, c = u & 3;
-            if (m0 + r < a.rows) {
-                const uint8_t *blk = a.W + (uint64_t)(m0 + r) * a.row_bytes + (uint64_t)kt * quant_block_bytes(DT);
+            if constexpr (CHUNKS) {
+                const int chunk = kt * 4 + c; // of the row
+                q_chunk[i] = qb::ChunkBytes{}; // rows past the matrix: weights of zero
+                if (m0 + r < a.rows) {
+                    const uint8_t *blk = a.W + (uint64_t)(m0 + r) * a.row_bytes + (uint64_t)(chunk / CPB) * qb::block_bytes(DT);
+                    qb::fetch_chunk<DT>(blk, chunk % CPB, qb::CachedLoad(), q_chunk[i]);
+                }
+            } else if (m0 + r < a.rows) {
+                const uint8_t *blk = a.W + (uint64_t)(m0 + r) * a.row_bytes + (uint64_t)kt * qb::block_bytes(DT);
                 const uint8_t *q = blk + 2 + (DT == DT_Q8_0 ? mm::q8_0_chunk_byte(c) : mm::q4_0_chunk_byte(c));
                 // default caching: a block shares its 32-byte sectors with the next k tile's
                 q_scale[i] = __ldg(reinterpret_cast<const unsigned short *>(blk));
@@ -387,24 +458,39 @@ __global__ void __launch_bounds__(MMA_THREADS) mma_kernel(const MmaArgs a) {
             }
         }
     };
-    // ... and stores them as f16 integers (exact) plus the block scale as f32.
-    auto store_q = [&](int stage) {
+    // ... and stores them as f16 integers (exact) plus the block's (sub-blocks') scales (and mins)
+    // as f32. kt: the tile fetch_q fetched.
+    auto store_q = [&](int kt, int stage) {
 #pragma unroll
         for (int i = 0; i < QUNITS; i++) {
             const int u = tid + i * MMA_THREADS, r = u >> 2, c = u & 3;
-            const int shift = mm::q4_0_chunk_shift(c);
+            int v[8];
+            if constexpr (CHUNKS) {
+                qb::Chunk ch;
+                qb::decode_chunk<DT>(q_chunk[i], (kt * 4 + c) % CPB, ch);
+#pragma unroll
+                for (int j = 0; j < 8; j++) v[j] = ch.q[j];
+                if (c % (SUB / qb::CHUNK) == 0) { // the sub-block's first chunk in this tile
+                    const int sub = c / (SUB / qb::CHUNK);
+                    float *sr = scale_s + (stage * BM + r) * ROWF;
+                    sr[sub] = ch.dl;
+                    if constexpr (MINS) sr[SUBS + sub] = ch.ml;
+                }
+            } else {
+                const int shift = mm::q4_0_chunk_shift(c);
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    const uint8_t b0 = (uint8_t)(q_bytes[i][j] & 0xffu), b1 = (uint8_t)(q_bytes[i][j] >> 8);
+                    v[2 * j] = DT == DT_Q8_0 ? mm::q8_0_value(b0) : mm::q4_0_value(b0, shift);
+                    v[2 * j + 1] = DT == DT_Q8_0 ? mm::q8_0_value(b1) : mm::q4_0_value(b1, shift);
+                }
+                if (c == 0) scale_s[stage * BM + r] = mm::half_to_float(q_scale[i]);
+            }
             uint32_t packed[4];
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const uint8_t b0 = (uint8_t)(q_bytes[i][j] & 0xffu), b1 = (uint8_t)(q_bytes[i][j] >> 8);
-                const int v0 = DT == DT_Q8_0 ? mm::q8_0_value(b0) : mm::q4_0_value(b0, shift);
-                const int v1 = DT == DT_Q8_0 ? mm::q8_0_value(b1) : mm::q4_0_value(b1, shift);
-                packed[j] = (uint32_t)__half_as_ushort(__int2half_rn(v0)) |
-                            (uint32_t)__half_as_ushort(__int2half_rn(v1)) << 16;
-            }
-            *reinterpret_cast<uint4 *>(As + stage * BM * BK + tile_offset(r, c)) =
-                make_uint4(packed[0], packed[1], packed[2], packed[3]);
-            if (c == 0) scale_s[stage * BM + r] = mm::half_to_float(q_scale[i]);
+            for (int j = 0; j < 4; j++)
+                packed[j] = (uint32_t)__half_as_ushort(__int2half_rn(v[2 * j])) | (uint32_t)__half_as_ushort(__int2half_rn(v[2 * j + 1])) << 16;
+            *reinterpret_cast<uint4 *>(As + stage * BM * BK + tile_offset(r, c)) = make_uint4(packed[0], packed[1], packed[2], packed[3]);
         }
     };
 
@@ -416,21 +502,24 @@ __global__ void __launch_bounds__(MMA_THREADS) mma_kernel(const MmaArgs a) {
 #pragma unroll
             for (int j = 0; j < 4; j++) acc[mi][ni][j] = 0.0f;
 
-    // A block's products go to a partial first when its scale must be applied after them.
+    // A block's (sub-block's) products go to a partial first when its scale must be applied after
+    // them; a min then takes the activations' sum over the sub-block (sum_s, per 16 k).
     auto compute = [&](int stage) {
         float part[QUANT ? S::MI : 1][QUANT ? S::NI : 1][4];
-        if constexpr (QUANT) {
-#pragma unroll
-            for (int mi = 0; mi < S::MI; mi++)
-#pragma unroll
-                for (int ni = 0; ni < S::NI; ni++)
-#pragma unroll
-                    for (int j = 0; j < 4; j++) part[mi][ni][j] = 0.0f;
-        }
         const uint16_t *At = As + stage * BM * BK;
         const uint16_t *Bh = Bs + (stage * 2 + 0) * BN * BK, *Bl = Bs + (stage * 2 + 1) * BN * BK;
 #pragma unroll
         for (int ks = 0; ks < BK / 16; ks++) {
+            if constexpr (QUANT) {
+                if (ks % KS_PER_SUB == 0) {
+#pragma unroll
+                    for (int mi = 0; mi < S::MI; mi++)
+#pragma unroll
+                        for (int ni = 0; ni < S::NI; ni++)
+#pragma unroll
+                            for (int j = 0; j < 4; j++) part[mi][ni][j] = 0.0f;
+                }
+            }
             uint32_t af[S::MI][4];
 #pragma unroll
             for (int mi = 0; mi < S::MI; mi++)
@@ -452,18 +541,36 @@ __global__ void __launch_bounds__(MMA_THREADS) mma_kernel(const MmaArgs a) {
                     mma16816<BF16>(c1, af[mi], bl[2], bl[3]);
                 }
             }
-        }
-        if constexpr (QUANT) {
+            if constexpr (QUANT) {
+                if (ks % KS_PER_SUB == KS_PER_SUB - 1) { // the sub-block's last k step: scale it in
+                    const int sub = ks / KS_PER_SUB;
 #pragma unroll
-            for (int mi = 0; mi < S::MI; mi++) {
-                const int r = wm * S::WM + mi * 16 + (lane >> 2);
-                const float d0 = scale_s[stage * BM + r], d1 = scale_s[stage * BM + r + 8];
+                    for (int mi = 0; mi < S::MI; mi++) {
+                        const int r = wm * S::WM + mi * 16 + (lane >> 2);
+                        const float *s0 = scale_s + (stage * BM + r) * ROWF, *s1 = scale_s + (stage * BM + r + 8) * ROWF;
+                        const float d0 = s0[sub], d1 = s1[sub];
 #pragma unroll
-                for (int ni = 0; ni < S::NI; ni++) {
-                    acc[mi][ni][0] = mm::add_scaled_block(acc[mi][ni][0], d0, part[mi][ni][0]);
-                    acc[mi][ni][1] = mm::add_scaled_block(acc[mi][ni][1], d0, part[mi][ni][1]);
-                    acc[mi][ni][2] = mm::add_scaled_block(acc[mi][ni][2], d1, part[mi][ni][2]);
-                    acc[mi][ni][3] = mm::add_scaled_block(acc[mi][ni][3], d1, part[mi][ni][3]);
+                        for (int ni = 0; ni < S::NI; ni++) {
+                            acc[mi][ni][0] = mm::add_scaled_block(acc[mi][ni][0], d0, part[mi][ni][0]);
+                            acc[mi][ni][1] = mm::add_scaled_block(acc[mi][ni][1], d0, part[mi][ni][1]);
+                            acc[mi][ni][2] = mm::add_scaled_block(acc[mi][ni][2], d1, part[mi][ni][2]);
+                            acc[mi][ni][3] = mm::add_scaled_block(acc[mi][ni][3], d1, part[mi][ni][3]);
+                        }
+                        if constexpr (MINS) {
+                            const float n0 = s0[SUBS + sub], n1 = s1[SUBS + sub];
+#pragma unroll
+                            for (int ni = 0; ni < S::NI; ni++) {
+                                // the sums of this thread's two tokens over the sub-block
+                                const float *g = sum_s + (stage * BN + wn * S::WN + ni * 8 + 2 * (lane & 3)) * 2;
+                                const float x0 = SUBS == 2 ? g[sub] : km::fadd(g[0], g[1]);
+                                const float x1 = SUBS == 2 ? g[2 + sub] : km::fadd(g[2], g[3]);
+                                acc[mi][ni][0] = mm::subtract_block_min(acc[mi][ni][0], n0, x0);
+                                acc[mi][ni][1] = mm::subtract_block_min(acc[mi][ni][1], n0, x1);
+                                acc[mi][ni][2] = mm::subtract_block_min(acc[mi][ni][2], n1, x0);
+                                acc[mi][ni][3] = mm::subtract_block_min(acc[mi][ni][3], n1, x1);
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -476,7 +583,7 @@ __global__ void __launch_bounds__(MMA_THREADS) mma_kernel(const MmaArgs a) {
         cp_async_commit();
         if constexpr (QUANT) {
             fetch_q(kt0);
-            store_q(0);
+            store_q(kt0, 0);
         }
     }
     for (int kt = kt0; kt < kt1; kt++) {
@@ -494,7 +601,7 @@ __global__ void __launch_bounds__(MMA_THREADS) mma_kernel(const MmaArgs a) {
         __syncthreads();
         compute(stage);
         if constexpr (QUANT) {
-            if (more) store_q(stage ^ 1); // that stage was last read before the previous barrier
+            if (more) store_q(kt + 1, stage ^ 1); // that stage was last read before the previous barrier
         }
         __syncthreads();
     }
@@ -582,16 +689,10 @@ cudaError_t launch_mma(const MmaArgs &a, int sm_count, cudaStream_t stream) {
 
 // ---------------------------------------------------------------- dispatch
 
-// Bytes of a row in the GGML layout (what DeviceMatrix::row_bytes must say).
+// Bytes of a row in the GGML layout (what DeviceMatrix::row_bytes must say), whole blocks.
 uint64_t layout_row_bytes(int32_t dtype, int64_t cols) {
-    switch (dtype) {
-    case DT_F32: return (uint64_t)cols * 4;
-    case DT_F16:
-    case DT_BF16: return (uint64_t)cols * 2;
-    case DT_Q8_0: return (uint64_t)(cols / mm::QK) * mm::Q8_0_BLOCK_BYTES;
-    case DT_Q4_0: return (uint64_t)(cols / mm::QK) * mm::Q4_0_BLOCK_BYTES;
-    default: return 0;
-    }
+    const int elems = qb::block_elems(dtype);
+    return elems > 0 ? (uint64_t)(cols / elems) * (uint64_t)qb::block_bytes(dtype) : 0;
 }
 
 bool aligned(const void *p, uintptr_t to) { return ((uintptr_t)p & (to - 1)) == 0; }
@@ -623,7 +724,8 @@ Status run_mma(const DeviceMatrix &W, const float *X, int64_t ldx, int n, float 
     char *base = static_cast<char *>(scratch);
     uint16_t *hi = reinterpret_cast<uint16_t *>(base + L.hi), *lo = reinterpret_cast<uint16_t *>(base + L.lo);
     float *inv_scale = reinterpret_cast<float *>(base + L.inv_scale);
-    split_kernel<DT == DT_BF16><<<(unsigned)n, 256, 0, stream>>>(X, ldx, W.cols, L.kpad, hi, lo, inv_scale);
+    float *sums = reinterpret_cast<float *>(base + L.sums);
+    split_kernel<DT == DT_BF16, qb::has_min(DT)><<<(unsigned)n, 256, 0, stream>>>(X, ldx, W.cols, L.kpad, hi, lo, inv_scale, sums);
     Status st = check_launch(err, "matmul (activation split)");
     if (st != SPEC_OK) return st;
     const int sms = sm_count_of_current_device();
@@ -636,7 +738,9 @@ Status run_mma(const DeviceMatrix &W, const float *X, int64_t ldx, int n, float 
         a.hi = hi + t0 * L.kpad;
         a.lo = lo + t0 * L.kpad;
         a.inv_scale = inv_scale + t0;
+        a.sums = sums + t0 * L.groups;
         a.kpad = L.kpad;
+        a.groups = L.groups;
         a.n = n - t0 < MMA_MAX_N ? n - t0 : MMA_MAX_N;
         a.Y = Y + t0 * ldy;
         a.ldy = ldy;
@@ -664,6 +768,8 @@ Status invalid(Failure &err, const char *what) {
 
 } // namespace
 
+bool matmul_supports(int32_t dtype) { return qb::block_elems(dtype) > 0; }
+
 size_t matmul_scratch_bytes(int64_t cols, int n) {
     if (n <= STREAM_MAX_N || cols <= 0) return 0;
     return SplitLayout(cols, n).bytes;
@@ -678,13 +784,13 @@ Status matmul(const DeviceMatrix &W, const float *X, int64_t ldx, int n, float *
     if (ldx < W.cols || ldy < W.rows) return invalid(err, "ldx below cols or ldy below rows");
     if (!aligned(X, 4) || !aligned(Y, 4)) return invalid(err, "activations and outputs must be 4-byte aligned");
     const int32_t dt = W.dtype;
-    if (dt != DT_F32 && dt != DT_F16 && dt != DT_BF16 && dt != DT_Q8_0 && dt != DT_Q4_0) {
+    if (!matmul_supports(dt)) {
         err = failure(SPEC_ERR_INVALID_ARGUMENT, "matmul: unknown weight dtype %d", (int)dt);
         return err.status;
     }
-    if (is_quant(dt) && W.cols % mm::QK != 0) {
-        err = failure(SPEC_ERR_INVALID_ARGUMENT, "matmul: %s weights need cols a multiple of 32 (got %lld)",
-                      dt == DT_Q8_0 ? "Q8_0" : "Q4_0", (long long)W.cols);
+    if (is_quant(dt) && W.cols % qb::block_elems(dt) != 0) {
+        err = failure(SPEC_ERR_INVALID_ARGUMENT, "matmul: %s weights need cols a multiple of %d (got %lld)", dtype_name(dt),
+                      qb::block_elems(dt), (long long)W.cols);
         return err.status;
     }
     if (W.row_bytes != layout_row_bytes(dt, W.cols)) {
@@ -701,7 +807,15 @@ Status matmul(const DeviceMatrix &W, const float *X, int64_t ldx, int n, float *
     case DT_F16: return run<DT_F16>(W, X, ldx, n, Y, ldy, accumulate, scratch, stream, err);
     case DT_BF16: return run<DT_BF16>(W, X, ldx, n, Y, ldy, accumulate, scratch, stream, err);
     case DT_Q8_0: return run<DT_Q8_0>(W, X, ldx, n, Y, ldy, accumulate, scratch, stream, err);
-    default: return run<DT_Q4_0>(W, X, ldx, n, Y, ldy, accumulate, scratch, stream, err);
+    case DT_Q4_0: return run<DT_Q4_0>(W, X, ldx, n, Y, ldy, accumulate, scratch, stream, err);
+    case SPEC_DTYPE_Q4_1: return run<SPEC_DTYPE_Q4_1>(W, X, ldx, n, Y, ldy, accumulate, scratch, stream, err);
+    case SPEC_DTYPE_Q5_0: return run<SPEC_DTYPE_Q5_0>(W, X, ldx, n, Y, ldy, accumulate, scratch, stream, err);
+    case SPEC_DTYPE_Q5_1: return run<SPEC_DTYPE_Q5_1>(W, X, ldx, n, Y, ldy, accumulate, scratch, stream, err);
+    case SPEC_DTYPE_Q2_K: return run<SPEC_DTYPE_Q2_K>(W, X, ldx, n, Y, ldy, accumulate, scratch, stream, err);
+    case SPEC_DTYPE_Q3_K: return run<SPEC_DTYPE_Q3_K>(W, X, ldx, n, Y, ldy, accumulate, scratch, stream, err);
+    case SPEC_DTYPE_Q4_K: return run<SPEC_DTYPE_Q4_K>(W, X, ldx, n, Y, ldy, accumulate, scratch, stream, err);
+    case SPEC_DTYPE_Q5_K: return run<SPEC_DTYPE_Q5_K>(W, X, ldx, n, Y, ldy, accumulate, scratch, stream, err);
+    default: return run<SPEC_DTYPE_Q6_K>(W, X, ldx, n, Y, ldy, accumulate, scratch, stream, err);
     }
 }
 

@@ -1,7 +1,7 @@
 // Matrix products of the cuda model: Y = W X for the weights of one layer and the activations of
 // the tokens of one forward call. Weights keep the dtype of the model file (F32, F16, BF16, Q8_0,
-// Q4_0, GGML block layouts) and are row-major [rows = out features][cols = in features];
-// activations and outputs are f32.
+// Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K, in their GGML block layouts) and are row-major
+// [rows = out features][cols = in features]; activations and outputs are f32.
 //
 // Two regimes, picked by n (the tokens of the call):
 //   - few tokens (decode, small trees): weight streaming. The kernel reads each weight row once
@@ -29,9 +29,14 @@ struct DeviceMatrix {
     uint64_t row_bytes = 0;      // dtype_row_bytes(dtype, cols)
 };
 
+// Whether matmul() computes with weights of dtype: F32, F16, BF16, Q8_0, Q4_0 and the formats of
+// native/core/quant_blocks.hpp (Q4_1, Q5_0, Q5_1, Q2_K..Q6_K).
+bool matmul_supports(int32_t dtype);
+
 // Bytes of device scratch that matmul() needs for n tokens of cols inputs (the split activations
-// of the tensor-core path: 2 x n x round_up(cols, 32) 16-bit values plus n floats; 0 when n <= 8,
-// the streaming regime). Any dtype: the size does not depend on it.
+// of the tensor-core path: 2 x n x round_up(cols, 32) 16-bit values, n floats, and n x
+// round_up(cols, 32) / 16 activation sums; 0 when n <= 8, the streaming regime). Any dtype: the
+// size does not depend on it.
 size_t matmul_scratch_bytes(int64_t cols, int n);
 
 // Y[t][r] = (accumulate ? Y[t][r] : 0) + sum_k W[r][k] X[t][k] for t < n, r < W.rows.
@@ -39,8 +44,9 @@ size_t matmul_scratch_bytes(int64_t cols, int n);
 // alias X. scratch: at least matmul_scratch_bytes(W.cols, n) bytes, 16-byte aligned (needed, and
 // checked, whenever n > 8); one scratch may serve every call on a stream, since each call's kernels
 // finish with it before the next call's start. Reports launch errors in err; invalid arguments
-// (unknown dtype, quantized cols not a multiple of 32, row_bytes not the GGML row size, W.data
-// not aligned to its element size, 2 bytes for quantized) are SPEC_ERR_INVALID_ARGUMENT.
+// (unknown dtype, quantized cols not a multiple of the block (32, or 256 for the k-quants),
+// row_bytes not the GGML row size, W.data not aligned to its element size, 2 bytes for
+// quantized) are SPEC_ERR_INVALID_ARGUMENT.
 //
 // Fast paths want 16-byte alignment: X with ldx % 4 == 0 (else scalar activation loads), and for
 // F32/F16/BF16 W.data 16-byte aligned with cols % 8 == 0 (else a scalar streaming kernel is used

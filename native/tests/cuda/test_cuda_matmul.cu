@@ -1,5 +1,6 @@
 // The cuda matrix products (native/cuda/matmul.cu) against a double-precision cpu reference, on
-// fresh random inputs: every dtype, n from 1 to 200 tokens (both regimes and the chunking past
+// fresh random inputs: every dtype (the k-quants and Q4_1 / Q5_0 / Q5_1 with weights decoded by
+// the independent reference, quant_reference.hpp), n from 1 to 200 tokens (both regimes and the chunking past
 // 128), shapes with rows that fill no tile and columns that fill no k tile or no chunk, strided
 // inputs and outputs, accumulate on and off. Also: argument validation, and that a call captured in a CUDA
 // graph gives the same bits as the eager call (graph capture, determinism).
@@ -13,6 +14,9 @@
 // observed error is far below; either bound is far below what any indexing mistake produces).
 #include "../../cuda/matmul.cuh"
 #include "../../core/matmul_math.hpp"
+#include "../../core/quant_blocks.hpp"
+#include "../quant_reference.hpp"
+#include "../quant_test_blocks.hpp"
 #include "../test_random.hpp"
 #include "cuda_check.cuh"
 
@@ -50,17 +54,20 @@ const char *dtype_label(int32_t dt) {
     case SPEC_DTYPE_F16: return "f16";
     case SPEC_DTYPE_BF16: return "bf16";
     case SPEC_DTYPE_Q8_0: return "q8_0";
-    default: return "q4_0";
+    case SPEC_DTYPE_Q4_0: return "q4_0";
+    default: return quant_test::type_name(dt);
     }
 }
-bool is_quant(int32_t dt) { return dt == SPEC_DTYPE_Q8_0 || dt == SPEC_DTYPE_Q4_0; }
+bool is_quant(int32_t dt) { return dt == SPEC_DTYPE_Q8_0 || dt == SPEC_DTYPE_Q4_0 || quant_ref::bytes(dt) > 0; }
+int block_elems_of(int32_t dt) { return quant_ref::bytes(dt) > 0 ? quant_ref::elems(dt) : is_quant(dt) ? 32 : 1; }
 uint64_t row_bytes_of(int32_t dt, int64_t cols) {
     switch (dt) {
     case SPEC_DTYPE_F32: return (uint64_t)cols * 4;
     case SPEC_DTYPE_F16:
     case SPEC_DTYPE_BF16: return (uint64_t)cols * 2;
     case SPEC_DTYPE_Q8_0: return (uint64_t)cols / 32 * mm::Q8_0_BLOCK_BYTES;
-    default: return (uint64_t)cols / 32 * mm::Q4_0_BLOCK_BYTES;
+    case SPEC_DTYPE_Q4_0: return (uint64_t)cols / 32 * mm::Q4_0_BLOCK_BYTES;
+    default: return (uint64_t)(cols / quant_ref::elems(dt)) * quant_ref::bytes(dt);
     }
 }
 
@@ -73,7 +80,13 @@ void random_weights(uint64_t &s, int32_t dt, int64_t rows, int64_t cols, std::ve
     for (int64_t r = 0; r < rows; r++) {
         uint8_t *row = bytes.data() + r * rb;
         float *out = dense.data() + r * cols;
-        if (is_quant(dt)) {
+        if (quant_ref::bytes(dt) > 0) { // typical scales and mins (kind 0), random quants
+            const int be = quant_ref::elems(dt), bb = quant_ref::bytes(dt);
+            for (int64_t b = 0; b < cols / be; b++) {
+                quant_test::fill_block(s, dt, 0, row + b * bb);
+                quant_ref::dequant_block(dt, row + b * bb, out + b * be);
+            }
+        } else if (is_quant(dt)) {
             const int bb = dt == SPEC_DTYPE_Q8_0 ? mm::Q8_0_BLOCK_BYTES : mm::Q4_0_BLOCK_BYTES;
             for (int64_t b = 0; b < cols / 32; b++) {
                 uint8_t *blk = row + b * bb;
@@ -246,6 +259,11 @@ void test_validation(void *d_scratch) {
     EXPECT(st == SPEC_ERR_INVALID_ARGUMENT, "ldx below cols: status %d", st);
     st = cuda::matmul(W, d_x, 64, 0, d_y, 4, false, nullptr, 0, err);
     EXPECT(st == SPEC_OK, "no tokens: status %d", st);
+    W.dtype = SPEC_DTYPE_Q4_K; // 64 columns: not a super-block
+    W.row_bytes = 0;
+    st = cuda::matmul(W, d_x, 64, 1, d_y, 4, false, nullptr, 0, err);
+    EXPECT(st == SPEC_ERR_INVALID_ARGUMENT && err.message.find("Q4_K weights need cols a multiple of 256") != std::string::npos,
+           "Q4_K with 64 columns: status %d, \"%s\"", st, err.message.c_str());
     W.dtype = 77;
     st = cuda::matmul(W, d_x, 64, 1, d_y, 4, false, nullptr, 0, err);
     EXPECT(st == SPEC_ERR_INVALID_ARGUMENT, "unknown dtype: status %d", st);
@@ -259,7 +277,7 @@ void test_validation(void *d_scratch) {
 // Calls captured into a graph on a non-default stream reproduce the eager results bit for bit.
 void test_graph_capture(uint64_t &seed, void *d_scratch) {
     const int64_t rows = 1000, cols = 2048;
-    const int32_t dts[] = {SPEC_DTYPE_BF16, SPEC_DTYPE_Q8_0};
+    const int32_t dts[] = {SPEC_DTYPE_BF16, SPEC_DTYPE_Q8_0, SPEC_DTYPE_Q4_K};
     for (int32_t dt : dts) {
         std::vector<uint8_t> wbytes;
         std::vector<float> wdense;
@@ -330,16 +348,19 @@ int main() {
 
     std::vector<Shape> shapes;
     if (quick) {
-        shapes = {{1000, 96, 1, 3}, {300, 100, 0, 0}, {517, 200, 0, 2}, {520, 2048, 0, 0}};
+        shapes = {{1000, 96, 1, 3}, {300, 100, 0, 0}, {517, 200, 0, 2}, {520, 2048, 0, 0}, {517, 768, 0, 2}};
     } else {
         // 200 columns: a multiple of 8 but not of 32, so the tensor-core path's last k tile is part
         // weights, part zero fill (the other tensor-core shapes have whole k tiles)
-        shapes = {{2048, 2048, 0, 0}, {5632, 2048, 0, 0}, {2048, 5632, 0, 0}, {1000, 96, 1, 3}, {1003, 160, 4, 1},
+        // 768 columns: three k-quant super-blocks, 24 k tiles (split-k ranges end inside a super-block)
+        shapes = {{2048, 2048, 0, 0}, {5632, 2048, 0, 0}, {2048, 5632, 0, 0}, {1000, 96, 1, 3}, {1003, 160, 4, 1}, {1003, 768, 4, 1},
                   {517, 200, 0, 2}, {300, 100, 0, 0}};
     }
     const std::vector<int> ns_full = {1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 32, 64, 100, 128};
     const std::vector<int> ns_quick = {1, 3, 8, 9, 17, 64, 128};
-    const int32_t dts[] = {SPEC_DTYPE_F32, SPEC_DTYPE_F16, SPEC_DTYPE_BF16, SPEC_DTYPE_Q8_0, SPEC_DTYPE_Q4_0};
+    const int32_t dts[] = {SPEC_DTYPE_F32,  SPEC_DTYPE_F16,  SPEC_DTYPE_BF16, SPEC_DTYPE_Q8_0, SPEC_DTYPE_Q4_0,
+                           SPEC_DTYPE_Q4_1, SPEC_DTYPE_Q5_0, SPEC_DTYPE_Q5_1, SPEC_DTYPE_Q2_K, SPEC_DTYPE_Q3_K,
+                           SPEC_DTYPE_Q4_K, SPEC_DTYPE_Q5_K, SPEC_DTYPE_Q6_K};
 
     size_t scratch_bytes = 0;
     for (const Shape &sh : shapes) scratch_bytes = std::max(scratch_bytes, cuda::matmul_scratch_bytes(sh.cols, 200));
@@ -349,7 +370,9 @@ int main() {
 
     for (int32_t dt : dts)
         for (const Shape &sh : shapes) {
-            if (is_quant(dt) && sh.cols % 32 != 0) continue;
+            if (sh.cols % block_elems_of(dt) != 0) continue;
+            // the formats of quant_chunks.hpp share the kernels' paths: spare the reference (and the sanitizers)
+            if (quant_ref::bytes(dt) > 0 && (sh.rows == 5632 || (quick && sh.cols != 768))) continue;
             std::vector<int> ns = quick ? ns_quick : ns_full;
             if (sh.rows * sh.cols <= 1003 * 160) ns.push_back(200); // past one tensor-core launch
             test_shape(seed, dt, sh, ns, d_scratch, scratch_bytes);
