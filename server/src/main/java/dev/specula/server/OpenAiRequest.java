@@ -32,13 +32,14 @@ import java.util.concurrent.ThreadLocalRandom;
  * @param promptIds    the completion's prompt as token ids when the client sent ids
  * @param messages     the chat's messages, as sent (null for a text completion)
  * @param maxTokens    the most tokens to generate, when the client said
+ * @param maxTokensParam the field that said it (max_tokens, or a chat's max_completion_tokens)
  * @param sampling     temperature, top-p, top-k and seed (a random seed when the client sampled without one)
  * @param stop         strings that end the answer (at most {@link #MAX_STOP_STRINGS})
  * @param stream       answer as Server-Sent Events
  * @param includeUsage with stream, send a last chunk carrying the usage
  */
 record OpenAiRequest(boolean chat, String model, String prompt, int[] promptIds, JsonArray messages, OptionalInt maxTokens,
-                     SamplingOptions sampling, List<String> stop, boolean stream, boolean includeUsage) {
+                     String maxTokensParam, SamplingOptions sampling, List<String> stop, boolean stream, boolean includeUsage) {
     /** OpenAI's own limit on stop sequences. */
     static final int MAX_STOP_STRINGS = 4;
     /** OpenAI's temperature range. */
@@ -158,7 +159,7 @@ record OpenAiRequest(boolean chat, String model, String prompt, int[] promptIds,
             }
         }
         return new OpenAiRequest(chat, model, prompt, promptIds, messages,
-                maxTokens == null ? OptionalInt.empty() : OptionalInt.of(maxTokens), sampling, stop, stream != null && stream, includeUsage);
+                maxTokens == null ? OptionalInt.empty() : OptionalInt.of(maxTokens), tokensField, sampling, stop, stream != null && stream, includeUsage);
     }
 
     /** The body as one JSON object, read strictly (no comments, no trailing text, no single quotes). */

@@ -307,7 +307,7 @@ public final class SpeculaServer implements AutoCloseable {
         int maxTokens;
         if (r.maxTokens().isPresent()) {
             maxTokens = r.maxTokens().getAsInt();
-            if (maxTokens > room) throw ApiError.invalid(r.chat() ? "max_tokens" : "max_tokens", "context_length_exceeded", "This model's maximum context length is "
+            if (maxTokens > room) throw ApiError.invalid(r.maxTokensParam(), "context_length_exceeded", "This model's maximum context length is "
                     + context + " tokens. However, you requested " + (prompt.length + maxTokens) + " tokens (" + prompt.length + " in the " + promptParam
                     + ", " + maxTokens + " in the completion). Please reduce the length of the " + promptParam + " or the completion.");
         } else {
@@ -345,6 +345,7 @@ public final class SpeculaServer implements AutoCloseable {
                 }, cancelled::get);
                 events.add(new Done(result));
             } catch (Throwable e) {
+                metrics.finished("error");
                 events.add(new Failed(e));
             } finally {
                 generating.decrementAndGet();
@@ -379,6 +380,7 @@ public final class SpeculaServer implements AutoCloseable {
         start(job, events, cancelled);
         Sse sse = new Sse(ex);
         boolean chatRole = job.request().chat();
+        boolean counted = false; // the generation's end is in the metrics (a failed last write is not an abort then)
         try {
             while (true) {
                 Event e = take(events, cancelled);
@@ -398,7 +400,7 @@ public final class SpeculaServer implements AutoCloseable {
                     case Failed f -> {
                         ApiError error = failure(f.error());
                         if (!sse.started()) throw error; // nothing sent yet: an ordinary error answer
-                        metrics.finished("error");
+                        counted = true; // start() counted the failure
                         sse.send(error.toJson());
                         sse.done();
                         return;
@@ -408,6 +410,7 @@ public final class SpeculaServer implements AutoCloseable {
                         if (result.stopReason() == StopReason.CANCELLED && !sse.started())
                             throw failure(new IllegalStateException("engine closed"));
                         finished(job, result);
+                        counted = true;
                         if (chatRole) sse.send(chunk(job, roleDelta(), null));
                         sse.send(chunk(job, job.request().chat() ? new JsonObject() : delta(job, ""), finishReason(result.stopReason())));
                         if (job.request().includeUsage()) {
@@ -423,7 +426,7 @@ public final class SpeculaServer implements AutoCloseable {
         } catch (IOException e) {
             // The client went away: stop its generation at the next step and let it leave the engine.
             cancelled.set(true);
-            metrics.finished("abort");
+            if (!counted) metrics.finished("abort");
         }
     }
 
@@ -453,12 +456,16 @@ public final class SpeculaServer implements AutoCloseable {
     }
 
     /**
-     * An engine failure as the answer to this request alone: the user's input the engine refused is a 400, an
-     * engine that is closing a 503, anything else a 500.
+     * An engine failure as the answer to this request alone: the user's input the engine refused is a 400, a full
+     * queue a 429, an engine that is closing a 503, anything else a 500.
      */
     private ApiError failure(Throwable e) {
         if (e instanceof ApiError a) return a;
         if (e instanceof IllegalArgumentException) return ApiError.invalid(null, e.getMessage());
+        // An engine whose queue is full refuses the request: the client may retry later. (An engine's own queue-full
+        // exception belongs here too when it is not a RejectedExecutionException.)
+        if (e instanceof java.util.concurrent.RejectedExecutionException)
+            return new ApiError(429, ApiError.OVERLOADED, null, "queue_full", "The server is busy: " + e.getMessage() + "; try again later");
         if (e instanceof IllegalStateException && "engine closed".equals(e.getMessage()))
             return new ApiError(503, ApiError.SERVER_ERROR, null, "engine_closed", "The engine is shutting down");
         return serverError(e);
