@@ -599,7 +599,29 @@ SPEC_API spec_status spec_forward(spec_model *model, spec_kv *kv, const spec_for
         if (args->stop_at_exit && args->logits_mode != SPEC_LOGITS_NONE)
             FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: stop_at_exit runs no final layers, so logits_mode must be NONE (use exit_logits)");
 
+        // ABI 0.8: the final hidden rows, also seen by the backend from their offset on.
+        spec_buffer final_view;
+        if (args->final_hidden) {
+            if (model->ctx->backend != cpu_backend())
+                FAIL(err, SPEC_ERR_UNSUPPORTED, "spec_forward: final_hidden is not implemented on the %s backend yet (cpu only)",
+                     model->ctx->backend->name());
+            if (args->stop_at_exit) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: stop_at_exit runs no final layers, so no final_hidden");
+            const uint64_t need = (uint64_t)n * c.n_embd * 4;
+            if (check_out(args->final_hidden, 1, "final_hidden")) return err.status;
+            if (args->final_hidden_offset % 4 || args->final_hidden_offset > args->final_hidden->size ||
+                need > args->final_hidden->size - args->final_hidden_offset)
+                FAIL(err, SPEC_ERR_BUFFER_TOO_SMALL, "spec_forward: final_hidden buffer of %llu bytes cannot hold %llu bytes at offset %llu",
+                     (unsigned long long)args->final_hidden->size, (unsigned long long)need, (unsigned long long)args->final_hidden_offset);
+            final_view = *args->final_hidden;
+            final_view.ptr = (char *)args->final_hidden->ptr + args->final_hidden_offset;
+            final_view.size = args->final_hidden->size - args->final_hidden_offset;
+        } else if (args->final_hidden_offset) {
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: final_hidden_offset without final_hidden");
+        }
+
         spec_forward_args a = *args;
+        if (args->final_hidden) a.final_hidden = &final_view;
+        a.final_hidden_offset = 0;
         if (args->logits_mode != SPEC_LOGITS_NONE) a.logits = &logits_view;
         a.logits_offset = 0;
         a.parents = parents.data();

@@ -484,19 +484,24 @@ void place_matrices(spec_model *m, ModelState &ms) {
     copy_weights_to_huge_pages(ms);
 }
 
+// A vector weight (a norm or bias) as f32.
+std::vector<float> f32_vector(const spec_weight &w) {
+    std::vector<float> v((size_t)w.cols);
+    const uint16_t *h = (const uint16_t *)w.data;
+    for (int64_t i = 0; i < w.cols; i++) {
+        if (w.dtype == SPEC_DTYPE_F32) std::memcpy(&v[i], (const float *)w.data + i, 4);
+        else if (w.dtype == SPEC_DTYPE_F16) v[i] = f16_to_f32(load_u16(h + i));
+        else v[i] = bf16_to_f32(load_u16(h + i));
+    }
+    return v;
+}
+
 void place_vectors(spec_model *m, ModelState &ms) {
     const spec_model_config &c = m->config;
     auto vec = [&](int role, int layer) -> const float * {
         const spec_weight &w = m->w(role, layer);
         if (!w.data) return nullptr;
-        std::vector<float> v((size_t)w.cols);
-        const uint16_t *h = (const uint16_t *)w.data;
-        for (int64_t i = 0; i < w.cols; i++) {
-            if (w.dtype == SPEC_DTYPE_F32) std::memcpy(&v[i], (const float *)w.data + i, 4);
-            else if (w.dtype == SPEC_DTYPE_F16) v[i] = f16_to_f32(load_u16(h + i));
-            else v[i] = bf16_to_f32(load_u16(h + i));
-        }
-        ms.vectors.push_back(std::move(v));
+        ms.vectors.push_back(f32_vector(w));
         return ms.vectors.back().data();
     };
     ms.output_norm = vec(SPEC_W_OUTPUT_NORM, 0);
@@ -538,7 +543,7 @@ struct Pass {
     const bool neox;
     const float scale;
     const uint64_t es; // bytes of one kv element
-    float *const logits, *const exit_hidden, *const exit_logits;
+    float *const logits, *const exit_hidden, *const exit_logits, *const final_hidden;
 
     Pass(spec_model *m, spec_kv *kv, const spec_forward_args &args, int n_threads)
         : ms(*(ModelState *)m->backend_state), st(*(KvState *)kv->backend_state), c(m->config), kern(*ms.ks), a(args),
@@ -547,7 +552,8 @@ struct Pass {
           scale(1.0f / std::sqrt((float)D)), es(dtype_size(c.kv_dtype)),
           logits(args.logits_mode != SPEC_LOGITS_NONE ? (float *)args.logits->ptr : nullptr),
           exit_hidden(args.exit_hidden ? (float *)args.exit_hidden->ptr : nullptr),
-          exit_logits(args.exit_logits ? (float *)args.exit_logits->ptr : nullptr) {}
+          exit_logits(args.exit_logits ? (float *)args.exit_logits->ptr : nullptr),
+          final_hidden(args.final_hidden ? (float *)args.final_hidden->ptr : nullptr) {}
 };
 
 // Every token's keys: the committed prefix, its ancestors among the new tokens, itself. Returns
@@ -594,10 +600,9 @@ int32_t key_sets(KvState &st, const spec_forward_args &a, int32_t C) {
     return max_keys;
 }
 
-// The pool at the context's thread count, then per thread scratch, then activations for one
-// slice. Returns the pool's thread count.
-int prepare_scratch(spec_model *m, ModelState &ms, KvState &st, int32_t n, int32_t max_keys) {
-    const spec_model_config &c = m->config;
+// The pool at the context's thread count, then per thread scratch for products of up to max_cols
+// columns and attention over max_keys keys in groups of G. Returns the pool's thread count.
+int prepare_threads(spec_model *m, ModelState &ms, int64_t max_cols, int32_t max_keys, int32_t G) {
     const KernelSet &kern = *ms.ks;
     int want = m->ctx->n_threads > 0 ? m->ctx->n_threads : (int)std::thread::hardware_concurrency();
     if (want < 1) want = 1;
@@ -607,20 +612,26 @@ int prepare_scratch(spec_model *m, ModelState &ms, KvState &st, int32_t n, int32
         ms.pool_requested = want;
     }
     const int nth = ms.pool->size();
-    const int32_t E = c.n_embd, D = c.head_dim, Hq = c.n_head, Hkv = c.n_head_kv, F = c.n_ff;
-    const int32_t G = Hq / Hkv, QD = Hq * D, KD = Hkv * D, RD = c.rope_dims;
-
     ms.scratch.resize(nth);
     for (auto &s : ms.scratch) {
-        const size_t deq = (size_t)std::max<int64_t>(16 * ms.max_cols, MAX_CHUNK_FLOATS); // see chunk_rows
+        const size_t deq = (size_t)std::max<int64_t>(16 * max_cols, MAX_CHUNK_FLOATS); // see chunk_rows
         if (s.deq.size() < deq) s.deq.resize(deq);
         const size_t acc = (size_t)(MAX_CHUNK_ROWS / kern.gemm_r + 1) * kern.gemm_r * kern.gemm_t * kern.lanes;
         if (s.acc.size() < acc) s.acc.resize(acc);
         const size_t need = (size_t)G * ((size_t)max_keys + 1);
         if (s.scores.size() < need) s.scores.resize(need);
-        const size_t packed = (size_t)std::max<int64_t>(INT8_PACK_BYTES, 16 * int8_groups(ms.max_cols) * INT8_W_GROUP_BYTES);
+        const size_t packed = (size_t)std::max<int64_t>(INT8_PACK_BYTES, 16 * int8_groups(max_cols) * INT8_W_GROUP_BYTES);
         if (kern.int8 && s.packed.size() < packed) s.packed.resize(packed); // mat_rows_int8's most
     }
+    return nth;
+}
+
+// The pool and per thread scratch, then activations for one slice. Returns the pool's thread count.
+int prepare_scratch(spec_model *m, ModelState &ms, KvState &st, int32_t n, int32_t max_keys) {
+    const spec_model_config &c = m->config;
+    const int32_t E = c.n_embd, D = c.head_dim, Hq = c.n_head, Hkv = c.n_head_kv, F = c.n_ff;
+    const int32_t G = Hq / Hkv, QD = Hq * D, KD = Hkv * D, RD = c.rope_dims;
+    const int nth = prepare_threads(m, ms, ms.max_cols, max_keys, G);
     const int32_t rows = std::min(n, MAX_UBATCH);
     if (st.rows < rows) {
         st.x.resize((size_t)rows * E);
@@ -652,13 +663,23 @@ void embed(const Pass &p, int32_t u0, int32_t nb) {
     }
 }
 
+// dst[count][E] = rmsnorm(rows_x) * output_norm: the final hidden rows, what the LM head reads.
+void output_norm_rows(const Pass &p, const float *rows_x, int32_t count, float *dst) {
+    const int32_t E = p.E;
+    for_tokens(p.ms, count, E, [&](int j, int) { rmsnorm(rows_x + (int64_t)j * E, p.ms.output_norm, dst + (int64_t)j * E, E, p.c.rms_eps); });
+}
+
+// dst[count][V] = the LM head over count final hidden rows.
+void lm_head(const Pass &p, const float *rows_xn, int32_t count, float *dst) {
+    Seg s{&p.ms.output, rows_xn, p.E, dst, p.V, false};
+    matmul(p.ms, &s, 1, count);
+}
+
 // dst[count][V] = the LM head over rmsnorm(rows_x) * output_norm.
 void output_head(const Pass &p, const float *rows_x, int32_t count, float *dst) {
-    const int32_t E = p.E;
     float *xn = p.st.xn.data();
-    for_tokens(p.ms, count, E, [&](int j, int) { rmsnorm(rows_x + (int64_t)j * E, p.ms.output_norm, xn + (int64_t)j * E, E, p.c.rms_eps); });
-    Seg s{&p.ms.output, xn, E, dst, p.V, false};
-    matmul(p.ms, &s, 1, count);
+    output_norm_rows(p, rows_x, count, xn);
+    lm_head(p, xn, count, dst);
 }
 
 // Layer l's attention for the slice's nb tokens: x += Wo attention(rope(W{q,k,v} rmsnorm(x))),
@@ -749,17 +770,24 @@ void write_exit_outputs(const Pass &p, int32_t u0, int32_t nb) {
 
 // The call's logits from this slice: all its rows (LOGITS_ALL), or the call's last row when this
 // is the last slice (LOGITS_LAST). Exit logits after the last layer are the same numbers.
+// With final_hidden (ABI 0.8), the slice's final hidden rows are written there first, and the LM
+// head reads them from there: the same numbers output_head computes.
 void write_logits(const Pass &p, int32_t u0, int32_t nb) {
     const spec_forward_args &a = p.a;
-    if (a.stop_at_exit || a.logits_mode == SPEC_LOGITS_NONE) return;
+    if (a.stop_at_exit) return;
     const int32_t E = p.E, V = p.V, n = p.n;
     const float *x = p.st.x.data();
+    float *fin = p.final_hidden ? p.final_hidden + (int64_t)u0 * E : nullptr;
+    if (fin) output_norm_rows(p, x, nb, fin);
+    if (a.logits_mode == SPEC_LOGITS_NONE) return;
     const bool reuse = a.exit_layer == p.c.n_layer && p.exit_logits; // the same numbers, already computed
     if (a.logits_mode == SPEC_LOGITS_ALL) {
         if (reuse) std::memcpy(p.logits + (int64_t)u0 * V, p.exit_logits + (int64_t)u0 * V, sizeof(float) * (size_t)nb * V);
+        else if (fin) lm_head(p, fin, nb, p.logits + (int64_t)u0 * V);
         else output_head(p, x, nb, p.logits + (int64_t)u0 * V);
     } else if (u0 + nb == n) {
         if (reuse) std::memcpy(p.logits, p.exit_logits + (int64_t)(n - 1) * V, sizeof(float) * (size_t)V);
+        else if (fin) lm_head(p, fin + (int64_t)(nb - 1) * E, 1, p.logits);
         else output_head(p, x + (int64_t)(nb - 1) * E, 1, p.logits);
     }
 }
@@ -789,6 +817,114 @@ Status forward_impl(spec_model *m, spec_kv *kv, const spec_forward_args &a, Fail
     const Pass p(m, kv, a, nth);
     for (int32_t u0 = 0; u0 < n; u0 += MAX_UBATCH) forward_slice(p, u0, std::min(MAX_UBATCH, n - u0));
     st.pending_layers = a.stop_at_exit ? a.exit_layer : c.n_layer;
+    return SPEC_OK;
+}
+
+// ------------------------------------------------------------------ draft heads (ABI 0.8)
+// Medusa / Hydra heads (specula.h, spec_heads) on the target's kernels, pool and per-thread scratch,
+// under the target's lock: a head's products are the model's own matmul over Mats read in place.
+
+struct HeadBlock {
+    Mat w, res; // res.data null: the identity
+    const float *bias = nullptr, *res_bias = nullptr;
+};
+
+struct HeadsState {
+    std::vector<std::vector<HeadBlock>> blocks; // [head][block]
+    std::vector<Mat> proj;
+    std::vector<const float *> proj_bias;
+    std::vector<std::vector<float>> vectors;
+    int64_t max_in = 0;
+    std::vector<float> x, y, r; // [rows][max_in], [rows][E], [rows][E]
+};
+
+Mat weight_mat(const spec_weight &w) {
+    Mat M;
+    if (!w.data) return M;
+    M.data = (const uint8_t *)w.data;
+    M.dtype = w.dtype;
+    M.rows = w.rows;
+    M.cols = w.cols;
+    M.row_bytes = dtype_row_bytes(w.dtype, w.cols);
+    return M;
+}
+
+Status heads_finalize_impl(spec_heads *hd, Failure &err) {
+    (void)err;
+    std::unique_ptr<HeadsState> hs(new HeadsState());
+    const spec_heads_config &c = hd->config;
+    auto vec = [&](const spec_weight &w) -> const float * {
+        if (!w.data) return nullptr;
+        hs->vectors.push_back(f32_vector(w));
+        return hs->vectors.back().data();
+    };
+    hs->vectors.reserve((size_t)c.n_heads * (2 * c.n_blocks + 1)); // pointers into it stay valid
+    hs->blocks.resize(c.n_heads);
+    for (int32_t h = 0; h < c.n_heads; h++) {
+        for (int32_t b = 0; b < c.n_blocks; b++) {
+            HeadBlock B;
+            B.w = weight_mat(hd->w(SPEC_HW_BLOCK, h, b));
+            B.res = weight_mat(hd->w(SPEC_HW_BLOCK_RES, h, b));
+            B.bias = vec(hd->w(SPEC_HW_BLOCK_BIAS, h, b));
+            B.res_bias = vec(hd->w(SPEC_HW_BLOCK_RES_BIAS, h, b));
+            hs->max_in = std::max(hs->max_in, B.w.cols);
+            hs->blocks[h].push_back(B);
+        }
+        hs->proj.push_back(weight_mat(hd->w(SPEC_HW_PROJ, h)));
+        hs->proj_bias.push_back(vec(hd->w(SPEC_HW_PROJ_BIAS, h)));
+    }
+    hs->max_in = std::max<int64_t>(hs->max_in, hd->target->config.n_embd);
+    hd->backend_state = hs.release();
+    return SPEC_OK;
+}
+
+Status heads_forward_impl(spec_heads *hd, const spec_heads_forward_args &a, Failure &err) {
+    (void)err;
+    spec_model *m = hd->target;
+    ModelState &ms = *(ModelState *)m->backend_state;
+    HeadsState &hs = *(HeadsState *)hd->backend_state;
+    const spec_model_config &c = m->config;
+    const int32_t E = c.n_embd, V = c.n_vocab, n = a.n_rows, h = a.head;
+    std::lock_guard<std::mutex> lock(ms.mu);
+    prepare_threads(m, ms, std::max(ms.max_cols, hs.max_in), 0, 1);
+    const KernelSet &kern = *ms.ks;
+    hs.x.resize((size_t)n * hs.max_in);
+    hs.y.resize((size_t)n * E);
+    hs.r.resize((size_t)n * E);
+    const float *hidden = (const float *)((const char *)a.hidden->ptr + a.hidden_offset);
+    // the input rows: [h] or [h; embd(t_0); ...; embd(t_head)]
+    const int64_t in0 = hd->config.conditioned ? (int64_t)E * (h + 2) : E;
+    float *x = hs.x.data(), *y = hs.y.data(), *r = hs.r.data();
+    for (int32_t j = 0; j < n; j++) {
+        float *xj = x + j * in0;
+        std::memcpy(xj, hidden, sizeof(float) * (size_t)E);
+        if (hd->config.conditioned)
+            for (int32_t t = 0; t <= h; t++) kern.dequant(ms.embd.dtype, ms.embd.row(a.tokens[j * (h + 1) + t]), E, xj + (int64_t)(t + 1) * E);
+    }
+    int64_t in = in0;
+    for (const HeadBlock &B : hs.blocks[h]) {
+        // y = silu(W x + c); r = RES x + res_bias, or x itself; x = r + y
+        Seg s{&B.w, x, in, y, E, false};
+        matmul(ms, &s, 1, n);
+        for (int64_t i = 0; i < (int64_t)n * E; i++) {
+            float v = y[i] + (B.bias ? B.bias[i % E] : 0.0f);
+            y[i] = v / (1.0f + std::exp(-v));
+        }
+        if (B.res.data) {
+            Seg rs{&B.res, x, in, r, E, false};
+            matmul(ms, &rs, 1, n);
+            for (int64_t i = 0; i < (int64_t)n * E; i++) x[i] = r[i] + (B.res_bias ? B.res_bias[i % E] : 0.0f) + y[i];
+        } else {
+            for (int64_t i = 0; i < (int64_t)n * E; i++) x[i] = x[i] + y[i];
+        }
+        in = E;
+    }
+    float *logits = (float *)((char *)a.logits->ptr + a.logits_offset);
+    Seg ps{&hs.proj[h], x, E, logits, V, false};
+    matmul(ms, &ps, 1, n);
+    if (const float *pb = hs.proj_bias[h])
+        for (int32_t j = 0; j < n; j++)
+            for (int32_t v = 0; v < V; v++) logits[(int64_t)j * V + v] += pb[v];
     return SPEC_OK;
 }
 
@@ -877,6 +1013,30 @@ Status forward(spec_model *m, spec_kv *kv, const spec_forward_args &a, Failure &
         return forward_impl(m, kv, a, err);
     } catch (const std::bad_alloc &) {
         return oom(err, "the forward pass's scratch");
+    } catch (const std::system_error &) {
+        err = failure(SPEC_ERR_INTERNAL, "cpu: cannot start or synchronize worker threads");
+        return err.status;
+    }
+}
+
+Status heads_finalize(spec_heads *heads, Failure &err) {
+    try {
+        return heads_finalize_impl(heads, err);
+    } catch (const std::bad_alloc &) {
+        return oom(err, "the heads' tables");
+    }
+}
+
+void heads_release(spec_heads *heads) {
+    delete (HeadsState *)heads->backend_state;
+    heads->backend_state = nullptr;
+}
+
+Status heads_forward(spec_heads *heads, const spec_heads_forward_args &args, Failure &err) {
+    try {
+        return heads_forward_impl(heads, args, err);
+    } catch (const std::bad_alloc &) {
+        return oom(err, "the heads' scratch");
     } catch (const std::system_error &) {
         err = failure(SPEC_ERR_INTERNAL, "cpu: cannot start or synchronize worker threads");
         return err.status;

@@ -12,6 +12,10 @@ Status kv_init(spec_kv *kv, Failure &err);
 void kv_release(spec_kv *kv);
 Status kv_commit(spec_kv *kv, int32_t n_path, const int32_t *path, Failure &err);
 Status forward(spec_model *model, spec_kv *kv, const spec_forward_args &args, Failure &err);
+// Draft heads (ABI 0.8) on the target's kernels, thread pool and scratch; args validated by the core.
+Status heads_finalize(spec_heads *heads, Failure &err);
+void heads_release(spec_heads *heads);
+Status heads_forward(spec_heads *heads, const spec_heads_forward_args &args, Failure &err);
 // The most host memory forward() takes for a model of config (see spec_memory_plan).
 uint64_t model_scratch_bytes(const spec_model_config &config, int32_t kv_capacity);
 
