@@ -141,7 +141,7 @@ SPEC_API spec_status spec_heads_finalize(spec_heads *heads) {
                 for (int32_t b = 0; b < (proj ? 1 : c.n_blocks); b++) {
                     int64_t r = 0, cols = 0;
                     if (head_weight_shape(c, tc.n_embd, tc.n_vocab, role, h, b, &r, &cols, err)) return err.status;
-                    if (r > 0 && !heads->weights[role][h][b].data)
+                    if (r > 0 && role != SPEC_HW_PROJ && !heads->weights[role][h][b].data)
                         FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "heads are missing weight %s of head %d%s%d", head_role_name(role), h,
                              proj ? "" : " block ", proj ? 0 : b);
                 }

@@ -870,7 +870,8 @@ Status heads_finalize_impl(spec_heads *hd, Failure &err) {
             hs->max_in = std::max(hs->max_in, B.w.cols);
             hs->blocks[h].push_back(B);
         }
-        hs->proj.push_back(weight_mat(hd->w(SPEC_HW_PROJ, h)));
+        const spec_weight &proj = hd->w(SPEC_HW_PROJ, h);
+        hs->proj.push_back(proj.data ? weight_mat(proj) : ((ModelState *)hd->target->backend_state)->output); // the LM head
         hs->proj_bias.push_back(vec(hd->w(SPEC_HW_PROJ_BIAS, h)));
     }
     hs->max_in = std::max<int64_t>(hs->max_in, hd->target->config.n_embd);

@@ -459,7 +459,8 @@ SPEC_API spec_status spec_logits_summarize(spec_context *ctx, const spec_buffer 
  *                           target's token embedding
  * then n_blocks residual blocks x = R_b x + silu(W_b x + c_b), where R_b is the identity when block b's
  * input is n_embd wide and the linear map RES_b (with its bias) when it is wider (a conditioned head's
- * first block), and finally logits = P x (+ p when the heads have projection biases), n_vocab wide.
+ * first block), and finally logits = P x (+ p when the heads have projection biases), n_vocab wide. A head
+ * given no P uses the target's own LM head (its SPEC_W_OUTPUT weight) as P.
  * cpu backend only for now: other backends answer SPEC_ERR_UNSUPPORTED. */
 typedef struct spec_heads spec_heads;
 
@@ -477,7 +478,7 @@ enum spec_head_weight_role {
     SPEC_HW_BLOCK_BIAS = 1,     /* c_b: [1][n_embd] */
     SPEC_HW_BLOCK_RES = 2,      /* RES_b, only where in_b > n_embd: [n_embd][in_b] */
     SPEC_HW_BLOCK_RES_BIAS = 3, /* its bias: [1][n_embd] */
-    SPEC_HW_PROJ = 4,           /* P: [n_vocab][n_embd] (block is ignored) */
+    SPEC_HW_PROJ = 4,           /* P: [n_vocab][n_embd] (block is ignored); optional: the target's LM head if not given */
     SPEC_HW_PROJ_BIAS = 5,      /* p: [1][n_vocab], only with proj_bias (block is ignored) */
     SPEC_HW_ROLE_COUNT = 6
 };
@@ -496,7 +497,7 @@ SPEC_API spec_status spec_head_weight_shape(const spec_heads_config *config, int
 SPEC_API spec_status spec_heads_set_weight(spec_heads *heads, int32_t role, int32_t head, int32_t block, int32_t dtype,
                                            const void *data, uint64_t nbytes, int64_t rows, int64_t cols);
 
-/* Checks that every weight was given (the target must be finalized). */
+/* Checks that every weight but the optional P was given (the target must be finalized). */
 SPEC_API spec_status spec_heads_finalize(spec_heads *heads);
 
 /* Runs head `head` over n_rows inputs that share one hidden state h and differ in their tokens. */

@@ -13,6 +13,7 @@ namespace {
 
 struct Heads {
     spec_heads_config cfg;
+    bool lm_head_proj = false; // no P given: the heads use the target's LM head
     std::vector<Weight> w[SPEC_HW_ROLE_COUNT]; // [role][head * n_blocks + block] (PROJ roles: [head])
     int slot(int role, int h, int b) const { return role >= SPEC_HW_PROJ ? h : h * cfg.n_blocks + b; }
     const Weight *get(int role, int h, int b) const {
@@ -47,7 +48,9 @@ spec_heads *load_heads(spec_model *target, const Heads &hs) {
     for (int role = 0; role < SPEC_HW_ROLE_COUNT; role++)
         for (int i = 0; i < hs.cfg.n_heads; i++)
             for (int b = 0; b < (role >= SPEC_HW_PROJ ? 1 : hs.cfg.n_blocks); b++)
-                if (const Weight *w = hs.get(role, i, b)) CHECK_OK(spec_heads_set_weight(h, role, i, b, w->dtype, w->data(), w->size(), w->rows, w->cols));
+                if (const Weight *w = hs.get(role, i, b))
+                    if (!(role == SPEC_HW_PROJ && hs.lm_head_proj))
+                        CHECK_OK(spec_heads_set_weight(h, role, i, b, w->dtype, w->data(), w->size(), w->rows, w->cols));
     CHECK_OK(spec_heads_finalize(h));
     return h;
 }
@@ -84,7 +87,7 @@ std::vector<double> reference(const Heads &hs, const TestModel &m, int head, con
         x.assign((size_t)E, 0.0);
         for (int i = 0; i < E; i++) x[(size_t)i] = res[(size_t)i] + y[(size_t)i];
     }
-    std::vector<double> logits = matvec(*hs.get(SPEC_HW_PROJ, head, 0), x);
+    std::vector<double> logits = matvec(hs.lm_head_proj ? m.get(SPEC_W_OUTPUT) : *hs.get(SPEC_HW_PROJ, head, 0), x);
     if (const Weight *pb = hs.get(SPEC_HW_PROJ_BIAS, head, 0))
         for (size_t i = 0; i < logits.size(); i++) logits[i] += pb->dense[i];
     return logits;
@@ -154,13 +157,15 @@ void test_final_hidden(spec_context *ctx) {
     spec_model_destroy(model);
 }
 
-void test_heads_forward(spec_context *ctx, int conditioned, int n_blocks, int proj_bias, int dtype, int model_dtype) {
+void test_heads_forward(spec_context *ctx, int conditioned, int n_blocks, int proj_bias, int dtype, int model_dtype,
+                        bool lm_head_proj = false) {
     spec_model_config c = base_config();
     TestModel m = make_model(spec_all("heads", c, model_dtype, SPEC_DTYPE_F32, false, 90 + conditioned));
     spec_model *model = load_model(ctx, m);
     Rng r(11 + (uint64_t)n_blocks);
     spec_heads_config hc = {3, n_blocks, conditioned, proj_bias};
     Heads hs = make_heads(r, hc, c.n_embd, c.n_vocab, dtype);
+    hs.lm_head_proj = lm_head_proj;
     spec_heads *heads = load_heads(model, hs);
     const int E = c.n_embd, V = c.n_vocab, rows = 6;
     std::vector<float> h((size_t)E);
@@ -271,6 +276,8 @@ int main() {
     test_heads_forward(ctx, 0, 0, 1, SPEC_DTYPE_BF16, SPEC_DTYPE_F32);      // projection only
     test_heads_forward(ctx, 1, 1, 1, SPEC_DTYPE_F32, SPEC_DTYPE_Q8_0);      // Hydra over a Q8_0 embedding
     test_heads_forward(ctx, 1, 3, 1, SPEC_DTYPE_F16, SPEC_DTYPE_F32);       // Hydra, three blocks
+    test_heads_forward(ctx, 1, 1, 1, SPEC_DTYPE_F16, SPEC_DTYPE_F32, true); // Hydra on the target's LM head
+    test_heads_forward(ctx, 0, 1, 0, SPEC_DTYPE_F32, SPEC_DTYPE_F16, true); // Medusa on an f16 LM head
     test_bad_heads(ctx);
     spec_context_destroy(ctx);
     return check_finish("test_heads");

@@ -44,6 +44,7 @@ public final class DecodeLoop implements AutoCloseable {
     private final SpeculationBudget budget;
     private final int vocab;
     private DeviceBuffer logits;
+    private DeviceBuffer finalHidden; // [logitsBatch][maxTreeNodes][n_embd] f32, for policies that read final hidden states
     private MemorySegment hostRows;
     private final Arena hostArena = Arena.ofShared();
     private int logitsBatch;
@@ -86,6 +87,11 @@ public final class DecodeLoop implements AutoCloseable {
     /** The device buffer of tree logits for batch trees of maxTreeNodes: what the memory budget counts for them. */
     public static long logitsBytes(int batch, int maxTreeNodes, int vocab) {
         return (long) batch * maxTreeNodes * vocab * Float.BYTES;
+    }
+
+    /** The device buffer of final hidden states for batch trees, made when a policy reads them (draft heads). */
+    public static long finalHiddenBytes(int batch, int maxTreeNodes, int nEmbd) {
+        return (long) batch * maxTreeNodes * nEmbd * Float.BYTES;
     }
 
     public NativeModel target() {
@@ -263,7 +269,9 @@ public final class DecodeLoop implements AutoCloseable {
                 throw new IllegalStateException("policy " + s.request.policy().name() + " left the KV cache at " + kv.length() + " positions, not " + (s.length - 1));
             if (tree.tokens()[0] != s.history[s.length - 1])
                 throw new IllegalStateException("policy " + s.request.policy().name() + " rooted its tree at " + tree.tokens()[0] + ", not the last token " + s.history[s.length - 1]);
-            target.forward(kv, ForwardArgs.tree(tree.tokens(), tree.parents(), logits, b * maxTreeNodes * rowBytes));
+            ForwardArgs args = ForwardArgs.tree(tree.tokens(), tree.parents(), logits, b * maxTreeNodes * rowBytes);
+            if (s.request.policy().readsFinalHidden()) args = args.withFinalHidden(finalHidden(batch), hiddenOffset(b, 0));
+            target.forward(kv, args);
             long t2 = System.nanoTime();
             s.tree = tree;
             s.draftSeconds = (t1 - t0) / 1e9;
@@ -333,6 +341,7 @@ public final class DecodeLoop implements AutoCloseable {
             }
             s.stats.recordStep(r.nAccepted(), emitted, r.depthFlags());
             s.request.policy().observe(s.tree, r);
+            if (s.request.policy().readsFinalHidden()) s.request.policy().observeFinalHidden(finalHidden, hiddenOffset(b, r.path()[r.path().length - 1]));
             double other = (System.nanoTime() - o0) / 1e9;
             s.stats.addTimes(s.draftSeconds, s.forwardSeconds + verifySeconds, other);
             budget.record(s.request.policy().name(), s.allowed, s.draftSeconds + s.forwardSeconds + verifySeconds + other, r.nAccepted() + 1);
@@ -369,6 +378,19 @@ public final class DecodeLoop implements AutoCloseable {
         return rows;
     }
 
+    private long hiddenOffset(int b, int node) {
+        return ((long) b * maxTreeNodes + node) * target.shape().nEmbd() * Float.BYTES;
+    }
+
+    /** The final hidden rows buffer, made on first use at the logits buffer's batch. */
+    private DeviceBuffer finalHidden(int batch) {
+        if (finalHidden == null || finalHidden.size() < finalHiddenBytes(batch, maxTreeNodes, target.shape().nEmbd())) {
+            if (finalHidden != null) finalHidden.close();
+            finalHidden = target.context().allocate(finalHiddenBytes(Math.max(batch, logitsBatch), maxTreeNodes, target.shape().nEmbd()));
+        }
+        return finalHidden;
+    }
+
     private void ensureLogits(int batch) {
         if (logits != null && logitsBatch >= batch) return;
         if (logits != null) logits.close();
@@ -379,6 +401,7 @@ public final class DecodeLoop implements AutoCloseable {
     @Override
     public synchronized void close() {
         if (logits != null) logits.close();
+        if (finalHidden != null) finalHidden.close();
         hostArena.close();
     }
 }

@@ -120,6 +120,8 @@ public final class NativeModel extends NativeHandle {
             spec_forward_args.exit_logits(a, bufferHandle(args.exitLogits()));
             spec_forward_args.stop_at_exit(a, args.stopAtExit() ? 1 : 0);
             spec_forward_args.logits_offset(a, args.logitsOffset());
+            spec_forward_args.final_hidden(a, bufferHandle(args.finalHidden()));
+            spec_forward_args.final_hidden_offset(a, args.finalHiddenOffset());
             Native.check(spec_forward(h, kvh, a), context.handle());
         }
     }
