@@ -202,7 +202,7 @@ def evaluate(heads, tokens, hidden, labels, positions, n_heads, embed):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--windows", type=int, default=480, help="training windows of --window tokens")
+    ap.add_argument("--windows", type=int, default=192, help="training windows of --window tokens")
     ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--heads", type=int, default=3)
     ap.add_argument("--layers", type=int, default=1)

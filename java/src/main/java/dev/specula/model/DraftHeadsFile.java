@@ -67,6 +67,7 @@ public final class DraftHeadsFile implements AutoCloseable {
     /** Opens heads of layout at path for a target of nEmbd and nVocab; refuses anything that does not fit it. */
     public static DraftHeadsFile open(Path path, Layout layout, int nEmbd, int nVocab) {
         if (path == null) throw new IllegalArgumentException("drafter " + layout.cliName() + " needs a heads file (--heads FILE)");
+        if (!Files.exists(path)) throw new ModelFormatException(path, "does not exist (give a heads folder or its safetensors file)");
         // a folder holds the layout's file, or a subfolder named for the layout does (demo-heads/hydra/...)
         Path weightsFile = !Files.isDirectory(path) ? path
                 : Files.isRegularFile(path.resolve(layout.fileName())) || !Files.isDirectory(path.resolve(layout.cliName()))

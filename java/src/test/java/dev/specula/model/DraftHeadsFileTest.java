@@ -153,6 +153,8 @@ class DraftHeadsFileTest {
         Path pt = Files.writeString(temp.resolve("hydra_lm_head.pt"), "pickle");
         e = assertThrows(ModelFormatException.class, () -> open(pt, Layout.HYDRA));
         assertTrue(e.getMessage().contains("PyTorch pickle") && e.getMessage().contains("safetensors"), e.getMessage());
+        e = assertThrows(ModelFormatException.class, () -> open(temp.resolve("nowhere"), Layout.HYDRA));
+        assertTrue(e.getMessage().contains("nowhere: does not exist"), e.getMessage());
         var none = assertThrows(IllegalArgumentException.class, () -> open(null, Layout.HYDRA));
         assertTrue(none.getMessage().contains("--heads"), none.getMessage());
     }
