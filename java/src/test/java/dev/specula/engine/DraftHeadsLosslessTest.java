@@ -88,6 +88,32 @@ class DraftHeadsLosslessTest {
     }
 
     @Test
+    void theEngineBudgetsAndServesBothHeadTypesFromOneFolder() {
+        int e = model.shape().nEmbd(), v = model.shape().nVocab();
+        Path heads = temp.resolve("engine-heads");
+        HeadsFixture.medusa(3, 1, e, v, false, "F16", 41).write(heads.resolve("medusa"));
+        HeadsFixture.hydra(3, 1, e, v, false, "F16", 42).write(heads.resolve("hydra"));
+        var builder = dev.specula.SpeculaEngine.builder().model(tiny.file.path()).heads(heads).contextLength(256).batch(2);
+        var plan = builder.drafter(dev.specula.Drafter.HYDRA).plan().budget();
+        assertTrue(plan.items().stream().anyMatch(i -> i.component().startsWith("hydra heads weights")), plan.table());
+        assertTrue(plan.items().stream().anyMatch(i -> i.component().startsWith("final hidden states (2 x")), plan.table());
+        try (var engine = builder.build()) {
+            for (String prompt : List.of("the cat", "int x = 1;", "public static void main")) {
+                int[] want = null;
+                for (var d : List.of(dev.specula.Drafter.NONE, dev.specula.Drafter.MEDUSA, dev.specula.Drafter.HYDRA)) {
+                    var r = engine.generate(dev.specula.GenerationRequest.builder(prompt).maxTokens(MAX_TOKENS).drafter(d).build(),
+                            t -> {}, () -> false);
+                    if (want == null) want = r.tokens();
+                    else assertArrayEquals(want, r.tokens(), d + " through the engine, prompt " + prompt);
+                }
+            }
+        }
+        var missing = assertThrows(IllegalArgumentException.class,
+                () -> dev.specula.SpeculaEngine.builder().model(tiny.file.path()).drafter(dev.specula.Drafter.MEDUSA).plan());
+        assertTrue(missing.getMessage().contains("--heads"), missing.getMessage());
+    }
+
+    @Test
     void medusaHeadsAreLossless() {
         int e = model.shape().nEmbd(), v = model.shape().nVocab();
         checkHeads(HeadsFixture.medusa(3, 1, e, v, true, "F32", 21), DraftHeadsFile.Layout.MEDUSA, "medusa-own");
