@@ -37,7 +37,7 @@ def section(f):
         "| file | bytes | sha256 |", "|---|---|---|", *rows, "",
         "Training (`tools/train/train_heads.py`, seed %d, PyTorch on CPU, %d threads, `nice -n 10` on the shared 2-core"
         % (f["seed"], f["threads"]),
-        "machine): %d fixed-seed windows of %d tokens from the train split (%d positions), one pass of the target over them"
+        "machine, load average 15-19 while it ran, so the times below are wall-clock under contention): %d fixed-seed windows of %d tokens from the train split (%d positions), one pass of the target over them"
         % (f["train_positions"] // (f["window"] - f["heads"] - 1), f["window"], f["train_positions"]),
         "for every position's final hidden state and the target's greedy next token (%d s), then per head set %d epochs of"
         % (f["hidden_seconds"], f["epochs"]),
