@@ -17,6 +17,7 @@ inline bool live_buffer(const spec_buffer *b) { return b && b->tag == TAG_BUFFER
 inline bool live_model(const spec_model *m) { return m && m->tag == TAG_MODEL && live_context(m->ctx); }
 inline bool live_kv(const spec_kv *kv) { return kv && kv->tag == TAG_KV && live_model(kv->model); }
 inline bool live_recycler(const spec_recycler *r) { return r && r->tag == TAG_RECYCLER && live_context(r->ctx); }
+inline bool live_heads(const spec_heads *h) { return h && h->tag == TAG_HEADS && live_model(h->target); }
 
 inline const char *handle_problem(const void *h) { return h ? "is not live (destroyed or foreign)" : "is null"; }
 

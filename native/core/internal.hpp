@@ -20,6 +20,7 @@ enum : uint32_t {
     TAG_MODEL = 0x53504d44u,   // "SPMD"
     TAG_KV = 0x53504b56u,      // "SPKV"
     TAG_RECYCLER = 0x53505243u, // "SPRC"
+    TAG_HEADS = 0x53504844u,    // "SPHD"
     TAG_DEAD = 0xdeadbeefu
 };
 
@@ -92,6 +93,18 @@ struct spec_recycler {
     void *matrix = nullptr;   // int32 [n_vocab][k], allocated through the backend's alloc
     uint32_t updates = 0;     // successful update calls so far
     void *backend_state = nullptr;
+};
+
+// Draft heads over a target model (ABI 0.8): weights[role][head][block]; PROJ roles use block 0.
+struct spec_heads {
+    uint32_t tag = specula::TAG_HEADS;
+    spec_model *target = nullptr;
+    spec_heads_config config{};
+    bool finalized = false;
+    std::vector<std::vector<std::vector<spec_weight>>> weights;
+    void *backend_state = nullptr;
+
+    const spec_weight &w(int role, int head, int block = 0) const { return weights[role][head][block]; }
 };
 
 namespace specula {

@@ -218,6 +218,7 @@ spec_status validate_config(const spec_model_config &c, Failure &err) {
 struct PreparedForward {
     std::vector<int32_t> parents, positions;
     spec_buffer logits_view;
+    spec_buffer final_view; // ABI 0.8: the final hidden rows from final_hidden_offset on
     spec_forward_args args{};
 };
 
@@ -279,8 +280,28 @@ spec_status prepare_forward(spec_model *model, spec_kv *kv, const spec_forward_a
     if (args->exit_logits && check_out(args->exit_logits, (uint64_t)n * c.n_vocab * 4, "exit_logits")) return err.status;
     if (args->stop_at_exit && args->logits_mode != SPEC_LOGITS_NONE)
         FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: stop_at_exit runs no final layers, so logits_mode must be NONE (use exit_logits)", who);
+    // ABI 0.8: the final hidden rows, also seen by the backend from their offset on.
+    if (args->final_hidden) {
+        if (model->ctx->backend != cpu_backend())
+            FAIL(err, SPEC_ERR_UNSUPPORTED, "%s: final_hidden is not implemented on the %s backend yet (cpu only)", who,
+                 model->ctx->backend->name());
+        if (args->stop_at_exit) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: stop_at_exit runs no final layers, so no final_hidden", who);
+        const uint64_t need = (uint64_t)n * c.n_embd * 4;
+        if (check_out(args->final_hidden, 1, "final_hidden")) return err.status;
+        if (args->final_hidden_offset % 4 || args->final_hidden_offset > args->final_hidden->size ||
+            need > args->final_hidden->size - args->final_hidden_offset)
+            FAIL(err, SPEC_ERR_BUFFER_TOO_SMALL, "%s: final_hidden buffer of %llu bytes cannot hold %llu bytes at offset %llu", who,
+                 (unsigned long long)args->final_hidden->size, (unsigned long long)need, (unsigned long long)args->final_hidden_offset);
+        out.final_view = *args->final_hidden;
+        out.final_view.ptr = (char *)args->final_hidden->ptr + args->final_hidden_offset;
+        out.final_view.size = args->final_hidden->size - args->final_hidden_offset;
+    } else if (args->final_hidden_offset) {
+        FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: final_hidden_offset without final_hidden", who);
+    }
 
     out.args = *args;
+    if (args->final_hidden) out.args.final_hidden = &out.final_view;
+    out.args.final_hidden_offset = 0;
     if (args->logits_mode != SPEC_LOGITS_NONE) out.args.logits = &out.logits_view;
     out.args.logits_offset = 0;
     out.args.parents = parents.data();

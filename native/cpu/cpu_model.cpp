@@ -582,19 +582,24 @@ void place_matrices(spec_model *m, ModelState &ms) {
     copy_weights_to_huge_pages(ms);
 }
 
+// A vector weight (a norm or bias) as f32.
+std::vector<float> f32_vector(const spec_weight &w) {
+    std::vector<float> v((size_t)w.cols);
+    const uint16_t *h = (const uint16_t *)w.data;
+    for (int64_t i = 0; i < w.cols; i++) {
+        if (w.dtype == SPEC_DTYPE_F32) std::memcpy(&v[i], (const float *)w.data + i, 4);
+        else if (w.dtype == SPEC_DTYPE_F16) v[i] = f16_to_f32(load_u16(h + i));
+        else v[i] = bf16_to_f32(load_u16(h + i));
+    }
+    return v;
+}
+
 void place_vectors(spec_model *m, ModelState &ms) {
     const spec_model_config &c = m->config;
     auto vec = [&](int role, int layer) -> const float * {
         const spec_weight &w = m->w(role, layer);
         if (!w.data) return nullptr;
-        std::vector<float> v((size_t)w.cols);
-        const uint16_t *h = (const uint16_t *)w.data;
-        for (int64_t i = 0; i < w.cols; i++) {
-            if (w.dtype == SPEC_DTYPE_F32) std::memcpy(&v[i], (const float *)w.data + i, 4);
-            else if (w.dtype == SPEC_DTYPE_F16) v[i] = f16_to_f32(load_u16(h + i));
-            else v[i] = bf16_to_f32(load_u16(h + i));
-        }
-        ms.vectors.push_back(std::move(v));
+        ms.vectors.push_back(f32_vector(w));
         return ms.vectors.back().data();
     };
     ms.output_norm = vec(SPEC_W_OUTPUT_NORM, 0);
@@ -652,6 +657,7 @@ struct SeqRun {
     int32_t row0 = 0;         // its first row among the call's rows
     int32_t n_run = 0;        // the layers its rows run
     float *logits = nullptr, *exit_hidden = nullptr, *exit_logits = nullptr;
+    float *final_hidden = nullptr; // ABI 0.8: its rows after the final norm, what the LM head reads
 };
 
 // One forward call's numbers and buffers, shared by its stages.
@@ -754,10 +760,9 @@ int32_t key_sets(KvState &st, const spec_forward_args &a, int32_t C) {
     return max_keys;
 }
 
-// The pool at the context's thread count, then per thread scratch, then activations for one
-// slice of the call's n rows. Returns the pool's thread count.
-int prepare_scratch(spec_model *m, ModelState &ms, int32_t n, int32_t max_keys) {
-    const spec_model_config &c = m->config;
+// The pool at the context's thread count, then per thread scratch for products of up to max_cols
+// columns and attention over max_keys keys in groups of G. Returns the pool's thread count.
+int prepare_threads(spec_model *m, ModelState &ms, int64_t max_cols, int32_t max_keys, int32_t G) {
     const KernelSet &kern = *ms.ks;
     int want = m->ctx->n_threads > 0 ? m->ctx->n_threads : (int)std::thread::hardware_concurrency();
     if (want < 1) want = 1;
@@ -767,21 +772,28 @@ int prepare_scratch(spec_model *m, ModelState &ms, int32_t n, int32_t max_keys) 
         ms.pool_requested = want;
     }
     const int nth = ms.pool->size();
-    const int32_t E = c.n_embd, D = c.head_dim, Hq = c.n_head, Hkv = c.n_head_kv, F = c.n_ff;
-    const int32_t G = Hq / Hkv, QD = Hq * D, KD = Hkv * D, RD = c.rope_dims;
-
     ms.scratch.resize(nth);
     for (auto &s : ms.scratch) {
-        const size_t deq = (size_t)std::max<int64_t>(16 * ms.max_cols, MAX_CHUNK_FLOATS); // see chunk_rows
+        const size_t deq = (size_t)std::max<int64_t>(16 * max_cols, MAX_CHUNK_FLOATS); // see chunk_rows
         if (s.deq.size() < deq) s.deq.resize(deq);
         const size_t acc = (size_t)(MAX_CHUNK_ROWS / kern.gemm_r + 1) * kern.gemm_r * kern.gemm_t * kern.lanes;
         if (s.acc.size() < acc) s.acc.resize(acc);
         const size_t need = (size_t)G * ((size_t)max_keys + 1);
         if (s.scores.size() < need) s.scores.resize(need);
-        const size_t packed = (size_t)std::max<int64_t>({INT8_PACK_BYTES, 16 * int8_groups(ms.max_cols) * INT8_W_GROUP_BYTES,
-                                                         16 * (ms.max_cols / KQ_BLOCK) * KQ_W_BYTES});
+        const size_t packed = (size_t)std::max<int64_t>({INT8_PACK_BYTES, 16 * int8_groups(max_cols) * INT8_W_GROUP_BYTES,
+                                                         16 * (max_cols / KQ_BLOCK) * KQ_W_BYTES});
         if ((kern.int8 || kern.kq) && s.packed.size() < packed) s.packed.resize(packed); // mat_rows_int8's / mat_rows_kq's most
     }
+    return nth;
+}
+
+// The pool and per thread scratch, then activations for one slice of the call's n rows. Returns
+// the pool's thread count.
+int prepare_scratch(spec_model *m, ModelState &ms, int32_t n, int32_t max_keys) {
+    const spec_model_config &c = m->config;
+    const int32_t E = c.n_embd, D = c.head_dim, Hq = c.n_head, Hkv = c.n_head_kv, F = c.n_ff;
+    const int32_t G = Hq / Hkv, QD = Hq * D, KD = Hkv * D, RD = c.rope_dims;
+    const int nth = prepare_threads(m, ms, ms.max_cols, max_keys, G);
     const int32_t rows = std::min(n, MAX_UBATCH);
     if (ms.rows < rows) {
         ms.x.resize((size_t)rows * E);
@@ -993,7 +1005,17 @@ void write_logits(const Pass &p, int32_t u0, int32_t nb) {
     for (int32_t s = p.row_seq[(size_t)u0]; s < (int32_t)p.seqs.size() && p.seqs[(size_t)s].row0 < u0 + nb; s++) {
         const SeqRun &sq = p.seqs[(size_t)s];
         const spec_forward_args &a = *sq.a;
-        if (a.stop_at_exit || a.logits_mode == SPEC_LOGITS_NONE) continue;
+        if (a.stop_at_exit) continue;
+        if (sq.final_hidden) { // ABI 0.8: the rows after the final norm, the same numbers output_head computes
+            int32_t f0, f1;
+            rows_in_slice(sq, u0, nb, f0, f1);
+            const float *x = p.ms.x.data();
+            float *dst = sq.final_hidden + (int64_t)(u0 + f0 - sq.row0) * p.E;
+            for_tokens(p.ms, f1 - f0, p.E, [&](int j, int) {
+                rmsnorm(x + (int64_t)(f0 + j) * p.E, p.ms.output_norm, dst + (int64_t)j * p.E, p.E, p.c.rms_eps);
+            });
+        }
+        if (a.logits_mode == SPEC_LOGITS_NONE) continue;
         const bool reuse = a.exit_layer == p.c.n_layer && sq.exit_logits; // the same numbers, already computed
         int32_t j0, j1;
         rows_in_slice(sq, u0, nb, j0, j1);
@@ -1055,6 +1077,7 @@ Status forward_impl(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spe
         sq.logits = a.logits_mode != SPEC_LOGITS_NONE ? (float *)a.logits->ptr : nullptr;
         sq.exit_hidden = a.exit_hidden ? (float *)a.exit_hidden->ptr : nullptr;
         sq.exit_logits = a.exit_logits ? (float *)a.exit_logits->ptr : nullptr;
+        sq.final_hidden = a.final_hidden ? (float *)a.final_hidden->ptr : nullptr;
         rows += sq.n;
         max_keys = std::max(max_keys, key_sets(*sq.st, a, sq.C));
         if (c.sliding_window > 0) local_key_sets(*sq.st, a, c.sliding_window);
@@ -1067,6 +1090,115 @@ Status forward_impl(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spe
     const Pass p(m, seqs, row_seq, nth);
     for (int32_t u0 = 0; u0 < rows; u0 += MAX_UBATCH) forward_slice(p, u0, std::min(MAX_UBATCH, rows - u0));
     for (const SeqRun &sq : seqs) sq.st->pending_layers = sq.n_run;
+    return SPEC_OK;
+}
+
+// ------------------------------------------------------------------ draft heads (ABI 0.8)
+// Medusa / Hydra heads (specula.h, spec_heads) on the target's kernels, pool and per-thread scratch,
+// under the target's lock: a head's products are the model's own matmul over Mats read in place.
+
+struct HeadBlock {
+    Mat w, res; // res.data null: the identity
+    const float *bias = nullptr, *res_bias = nullptr;
+};
+
+struct HeadsState {
+    std::vector<std::vector<HeadBlock>> blocks; // [head][block]
+    std::vector<Mat> proj;
+    std::vector<const float *> proj_bias;
+    std::vector<std::vector<float>> vectors;
+    int64_t max_in = 0;
+    std::vector<float> x, y, r; // [rows][max_in], [rows][E], [rows][E]
+};
+
+Mat weight_mat(const spec_weight &w) {
+    Mat M;
+    if (!w.data) return M;
+    M.data = (const uint8_t *)w.data;
+    M.dtype = w.dtype;
+    M.rows = w.rows;
+    M.cols = w.cols;
+    M.row_bytes = dtype_row_bytes(w.dtype, w.cols);
+    return M;
+}
+
+Status heads_finalize_impl(spec_heads *hd, Failure &err) {
+    (void)err;
+    std::unique_ptr<HeadsState> hs(new HeadsState());
+    const spec_heads_config &c = hd->config;
+    auto vec = [&](const spec_weight &w) -> const float * {
+        if (!w.data) return nullptr;
+        hs->vectors.push_back(f32_vector(w));
+        return hs->vectors.back().data();
+    };
+    hs->vectors.reserve((size_t)c.n_heads * (2 * c.n_blocks + 1)); // pointers into it stay valid
+    hs->blocks.resize(c.n_heads);
+    for (int32_t h = 0; h < c.n_heads; h++) {
+        for (int32_t b = 0; b < c.n_blocks; b++) {
+            HeadBlock B;
+            B.w = weight_mat(hd->w(SPEC_HW_BLOCK, h, b));
+            B.res = weight_mat(hd->w(SPEC_HW_BLOCK_RES, h, b));
+            B.bias = vec(hd->w(SPEC_HW_BLOCK_BIAS, h, b));
+            B.res_bias = vec(hd->w(SPEC_HW_BLOCK_RES_BIAS, h, b));
+            hs->max_in = std::max(hs->max_in, B.w.cols);
+            hs->blocks[h].push_back(B);
+        }
+        const spec_weight &proj = hd->w(SPEC_HW_PROJ, h);
+        hs->proj.push_back(proj.data ? weight_mat(proj) : ((ModelState *)hd->target->backend_state)->output); // the LM head
+        hs->proj_bias.push_back(vec(hd->w(SPEC_HW_PROJ_BIAS, h)));
+    }
+    hs->max_in = std::max<int64_t>(hs->max_in, hd->target->config.n_embd);
+    hd->backend_state = hs.release();
+    return SPEC_OK;
+}
+
+Status heads_forward_impl(spec_heads *hd, const spec_heads_forward_args &a, Failure &err) {
+    (void)err;
+    spec_model *m = hd->target;
+    ModelState &ms = *(ModelState *)m->backend_state;
+    HeadsState &hs = *(HeadsState *)hd->backend_state;
+    const spec_model_config &c = m->config;
+    const int32_t E = c.n_embd, V = c.n_vocab, n = a.n_rows, h = a.head;
+    std::lock_guard<std::mutex> lock(ms.mu);
+    prepare_threads(m, ms, std::max(ms.max_cols, hs.max_in), 0, 1);
+    const KernelSet &kern = *ms.ks;
+    hs.x.resize((size_t)n * hs.max_in);
+    hs.y.resize((size_t)n * E);
+    hs.r.resize((size_t)n * E);
+    const float *hidden = (const float *)((const char *)a.hidden->ptr + a.hidden_offset);
+    // the input rows: [h] or [h; embd(t_0); ...; embd(t_head)]
+    const int64_t in0 = hd->config.conditioned ? (int64_t)E * (h + 2) : E;
+    float *x = hs.x.data(), *y = hs.y.data(), *r = hs.r.data();
+    for (int32_t j = 0; j < n; j++) {
+        float *xj = x + j * in0;
+        std::memcpy(xj, hidden, sizeof(float) * (size_t)E);
+        if (hd->config.conditioned)
+            for (int32_t t = 0; t <= h; t++) kern.dequant(ms.embd.dtype, ms.embd.row(a.tokens[j * (h + 1) + t]), E, xj + (int64_t)(t + 1) * E);
+    }
+    int64_t in = in0;
+    for (const HeadBlock &B : hs.blocks[h]) {
+        // y = silu(W x + c); r = RES x + res_bias, or x itself; x = r + y
+        Seg s{&B.w, x, in, OutRows{y, E}, false};
+        matmul(ms, &s, 1, n);
+        for (int64_t i = 0; i < (int64_t)n * E; i++) {
+            float v = y[i] + (B.bias ? B.bias[i % E] : 0.0f);
+            y[i] = v / (1.0f + std::exp(-v));
+        }
+        if (B.res.data) {
+            Seg rs{&B.res, x, in, OutRows{r, E}, false};
+            matmul(ms, &rs, 1, n);
+            for (int64_t i = 0; i < (int64_t)n * E; i++) x[i] = r[i] + (B.res_bias ? B.res_bias[i % E] : 0.0f) + y[i];
+        } else {
+            for (int64_t i = 0; i < (int64_t)n * E; i++) x[i] = x[i] + y[i];
+        }
+        in = E;
+    }
+    float *logits = (float *)((char *)a.logits->ptr + a.logits_offset);
+    Seg ps{&hs.proj[h], x, E, OutRows{logits, V}, false};
+    matmul(ms, &ps, 1, n);
+    if (const float *pb = hs.proj_bias[h])
+        for (int32_t j = 0; j < n; j++)
+            for (int32_t v = 0; v < V; v++) logits[(int64_t)j * V + v] += pb[v];
     return SPEC_OK;
 }
 
@@ -1167,6 +1299,30 @@ Status forward(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spec_for
         return forward_impl(m, n_seq, kvs, args, err);
     } catch (const std::bad_alloc &) {
         return oom(err, "the forward pass's scratch");
+    } catch (const std::system_error &) {
+        err = failure(SPEC_ERR_INTERNAL, "cpu: cannot start or synchronize worker threads");
+        return err.status;
+    }
+}
+
+Status heads_finalize(spec_heads *heads, Failure &err) {
+    try {
+        return heads_finalize_impl(heads, err);
+    } catch (const std::bad_alloc &) {
+        return oom(err, "the heads' tables");
+    }
+}
+
+void heads_release(spec_heads *heads) {
+    delete (HeadsState *)heads->backend_state;
+    heads->backend_state = nullptr;
+}
+
+Status heads_forward(spec_heads *heads, const spec_heads_forward_args &args, Failure &err) {
+    try {
+        return heads_forward_impl(heads, args, err);
+    } catch (const std::bad_alloc &) {
+        return oom(err, "the heads' scratch");
     } catch (const std::system_error &) {
         err = failure(SPEC_ERR_INTERNAL, "cpu: cannot start or synchronize worker threads");
         return err.status;

@@ -13,6 +13,10 @@ void kv_release(spec_kv *kv);
 Status kv_commit(spec_kv *kv, int32_t n_path, const int32_t *path, Failure &err);
 // Sequence i runs args[i] over kvs[i], rows concatenated for the matrix products.
 Status forward(spec_model *model, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args, Failure &err);
+// Draft heads (ABI 0.8) on the target's kernels, thread pool and scratch; args validated by the core.
+Status heads_finalize(spec_heads *heads, Failure &err);
+void heads_release(spec_heads *heads);
+Status heads_forward(spec_heads *heads, const spec_heads_forward_args &args, Failure &err);
 // The most host memory forward() takes for a model of config (see spec_memory_plan).
 uint64_t model_scratch_bytes(const spec_model_config &config, int32_t kv_capacity);
 

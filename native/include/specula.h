@@ -263,6 +263,10 @@ typedef struct spec_forward_args {
                                * the pending tokens then hold KV for those layers only */
     uint64_t logits_offset;   /* byte offset of the first row in logits, so that the trees of a batch can
                                * write their rows into one [B][max_tree_nodes][n_vocab] buffer for spec_verify */
+    /* ABI 0.8, draft heads: each token's FINAL hidden state, after the output norm (what the LM head reads). */
+    spec_buffer *final_hidden;       /* f32 [n_tokens][n_embd] from final_hidden_offset on, optional; not with
+                                      * stop_at_exit; cpu backend only for now (cuda: SPEC_ERR_UNSUPPORTED) */
+    uint64_t final_hidden_offset;    /* byte offset of the first row in final_hidden */
 } spec_forward_args;
 
 /* Runs n_tokens new tokens over the committed prefix of kv. Token i attends to every committed
@@ -493,6 +497,70 @@ SPEC_API spec_status spec_logits_summarize(spec_context *ctx, const spec_buffer 
                                            int32_t limit,      /* ids below it count: 1..row_stride */
                                            int32_t k,          /* 1..SPEC_SUMMARY_MAX_K */
                                            spec_logits_summary *out /* host [rows] */);
+
+/* ---------------------------------------------------------------- draft heads (ABI 0.8) */
+
+/* Medusa- and Hydra-style draft heads over a target model's final hidden state (spec_forward_args'
+ * final_hidden), on the target's context and with its matrix kernels. Head i reads one input row:
+ *   unconditioned (Medusa): x = h
+ *   conditioned (Hydra):    x = [h; embd(t_0); ...; embd(t_i)], t_0 the token the target chose after h
+ *                           (the tree's root) and t_1..t_i the tokens drafted before head i, embd the
+ *                           target's token embedding
+ * then n_blocks residual blocks x = R_b x + silu(W_b x + c_b), where R_b is the identity when block b's
+ * input is n_embd wide and the linear map RES_b (with its bias) when it is wider (a conditioned head's
+ * first block), and finally logits = P x (+ p when the heads have projection biases), n_vocab wide. A head
+ * given no P uses the target's own LM head (its SPEC_W_OUTPUT weight) as P.
+ * cpu backend only for now: other backends answer SPEC_ERR_UNSUPPORTED. */
+typedef struct spec_heads spec_heads;
+
+typedef struct spec_heads_config {
+    int32_t n_heads;      /* 1..SPEC_HEADS_MAX */
+    int32_t n_blocks;     /* residual blocks per head, 0..16 (a conditioned head needs at least 1) */
+    int32_t conditioned;  /* 0: Medusa; 1: Hydra (head i also reads the embeddings of i + 1 tokens) */
+    int32_t proj_bias;    /* nonzero: each vocabulary projection has a bias */
+} spec_heads_config;
+
+#define SPEC_HEADS_MAX 16
+
+enum spec_head_weight_role {
+    SPEC_HW_BLOCK = 0,          /* W_b of head h: [n_embd][in_b], in_b = n_embd * (1 + (conditioned && b == 0 ? h + 1 : 0)) */
+    SPEC_HW_BLOCK_BIAS = 1,     /* c_b: [1][n_embd] */
+    SPEC_HW_BLOCK_RES = 2,      /* RES_b, only where in_b > n_embd: [n_embd][in_b] */
+    SPEC_HW_BLOCK_RES_BIAS = 3, /* its bias: [1][n_embd] */
+    SPEC_HW_PROJ = 4,           /* P: [n_vocab][n_embd] (block is ignored); optional: the target's LM head if not given */
+    SPEC_HW_PROJ_BIAS = 5,      /* p: [1][n_vocab], only with proj_bias (block is ignored) */
+    SPEC_HW_ROLE_COUNT = 6
+};
+
+SPEC_API spec_status spec_heads_create(spec_model *target, const spec_heads_config *config, spec_heads **out);
+SPEC_API spec_status spec_heads_destroy(spec_heads *heads);
+
+/* The shape [rows][cols] of a head weight for heads of config over a target of n_embd and n_vocab;
+ * *rows = 0 when that weight does not exist (a RES role of an n_embd-wide block, a projection bias
+ * without proj_bias). Needs no context. */
+SPEC_API spec_status spec_head_weight_shape(const spec_heads_config *config, int32_t n_embd, int32_t n_vocab, int32_t role,
+                                            int32_t head, int32_t block, int64_t *rows, int64_t *cols);
+
+/* Hands over one head weight (F32, F16 or BF16), as spec_model_set_weight does: data must stay valid while
+ * the heads live. */
+SPEC_API spec_status spec_heads_set_weight(spec_heads *heads, int32_t role, int32_t head, int32_t block, int32_t dtype,
+                                           const void *data, uint64_t nbytes, int64_t rows, int64_t cols);
+
+/* Checks that every weight but the optional P was given (the target must be finalized). */
+SPEC_API spec_status spec_heads_finalize(spec_heads *heads);
+
+/* Runs head `head` over n_rows inputs that share one hidden state h and differ in their tokens. */
+typedef struct spec_heads_forward_args {
+    int32_t head;            /* 0..n_heads-1 */
+    int32_t n_rows;          /* 1..SPEC_MAX_TREE_NODES */
+    const spec_buffer *hidden; /* f32 h: n_embd floats at hidden_offset (e.g. a row of final_hidden) */
+    uint64_t hidden_offset;
+    const int32_t *tokens;   /* host [n_rows][head + 1] ids below n_vocab when conditioned; NULL otherwise */
+    spec_buffer *logits;     /* f32 [n_rows][n_vocab] at logits_offset */
+    uint64_t logits_offset;
+} spec_heads_forward_args;
+
+SPEC_API spec_status spec_heads_forward(spec_heads *heads, const spec_heads_forward_args *args);
 
 /* ---------------------------------------------------------------- memory planning */
 

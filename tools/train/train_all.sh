@@ -35,4 +35,6 @@ nice -n 5 $PY evaluate.py
 $PY make_reference.py --model target --out $MODELS/demo-target.reference.json
 $PY make_prompts.py --out $MODELS/demo-prompts.jsonl
 $PY make_card.py --out $MODELS/MODEL_CARD.md
+nice -n 10 $PY train_heads.py 2>&1 | tee -a work/logs/heads.log
+$PY heads_card.py
 echo "all done"

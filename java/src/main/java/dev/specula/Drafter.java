@@ -2,10 +2,12 @@ package dev.specula;
 
 import dev.specula.engine.DraftPolicy;
 import dev.specula.memory.MemoryBudget;
+import dev.specula.model.DraftHeadsFile;
 import dev.specula.model.LoadedModel;
 import dev.specula.model.ModelFile;
 import dev.specula.nativeapi.ModelShape;
 import dev.specula.nativeapi.Recycler;
+import dev.specula.policies.DraftHeadsPolicy;
 import dev.specula.policies.DraftModelPolicy;
 import dev.specula.policies.EarlyExitPolicy;
 import dev.specula.policies.NoSpeculation;
@@ -31,7 +33,11 @@ public enum Drafter {
     /** A small draft model with the target's tokenizer (SpecDec++ stopping); needs a draft model file. */
     DRAFT_MODEL("draft-model"),
     /** The target's own first layers as the drafter (DEL: the exit layer and draft length chosen per step). */
-    EARLY_EXIT("early-exit");
+    EARLY_EXIT("early-exit"),
+    /** Medusa heads over the target's final hidden state: independent heads, cartesian top-k trees; needs a heads file. */
+    MEDUSA("medusa"),
+    /** Hydra heads: each also reads the tokens drafted before it, sequential expansion; needs a heads file. */
+    HYDRA("hydra");
 
     /** The engine's drafter unless told otherwise; a string so that option annotations can name it. */
     public static final String DEFAULT_NAME = "recycling";
@@ -69,7 +75,7 @@ public enum Drafter {
         throw new IllegalArgumentException("unknown drafter '" + s + "'; choose one of " + choices());
     }
 
-    /** "none, pld, recycling, draft-model, early-exit". */
+    /** "none, pld, recycling, draft-model, early-exit, medusa, hydra". */
     public static String choices() {
         return String.join(", ", Arrays.stream(values()).map(Drafter::cliName).toList());
     }
@@ -80,7 +86,7 @@ public enum Drafter {
     }
 
     /** What a drafter's memory budget entry is computed from: the target's shape, the draft model file, positions. */
-    record BudgetInputs(ModelShape target, Path draftModel, int context) {}
+    record BudgetInputs(ModelShape target, Path draftModel, int context, Path heads) {}
 
     /**
      * Everything one drafter means to the engine.
@@ -111,6 +117,21 @@ public enum Drafter {
                 return new MemoryBudget.Drafting(cliName, 0, null, 0, 0, EarlyExitPolicy.deviceLogitsRows(options),
                         EarlyExitPolicy.deviceKvPositions(options));
             }, Drafters::earlyExitPolicies);
+            case MEDUSA, HYDRA -> new Parts(DraftHeadsPolicy.LARGEST_TREE, in -> {
+                try (DraftHeadsFile heads = DraftHeadsFile.open(in.heads(), headsLayout(), in.target().nEmbd(), in.target().nVocab())) {
+                    return new MemoryBudget.Drafting(cliName, 0, null, 0, 0, DraftHeadsPolicy.deviceLogitsRows(heads.config().nHeads()), 0,
+                            heads.weightBytes(), true);
+                }
+            }, shared -> shared.headsPolicies(this));
+        };
+    }
+
+    /** The heads file layout of a heads drafter. */
+    DraftHeadsFile.Layout headsLayout() {
+        return switch (this) {
+            case MEDUSA -> DraftHeadsFile.Layout.MEDUSA;
+            case HYDRA -> DraftHeadsFile.Layout.HYDRA;
+            default -> throw new IllegalStateException(cliName + " reads no heads");
         };
     }
 }

@@ -1,9 +1,12 @@
 package dev.specula;
 
 import dev.specula.engine.DraftPolicy;
+import dev.specula.model.DraftHeadsFile;
 import dev.specula.model.LoadedModel;
+import dev.specula.nativeapi.NativeHeads;
 import dev.specula.nativeapi.Recycler;
 import dev.specula.policies.AcceptancePredictor;
+import dev.specula.policies.DraftHeadsPolicy;
 import dev.specula.policies.DraftModelPolicy;
 import dev.specula.policies.EarlyExitPolicy;
 import java.nio.file.Path;
@@ -23,13 +26,20 @@ final class Drafters implements AutoCloseable {
     private final Path draftModel;
     private final int context;
     private final Map<Drafter, Supplier<? extends DraftPolicy>> policies = new EnumMap<>(Drafter.class);
+    private final Path heads;
+    private final Map<DraftHeadsFile.Layout, DraftHeadsFile> headsFiles = new EnumMap<>(DraftHeadsFile.Layout.class);
+    private final Map<DraftHeadsFile.Layout, NativeHeads> nativeHeads = new EnumMap<>(DraftHeadsFile.Layout.class);
     private Recycler recycler;
     private LoadedModel draft;
     private boolean closed;
     private int draftModelOpens; // for the tests: the draft model is opened once, however many requests race for it
 
-    /** draftModel: the draft model's file for {@link Drafter#DRAFT_MODEL} (null when there is none). */
-    Drafters(LoadedModel target, int maxTreeNodes, boolean adaptive, Path draftModel, int context) {
+    /**
+     * draftModel: the draft model's file for {@link Drafter#DRAFT_MODEL}; heads: the heads file (or folder) for
+     * {@link Drafter#MEDUSA} and {@link Drafter#HYDRA} (null when there is none).
+     */
+    Drafters(LoadedModel target, int maxTreeNodes, boolean adaptive, Path draftModel, int context, Path heads) {
+        this.heads = heads;
         this.target = target;
         this.maxTreeNodes = maxTreeNodes;
         this.adaptive = adaptive;
@@ -73,6 +83,24 @@ final class Drafters implements AutoCloseable {
         return DraftModelPolicy.factory(target.model(), target.tokenizer(), draft.model(), draft.tokenizer(), options);
     }
 
+    /** Opens the drafter's heads (once per layout) and makes per-request policies over those shared heads. */
+    synchronized Supplier<DraftHeadsPolicy> headsPolicies(Drafter drafter) {
+        DraftHeadsFile.Layout layout = drafter.headsLayout();
+        NativeHeads loaded = nativeHeads.get(layout);
+        if (loaded == null) {
+            var shape = target.model().shape();
+            DraftHeadsFile file = DraftHeadsFile.open(heads, layout, shape.nEmbd(), shape.nVocab());
+            try {
+                loaded = file.load(target.model());
+                headsFiles.put(layout, file);
+                nativeHeads.put(layout, loaded);
+            } finally {
+                if (loaded == null) file.close();
+            }
+        }
+        return DraftHeadsPolicy.factory(drafter.cliName(), loaded);
+    }
+
     synchronized int draftModelOpens() {
         return draftModelOpens;
     }
@@ -97,6 +125,8 @@ final class Drafters implements AutoCloseable {
     public synchronized void close() {
         closed = true;
         if (recycler != null) recycler.close();
+        nativeHeads.values().forEach(NativeHeads::close);
+        headsFiles.values().forEach(DraftHeadsFile::close);
         if (draft != null) draft.close();
     }
 }

@@ -103,7 +103,7 @@ public final class SpeculaEngine implements AutoCloseable {
                         + loaded.model().shape().nVocab());
             this.model = loaded;
             this.contextLength = chosen.contextLength();
-            made = new Drafters(model, chosen.maxTreeNodes(), b.adaptive, b.draftModel, contextLength);
+            made = new Drafters(model, chosen.maxTreeNodes(), b.adaptive, b.draftModel, contextLength, b.heads);
             this.drafters = made;
             this.drafter = b.drafter;
             drafters.source(drafter); // fails now, not on the first request, if the drafter cannot be made
@@ -342,6 +342,7 @@ public final class SpeculaEngine implements AutoCloseable {
         private int contextLength = DEFAULT_CONTEXT_LENGTH;
         private Drafter drafter = Drafter.parse(Drafter.DEFAULT_NAME);
         private Path draftModel;
+        private Path heads;
         private int maxTreeNodes = DEFAULT_MAX_TREE_NODES;
         private boolean adaptive = true;
         private int batch = DEFAULT_BATCH;
@@ -390,6 +391,15 @@ public final class SpeculaEngine implements AutoCloseable {
         /** The draft model for the draft-model drafter. */
         public Builder draftModel(Path path) {
             this.draftModel = path;
+            return this;
+        }
+
+        /**
+         * The draft heads for the medusa and hydra drafters: a folder with config.json and medusa_lm_head.safetensors
+         * or hydra_lm_head.safetensors, or that safetensors file (config.json beside it).
+         */
+        public Builder heads(Path path) {
+            this.heads = path;
             return this;
         }
 
@@ -479,7 +489,7 @@ public final class SpeculaEngine implements AutoCloseable {
         /** The budget request of the target file (opened, nothing loaded): KV positions capped to its training context. */
         private MemoryBudget.Request request(ModelFile file) {
             int positions = Math.min(contextLength, file.config().nCtxTrain());
-            MemoryBudget.Drafting drafting = drafter.parts().budget().apply(new Drafter.BudgetInputs(file.config(), draftModel, positions));
+            MemoryBudget.Drafting drafting = drafter.parts().budget().apply(new Drafter.BudgetInputs(file.config(), draftModel, positions, heads));
             return new MemoryBudget.Request(backend, LoadedModel.DEFAULT_KV_TYPE, file.config(), LoadedModel.weightBytes(file),
                     positions, batch, maxTreeNodes, drafting);
         }

@@ -16,7 +16,16 @@ final class DefaultModel {
     /** Beside the demo target: its trained draft model. */
     static final String DEMO_DRAFT = "models/demo-draft.gguf";
 
+    /** Beside the demo target: its trained draft heads (medusa/ and hydra/). */
+    static final String DEMO_HEADS = "models/demo-heads";
+
     private DefaultModel() {}
+
+    /** The demo heads folder when there is one, else null. */
+    static Path demoHeads() {
+        Path demo = Path.of(System.getProperty("specula.home", ".")).resolve(DEMO_HEADS);
+        return Files.isDirectory(demo) ? demo : null;
+    }
 
     /** The demo draft model when there is one, else null. */
     static Path demoDraft() {

@@ -70,6 +70,10 @@ final class DemoCommand implements Callable<Integer> {
                         && path.getFileName().toString().equals(Path.of(DefaultModel.DEMO_TARGET).getFileName().toString())) {
                     names.add(Drafter.DRAFT_MODEL);
                 }
+                if (engine.model == null && engine.heads == null && DefaultModel.demoHeads() != null
+                        && path.getFileName().toString().equals(Path.of(DefaultModel.DEMO_TARGET).getFileName().toString())) {
+                    names.add(Drafter.HYDRA);
+                }
             }
             double[] rate = new double[names.size()];
             double[] accepted = new double[names.size()];

@@ -23,6 +23,11 @@ final class EngineOptions {
     @Option(names = "--draft-model", paramLabel = "FILE", description = "The draft model for the draft-model drafter (default: the demo draft).")
     Path draftModel;
 
+    @Option(names = "--heads", paramLabel = "FILE",
+            description = "Draft heads for the medusa and hydra drafters: a folder with config.json and medusa_lm_head.safetensors or "
+                    + "hydra_lm_head.safetensors (or medusa/ and hydra/ subfolders), or that file (default: the demo heads).")
+    Path heads;
+
     @Option(names = "--tree-nodes", paramLabel = "N", defaultValue = "" + SpeculaEngine.DEFAULT_MAX_TREE_NODES,
             description = "Largest draft tree, root included (default: ${DEFAULT-VALUE}).")
     int maxTreeNodes;
@@ -57,9 +62,14 @@ final class EngineOptions {
         return draftModel != null ? draftModel : DefaultModel.demoDraft();
     }
 
+    /** The heads: the ones named, else the demo heads when the model is the demo target (null when neither). */
+    Path headsPath() {
+        return heads != null ? heads : model == null ? DefaultModel.demoHeads() : null;
+    }
+
     /** A builder with every option of this mixin applied, for drafter and batch. */
     SpeculaEngine.Builder builder(Drafter drafter, int batch) {
-        return SpeculaEngine.builder().model(modelPath()).draftModel(draftModelPath()).drafter(drafter).backend(backend, device)
+        return SpeculaEngine.builder().model(modelPath()).draftModel(draftModelPath()).heads(headsPath()).drafter(drafter).backend(backend, device)
                 .threads(threads).contextLength(context).maxTreeNodes(maxTreeNodes).adaptive(!fixedTree).batch(batch)
                 .memoryPolicy(memory.policy()).memoryLimit(memory.limitBytes());
     }
@@ -67,7 +77,7 @@ final class EngineOptions {
     /** {@code --drafter NAME}, for the commands that build an engine around one drafter. */
     static final class DrafterChoice {
         @Option(names = "--drafter", paramLabel = "NAME", defaultValue = Drafter.DEFAULT_NAME, converter = DrafterName.class,
-                description = "none, pld, recycling, draft-model or early-exit (default: ${DEFAULT-VALUE}).")
+                description = "none, pld, recycling, draft-model, early-exit, medusa or hydra (default: ${DEFAULT-VALUE}).")
         Drafter drafter;
     }
 

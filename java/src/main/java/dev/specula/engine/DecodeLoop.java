@@ -48,6 +48,7 @@ public final class DecodeLoop implements AutoCloseable {
     private final SpeculationBudget budget;
     private final int vocab;
     private DeviceBuffer logits;
+    private DeviceBuffer finalHidden; // [logitsBatch][maxTreeNodes][n_embd] f32, for policies that read final hidden states
     private MemorySegment hostRows;
     private final Arena hostArena = Arena.ofShared();
     private int logitsBatch;
@@ -97,6 +98,11 @@ public final class DecodeLoop implements AutoCloseable {
     /** The device buffer of tree logits for batch trees of maxTreeNodes: what the memory budget counts for them. */
     public static long logitsBytes(int batch, int maxTreeNodes, int vocab) {
         return (long) batch * maxTreeNodes * vocab * Float.BYTES;
+    }
+
+    /** The device buffer of final hidden states for batch trees, made when a policy reads them (draft heads). */
+    public static long finalHiddenBytes(int batch, int maxTreeNodes, int nEmbd) {
+        return (long) batch * maxTreeNodes * nEmbd * Float.BYTES;
     }
 
     public NativeModel target() {
@@ -393,20 +399,19 @@ public final class DecodeLoop implements AutoCloseable {
      */
     private List<Sequence> forward(List<Sequence> active) {
         int batch = active.size();
-        long rowBytes = (long) vocab * Float.BYTES;
         KvCache[] kvs = new KvCache[batch];
-        DraftTree[] trees = new DraftTree[batch];
+        ForwardArgs[] args = new ForwardArgs[batch];
         for (int b = 0; b < batch; b++) {
             kvs[b] = active.get(b).request.kv();
-            trees[b] = active.get(b).tree;
+            args[b] = treeArgs(active.get(b), b, batch);
         }
         long t0 = System.nanoTime();
         try {
-            batchForward.forward(target, kvs, trees, logits, maxTreeNodes);
+            batchForward.forward(target, kvs, args);
         } catch (RuntimeException batchFailure) {
             for (int b = 0; b < batch; b++) {
                 try {
-                    target.forward(kvs[b], ForwardArgs.tree(trees[b].tokens(), trees[b].parents(), logits, b * maxTreeNodes * rowBytes));
+                    target.forward(kvs[b], args[b]);
                 } catch (RuntimeException e) {
                     active.get(b).fail(e);
                 }
@@ -424,10 +429,18 @@ public final class DecodeLoop implements AutoCloseable {
             Sequence s = active.get(b);
             if (!s.active()) continue;
             int to = kept.size();
-            if (to != b) target.forward(s.request.kv(), ForwardArgs.tree(s.tree.tokens(), s.tree.parents(), logits, to * maxTreeNodes * rowBytes));
+            if (to != b) target.forward(s.request.kv(), treeArgs(s, to, batch));
             kept.add(s);
         }
         return kept;
+    }
+
+    /** Sequence s's tree as batch row b: its logits, and its final hidden rows where its policy reads them. */
+    private ForwardArgs treeArgs(Sequence s, int b, int batch) {
+        long rowBytes = (long) vocab * Float.BYTES;
+        ForwardArgs args = ForwardArgs.tree(s.tree.tokens(), s.tree.parents(), logits, b * maxTreeNodes * rowBytes);
+        if (s.request.policy().readsFinalHidden()) args = args.withFinalHidden(finalHidden(batch), hiddenOffset(b, 0));
+        return args;
     }
 
     /**
@@ -513,6 +526,8 @@ public final class DecodeLoop implements AutoCloseable {
                 }
                 s.stats.recordStep(r.nAccepted(), emitted, r.depthFlags());
                 s.request.policy().observe(s.tree, r);
+                if (s.request.policy().readsFinalHidden())
+                    s.request.policy().observeFinalHidden(finalHidden, hiddenOffset(b, r.path()[r.path().length - 1]));
                 double other = (System.nanoTime() - o0) / 1e9;
                 s.stats.addTimes(s.draftSeconds, s.forwardSeconds, other);
                 stepSeconds[b] = s.draftSeconds + s.forwardSeconds + other;
@@ -585,6 +600,19 @@ public final class DecodeLoop implements AutoCloseable {
         return rows;
     }
 
+    private long hiddenOffset(int b, int node) {
+        return ((long) b * maxTreeNodes + node) * target.shape().nEmbd() * Float.BYTES;
+    }
+
+    /** The final hidden rows buffer, made on first use at the logits buffer's batch. */
+    private DeviceBuffer finalHidden(int batch) {
+        if (finalHidden == null || finalHidden.size() < finalHiddenBytes(batch, maxTreeNodes, target.shape().nEmbd())) {
+            if (finalHidden != null) finalHidden.close();
+            finalHidden = target.context().allocate(finalHiddenBytes(Math.max(batch, logitsBatch), maxTreeNodes, target.shape().nEmbd()));
+        }
+        return finalHidden;
+    }
+
     private void ensureLogits(int batch) {
         if (logits != null && logitsBatch >= batch) return;
         if (logits != null) logits.close();
@@ -595,6 +623,7 @@ public final class DecodeLoop implements AutoCloseable {
     @Override
     public synchronized void close() {
         if (logits != null) logits.close();
+        if (finalHidden != null) finalHidden.close();
         hostArena.close();
     }
 }

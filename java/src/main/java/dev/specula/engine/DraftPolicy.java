@@ -34,6 +34,21 @@ public interface DraftPolicy {
      */
     default void prefill(int[] prompt, int length) {}
 
+    /**
+     * Whether this policy drafts from the target's final hidden states (draft heads): the engine then has each verify
+     * forward of its sequence write them, and shows it the accepted node's row through {@link #observeFinalHidden}.
+     */
+    default boolean readsFinalHidden() {
+        return false;
+    }
+
+    /**
+     * After each step of its sequence, when {@link #readsFinalHidden}: the final hidden state (after the output norm)
+     * of the last accepted node, the state whose LM head row chose the next tree's root: n_embd floats at byte offset
+     * of rows, valid only during this call.
+     */
+    default void observeFinalHidden(DeviceBuffer rows, long offset) {}
+
     /** Sees the verification of the tree it proposed for one sequence. The default learns nothing. */
     default void observe(DraftTree tree, VerifyResult result) {}
 

@@ -104,6 +104,15 @@ public class SpeculaFfi extends SpeculaFfi$shared {
     public static int SPEC_SUMMARY_MAX_K() {
         return SPEC_SUMMARY_MAX_K;
     }
+    private static final int SPEC_HEADS_MAX = (int)16L;
+    /**
+     * {@snippet lang=c :
+     * #define SPEC_HEADS_MAX 16
+     * }
+     */
+    public static int SPEC_HEADS_MAX() {
+        return SPEC_HEADS_MAX;
+    }
     /**
      * {@snippet lang=c :
      * typedef int32_t spec_status
@@ -3249,6 +3258,447 @@ public class SpeculaFfi extends SpeculaFfi$shared {
                 traceDowncall("spec_logits_summarize", ctx, logits, offset_bytes, rows, row_stride, limit, k, out);
             }
             return (int)mh$.invokeExact(ctx, logits, offset_bytes, rows, row_stride, limit, k, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+    private static final int SPEC_HW_BLOCK = (int)0L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_head_weight_role.SPEC_HW_BLOCK = 0
+     * }
+     */
+    public static int SPEC_HW_BLOCK() {
+        return SPEC_HW_BLOCK;
+    }
+    private static final int SPEC_HW_BLOCK_BIAS = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_head_weight_role.SPEC_HW_BLOCK_BIAS = 1
+     * }
+     */
+    public static int SPEC_HW_BLOCK_BIAS() {
+        return SPEC_HW_BLOCK_BIAS;
+    }
+    private static final int SPEC_HW_BLOCK_RES = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_head_weight_role.SPEC_HW_BLOCK_RES = 2
+     * }
+     */
+    public static int SPEC_HW_BLOCK_RES() {
+        return SPEC_HW_BLOCK_RES;
+    }
+    private static final int SPEC_HW_BLOCK_RES_BIAS = (int)3L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_head_weight_role.SPEC_HW_BLOCK_RES_BIAS = 3
+     * }
+     */
+    public static int SPEC_HW_BLOCK_RES_BIAS() {
+        return SPEC_HW_BLOCK_RES_BIAS;
+    }
+    private static final int SPEC_HW_PROJ = (int)4L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_head_weight_role.SPEC_HW_PROJ = 4
+     * }
+     */
+    public static int SPEC_HW_PROJ() {
+        return SPEC_HW_PROJ;
+    }
+    private static final int SPEC_HW_PROJ_BIAS = (int)5L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_head_weight_role.SPEC_HW_PROJ_BIAS = 5
+     * }
+     */
+    public static int SPEC_HW_PROJ_BIAS() {
+        return SPEC_HW_PROJ_BIAS;
+    }
+    private static final int SPEC_HW_ROLE_COUNT = (int)6L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_head_weight_role.SPEC_HW_ROLE_COUNT = 6
+     * }
+     */
+    public static int SPEC_HW_ROLE_COUNT() {
+        return SPEC_HW_ROLE_COUNT;
+    }
+
+    private static class spec_heads_create {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_heads_create");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_heads_create(spec_model *target, const spec_heads_config *config, spec_heads **out)
+     * }
+     */
+    public static FunctionDescriptor spec_heads_create$descriptor() {
+        return spec_heads_create.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_heads_create(spec_model *target, const spec_heads_config *config, spec_heads **out)
+     * }
+     */
+    public static MethodHandle spec_heads_create$handle() {
+        return spec_heads_create.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_heads_create(spec_model *target, const spec_heads_config *config, spec_heads **out)
+     * }
+     */
+    public static MemorySegment spec_heads_create$address() {
+        return spec_heads_create.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_heads_create(spec_model *target, const spec_heads_config *config, spec_heads **out)
+     * }
+     */
+    public static int spec_heads_create(MemorySegment target, MemorySegment config, MemorySegment out) {
+        var mh$ = spec_heads_create.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_heads_create", target, config, out);
+            }
+            return (int)mh$.invokeExact(target, config, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_heads_destroy {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_heads_destroy");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_heads_destroy(spec_heads *heads)
+     * }
+     */
+    public static FunctionDescriptor spec_heads_destroy$descriptor() {
+        return spec_heads_destroy.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_heads_destroy(spec_heads *heads)
+     * }
+     */
+    public static MethodHandle spec_heads_destroy$handle() {
+        return spec_heads_destroy.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_heads_destroy(spec_heads *heads)
+     * }
+     */
+    public static MemorySegment spec_heads_destroy$address() {
+        return spec_heads_destroy.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_heads_destroy(spec_heads *heads)
+     * }
+     */
+    public static int spec_heads_destroy(MemorySegment heads) {
+        var mh$ = spec_heads_destroy.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_heads_destroy", heads);
+            }
+            return (int)mh$.invokeExact(heads);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_head_weight_shape {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_head_weight_shape");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_head_weight_shape(const spec_heads_config *config, int32_t n_embd, int32_t n_vocab, int32_t role, int32_t head, int32_t block, int64_t *rows, int64_t *cols)
+     * }
+     */
+    public static FunctionDescriptor spec_head_weight_shape$descriptor() {
+        return spec_head_weight_shape.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_head_weight_shape(const spec_heads_config *config, int32_t n_embd, int32_t n_vocab, int32_t role, int32_t head, int32_t block, int64_t *rows, int64_t *cols)
+     * }
+     */
+    public static MethodHandle spec_head_weight_shape$handle() {
+        return spec_head_weight_shape.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_head_weight_shape(const spec_heads_config *config, int32_t n_embd, int32_t n_vocab, int32_t role, int32_t head, int32_t block, int64_t *rows, int64_t *cols)
+     * }
+     */
+    public static MemorySegment spec_head_weight_shape$address() {
+        return spec_head_weight_shape.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_head_weight_shape(const spec_heads_config *config, int32_t n_embd, int32_t n_vocab, int32_t role, int32_t head, int32_t block, int64_t *rows, int64_t *cols)
+     * }
+     */
+    public static int spec_head_weight_shape(MemorySegment config, int n_embd, int n_vocab, int role, int head, int block, MemorySegment rows, MemorySegment cols) {
+        var mh$ = spec_head_weight_shape.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_head_weight_shape", config, n_embd, n_vocab, role, head, block, rows, cols);
+            }
+            return (int)mh$.invokeExact(config, n_embd, n_vocab, role, head, block, rows, cols);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_heads_set_weight {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_LONG,
+            SpeculaFfi.C_LONG,
+            SpeculaFfi.C_LONG
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_heads_set_weight");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_heads_set_weight(spec_heads *heads, int32_t role, int32_t head, int32_t block, int32_t dtype, const void *data, uint64_t nbytes, int64_t rows, int64_t cols)
+     * }
+     */
+    public static FunctionDescriptor spec_heads_set_weight$descriptor() {
+        return spec_heads_set_weight.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_heads_set_weight(spec_heads *heads, int32_t role, int32_t head, int32_t block, int32_t dtype, const void *data, uint64_t nbytes, int64_t rows, int64_t cols)
+     * }
+     */
+    public static MethodHandle spec_heads_set_weight$handle() {
+        return spec_heads_set_weight.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_heads_set_weight(spec_heads *heads, int32_t role, int32_t head, int32_t block, int32_t dtype, const void *data, uint64_t nbytes, int64_t rows, int64_t cols)
+     * }
+     */
+    public static MemorySegment spec_heads_set_weight$address() {
+        return spec_heads_set_weight.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_heads_set_weight(spec_heads *heads, int32_t role, int32_t head, int32_t block, int32_t dtype, const void *data, uint64_t nbytes, int64_t rows, int64_t cols)
+     * }
+     */
+    public static int spec_heads_set_weight(MemorySegment heads, int role, int head, int block, int dtype, MemorySegment data, long nbytes, long rows, long cols) {
+        var mh$ = spec_heads_set_weight.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_heads_set_weight", heads, role, head, block, dtype, data, nbytes, rows, cols);
+            }
+            return (int)mh$.invokeExact(heads, role, head, block, dtype, data, nbytes, rows, cols);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_heads_finalize {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_heads_finalize");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_heads_finalize(spec_heads *heads)
+     * }
+     */
+    public static FunctionDescriptor spec_heads_finalize$descriptor() {
+        return spec_heads_finalize.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_heads_finalize(spec_heads *heads)
+     * }
+     */
+    public static MethodHandle spec_heads_finalize$handle() {
+        return spec_heads_finalize.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_heads_finalize(spec_heads *heads)
+     * }
+     */
+    public static MemorySegment spec_heads_finalize$address() {
+        return spec_heads_finalize.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_heads_finalize(spec_heads *heads)
+     * }
+     */
+    public static int spec_heads_finalize(MemorySegment heads) {
+        var mh$ = spec_heads_finalize.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_heads_finalize", heads);
+            }
+            return (int)mh$.invokeExact(heads);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_heads_forward {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_heads_forward");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_heads_forward(spec_heads *heads, const spec_heads_forward_args *args)
+     * }
+     */
+    public static FunctionDescriptor spec_heads_forward$descriptor() {
+        return spec_heads_forward.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_heads_forward(spec_heads *heads, const spec_heads_forward_args *args)
+     * }
+     */
+    public static MethodHandle spec_heads_forward$handle() {
+        return spec_heads_forward.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_heads_forward(spec_heads *heads, const spec_heads_forward_args *args)
+     * }
+     */
+    public static MemorySegment spec_heads_forward$address() {
+        return spec_heads_forward.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_heads_forward(spec_heads *heads, const spec_heads_forward_args *args)
+     * }
+     */
+    public static int spec_heads_forward(MemorySegment heads, MemorySegment args) {
+        var mh$ = spec_heads_forward.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_heads_forward", heads, args);
+            }
+            return (int)mh$.invokeExact(heads, args);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {

@@ -26,6 +26,8 @@ import static java.lang.foreign.MemoryLayout.PathElement.*;
  *     spec_buffer *exit_logits;
  *     int32_t stop_at_exit;
  *     uint64_t logits_offset;
+ *     spec_buffer *final_hidden;
+ *     uint64_t final_hidden_offset;
  * }
  * }
  */
@@ -50,7 +52,9 @@ public class spec_forward_args {
         SpeculaFfi.C_POINTER.withName("exit_logits"),
         SpeculaFfi.C_INT.withName("stop_at_exit"),
         MemoryLayout.paddingLayout(4),
-        SpeculaFfi.C_LONG.withName("logits_offset")
+        SpeculaFfi.C_LONG.withName("logits_offset"),
+        SpeculaFfi.C_POINTER.withName("final_hidden"),
+        SpeculaFfi.C_LONG.withName("final_hidden_offset")
     ).withName("spec_forward_args");
 
     /**
@@ -542,6 +546,94 @@ public class spec_forward_args {
      */
     public static void logits_offset(MemorySegment struct, long fieldValue) {
         struct.set(logits_offset$LAYOUT, logits_offset$OFFSET, fieldValue);
+    }
+
+    private static final AddressLayout final_hidden$LAYOUT = (AddressLayout)$LAYOUT.select(groupElement("final_hidden"));
+
+    /**
+     * Layout for field:
+     * {@snippet lang=c :
+     * spec_buffer *final_hidden
+     * }
+     */
+    public static final AddressLayout final_hidden$layout() {
+        return final_hidden$LAYOUT;
+    }
+
+    private static final long final_hidden$OFFSET = $LAYOUT.byteOffset(groupElement("final_hidden"));
+
+    /**
+     * Offset for field:
+     * {@snippet lang=c :
+     * spec_buffer *final_hidden
+     * }
+     */
+    public static final long final_hidden$offset() {
+        return final_hidden$OFFSET;
+    }
+
+    /**
+     * Getter for field:
+     * {@snippet lang=c :
+     * spec_buffer *final_hidden
+     * }
+     */
+    public static MemorySegment final_hidden(MemorySegment struct) {
+        return struct.get(final_hidden$LAYOUT, final_hidden$OFFSET);
+    }
+
+    /**
+     * Setter for field:
+     * {@snippet lang=c :
+     * spec_buffer *final_hidden
+     * }
+     */
+    public static void final_hidden(MemorySegment struct, MemorySegment fieldValue) {
+        struct.set(final_hidden$LAYOUT, final_hidden$OFFSET, fieldValue);
+    }
+
+    private static final OfLong final_hidden_offset$LAYOUT = (OfLong)$LAYOUT.select(groupElement("final_hidden_offset"));
+
+    /**
+     * Layout for field:
+     * {@snippet lang=c :
+     * uint64_t final_hidden_offset
+     * }
+     */
+    public static final OfLong final_hidden_offset$layout() {
+        return final_hidden_offset$LAYOUT;
+    }
+
+    private static final long final_hidden_offset$OFFSET = $LAYOUT.byteOffset(groupElement("final_hidden_offset"));
+
+    /**
+     * Offset for field:
+     * {@snippet lang=c :
+     * uint64_t final_hidden_offset
+     * }
+     */
+    public static final long final_hidden_offset$offset() {
+        return final_hidden_offset$OFFSET;
+    }
+
+    /**
+     * Getter for field:
+     * {@snippet lang=c :
+     * uint64_t final_hidden_offset
+     * }
+     */
+    public static long final_hidden_offset(MemorySegment struct) {
+        return struct.get(final_hidden_offset$LAYOUT, final_hidden_offset$OFFSET);
+    }
+
+    /**
+     * Setter for field:
+     * {@snippet lang=c :
+     * uint64_t final_hidden_offset
+     * }
+     */
+    public static void final_hidden_offset(MemorySegment struct, long fieldValue) {
+        struct.set(final_hidden_offset$LAYOUT, final_hidden_offset$OFFSET, fieldValue);
     }
 
     /**

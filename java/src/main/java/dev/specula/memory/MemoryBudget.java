@@ -42,9 +42,16 @@ public final class MemoryBudget {
      * @param draftKvPositions  positions of each sequence's draft KV cache
      * @param logitsRows        f32 rows of vocabulary logits the drafter keeps on the device
      * @param targetKvPositions positions of KV caches of the target the drafter keeps (early-exit scratch caches)
+     * @param headsWeightBytes  draft heads' weights as handed over (Medusa, Hydra); 0 for none
+     * @param finalHidden       whether the verify steps also write every tree node's final hidden state (draft heads)
      */
     public record Drafting(String name, int recyclerK, ModelShape draft, long draftWeightBytes, int draftKvPositions,
-                           int logitsRows, int targetKvPositions) {
+                           int logitsRows, int targetKvPositions, long headsWeightBytes, boolean finalHidden) {
+        public Drafting(String name, int recyclerK, ModelShape draft, long draftWeightBytes, int draftKvPositions, int logitsRows,
+                        int targetKvPositions) {
+            this(name, recyclerK, draft, draftWeightBytes, draftKvPositions, logitsRows, targetKvPositions, 0, false);
+        }
+
         /** A drafter with no buffers of its own (plain decoding, prompt lookup). */
         public static Drafting none(String name) {
             return new Drafting(name, 0, null, 0, 0, 0, 0);
@@ -147,6 +154,10 @@ public final class MemoryBudget {
             long bytes = MemoryPlan.compute(r.backend().id(), r.target(), r.kvType(), 0, d.targetKvPositions(), b, 0, 0).kvCaches();
             items.add(new Item(String.format(Locale.ROOT, "%s KV caches (%d x %d positions, %s)", d.name(), b, d.targetKvPositions(), kv), bytes, true));
         }
+        if (d.headsWeightBytes() > 0) weights(items, d.name() + " heads weights", cpu, d.headsWeightBytes(), d.headsWeightBytes());
+        if (d.finalHidden())
+            items.add(new Item(String.format(Locale.ROOT, "final hidden states (%d x %d nodes x %d, f32)", b, n, r.target().nEmbd()),
+                    DecodeLoop.finalHiddenBytes(b, n, r.target().nEmbd()) + (long) b * r.target().nEmbd() * Float.BYTES, true));
         if (d.logitsRows() > 0)
             items.add(new Item(String.format(Locale.ROOT, "%s logits (%d x %d rows x %d vocab, f32)", d.name(), b, d.logitsRows(), vocab),
                     (long) b * d.logitsRows() * vocab * Float.BYTES, true));

@@ -138,8 +138,8 @@ public final class Context extends NativeHandle {
 
     @Override
     void closeDependents() {
-        // KV caches point into their models, so they go first; plain buffers last.
-        for (NativeHandle h : dependents.toArray(NativeHandle[]::new)) if (h instanceof KvCache) h.close();
+        // KV caches and draft heads point into their models, so they go first; plain buffers last.
+        for (NativeHandle h : dependents.toArray(NativeHandle[]::new)) if (h instanceof KvCache || h instanceof NativeHeads) h.close();
         for (NativeHandle h : dependents.toArray(NativeHandle[]::new)) if (!(h instanceof DeviceBuffer)) h.close();
         for (NativeHandle h : dependents.toArray(NativeHandle[]::new)) h.close();
         dependents.clear();

@@ -14,10 +14,13 @@ package dev.specula.nativeapi;
  * @param exitLogits f32 [n][n_vocab] or null
  * @param stopAtExit run only the first exitLayer layers
  * @param logitsOffset byte offset in logits of the first row (to fill one sequence's rows of a batch buffer)
+ * @param finalHidden f32 [n][n_embd] from finalHiddenOffset on: each token's state after the output norm (what
+ *                    the LM head reads, what draft heads read), or null
+ * @param finalHiddenOffset byte offset in finalHidden of the first row
  */
 public record ForwardArgs(int[] tokens, int[] parents, int[] positions, LogitsMode logitsMode, DeviceBuffer logits,
                           int exitLayer, DeviceBuffer exitHidden, DeviceBuffer exitLogits, boolean stopAtExit,
-                          long logitsOffset) {
+                          long logitsOffset, DeviceBuffer finalHidden, long finalHiddenOffset) {
 
     public enum LogitsMode { NONE, ALL, LAST }
 
@@ -30,6 +33,20 @@ public record ForwardArgs(int[] tokens, int[] parents, int[] positions, LogitsMo
         if ((logitsMode != LogitsMode.NONE) != (logits != null))
             throw new IllegalArgumentException("a logits buffer goes with logits mode ALL or LAST, and only then");
         if (logitsOffset < 0) throw new IllegalArgumentException("logitsOffset must be >= 0, got " + logitsOffset);
+        if (finalHiddenOffset < 0 || (finalHidden == null && finalHiddenOffset != 0))
+            throw new IllegalArgumentException("finalHiddenOffset must be >= 0 and goes with a finalHidden buffer, got " + finalHiddenOffset);
+    }
+
+    /** Without final hidden rows. */
+    public ForwardArgs(int[] tokens, int[] parents, int[] positions, LogitsMode logitsMode, DeviceBuffer logits,
+                       int exitLayer, DeviceBuffer exitHidden, DeviceBuffer exitLogits, boolean stopAtExit, long logitsOffset) {
+        this(tokens, parents, positions, logitsMode, logits, exitLayer, exitHidden, exitLogits, stopAtExit, logitsOffset, null, 0);
+    }
+
+    /** These args also writing each token's final hidden state into finalHidden from byte offset on. */
+    public ForwardArgs withFinalHidden(DeviceBuffer finalHidden, long offset) {
+        return new ForwardArgs(tokens, parents, positions, logitsMode, logits, exitLayer, exitHidden, exitLogits, stopAtExit, logitsOffset,
+                finalHidden, offset);
     }
 
     /** A chain of tokens after the committed prefix, with logits for the last one only. */

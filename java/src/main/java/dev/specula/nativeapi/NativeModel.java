@@ -197,6 +197,8 @@ public final class NativeModel extends NativeHandle {
         spec_forward_args.exit_logits(a, bufferHandle(args.exitLogits()));
         spec_forward_args.stop_at_exit(a, args.stopAtExit() ? 1 : 0);
         spec_forward_args.logits_offset(a, args.logitsOffset());
+        spec_forward_args.final_hidden(a, bufferHandle(args.finalHidden()));
+        spec_forward_args.final_hidden_offset(a, args.finalHiddenOffset());
     }
 
     private MemorySegment bufferHandle(DeviceBuffer b) {

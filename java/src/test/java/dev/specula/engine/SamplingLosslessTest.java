@@ -144,6 +144,41 @@ class SamplingLosslessTest {
         assertSameDistribution(plain, spec, true, "early exit");
     }
 
+    /** Heads of a layout written into the temp folder, over this model (blocks random, projection the target's LM head). */
+    private static void headsSampleLikePlainSampling(dev.specula.model.HeadsFixture fixture, dev.specula.model.DraftHeadsFile.Layout layout,
+                                                     long seedBase) {
+        int e = model.shape().nEmbd(), v = model.shape().nVocab();
+        try (var heads = dev.specula.model.DraftHeadsFile.open(fixture.write(temp.resolve(layout.cliName())), layout, e, v);
+             var loaded = heads.load(model)) {
+            var factory = dev.specula.policies.DraftHeadsPolicy.factory(layout.cliName(), loaded);
+            SpecStats stats = new SpecStats();
+            List<dev.specula.policies.DraftHeadsPolicy> made = new ArrayList<>();
+            int[][] spec = speculativeRuns(() -> {
+                var p = factory.get();
+                made.add(p);
+                return p;
+            }, dev.specula.policies.DraftHeadsPolicy.LARGEST_TREE, seedBase, stats);
+            made.forEach(dev.specula.policies.DraftHeadsPolicy::close);
+            report(layout.cliName() + " heads", stats);
+            assertTrue(acceptedDrafts(stats) > 100, "too few drafts were accepted to test anything: " + acceptedDrafts(stats));
+            assertSameDistribution(plain, spec, true, layout.cliName() + " heads");
+        }
+    }
+
+    @Test
+    void medusaHeadsSampleLikePlainSampling() {
+        int e = model.shape().nEmbd(), v = model.shape().nVocab();
+        headsSampleLikePlainSampling(dev.specula.model.HeadsFixture.medusa(3, 1, e, v, false, "F32", 31),
+                dev.specula.model.DraftHeadsFile.Layout.MEDUSA, 7_000_000);
+    }
+
+    @Test
+    void hydraHeadsSampleLikePlainSampling() {
+        int e = model.shape().nEmbd(), v = model.shape().nVocab();
+        headsSampleLikePlainSampling(dev.specula.model.HeadsFixture.hydra(3, 1, e, v, false, "F32", 32),
+                dev.specula.model.DraftHeadsFile.Layout.HYDRA, 8_000_000);
+    }
+
     @Test
     void theTestTellsDifferentSamplersApart() {
         // Temperature 1.2 instead of 0.9: a real but modest change the test must catch.

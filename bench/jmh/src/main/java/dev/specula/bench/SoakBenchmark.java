@@ -52,6 +52,7 @@ public final class SoakBenchmark {
         double maxGrowthMiB = Double.parseDouble(o.getOrDefault("--max-growth-mib", "32"));
         Path model = Path.of(o.getOrDefault("--model", "models/demo-target.gguf"));
         Path draft = Path.of(o.getOrDefault("--draft-model", "models/demo-draft.gguf"));
+        Path heads = Path.of(o.getOrDefault("--heads", "models/demo-heads"));
         List<String> prompts = prompts(Path.of(o.getOrDefault("--prompts", "models/demo-prompts.jsonl")));
 
         System.out.printf(Locale.ROOT, "soak: %d requests, %d threads, drafters %s, %d tokens each, context %d, model %s, %d prompts%n",
@@ -61,7 +62,7 @@ public final class SoakBenchmark {
         AtomicLong tokens = new AtomicLong();
         long start = System.nanoTime();
         // The engine decodes plainly by default; each request names its drafter.
-        try (SpeculaEngine engine = SpeculaEngine.builder().model(model).draftModel(draft).drafter(Drafter.NONE).batch(threads)
+        try (SpeculaEngine engine = SpeculaEngine.builder().model(model).draftModel(draft).heads(heads).drafter(Drafter.NONE).batch(threads)
                 .contextLength(context).threads(computeThreads).build()) {
             // One request per drafter first, outside the figures: each drafter makes its shared state on first use.
             for (Drafter d : DRAFTERS) engine.generate(request(engine, d, prompts.get(0), maxTokens, SamplingOptions.GREEDY), t -> {}, () -> false);

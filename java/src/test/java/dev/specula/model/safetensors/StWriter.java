@@ -41,6 +41,12 @@ public final class StWriter {
         return this;
     }
 
+    /** Leaves a tensor out. */
+    public StWriter remove(String name) {
+        tensors.remove(name);
+        return this;
+    }
+
     public JsonObject header() {
         JsonObject header = new JsonObject();
         JsonObject meta = new JsonObject();
