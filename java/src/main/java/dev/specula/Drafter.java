@@ -80,6 +80,11 @@ public enum Drafter {
         return String.join(", ", Arrays.stream(values()).map(Drafter::cliName).toList());
     }
 
+    /** Whether it drafts from trained heads over the target's hidden state, so an engine needs a heads file for it. */
+    public boolean needsHeads() {
+        return this == MEDUSA || this == HYDRA;
+    }
+
     /** The largest tree, root included, worth allowing this drafter (capped further by the engine's tree size). */
     public int largestUsefulTree() {
         return parts().largestTree();

@@ -43,6 +43,29 @@ public interface EngineMetrics {
         }
     }
 
+    /** The engine's own scheduler statistics ({@link dev.specula.SpeculaEngine#stats()}): its batch, queue and counters. */
+    static EngineMetrics of(dev.specula.SpeculaEngine engine) {
+        return new EngineMetrics() {
+            @Override
+            public int batchSize() {
+                return engine.stats().running();
+            }
+
+            @Override
+            public int queueDepth() {
+                return engine.stats().queued();
+            }
+
+            @Override
+            public Map<String, SpeculativeCounters> speculative() {
+                Map<String, SpeculativeCounters> out = new java.util.TreeMap<>();
+                engine.stats().speculation().forEach((name, c) ->
+                        out.put(name, new SpeculativeCounters(c.drafts(), c.draftTokens(), c.acceptedTokens(), c.acceptedPerPosition())));
+                return out;
+            }
+        };
+    }
+
     /**
      * For an engine whose callers wait for one of {@code batch} places in turn (a fair semaphore): of the requests
      * inside {@code generate}, the first {@code batch} run and the rest wait.

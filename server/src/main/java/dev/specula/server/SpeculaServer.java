@@ -97,9 +97,8 @@ public final class SpeculaServer implements AutoCloseable {
         }
         this.chat = c;
         this.chatUnavailable = why;
-        int batch = engine.memoryBudget().budget().request().batch();
         this.generator = b.generator != null ? b.generator : engine::generate;
-        this.engineMetrics = b.engineMetrics != null ? b.engineMetrics : EngineMetrics.inFlight(batch, generating::get);
+        this.engineMetrics = b.engineMetrics != null ? b.engineMetrics : EngineMetrics.of(engine);
         this.threads = Executors.newVirtualThreadPerTaskExecutor();
         this.http = HttpServer.create(new InetSocketAddress(b.host, b.port), b.backlog);
         http.setExecutor(threads);
@@ -462,9 +461,8 @@ public final class SpeculaServer implements AutoCloseable {
     private ApiError failure(Throwable e) {
         if (e instanceof ApiError a) return a;
         if (e instanceof IllegalArgumentException) return ApiError.invalid(null, e.getMessage());
-        // An engine whose queue is full refuses the request: the client may retry later. (An engine's own queue-full
-        // exception belongs here too when it is not a RejectedExecutionException.)
-        if (e instanceof java.util.concurrent.RejectedExecutionException)
+        // An engine whose queue is full refuses the request: the client may retry later.
+        if (e instanceof dev.specula.EngineBusyException || e instanceof java.util.concurrent.RejectedExecutionException)
             return new ApiError(429, ApiError.OVERLOADED, null, "queue_full", "The server is busy: " + e.getMessage() + "; try again later");
         if (e instanceof IllegalStateException && "engine closed".equals(e.getMessage()))
             return new ApiError(503, ApiError.SERVER_ERROR, null, "engine_closed", "The engine is shutting down");
@@ -715,7 +713,7 @@ public final class SpeculaServer implements AutoCloseable {
             return this;
         }
 
-        /** The engine's batch, queue and speculative figures for /metrics (default: estimated from the requests in the engine). */
+        /** The engine's batch, queue and speculative figures for /metrics (default: the engine's own {@link dev.specula.SpeculaEngine#stats()}). */
         public Builder engineMetrics(EngineMetrics m) {
             this.engineMetrics = m;
             return this;

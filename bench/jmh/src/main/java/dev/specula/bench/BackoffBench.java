@@ -54,7 +54,7 @@ public final class BackoffBench {
         int threads = args.length > 6 ? Integer.parseInt(args[6]) : 1;
         if (limit > 0 && questions.size() > limit) questions = questions.subList(0, limit);
         List<Drafter> drafters = new ArrayList<>();
-        for (Drafter d : Drafter.values()) if (d != Drafter.DRAFT_MODEL || draft != null) drafters.add(d);
+        for (Drafter d : Drafter.values()) if ((d != Drafter.DRAFT_MODEL || draft != null) && !d.needsHeads()) drafters.add(d);
 
         var builder = SpeculaEngine.builder().model(target).threads(threads).contextLength(2048).drafter(Drafter.RECYCLING).batch(1);
         if (draft != null) builder.draftModel(draft);

@@ -58,7 +58,7 @@ import java.util.SplittableRandom;
 public final class CudaParity {
     static final int SKIPPED = 77;
     // Draft heads (medusa, hydra) run on the cpu backend only so far: cuda refuses them.
-    static final List<String> POLICIES = Arrays.stream(Drafter.values()).filter(d -> d != Drafter.MEDUSA && d != Drafter.HYDRA)
+    static final List<String> POLICIES = Arrays.stream(Drafter.values()).filter(d -> !d.needsHeads())
             .map(Drafter::cliName).toList();
     /** Largest |difference| allowed, as a fraction of max(1, max |logit|), per weight type. */
     // Q8_0 / Q4_0: the cpu backend quantizes activations per block of 32 to int8 as llama.cpp does
