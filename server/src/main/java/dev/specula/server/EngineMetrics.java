@@ -1,12 +1,11 @@
 package dev.specula.server;
 
 import java.util.Map;
-import java.util.function.IntSupplier;
 
 /**
  * What {@code /metrics} asks of the engine beyond each request's own result: the batch, the queue and, where the
- * engine counts them itself, the speculative counters. Kept behind this interface so a scheduler's own statistics
- * can replace {@link #inFlight}'s estimate without touching the server.
+ * engine counts them itself, the speculative counters. Kept behind this interface so the figures can come
+ * from the engine ({@link #of}) or from a test.
  */
 public interface EngineMetrics {
     /** Sequences generating now (the running batch). */
@@ -62,24 +61,6 @@ public interface EngineMetrics {
                 engine.stats().speculation().forEach((name, c) ->
                         out.put(name, new SpeculativeCounters(c.drafts(), c.draftTokens(), c.acceptedTokens(), c.acceptedPerPosition())));
                 return out;
-            }
-        };
-    }
-
-    /**
-     * For an engine whose callers wait for one of {@code batch} places in turn (a fair semaphore): of the requests
-     * inside {@code generate}, the first {@code batch} run and the rest wait.
-     */
-    static EngineMetrics inFlight(int batch, IntSupplier requestsInsideGenerate) {
-        return new EngineMetrics() {
-            @Override
-            public int batchSize() {
-                return Math.min(batch, requestsInsideGenerate.getAsInt());
-            }
-
-            @Override
-            public int queueDepth() {
-                return Math.max(0, requestsInsideGenerate.getAsInt() - batch);
             }
         };
     }

@@ -73,7 +73,6 @@ public final class SpeculaServer implements AutoCloseable {
     private final ServerMetrics metrics = new ServerMetrics();
     private final EngineMetrics engineMetrics;
     private final AtomicInteger admitted = new AtomicInteger();
-    private final AtomicInteger generating = new AtomicInteger();
     private final Generator generator;
     private final HttpServer http;
     private final ExecutorService threads;
@@ -333,7 +332,6 @@ public final class SpeculaServer implements AutoCloseable {
     private void start(Job job, LinkedBlockingQueue<Event> events, AtomicBoolean cancelled) {
         Thread.ofVirtual().name("specula-" + job.id()).start(() -> {
             long[] last = {0};
-            generating.incrementAndGet();
             try {
                 GenerationResult result = generator.generate(job.generation(), text -> {
                     long now = System.nanoTime();
@@ -346,8 +344,6 @@ public final class SpeculaServer implements AutoCloseable {
             } catch (Throwable e) {
                 metrics.finished("error");
                 events.add(new Failed(e));
-            } finally {
-                generating.decrementAndGet();
             }
         });
     }
