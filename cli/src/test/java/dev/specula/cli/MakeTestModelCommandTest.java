@@ -33,7 +33,7 @@ class MakeTestModelCommandTest {
         Run r = run("make-test-model", "--help");
         assertEquals(0, r.code());
         for (String option : new String[] {"--out", "--arch", "--dim", "--layers", "--heads", "--kv-heads", "--ff", "--vocab",
-                "--context", "--type", "--tied", "--untied", "--seed", "--rope-theta", "--tokenizer"}) {
+                "--context", "--type", "--tied", "--untied", "--seed", "--rope-theta", "--tokenizer", "--head-dim", "--sliding-window"}) {
             assertTrue(r.out().contains(option), option + " missing from:\n" + r.out());
         }
         assertTrue(r.out().contains("Q8_0"), r.out());
@@ -83,6 +83,35 @@ class MakeTestModelCommandTest {
             assertEquals(10, g.getInt("general.file_type"));
             for (var t : g.tensors()) if (t.nDims() == 2) assertEquals(GgmlType.Q2_K, t.type(), t.name());
         }
+    }
+
+    @Test
+    void writesQwen3AndGemma3() {
+        Path qwen3 = dir.resolve("qwen3.gguf");
+        Run r = run("make-test-model", "--out", qwen3.toString(), "--arch", "qwen3", "--head-dim", "48", "--vocab", "300");
+        assertEquals(0, r.code(), r.err());
+        try (GgufFile g = GgufFile.open(qwen3)) {
+            ModelConfig c = ModelConfig.fromGguf(g);
+            assertEquals(Arch.QWEN3, c.arch());
+            assertEquals(48, c.headDim());
+            assertEquals(48, g.tensor("blk.1.attn_k_norm.weight").dim(0));
+            assertEquals(0, c.slidingWindow());
+        }
+        Path gemma3 = dir.resolve("gemma3.gguf");
+        r = run("make-test-model", "--out", gemma3.toString(), "--arch", "gemma3", "--layers", "6", "--sliding-window", "16",
+                "--vocab", "300", "--tied");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().contains("sliding window 16 (every 6th layer global)"), r.out());
+        try (GgufFile g = GgufFile.open(gemma3)) {
+            ModelConfig c = ModelConfig.fromGguf(g);
+            assertEquals(Arch.GEMMA3, c.arch());
+            assertEquals(new ModelConfig.LayerAttention(16, 6, 10000f, 0f), c.layerAttention());
+            assertTrue(g.hasTensor("blk.5.post_ffw_norm.weight"));
+            assertTrue(g.hasTensor("blk.5.post_attention_norm.weight"));
+        }
+        r = run("make-test-model", "--out", dir.resolve("bad.gguf").toString(), "--arch", "llama", "--head-dim", "32");
+        assertEquals(2, r.code());
+        assertTrue(r.err().contains("llama needs head-dim = dim / heads"), r.err());
     }
 
     @Test

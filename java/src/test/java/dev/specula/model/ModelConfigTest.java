@@ -231,6 +231,43 @@ class ModelConfigTest {
         assertTrue(m.tiedEmbeddings());
     }
 
+    // The fields of Qwen3-0.6B's and gemma-3-1b-it's config.json that the engine reads (values as published).
+    private static final String QWEN3 = """
+            {"model_type": "qwen3", "hidden_size": 1024, "intermediate_size": 3072, "num_hidden_layers": 28,
+             "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128, "rms_norm_eps": 1e-06,
+             "rope_theta": 1000000, "max_position_embeddings": 40960, "vocab_size": 151936, "tie_word_embeddings": true,
+             "rope_scaling": null, "sliding_window": null, "use_sliding_window": false, "max_window_layers": 28}
+            """;
+    private static final String GEMMA3 = """
+            {"model_type": "gemma3_text", "hidden_size": 1152, "intermediate_size": 6912, "num_hidden_layers": 26,
+             "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256, "rms_norm_eps": 1e-06,
+             "rope_theta": 1000000, "rope_local_base_freq": 10000, "max_position_embeddings": 32768, "vocab_size": 262144,
+             "sliding_window": 512, "sliding_window_pattern": 6, "query_pre_attn_scalar": 256,
+             "final_logit_softcapping": null, "attn_logit_softcapping": null, "rope_scaling": null,
+             "hidden_activation": "gelu_pytorch_tanh"}
+            """;
+
+    @Test
+    void qwen3AndGemma3AndMistralWindowsFromHfConfig() {
+        ModelConfig q = ModelConfig.fromHf(Path.of("config.json"), hf(QWEN3));
+        assertEquals(Arch.QWEN3, q.arch());
+        assertEquals(128, q.headDim()); // not hidden_size / heads = 64
+        assertEquals(ModelConfig.LayerAttention.NONE, q.layerAttention()); // sliding_window without use_sliding_window
+
+        ModelConfig g = ModelConfig.fromHf(Path.of("config.json"), hf(GEMMA3));
+        assertEquals(Arch.GEMMA3, g.arch());
+        assertEquals(RopeStyle.NEOX, g.ropeStyle());
+        assertTrue(g.tiedEmbeddings()); // transformers' default for gemma3
+        assertEquals(new ModelConfig.LayerAttention(512, 6, 10000f, 0f), g.layerAttention());
+        assertEquals(262144, g.nVocab());
+        ModelConfig scaled = ModelConfig.fromHf(Path.of("config.json"), hf(GEMMA3.replace("\"query_pre_attn_scalar\": 256", "\"query_pre_attn_scalar\": 168")));
+        assertEquals((float) (1 / Math.sqrt(168)), scaled.attnScale());
+
+        ModelConfig m = ModelConfig.fromHf(Path.of("config.json"), hf(LLAMA32.replace("\"llama\"", "\"mistral\", \"sliding_window\": 4096")));
+        assertEquals(ModelConfig.LayerAttention.window(4096), m.layerAttention());
+        assertTrue(m.describe().contains("sliding window 4096 (every layer)"), m.describe());
+    }
+
     @Test
     void badHfConfigsNameTheFile() {
         Path file = Path.of("some", "config.json");
@@ -242,6 +279,10 @@ class ModelConfigTest {
                 {LLAMA32.replace("\"vocab_size\": 128256", "\"vocab_size\": \"many\""), "'vocab_size' is not a 32-bit whole number"},
                 {LLAMA32.replace("\"num_key_value_heads\": 8", "\"num_key_value_heads\": 5"), "n_head 32 is not a multiple of n_head_kv 5"},
                 {LLAMA32.replace("\"low_freq_factor\": 1.0", "\"low_freq_factor\": 5.0"), "llama3 rope scaling needs"},
+                {QWEN3.replace("\"use_sliding_window\": false", "\"use_sliding_window\": true"), "use_sliding_window is true"},
+                {GEMMA3.replace("\"final_logit_softcapping\": null", "\"final_logit_softcapping\": 30.0"), "final_logit_softcapping is set"},
+                {GEMMA3.replace("\"gemma3_text\"", "\"gemma3\", \"text_config\": {}"), "a multimodal gemma3 checkpoint"},
+                {GEMMA3.replace("\"sliding_window_pattern\": 6", "\"layer_types\": [\"full_attention\"]"), "'layer_types' is not a list of 26"},
         };
         for (String[] c : cases) {
             ModelFormatException e = assertThrows(ModelFormatException.class, () -> ModelConfig.fromHf(file, hf(c[0])), c[1]);
