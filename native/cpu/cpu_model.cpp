@@ -21,8 +21,9 @@
 // quantized per row in blocks of 32 once per product, the task's weight rows are packed into
 // the kernel set's int8 layout (a few rows for few tokens, up to INT8_PACK_BYTES for many), and
 // the int8 gemm runs over them. The k-quants (Q2_K..Q6_K) do the same over super-blocks of 256
-// (kquant_dot.hpp: activations quantized as llama.cpp's q8_K, rows unpacked to int8). F32/F16/BF16 keep f32 activations; each output keeps one f32
-// accumulator whose fma sequence is the same in both of their paths. Either way a token's logits
+// (kquant_dot.hpp: activations quantized as llama.cpp's q8_K, rows unpacked to int8). F32/F16/BF16
+// keep f32 activations; each output keeps one f32 accumulator whose fma sequence is the same in
+// both of their paths. Either way a token's logits
 // do not depend on how many tokens shared its call, on its place in a tree, or on the thread
 // count: a tree verification gives exactly the logits that decoding its paths token by token gives.
 //
