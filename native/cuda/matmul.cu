@@ -28,8 +28,9 @@ __host__ __device__ constexpr bool is_quant(int dt) { return dt == DT_Q8_0 || dt
 
 // Both kernels are sized for two blocks of 256 threads per SM (at most 128 registers a thread).
 // The formats of quant_chunks.hpp decode with more live values and ptxas would otherwise take up
-// to ~180 registers at 7 or 8 tokens, leaving one block per SM; the others stay below on their own.
-__host__ __device__ constexpr int min_blocks_per_sm(int dt) { return qb::is_block_decoded(dt) ? 2 : 1; }
+// to ~180 registers, leaving one block per SM: they ask for two. 0 asks for nothing (no
+// .minnctapersm in the PTX), leaving the other dtypes' code as ptxas chooses it by itself.
+__host__ __device__ constexpr int min_blocks_per_sm(int dt) { return qb::is_block_decoded(dt) ? 2 : 0; }
 
 // The switch between the regimes. The streaming kernel reads each weight byte once from HBM but
 // every token's activations once per weight row group from L1: 4n/STREAM_ROWS bytes of
