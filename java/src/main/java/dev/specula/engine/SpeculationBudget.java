@@ -202,7 +202,7 @@ public final class SpeculationBudget {
      * Whether a policy that was just held to plain decoding should still learn from the step
      * ({@link DraftPolicy#observeBatch}): always while it speculates, and on one plain step in
      * {@value #LEARN_EVERY_PLAIN} while backed off. Learning is part of what speculation costs (Token Recycling's
-     * top-k of a whole vocabulary row measured at a tenth of a plain step on the demo target); backed off, the
+     * top-k of a whole vocabulary row per tree node, a sizeable fraction of a plain step on the demo target); backed off, the
      * policy keeps learning a little, for its next probe, at a small fraction of that cost.
      */
     public synchronized boolean learnsWhilePlain(String policy) {
