@@ -19,8 +19,10 @@ import java.util.Map;
  * bucket's average starts no higher than this prediction).
  *
  * <p>Timings on a shared machine are noisy, and noise only ever slows a step, so the averages believe a fast
- * step in full and a slow one in part: a plain step counts as at most {@value #PLAIN_SAMPLE_CAP} times c0, a
- * speculative step as at most {@value #SAMPLE_CAP} times its bucket's average (or prediction). c0 starts as the
+ * step in full and a slow one in part: any step counts as at most {@value #SAMPLE_CAP} times its bucket's average
+ * (or prediction), plain and speculative alike. (With a looser cap for speculative steps, under a load average of
+ * 20 on two cores, two-node prompt-lookup steps averaged 1.4 to 3.5 times c0 while plain steps, held to the
+ * tighter cap, tracked their fast end: speculation that paid was judged to lose.) c0 starts as the
  * fastest of the first {@value #FIRST_PLAIN_STEPS} plain steps and is never above any bucket's average (a bigger
  * tree, the same root and more, cannot cost less). A bucket's first step only warms it up: it is neither averaged
  * nor charged, since what a first step costs once (code compiled and native calls linked on first use, buffers
@@ -87,12 +89,14 @@ public final class SpeculationBudget {
     static final int PLAIN_EVERY = 64;
     /** While speculating: steps between re-measurements of the best bucket's neighbours. */
     static final int NEIGHBOURS_EVERY = 16;
-    /** A plain step slower than this times c0 counts as this (a preempted step must not inflate the yardstick). */
-    static final double PLAIN_SAMPLE_CAP = 1.25;
+
     /** What each node of a tree costs, in plain steps, before any tree was measured (drafting included). */
     static final double UNMEASURED_NODE_COST = 0.5;
-    /** A speculative step slower than this times its bucket's average (or prediction) counts as this. */
-    static final double SAMPLE_CAP = 1.5;
+    /**
+     * A step slower than this times its bucket's average (or prediction) counts as this: plain and speculative
+     * alike, so that both sides of every comparison see the machine's noise the same way.
+     */
+    static final double SAMPLE_CAP = 1.25;
     /** Plain steps whose fastest is the first c0. */
     static final int FIRST_PLAIN_STEPS = 3;
 
@@ -330,7 +334,7 @@ public final class SpeculationBudget {
             return;
         }
         // Noise only ever slows a step, so a fast sample is believed in full and a slow one only in part.
-        double sample = Math.min(seconds, PLAIN_SAMPLE_CAP * a.cost[0]);
+        double sample = Math.min(seconds, SAMPLE_CAP * a.cost[0]);
         a.cost[0] = DECAY * a.cost[0] + (1 - DECAY) * sample;
     }
 
