@@ -109,7 +109,7 @@ class SpeculationBudgetTest {
 
     @Test
     void reprobingIsRareOnceSpeculationLoses() {
-        Machine m = Machine.of(0.1, 0.1);
+        Machine m = Machine.of(0.3, 0.25);
         SpeculationBudget budget = new SpeculationBudget(17, true);
         int steps = 10_000;
         simulate(budget, "bad", m, 0, steps, new SplittableRandom(6));
@@ -120,6 +120,17 @@ class SpeculationBudgetTest {
         assertTrue(a.probes <= bound, a.probes + " probes, bound " + bound);
         assertTrue(a.probes >= 3, "it should still look now and then: " + a.probes);
         assertEquals(a.probes, a.speculativeSteps, "every speculative step of a losing drafter is a probe");
+    }
+
+    @Test
+    void probesThatBreakEvenStayFrequentButArePaidFor() {
+        // prompt lookup finding nothing: a probe is a plain step and a little lookup
+        Machine m = Machine.of(0.04, 0.01);
+        SpeculationBudget budget = new SpeculationBudget(17, true);
+        Run run = simulate(budget, "lookup", m, 0, 4096, new SplittableRandom(10));
+        var a = budget.snapshot("lookup");
+        assertTrue(a.probes > 4096 / SpeculationBudget.MAX_PROBE_GAP, "break-even probes do not thin out: " + a.probes);
+        assertTrue(run.ratio() <= 1 + SpeculationBudget.ALLOWANCE + 0.005, "but the allowance pays for them: " + run.ratio());
     }
 
     @Test
@@ -147,7 +158,7 @@ class SpeculationBudgetTest {
 
     @Test
     void policiesHaveSeparateAccounts() {
-        Machine m = Machine.of(0.02, 0);
+        Machine m = Machine.of(0.2, 0.1);
         SpeculationBudget budget = new SpeculationBudget(17, true);
         SplittableRandom rng = new SplittableRandom(9);
         Run good = new Run(), bad = new Run();
