@@ -6,7 +6,7 @@ import picocli.CommandLine.Command;
 /** The `specula` command line. */
 @Command(name = "specula", mixinStandardHelpOptions = true, versionProvider = VersionProvider.class,
         description = "Lossless speculative decoding for Llama-family models.",
-        subcommands = {InfoCommand.class, DemoCommand.class, RunCommand.class, ChatCommand.class, ServeCommand.class, BenchCommand.class, MakeTestModelCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {InfoCommand.class, DemoCommand.class, RunCommand.class, ChatCommand.class, BenchCommand.class, ServeCommand.class, MakeTestModelCommand.class, CommandLine.HelpCommand.class})
 public final class SpeculaCli implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
