@@ -206,11 +206,13 @@ void check_set(const KernelSet *ks) {
                         fprintf(stderr, "  %s %s dtype %d K %lld T %d row %d tok %d: %.9g, want %.9g\n", q.name, what, dtype, (long long)K, T, r,
                                 t, got, w);
                 };
+                CHECK(q.tile_tokens <= n_tok);
                 for (int T = 1; T <= q.tile_tokens; T++)
                     for (int r = 0; r < n_rows; r++) {
+                        const int t0 = std::min(T - 1, n_tok - T); // tokens at varying offsets
                         float out[16];
-                        q.tile(dtype, rows[(size_t)r].data(), K, qx.data() + (T - 1) * xs, xs, T, out, nullptr, 0);
-                        for (int t = 0; t < T; t++) compare("tile", T, r, T - 1 + t, out[t]);
+                        q.tile(dtype, rows[(size_t)r].data(), K, qx.data() + t0 * xs, xs, T, out, nullptr, 0);
+                        for (int t = 0; t < T; t++) compare("tile", T, r, t0 + t, out[t]);
                     }
                 for (int T = 1; T <= q.tokens; T++)
                     for (int t0 = 0; t0 + T <= n_tok; t0 += 2)
