@@ -261,7 +261,7 @@ void test_bad_heads(spec_context *ctx) {
     std::memset(&a, 0, sizeof a);
     CHECK_FAILS(ctx, spec_heads_forward(h, &a), SPEC_ERR_INVALID_ARGUMENT, "not finalized");
     CHECK_OK(spec_heads_destroy(h));
-    CHECK_FAILS(NULL, spec_heads_destroy(h), SPEC_ERR_INVALID_HANDLE, "heads");
+    CHECK_FAILS(NULL, spec_heads_destroy(nullptr), SPEC_ERR_INVALID_HANDLE, "heads is null");
     spec_model_destroy(model);
 }
 

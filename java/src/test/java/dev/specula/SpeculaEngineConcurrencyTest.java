@@ -36,6 +36,7 @@ class SpeculaEngineConcurrencyTest {
     static Path temp;
     static Path target;
     static Path draft;
+    static Path heads;
 
     @BeforeAll
     static void writeModels() {
@@ -43,10 +44,11 @@ class SpeculaEngineConcurrencyTest {
         TinyModel.maker(2).write(target);
         draft = temp.resolve("draft.gguf"); // the same tokenizer, a smaller model
         TinyModel.maker(1).dim(32).heads(2).kvHeads(1).ff(64).seed(8).write(draft);
+        heads = dev.specula.model.HeadsFixture.writeBoth(temp.resolve("heads"), target);
     }
 
     static SpeculaEngine.Builder builder() {
-        return SpeculaEngine.builder().model(target).draftModel(draft).contextLength(256).threads(2);
+        return SpeculaEngine.builder().model(target).draftModel(draft).heads(heads).contextLength(256).threads(2);
     }
 
     /** What one request ended as. */

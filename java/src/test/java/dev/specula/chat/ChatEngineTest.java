@@ -44,7 +44,8 @@ class ChatEngineTest {
     }
 
     private static SpeculaEngine engine(Path path) {
-        return SpeculaEngine.builder().model(path).drafter(Drafter.RECYCLING).draftModel(draft).contextLength(1024).batch(1).build();
+        return SpeculaEngine.builder().model(path).drafter(Drafter.RECYCLING).draftModel(draft)
+                .heads(dev.specula.model.HeadsFixture.writeBoth(dir.resolve("heads-" + path.getFileName()), path)).contextLength(1024).batch(1).build();
     }
 
     private static int id(Tokenizer t, String text) {

@@ -81,6 +81,24 @@ public final class HeadsFixture {
         return f;
     }
 
+    /**
+     * Random Medusa and Hydra heads (3 heads, 1 block, on the target's LM head) for a target of e and v, in dir/medusa
+     * and dir/hydra: one folder that serves both drafters. Returns dir.
+     */
+    public static Path writeBoth(Path dir, int e, int v) {
+        medusa(3, 1, e, v, false, "F16", 51).write(dir.resolve("medusa"));
+        hydra(3, 1, e, v, false, "F16", 52).write(dir.resolve("hydra"));
+        return dir;
+    }
+
+    /** As {@link #writeBoth(Path, int, int)}, sized for the model file at model. */
+    public static Path writeBoth(Path dir, Path model) {
+        if (Files.isDirectory(dir)) return dir; // written before (and maybe mapped by an engine): not rewritten
+        try (ModelFile file = ModelFile.open(model)) {
+            return writeBoth(dir, file.config().nEmbd(), file.config().nVocab());
+        }
+    }
+
     /** Writes config.json and the weights file into dir; returns dir. */
     public Path write(Path dir) {
         try {
