@@ -26,9 +26,6 @@ import org.junit.jupiter.api.io.TempDir;
  * engine frees its native memory only after the last request left it (a use-after-free would crash the JVM here).
  */
 class SpeculaEngineConcurrencyTest {
-    /** The drafters a random model without a heads file can run. */
-    private static final Drafter[] HEADLESS = java.util.Arrays.stream(Drafter.values()).filter(d -> !d.needsHeads()).toArray(Drafter[]::new);
-
     static final List<String> PROMPTS = List.of("int x = 1;", "for (int i = 0; i < n; i++) {", "class A { void f() {", "return a + b;");
     static final int MAX_TOKENS = 24;
 
@@ -75,7 +72,7 @@ class SpeculaEngineConcurrencyTest {
                 try {
                     while (true) {
                         String prompt = PROMPTS.get(rng.nextInt(PROMPTS.size()));
-                        Drafter drafter = HEADLESS[rng.nextInt(HEADLESS.length)];
+                        Drafter drafter = Drafter.values()[rng.nextInt(Drafter.values().length)];
                         boolean greedy = rng.nextBoolean();
                         SamplingOptions sampling = greedy ? SamplingOptions.GREEDY : SamplingOptions.sampled(0.9f, rng.nextLong());
                         if (drafter == Drafter.NONE && !greedy && rng.nextBoolean()) sampling = sampling.withMinP(0.05f).withRepetitionPenalty(1.2f, 16);

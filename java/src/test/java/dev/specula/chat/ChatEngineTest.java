@@ -94,7 +94,6 @@ class ChatEngineTest {
                     .stopTokens(chat.endOfTurnTokens()).maxTokens(40).drafter(Drafter.NONE).build(), t -> { }, () -> false);
             assertNull(plain.speculation());
             for (Drafter drafter : Drafter.values()) {
-                if (drafter.needsHeads()) continue; // no heads file for this engine: DemoHeadsTest covers them
                 StringBuilder streamed = new StringBuilder();
                 ChatResult r = chat.chat(conversation, ChatOptions.defaults().withMaxTokens(40).withDrafter(drafter), streamed::append, () -> false);
                 assertArrayEquals(plain.tokens(), r.generation().tokens(), drafter.toString());
