@@ -683,6 +683,18 @@ struct Pass {
     const SeqRun &seq_of(int32_t row) const { return seqs[(size_t)row_seq[(size_t)row]]; }
 };
 
+// Adds slot to a key set held as count runs at data[2 * first ...] (slot, length pairs): it extends the
+// last run when it follows it, else starts a run.
+void append_slot(std::vector<int32_t> &data, int32_t first, int32_t &count, int32_t slot) {
+    if (count > 0 && data[2 * (first + count - 1)] + data[2 * (first + count - 1) + 1] == slot) {
+        data[2 * (first + count - 1) + 1]++;
+    } else {
+        data.push_back(slot);
+        data.push_back(1);
+        count++;
+    }
+}
+
 // With a sliding window: each token's keys for local layers, the slots of its key set whose
 // position is above its own minus the window, in the same order (so that a token's local keys, like
 // its global ones, do not depend on where in a tree it sits).
@@ -701,13 +713,7 @@ void local_key_sets(KvState &st, const spec_forward_args &a, int32_t window) {
             for (int32_t s = s0; s < s0 + len; s++) {
                 if (st.slot_pos[s] <= lowest) continue;
                 keys++;
-                if (count > 0 && st.lrun_data[2 * (first + count - 1)] + st.lrun_data[2 * (first + count - 1) + 1] == s) {
-                    st.lrun_data[2 * (first + count - 1) + 1]++;
-                } else {
-                    st.lrun_data.push_back(s);
-                    st.lrun_data.push_back(1);
-                    count++;
-                }
+                append_slot(st.lrun_data, first, count, s);
             }
         }
         st.lrun_first[i] = first;
@@ -746,14 +752,7 @@ int32_t key_sets(KvState &st, const spec_forward_args &a, int32_t C) {
             count = st.run_count[p];
             st.n_keys[i] = st.n_keys[p] + 1;
         }
-        const int32_t slot = C + i;
-        if (count > 0 && st.run_data[2 * (first + count - 1)] + st.run_data[2 * (first + count - 1) + 1] == slot) {
-            st.run_data[2 * (first + count - 1) + 1]++;
-        } else {
-            st.run_data.push_back(slot);
-            st.run_data.push_back(1);
-            count++;
-        }
+        append_slot(st.run_data, first, count, C + i);
         st.run_first[i] = first;
         st.run_count[i] = count;
         max_keys = std::max(max_keys, st.n_keys[i]);
