@@ -554,16 +554,22 @@ Status oom(Failure &err, const char *what) {
 
 void choose_kernels(ModelState &ms) { ms.ks = select_kernels(); }
 
+// A weight read in place as a matrix (empty when the weight is absent).
+Mat weight_mat(const spec_weight &w) {
+    Mat M;
+    if (!w.data) return M;
+    M.data = (const uint8_t *)w.data;
+    M.dtype = w.dtype;
+    M.rows = w.rows;
+    M.cols = w.cols;
+    M.row_bytes = dtype_row_bytes(w.dtype, w.cols);
+    return M;
+}
+
 void place_matrices(spec_model *m, ModelState &ms) {
     const spec_model_config &c = m->config;
     auto mat = [&](int role, int layer) {
-        const spec_weight &w = m->w(role, layer);
-        Mat M;
-        M.data = (const uint8_t *)w.data;
-        M.dtype = w.dtype;
-        M.rows = w.rows;
-        M.cols = w.cols;
-        M.row_bytes = dtype_row_bytes(w.dtype, w.cols);
+        Mat M = weight_mat(m->w(role, layer));
         ms.max_cols = std::max(ms.max_cols, M.cols);
         return M;
     };
@@ -1110,17 +1116,6 @@ struct HeadsState {
     int64_t max_in = 0;
     std::vector<float> x, y, r; // [rows][max_in], [rows][E], [rows][E]
 };
-
-Mat weight_mat(const spec_weight &w) {
-    Mat M;
-    if (!w.data) return M;
-    M.data = (const uint8_t *)w.data;
-    M.dtype = w.dtype;
-    M.rows = w.rows;
-    M.cols = w.cols;
-    M.row_bytes = dtype_row_bytes(w.dtype, w.cols);
-    return M;
-}
 
 Status heads_finalize_impl(spec_heads *hd, Failure &err) {
     (void)err;
