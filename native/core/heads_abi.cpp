@@ -1,7 +1,10 @@
-// The draft heads' ABI entry points (ABI 0.8): validate, then run on the cpu backend, which is the
-// only one that implements heads so far (the others answer SPEC_ERR_UNSUPPORTED at creation).
+// The draft heads' ABI entry points (ABI 0.8): validate, then run on the target's backend (cpu, or
+// cuda when it is built in; any other answers SPEC_ERR_UNSUPPORTED at creation).
 #include "abi_guard.hpp"
 #include "../cpu/cpu_model.hpp"
+#ifdef SPECULA_WITH_CUDA
+#include "../cuda/model.cuh"
+#endif
 
 namespace specula {
 namespace {
@@ -9,6 +12,33 @@ namespace {
 const char *head_role_name(int32_t role) {
     static const char *const names[] = {"BLOCK", "BLOCK_BIAS", "BLOCK_RES", "BLOCK_RES_BIAS", "PROJ", "PROJ_BIAS"};
     return role >= 0 && role < SPEC_HW_ROLE_COUNT ? names[role] : "unknown";
+}
+
+// The target backend's heads functions.
+bool heads_supported(const Backend *b) {
+#ifdef SPECULA_WITH_CUDA
+    if (b == cuda_backend()) return true;
+#endif
+    return b == cpu_backend();
+}
+bool on_cpu(const spec_heads *h) { return h->target->ctx->backend == cpu_backend(); }
+Status backend_heads_finalize(spec_heads *h, Failure &err) {
+#ifdef SPECULA_WITH_CUDA
+    if (!on_cpu(h)) return cuda::heads_finalize(h, err);
+#endif
+    return cpu::heads_finalize(h, err);
+}
+void backend_heads_release(spec_heads *h) {
+#ifdef SPECULA_WITH_CUDA
+    if (!on_cpu(h)) return cuda::heads_release(h);
+#endif
+    cpu::heads_release(h);
+}
+Status backend_heads_forward(spec_heads *h, const spec_heads_forward_args &a, Failure &err) {
+#ifdef SPECULA_WITH_CUDA
+    if (!on_cpu(h)) return cuda::heads_forward(h, a, err);
+#endif
+    return cpu::heads_forward(h, a, err);
 }
 
 spec_status validate_heads_config(const spec_heads_config &c, Failure &err) {
@@ -60,8 +90,8 @@ SPEC_API spec_status spec_heads_create(spec_model *target, const spec_heads_conf
         if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_heads_create: target model %s", handle_problem(target));
         if (!config || !out) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_heads_create: config or out is null");
         *out = nullptr;
-        if (target->ctx->backend != cpu_backend())
-            FAIL(err, SPEC_ERR_UNSUPPORTED, "spec_heads_create: draft heads are not implemented on the %s backend yet (cpu only)",
+        if (!heads_supported(target->ctx->backend))
+            FAIL(err, SPEC_ERR_UNSUPPORTED, "spec_heads_create: draft heads are not implemented on the %s backend",
                  target->ctx->backend->name());
         if (validate_heads_config(*config, err)) return err.status;
         auto *h = new spec_heads();
@@ -77,7 +107,7 @@ SPEC_API spec_status spec_heads_create(spec_model *target, const spec_heads_conf
 SPEC_API spec_status spec_heads_destroy(spec_heads *heads) {
     return guarded(nullptr, [&](Failure &err) -> spec_status {
         if (!live_heads(heads)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_heads_destroy: heads %s", handle_problem(heads));
-        if (heads->finalized) cpu::heads_release(heads);
+        if (heads->finalized) backend_heads_release(heads);
         heads->tag = TAG_DEAD;
         delete heads;
         return SPEC_OK;
@@ -146,7 +176,7 @@ SPEC_API spec_status spec_heads_finalize(spec_heads *heads) {
                              proj ? "" : " block ", proj ? 0 : b);
                 }
         }
-        spec_status st = cpu::heads_finalize(heads, err);
+        spec_status st = backend_heads_finalize(heads, err);
         if (st == SPEC_OK) heads->finalized = true;
         return st;
     });
@@ -183,7 +213,7 @@ SPEC_API spec_status spec_heads_forward(spec_heads *heads, const spec_heads_forw
         } else if (args->tokens) {
             FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: unconditioned (Medusa) heads take no tokens", fn);
         }
-        return cpu::heads_forward(heads, *args, err);
+        return backend_heads_forward(heads, *args, err);
     });
 }
 

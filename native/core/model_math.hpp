@@ -84,6 +84,23 @@ inline spec_model_config local_rope_config(const spec_model_config &c) {
     return l;
 }
 
+// Whether layer l rotates with the local rope (rope_theta_local), as the cpu backend chooses: a
+// local layer of a model that sets rope_theta_local; every other layer takes the global rope.
+inline bool uses_local_rope(const spec_model_config &c, int32_t l) { return is_local_layer(c, l) && c.rope_theta_local > 0.0f; }
+
+// Whether a key computed at position key_pos is visible to a query at query_pos in a layer with
+// this sliding window (0 = none: every key): key_pos > query_pos - window, in 64 bits so that no
+// position overflows.
+SPEC_HD bool key_in_window(int32_t key_pos, int32_t query_pos, int32_t window) {
+    return window <= 0 || (int64_t)key_pos > (int64_t)query_pos - (int64_t)window;
+}
+
+// The factor embeddings are multiplied by: sqrt(n_embd) rounded to float first for gemma3 (as
+// llama.cpp does), 1 (exact: no change) for the others.
+inline float embedding_scale(const spec_model_config &c) {
+    return c.arch == SPEC_ARCH_GEMMA3 ? std::sqrt((float)c.n_embd) : 1.0f;
+}
+
 // The softmax scale of q.k.
 inline float attention_scale(const spec_model_config &c) {
     return c.attn_scale > 0.0f ? c.attn_scale : 1.0f / std::sqrt((float)c.head_dim);
@@ -94,6 +111,16 @@ inline float attention_scale(const spec_model_config &c) {
 // The factor rmsnorm multiplies a row by, from its sum of squares (accumulated in double).
 SPEC_HD float rms_scale(double sum_squares, int64_t n, float eps) {
     return (float)(1.0 / sqrt(sum_squares / (double)n + (double)eps));
+}
+
+// out = x * rms_scale * w over n elements, the sum of squares accumulated in double in index
+// order: the cpu backend's rmsnorm, step for step (its per-head q/k norms, and on the device one
+// thread's norm of one head). out may be x.
+SPEC_HD void rmsnorm_row(const float *x, const float *w, float *out, int64_t n, float eps) {
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++) ss = ss + km::dmul((double)x[i], (double)x[i]);
+    const float s = rms_scale(ss, n, eps);
+    for (int64_t i = 0; i < n; i++) out[i] = km::fmul(km::fmul(x[i], s), w[i]);
 }
 
 // silu(x) = x / (1 + e^-x). (The cpu backend's vector kernels compute the same expression with
@@ -108,9 +135,17 @@ SPEC_HD float silu(float x) {
 
 // gelu with the tanh approximation (gemma's FFN activation), in float:
 // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
-inline float gelu_tanh(float x) {
+// Each operation rounded on its own (no fused multiply-add), in the order the expression reads, on
+// both backends; only tanh itself may differ by an ulp between the host's and the device's.
+SPEC_HD float gelu_tanh(float x) {
     const float sqrt_2_over_pi = 0.79788456080286535588f;
-    return 0.5f * x * (1.0f + std::tanh(sqrt_2_over_pi * x * (1.0f + 0.044715f * x * x)));
+    const float inner = km::fmul(km::fmul(sqrt_2_over_pi, x), km::fadd(1.0f, km::fmul(km::fmul(0.044715f, x), x)));
+#ifdef __CUDA_ARCH__
+    const float t = tanhf(inner);
+#else
+    const float t = std::tanh(inner);
+#endif
+    return km::fmul(km::fmul(0.5f, x), km::fadd(1.0f, t));
 }
 
 // Element k of a weight row, exactly: F32, F16, BF16, the GGML blocks of Q8_0 / Q4_0 as the

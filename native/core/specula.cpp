@@ -168,16 +168,6 @@ const char *arch_name(int32_t arch) {
     }
 }
 
-// What the cuda backend cannot run yet (ABI 0.8's architectures and sliding windows have no kernels
-// there), refused at finalize with the missing feature named; nullptr when it can.
-const char *cuda_missing_feature(const spec_model_config &c) {
-    if (c.arch == SPEC_ARCH_QWEN3) return "qwen3's per-head q/k RMSNorm";
-    if (c.arch == SPEC_ARCH_GEMMA3) return "gemma3 (q/k norms, post-block norms, GELU FFN, local/global layers)";
-    if (c.sliding_window > 0) return "sliding-window attention";
-    if (c.attn_scale != 0.0f) return "a softmax scale other than 1/sqrt(head_dim)";
-    return nullptr;
-}
-
 spec_status validate_config(const spec_model_config &c, Failure &err) {
     if (c.arch < SPEC_ARCH_LLAMA || c.arch > SPEC_ARCH_GEMMA3) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "unknown arch %d", c.arch);
     struct { const char *name; int32_t v; int32_t max; } dims[] = {
@@ -282,9 +272,6 @@ spec_status prepare_forward(spec_model *model, spec_kv *kv, const spec_forward_a
         FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: stop_at_exit runs no final layers, so logits_mode must be NONE (use exit_logits)", who);
     // ABI 0.8: the final hidden rows, also seen by the backend from their offset on.
     if (args->final_hidden) {
-        if (model->ctx->backend != cpu_backend())
-            FAIL(err, SPEC_ERR_UNSUPPORTED, "%s: final_hidden is not implemented on the %s backend yet (cpu only)", who,
-                 model->ctx->backend->name());
         if (args->stop_at_exit) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: stop_at_exit runs no final layers, so no final_hidden", who);
         const uint64_t need = (uint64_t)n * c.n_embd * 4;
         if (check_out(args->final_hidden, 1, "final_hidden")) return err.status;
@@ -663,10 +650,6 @@ SPEC_API spec_status spec_model_finalize(spec_model *model) {
             int n = !!model->weights[SPEC_W_ATTN_Q_BIAS][l].data + !!model->weights[SPEC_W_ATTN_K_BIAS][l].data +
                     !!model->weights[SPEC_W_ATTN_V_BIAS][l].data;
             if (n != 0 && n != 3) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "layer %d has %d of the 3 q/k/v biases", l, n);
-        }
-        if (std::strcmp(model->ctx->backend->name(), "cuda") == 0) {
-            if (const char *missing = cuda_missing_feature(model->config))
-                FAIL(err, SPEC_ERR_UNSUPPORTED, "cuda: the cuda backend does not run %s yet (use the cpu backend)", missing);
         }
         spec_status st = model->ctx->backend->model_finalize(model, err);
         if (st == SPEC_OK) model->finalized = true;

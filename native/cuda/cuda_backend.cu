@@ -149,7 +149,7 @@ public:
 
     Status memory_plan(const spec_model_config &c, const spec_memory_request &r, spec_memory_plan *p, Failure &) override {
         p->weights = cuda::model_weight_bytes(c, r.weight_bytes);
-        p->kv_caches = kv_cache_bytes(c, r.kv_capacity) * (uint64_t)r.n_sequences;
+        p->kv_caches = cuda::kv_bytes(c, r.kv_capacity) * (uint64_t)r.n_sequences;
         p->model_scratch = cuda::model_scratch_bytes(c);
         p->kernel_scratch = r.max_tree_nodes ? cuda::kernel_scratch_bytes(r.n_sequences, r.max_tree_nodes, c.n_vocab, r.recycler_k) : 0;
         p->recycler = cuda::recycler_bytes(c.n_vocab, r.recycler_k);

@@ -39,10 +39,12 @@ struct GraphKey {
     int32_t head_rows = 0;  // bucket_rows of the rows the LM head runs over; 0 = no head
     int32_t exit_layer = 0; // 0 = none
     bool exit_hidden = false, exit_logits = false, stop_at_exit = false;
+    bool final_hidden = false; // ABI 0.8: the rows after the output norm go out (StepSeq::final_hidden)
 
     uint64_t pack() const {
         return (uint64_t)(uint32_t)rows | (uint64_t)(uint32_t)head_rows << 16 | (uint64_t)(uint32_t)exit_layer << 32 |
-               (uint64_t)exit_hidden << 56 | (uint64_t)exit_logits << 57 | (uint64_t)stop_at_exit << 58;
+               (uint64_t)exit_hidden << 56 | (uint64_t)exit_logits << 57 | (uint64_t)stop_at_exit << 58 |
+               (uint64_t)final_hidden << 59;
     }
 };
 
@@ -70,6 +72,9 @@ struct StepSeq {
     int32_t n_rows;
     int32_t first_slot;   // the cache slot of row first_row: committed length + its index in the call
     int32_t tile0;        // its first attention tile (attn_seq_tiles of the sequences before it)
+    uint64_t slot_positions; // ABI 0.8, sliding window: int32 [capacity], the position each cache slot's
+                             // key was computed at (kv_positions_bytes; 0 without a window)
+    uint64_t final_hidden; // the final_hidden row of its first row in the slice (0 = none)
 };
 
 struct StepHeader {
@@ -86,7 +91,7 @@ struct StepParams {
     int32_t head_src[MAX_ROWS];  // the slice rows the LM head runs over, in row order
     uint64_t head_dst[MAX_ROWS]; // where the logits of head row k go (a caller's logits row)
 };
-static_assert(sizeof(StepRow) == 32 && sizeof(StepSeq) == 48 && sizeof(StepHeader) == 16, "the block is uploaded as bytes");
+static_assert(sizeof(StepRow) == 32 && sizeof(StepSeq) == 64 && sizeof(StepHeader) == 16, "the block is uploaded as bytes");
 
 // Bytes to upload for a slice: the whole block (13 KB), one copy.
 SPEC_HD size_t step_upload_bytes() { return sizeof(StepParams); }
@@ -130,6 +135,7 @@ struct SeqCall {
     int32_t committed = 0, n_tokens = 0, logits_mode = SPEC_LOGITS_NONE;
     int32_t row0 = 0; // its first row among the call's concatenated rows
     uint64_t kv = 0, layer_bytes = 0, logits = 0, exit_hidden = 0, exit_logits = 0;
+    uint64_t slot_positions = 0, final_hidden = 0; // its cache's slot positions (sliding window), its final_hidden
 };
 
 // The parameter block of slice [u0, u0 + n_rows) of a call whose sequences' rows are concatenated
@@ -152,6 +158,8 @@ inline void fill_step(StepParams &sp, const SeqCall *seqs, int32_t n_seqs, int32
         e.layer_bytes = q.layer_bytes;
         e.exit_hidden = q.exit_hidden ? q.exit_hidden + (uint64_t)i0 * erow : 0;
         e.exit_logits = q.exit_logits ? q.exit_logits + (uint64_t)i0 * vrow : 0;
+        e.slot_positions = q.slot_positions;
+        e.final_hidden = q.final_hidden ? q.final_hidden + (uint64_t)i0 * erow : 0;
         e.first_row = lo - u0;
         e.n_rows = hi - lo;
         e.first_slot = q.committed + i0;
@@ -284,10 +292,20 @@ inline bool can_stack(const MatrixPiece *pieces, int n) {
 inline uint64_t weight_alloc_bytes(const spec_model_config &c, uint64_t given_bytes) {
     const uint64_t L = (uint64_t)c.n_layer, E = (uint64_t)c.n_embd;
     const uint64_t QD = (uint64_t)c.n_head * c.head_dim, KD = (uint64_t)c.n_head_kv * c.head_dim;
-    const uint64_t matrices = 2 + 7 * L, vectors = 1 + 5 * L;
-    const uint64_t vector_floats = E + L * (2 * E + QD + 2 * KD);
+    const uint64_t D = (uint64_t)c.head_dim;
+    // vectors: output norm; per layer two norms, three biases, q/k norms, post-attention / post-FFN norms
+    const uint64_t matrices = 2 + 7 * L, vectors = 1 + 9 * L;
+    const uint64_t vector_floats = E + L * (2 * E + QD + 2 * KD + 2 * D + 2 * E);
     const uint64_t rope_bytes = (uint64_t)(rope_dims(c) / 2) * 8;
-    return given_bytes + 256 * (matrices + vectors + 1) + 4 * vector_floats + rope_bytes;
+    // the rope tables: the global one, and the local layers' one (rope_theta_local)
+    return given_bytes + 256 * (matrices + vectors + 2) + 4 * vector_floats + 2 * rope_bytes;
+}
+
+// Device bytes of one KV cache: the cache itself (kv_cache_bytes, as on every backend) and, with a
+// sliding window, the position of each slot's key (int32 [capacity], after the layers), which the
+// attention kernel compares with the query's (key_in_window) and kv_commit moves with the slots.
+inline uint64_t kv_positions_bytes(const spec_model_config &c, int32_t capacity) {
+    return c.sliding_window > 0 ? 4 * (uint64_t)capacity : 0;
 }
 
 // The activation scratch of one model: fixed, for one slice of MAX_ROWS rows.
@@ -297,6 +315,7 @@ struct ScratchLayout {
     size_t qkv = 0;                          // [rows][qkv_width]: q, k, v of a row side by side
     size_t gu = 0;                           // [rows][2 n_ff]: gate, up; silu(gate) * up in the gate half
     size_t rope = 0;                         // [rows][rope_dims / 2][cos, sin]
+    size_t rope_local = 0;                   // the same for local layers (rope_theta_local; else empty)
     size_t head = 0;                         // [rows][n_vocab]: the LM head's output before it is copied out
     size_t part = 0;                         // attention partials
     size_t matmul = 0;                       // matmul()'s scratch
@@ -340,6 +359,7 @@ inline ScratchLayout scratch_layout(const spec_model_config &c, size_t matmul_sc
     s.att = add(4 * R * QD);
     s.gu = add(4 * R * (size_t)gu_width(c));
     s.rope = add(4 * R * (size_t)(rope_dims(c) / 2) * 2);
+    s.rope_local = add(c.sliding_window > 0 && c.rope_theta_local > 0.0f ? 4 * R * (size_t)(rope_dims(c) / 2) * 2 : 0);
     s.head = add(4 * R * V);
     s.part = add(4 * (size_t)attn_partial_floats(c));
     s.matmul = add(matmul_scratch);

@@ -76,6 +76,10 @@ struct Layer {
     DeviceMatrix wqkv, wgu; // the stacked matrices (data null: run wq, wk, wv / gate, up separately)
     const float *attn_norm = nullptr, *ffn_norm = nullptr;
     const float *bq = nullptr, *bk = nullptr, *bv = nullptr;
+    // ABI 0.8: per-head q/k norms (qwen3, gemma3), the blocks' output norms (gemma3), and whether the
+    // layer attends within the sliding window (local: mm::is_local_layer) and rotates with the local rope.
+    const float *q_norm = nullptr, *k_norm = nullptr, *post_attn_norm = nullptr, *post_ffn_norm = nullptr;
+    bool local = false, local_rope = false;
 };
 
 struct GraphEntry {
@@ -94,6 +98,10 @@ struct ModelState {
     const float *output_norm = nullptr;
     const double *inv_freq = nullptr;
     double pos_scale = 1.0;
+    const double *inv_freq_local = nullptr; // the local layers' rope when it differs (rope_theta_local), else null
+    double pos_scale_local = 1.0;
+    float embd_scale = 1.0f; // mm::embedding_scale
+    bool gelu = false;       // gemma3's gelu_tanh(gate) * up instead of silu
     std::vector<Layer> layers;
     bool use_graphs = true;
     bool stack = true; // SPECULA_CUDA_FUSE
@@ -127,6 +135,7 @@ struct ModelState {
 
 struct KvState {
     char *mem = nullptr;
+    int32_t *slot_positions = nullptr; // sliding window: inside mem, after the layers (mm::kv_positions_bytes)
     int32_t pending_layers = 0; // layers whose KV the pending tokens hold (stop_at_exit: fewer)
 };
 
@@ -195,6 +204,7 @@ struct Slice {
     int32_t R, E, D, Hq, Hkv, F, V, QD, KD, half;
     int64_t QKV, GU;
     float *x, *xn, *att, *head;
+    float *rope, *rope_local; // rope_local: null unless local layers have their own rope
     float *q, *k, *v; // row t at t * QKV
     float *g, *u;     // row t at t * GU
 
@@ -202,7 +212,8 @@ struct Slice {
         : ms(m), c(cfg), key(graph_key), P(m.params()), s(m.stream), mms(m.scratch + m.lay.matmul), R(graph_key.rows), E(cfg.n_embd),
           D(cfg.head_dim), Hq(cfg.n_head), Hkv(cfg.n_head_kv), F(cfg.n_ff), V(cfg.n_vocab), QD(Hq * D), KD(Hkv * D),
           half(mm::rope_dims(cfg) / 2), QKV(mm::qkv_width(cfg)), GU(mm::gu_width(cfg)), x(m.f(m.lay.x)), xn(m.f(m.lay.xn)),
-          att(m.f(m.lay.att)), head(m.f(m.lay.head)), q(m.f(m.lay.qkv)), k(q + QD), v(k + KD), g(m.f(m.lay.gu)), u(g + F) {}
+          att(m.f(m.lay.att)), head(m.f(m.lay.head)), rope(m.f(m.lay.rope)), rope_local(m.inv_freq_local ? m.f(m.lay.rope_local) : nullptr),
+          q(m.f(m.lay.qkv)), k(q + QD), v(k + KD), g(m.f(m.lay.gu)), u(g + F) {}
 };
 
 // The LM head over `rows` rows of x into the head scratch.
@@ -214,8 +225,17 @@ Status output_head(const Slice &sl, int32_t rows, Failure &err) {
 
 Status embed(const Slice &sl, Failure &err) {
     const ModelState &ms = sl.ms;
-    return ops::embed(sl.P, ms.embd.data, ms.embd.dtype, ms.embd.row_bytes, sl.E, ms.inv_freq, ms.pos_scale, sl.half, sl.R,
-                      sl.x, ms.f(ms.lay.rope), sl.s, err);
+    ops::Embed a{ms.embd.data, ms.embd.dtype, ms.embd.row_bytes, sl.E, ms.embd_scale, ms.inv_freq, ms.pos_scale,
+                 ms.inv_freq_local, ms.pos_scale_local, sl.half, sl.x, sl.rope, sl.rope_local};
+    return ops::embed(sl.P, a, sl.R, sl.s, err);
+}
+
+// x += W in (a block's output), or with a post-block norm (gemma3) x += rmsnorm(W in) * post_norm
+// (W in into xn, which the block has used up).
+Status add_block_output(const Slice &sl, const DeviceMatrix &W, const float *in, int64_t ld_in, const float *post_norm, Failure &err) {
+    if (!post_norm) return matmul(W, in, ld_in, sl.R, sl.x, sl.E, true, sl.mms, sl.s, err);
+    TRY(matmul(W, in, ld_in, sl.R, sl.xn, sl.E, false, sl.mms, sl.s, err));
+    return ops::add_rmsnorm(sl.xn, post_norm, sl.x, sl.R, sl.E, sl.c.rms_eps, sl.s, err);
 }
 
 Status attention_block(const Slice &sl, const Layer &L, int32_t l, Failure &err) {
@@ -230,12 +250,13 @@ Status attention_block(const Slice &sl, const Layer &L, int32_t l, Failure &err)
         TRY(matmul(L.wk, sl.xn, E, R, sl.k, sl.QKV, false, sl.mms, sl.s, err));
         TRY(matmul(L.wv, sl.xn, E, R, sl.v, sl.QKV, false, sl.mms, sl.s, err));
     }
-    ops::QkvPost qp{sl.q, sl.k, sl.v, sl.QKV, L.bq, L.bk, L.bv, ms.f(ms.lay.rope),
-                    sl.Hq, sl.Hkv, D, sl.half, c.kv_dtype, c.rope_style == SPEC_ROPE_NEOX};
+    ops::QkvPost qp{sl.q, sl.k, sl.v, sl.QKV, L.bq, L.bk, L.bv, L.q_norm, L.k_norm, c.rms_eps,
+                    L.local_rope ? sl.rope_local : sl.rope, sl.Hq, sl.Hkv, D, sl.half, c.kv_dtype, c.rope_style == SPEC_ROPE_NEOX};
     TRY(ops::qkv_post(sl.P, qp, l, R, sl.s, err));
-    ops::Attention at{sl.q, sl.QKV, sl.att, ms.f(ms.lay.part), sl.Hq, sl.Hkv, D, c.kv_dtype, 1.0f / std::sqrt((float)D)};
+    ops::Attention at{sl.q, sl.QKV, sl.att, ms.f(ms.lay.part), sl.Hq, sl.Hkv, D, c.kv_dtype, mm::attention_scale(c),
+                      L.local ? c.sliding_window : 0};
     TRY(ops::attention(sl.P, at, l, R, sl.s, err));
-    return matmul(L.wo, sl.att, sl.QD, R, sl.x, E, true, sl.mms, sl.s, err);
+    return add_block_output(sl, L.wo, sl.att, sl.QD, L.post_attn_norm, err);
 }
 
 Status ffn_block(const Slice &sl, const Layer &L, Failure &err) {
@@ -247,8 +268,8 @@ Status ffn_block(const Slice &sl, const Layer &L, Failure &err) {
         TRY(matmul(L.gate, sl.xn, E, R, sl.g, sl.GU, false, sl.mms, sl.s, err));
         TRY(matmul(L.up, sl.xn, E, R, sl.u, sl.GU, false, sl.mms, sl.s, err));
     }
-    TRY(ops::silu_mul(sl.g, sl.u, sl.GU, R, sl.F, sl.s, err));
-    return matmul(L.down, sl.g, sl.GU, R, sl.x, E, true, sl.mms, sl.s, err);
+    TRY(ops::gate_mul(sl.g, sl.u, sl.GU, R, sl.F, sl.ms.gelu, sl.s, err));
+    return add_block_output(sl, L.down, sl.g, sl.GU, L.post_ffn_norm, err);
 }
 
 Status write_exit_outputs(const Slice &sl, Failure &err) {
@@ -265,6 +286,10 @@ Status write_exit_outputs(const Slice &sl, Failure &err) {
 // layer were just computed for every row, those.
 Status write_logits(const Slice &sl, Failure &err) {
     const mm::GraphKey &key = sl.key;
+    if (key.final_hidden) { // ABI 0.8: every row after the output norm, the numbers the LM head reads
+        TRY(ops::rmsnorm(sl.x, sl.ms.output_norm, sl.xn, sl.R, sl.E, sl.c.rms_eps, nullptr, sl.s, err));
+        TRY(ops::copy_out(sl.P, ops::Dest::FinalHidden, ops::RowsOut::All, sl.xn, sl.E, sl.R, sl.s, err));
+    }
     if (!key.head_rows) return SPEC_OK;
     if (key.exit_layer == sl.c.n_layer && key.exit_logits)
         return ops::copy_out(sl.P, ops::Dest::Logits, ops::RowsOut::HeadRows, sl.head, sl.V, key.head_rows, sl.s, err);
@@ -521,19 +546,36 @@ Status place_vectors(spec_model *m, ModelState &ms, WeightImage &img, Failure &e
         L.bq = vector(SPEC_W_ATTN_Q_BIAS, l);
         L.bk = vector(SPEC_W_ATTN_K_BIAS, l);
         L.bv = vector(SPEC_W_ATTN_V_BIAS, l);
+        L.q_norm = vector(SPEC_W_ATTN_Q_NORM, l);
+        L.k_norm = vector(SPEC_W_ATTN_K_NORM, l);
+        L.post_attn_norm = vector(SPEC_W_ATTN_POST_NORM, l);
+        L.post_ffn_norm = vector(SPEC_W_FFN_POST_NORM, l);
+        L.local = mm::is_local_layer(c, l);
+        L.local_rope = mm::uses_local_rope(c, l);
     }
-    {
-        const int half = mm::rope_dims(c) / 2;
+    ms.embd_scale = mm::embedding_scale(c);
+    ms.gelu = c.arch == SPEC_ARCH_GEMMA3;
+    // The rope frequencies: the global table, and the local layers' when some layer uses it.
+    auto rope_table = [&](const spec_model_config &rc) {
+        const int half = mm::rope_dims(rc) / 2;
         std::vector<char> bytes((size_t)half * 8);
         for (int i = 0; i < half; i++) {
-            const double f = mm::rope_inv_freq(c, i);
+            const double f = mm::rope_inv_freq(rc, i);
             std::memcpy(bytes.data() + 8 * i, &f, 8);
         }
         const uint64_t off = img.place(bytes.size());
-        ms.inv_freq = (const double *)(ms.weights + off);
         img.small.emplace_back(off, std::move(bytes));
-        ms.pos_scale = mm::rope_pos_scale(c);
+        return (const double *)(ms.weights + off);
+    };
+    bool any_local_rope = false;
+    for (const Layer &L : ms.layers) any_local_rope = any_local_rope || L.local_rope;
+    if (any_local_rope) {
+        const spec_model_config lc = mm::local_rope_config(c);
+        ms.inv_freq_local = rope_table(lc);
+        ms.pos_scale_local = mm::rope_pos_scale(lc);
     }
+    ms.inv_freq = rope_table(c);
+    ms.pos_scale = mm::rope_pos_scale(c);
     if (img.at > img.capacity) { // weight_alloc_bytes is an upper bound by construction
         err = failure(SPEC_ERR_INTERNAL, "cuda: model weights need %llu bytes, %llu were planned", (unsigned long long)img.at,
                       (unsigned long long)img.capacity);
@@ -645,8 +687,8 @@ Status upload_step(ModelState &ms, const std::vector<mm::SeqCall> &group, int32_
 
 // What fixes a slice's launches besides its rows: sequences with equal keys can share slices.
 uint64_t exit_config(const spec_forward_args &a) {
-    return (uint64_t)(uint32_t)a.exit_layer << 3 | (uint64_t)(a.exit_hidden != nullptr) << 2 | (uint64_t)(a.exit_logits != nullptr) << 1 |
-           (uint64_t)(a.stop_at_exit != 0);
+    return (uint64_t)(uint32_t)a.exit_layer << 4 | (uint64_t)(a.final_hidden != nullptr) << 3 | (uint64_t)(a.exit_hidden != nullptr) << 2 |
+           (uint64_t)(a.exit_logits != nullptr) << 1 | (uint64_t)(a.stop_at_exit != 0);
 }
 
 Status forward_impl(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args, Failure &err) {
@@ -690,6 +732,8 @@ Status forward_impl(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spe
                 q.logits = a.logits_mode != SPEC_LOGITS_NONE ? (uint64_t)a.logits->ptr : 0;
                 q.exit_hidden = a.exit_hidden ? (uint64_t)a.exit_hidden->ptr : 0;
                 q.exit_logits = a.exit_logits ? (uint64_t)a.exit_logits->ptr : 0;
+                q.slot_positions = (uint64_t)((KvState *)kvs[i]->backend_state)->slot_positions;
+                q.final_hidden = a.final_hidden ? (uint64_t)a.final_hidden->ptr : 0;
                 group.push_back(q);
                 group_rows += a.n_tokens;
             }
@@ -704,6 +748,7 @@ Status forward_impl(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spe
                 key.exit_hidden = first.exit_hidden != nullptr;
                 key.exit_logits = first.exit_logits != nullptr;
                 key.stop_at_exit = first.stop_at_exit != 0;
+                key.final_hidden = first.final_hidden != nullptr;
                 TRY(run_slice(ms, c, key, err));
             }
             g0 = g1;
@@ -715,12 +760,182 @@ Status forward_impl(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spe
     return SPEC_OK;
 }
 
+// ------------------------------------------------------------------ draft heads (ABI 0.8)
+// Medusa / Hydra heads (specula.h, spec_heads) as the cpu backend's heads_forward computes them,
+// with the model's matrix products (matmul) on the model's stream, under its lock, ordered with the
+// legacy stream as a forward is. Head weights are uploaded once at finalize (one allocation, each
+// matrix 256-byte aligned, biases as f32); a head without a projection uses the target's LM head.
+// No graphs: a head's launches take the call's row count, and a head runs a few products.
+
+struct HeadBlock {
+    DeviceMatrix w, res; // res.data null: the identity
+    const float *bias = nullptr, *res_bias = nullptr;
+};
+
+struct HeadsState {
+    char *mem = nullptr;                        // the weights, then the scratch
+    std::vector<std::vector<HeadBlock>> blocks; // [head][block]
+    std::vector<DeviceMatrix> proj;
+    std::vector<const float *> proj_bias;
+    int64_t max_in = 0;                         // the widest block input
+    float *x = nullptr, *y = nullptr, *r = nullptr; // [MAX_ROWS][max_in], [MAX_ROWS][E], [MAX_ROWS][E]
+    int32_t *tokens = nullptr;                  // [MAX_ROWS][SPEC_HEADS_MAX]: a conditioned head's tokens
+    void *mms = nullptr;                        // matmul()'s scratch
+    int device = 0;
+    ~HeadsState() {
+        if (mem) cudaFree(mem);
+    }
+};
+
+static_assert(SLOT_BYTES >= sizeof(int32_t) * mm::MAX_ROWS * SPEC_HEADS_MAX, "a conditioned head's tokens fit one upload slot");
+static_assert(SPEC_MAX_TREE_NODES <= mm::MAX_ROWS, "heads run at most MAX_ROWS rows");
+
+Status heads_finalize_impl(spec_heads *hd, HeadsState &hs, Failure &err) {
+    const spec_heads_config &c = hd->config;
+    const ModelState &ms = *(const ModelState *)hd->target->backend_state;
+    const int32_t E = hd->target->config.n_embd;
+    TRY(select_device(ms.device, err));
+    hs.device = ms.device;
+    // the layout: every matrix and bias (as f32), then the scratch; offsets stand in for the
+    // addresses until the allocation exists, so none is 0 (null: an absent weight)
+    uint64_t at = 256;
+    auto place = [&](uint64_t bytes) {
+        const uint64_t off = mm::align256(at);
+        at = off + bytes;
+        return off;
+    };
+    struct Piece {
+        uint64_t off;
+        const spec_weight *w;
+        bool f32; // a vector converted to f32
+    };
+    std::vector<Piece> pieces;
+    auto matrix = [&](const spec_weight &w, DeviceMatrix &M) {
+        if (!w.data) return;
+        M.dtype = w.dtype;
+        M.rows = w.rows;
+        M.cols = w.cols;
+        M.row_bytes = dtype_row_bytes(w.dtype, w.cols);
+        pieces.push_back(Piece{place(M.row_bytes * (uint64_t)w.rows), &w, false});
+        M.data = (const void *)(uintptr_t)pieces.back().off; // an offset until the allocation exists
+    };
+    auto vector = [&](const spec_weight &w) -> const float * {
+        if (!w.data) return nullptr;
+        pieces.push_back(Piece{place((uint64_t)w.cols * 4), &w, true});
+        return (const float *)(uintptr_t)pieces.back().off;
+    };
+    hs.blocks.resize((size_t)c.n_heads);
+    for (int32_t h = 0; h < c.n_heads; h++) {
+        for (int32_t b = 0; b < c.n_blocks; b++) {
+            HeadBlock B;
+            matrix(hd->w(SPEC_HW_BLOCK, h, b), B.w);
+            matrix(hd->w(SPEC_HW_BLOCK_RES, h, b), B.res);
+            B.bias = vector(hd->w(SPEC_HW_BLOCK_BIAS, h, b));
+            B.res_bias = vector(hd->w(SPEC_HW_BLOCK_RES_BIAS, h, b));
+            hs.max_in = std::max(hs.max_in, B.w.cols);
+            hs.blocks[(size_t)h].push_back(B);
+        }
+        DeviceMatrix P;
+        matrix(hd->w(SPEC_HW_PROJ, h), P);
+        hs.proj.push_back(P);
+        hs.proj_bias.push_back(vector(hd->w(SPEC_HW_PROJ_BIAS, h)));
+    }
+    hs.max_in = std::max<int64_t>(hs.max_in, E);
+    const uint64_t R = mm::MAX_ROWS;
+    const uint64_t x_off = place(4 * R * (uint64_t)hs.max_in), y_off = place(4 * R * (uint64_t)E), r_off = place(4 * R * (uint64_t)E);
+    const uint64_t tok_off = place(4 * R * SPEC_HEADS_MAX);
+    size_t mm_bytes = 0;
+    for (int n = 1; n <= mm::MAX_ROWS; n++)
+        mm_bytes = std::max({mm_bytes, matmul_scratch_bytes(E, n), matmul_scratch_bytes(hs.max_in, n)});
+    const uint64_t mm_off = place(mm_bytes);
+    const uint64_t total = mm::align256(at);
+
+    cudaError_t e = cudaMalloc((void **)&hs.mem, total);
+    if (e != cudaSuccess) {
+        hs.mem = nullptr;
+        cudaGetLastError();
+        err = failure(e == cudaErrorMemoryAllocation ? SPEC_ERR_OUT_OF_MEMORY : SPEC_ERR_DEVICE,
+                      "cuda: cannot allocate %llu bytes for draft heads: %s", (unsigned long long)total, cudaGetErrorString(e));
+        return err.status;
+    }
+    auto rebase = [&](const void *p) { return (const void *)(hs.mem + (uintptr_t)p); };
+    for (auto &blocks : hs.blocks)
+        for (HeadBlock &B : blocks) {
+            B.w.data = rebase(B.w.data);
+            if (B.res.data) B.res.data = rebase(B.res.data);
+            if (B.bias) B.bias = (const float *)rebase(B.bias);
+            if (B.res_bias) B.res_bias = (const float *)rebase(B.res_bias);
+        }
+    for (size_t h = 0; h < hs.proj.size(); h++) {
+        if (hs.proj[h].data) hs.proj[h].data = rebase(hs.proj[h].data);
+        else hs.proj[h] = ms.output; // the target's LM head
+        if (hs.proj_bias[h]) hs.proj_bias[h] = (const float *)rebase(hs.proj_bias[h]);
+    }
+    hs.x = (float *)(hs.mem + x_off);
+    hs.y = (float *)(hs.mem + y_off);
+    hs.r = (float *)(hs.mem + r_off);
+    hs.tokens = (int32_t *)(hs.mem + tok_off);
+    hs.mms = hs.mem + mm_off;
+    // the weights, one copy each (the matrices as given, the vectors converted to f32)
+    for (const Piece &p : pieces) {
+        const spec_weight &w = *p.w;
+        if (p.f32) {
+            std::vector<float> v((size_t)w.cols);
+            for (int64_t i = 0; i < w.cols; i++) v[(size_t)i] = vector_element(w, i);
+            e = cudaMemcpy(hs.mem + p.off, v.data(), v.size() * 4, cudaMemcpyHostToDevice);
+        } else {
+            e = cudaMemcpy(hs.mem + p.off, w.data, dtype_row_bytes(w.dtype, w.cols) * (uint64_t)w.rows, cudaMemcpyHostToDevice);
+        }
+        if (e != cudaSuccess) return cuda_failure(err, e, "cudaMemcpy (draft head weights)");
+    }
+    return SPEC_OK;
+}
+
+Status heads_forward_impl(spec_heads *hd, const spec_heads_forward_args &a, Failure &err) {
+    ModelState &ms = *(ModelState *)hd->target->backend_state;
+    HeadsState &hs = *(HeadsState *)hd->backend_state;
+    const spec_model_config &c = hd->target->config;
+    const int32_t E = c.n_embd, V = c.n_vocab, n = a.n_rows, h = a.head;
+    std::lock_guard<std::mutex> lock(ms.mu);
+    TRY(select_device(ms.device, err));
+    const bool conditioned = hd->config.conditioned != 0;
+    const int64_t in0 = conditioned ? (int64_t)E * (h + 2) : E; // [h] or [h; embd(t_0); ...; embd(t_head)]
+    const float *hidden = (const float *)((const char *)a.hidden->ptr + a.hidden_offset);
+    float *logits = (float *)((char *)a.logits->ptr + a.logits_offset);
+    return ordered_with_legacy(ms, err, [&]() -> Status {
+        if (conditioned) {
+            char *slot = nullptr;
+            TRY(acquire_slot(ms, &slot, err));
+            std::memcpy(slot, a.tokens, sizeof(int32_t) * (size_t)n * (size_t)(h + 1));
+            TRY(upload_slot(ms, hs.tokens, sizeof(int32_t) * (size_t)n * (size_t)(h + 1), err));
+        }
+        TRY(ops::heads_input(hidden, ms.embd.data, ms.embd.dtype, ms.embd.row_bytes, E, hs.tokens, conditioned ? h + 1 : 0, n, hs.x, in0,
+                             ms.stream, err));
+        int64_t in = in0;
+        for (const HeadBlock &B : hs.blocks[(size_t)h]) {
+            // y = silu(W x + c); x = (RES x + res_bias) + y, or x + y
+            TRY(matmul(B.w, hs.x, in, n, hs.y, E, false, hs.mms, ms.stream, err));
+            TRY(ops::heads_bias_silu(hs.y, B.bias, n, E, ms.stream, err));
+            if (B.res.data) TRY(matmul(B.res, hs.x, in, n, hs.r, E, false, hs.mms, ms.stream, err));
+            TRY(ops::heads_residual(hs.x, B.res.data ? hs.r : nullptr, B.res_bias, hs.y, n, E, ms.stream, err));
+            in = E;
+        }
+        TRY(matmul(hs.proj[(size_t)h], hs.x, E, n, logits, V, false, hs.mms, ms.stream, err));
+        if (const float *pb = hs.proj_bias[(size_t)h]) TRY(ops::add_row_bias(logits, V, pb, n, V, ms.stream, err));
+        return SPEC_OK;
+    });
+}
+
 } // namespace
 
 // ------------------------------------------------------------------ the backend's entry points
 
 uint64_t model_weight_bytes(const spec_model_config &config, uint64_t weight_bytes) {
     return mm::weight_alloc_bytes(config, weight_bytes);
+}
+
+uint64_t kv_bytes(const spec_model_config &config, int32_t capacity) {
+    return kv_cache_bytes(config, capacity) + mm::kv_positions_bytes(config, capacity);
 }
 
 uint64_t model_scratch_bytes(const spec_model_config &config) {
@@ -759,7 +974,7 @@ Status kv_init(spec_kv *kv, Failure &err) {
         err = failure(SPEC_ERR_OUT_OF_MEMORY, "cuda: out of host memory for a kv cache");
         return err.status;
     }
-    const uint64_t total = kv_cache_bytes(c, kv->capacity);
+    const uint64_t total = kv_bytes(c, kv->capacity);
     cudaError_t e = cudaMalloc((void **)&ks->mem, total);
     if (e != cudaSuccess) ks->mem = nullptr; // not ours to free, whatever a failed cudaMalloc left there
     else e = cudaMemset(ks->mem, 0, total);   // a slot never written reads as zeros, as on the cpu
@@ -772,6 +987,7 @@ Status kv_init(spec_kv *kv, Failure &err) {
                       cudaGetErrorString(e));
         return err.status;
     }
+    if (mm::kv_positions_bytes(c, kv->capacity)) ks->slot_positions = reinterpret_cast<int32_t *>(ks->mem + kv_cache_bytes(c, kv->capacity));
     kv->backend_state = ks;
     return SPEC_OK;
 }
@@ -817,7 +1033,8 @@ Status kv_commit(spec_kv *kv, int32_t n_path, const int32_t *path, Failure &err)
                 }
             if (!count) break;
             TRY(upload_slot(ms, dev_pairs, sizeof(int32_t) * 2 * (size_t)count, err));
-            TRY(ops::kv_move(ks.mem, layer_bytes, slot_bytes, ks.pending_layers, kv->committed, dev_pairs, count, ms.stream, err));
+            TRY(ops::kv_move(ks.mem, layer_bytes, slot_bytes, ks.pending_layers, kv->committed, dev_pairs, count, ks.slot_positions,
+                             ms.stream, err));
         }
         return SPEC_OK;
     });
@@ -828,6 +1045,46 @@ Status forward(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spec_for
         return forward_impl(m, n_seq, kvs, args, err);
     } catch (const std::bad_alloc &) {
         err = failure(SPEC_ERR_OUT_OF_MEMORY, "cuda: out of host memory for a forward pass");
+        return err.status;
+    }
+}
+
+Status heads_finalize(spec_heads *heads, Failure &err) {
+    std::unique_ptr<HeadsState> hs(new (std::nothrow) HeadsState());
+    if (!hs) {
+        err = failure(SPEC_ERR_OUT_OF_MEMORY, "cuda: out of host memory for draft heads");
+        return err.status;
+    }
+    try {
+        const Status st = heads_finalize_impl(heads, *hs, err);
+        if (st != SPEC_OK) return st;
+    } catch (const std::bad_alloc &) {
+        err = failure(SPEC_ERR_OUT_OF_MEMORY, "cuda: out of host memory while uploading draft heads");
+        return err.status;
+    }
+    heads->backend_state = hs.release();
+    return SPEC_OK;
+}
+
+void heads_release(spec_heads *heads) {
+    auto *hs = (HeadsState *)heads->backend_state;
+    if (hs) {
+        select_device_for_release(hs->device);
+        // heads_forward returns before its kernels finish: wait for the model's stream first
+        if (auto *ms = (ModelState *)heads->target->backend_state) {
+            std::lock_guard<std::mutex> lock(ms->mu);
+            cudaStreamSynchronize(ms->stream);
+        }
+    }
+    delete hs;
+    heads->backend_state = nullptr;
+}
+
+Status heads_forward(spec_heads *heads, const spec_heads_forward_args &args, Failure &err) {
+    try {
+        return heads_forward_impl(heads, args, err);
+    } catch (const std::bad_alloc &) {
+        err = failure(SPEC_ERR_OUT_OF_MEMORY, "cuda: out of host memory for a heads forward");
         return err.status;
     }
 }

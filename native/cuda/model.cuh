@@ -20,5 +20,14 @@ Status forward(spec_model *model, int32_t n_seq, spec_kv *const *kvs, const spec
 // forward passes (`model_scratch`): computed by the same code that allocates.
 uint64_t model_weight_bytes(const spec_model_config &config, uint64_t weight_bytes);
 uint64_t model_scratch_bytes(const spec_model_config &config);
+// Device bytes of one KV cache of capacity positions (kv_cache_bytes, and with a sliding window each
+// slot's position): what kv_init allocates, the memory plan's kv_caches per sequence.
+uint64_t kv_bytes(const spec_model_config &config, int32_t capacity);
+
+// Draft heads over a model of this backend (ABI 0.8; the cpu backend's heads_* twins): weights
+// uploaded at finalize, forward with the model's matrix kernels on its stream (see model.cu).
+Status heads_finalize(spec_heads *heads, Failure &err);
+void heads_release(spec_heads *heads);
+Status heads_forward(spec_heads *heads, const spec_heads_forward_args &args, Failure &err);
 
 } // namespace specula::cuda

@@ -38,23 +38,33 @@ __device__ __forceinline__ void kv_store(char *base, size_t elem, float v, int d
 
 // ---------------------------------------------------------------- embedding and rope table
 
-__global__ void embed_kernel(const mm::StepParams *p, const uint8_t *embd, int32_t dtype, uint64_t row_bytes, int32_t E,
-                             const double *inv_freq, double pos_scale, int32_t half, float *x, float *rope) {
-    const int t = blockIdx.x;
-    float *xr = x + (size_t)t * E;
+__global__ void embed_kernel(const mm::StepParams *p, Embed a) {
+    const int t = blockIdx.x, E = a.n_embd, half = a.rope_half;
+    float *xr = a.x + (size_t)t * E;
     if (t >= p->h.n_rows) {
         for (int e = threadIdx.x; e < E; e += blockDim.x) xr[e] = 0.0f;
         return;
     }
     const mm::StepRow &r = p->rows[t];
-    const uint8_t *row = embd + (uint64_t)r.token * row_bytes;
-    for (int e = threadIdx.x; e < E; e += blockDim.x) xr[e] = mm::dequant_element(dtype, row, e);
-    float *cs = rope + (size_t)t * half * 2;
+    const uint8_t *row = (const uint8_t *)a.embd + (uint64_t)r.token * a.row_bytes;
+    for (int e = threadIdx.x; e < E; e += blockDim.x) xr[e] = km::fmul(mm::dequant_element(a.dtype, row, e), a.scale);
+    float *cs = a.rope + (size_t)t * half * 2;
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        const double ang = mm::rope_angle(r.position, pos_scale, inv_freq[i]);
+        const double ang = mm::rope_angle(r.position, a.pos_scale, a.inv_freq[i]);
         cs[2 * i] = (float)cos(ang);
         cs[2 * i + 1] = (float)sin(ang);
     }
+    if (a.rope_local) {
+        float *lcs = a.rope_local + (size_t)t * half * 2;
+        for (int i = threadIdx.x; i < half; i += blockDim.x) {
+            const double ang = mm::rope_angle(r.position, a.pos_scale_local, a.inv_freq_local[i]);
+            lcs[2 * i] = (float)cos(ang);
+            lcs[2 * i + 1] = (float)sin(ang);
+        }
+    }
+    const mm::StepSeq &sq = p->seqs[r.seq];
+    if (sq.slot_positions && threadIdx.x == 0) // before any layer's attention reads it (stream order)
+        reinterpret_cast<int32_t *>(sq.slot_positions)[sq.first_slot + (t - sq.first_row)] = r.position;
 }
 
 // ---------------------------------------------------------------- rmsnorm
@@ -96,6 +106,13 @@ __global__ void qkv_post_kernel(const mm::StepParams *p, QkvPost a, int32_t laye
         for (int i = threadIdx.x; i < KD; i += blockDim.x) {
             k[i] = km::fadd(k[i], a.bk[i]);
             v[i] = km::fadd(v[i], a.bv[i]);
+        }
+        __syncthreads();
+    }
+    if (a.q_norm) { // per-head RMSNorm before rope (qwen3, gemma3): one thread per head, the cpu's order
+        for (int h = threadIdx.x; h < a.n_head + a.n_head_kv; h += blockDim.x) {
+            float *vec = h < a.n_head ? q + (size_t)h * D : k + (size_t)(h - a.n_head) * D;
+            mm::rmsnorm_row(vec, h < a.n_head ? a.q_norm : a.k_norm, vec, D, a.eps);
         }
         __syncthreads();
     }
@@ -143,6 +160,7 @@ struct AttnDev {
     float *out, *part;
     int32_t layer, D, G, n_head, n_head_kv, rows_total, splits, part_rows;
     float scale;
+    int32_t window; // 0: every key of the key set; else only keys at positions > the query's - window
 };
 
 template <int MAXD, int DT>
@@ -150,6 +168,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(AttnDev a) {
     constexpr int DPL = MAXD / 32;
     extern __shared__ float smem[];
     __shared__ mm::StepRow meta[mm::ATT_ROWS];
+    __shared__ int32_t key_pos[mm::ATT_KEYS]; // with a window: the positions of the tile's keys
     const int D = a.D, G = a.G;
     float *Qs = smem;                            // [ATT_ROWS][D]
     float *Ks = Qs + mm::ATT_ROWS * D;           // [ATT_KEYS][D + 1]: lanes read different rows
@@ -201,8 +220,10 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(AttnDev a) {
     const char *kbase = reinterpret_cast<const char *>(sq.kv) + (size_t)(2 * a.layer) * sq.layer_bytes;
     const char *vbase = kbase + sq.layer_bytes;
     const size_t slot_elems = (size_t)a.n_head_kv * D;
+    const int32_t *slot_pos = a.window > 0 ? reinterpret_cast<const int32_t *>(sq.slot_positions) : nullptr;
     for (int kt = k0; kt < k1; kt += mm::ATT_KEYS) {
         __syncthreads(); // the previous tile is consumed (and Q, meta are in place)
+        if (slot_pos && tid < mm::ATT_KEYS) key_pos[tid] = kt + tid < k1 ? slot_pos[kt + tid] : 0;
         for (int e = tid; e < mm::ATT_KEYS * D; e += ATT_THREADS) {
             const int j = e / D, d = e % D, slot = kt + j;
             float kx = 0.0f, vx = 0.0f;
@@ -220,7 +241,8 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(AttnDev a) {
             const int r = warp * ATT_RPW + i;
             if (row0 + r >= seq_rows) continue; // warp-uniform
             const int slot = kt + lane;
-            const bool ok = slot < k1 && mm::key_allowed(meta[r], slot);
+            const bool ok = slot < k1 && mm::key_allowed(meta[r], slot) &&
+                            (!slot_pos || mm::key_in_window(key_pos[lane], meta[r].position, a.window));
             float s = -INFINITY;
             if (ok) {
                 float dot = 0.0f;
@@ -325,10 +347,21 @@ void *attention_kernel_for(int head_dim, int dtype) {
 // ---------------------------------------------------------------- elementwise and copies
 
 // Grid (column blocks, rows).
-__global__ void silu_mul_kernel(float *g, const float *u, int64_t ld, int64_t width) {
+__global__ void gate_mul_kernel(float *g, const float *u, int64_t ld, int64_t width, bool gelu) {
     const int64_t row = (int64_t)blockIdx.y * ld;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < width; i += (int64_t)gridDim.x * blockDim.x)
-        g[row + i] = km::fmul(mm::silu(g[row + i]), u[row + i]);
+        g[row + i] = km::fmul(gelu ? mm::gelu_tanh(g[row + i]) : mm::silu(g[row + i]), u[row + i]);
+}
+
+// One block per row: x += y * rms_scale(y) * w.
+__global__ void add_rmsnorm_kernel(const float *y, const float *w, float *x, int32_t n, float eps) {
+    __shared__ double red[33];
+    const float *yr = y + (size_t)blockIdx.x * n;
+    float *xr = x + (size_t)blockIdx.x * n;
+    double ss = 0.0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += km::dmul((double)yr[i], (double)yr[i]);
+    const float s = mm::rms_scale(block_sum_f64(ss, red), n, eps);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) xr[i] = km::fadd(xr[i], km::fmul(km::fmul(yr[i], s), w[i]));
 }
 
 // Grid (column blocks, rows): row y of the grid is a slice row (All) or a head row (Head, HeadRows).
@@ -339,7 +372,10 @@ __global__ void copy_out_kernel(const mm::StepParams *p, Dest dest, RowsOut whic
     if (which == RowsOut::All) {
         if (y >= p->h.n_rows) return;
         const mm::StepSeq &sq = p->seqs[p->rows[y].seq];
-        const uint64_t first = dest == Dest::ExitHidden ? sq.exit_hidden : dest == Dest::ExitLogits ? sq.exit_logits : 0;
+        const uint64_t first = dest == Dest::ExitHidden    ? sq.exit_hidden
+                               : dest == Dest::ExitLogits  ? sq.exit_logits
+                               : dest == Dest::FinalHidden ? sq.final_hidden
+                                                           : 0;
         if (!first) return;
         addr = first + (uint64_t)(y - sq.first_row) * (uint64_t)width * 4;
     } else {
@@ -351,8 +387,11 @@ __global__ void copy_out_kernel(const mm::StepParams *p, Dest dest, RowsOut whic
     if (i < width) reinterpret_cast<float *>(addr)[i] = src[src_row * width + i];
 }
 
-__global__ void kv_move_kernel(char *kv, uint64_t layer_bytes, int64_t units, int32_t committed, const int32_t *pairs, int32_t n_pairs) {
+__global__ void kv_move_kernel(char *kv, uint64_t layer_bytes, int64_t units, int32_t committed, const int32_t *pairs, int32_t n_pairs,
+                               int32_t *slot_positions) {
     const int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (slot_positions && e == 0 && blockIdx.y == 0) // the slots' positions move with them, in the same order
+        for (int32_t i = 0; i < n_pairs; i++) slot_positions[committed + pairs[2 * i]] = slot_positions[committed + pairs[2 * i + 1]];
     if (e >= units) return;
     uint16_t *base = reinterpret_cast<uint16_t *>(kv + (uint64_t)blockIdx.y * layer_bytes);
     // In path order: a slot is read before any later move overwrites it (path[j] >= j).
@@ -360,6 +399,37 @@ __global__ void kv_move_kernel(char *kv, uint64_t layer_bytes, int64_t units, in
         const int64_t dst = committed + pairs[2 * i], src = committed + pairs[2 * i + 1];
         base[dst * units + e] = base[src * units + e];
     }
+}
+
+// ---------------------------------------------------------------- draft heads
+
+// One block per row.
+__global__ void heads_input_kernel(const float *hidden, const uint8_t *embd, int32_t dtype, uint64_t row_bytes, int32_t E,
+                                   const int32_t *tokens, int32_t n_tokens, float *x, int64_t ld) {
+    const int j = blockIdx.x;
+    float *xr = x + (size_t)j * ld;
+    for (int e = threadIdx.x; e < E; e += blockDim.x) xr[e] = hidden[e];
+    for (int t = 0; t < n_tokens; t++) {
+        const uint8_t *row = embd + (uint64_t)tokens[j * n_tokens + t] * row_bytes;
+        for (int e = threadIdx.x; e < E; e += blockDim.x) xr[(size_t)(t + 1) * E + e] = mm::dequant_element(dtype, row, e);
+    }
+}
+
+__global__ void heads_bias_silu_kernel(float *y, const float *bias, int64_t total, int32_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = mm::silu(bias ? km::fadd(y[i], bias[i % n]) : y[i]);
+}
+
+__global__ void heads_residual_kernel(float *x, const float *r, const float *res_bias, const float *y, int64_t total, int32_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x)
+        x[i] = r ? km::fadd(res_bias ? km::fadd(r[i], res_bias[i % n]) : r[i], y[i]) : km::fadd(x[i], y[i]);
+}
+
+// Grid (column blocks, rows).
+__global__ void add_row_bias_kernel(float *out, int64_t ld, const float *bias, int64_t n) {
+    float *o = out + (size_t)blockIdx.y * ld;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        o[i] = km::fadd(o[i], bias[i]);
 }
 
 unsigned blocks_for(int64_t n, int per) { return (unsigned)std::max<int64_t>(1, (n + per - 1) / per); }
@@ -378,11 +448,8 @@ Status prepare(int32_t head_dim, Failure &err) {
     return SPEC_OK;
 }
 
-Status embed(const mm::StepParams *p, const void *embd, int32_t embd_dtype, uint64_t embd_row_bytes, int32_t n_embd,
-             const double *inv_freq, double pos_scale, int32_t rope_half, int32_t rows, float *x, float *rope,
-             cudaStream_t stream, Failure &err) {
-    embed_kernel<<<rows, THREADS, 0, stream>>>(p, (const uint8_t *)embd, embd_dtype, embd_row_bytes, n_embd, inv_freq, pos_scale,
-                                               rope_half, x, rope);
+Status embed(const mm::StepParams *p, const Embed &a, int32_t rows, cudaStream_t stream, Failure &err) {
+    embed_kernel<<<rows, THREADS, 0, stream>>>(p, a);
     return check_launch(err, "model embedding kernel");
 }
 
@@ -413,6 +480,7 @@ Status attention(const mm::StepParams *p, const Attention &a, int32_t layer, int
     d.splits = mm::attn_splits(rows, d.G, a.n_head_kv);
     d.part_rows = mm::attn_tiles(rows, d.G) * mm::ATT_ROWS; // rows of the slice's (token, g) pairs
     d.scale = a.scale;
+    d.window = a.window;
     const dim3 grid((unsigned)d.splits, (unsigned)mm::attn_grid_tiles(rows, d.G), (unsigned)a.n_head_kv);
     void *args[] = {&d};
     cudaError_t e = cudaLaunchKernel(attention_kernel_for(a.head_dim, a.kv_dtype), grid, dim3(ATT_THREADS), args,
@@ -425,10 +493,15 @@ Status attention(const mm::StepParams *p, const Attention &a, int32_t layer, int
     return SPEC_OK;
 }
 
-Status silu_mul(float *g, const float *u, int64_t ld, int32_t rows, int64_t width, cudaStream_t stream, Failure &err) {
+Status gate_mul(float *g, const float *u, int64_t ld, int32_t rows, int64_t width, bool gelu, cudaStream_t stream, Failure &err) {
     const dim3 grid(std::min<unsigned>(blocks_for(width, THREADS), 64), (unsigned)rows);
-    silu_mul_kernel<<<grid, THREADS, 0, stream>>>(g, u, ld, width);
-    return check_launch(err, "model silu kernel");
+    gate_mul_kernel<<<grid, THREADS, 0, stream>>>(g, u, ld, width, gelu);
+    return check_launch(err, "model gated activation kernel");
+}
+
+Status add_rmsnorm(const float *y, const float *w, float *x, int32_t rows, int32_t n, float eps, cudaStream_t stream, Failure &err) {
+    add_rmsnorm_kernel<<<rows, THREADS, 0, stream>>>(y, w, x, n, eps);
+    return check_launch(err, "model post-block norm kernel");
 }
 
 Status copy_out(const mm::StepParams *p, Dest dest, RowsOut which, const float *src, int64_t width, int32_t rows,
@@ -439,11 +512,37 @@ Status copy_out(const mm::StepParams *p, Dest dest, RowsOut which, const float *
 }
 
 Status kv_move(void *kv, uint64_t layer_bytes, uint64_t slot_bytes, int32_t n_layers, int32_t committed, const int32_t *pairs,
-               int32_t n_pairs, cudaStream_t stream, Failure &err) {
+               int32_t n_pairs, int32_t *slot_positions, cudaStream_t stream, Failure &err) {
     const int64_t units = (int64_t)(slot_bytes / 2);
     const dim3 grid(blocks_for(units, THREADS), (unsigned)(2 * n_layers));
-    kv_move_kernel<<<grid, THREADS, 0, stream>>>((char *)kv, layer_bytes, units, committed, pairs, n_pairs);
+    kv_move_kernel<<<grid, THREADS, 0, stream>>>((char *)kv, layer_bytes, units, committed, pairs, n_pairs, slot_positions);
     return check_launch(err, "kv_commit kernel");
+}
+
+Status heads_input(const float *hidden, const void *embd, int32_t embd_dtype, uint64_t embd_row_bytes, int32_t n_embd,
+                   const int32_t *tokens, int32_t n_tokens, int32_t rows, float *x, int64_t ld, cudaStream_t stream, Failure &err) {
+    heads_input_kernel<<<rows, THREADS, 0, stream>>>(hidden, (const uint8_t *)embd, embd_dtype, embd_row_bytes, n_embd, tokens, n_tokens,
+                                                     x, ld);
+    return check_launch(err, "heads input kernel");
+}
+
+Status heads_bias_silu(float *y, const float *bias, int32_t rows, int32_t n, cudaStream_t stream, Failure &err) {
+    const int64_t total = (int64_t)rows * n;
+    heads_bias_silu_kernel<<<std::min<unsigned>(blocks_for(total, THREADS), 1024), THREADS, 0, stream>>>(y, bias, total, n);
+    return check_launch(err, "heads activation kernel");
+}
+
+Status heads_residual(float *x, const float *r, const float *res_bias, const float *y, int32_t rows, int32_t n, cudaStream_t stream,
+                      Failure &err) {
+    const int64_t total = (int64_t)rows * n;
+    heads_residual_kernel<<<std::min<unsigned>(blocks_for(total, THREADS), 1024), THREADS, 0, stream>>>(x, r, res_bias, y, total, n);
+    return check_launch(err, "heads residual kernel");
+}
+
+Status add_row_bias(float *out, int64_t ld, const float *bias, int32_t rows, int64_t n, cudaStream_t stream, Failure &err) {
+    const dim3 grid(std::min<unsigned>(blocks_for(n, THREADS), 256), (unsigned)rows);
+    add_row_bias_kernel<<<grid, THREADS, 0, stream>>>(out, ld, bias, n);
+    return check_launch(err, "heads projection bias kernel");
 }
 
 } // namespace specula::cuda::ops

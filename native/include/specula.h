@@ -265,7 +265,7 @@ typedef struct spec_forward_args {
                                * write their rows into one [B][max_tree_nodes][n_vocab] buffer for spec_verify */
     /* ABI 0.8, draft heads: each token's FINAL hidden state, after the output norm (what the LM head reads). */
     spec_buffer *final_hidden;       /* f32 [n_tokens][n_embd] from final_hidden_offset on, optional; not with
-                                      * stop_at_exit; cpu backend only for now (cuda: SPEC_ERR_UNSUPPORTED) */
+                                      * stop_at_exit */
     uint64_t final_hidden_offset;    /* byte offset of the first row in final_hidden */
 } spec_forward_args;
 
@@ -510,7 +510,7 @@ SPEC_API spec_status spec_logits_summarize(spec_context *ctx, const spec_buffer 
  * input is n_embd wide and the linear map RES_b (with its bias) when it is wider (a conditioned head's
  * first block), and finally logits = P x (+ p when the heads have projection biases), n_vocab wide. A head
  * given no P uses the target's own LM head (its SPEC_W_OUTPUT weight) as P.
- * cpu backend only for now: other backends answer SPEC_ERR_UNSUPPORTED. */
+ * Both backends run them (cuda with its own matrix kernels, agreeing with the cpu within their usual tolerance). */
 typedef struct spec_heads spec_heads;
 
 typedef struct spec_heads_config {

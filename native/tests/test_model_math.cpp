@@ -206,6 +206,108 @@ static void test_elementwise(void) {
     printf("  rms_scale, silu (max rel err %.1e), dequantization of 5 dtypes\n", worst);
 }
 
+/* ---------------------------------------------------------------- ABI 0.8 architectures (qwen3, gemma3, windows) */
+
+/* The cpu backend's rmsnorm (native/cpu/cpu_model.cpp), written out as it reads there. */
+static void cpu_rmsnorm(const float *x, const float *w, float *out, int64_t n, float eps) {
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const float s = mm::rms_scale(ss, n, eps);
+    for (int64_t i = 0; i < n; i++) out[i] = x[i] * s * w[i];
+}
+
+/* gemma's gelu as the cpu backend computed it before it moved to model_math.hpp. */
+static float former_gelu_tanh(float x) {
+    const float sqrt_2_over_pi = 0.79788456080286535588f;
+    return 0.5f * x * (1.0f + std::tanh(sqrt_2_over_pi * x * (1.0f + 0.044715f * x * x)));
+}
+
+static void test_arch_math(void) {
+    /* the per-head q/k norm (one thread per head on the device) is the cpu's rmsnorm bit for bit */
+    int rows = 0;
+    for (int n : {1, 2, 10, 16, 24, 64, 128, 256}) {
+        for (int trial = 0; trial < 20; trial++) {
+            std::vector<float> x((size_t)n), w((size_t)n), want((size_t)n), got((size_t)n);
+            const float amp = trial % 3 == 0 ? 1e-3f : trial % 3 == 1 ? 1.0f : 300.0f;
+            for (float &v : x) v = sym(amp);
+            for (float &v : w) v = 1.0f + sym(0.5f);
+            cpu_rmsnorm(x.data(), w.data(), want.data(), n, 1e-6f);
+            mm::rmsnorm_row(x.data(), w.data(), got.data(), n, 1e-6f);
+            CHECK(memcmp(want.data(), got.data(), 4 * (size_t)n) == 0);
+            mm::rmsnorm_row(x.data(), w.data(), x.data(), n, 1e-6f); /* in place, as qkv_post runs it */
+            CHECK(memcmp(want.data(), x.data(), 4 * (size_t)n) == 0);
+            rows++;
+        }
+    }
+    /* gelu_tanh: the former cpu expression exactly, and the tanh form in double closely */
+    double worst = 0.0;
+    int same = 0, total = 0;
+    for (int i = -40000; i <= 40000; i++) {
+        const float x = i * 2.5e-4f * (1 + (i & 7));
+        const float got = mm::gelu_tanh(x), former = former_gelu_tanh(x);
+        same += memcmp(&got, &former, 4) == 0;
+        total++;
+        /* error relative to max(1, |x|): for x well below 0, 1 + tanh cancels in float */
+        const double xd = x, want = 0.5 * xd * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (xd + 0.044715 * xd * xd * xd)));
+        worst = std::max(worst, std::fabs(got - want) / std::max(1.0, std::fabs(xd)));
+    }
+    CHECK(same == total);
+    CHECK(worst < 1e-6);
+    CHECK(mm::gelu_tanh(0.0f) == 0.0f);
+    /* the window predicate against its definition, positions at the int32 extremes included */
+    const int32_t edge[] = {0, 1, 2, 5, 100, 4095, 4096, 1 << 30, 2147483647, -1, -2147483647 - 1};
+    int pairs = 0;
+    for (int32_t kp : edge)
+        for (int32_t qp : edge)
+            for (int32_t w : {0, 1, 2, 3, 4096, 2147483647}) {
+                const bool want = w <= 0 || (long long)kp > (long long)qp - (long long)w;
+                CHECK(mm::key_in_window(kp, qp, w) == want);
+                pairs++;
+            }
+    for (int t = 0; t < 20000; t++) {
+        const int32_t kp = below(5000), qp = below(5000), w = below(300);
+        CHECK(mm::key_in_window(kp, qp, w) == (w == 0 || kp > qp - w));
+    }
+    CHECK(mm::key_in_window(7, 7, 1) && !mm::key_in_window(6, 7, 1)); /* a window of 1: the token itself */
+    /* local / global layers and the rope each takes: gemma3's pattern of 6, every layer local, no window */
+    spec_model_config c = base();
+    CHECK(!mm::is_local_layer(c, 0) && !mm::uses_local_rope(c, 0));
+    c.sliding_window = 512;
+    for (int l = 0; l < 12; l++) CHECK(mm::is_local_layer(c, l) && !mm::uses_local_rope(c, l)); /* swa_pattern 0: all local */
+    c.swa_pattern = 6;
+    c.rope_theta_local = 10000.0f;
+    for (int l = 0; l < 12; l++) {
+        const bool global = l == 5 || l == 11;
+        CHECK(mm::is_local_layer(c, l) == !global && mm::uses_local_rope(c, l) == !global);
+    }
+    c.rope_theta = 1000000.0f;
+    c.rope_scaling = SPEC_ROPE_SCALING_LINEAR;
+    c.rope_factor = 8.0f;
+    const spec_model_config lc = mm::local_rope_config(c);
+    CHECK(lc.rope_theta == 10000.0f && mm::rope_pos_scale(lc) == 1.0 && mm::rope_pos_scale(c) == 0.125);
+    CHECK(mm::rope_inv_freq(lc, 1) == std::pow(10000.0, -2.0 / mm::rope_dims(c)));
+    /* embeddings: sqrt(n_embd) rounded to float first on gemma3, exactly 1 elsewhere */
+    c.n_embd = 640;
+    CHECK(mm::embedding_scale(c) == 1.0f);
+    c.arch = SPEC_ARCH_QWEN3;
+    CHECK(mm::embedding_scale(c) == 1.0f);
+    c.arch = SPEC_ARCH_GEMMA3;
+    CHECK(mm::embedding_scale(c) == std::sqrt(640.0f));
+    /* the softmax scale: 1/sqrt(head_dim) unless the model gives one (gemma3's query_pre_attn_scalar) */
+    c.head_dim = 256;
+    CHECK(mm::attention_scale(c) == 1.0f / 16.0f);
+    c.attn_scale = 0.0625f * 0.5f;
+    CHECK(mm::attention_scale(c) == 0.03125f);
+    /* kv positions: only with a window */
+    c.sliding_window = 0;
+    CHECK(mm::kv_positions_bytes(c, 1000) == 0);
+    c.sliding_window = 4;
+    CHECK(mm::kv_positions_bytes(c, 1000) == 4000);
+    printf("  qwen3/gemma3/windows: per-head rmsnorm = cpu's (%d rows), gelu_tanh = cpu's (%d inputs, err %.1e), "
+           "window predicate (%d edge cases), local layers and their rope\n",
+           rows, total, worst, pairs);
+}
+
 /* ---------------------------------------------------------------- shapes */
 
 static void test_shapes(void) {
@@ -395,13 +497,14 @@ static void test_fill_step(void) {
 /* One sequence of an attention emulation: its cache (slots [0, C + n)) in f32. */
 struct EmuSeq {
     std::vector<float> K, V; /* [slot][Hkv][D] */
+    std::vector<int32_t> pos; /* [slot]: the position each slot's key was computed at (the sliding window's) */
 };
 
 /* Emulates attention_kernel + combine_kernel for one slice: blocks (split, tile, kv head), each
  * tile one sequence's rows (mm::attn_tile_seq), tiles of ATT_KEYS keys, the online softmax of
  * each row, then the merge of the splits. */
 static void emulate_attention(int rows, int G, int Hkv, int D, const mm::StepParams &sp, const std::vector<float> &q,
-                              const std::vector<EmuSeq> &seqs, float scale, std::vector<float> &out) {
+                              const std::vector<EmuSeq> &seqs, float scale, std::vector<float> &out, int window = 0) {
     const int Hq = G * Hkv, splits = mm::attn_splits(rows, G, Hkv);
     const int part_rows = mm::attn_tiles(rows, G) * mm::ATT_ROWS, grid_tiles = mm::attn_grid_tiles(rows, G);
     const int64_t stride = mm::attn_partial_floats_per_row(D);
@@ -436,7 +539,8 @@ static void emulate_attention(int rows, int G, int Hkv, int D, const mm::StepPar
                         for (int j = 0; j < mm::ATT_KEYS; j++) {
                             const int slot = kt + j;
                             s[j] = -INFINITY;
-                            if (slot < k1 && mm::key_allowed(sp.rows[t], slot)) {
+                            if (slot < k1 && mm::key_allowed(sp.rows[t], slot) &&
+                                (window <= 0 || mm::key_in_window(cache.pos[(size_t)slot], sp.rows[t].position, window))) {
                                 float dot = 0.0f;
                                 for (int d = 0; d < D; d++)
                                     dot = std::fma(q[((size_t)t * Hq + kvh * G + g) * D + d], cache.K[((size_t)slot * Hkv + kvh) * D + d], dot);
@@ -495,11 +599,14 @@ static void emulate_attention(int rows, int G, int Hkv, int D, const mm::StepPar
  * with its own committed length, tree and cache) against a two-pass reference in double. */
 static void test_attention_order(void) {
     struct Case {
-        int n, G, Hkv, D, C, roots_every, n_seqs;
-    } cases[] = {{1, 4, 2, 16, 0, 1, 1},    {1, 4, 8, 64, 700, 1, 1},  {3, 2, 2, 10, 33, 100, 1}, {12, 4, 2, 32, 5, 4, 1},
-                 {64, 4, 8, 64, 300, 6, 1}, {128, 1, 4, 16, 90, 9, 1}, {100, 8, 1, 24, 1, 3, 1},  {17, 3, 3, 40, 64, 2, 1},
-                 {120, 8, 4, 16, 40, 5, 1}, {8, 4, 2, 16, 50, 100, 8}, {5, 16, 1, 16, 20, 3, 3},  {37, 4, 2, 32, 70, 4, 6},
-                 {128, 1, 4, 16, 90, 9, 40}, {100, 8, 2, 24, 10, 3, 100}, {64, 5, 1, 8, 0, 2, 9}};
+        int n, G, Hkv, D, C, roots_every, n_seqs, window; /* window 0: none */
+    } cases[] = {{1, 4, 2, 16, 0, 1, 1, 0},    {1, 4, 8, 64, 700, 1, 1, 0},  {3, 2, 2, 10, 33, 100, 1, 0}, {12, 4, 2, 32, 5, 4, 1, 0},
+                 {64, 4, 8, 64, 300, 6, 1, 0}, {128, 1, 4, 16, 90, 9, 1, 0}, {100, 8, 1, 24, 1, 3, 1, 0},  {17, 3, 3, 40, 64, 2, 1, 0},
+                 {120, 8, 4, 16, 40, 5, 1, 0}, {8, 4, 2, 16, 50, 100, 8, 0}, {5, 16, 1, 16, 20, 3, 3, 0},  {37, 4, 2, 32, 70, 4, 6, 0},
+                 {128, 1, 4, 16, 90, 9, 40, 0}, {100, 8, 2, 24, 10, 3, 100, 0}, {64, 5, 1, 8, 0, 2, 9, 0},
+                 /* sliding windows (ABI 0.8): shorter than the prefix, than the tree, than one key tile */
+                 {12, 4, 2, 32, 5, 4, 1, 3},   {64, 4, 8, 64, 300, 6, 1, 40}, {128, 1, 4, 16, 90, 9, 1, 1},
+                 {37, 4, 2, 32, 70, 4, 6, 17}, {100, 8, 2, 24, 10, 3, 100, 2}, {120, 8, 4, 16, 700, 5, 1, 100}};
     double worst = 0.0;
     for (const Case &cs : cases) {
         const int rows = mm::bucket_rows(cs.n), Hq = cs.G * cs.Hkv, D = cs.D;
@@ -534,6 +641,13 @@ static void test_attention_order(void) {
             q.row0 = row;
             row += n;
             const size_t slots = (size_t)committed[s] + n;
+            /* positions: the prefix at its slots, each tree token at the committed length + its depth */
+            caches[s].pos.resize(slots);
+            for (int slot = 0; slot < committed[s]; slot++) caches[s].pos[(size_t)slot] = slot;
+            for (int i = 0; i < n; i++) {
+                pos[s][i] = parents[s][i] < 0 ? committed[s] : pos[s][parents[s][i]] + 1;
+                caches[s].pos[(size_t)committed[s] + i] = pos[s][i];
+            }
             caches[s].K.resize(slots * cs.Hkv * D);
             caches[s].V.resize(slots * cs.Hkv * D);
             for (auto &x : caches[s].K) x = sym(2.0f);
@@ -546,7 +660,7 @@ static void test_attention_order(void) {
         for (auto &x : q) x = sym(2.0f);
         const float scale = 1.0f / std::sqrt((float)D);
         std::vector<float> got;
-        emulate_attention(rows, cs.G, cs.Hkv, D, sp, q, caches, scale, got);
+        emulate_attention(rows, cs.G, cs.Hkv, D, sp, q, caches, scale, got, cs.window);
         double err = 0.0;
         for (int t = 0; t < rows; t++)
             for (int hq = 0; hq < Hq; hq++) {
@@ -567,6 +681,8 @@ static void test_attention_order(void) {
                 for (int slot = 0; slot < C + len[s]; slot++) {
                     const bool vis = slot < C || is_ancestor_or_self(parents[s], slot - C, i);
                     if (!vis) continue;
+                    /* the window by its definition: keys at positions above the query's minus the window */
+                    if (cs.window > 0 && !(cache.pos[(size_t)slot] > pos[s][i] - cs.window)) continue;
                     double dot = 0.0;
                     for (int d = 0; d < D; d++) dot += (double)q[((size_t)t * Hq + hq) * D + d] * cache.K[((size_t)slot * cs.Hkv + kvh) * D + d];
                     sc.push_back(dot * scale);
@@ -616,7 +732,7 @@ static void test_attention_order(void) {
 /* model.cu's placement of the weights: matrices (tied ones once; q, k, v and gate, up stacked
  * when mm::can_stack allows and `stack`), then f32 vectors, then the rope table. */
 static uint64_t place_weights(const spec_model_config &c, const int *mat_dtype, int vec_dtype, bool tied, bool biases, bool stack,
-                              uint64_t *given, int *stacks = nullptr) {
+                              uint64_t *given, int *stacks = nullptr, bool qk_norms = false, bool post_norms = false) {
     auto row_bytes = [](int dt, int64_t cols) -> uint64_t {
         switch (dt) {
         case SPEC_DTYPE_F32: return (uint64_t)cols * 4;
@@ -672,7 +788,18 @@ static uint64_t place_weights(const spec_model_config &c, const int *mat_dtype, 
             vec(KD);
             vec(KD);
         }
+        if (qk_norms) {
+            vec(c.head_dim);
+            vec(c.head_dim);
+        }
+        if (post_norms) {
+            vec(E);
+            vec(E);
+        }
     }
+    bool local_rope = false;
+    for (int l = 0; l < c.n_layer; l++) local_rope = local_rope || mm::uses_local_rope(c, l);
+    if (local_rope) put((uint64_t)(mm::rope_dims(c) / 2) * 8);
     put((uint64_t)(mm::rope_dims(c) / 2) * 8);
     return at;
 }
@@ -684,7 +811,9 @@ static void check_layout(const spec_model_config &c, size_t mm_scratch) {
     const std::pair<size_t, size_t> pieces[] = {
         {s.params, sizeof(mm::StepParams)}, {s.commit, 8 * R}, {s.x, 4 * R * E}, {s.xn, 4 * R * E},
         {s.qkv, 4 * R * (QD + 2 * KD)}, {s.att, 4 * R * QD}, {s.gu, 4 * R * 2 * (size_t)c.n_ff},
-        {s.rope, 4 * R * (size_t)(mm::rope_dims(c) / 2) * 2}, {s.head, 4 * R * c.n_vocab},
+        {s.rope, 4 * R * (size_t)(mm::rope_dims(c) / 2) * 2},
+        {s.rope_local, c.sliding_window > 0 && c.rope_theta_local > 0.0f ? 4 * R * (size_t)(mm::rope_dims(c) / 2) * 2 : 0},
+        {s.head, 4 * R * c.n_vocab},
         {s.part, 4 * (size_t)mm::attn_partial_floats(c)}, {s.matmul, mm_scratch}};
     size_t end = 0;
     for (const auto &p : pieces) {
@@ -706,6 +835,11 @@ static void test_layouts(void) {
     spec_model_config c = base();
     check_layout(c, 0);
     check_layout(c, 12345);
+    spec_model_config gemma = c;
+    gemma.sliding_window = 8;
+    gemma.rope_theta_local = 10000.0f;
+    check_layout(gemma, 0);
+    CHECK(mm::scratch_layout(gemma, 0).bytes > mm::scratch_layout(c, 0).bytes); /* the local rope table */
     const size_t b0 = mm::scratch_layout(c, 0).bytes;
     spec_model_config bigger = c;
     bigger.n_vocab *= 2;
@@ -743,9 +877,15 @@ static void test_layouts(void) {
             for (int &d : dts) d = dts[0];
         const int vdt = below(3);
         const bool tied = below(2), biases = below(2);
+        const int arch = below(3); /* llama-like, qwen3 (q/k norms), gemma3 (and post-block norms, local rope) */
+        if (arch == 2) {
+            w.sliding_window = 1 + below(100);
+            w.swa_pattern = below(4);
+            w.rope_theta_local = 10000.0f;
+        }
         uint64_t given = 0, given_stacked = 0;
-        const uint64_t need = place_weights(w, dts, vdt, tied, biases, false, &given);
-        const uint64_t need_stacked = place_weights(w, dts, vdt, tied, biases, true, &given_stacked, &stacks);
+        const uint64_t need = place_weights(w, dts, vdt, tied, biases, false, &given, nullptr, arch >= 1, arch == 2);
+        const uint64_t need_stacked = place_weights(w, dts, vdt, tied, biases, true, &given_stacked, &stacks, arch >= 1, arch == 2);
         CHECK(given_stacked == given); /* the caller's figure does not depend on how the backend places them */
         CHECK(need <= mm::weight_alloc_bytes(w, given));
         CHECK(need_stacked <= need && need_stacked <= mm::weight_alloc_bytes(w, given));
@@ -842,6 +982,7 @@ int main(void) {
     test_can_stack();
     test_rope();
     test_elementwise();
+    test_arch_math();
     test_shapes();
     test_key_sets();
     test_fill_step();

@@ -9,7 +9,10 @@
  * for 20 prompts, identical on both backends; graphs on and off (SPECULA_CUDA_GRAPHS=0)
  * identical bit for bit; stacked and separate q/k/v, gate/up weights (SPECULA_CUDA_FUSE=0)
  * identical; decoding with graph captures while another thread copies on the default stream;
- * and bad input. Skips (exit 77) without a GPU. SPECULA_TEST_QUICK=1 runs
+ * and bad input. ABI 0.8: qwen3 (q/k norms, head size apart from n_embd / n_head), gemma3 (local and
+ * global layers with their own rope, sliding window, post-block norms, gelu, scaled embeddings, an
+ * attention scale) and a windowed llama through the same paths; final_hidden rows; Medusa and Hydra
+ * heads. Skips (exit 77) without a GPU. SPECULA_TEST_QUICK=1 runs
  * a reduced set (for compute-sanitizer). */
 #include <algorithm>
 #include <atomic>
@@ -278,6 +281,201 @@ void test_block_formats(const Contexts &cx) {
         CHECK(e <= 1e-1);
         destroy(b);
     }
+}
+
+// ------------------------------------------------------------------ 1b. ABI 0.8 architectures, final_hidden, heads
+
+void test_architectures(const Contexts &cx) {
+    spec_model_config q3 = base_config();
+    q3.arch = SPEC_ARCH_QWEN3;
+    q3.rope_style = SPEC_ROPE_NEOX;
+    q3.head_dim = 24; // n_head * head_dim = 96, not n_embd
+    q3.kv_dtype = SPEC_DTYPE_F16;
+    spec_model_config win = small_config(SPEC_ARCH_LLAMA);
+    win.sliding_window = 4; // far shorter than the prompt, the tree and a key tile
+    spec_model_config g3 = base_config();
+    g3.arch = SPEC_ARCH_GEMMA3;
+    g3.rope_style = SPEC_ROPE_NEOX;
+    g3.n_layer = 4;
+    g3.head_dim = 32;
+    g3.sliding_window = 5;
+    g3.swa_pattern = 2; // layers 1 and 3 global
+    g3.rope_theta = 1000000.0f;
+    g3.rope_theta_local = 10000.0f;
+    g3.rope_scaling = SPEC_ROPE_SCALING_LINEAR;
+    g3.rope_factor = 8.0f;
+    g3.attn_scale = 0.2f;
+    g3.kv_dtype = SPEC_DTYPE_BF16;
+    spec_model_config g3k = g3;
+    g3k.n_embd = 256, g3k.n_ff = 512, g3k.head_dim = 64, g3k.attn_scale = 0.0f, g3k.kv_dtype = SPEC_DTYPE_F16;
+    spec_model_config w64 = win;
+    w64.sliding_window = 70; // across key tiles and attention splits
+    ModelSpec specs[] = {
+        spec_all("qwen3 q/k norms head_dim 24", q3, SPEC_DTYPE_F32, SPEC_DTYPE_F32, false, 300),
+        spec_all("qwen3 bf16 tied", q3, SPEC_DTYPE_BF16, SPEC_DTYPE_BF16, true, 301),
+        spec_all("llama sliding window 4", win, SPEC_DTYPE_F32, SPEC_DTYPE_F32, false, 302),
+        spec_all("llama sliding window 70 f16", w64, SPEC_DTYPE_F16, SPEC_DTYPE_F16, true, 303),
+        spec_all("gemma3 local/global f16 tied", g3, SPEC_DTYPE_F16, SPEC_DTYPE_F32, true, 304),
+        spec_all("gemma3 q6_k tied", g3k, SPEC_DTYPE_Q6_K, SPEC_DTYPE_F32, true, 305),
+    };
+    for (const ModelSpec &sp : specs) {
+        if (g_quick && sp.seed % 2) continue;
+        // the cpu quantizes activations to int8 for the k-quants (see test_parity)
+        const double tol = sp.mat_dtype[0] == SPEC_DTYPE_Q6_K ? 1e-1 : sp.cfg.kv_dtype == SPEC_DTYPE_BF16 ? 5e-3 : 2e-3;
+        Both b = load_both(cx, sp);
+        const double e = b.cpu && b.gpu ? scenario(cx, b) : INFINITY;
+        printf("  %-36s cuda vs cpu: max rel err %.2e (tol %.0e)\n", sp.name, e, tol);
+        CHECK(e <= tol);
+        destroy(b);
+    }
+}
+
+// A forward writing final_hidden (at a byte offset) and all logits; the rows come back.
+struct Final {
+    std::vector<float> hidden, logits;
+};
+Final forward_final(spec_context *ctx, spec_model *model, spec_kv *kv, const spec_model_config &c, const std::vector<int> &tokens,
+                    const int *parents) {
+    const int n = (int)tokens.size();
+    Final f;
+    spec_buffer *logits = alloc_buf(ctx, (uint64_t)n * c.n_vocab), *fin = alloc_buf(ctx, 4 + (uint64_t)n * c.n_embd);
+    spec_forward_args a;
+    std::memset(&a, 0, sizeof a);
+    a.n_tokens = n;
+    a.tokens = tokens.data();
+    a.parents = parents;
+    a.logits_mode = SPEC_LOGITS_ALL;
+    a.logits = logits;
+    a.final_hidden = fin;
+    a.final_hidden_offset = 16;
+    CHECK_OK(spec_forward(model, kv, &a));
+    f.hidden.resize((size_t)n * c.n_embd);
+    f.logits.resize((size_t)n * c.n_vocab);
+    CHECK_OK(spec_copy_d2h(f.hidden.data(), fin, 16, f.hidden.size() * 4));
+    CHECK_OK(spec_copy_d2h(f.logits.data(), logits, 0, f.logits.size() * 4));
+    spec_buffer_free(logits);
+    spec_buffer_free(fin);
+    return f;
+}
+
+// Random head weights in the ABI's shapes (as test_heads.cpp makes them).
+struct HeadWeights {
+    spec_heads_config cfg;
+    bool lm_head_proj = false;
+    std::vector<Weight> w[SPEC_HW_ROLE_COUNT]; // [role][head * n_blocks + block] (PROJ roles: [head])
+    int slot(int role, int h, int b) const { return role >= SPEC_HW_PROJ ? h : h * cfg.n_blocks + b; }
+};
+
+HeadWeights make_head_weights(Rng &r, const spec_heads_config &c, int E, int V, int dtype) {
+    HeadWeights hw;
+    hw.cfg = c;
+    for (int role = 0; role < SPEC_HW_ROLE_COUNT; role++) {
+        hw.w[role].resize((size_t)(role >= SPEC_HW_PROJ ? c.n_heads : c.n_heads * c.n_blocks));
+        for (int h = 0; h < c.n_heads; h++)
+            for (int b = 0; b < (role >= SPEC_HW_PROJ ? 1 : c.n_blocks); b++) {
+                int64_t rows = 0, cols = 0;
+                CHECK_OK(spec_head_weight_shape(&c, E, V, role, h, b, &rows, &cols));
+                if (rows == 0) continue;
+                const bool vec = rows == 1;
+                hw.w[role][(size_t)hw.slot(role, h, b)] = make_weight(r, vec ? SPEC_DTYPE_F32 : dtype, rows, cols, vec ? 0.3 : std::sqrt(3.0 / (double)cols));
+            }
+    }
+    return hw;
+}
+
+spec_heads *load_head_weights(spec_model *target, const HeadWeights &hw) {
+    spec_heads *h = nullptr;
+    CHECK_OK(spec_heads_create(target, &hw.cfg, &h));
+    if (!h) return nullptr;
+    for (int role = 0; role < SPEC_HW_ROLE_COUNT; role++)
+        for (int i = 0; i < hw.cfg.n_heads; i++)
+            for (int b = 0; b < (role >= SPEC_HW_PROJ ? 1 : hw.cfg.n_blocks); b++) {
+                const Weight &w = hw.w[role][(size_t)hw.slot(role, i, b)];
+                if (!w.rows || (role == SPEC_HW_PROJ && hw.lm_head_proj)) continue;
+                CHECK_OK(spec_heads_set_weight(h, role, i, b, w.dtype, w.data(), w.size(), w.rows, w.cols));
+            }
+    CHECK_OK(spec_heads_finalize(h));
+    return h;
+}
+
+// Head `head` over n rows on one backend: hidden uploaded at an offset, logits at an offset.
+std::vector<float> run_head(spec_context *ctx, spec_heads *heads, const spec_model_config &c, int head, const std::vector<float> &hidden,
+                            const std::vector<int> &tokens, int n) {
+    spec_buffer *hb = alloc_buf(ctx, 8 + (uint64_t)c.n_embd), *lb = alloc_buf(ctx, 4 + (uint64_t)n * c.n_vocab);
+    CHECK_OK(spec_copy_h2d(hb, 32, hidden.data(), hidden.size() * 4));
+    spec_heads_forward_args a;
+    std::memset(&a, 0, sizeof a);
+    a.head = head;
+    a.n_rows = n;
+    a.hidden = hb;
+    a.hidden_offset = 32;
+    a.tokens = tokens.empty() ? nullptr : tokens.data();
+    a.logits = lb;
+    a.logits_offset = 16;
+    std::vector<float> out((size_t)n * c.n_vocab);
+    CHECK_OK(spec_heads_forward(heads, &a));
+    CHECK_OK(spec_copy_d2h(out.data(), lb, 16, out.size() * 4));
+    spec_buffer_free(hb);
+    spec_buffer_free(lb);
+    return out;
+}
+
+void test_final_hidden_and_heads(const Contexts &cx) {
+    spec_model_config c = small_config(SPEC_ARCH_QWEN2);
+    Both b = load_both(cx, spec_all("heads target qwen2 f16", c, SPEC_DTYPE_F16, SPEC_DTYPE_F32, false, 310));
+    if (!b.cpu || !b.gpu) return;
+    const int E = c.n_embd, V = c.n_vocab;
+    spec_kv *kc = nullptr, *kg = nullptr;
+    CHECK_OK(spec_kv_create(b.cpu, 300, &kc));
+    CHECK_OK(spec_kv_create(b.gpu, 300, &kg));
+    Rng r(311);
+    // final_hidden over a prompt longer than one slice, then over a tree
+    std::vector<int> prompt = random_tokens(r, 150, V);
+    Final pc = forward_final(cx.cpu, b.cpu, kc, c, prompt, NULL), pg = forward_final(cx.gpu, b.gpu, kg, c, prompt, NULL);
+    const double e_prompt = std::max(rows_err(pg.hidden, pc.hidden, E), rows_err(pg.logits, pc.logits, V));
+    commit_chain(kc, 150);
+    commit_chain(kg, 150);
+    const std::vector<int> parents = {-1, 0, 0, 1, 3, 2};
+    std::vector<int> tree = random_tokens(r, (int)parents.size(), V);
+    Final tc = forward_final(cx.cpu, b.cpu, kc, c, tree, parents.data()), tg = forward_final(cx.gpu, b.gpu, kg, c, tree, parents.data());
+    const double e_tree = std::max(rows_err(tg.hidden, tc.hidden, E), rows_err(tg.logits, tc.logits, V));
+    printf("  final_hidden (prompt of 150, tree of 6): cuda vs cpu max rel err %.2e, %.2e\n", e_prompt, e_tree);
+    CHECK(e_prompt <= 2e-3 && e_tree <= 2e-3);
+    // heads over the cpu's final hidden row of tree node 4 (both backends get the same input)
+    const std::vector<float> h(tc.hidden.begin() + 4 * E, tc.hidden.begin() + 5 * E);
+    struct HeadCase {
+        const char *name;
+        int conditioned, n_blocks, proj_bias, dtype;
+        bool lm_head;
+    } cases[] = {{"medusa f16, 1 block", 0, 1, 0, SPEC_DTYPE_F16, false},
+                 {"medusa bf16, 2 blocks, LM head", 0, 2, 0, SPEC_DTYPE_BF16, true},
+                 {"hydra f32, 2 blocks, proj bias", 1, 2, 1, SPEC_DTYPE_F32, false},
+                 {"hydra f16, 1 block, LM head", 1, 1, 0, SPEC_DTYPE_F16, true}};
+    for (const HeadCase &hc : cases) {
+        spec_heads_config cfg;
+        std::memset(&cfg, 0, sizeof cfg);
+        cfg.n_heads = 3;
+        cfg.n_blocks = hc.n_blocks;
+        cfg.conditioned = hc.conditioned;
+        cfg.proj_bias = hc.proj_bias;
+        HeadWeights hw = make_head_weights(r, cfg, E, V, hc.dtype);
+        hw.lm_head_proj = hc.lm_head;
+        spec_heads *hcpu = load_head_weights(b.cpu, hw), *hgpu = load_head_weights(b.gpu, hw);
+        double worst = 0.0;
+        for (int head = 0; head < cfg.n_heads && hcpu && hgpu; head++)
+            for (int n : {1, 5, 64}) {
+                std::vector<int> toks = hc.conditioned ? random_tokens(r, n * (head + 1), V) : std::vector<int>();
+                const std::vector<float> lc = run_head(cx.cpu, hcpu, c, head, h, toks, n), lg = run_head(cx.gpu, hgpu, c, head, h, toks, n);
+                worst = std::max(worst, rows_err(lg, lc, V));
+            }
+        printf("  heads %-32s cuda vs cpu: max rel err %.2e\n", hc.name, worst);
+        CHECK(worst <= 2e-3);
+        if (hcpu) spec_heads_destroy(hcpu);
+        if (hgpu) spec_heads_destroy(hgpu);
+    }
+    spec_kv_destroy(kc);
+    spec_kv_destroy(kg);
+    destroy(b);
 }
 
 // ------------------------------------------------------------------ 2. greedy generation
@@ -621,6 +819,10 @@ int main(void) {
     test_parity(cx);
     printf("GGML block formats (k-quants, Q4_1, Q5_0, Q5_1):\n");
     test_block_formats(cx);
+    printf("qwen3, gemma3, sliding windows:\n");
+    test_architectures(cx);
+    printf("final_hidden and draft heads:\n");
+    test_final_hidden_and_heads(cx);
     printf("greedy generation:\n");
     test_greedy(cx);
     printf("graphs:\n");
