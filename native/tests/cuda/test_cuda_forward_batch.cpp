@@ -1,13 +1,13 @@
 /* spec_forward_batch on the cuda backend, through the ABI: batch_fixture.hpp's scenarios (B
  * sequences of different lengths, trees, positions, logits modes and exit options, over several
  * steps with batch commits and truncations) on random small models (F32; Q8_0 + Q4_0 + F16 with a
- * BF16 cache; qwen2 F16 with biases and NEOX rope). Each sequence's outputs in the batch are
- * compared with its solo spec_forward: on cuda they agree within a tolerance, not bit for bit
- * (model.cu, "Batches": the matrix products' regime and the attention splits follow the slice's
- * bucket). Then the same scenarios with graphs off (SPECULA_CUDA_GRAPHS=0) must give the batch
- * outputs bit for bit: the graphs captured for one mix of sequences replay correctly for every
- * other. And cuda's batch outputs against the cpu backend's; a tree too wide for cuda refused with its
- * sequence named. Skips (exit 77) without a GPU. */
+ * BF16 cache; qwen2 F16 with biases and NEOX rope; qwen3; gemma3 with a sliding window). Each
+ * sequence's outputs in the batch are compared with its solo spec_forward: on cuda they agree within
+ * a tolerance, not bit for bit (model.cu, "Batches": the matrix products' regime and the attention
+ * splits follow the slice's bucket). Then the same scenarios with graphs off (SPECULA_CUDA_GRAPHS=0)
+ * must give the batch outputs bit for bit: the graphs captured for one mix of sequences replay
+ * correctly for every other. And cuda's batch outputs against the cpu backend's; a tree too wide for
+ * cuda refused with its sequence named. Skips (exit 77) without a GPU. */
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -124,6 +124,23 @@ int main(void) {
     q.rope_style = SPEC_ROPE_NEOX;
     q.kv_dtype = SPEC_DTYPE_F16;
     test_model(gpu, cpu, spec_all("qwen2 f16, kv f16", q, SPEC_DTYPE_F16, SPEC_DTYPE_F16, true, 83));
+    // ABI 0.8: qwen3's q/k norms; gemma3's local layers, whose window each sequence's own cache's slot
+    // positions decide (the scenarios give positions out of order too)
+    spec_model_config q3 = c;
+    q3.arch = SPEC_ARCH_QWEN3;
+    q3.rope_style = SPEC_ROPE_NEOX;
+    q3.head_dim = 24;
+    test_model(gpu, cpu, spec_all("qwen3 f32, head_dim 24", q3, SPEC_DTYPE_F32, SPEC_DTYPE_F32, false, 85));
+    spec_model_config g3 = c;
+    g3.arch = SPEC_ARCH_GEMMA3;
+    g3.rope_style = SPEC_ROPE_NEOX;
+    g3.head_dim = 32;
+    g3.sliding_window = 3;
+    g3.swa_pattern = 3; // layer 2 global
+    g3.rope_theta_local = 10000.0f;
+    g3.rope_theta = 1000000.0f;
+    g3.kv_dtype = SPEC_DTYPE_F16;
+    test_model(gpu, cpu, spec_all("gemma3 f16 window 3, kv f16", g3, SPEC_DTYPE_F16, SPEC_DTYPE_F32, true, 86));
 
     test_refusal(gpu);
 
