@@ -148,6 +148,15 @@ SPEC_HD float gelu_tanh(float x) {
     return km::fmul(km::fmul(0.5f, x), km::fadd(1.0f, t));
 }
 
+// ---------------------------------------------------------------- draft heads (ABI 0.8)
+// A Medusa / Hydra residual block per element, as the cpu backend's heads_forward computes it: the
+// activation silu(W x + c) (no bias: 0 added), then the sum (RES x + res_bias) + activation, or
+// x + activation when the block's residual is the identity.
+SPEC_HD float head_activation(float wx, const float *bias, int64_t i) { return silu(km::fadd(wx, bias ? bias[i] : 0.0f)); }
+SPEC_HD float head_residual(float res_x, const float *res_bias, int64_t i, float activation) {
+    return km::fadd(km::fadd(res_x, res_bias ? res_bias[i] : 0.0f), activation);
+}
+
 // Element k of a weight row, exactly: F32, F16, BF16, the GGML blocks of Q8_0 / Q4_0 as the
 // matrix products read them (matmul_math.hpp), and the other GGML formats (quant_blocks.hpp). Reads bytes: rows may sit at any address.
 SPEC_HD uint16_t load_u16_bytes(const uint8_t *p) { return (uint16_t)(p[0] | (uint16_t)p[1] << 8); }

@@ -13,6 +13,11 @@
 // small ring, each slot reused only after the event of its last upload) and uploaded with one
 // cudaMemcpyAsync on the model's stream before the slice's work.
 //
+// Sliding windows (ABI 0.8). As on the cpu, each KV cache of a windowed model keeps the position
+// each slot's key was computed at (int32 per slot, after the layers: mm::kv_positions_bytes). The
+// embedding kernel writes the slice's rows' positions, kv_commit moves them with the slots, and a
+// local layer's attention keeps a key of the token's key set only when mm::key_in_window holds.
+//
 // Graphs. A slice's launch sequence depends only on mm::GraphKey (bucket of total rows, bucket of
 // head rows, exit configuration), so each key is captured once into a CUDA graph and replayed for
 // every step, every KV cache of the model and every mix of a batch's sequences. SPECULA_CUDA_GRAPHS=0 (read at finalize) launches the same
@@ -187,10 +192,13 @@ Status ordered_with_legacy(ModelState &ms, Failure &err, Enqueue &&enqueue) {
 // The stages carry the names of the cpu backend's (native/cpu/cpu_model.cpp):
 //   forward_slice       every launch of one slice, in stream order (captured into a graph):
 //     embed               embedding rows and the rope table of each row
-//     attention_block     per layer: rmsnorm, q/k/v, biases, rope, KV store, attention, + Wo
-//     ffn_block           per layer: rmsnorm, silu(gate) * up, + down
+//     attention_block     per layer: rmsnorm, q/k/v, biases, q/k norms, rope (a local layer's own),
+//                         KV store, attention (a local layer's within the sliding window), + Wo (gemma3:
+//                         + its output's rmsnorm)
+//     ffn_block           per layer: rmsnorm, silu(gate) * up (gemma3: gelu_tanh), + down (gemma3: + its
+//                         output's rmsnorm)
 //     write_exit_outputs  after the exit layer: the hidden rows and/or their logits
-//     write_logits        the call's logits of this slice (all rows, or the call's last)
+//     write_logits        the call's final_hidden rows and logits of this slice (all rows, or the call's last)
 //   output_head         rmsnorm * output_norm, then the LM head, over rows of x (into the head scratch)
 
 // A slice's fixed numbers and buffers, shared by its stages.

@@ -417,12 +417,12 @@ __global__ void heads_input_kernel(const float *hidden, const uint8_t *embd, int
 
 __global__ void heads_bias_silu_kernel(float *y, const float *bias, int64_t total, int32_t n) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x)
-        y[i] = mm::silu(bias ? km::fadd(y[i], bias[i % n]) : y[i]);
+        y[i] = mm::head_activation(y[i], bias, i % n);
 }
 
 __global__ void heads_residual_kernel(float *x, const float *r, const float *res_bias, const float *y, int64_t total, int32_t n) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x)
-        x[i] = r ? km::fadd(res_bias ? km::fadd(r[i], res_bias[i % n]) : r[i], y[i]) : km::fadd(x[i], y[i]);
+        x[i] = mm::head_residual(r ? r[i] : x[i], r ? res_bias : nullptr, i % n, y[i]);
 }
 
 // Grid (column blocks, rows).

@@ -298,14 +298,29 @@ static void test_arch_math(void) {
     CHECK(mm::attention_scale(c) == 1.0f / 16.0f);
     c.attn_scale = 0.0625f * 0.5f;
     CHECK(mm::attention_scale(c) == 0.03125f);
+    /* the heads' residual blocks per element: the cpu's heads_forward expressions, bit for bit */
+    int head_elems = 0;
+    for (int trial = 0; trial < 4000; trial++) {
+        const float wx = sym(6.0f), r = sym(3.0f), x = sym(3.0f), y = sym(2.0f);
+        const float bias[1] = {sym(1.0f)}, res_bias[1] = {sym(1.0f)};
+        const bool with_bias = trial % 2 == 0;
+        const float v = wx + (with_bias ? bias[0] : 0.0f), cpu_act = v / (1.0f + std::exp(-v));
+        const float act = mm::head_activation(wx, with_bias ? bias : nullptr, 0);
+        CHECK(memcmp(&act, &cpu_act, 4) == 0);
+        const float cpu_res = r + (with_bias ? res_bias[0] : 0.0f) + y, got_res = mm::head_residual(r, with_bias ? res_bias : nullptr, 0, y);
+        CHECK(memcmp(&cpu_res, &got_res, 4) == 0);
+        const float cpu_id = x + y, got_id = mm::head_residual(x, nullptr, 0, y);
+        CHECK(memcmp(&cpu_id, &got_id, 4) == 0);
+        head_elems++;
+    }
     /* kv positions: only with a window */
     c.sliding_window = 0;
     CHECK(mm::kv_positions_bytes(c, 1000) == 0);
     c.sliding_window = 4;
     CHECK(mm::kv_positions_bytes(c, 1000) == 4000);
     printf("  qwen3/gemma3/windows: per-head rmsnorm = cpu's (%d rows), gelu_tanh = cpu's (%d inputs, err %.1e), "
-           "window predicate (%d edge cases), local layers and their rope\n",
-           rows, total, worst, pairs);
+           "window predicate (%d edge cases), local layers and their rope, heads' blocks (%d elements)\n",
+           rows, total, worst, pairs, head_elems);
 }
 
 /* ---------------------------------------------------------------- shapes */
