@@ -140,6 +140,12 @@ public:
 
     // Speculative kernels (kernels_abi.cpp validates every argument; scale is already resolved).
     virtual Status tree_attention(spec_context *ctx, const spec_tree_attention_args &args, Failure &err) = 0;
+    // The same with a sliding window (> 0; spec_tree_attention_windowed). A backend without it refuses.
+    virtual Status tree_attention_windowed(spec_context *, const spec_tree_attention_args &, int32_t window, Failure &err) {
+        err = failure(SPEC_ERR_UNSUPPORTED, "spec_tree_attention_windowed: the %s backend has no sliding-window tree attention (window %d)",
+                      name(), window);
+        return err.status;
+    }
     virtual Status verify(spec_context *ctx, const spec_verify_args &args, Failure &err) = 0;
     // Backend state of a recycler whose matrix is already allocated and filled.
     virtual Status recycler_init(spec_recycler *rec, Failure &err) = 0;

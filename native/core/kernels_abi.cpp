@@ -130,9 +130,10 @@ extern "C" {
 
 /* ---------------------------------------------------------------- tree attention */
 
-SPEC_API spec_status spec_tree_attention(spec_context *ctx, const spec_tree_attention_args *args) {
+namespace {
+spec_status tree_attention_checked(spec_context *ctx, const spec_tree_attention_args *args, int32_t sliding_window, const char *fn) {
     return guarded(live_context(ctx) ? ctx : nullptr, [&](Failure &err) -> spec_status {
-        const char *fn = "spec_tree_attention";
+        if (sliding_window < 0) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: sliding_window %d is negative (0 = none)", fn, sliding_window);
         if (!live_context(ctx)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "%s: context %s", fn, handle_problem(ctx));
         if (!args) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: args is null", fn);
         const spec_tree_attention_args &a = *args;
@@ -175,8 +176,18 @@ SPEC_API spec_status spec_tree_attention(spec_context *ctx, const spec_tree_atte
             FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: out must not be the q, k_cache or v_cache buffer", fn);
         spec_tree_attention_args resolved = a;
         if (resolved.scale == 0.0f) resolved.scale = 1.0f / std::sqrt((float)a.head_dim);
+        if (sliding_window > 0) return ctx->backend->tree_attention_windowed(ctx, resolved, sliding_window, err);
         return ctx->backend->tree_attention(ctx, resolved, err);
     });
+}
+} // namespace
+
+SPEC_API spec_status spec_tree_attention(spec_context *ctx, const spec_tree_attention_args *args) {
+    return tree_attention_checked(ctx, args, 0, "spec_tree_attention");
+}
+
+SPEC_API spec_status spec_tree_attention_windowed(spec_context *ctx, const spec_tree_attention_args *args, int32_t sliding_window) {
+    return tree_attention_checked(ctx, args, sliding_window, "spec_tree_attention_windowed");
 }
 
 /* ---------------------------------------------------------------- verification */

@@ -79,7 +79,10 @@ public:
     }
 
     Status tree_attention(spec_context *ctx, const spec_tree_attention_args &a, Failure &err) override {
-        return cpu::tree_attention(ctx, a, err);
+        return cpu::tree_attention(ctx, a, 0, err);
+    }
+    Status tree_attention_windowed(spec_context *ctx, const spec_tree_attention_args &a, int32_t window, Failure &err) override {
+        return cpu::tree_attention(ctx, a, window, err);
     }
     Status verify(spec_context *ctx, const spec_verify_args &a, Failure &err) override { return cpu::verify(ctx, a, err); }
     Status recycler_init(spec_recycler *, Failure &) override { return SPEC_OK; }
@@ -97,7 +100,7 @@ public:
 
     Status memory_plan(const spec_model_config &c, const spec_memory_request &r, spec_memory_plan *p, Failure &) override {
         p->weights = 0; // read in place from the caller's mapping
-        p->kv_caches = kv_cache_bytes(c, r.kv_capacity) * (uint64_t)r.n_sequences;
+        p->kv_caches = cpu::kv_state_bytes(c, r.kv_capacity) * (uint64_t)r.n_sequences; // tensors and slot positions
         p->model_scratch = cpu::model_scratch_bytes(c, r.kv_capacity);
         // verify.cpp's per-call vectors: sampling weights of one vocabulary row plus per-node
         // bookkeeping; recycling.cpp's top-k rows of every node.

@@ -17,7 +17,7 @@
 //     dequantizes in registers, while the next four rows are prefetched into L2;
 //   - more tokens (tree verification, prompts): the task's rows are dequantized once into an f32
 //     scratch that stays in L2, then gemm() runs gemm_t tokens at a time against them.
-// Q8_0 and Q4_0 weights take the int8 path instead (int8_dot.hpp): each token's activations are
+// Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 weights take the int8 path instead (int8_dot.hpp): each token's activations are
 // quantized per row in blocks of 32 once per product, the task's weight rows are packed into
 // the kernel set's int8 layout (a few rows for few tokens, up to INT8_PACK_BYTES for many), and
 // the int8 gemm runs over them. The k-quants (Q2_K..Q6_K) do the same over super-blocks of 256
@@ -185,7 +185,7 @@ struct KvState {
     std::vector<int32_t> run_first, run_count, run_data, n_keys;
     // With a sliding window, the keys of local layers: the above less those at or before p - window.
     std::vector<int32_t> lrun_first, lrun_count, lrun_data, ln_keys;
-    std::vector<int32_t> slot_pos; // [capacity]: the position each cache slot's key was computed at
+    std::vector<int32_t> slot_pos; // [capacity]: the position each cache slot's key was computed at (kv_slot_positions_bytes)
 
     uint8_t *kcache(int l) const { return mem + (uint64_t)(2 * l) * layer_bytes; }
     uint8_t *vcache(int l) const { return mem + (uint64_t)(2 * l + 1) * layer_bytes; }
@@ -308,7 +308,7 @@ void mat_rows_int8(const KernelSet &kern, ThreadScratch &ts, const Mat &W, QActs
             const int T = (int)std::min<int64_t>(QT, n - t0);
             for (int64_t g = 0; g < nr; g += R) {
                 for (int i = 0; i < R; i++) rp[i] = packed + std::min<int64_t>(g + i, nr - 1) * wbytes;
-                q8.gemm(rp, ng, qx.data + t0 * qx.stride, qx.stride, T, out);
+                q8.gemm(W.dtype, rp, ng, qx.data + t0 * qx.stride, qx.stride, T, out);
                 for (int t = 0; t < T; t++)
                     for (int i = 0; i < R && g + i < nr; i++) {
                         float *y = Y.row(t0 + t) + rb + g + i;

@@ -17,6 +17,12 @@ Status forward(spec_model *model, int32_t n_seq, spec_kv *const *kvs, const spec
 Status heads_finalize(spec_heads *heads, Failure &err);
 void heads_release(spec_heads *heads);
 Status heads_forward(spec_heads *heads, const spec_heads_forward_args &args, Failure &err);
+// One sequence's KV cache on the cpu: the K and V tensors (kv_cache_bytes) plus the position each
+// slot's key was computed at (KvState::slot_pos, int32 per slot; the sliding window reads it).
+inline uint64_t kv_slot_positions_bytes(int32_t capacity) { return (uint64_t)capacity * sizeof(int32_t); }
+inline uint64_t kv_state_bytes(const spec_model_config &c, int32_t capacity) {
+    return kv_cache_bytes(c, capacity) + kv_slot_positions_bytes(capacity);
+}
 // The most host memory forward() takes for a model of config (see spec_memory_plan).
 uint64_t model_scratch_bytes(const spec_model_config &config, int32_t kv_capacity);
 

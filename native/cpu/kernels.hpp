@@ -6,9 +6,9 @@
 // anonymous namespace, so no inline function compiled for AVX-512 can be merged into code that
 // runs on an older CPU. This header holds only plain declarations and static helpers.
 //
-// Numerics: F32/F16/BF16 weights, and the GGML formats without an int8 path (those that
+// Numerics: F32/F16/BF16 weights, and any GGML format without an int8 path (those that
 // native/core/quant_blocks.hpp decodes), are dequantized to exact f32 and multiplied with f32
-// activations. Q8_0 and Q4_0 take the Int8Set below instead: activations quantized per row, int8
+// activations. Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 take the Int8Set below instead: activations quantized per row, int8
 // dot products, a result defined once in int8_dot.hpp; the k-quants likewise take the KqSet
 // (kquant_dot.hpp). Every f32 output element
 // has a single f32 accumulator that walks k upward in vector-width chunks, whatever the number
@@ -50,9 +50,9 @@ struct Int8Set {
     // One row of K elements in dtype (GGUF blocks) -> int8_groups(K) packed weight groups.
     // pf (optional): pf_bytes of weights the caller reads next, prefetched along the way.
     void (*pack)(int32_t dtype, const uint8_t *row, int64_t K, uint8_t *dst, const uint8_t *pf, int64_t pf_bytes);
-    // out[t*rows + r] = packed row r . quantized activation row t, for t < T (1..tokens); the
-    // activation rows are qx_stride bytes apart, ng groups each.
-    void (*gemm)(const uint8_t *const *rows, int64_t ng, const uint8_t *qx, int64_t qx_stride, int T, float *out);
+    // out[t*rows + r] = packed row r (of dtype) . quantized activation row t, for t < T (1..tokens);
+    // the activation rows are qx_stride bytes apart, ng groups each.
+    void (*gemm)(int32_t dtype, const uint8_t *const *rows, int64_t ng, const uint8_t *qx, int64_t qx_stride, int T, float *out);
     // Optional (nullptr when the set has none): the same products for one row read in place, no
     // packing, for few tokens (decode). out[t] for t < T (1..tile_tokens); false: dtype not taken.
     int tile_tokens = 0;

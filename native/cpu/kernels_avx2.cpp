@@ -126,6 +126,11 @@ struct QI {
     static inline fvec fadd(const fvec &a, const fvec &b) { return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
     static inline fvec fpin(const fvec &a) { return {V::pin(a.lo), V::pin(a.hi)}; }
     static inline float fsum(const fvec &a) { return V::hsum(_mm256_add_ps(a.lo, a.hi)); } // int8_lane_sum's order
+    static inline ivec xsum(const uint8_t *corr) { // -128 * xsum -> xsum (exact: a multiple of 128)
+        const ivec c = iload(corr);
+        return {_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_srai_epi32(c.lo, 7)),
+                _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_srai_epi32(c.hi, 7))};
+    }
     static inline void pack_group(int32_t dt, const uint8_t *b, int bb, int n, uint8_t *dst) { int8_x86_pack_group<false>(dt, b, bb, n, dst); }
 };
 #define INT8_NAME "avx2"

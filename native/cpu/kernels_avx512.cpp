@@ -107,6 +107,9 @@ struct QI512 {
     static inline fvec fadd(fvec a, fvec b) { return _mm512_add_ps(a, b); }
     static inline fvec fpin(fvec a) { return V::pin(a); }
     static inline float fsum(fvec a) { return V::hsum(a); } // int8_lane_sum's order
+    static inline ivec xsum(const uint8_t *corr) { // -128 * xsum -> xsum (exact: a multiple of 128)
+        return _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_srai_epi32(iload(corr), 7));
+    }
 };
 
 // Without VNNI (Skylake-X): |w| times x with w's sign, vpmaddubsw then vpmaddwd (no saturation:
@@ -201,13 +204,14 @@ struct QI : QI512 {
         return _mm512_dpbusd_epi32(acc, w, _mm512_loadu_si512((const void *)x));
     }
     static inline void pack_group(int32_t dt, const uint8_t *b, int bb, int n, uint8_t *dst) {
-        if (n < INT8_GROUP_BLOCKS) return int8_x86_pack_group<true>(dt, b, bb, n, dst);
+        if (n < INT8_GROUP_BLOCKS || (dt != SPEC_DTYPE_Q8_0 && dt != SPEC_DTYPE_Q4_0)) return int8_x86_pack_group<true>(dt, b, bb, n, dst);
         __m512i w[8];
         __m512 dw;
         if (dt == SPEC_DTYPE_Q8_0) quant_group<SPEC_DTYPE_Q8_0>(b, w, dw);
         else quant_group<SPEC_DTYPE_Q4_0>(b, w, dw);
         for (int i = 0; i < 8; i++) _mm512_storeu_si512((void *)(dst + 64 * i), w[i]);
         _mm512_storeu_ps((void *)(dst + INT8_W_SCALE), dw);
+        _mm512_storeu_ps((void *)(dst + INT8_W_MIN), _mm512_setzero_ps()); // no min
     }
 };
 #define INT8_NAME "avx512-vnni"

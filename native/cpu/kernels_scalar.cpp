@@ -48,19 +48,6 @@ struct V {
 #define GEMM_T 4
 #include "kernels_impl.inc"
 
-// A Q8_0 / Q4_0 block as 32 signed integers and its scale.
-inline float int8_decode_block(int32_t dtype, const uint8_t *blk, int8_t *q) {
-    if (dtype == SPEC_DTYPE_Q8_0) {
-        __builtin_memcpy(q, blk + 2, 32);
-    } else { // Q4_0: element e < 16 is byte e's low nibble, e + 16 its high one; minus 8
-        for (int e = 0; e < 16; e++) {
-            q[e] = (int8_t)((blk[2 + e] & 15) - 8);
-            q[e + 16] = (int8_t)((blk[2 + e] >> 4) - 8);
-        }
-    }
-    return f16_to_f32_fast(load_u16(blk));
-}
-
 // Int8 products in plain integers: signed weights, 16 lanes as arrays, the same float steps.
 struct QI {
     static constexpr bool OFFSET = false;
@@ -110,15 +97,21 @@ struct QI {
     }
     static inline fvec fpin(const fvec &a) { return a; }
     static inline float fsum(const fvec &a) { return int8_lane_sum(a.v); }
+    static inline ivec xsum(const uint8_t *corr) { // -128 * xsum -> xsum (exact: a multiple of 128)
+        ivec a = iload(corr);
+        for (int j = 0; j < 16; j++) a.v[j] = -(a.v[j] / 128);
+        return a;
+    }
     static inline void pack_group(int32_t dt, const uint8_t *blocks, int bb, int n, uint8_t *dst) {
-        float d[16] = {};
+        float d[16] = {}, m[16] = {};
         __builtin_memset(dst, 0, 512);
         for (int j = 0; j < n; j++) {
             int8_t q[32];
-            d[j] = int8_decode_block(dt, blocks + j * bb, q);
+            int8_decode_block(dt, blocks + j * bb, q, &d[j], &m[j]);
             for (int e = 0; e < 32; e++) dst[64 * (e / 4) + 4 * j + e % 4] = (uint8_t)q[e];
         }
         __builtin_memcpy(dst + INT8_W_SCALE, d, sizeof d);
+        __builtin_memcpy(dst + INT8_W_MIN, m, sizeof m);
     }
 };
 #define INT8_NAME "scalar"

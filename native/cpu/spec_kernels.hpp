@@ -13,7 +13,8 @@
 
 namespace specula::cpu {
 
-Status tree_attention(spec_context *ctx, const spec_tree_attention_args &args, Failure &err);
+// window > 0: only keys at positions > the query's - window (spec_tree_attention_windowed).
+Status tree_attention(spec_context *ctx, const spec_tree_attention_args &args, int32_t window, Failure &err);
 Status verify(spec_context *ctx, const spec_verify_args &args, Failure &err);
 Status recycler_update(spec_recycler *rec, const spec_recycler_update_args &args, Failure &err);
 Status recycler_draft(spec_recycler *rec, const spec_recycler_draft_args &args, Failure &err);

@@ -1,5 +1,7 @@
 // Tree attention, cpu twin: for every (sequence, query head, tree token) a plain two-pass
-// softmax over the prefix slots and the token's ancestors-or-self in the tree, in fp32.
+// softmax over the prefix slots and the token's ancestors-or-self in the tree, in fp32. With a
+// sliding window, of those only the keys at positions > the token's own - window (prefix slot j at
+// position j, tree token i at prefix_len + its depth).
 // The cuda kernel (tree_attention.cu) computes the same with an online softmax split across
 // blocks; the two agree within the tolerance documented in specula.h.
 #include "spec_kernels.hpp"
@@ -26,7 +28,7 @@ void load_row(const void *cache, int32_t dtype, size_t offset, int d, float *out
 
 } // namespace
 
-Status tree_attention(spec_context *ctx, const spec_tree_attention_args &a, Failure &) {
+Status tree_attention(spec_context *ctx, const spec_tree_attention_args &a, int32_t window, Failure &) {
     const int D = a.head_dim, H = a.n_head, Hkv = a.n_head_kv, G = H / Hkv;
     const float *q = (const float *)a.q->ptr;
     float *out = (float *)a.out->ptr;
@@ -37,6 +39,9 @@ Status tree_attention(spec_context *ctx, const spec_tree_attention_args &a, Fail
         const int P = a.prefix_len[b], T = a.tree_len[b], L = P + T;
         const int32_t *parents = a.parents + (size_t)b * a.max_tree_nodes;
         std::vector<float> K((size_t)L * D), V((size_t)L * D), s(L), acc(D);
+        std::vector<int32_t> pos(L); // each key's position: the prefix's slots, then P + depth
+        for (int j = 0; j < P; j++) pos[j] = j;
+        for (int i = 0; i < T; i++) pos[P + i] = parents[i] < 0 ? P : pos[P + parents[i]] + 1;
         for (int j = 0; j < L; j++) {
             size_t off = (((size_t)b * a.max_ctx + j) * Hkv + kvh) * D;
             load_row(a.k_cache->ptr, a.kv_dtype, off, D, &K[(size_t)j * D]);
@@ -50,7 +55,7 @@ Status tree_attention(spec_context *ctx, const spec_tree_attention_args &a, Fail
                 const float *qr = q + (((size_t)b * a.max_tree_nodes + t) * H + h) * D;
                 float m = -INFINITY;
                 for (int j = 0; j < L; j++) {
-                    bool allowed = j < P || km::mask_bit(mask, j - P);
+                    bool allowed = (j < P || km::mask_bit(mask, j - P)) && (window <= 0 || pos[j] > pos[P + t] - window);
                     if (!allowed) {
                         s[j] = -INFINITY;
                         continue;

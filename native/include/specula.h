@@ -28,7 +28,7 @@ extern "C" {
 
 /* ABI version: major changes break callers, minor changes only add. */
 #define SPEC_ABI_VERSION_MAJOR 0
-#define SPEC_ABI_VERSION_MINOR 8
+#define SPEC_ABI_VERSION_MINOR 9
 
 typedef int32_t spec_status;
 
@@ -343,6 +343,18 @@ typedef struct spec_tree_attention_args {
 } spec_tree_attention_args;
 
 SPEC_API spec_status spec_tree_attention(spec_context *ctx, const spec_tree_attention_args *args);
+
+/* ---- ABI 0.9: tree attention with a sliding window */
+
+/* spec_tree_attention with the forward's sliding window (spec_model_config.sliding_window, as a
+ * local layer applies it): prefix slot j holds the key of position j, tree token t sits at position
+ * prefix_len[b] + depth(t) (depth: its number of ancestors, the positions spec_forward gives a tree
+ * by default), and query t attends only to those of its keys whose position is > its own -
+ * sliding_window. sliding_window 0 is spec_tree_attention exactly; a negative one is refused. The
+ * cpu backend runs it; cuda answers SPEC_ERR_UNSUPPORTED for sliding_window > 0 (as spec_model_finalize
+ * refuses a model with a window there). */
+SPEC_API spec_status spec_tree_attention_windowed(spec_context *ctx, const spec_tree_attention_args *args,
+                                                  int32_t sliding_window);
 
 /* How one sequence's target distribution is shaped, exactly as plain sampling shapes it:
  * softmax(logits / temperature), then keep the top_k most likely tokens, then keep the smallest

@@ -34,7 +34,7 @@ struct Reference {
 
     explicit Reference(const TestModel &tm) : m(tm), c(tm.spec.cfg), K(c.n_layer), V(c.n_layer) {}
 
-    // The activations a product multiplies: for Q8_0 / Q4_0 weights the cpu backend quantizes
+    // The activations a product multiplies: for Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 weights the cpu backend quantizes
     // them per block of 32 (int8_dot.hpp), so the reference multiplies the same quantized values.
     // The k-quants likewise per super-block of 256 (kquant_dot.hpp, llama.cpp's q8_K).
     static std::vector<double> product_input(const Weight &w, const std::vector<double> &x) {
@@ -52,7 +52,7 @@ struct Reference {
             }
             return out;
         }
-        if (w.dtype != SPEC_DTYPE_Q8_0 && w.dtype != SPEC_DTYPE_Q4_0) return x;
+        if (!int8_is_block32(w.dtype)) return x;
         std::vector<float> xf(x.begin(), x.end());
         std::vector<uint8_t> q((size_t)(int8_groups(w.cols) * INT8_X_GROUP_BYTES));
         quantize_acts_row(xf.data(), w.cols, q.data());
@@ -340,7 +340,12 @@ void test_reference(spec_context *ctx) {
     legacy.mat_dtype[SPEC_W_ATTN_V] = SPEC_DTYPE_Q5_1;
     legacy.mat_dtype[SPEC_W_FFN_DOWN] = SPEC_DTYPE_Q5_0;
     legacy.mat_dtype[SPEC_W_OUTPUT] = SPEC_DTYPE_Q5_1;
-    check_against_reference(ctx, legacy, 9, 3, 0, 1e-3);
+    // Every matrix quantized, so every product's activations are quantized to int8 (int8_dot.hpp):
+    // where the forward's f32 activation and the reference's double one round to neighbouring
+    // integers, the difference grows through the layers (seed-dependent: other seeds give 1e-7),
+    // hence the tolerance of the smollm q8_0 case (most seeds and kernel caps give 1e-7 here);
+    // test_int8_dot checks the products bit for bit.
+    check_against_reference(ctx, legacy, 9, 3, 0, 2e-2);
 
     // ABI 0.8: qwen3's q/k norms with a head size unrelated to n_embd / n_head; a sliding window over
     // every layer; gemma3's local and global layers, post-block norms, gelu, scaled embeddings.
@@ -577,10 +582,13 @@ void test_batch_composition(spec_context *ctx, bool kquants) {
         c.n_layer = 1;
     }
     ModelSpec s = kquants ? kquant_mix("batch composition k-quants", c, 53)
-                          : spec_all("batch composition q8_0/q4_0", c, SPEC_DTYPE_Q8_0, SPEC_DTYPE_F32, false, 51);
-    if (!kquants) {
+                          : spec_all("batch composition q8_0/q4_0/q4_1/q5_0/q5_1", c, SPEC_DTYPE_Q8_0, SPEC_DTYPE_F32, false, 51);
+    if (!kquants) { // every block-of-32 format on the int8 path
         s.mat_dtype[SPEC_W_FFN_UP] = SPEC_DTYPE_Q4_0;
         s.mat_dtype[SPEC_W_ATTN_V] = SPEC_DTYPE_Q4_0;
+        s.mat_dtype[SPEC_W_ATTN_K] = SPEC_DTYPE_Q4_1;
+        s.mat_dtype[SPEC_W_FFN_GATE] = SPEC_DTYPE_Q5_0;
+        s.mat_dtype[SPEC_W_ATTN_OUT] = SPEC_DTYPE_Q5_1;
     }
     TestModel tm = make_model(s);
     spec_model *model = load_model(ctx, tm);
@@ -612,7 +620,7 @@ void test_batch_composition(spec_context *ctx, bool kquants) {
         spec_kv_destroy(kv);
     }
     CHECK(differing == 0);
-    printf("  batch composition (%s, 1-21 tokens, 3 places, 1-2 threads): %d calls, %d differ\n", kquants ? "q2_k..q6_k" : "q8_0/q4_0", calls,
+    printf("  batch composition (%s, 1-21 tokens, 3 places, 1-2 threads): %d calls, %d differ\n", kquants ? "q2_k..q6_k" : "q8_0/q4_0/q4_1/q5_0/q5_1", calls,
            differing);
     CHECK_OK(spec_context_set_threads(ctx, 0));
     spec_model_destroy(model);

@@ -1,5 +1,7 @@
-/* The cpu backend's int8 products (native/cpu/int8_dot.hpp) against their definition, written
- * out here in plain integers and floats: every kernel set this CPU runs (scalar, avx2, avx512,
+/* The cpu backend's int8 products (native/cpu/int8_dot.hpp: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) against
+ * their definition, written out here in plain integers and floats, block by block: the decoder
+ * against the test's own integers and the independent reference dequantizer, on random blocks,
+ * extreme f16 scales and mins, all-max and all-zero blocks; and every kernel set this CPU runs (scalar, avx2, avx512,
  * avx512 with VNNI) must give exactly those bits, for every token count per call, every place of a
  * row among the rows of a call, and row lengths with padded groups. Links the library's objects
  * to reach the kernel sets directly. */
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include "check.h"
+#include "quant_reference.hpp"
 #include "test_random.hpp"
 #include "../cpu/int8_dot.hpp"
 #include "../cpu/kernels.hpp"
@@ -31,34 +34,91 @@ struct Row {
     std::vector<uint8_t> bytes;
     std::vector<int> q;     // the integers
     std::vector<float> d;   // per block
+    std::vector<float> m;   // per block (0 without a min)
+    bool extreme = false;   // holds blocks with extreme scales (the result may overflow)
 };
 
-Row random_row(Rng &r, int32_t dtype, int64_t K) {
+void put_half(std::vector<uint8_t> &out, uint16_t h) {
+    out.push_back((uint8_t)(h & 255));
+    out.push_back((uint8_t)(h >> 8));
+}
+
+// A random row of dtype. With extremes, block b's kind cycles through: typical random integers and
+// scales, any f16 scale, the largest scale with the most negative min, the smallest subnormal scale
+// with a min of -0, every integer at its largest with scale 1 and min -1, an all-zero block.
+Row random_row(Rng &r, int32_t dtype, int64_t K, bool extremes) {
     Row w;
+    w.extreme = extremes;
     const int64_t nb = K / 32;
+    const bool has_min = int8_has_min(dtype), five = dtype == SPEC_DTYPE_Q5_0 || dtype == SPEC_DTYPE_Q5_1;
+    const int levels = dtype == SPEC_DTYPE_Q8_0 ? 256 : five ? 32 : 16;
+    const int centre = dtype == SPEC_DTYPE_Q4_0 ? 8 : dtype == SPEC_DTYPE_Q5_0 ? 16 : 0;
     for (int64_t b = 0; b < nb; b++) {
-        // scales over a wide range, some zero; values including the extremes
-        const float d = r.below(10) == 0 ? 0.0f : (float)std::ldexp(0.5 + r.uniform(), -(int)r.below(12));
-        const uint16_t h = f32_to_f16(d);
-        w.d.push_back(f16_to_f32(h));
-        w.bytes.push_back((uint8_t)(h & 255));
-        w.bytes.push_back((uint8_t)(h >> 8));
-        if (dtype == SPEC_DTYPE_Q8_0) {
-            for (int e = 0; e < 32; e++) {
-                const int v = r.below(8) == 0 ? (r.below(2) ? 127 : -128) : (int)r.below(255) - 127;
-                w.q.push_back(v);
-                w.bytes.push_back((uint8_t)(int8_t)v);
-            }
-        } else {
-            uint8_t qs[16];
-            int vals[32];
-            for (int e = 0; e < 32; e++) vals[e] = (int)r.below(16);
-            for (int e = 0; e < 16; e++) qs[e] = (uint8_t)(vals[e] | vals[e + 16] << 4);
-            for (int e = 0; e < 32; e++) w.q.push_back(vals[e] - 8);
-            w.bytes.insert(w.bytes.end(), qs, qs + 16);
+        const int kind = extremes ? (int)(b % 6) : 0;
+        uint16_t dh, mh = 0;
+        switch (kind) {
+        case 1: dh = (uint16_t)(r.below(0x7c00)), mh = (uint16_t)(r.below(0x7c00) | (r.below(2) << 15)); break;
+        case 2: dh = 0x7bff, mh = 0xfbff; break; /* 65504, -65504 */
+        case 3: dh = 0x0001, mh = 0x8000; break; /* 2^-24, -0 */
+        case 4: dh = 0x3c00, mh = 0xbc00; break; /* 1, -1 */
+        case 5: dh = 0, mh = 0; break;
+        default: { // scales over a wide range, some zero
+            const float d = r.below(10) == 0 ? 0.0f : (float)std::ldexp(0.5 + r.uniform(), -(int)r.below(12));
+            dh = f32_to_f16(d), mh = f32_to_f16((float)(d * levels * (r.uniform() - 0.75)));
         }
+        }
+        if (!has_min) mh = 0;
+        w.d.push_back(f16_to_f32(dh));
+        w.m.push_back(has_min ? f16_to_f32(mh) : 0.0f);
+        put_half(w.bytes, dh);
+        if (has_min) put_half(w.bytes, mh);
+        int vals[32]; // the stored unsigned values (Q8_0: the signed bytes)
+        for (int e = 0; e < 32; e++) {
+            if (kind == 4) vals[e] = dtype == SPEC_DTYPE_Q8_0 ? 127 : levels - 1;
+            else if (kind == 5) vals[e] = 0;
+            else if (dtype == SPEC_DTYPE_Q8_0) vals[e] = r.below(8) == 0 ? (r.below(2) ? 127 : -128) : (int)r.below(255) - 127;
+            else vals[e] = r.below(8) == 0 ? (r.below(2) ? levels - 1 : 0) : (int)r.below(levels);
+        }
+        if (dtype == SPEC_DTYPE_Q8_0) {
+            for (int e = 0; e < 32; e++) w.bytes.push_back((uint8_t)(int8_t)vals[e]);
+        } else {
+            if (five) {
+                uint32_t qh = 0;
+                for (int e = 0; e < 32; e++) qh |= (uint32_t)(vals[e] >> 4) << e;
+                for (int i = 0; i < 4; i++) w.bytes.push_back((uint8_t)(qh >> (8 * i)));
+            }
+            for (int e = 0; e < 16; e++) w.bytes.push_back((uint8_t)((vals[e] & 15) | (vals[e + 16] & 15) << 4));
+        }
+        for (int e = 0; e < 32; e++) w.q.push_back(dtype == SPEC_DTYPE_Q8_0 ? vals[e] : vals[e] - centre);
     }
     return w;
+}
+
+// The decoder (int8_decode_block) against the test's own integers and scales, and those against
+// the independent reference dequantizer (quant_reference.hpp): d*q (+ m) is every weight.
+int check_decode(int32_t dtype, const Row &w) {
+    int bad = 0;
+    const int bb = int8_block_bytes(dtype);
+    for (size_t b = 0; b < w.d.size(); b++) {
+        const uint8_t *blk = w.bytes.data() + b * (size_t)bb;
+        int8_t q[32];
+        float d, m;
+        int8_decode_block(dtype, blk, q, &d, &m);
+        float ref[32];
+        if (dtype != SPEC_DTYPE_Q8_0 && dtype != SPEC_DTYPE_Q4_0) quant_ref::dequant_block(dtype, blk, ref);
+        for (int e = 0; e < 32; e++) {
+            const int want = w.q[b * 32 + (size_t)e];
+            bool ok = q[e] == want && std::memcmp(&d, &w.d[b], 4) == 0 && std::memcmp(&m, &w.m[b], 4) == 0;
+            if (dtype != SPEC_DTYPE_Q8_0 && dtype != SPEC_DTYPE_Q4_0) {
+                const float v = int8_has_min(dtype) ? quant_ref::r((double)want * d + m) : quant_ref::r((double)want * d);
+                ok = ok && std::memcmp(&v, &ref[e], 4) == 0;
+            }
+            if (!ok && bad++ < 3)
+                fprintf(stderr, "  decode dtype %d block %zu elem %d: q %d d %g m %g, want q %d d %g m %g\n", dtype, b, e, q[e], d, m, want,
+                        w.d[b], w.m[b]);
+        }
+    }
+    return bad;
 }
 
 std::vector<float> random_acts(Rng &r, int64_t K) {
@@ -74,7 +134,7 @@ std::vector<float> random_acts(Rng &r, int64_t K) {
 }
 
 // The definition (int8_dot.hpp), from the row's integers and the quantized activations.
-float definition(const Row &w, const uint8_t *qx, int64_t K) {
+float definition(int32_t dtype, const Row &w, const uint8_t *qx, int64_t K) {
     float lane[16] = {};
     for (int64_t b = 0; b < K / 32; b++) {
         const uint8_t *g = qx + (b / 16) * INT8_X_GROUP_BYTES;
@@ -86,6 +146,13 @@ float definition(const Row &w, const uint8_t *qx, int64_t K) {
         volatile float d = w.d[(size_t)b] * dx; // volatile: two roundings, never fused
         volatile float term = d * (float)isum;
         lane[j] = lane[j] + term;
+        if (int8_has_min(dtype)) {
+            int32_t xsum = 0;
+            for (int e = 0; e < 32; e++) xsum += (int8_t)g[64 * (e / 4) + 4 * j + e % 4];
+            volatile float m = w.m[(size_t)b] * dx;
+            volatile float mterm = m * (float)xsum;
+            lane[j] = lane[j] + mterm;
+        }
     }
     return int8_lane_sum(lane);
 }
@@ -93,9 +160,9 @@ float definition(const Row &w, const uint8_t *qx, int64_t K) {
 void check_set(const KernelSet *ks) {
     const Int8Set &q = *ks->int8;
     Rng r(77);
-    int checked = 0, mismatched = 0;
+    int checked = 0, mismatched = 0, decode_bad = 0;
     double worst = 0.0;
-    for (int32_t dtype : {SPEC_DTYPE_Q8_0, SPEC_DTYPE_Q4_0}) {
+    for (int32_t dtype : {SPEC_DTYPE_Q8_0, SPEC_DTYPE_Q4_0, SPEC_DTYPE_Q4_1, SPEC_DTYPE_Q5_0, SPEC_DTYPE_Q5_1}) {
         CHECK(q.has(dtype));
         for (int64_t K : {32, 64, 480, 512, 544, 1024, 2080, 5632}) {
             const int n_rows = 7, n_tok = 17;
@@ -103,7 +170,8 @@ void check_set(const KernelSet *ks) {
             const int64_t ng = int8_groups(K), wbytes = ng * INT8_W_GROUP_BYTES, xstride = ng * INT8_X_GROUP_BYTES;
             std::vector<uint8_t> packed((size_t)(n_rows * wbytes));
             for (int i = 0; i < n_rows; i++) {
-                rows.push_back(random_row(r, dtype, K));
+                rows.push_back(random_row(r, dtype, K, i % 3 == 2));
+                decode_bad += check_decode(dtype, rows.back());
                 q.pack(dtype, rows.back().bytes.data(), K, packed.data() + i * wbytes, nullptr, 0);
             }
             std::vector<std::vector<float>> xs;
@@ -118,7 +186,7 @@ void check_set(const KernelSet *ks) {
                     float out[16];
                     if (!q.tile(dtype, rows[(size_t)row].bytes.data(), K, qx.data(), xstride, T, out, nullptr, 0)) break;
                     for (int t = 0; t < T; t++) {
-                        const float want = definition(rows[(size_t)row], qx.data() + t * xstride, K);
+                        const float want = definition(dtype, rows[(size_t)row], qx.data() + t * xstride, K);
                         checked++;
                         if (std::memcmp(&want, &out[t], 4) != 0 && mismatched++ < 5)
                             fprintf(stderr, "  %s tile dtype %d K %lld T %d row %d tok %d: %.9g, want %.9g\n", q.name, dtype, (long long)K, T,
@@ -132,11 +200,11 @@ void check_set(const KernelSet *ks) {
                         const uint8_t *rp[16];
                         for (int i = 0; i < q.rows; i++) rp[i] = packed.data() + std::min(r0 + i, n_rows - 1) * wbytes;
                         float out[64];
-                        q.gemm(rp, ng, qx.data() + t0 * xstride, xstride, T, out);
+                        q.gemm(dtype, rp, ng, qx.data() + t0 * xstride, xstride, T, out);
                         for (int t = 0; t < T; t++)
                             for (int i = 0; i < q.rows; i++) {
                                 const int row = std::min(r0 + i, n_rows - 1);
-                                const float want = definition(rows[(size_t)row], qx.data() + (t0 + t) * xstride, K);
+                                const float want = definition(dtype, rows[(size_t)row], qx.data() + (t0 + t) * xstride, K);
                                 checked++;
                                 if (std::memcmp(&want, &out[t * q.rows + i], 4) != 0) {
                                     if (mismatched++ < 5)
@@ -145,14 +213,16 @@ void check_set(const KernelSet *ks) {
                                 }
                                 // and close to the exact product of the unquantized activations
                                 // (each x within amax(its block) / 254 plus the f16 rounding of the scale)
+                                if (rows[(size_t)row].extreme) continue; // its products may overflow f32
                                 const std::vector<float> &x = xs[(size_t)(t0 + t)];
                                 double exact = 0.0, mag = 0.0;
                                 for (int64_t k = 0; k < K; k++) {
-                                    const double wk = (double)rows[(size_t)row].q[(size_t)k] * rows[(size_t)row].d[(size_t)(k / 32)];
+                                    const double dq = (double)rows[(size_t)row].q[(size_t)k] * rows[(size_t)row].d[(size_t)(k / 32)];
+                                    const double mk = rows[(size_t)row].m[(size_t)(k / 32)];
                                     double amax = 0.0;
                                     for (int64_t e = k / 32 * 32; e < k / 32 * 32 + 32; e++) amax = std::max(amax, (double)std::fabs(x[(size_t)e]));
-                                    exact += wk * x[(size_t)k];
-                                    mag += std::fabs(wk) * amax;
+                                    exact += (dq + mk) * x[(size_t)k];
+                                    mag += (std::fabs(dq) + std::fabs(mk)) * amax;
                                 }
                                 if (mag > 0) worst = std::max(worst, std::fabs(want - exact) / mag);
                             }
@@ -160,6 +230,7 @@ void check_set(const KernelSet *ks) {
         }
     }
     CHECK(mismatched == 0);
+    CHECK(decode_bad == 0);
     // Quantizing x to 8 bits (and its scale to f16) moves each x by at most about
     // amax(block) * (1/254 + 2^-11).
     CHECK(worst < 4.5e-3);

@@ -1,9 +1,10 @@
 /* Tree attention on the cpu backend against a plain double-precision reference, on random inputs
  * of several sizes (batch, tree size and shape, prefix, GQA, head_dim 64/128, f32/f16/bf16
  * caches). Outputs are poisoned first; every element is checked, and rows past each tree must
- * stay poisoned. Then bad input. */
+ * stay poisoned. The same with sliding windows (spec_tree_attention_windowed). Then bad input. */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <algorithm>
 #include <cmath>
@@ -62,8 +63,10 @@ static Inputs make_inputs(const Shape &sh, uint64_t seed) {
     return in;
 }
 
-/* The plain reference: softmax over the prefix and the ancestors-or-self, in double. */
-static std::vector<double> reference(const Inputs &in) {
+/* The plain reference: softmax over the prefix and the ancestors-or-self, in double; with a window
+ * (> 0), only the keys at positions > the query's - window (prefix slot j at position j, tree node i
+ * at prefix + its depth). */
+static std::vector<double> reference(const Inputs &in, int window = 0) {
     const Shape &sh = in.sh;
     const int G = sh.H / sh.Hkv;
     std::vector<double> out(in.q.size(), 0.0);
@@ -78,6 +81,15 @@ static std::vector<double> reference(const Inputs &in) {
                 for (int a = t; a >= 0; a = in.parents[(size_t)b * sh.Tmax + a]) anc.push_back(a);
                 std::sort(anc.begin(), anc.end());
                 for (int a : anc) keys.push_back(P + a);
+                if (window > 0) { /* the ancestors sorted are the path root..t: depth = index */
+                    const int qpos = P + (int)anc.size() - 1;
+                    std::vector<int> kept;
+                    for (size_t j = 0; j < keys.size(); j++) {
+                        const int kpos = (int)j < P ? keys[j] : P + (int)(j - (size_t)P);
+                        if (kpos > qpos - window) kept.push_back(keys[j]);
+                    }
+                    keys = kept;
+                }
                 const float *q = &in.q[(((size_t)b * sh.Tmax + t) * sh.H + h) * sh.D];
                 std::vector<double> sc(keys.size());
                 double m = -1e300;
@@ -101,8 +113,10 @@ static std::vector<double> reference(const Inputs &in) {
     return out;
 }
 
-/* Runs the op on a context; out is poisoned first. */
-static spec_status run(spec_context *ctx, const Inputs &in, std::vector<float> &out) {
+/* Runs the op on a context; out is poisoned first. kPlain: spec_tree_attention, else
+ * spec_tree_attention_windowed with that window. */
+static const int kPlain = INT32_MIN;
+static spec_status run(spec_context *ctx, const Inputs &in, std::vector<float> &out, int window = kPlain) {
     const Shape &sh = in.sh;
     const size_t esz = sh.dtype == SPEC_DTYPE_F32 ? 4 : 2, cache = in.k.size() * esz, rows = in.q.size() * 4;
     spec_buffer *q = NULL, *k = NULL, *v = NULL, *o = NULL;
@@ -128,7 +142,7 @@ static spec_status run(spec_context *ctx, const Inputs &in, std::vector<float> &
     a.tree_len = sh.tree.data();
     a.parents = in.parents.data();
     a.q = q, a.k_cache = k, a.v_cache = v, a.out = o;
-    spec_status st = spec_tree_attention(ctx, &a);
+    spec_status st = window == kPlain ? spec_tree_attention(ctx, &a) : spec_tree_attention_windowed(ctx, &a, window);
     out.resize(in.q.size());
     spec_copy_d2h(out.data(), o, 0, rows);
     spec_buffer_free(q);
@@ -184,6 +198,38 @@ static void test_against_reference(spec_context *ctx) {
                sh.dtype == SPEC_DTYPE_F32 ? "f32" : sh.dtype == SPEC_DTYPE_F16 ? "f16" : "bf16", worst);
         CHECK(bad == 0);
     }
+}
+
+/* spec_tree_attention_windowed (ABI 0.9) against the reference with windows from 1 (each token sees
+ * only itself) to past every position (the plain call's bits), on the shapes above. */
+static void test_windowed_against_reference(spec_context *ctx) {
+    int i = 0;
+    for (const Shape &sh : kShapes) {
+        Inputs in = make_inputs(sh, 300 + i++);
+        std::vector<float> plain;
+        CHECK_OK(run(ctx, in, plain));
+        double worst_all = 0;
+        for (int window : {1, 2, 7, 64, 300, 1 << 20}) {
+            std::vector<float> out;
+            CHECK_OK(run(ctx, in, out, window));
+            double worst;
+            long bad = compare(in, out, reference(in, window), 1e-5, &worst);
+            worst_all = std::max(worst_all, worst);
+            CHECK(bad == 0);
+            if (window >= sh.max_ctx) CHECK(memcmp(out.data(), plain.data(), out.size() * 4) == 0);
+        }
+        std::vector<float> zero; /* window 0: no window */
+        CHECK_OK(run(ctx, in, zero, 0));
+        CHECK(memcmp(zero.data(), plain.data(), zero.size() * 4) == 0);
+        printf("windowed B=%d H=%d/%d D=%d T<=%d: max error %.2e over windows 1..2^20\n", sh.B, sh.H, sh.Hkv, sh.D, sh.Tmax, worst_all);
+    }
+    /* a window that matters: token 0 of a 17-token prefix with window 4 differs from the plain call */
+    Inputs in = make_inputs(kShapes[1], 9);
+    std::vector<float> plain, win;
+    CHECK_OK(run(ctx, in, plain));
+    CHECK_OK(run(ctx, in, win, 4));
+    CHECK(memcmp(plain.data(), win.data(), 64 * 4) != 0);
+    CHECK_FAILS(ctx, run(ctx, in, win, -3), SPEC_ERR_INVALID_ARGUMENT, "sliding_window -3 is negative");
 }
 
 static void test_bad_input(spec_context *ctx) {
@@ -260,6 +306,7 @@ int main(void) {
     spec_context *ctx = NULL;
     CHECK_OK(spec_context_create("cpu", 0, &ctx));
     test_against_reference(ctx);
+    test_windowed_against_reference(ctx);
     test_bad_input(ctx);
     spec_context_destroy(ctx);
     return check_finish("test_tree_attention");

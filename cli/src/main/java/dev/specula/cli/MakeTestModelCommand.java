@@ -1,5 +1,6 @@
 package dev.specula.cli;
 
+import dev.specula.model.HuggingFaceExport;
 import dev.specula.model.LlamaFileType;
 import dev.specula.model.TestModelMaker;
 import dev.specula.tokenizer.VocabTrainer;
@@ -12,7 +13,8 @@ import picocli.CommandLine.Option;
 
 /** Writes a GGUF model with seeded random weights, for tests and benchmarks. */
 @Command(name = "make-test-model", sortOptions = false,
-        description = "Write a GGUF model with seeded random weights (llama, qwen2, qwen3 or gemma3, any size) for tests and benchmarks.")
+        description = "Write a GGUF model with seeded random weights (llama, qwen2, qwen3 or gemma3, any size) for tests and benchmarks, "
+                + "and with --hf-out the same weights as a Hugging Face folder.")
 final class MakeTestModelCommand implements Callable<Integer> {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -22,6 +24,11 @@ final class MakeTestModelCommand implements Callable<Integer> {
 
     @Option(names = "--out", required = true, paramLabel = "FILE", description = "The GGUF file to write.")
     Path out;
+
+    @Option(names = "--hf-out", paramLabel = "DIR",
+            description = "Also write the same weights as a Hugging Face folder (config.json and model.safetensors, no tokenizer): "
+                    + "qwen2, qwen3 and gemma3. F32/F16/BF16 tensors keep their type, quantized ones are written as F32.")
+    Path hfOut;
 
     @Option(names = "--arch", paramLabel = "NAME", defaultValue = "llama", description = "Architecture: llama, qwen2, qwen3 (q/k norms) or gemma3 (q/k and post-block norms, GELU, local and global layers) (default: ${DEFAULT-VALUE}).")
     String arch;
@@ -104,8 +111,14 @@ final class MakeTestModelCommand implements Callable<Integer> {
         try {
             maker.config();
             Map<String, Object> vocabulary = VocabTrainer.ggufMetadata(tokenizer, vocab, seed);
+            if (hfOut != null && !HuggingFaceExport.ARCHS.contains(maker.config().arch())) {
+                throw new IllegalArgumentException("--hf-out writes qwen2, qwen3 and gemma3 models, not " + arch
+                        + " (llama's GGUF q/k rows are permuted)");
+            }
             TestModelMaker.Summary summary = maker.tokenizer(vocabulary).write(out);
             spec.commandLine().getOut().println("wrote " + summary.describe());
+            if (hfOut != null) spec.commandLine().getOut().println("wrote " + HuggingFaceExport.write(out, hfOut).getParent()
+                    + " (config.json, model.safetensors)");
             spec.commandLine().getOut().flush();
             return 0;
         } catch (IllegalArgumentException | UnsupportedOperationException e) {

@@ -3,6 +3,7 @@ package dev.specula.cli;
 import static org.junit.jupiter.api.Assertions.*;
 
 import dev.specula.model.ModelConfig;
+import dev.specula.model.ModelFile;
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.model.gguf.GgufFile;
 import dev.specula.nativeapi.Arch;
@@ -33,7 +34,7 @@ class MakeTestModelCommandTest {
         Run r = run("make-test-model", "--help");
         assertEquals(0, r.code());
         for (String option : new String[] {"--out", "--arch", "--dim", "--layers", "--heads", "--kv-heads", "--ff", "--vocab",
-                "--context", "--type", "--tied", "--untied", "--seed", "--rope-theta", "--tokenizer", "--head-dim", "--sliding-window"}) {
+                "--context", "--type", "--tied", "--untied", "--seed", "--rope-theta", "--tokenizer", "--head-dim", "--sliding-window", "--hf-out"}) {
             assertTrue(r.out().contains(option), option + " missing from:\n" + r.out());
         }
         assertTrue(r.out().contains("Q8_0"), r.out());
@@ -112,6 +113,26 @@ class MakeTestModelCommandTest {
         r = run("make-test-model", "--out", dir.resolve("bad.gguf").toString(), "--arch", "llama", "--head-dim", "32");
         assertEquals(2, r.code());
         assertTrue(r.err().contains("llama needs head-dim = dim / heads"), r.err());
+    }
+
+    /** --hf-out: the same weights as a Hugging Face folder (the logits of both agree bit for bit: ArchitecturesTest). */
+    @Test
+    void writesAHuggingFaceFolderBesideTheGguf() throws Exception {
+        for (String arch : new String[] {"qwen3", "gemma3"}) {
+            Path gguf = dir.resolve(arch + "-hf.gguf"), hf = dir.resolve(arch + "-hf");
+            Run r = run("make-test-model", "--out", gguf.toString(), "--arch", arch, "--layers", "6", "--vocab", "300", "--type", "Q8_0",
+                    "--hf-out", hf.toString());
+            assertEquals(0, r.code(), r.err());
+            assertTrue(r.out().contains("wrote " + hf + " (config.json, model.safetensors)"), r.out());
+            try (GgufFile g = GgufFile.open(gguf); ModelFile folder = ModelFile.open(hf)) {
+                ModelConfig c = ModelConfig.fromGguf(g);
+                assertEquals(c, folder.config(), arch);
+            }
+        }
+        Run r = run("make-test-model", "--out", dir.resolve("llama.gguf").toString(), "--hf-out", dir.resolve("llama-hf").toString());
+        assertEquals(2, r.code());
+        assertTrue(r.err().contains("--hf-out writes qwen2, qwen3 and gemma3 models, not llama"), r.err());
+        assertFalse(dir.resolve("llama.gguf").toFile().exists());
     }
 
     @Test

@@ -32,10 +32,10 @@ public class SpeculaFfi extends SpeculaFfi$shared {
     public static int SPEC_ABI_VERSION_MAJOR() {
         return SPEC_ABI_VERSION_MAJOR;
     }
-    private static final int SPEC_ABI_VERSION_MINOR = (int)8L;
+    private static final int SPEC_ABI_VERSION_MINOR = (int)9L;
     /**
      * {@snippet lang=c :
-     * #define SPEC_ABI_VERSION_MINOR 8
+     * #define SPEC_ABI_VERSION_MINOR 9
      * }
      */
     public static int SPEC_ABI_VERSION_MINOR() {
@@ -2521,6 +2521,68 @@ public class SpeculaFfi extends SpeculaFfi$shared {
                 traceDowncall("spec_tree_attention", ctx, args);
             }
             return (int)mh$.invokeExact(ctx, args);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_tree_attention_windowed {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_tree_attention_windowed");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_tree_attention_windowed(spec_context *ctx, const spec_tree_attention_args *args, int32_t sliding_window)
+     * }
+     */
+    public static FunctionDescriptor spec_tree_attention_windowed$descriptor() {
+        return spec_tree_attention_windowed.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_tree_attention_windowed(spec_context *ctx, const spec_tree_attention_args *args, int32_t sliding_window)
+     * }
+     */
+    public static MethodHandle spec_tree_attention_windowed$handle() {
+        return spec_tree_attention_windowed.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_tree_attention_windowed(spec_context *ctx, const spec_tree_attention_args *args, int32_t sliding_window)
+     * }
+     */
+    public static MemorySegment spec_tree_attention_windowed$address() {
+        return spec_tree_attention_windowed.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_tree_attention_windowed(spec_context *ctx, const spec_tree_attention_args *args, int32_t sliding_window)
+     * }
+     */
+    public static int spec_tree_attention_windowed(MemorySegment ctx, MemorySegment args, int sliding_window) {
+        var mh$ = spec_tree_attention_windowed.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_tree_attention_windowed", ctx, args, sliding_window);
+            }
+            return (int)mh$.invokeExact(ctx, args, sliding_window);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {

@@ -2,18 +2,16 @@ package dev.specula.engine;
 
 import static org.junit.jupiter.api.Assertions.*;
 
+import dev.specula.model.HuggingFaceExport;
 import dev.specula.model.ModelConfig;
 import dev.specula.model.ModelFile;
 import dev.specula.model.ModelFormatException;
 import dev.specula.model.NativeModels;
 import dev.specula.model.TestModelMaker;
-import dev.specula.model.gguf.GgmlQuant;
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.model.gguf.GgufFile;
 import dev.specula.model.gguf.GgufTensor;
 import dev.specula.model.gguf.GgufWriter;
-import dev.specula.model.safetensors.StWriter;
-import dev.specula.nativeapi.Arch;
 import dev.specula.nativeapi.Context;
 import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.DeviceBuffer;
@@ -24,13 +22,10 @@ import dev.specula.nativeapi.Recycler;
 import dev.specula.policies.PromptLookupPolicy;
 import dev.specula.policies.RecyclingPolicy;
 import dev.specula.sampling.SamplingOptions;
-import com.google.gson.JsonArray;
-import com.google.gson.JsonObject;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -121,8 +116,9 @@ class ArchitecturesTest {
         return accepted;
     }
 
+    /** The folder make-test-model --hf-out writes (HuggingFaceExport) beside its GGUF. */
     @ParameterizedTest
-    @ValueSource(strings = {"qwen3", "gemma3"})
+    @ValueSource(strings = {"qwen2", "qwen3", "gemma3"})
     void aHuggingFaceFolderGivesTheLogitsOfTheSameGgufBitForBit(String arch) throws IOException {
         Path gguf = temp.resolve(arch + "-hf-source.gguf");
         maker(arch).slidingWindow(arch.equals("gemma3") ? 5 : 0).write(gguf); // Qwen configs declare no window here
@@ -130,8 +126,8 @@ class ArchitecturesTest {
         ModelConfig c;
         try (GgufFile g = GgufFile.open(gguf)) {
             c = ModelConfig.fromGguf(g);
-            writeHuggingFace(g, c, dir);
         }
+        HuggingFaceExport.write(gguf, dir);
         int[] tokens = TinyModel.prompts(1, 4).getFirst();
         float[] fromGguf = logits(gguf, tokens), fromHf = logits(dir, tokens);
         try (ModelFile hf = ModelFile.open(dir)) {
@@ -151,76 +147,6 @@ class ArchitecturesTest {
             out.copyToHost(0, host, 0, out.size());
             return host.toArray(ValueLayout.JAVA_FLOAT);
         }
-    }
-
-    /**
-     * A Hugging Face folder with g's weights under transformers' names (no permutation: qwen3 and gemma3 rotate
-     * halves in both layouts), gemma's norms as w = stored - 1.
-     */
-    private static void writeHuggingFace(GgufFile g, ModelConfig c, Path dir) throws IOException {
-        Files.createDirectories(dir);
-        boolean gemma = c.arch() == Arch.GEMMA3;
-        JsonObject json = new JsonObject();
-        json.addProperty("model_type", gemma ? "gemma3_text" : "qwen3");
-        json.addProperty("hidden_size", c.nEmbd());
-        json.addProperty("intermediate_size", c.nFf());
-        json.addProperty("num_hidden_layers", c.nLayer());
-        json.addProperty("num_attention_heads", c.nHead());
-        json.addProperty("num_key_value_heads", c.nHeadKv());
-        json.addProperty("head_dim", c.headDim());
-        json.addProperty("rms_norm_eps", c.rmsEps());
-        json.addProperty("rope_theta", c.ropeTheta());
-        json.addProperty("max_position_embeddings", c.nCtxTrain());
-        json.addProperty("vocab_size", c.nVocab());
-        json.addProperty("tie_word_embeddings", c.tiedEmbeddings());
-        if (gemma) {
-            json.addProperty("sliding_window", c.slidingWindow());
-            JsonArray types = new JsonArray();
-            for (int l = 0; l < c.nLayer(); l++) types.add((l + 1) % 6 == 0 ? "full_attention" : "sliding_attention");
-            json.add("layer_types", types);
-            json.addProperty("rope_local_base_freq", 10000.0);
-            json.addProperty("query_pre_attn_scalar", c.headDim());
-            json.add("final_logit_softcapping", null);
-        } else {
-            json.addProperty("sliding_window", 4096); // carried by Qwen configs, off without use_sliding_window
-            json.addProperty("use_sliding_window", false);
-        }
-        Files.writeString(dir.resolve("config.json"), json.toString());
-        StWriter st = new StWriter();
-        for (GgufTensor t : g.tensors()) {
-            String name = hfName(t.name(), gemma);
-            float[] v = GgmlQuant.decode(t);
-            if (gemma && t.name().endsWith("norm.weight")) {
-                for (int i = 0; i < v.length; i++) v[i] -= 1f;
-            }
-            long[] d = t.dims();
-            st.add(name, "F32", d.length == 1 ? new long[] {d[0]} : new long[] {d[1], d[0]}, v);
-        }
-        st.write(dir.resolve("model.safetensors"));
-    }
-
-    private static String hfName(String gguf, boolean gemma) {
-        if (gguf.equals("token_embd.weight")) return "model.embed_tokens.weight";
-        if (gguf.equals("output_norm.weight")) return "model.norm.weight";
-        if (gguf.equals("output.weight")) return "lm_head.weight";
-        String[] parts = gguf.split("\\.", 3); // blk, layer, rest
-        String p = "model.layers." + parts[1] + ".";
-        return p + switch (parts[2]) {
-            case "attn_norm.weight" -> "input_layernorm.weight";
-            case "attn_q.weight" -> "self_attn.q_proj.weight";
-            case "attn_k.weight" -> "self_attn.k_proj.weight";
-            case "attn_v.weight" -> "self_attn.v_proj.weight";
-            case "attn_output.weight" -> "self_attn.o_proj.weight";
-            case "attn_q_norm.weight" -> "self_attn.q_norm.weight";
-            case "attn_k_norm.weight" -> "self_attn.k_norm.weight";
-            case "post_attention_norm.weight" -> "post_attention_layernorm.weight";
-            case "ffn_norm.weight" -> gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight";
-            case "post_ffw_norm.weight" -> "post_feedforward_layernorm.weight";
-            case "ffn_gate.weight" -> "mlp.gate_proj.weight";
-            case "ffn_up.weight" -> "mlp.up_proj.weight";
-            case "ffn_down.weight" -> "mlp.down_proj.weight";
-            default -> throw new IllegalArgumentException(gguf);
-        };
     }
 
     @Test

@@ -59,8 +59,8 @@ class MemoryBudgetTest {
         MemoryBudget.Request r = request("cpu", "recycling", 512, 2, 81);
         MemoryBudget b = MemoryBudget.of(r);
         MemoryPlan plan = MemoryPlan.compute("cpu", target.config(), DType.F16, LoadedModel.weightBytes(target), 512, 2, 81, 8);
-        // 4 layers x (K, V) x 512 positions x 2 KV heads x 16 dims x f16, per sequence.
-        assertEquals(2L * 4 * 2 * 512 * 2 * 16 * 2, plan.kvCaches());
+        // 4 layers x (K, V) x 512 positions x 2 KV heads x 16 dims x f16, and an int32 position per slot, per sequence.
+        assertEquals(2L * (4 * 2 * 512 * 2 * 16 * 2 + 512 * 4), plan.kvCaches());
         assertEquals(plan.kvCaches(), item(b, "target KV caches"));
         assertEquals(plan.modelScratch(), item(b, "target forward scratch"));
         assertEquals(plan.kernelScratch(), item(b, "verify + recycling scratch"));

@@ -29,19 +29,20 @@ class MemoryPlanTest {
         public int ropeOrigCtx() { return 0; }
     };
 
-    /** K and V, per layer, per position, per KV head: head_dim elements. */
-    static long kvBytes(int capacity, int sequences, int elementBytes) {
-        return 2L * 2 * capacity * 2 * 16 * elementBytes * sequences;
+    /** K and V, per layer, per position, per KV head: head_dim elements; on cpu also each slot's position (an int32). */
+    static long kvBytes(String backend, int capacity, int sequences, int elementBytes) {
+        long positions = backend.equals("cpu") ? 4L * capacity * sequences : 0;
+        return 2L * 2 * capacity * 2 * 16 * elementBytes * sequences + positions;
     }
 
     @Test
     void kvCachesAreExactlyTwoTensorsPerLayerOnBothBackends() {
         for (String backend : Specula.backendsCompiled()) { // cpu, and cuda where it was built
             MemoryPlan f16 = MemoryPlan.compute(backend, SMALL, DType.F16, 1000, 100, 3, 0, 0);
-            assertEquals(kvBytes(100, 3, 2), f16.kvCaches(), backend);
-            assertEquals(76_800, f16.kvCaches(), backend);
+            assertEquals(kvBytes(backend, 100, 3, 2), f16.kvCaches(), backend);
+            assertEquals(backend.equals("cpu") ? 76_800 + 1_200 : 76_800, f16.kvCaches(), backend);
             MemoryPlan f32 = MemoryPlan.compute(backend, SMALL, DType.F32, 1000, 100, 3, 0, 0);
-            assertEquals(kvBytes(100, 3, 4), f32.kvCaches(), backend);
+            assertEquals(kvBytes(backend, 100, 3, 4), f32.kvCaches(), backend);
             assertEquals(MemoryPlan.compute(backend, SMALL, DType.BF16, 1000, 100, 3, 0, 0).kvCaches(), f16.kvCaches(), backend);
             // Nothing verified, no recycler: no kernel scratch, no matrix.
             assertEquals(0, f16.kernelScratch(), backend);
