@@ -21,7 +21,7 @@ bool heads_supported(const Backend *b) {
 #endif
     return b == cpu_backend();
 }
-bool on_cpu(const spec_heads *h) { return h->target->ctx->backend == cpu_backend(); }
+[[maybe_unused]] bool on_cpu(const spec_heads *h) { return h->target->ctx->backend == cpu_backend(); }
 Status backend_heads_finalize(spec_heads *h, Failure &err) {
 #ifdef SPECULA_WITH_CUDA
     if (!on_cpu(h)) return cuda::heads_finalize(h, err);
