@@ -14,7 +14,7 @@ import java.util.Map;
  * @param maxQueued      the most that may wait; beyond it requests are refused with {@link EngineBusyException}
  * @param steps          decoding steps run
  * @param stepSequences  sequences summed over all steps (stepSequences / steps: the mean batch size)
- * @param stepRows       tree rows run through the target, summed over all steps
+ * @param stepRows       rows run through the target (trees, and the prompt chunks of requests joining), summed over all steps
  * @param finished       requests that ended normally (EOS, max tokens, stop string, context full, cancelled)
  * @param failed         requests that failed inside the engine (each alone; the others went on)
  * @param refused        requests refused because the queue was full

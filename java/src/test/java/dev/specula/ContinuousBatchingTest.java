@@ -373,4 +373,123 @@ class ContinuousBatchingTest {
             assertEquals(StopReason.CANCELLED, ((GenerationResult) longRunning.await()).stopReason());
         }
     }
+
+    @Test
+    @Timeout(value = 120, unit = TimeUnit.SECONDS)
+    void aSeededSampledRequestGivesTheSameTextAloneAndInAnyBatch() throws Exception {
+        // Fixed trees of deterministic drafters, so the request drafts the same trees alone and batched; then only
+        // the random stream could tell the runs apart, and it is keyed by the request's seed and position.
+        List<int[]> prompts = TinyModel.prompts(6, 31);
+        try (SpeculaEngine engine = tiny().adaptive(false).batch(6).build()) {
+            List<GenerationRequest> requests = new ArrayList<>();
+            for (int i = 0; i < 6; i++) {
+                Drafter d = i % 2 == 0 ? Drafter.DRAFT_MODEL : Drafter.PLD;
+                SamplingOptions sampling = i < 4 ? SamplingOptions.sampled(0.9f, 1000 + i) : SamplingOptions.GREEDY;
+                requests.add(GenerationRequest.builder("").promptTokens(prompts.get(i)).maxTokens(32).drafter(d).sampling(sampling).build());
+            }
+            List<int[]> solo = new ArrayList<>();
+            for (GenerationRequest r : requests) solo.add(engine.generate(r, t -> {}, () -> false).tokens());
+            for (int i = 0; i < 4; i++)
+                assertArrayEquals(solo.get(i), engine.generate(requests.get(i), t -> {}, () -> false).tokens(), "request " + i + " alone again");
+            List<GenerationResult> together = concurrently(engine, requests);
+            for (int i = 0; i < requests.size(); i++)
+                assertArrayEquals(solo.get(i), together.get(i).tokens(), "request " + i + " batched (" + requests.get(i).drafter() + ")");
+            // Another mix: the sampled ones with each other only, in reverse order.
+            List<GenerationResult> reversed = concurrently(engine, List.of(requests.get(3), requests.get(2), requests.get(1), requests.get(0)));
+            for (int i = 0; i < 4; i++) assertArrayEquals(solo.get(3 - i), reversed.get(i).tokens(), "request " + (3 - i) + " in the second mix");
+            // A different seed is a different stream.
+            GenerationRequest other = GenerationRequest.builder("").promptTokens(prompts.get(0)).maxTokens(32).drafter(Drafter.DRAFT_MODEL)
+                    .sampling(SamplingOptions.sampled(0.9f, 7)).build();
+            assertFalse(Arrays.equals(solo.get(0), engine.generate(other, t -> {}, () -> false).tokens()), "seed 7 against seed 1000");
+        }
+    }
+
+    /** Prompt lookup that counts its proposals (one per step of its sequence) and tells when its prompt is in place. */
+    static final class ObservedPld implements DraftPolicy {
+        final PromptLookupPolicy inner = new PromptLookupPolicy();
+        final AtomicInteger proposals;
+        final Runnable onPrefill;
+        final boolean slow;
+
+        ObservedPld(AtomicInteger proposals, Runnable onPrefill, boolean slow) {
+            this.proposals = proposals;
+            this.onPrefill = onPrefill;
+            this.slow = slow;
+        }
+
+        @Override
+        public String name() {
+            return "pld";
+        }
+
+        @Override
+        public void prefill(int[] prompt, int length) {
+            if (onPrefill != null) onPrefill.run();
+            inner.prefill(prompt, length);
+        }
+
+        @Override
+        public DraftTree propose(int[] history, int length, int maxTreeNodes) {
+            if (proposals != null) proposals.incrementAndGet();
+            if (slow) {
+                try {
+                    Thread.sleep(1);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+            return inner.propose(history, length, maxTreeNodes);
+        }
+    }
+
+    static GenerationRequest observed(int[] prompt, int maxTokens, DraftPolicy policy) {
+        return GenerationRequest.builder("").promptTokens(prompt).maxTokens(maxTokens)
+                .speculation(new GenerationRequest.Speculation(policy, 8, false)).filters(List.of(PredicateFilter.ofTokens(t -> t > 2))).build();
+    }
+
+    @Test
+    @Timeout(value = 120, unit = TimeUnit.SECONDS)
+    void aLongPromptJoiningARunningBatchIsPrefilledInChunksWithinTheStepBudget() throws Exception {
+        java.util.SplittableRandom rng = new java.util.SplittableRandom(77);
+        int[] longPrompt = new int[700];
+        longPrompt[0] = 1;
+        for (int i = 1; i < longPrompt.length; i++) longPrompt[i] = 3 + rng.nextInt(TinyModel.VOCAB - 3);
+        List<int[]> prompts = TinyModel.prompts(3, 41);
+        int stepTokens = 16;
+        try (SpeculaEngine alone = longContext().batch(1).stepTokens(4096).build();
+             SpeculaEngine engine = longContext().batch(4).stepTokens(stepTokens).build()) {
+            // The reference: alone, its prompt prefilled in one call.
+            int[] longSolo = alone.generate(observed(longPrompt, 24, new ObservedPld(null, null, false)), t -> {}, () -> false).tokens();
+            // Three runners generate (slowly, until stopped) while the long prompt joins.
+            AtomicInteger runnerSteps = new AtomicInteger();
+            AtomicBoolean stop = new AtomicBoolean();
+            List<CompletableResult> runners = new ArrayList<>();
+            List<CountDownLatch> firstTexts = new ArrayList<>();
+            for (int[] p : prompts) {
+                CountDownLatch first = new CountDownLatch(1);
+                firstTexts.add(first);
+                runners.add(start(engine, observed(p, 1_000_000, new ObservedPld(runnerSteps, null, true)), stop::get, first));
+            }
+            for (CountDownLatch first : firstTexts) assertTrue(first.await(30, TimeUnit.SECONDS), "the runners are generating");
+            EngineStats before = engine.stats();
+            int atJoin = runnerSteps.get();
+            AtomicInteger atPrefilled = new AtomicInteger(-1);
+            GenerationResult joined = engine.generate(observed(longPrompt, 24, new ObservedPld(null, () -> atPrefilled.set(runnerSteps.get()), false)),
+                    t -> {}, () -> false);
+            EngineStats after = engine.stats();
+            stop.set(true);
+            assertArrayEquals(longSolo, joined.tokens(), "the long prompt's output, chunked and batched, equals its run alone");
+            // Its 699 prompt tokens took steps of at most 16 rows (13 once the runners' roots are in), and the
+            // runners went on generating in those steps.
+            assertTrue(atPrefilled.get() - atJoin >= 3 * 699 / 13, "runner steps while the long prompt was prefilled: " + (atPrefilled.get() - atJoin));
+            long steps = after.steps() - before.steps(), rows = after.stepRows() - before.stepRows();
+            assertTrue(rows >= 699 && rows <= (long) stepTokens * steps, rows + " rows in " + steps + " steps of at most " + stepTokens);
+            for (int i = 0; i < prompts.size(); i++) {
+                GenerationResult r = (GenerationResult) runners.get(i).await();
+                assertEquals(StopReason.CANCELLED, r.stopReason());
+                int[] solo = alone.generate(observed(prompts.get(i), r.tokens().length, new ObservedPld(null, null, false)), t -> {}, () -> false).tokens();
+                assertArrayEquals(solo, r.tokens(), "runner " + i);
+            }
+        }
+    }
 }

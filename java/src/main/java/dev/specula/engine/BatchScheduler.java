@@ -16,8 +16,9 @@ import java.util.function.Supplier;
 
 /**
  * Continuous batching: one scheduler thread runs {@link DecodeLoop} steps over the sequences in the batch while
- * callers wait on their {@link Ticket}s. Requests join (FIFO, prompt prefilled) and leave (finished, cancelled,
- * failed) between steps; each keeps its own policy, tree budget and sampling. Each step's tree sizes come from
+ * callers wait on their {@link Ticket}s. Requests join (FIFO) and leave (finished, cancelled, failed) between
+ * steps; a joining request's prompt is prefilled in chunks, inside the steps' token budget and the same forward
+ * calls as the others' trees, so a long prompt does not stall the batch; each keeps its own policy, tree budget and sampling. Each step's tree sizes come from
  * the {@link StepCostModel} (token budget, round-robin, drafts only where they pay). A bounded queue holds the
  * requests waiting for a place; beyond it {@link #submit} refuses with {@link EngineBusyException}.
  *
@@ -188,28 +189,30 @@ public final class BatchScheduler implements AutoCloseable {
             for (Entry e : active) if (e.sequence.refresh()) stepping.add(e.sequence);
             if (!stepping.isEmpty()) {
                 try {
-                    loop.step(stepping, planner);
+                    loop.step(stepping, planner, costs.stepTokens());
                 } catch (Throwable t) { // a fault of the step itself, not of one sequence: those in it fail
                     for (DecodeLoop.Sequence s : stepping) s.fail(t);
                 }
             }
+            List<Entry> leaving = new ArrayList<>();
             for (Iterator<Entry> it = active.iterator(); it.hasNext(); ) {
                 Entry e = it.next();
                 if (e.sequence.active()) continue;
                 it.remove();
-                retire(e);
+                leaving.add(e);
             }
+            if (!leaving.isEmpty()) retire(leaving);
         }
     }
 
-    /** Makes the request and prefills it; false (the ticket failed) when that throws. */
+    /** Makes the request, whose prompt the steps then prefill in chunks; false (the ticket failed) when that throws. */
     private boolean admit(Entry e) {
         KvCache kv = null;
         DecodeLoop.Request request = null;
         try {
             kv = freeKv.isEmpty() ? newKvCache() : freeKv.poll();
             request = e.job.start(kv, e.ticket);
-            e.sequence = loop.start(request, e.job.budget());
+            e.sequence = loop.join(request, e.job.budget());
             return true;
         } catch (Throwable t) {
             Throwable failure = closePolicy(request, t);
@@ -231,17 +234,45 @@ public final class BatchScheduler implements AutoCloseable {
         return kv;
     }
 
-    private void retire(Entry e) {
-        DecodeLoop.Sequence s = e.sequence;
-        Throwable failure = closePolicy(s.request(), s.failure());
-        release(s.request().kv());
-        synchronized (lock) {
-            running--;
-            if (failure != null) failed++;
-            else finished++;
+    /** The sequences that left in a step: their policies closed, their KV caches emptied in one call, their tickets ended. */
+    private void retire(List<Entry> leaving) {
+        Throwable[] failures = new Throwable[leaving.size()];
+        List<KvCache> kvs = new ArrayList<>();
+        for (int i = 0; i < failures.length; i++) {
+            DecodeLoop.Sequence s = leaving.get(i).sequence;
+            failures[i] = closePolicy(s.request(), s.failure());
+            kvs.add(s.request().kv());
         }
-        if (failure != null) e.ticket.fail(failure);
-        else e.ticket.complete(s.result());
+        releaseAll(kvs);
+        synchronized (lock) {
+            for (Throwable failure : failures) {
+                running--;
+                if (failure != null) failed++;
+                else finished++;
+            }
+        }
+        for (int i = 0; i < failures.length; i++) {
+            Entry e = leaving.get(i);
+            if (failures[i] != null) e.ticket.fail(failures[i]);
+            else e.ticket.complete(e.sequence.result());
+        }
+    }
+
+    /**
+     * Returns KV caches to the pool, emptied in one call (spec_kv_truncate_batch); if that call refuses, each is
+     * released alone, so one cache that cannot be emptied is freed without the others.
+     */
+    private void releaseAll(List<KvCache> kvs) {
+        if (kvs.size() == 1) {
+            release(kvs.get(0));
+            return;
+        }
+        try {
+            loop.target().truncateBatch(kvs, new int[kvs.size()]);
+            freeKv.addAll(kvs);
+        } catch (RuntimeException e) {
+            for (KvCache kv : kvs) release(kv);
+        }
     }
 
     /** Closes a policy that belongs to its request; returns the request's failure, or the close's. */

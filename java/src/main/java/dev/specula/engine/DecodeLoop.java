@@ -52,7 +52,6 @@ public final class DecodeLoop implements AutoCloseable {
     private MemorySegment hostRows;
     private final Arena hostArena = Arena.ofShared();
     private int logitsBatch;
-    private long step;
     private final boolean deviceSampling;
     private final BatchForward batchForward;
 
@@ -187,6 +186,10 @@ public final class DecodeLoop implements AutoCloseable {
         VerifyResult verified;
         double forwardSeconds;
         double draftSeconds;
+        boolean prefilling; // joined by {@link #join}: its prompt still goes into the cache, a chunk per step
+        int prefilled; // prompt tokens in the cache so far
+        int chunk; // prompt tokens this step runs
+        double prefillSeconds;
 
         Sequence(Request r, SpeculationBudget budget) {
             request = r;
@@ -215,6 +218,11 @@ public final class DecodeLoop implements AutoCloseable {
         /** Whether it still takes steps. */
         public boolean active() {
             return reason == null && failure == null;
+        }
+
+        /** Whether its prompt is still being prefilled (it then generates nothing yet). */
+        public boolean prefilling() {
+            return prefilling;
         }
 
         /**
@@ -309,6 +317,21 @@ public final class DecodeLoop implements AutoCloseable {
     }
 
     /**
+     * Starts a sequence whose prompt is prefilled by the steps themselves (chunked prefill): each {@link #step}
+     * runs a chunk of it that counts against the step's token budget, in the same forward as the other sequences'
+     * trees, so a long prompt does not stall the batch. It generates once its prompt is in the cache.
+     */
+    public synchronized Sequence join(Request r, SpeculationBudget budget) {
+        SpeculationBudget b = budget == null ? this.budget : budget;
+        check(r, b);
+        Sequence s = new Sequence(r, b);
+        if (r.maxTokens() == 0) s.reason = StopReason.MAX_TOKENS;
+        else if (r.prompt().length == 1) prefill(s); // nothing to put in the cache: its root is the prompt
+        else s.prefilling = true;
+        return s;
+    }
+
+    /**
      * Everything but the prompt's last token goes into the cache, in one call (the native backends slice long
      * inputs so their scratch stays bounded); that token is the first tree's root.
      */
@@ -324,6 +347,24 @@ public final class DecodeLoop implements AutoCloseable {
         s.stats.recordPrompt(prompt.length, (System.nanoTime() - t0) / 1e9);
     }
 
+    /** The prompt tokens a joined sequence still has to put in its cache (all but the last, its first root). */
+    private static int prefillLeft(Sequence s) {
+        return s.request.prompt().length - 1 - s.prefilled;
+    }
+
+    /** A joined sequence's prompt is in its cache: its policy sees the prompt, and it generates from the next step. */
+    private static void finishPrefill(Sequence s, long t0) {
+        int[] prompt = s.request.prompt();
+        try {
+            s.request.policy().prefill(prompt, prompt.length);
+        } catch (RuntimeException e) {
+            s.fail(e);
+            return;
+        }
+        s.prefilling = false;
+        s.stats.recordPrompt(prompt.length, s.prefillSeconds + (System.nanoTime() - t0) / 1e9);
+    }
+
     /**
      * One step over the given sequences (any number: the logits buffer grows to fit; inactive ones are skipped):
      * plan (each sequence's tree size: its budget's choice, then the planner's), draft, forward, verify, accept.
@@ -331,16 +372,54 @@ public final class DecodeLoop implements AutoCloseable {
      * others take their step.
      */
     public synchronized void step(List<Sequence> sequences, StepPlanner planner) {
+        step(sequences, planner, Integer.MAX_VALUE);
+    }
+
+    /**
+     * One step, as above, of at most stepTokens rows in all. Sequences still prefilling ({@link #join}) take
+     * prompt chunks, in order, from what the decoding sequences' roots leave of the budget (at least one row a
+     * step); the decoding sequences' drafts get what the chunks leave, so the planner's allowances are lowered,
+     * largest first, to fit. The chunks run in the same forward call as the trees and are committed with them.
+     */
+    public synchronized void step(List<Sequence> sequences, StepPlanner planner, int stepTokens) {
         long s0 = System.nanoTime();
-        List<Sequence> active = plan(sequences, planner);
+        List<Sequence> filling = new ArrayList<>(), decoding = new ArrayList<>();
+        for (Sequence s : sequences) if (s.active()) (s.prefilling ? filling : decoding).add(s);
+        List<Sequence> active = plan(decoding, planner);
+        if (!filling.isEmpty()) {
+            int room = Math.max(1, stepTokens - active.size()), prefillRows = 0;
+            for (Sequence s : filling) {
+                s.chunk = Math.min(prefillLeft(s), room - prefillRows);
+                prefillRows += s.chunk;
+            }
+            filling.removeIf(s -> s.chunk == 0);
+            fitDrafts(active, Math.max(0, stepTokens - active.size() - prefillRows));
+        }
         active = draft(active);
+        if (active.isEmpty() && filling.isEmpty()) return;
+        if (!active.isEmpty()) ensureLogits(active.size());
+        active = forward(active, filling);
+        VerifyResult[] results = active.isEmpty() ? new VerifyResult[0] : verify(active);
+        commit(active, results, filling);
+        long c0 = System.nanoTime();
+        for (Sequence s : filling) if (s.active() && prefillLeft(s) == 0) finishPrefill(s, c0);
         if (active.isEmpty()) return;
-        ensureLogits(active.size());
-        active = forward(active);
-        if (active.isEmpty()) return;
-        VerifyResult[] results = verify(active);
         accept(active, results);
-        planner.observe(outcome(active, results, (System.nanoTime() - s0) / 1e9));
+        int prefillRows = 0;
+        for (Sequence s : filling) prefillRows += s.chunk;
+        planner.observe(outcome(active, results, prefillRows, (System.nanoTime() - s0) / 1e9));
+    }
+
+    /** Lowers the largest allowances, one node at a time, until the drafts (nodes past the roots) fit in room. */
+    private static void fitDrafts(List<Sequence> active, int room) {
+        int drafts = 0;
+        for (Sequence s : active) drafts += s.allowed - 1;
+        while (drafts > room) {
+            Sequence largest = active.get(0);
+            for (Sequence s : active) if (s.allowed >= largest.allowed) largest = s;
+            largest.allowed--;
+            drafts--;
+        }
     }
 
     /** Each sequence's allowance: its budget's wish (capped by its KV room), then trimmed by the planner. */
@@ -356,6 +435,7 @@ public final class DecodeLoop implements AutoCloseable {
                 s.fail(e);
             }
         }
+        if (active.isEmpty()) return active;
         String[] names = new String[active.size()];
         int[] allowed = new int[active.size()];
         boolean[] adaptive = new boolean[active.size()];
@@ -394,32 +474,46 @@ public final class DecodeLoop implements AutoCloseable {
     }
 
     /**
-     * Runs every tree through the target in one {@link BatchForward} call, sequence b's logits at row
-     * b * maxTreeNodes. If that call fails, each sequence is run alone, so only the ones that fail alone fail.
+     * Runs every tree, and every prefilling sequence's chunk, through the target in one {@link BatchForward} call,
+     * sequence b's logits at row b * maxTreeNodes (chunks keep no logits). If that call fails, each sequence is run
+     * alone, so only the ones that fail alone fail. Returns the decoding sequences still active.
      */
-    private List<Sequence> forward(List<Sequence> active) {
-        int batch = active.size();
-        KvCache[] kvs = new KvCache[batch];
-        ForwardArgs[] args = new ForwardArgs[batch];
-        for (int b = 0; b < batch; b++) {
-            kvs[b] = active.get(b).request.kv();
-            args[b] = treeArgs(active.get(b), b, batch);
+    private List<Sequence> forward(List<Sequence> active, List<Sequence> filling) {
+        int batch = active.size(), calls = batch + filling.size();
+        KvCache[] kvs = new KvCache[calls];
+        ForwardArgs[] args = new ForwardArgs[calls];
+        List<Sequence> all = new ArrayList<>(active);
+        all.addAll(filling);
+        int treeRows = 0, prefillRows = 0;
+        for (int b = 0; b < calls; b++) {
+            Sequence s = all.get(b);
+            kvs[b] = s.request.kv();
+            if (b < batch) {
+                args[b] = treeArgs(s, b, batch);
+                treeRows += s.tree.size();
+            } else {
+                int[] chunk = Arrays.copyOfRange(s.request.prompt(), s.prefilled, s.prefilled + s.chunk);
+                args[b] = new ForwardArgs(chunk, null, null, ForwardArgs.LogitsMode.NONE, null, 0, null, null, false, 0);
+                prefillRows += s.chunk;
+            }
         }
         long t0 = System.nanoTime();
         try {
             batchForward.forward(target, kvs, args);
         } catch (RuntimeException batchFailure) {
-            for (int b = 0; b < batch; b++) {
+            for (int b = 0; b < calls; b++) {
                 try {
                     target.forward(kvs[b], args[b]);
                 } catch (RuntimeException e) {
-                    active.get(b).fail(e);
+                    all.get(b).fail(e);
                 }
             }
         }
-        // The forward's cost is shared: each sequence is charged an equal part (a lone sequence all of it).
-        double share = (System.nanoTime() - t0) / 1e9 / batch;
-        for (Sequence s : active) s.forwardSeconds = share;
+        // The forward's cost is shared by rows between trees and chunks; the trees' part is shared equally by the
+        // decoding sequences (a lone sequence pays all of it), a chunk's is its prompt's.
+        double seconds = (System.nanoTime() - t0) / 1e9, perRow = seconds / Math.max(1, treeRows + prefillRows);
+        for (Sequence s : active) s.forwardSeconds = perRow * treeRows / batch;
+        for (Sequence s : filling) s.prefillSeconds += perRow * s.chunk;
         boolean anyFailed = false;
         for (Sequence s : active) anyFailed |= !s.active();
         if (!anyFailed) return active;
@@ -471,14 +565,14 @@ public final class DecodeLoop implements AutoCloseable {
             anyNative |= !onHost[b] && s.request.relaxed() == null;
         }
         VerifyResult[] results = new VerifyResult[batch];
+        for (int b = 0; b < batch; b++) params[b] = randomStream(params[b], active.get(b).length);
         if (anyNative) {
             try {
-                results = TreeVerifier.verify(target.context(), maxTreeNodes, vocab, tokens, parents, params, logits, null, step);
+                results = TreeVerifier.verify(target.context(), maxTreeNodes, vocab, tokens, parents, params, logits, null, 0);
             } catch (RuntimeException e) { // not one sequence's fault that can be told apart: all verified here fail
                 for (int b = 0; b < batch; b++) if (!onHost[b] && active.get(b).request.relaxed() == null) active.get(b).fail(e);
             }
         }
-        step++;
         for (int b = 0; b < batch; b++) {
             Sequence s = active.get(b);
             if (!s.active() || (!onHost[b] && s.request.relaxed() == null)) continue;
@@ -498,7 +592,66 @@ public final class DecodeLoop implements AutoCloseable {
         return results;
     }
 
-    /** Commits each sequence's accepted path, streams its tokens and lets the policies learn. */
+    /**
+     * The random stream of a sequence's verification at this position: a key made of its seed and its text's
+     * length (prompt and tokens so far), so that the same request with the same seed draws the same numbers at
+     * the same place whatever else is in the batch, and whenever it runs. spec_verify's own step counter is then
+     * left at 0: it is one number for the whole batch.
+     */
+    static SamplingParams randomStream(SamplingParams p, int position) {
+        long key = mix(mix(p.seed()) + position);
+        return new SamplingParams(key, p.temperature(), p.topP(), p.topK());
+    }
+
+    /** SplitMix64's finalizer: a bijection of 64-bit values that scatters nearby inputs. */
+    private static long mix(long z) {
+        z += 0x9E3779B97F4A7C15L;
+        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+        return z ^ (z >>> 31);
+    }
+
+    /**
+     * Keeps each decoding sequence's accepted path and each prefilling sequence's chunk in its KV cache, all in
+     * one call (spec_kv_commit_batch). That call changes nothing when it refuses one cache, so then each is
+     * committed alone and only the ones refused alone fail.
+     */
+    private void commit(List<Sequence> decoding, VerifyResult[] results, List<Sequence> filling) {
+        List<Sequence> seqs = new ArrayList<>();
+        List<KvCache> kvs = new ArrayList<>();
+        List<int[]> paths = new ArrayList<>();
+        for (int b = 0; b < decoding.size(); b++) {
+            Sequence s = decoding.get(b);
+            if (!s.active() || results[b] == null) continue;
+            seqs.add(s);
+            kvs.add(s.request.kv());
+            paths.add(results[b].path());
+        }
+        for (Sequence s : filling) {
+            if (!s.active()) continue;
+            int[] chain = new int[s.chunk];
+            for (int i = 0; i < chain.length; i++) chain[i] = i;
+            seqs.add(s);
+            kvs.add(s.request.kv());
+            paths.add(chain);
+        }
+        if (seqs.isEmpty()) return;
+        try {
+            target.commitBatch(kvs, paths);
+        } catch (RuntimeException batchFailure) {
+            for (int i = 0; i < seqs.size(); i++) {
+                try {
+                    if (seqs.size() == 1) throw batchFailure;
+                    kvs.get(i).commit(paths.get(i));
+                } catch (RuntimeException e) {
+                    seqs.get(i).fail(e);
+                }
+            }
+        }
+        for (Sequence s : filling) if (s.active()) s.prefilled += s.chunk;
+    }
+
+    /** Streams each committed sequence's tokens and lets the policies learn. */
     private void accept(List<Sequence> active, VerifyResult[] results) {
         int batch = active.size();
         DraftTree[] trees = new DraftTree[batch];
@@ -512,7 +665,6 @@ public final class DecodeLoop implements AutoCloseable {
             VerifyResult r = results[b];
             try {
                 long o0 = System.nanoTime();
-                s.request.kv().commit(r.path());
                 s.verified = r;
                 int emitted = 0;
                 boolean going = true;
@@ -558,8 +710,9 @@ public final class DecodeLoop implements AutoCloseable {
         }
     }
 
-    private static StepPlanner.Outcome outcome(List<Sequence> active, VerifyResult[] results, double seconds) {
-        int n = active.size(), rows = 0;
+    /** The step as the planner sees it: its rows are the trees' and the prompt chunks'. */
+    private static StepPlanner.Outcome outcome(List<Sequence> active, VerifyResult[] results, int prefillRows, double seconds) {
+        int n = active.size(), rows = prefillRows;
         String[] names = new String[n];
         int[] allowed = new int[n], nodes = new int[n], accepted = new int[n];
         for (int b = 0; b < n; b++) {

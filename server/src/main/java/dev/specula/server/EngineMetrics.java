@@ -42,25 +42,61 @@ public interface EngineMetrics {
         }
     }
 
-    /** The engine's own scheduler statistics ({@link dev.specula.SpeculaEngine#stats()}): its batch, queue and counters. */
+    /**
+     * One consistent reading of these figures, taken once per scrape so that the batch, the queue and the
+     * counters come from the same moment (default: this object itself).
+     */
+    default EngineMetrics snapshot() {
+        return this;
+    }
+
+    /**
+     * The engine's own scheduler statistics ({@link dev.specula.SpeculaEngine#stats()}): its batch, queue and
+     * counters; {@link #snapshot()} reads them once.
+     */
     static EngineMetrics of(dev.specula.SpeculaEngine engine) {
         return new EngineMetrics() {
             @Override
+            public EngineMetrics snapshot() {
+                return of(engine.stats());
+            }
+
+            @Override
             public int batchSize() {
-                return engine.stats().running();
+                return snapshot().batchSize();
             }
 
             @Override
             public int queueDepth() {
-                return engine.stats().queued();
+                return snapshot().queueDepth();
             }
 
             @Override
             public Map<String, SpeculativeCounters> speculative() {
-                Map<String, SpeculativeCounters> out = new java.util.TreeMap<>();
-                engine.stats().speculation().forEach((name, c) ->
-                        out.put(name, new SpeculativeCounters(c.drafts(), c.draftTokens(), c.acceptedTokens(), c.acceptedPerPosition())));
-                return out;
+                return snapshot().speculative();
+            }
+        };
+    }
+
+    /** The figures of one reading of the engine's statistics. */
+    static EngineMetrics of(dev.specula.EngineStats stats) {
+        Map<String, SpeculativeCounters> spec = new java.util.TreeMap<>();
+        stats.speculation().forEach((name, c) ->
+                spec.put(name, new SpeculativeCounters(c.drafts(), c.draftTokens(), c.acceptedTokens(), c.acceptedPerPosition())));
+        return new EngineMetrics() {
+            @Override
+            public int batchSize() {
+                return stats.running();
+            }
+
+            @Override
+            public int queueDepth() {
+                return stats.queued();
+            }
+
+            @Override
+            public Map<String, SpeculativeCounters> speculative() {
+                return spec;
             }
         };
     }

@@ -75,7 +75,8 @@ final class ServerMetrics {
     }
 
     /** The Prometheus exposition: this server's figures and the engine's. */
-    String render(EngineMetrics engine) {
+    String render(EngineMetrics live) {
+        EngineMetrics engine = live.snapshot(); // one reading of the engine for the whole scrape
         StringBuilder out = new StringBuilder(8192);
         counter(out, "http_requests_total", "HTTP requests answered, by endpoint and status.", httpRequests);
         counter(out, "request_success_total", "Generations finished, by reason (stop, length, abort, error).", finished);

@@ -26,12 +26,14 @@ import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.UUID;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 
@@ -74,6 +76,7 @@ public final class SpeculaServer implements AutoCloseable {
     private final EngineMetrics engineMetrics;
     private final AtomicInteger admitted = new AtomicInteger();
     private final Generator generator;
+    private final Duration disconnectProbe; // null: off
     private final HttpServer http;
     private final ExecutorService threads;
     private final long created = System.currentTimeMillis() / 1000;
@@ -97,6 +100,7 @@ public final class SpeculaServer implements AutoCloseable {
         this.chat = c;
         this.chatUnavailable = why;
         this.generator = b.generator != null ? b.generator : engine::generate;
+        this.disconnectProbe = b.disconnectProbe;
         this.engineMetrics = b.engineMetrics != null ? b.engineMetrics : EngineMetrics.of(engine);
         this.threads = Executors.newVirtualThreadPerTaskExecutor();
         this.http = HttpServer.create(new InetSocketAddress(b.host, b.port), b.backlog);
@@ -348,24 +352,79 @@ public final class SpeculaServer implements AutoCloseable {
         });
     }
 
+    /**
+     * A non-streamed answer. The JDK's server notices a client that hung up only when a write fails, so without a
+     * probe such a generation runs to its end. With {@link Builder#disconnectProbe}, once a generation has run one
+     * interval the headers go out (200, chunked) and a space, which JSON ignores before a value, is written every
+     * interval, text arriving or not: the write after the client's connection reset fails, and the generation is cancelled. The status
+     * is then already sent, so a failure after it is answered as an error object under that 200.
+     */
     private void whole(HttpExchange ex, Job job) throws IOException {
         LinkedBlockingQueue<Event> events = new LinkedBlockingQueue<>();
         AtomicBoolean cancelled = new AtomicBoolean();
         start(job, events, cancelled);
         StringBuilder text = new StringBuilder();
-        while (true) {
-            Event e = take(events, cancelled);
-            switch (e) {
-                case Text t -> text.append(t.text());
-                case Failed f -> throw failure(f.error());
-                case Done d -> {
-                    GenerationResult result = d.result();
-                    if (result.stopReason() == StopReason.CANCELLED) throw failure(new IllegalStateException("engine closed"));
-                    finished(job, result);
-                    sendJson(ex, 200, answer(job, result, text.toString()));
-                    return;
+        OutputStream probed = null; // the body, once the probe has sent the headers
+        boolean counted = false; // the generation's end is in the metrics
+        long nextProbe = disconnectProbe == null ? 0 : System.nanoTime() + disconnectProbe.toNanos();
+        try {
+            while (true) {
+                Event e = disconnectProbe == null ? take(events, cancelled) : poll(events, cancelled, nextProbe - System.nanoTime());
+                if (disconnectProbe != null && System.nanoTime() - nextProbe >= 0) { // an interval passed: probe the connection
+                    nextProbe = System.nanoTime() + disconnectProbe.toNanos();
+                    if (probed == null) {
+                        ex.getResponseHeaders().set("Content-Type", "application/json");
+                        ex.sendResponseHeaders(200, 0);
+                        probed = ex.getResponseBody();
+                    }
+                    probed.write(' ');
+                    probed.flush();
+                }
+                if (e == null) continue;
+                switch (e) {
+                    case Text t -> text.append(t.text());
+                    case Failed f -> {
+                        counted = true; // start() counted the failure
+                        ApiError error = failure(f.error());
+                        if (probed == null) throw error;
+                        probed.write(error.toJson().toString().getBytes(StandardCharsets.UTF_8));
+                        probed.close();
+                        return;
+                    }
+                    case Done d -> {
+                        GenerationResult result = d.result();
+                        if (result.stopReason() == StopReason.CANCELLED && probed == null) throw failure(new IllegalStateException("engine closed"));
+                        finished(job, result);
+                        counted = true;
+                        JsonObject body = result.stopReason() == StopReason.CANCELLED ? failure(new IllegalStateException("engine closed")).toJson()
+                                : answer(job, result, text.toString());
+                        if (probed == null) {
+                            sendJson(ex, 200, body);
+                        } else {
+                            probed.write(body.toString().getBytes(StandardCharsets.UTF_8));
+                            probed.close();
+                        }
+                        return;
+                    }
                 }
             }
+        } catch (IOException e) {
+            if (probed == null) throw e;
+            // The client went away: stop its generation at the next step and let it leave the engine.
+            cancelled.set(true);
+            if (!counted) metrics.finished("abort");
+        }
+    }
+
+    /** The next event, or null when none came within the nanoseconds given; an interrupt cancels as in {@link #take}. */
+    private static Event poll(LinkedBlockingQueue<Event> events, AtomicBoolean cancelled, long nanos) {
+        try {
+            return events.poll(Math.max(0, nanos), TimeUnit.NANOSECONDS);
+        } catch (InterruptedException e) {
+            cancelled.set(true);
+            Event next = take(events, cancelled);
+            Thread.currentThread().interrupt();
+            return next;
         }
     }
 
@@ -656,6 +715,7 @@ public final class SpeculaServer implements AutoCloseable {
         private int backlog = 1024;
         private EngineMetrics engineMetrics;
         private Generator generator;
+        private Duration disconnectProbe;
 
         private Builder(SpeculaEngine engine) {
             if (engine == null) throw new IllegalArgumentException("the server needs an engine");
@@ -712,6 +772,19 @@ public final class SpeculaServer implements AutoCloseable {
         /** The engine's batch, queue and speculative figures for /metrics (default: the engine's own {@link dev.specula.SpeculaEngine#stats()}). */
         public Builder engineMetrics(EngineMetrics m) {
             this.engineMetrics = m;
+            return this;
+        }
+
+        /**
+         * Notices a non-streaming client that hung up, by writing a space (which JSON ignores) every interval once
+         * its generation has run that long; null (the default) turns it off, and such a generation then runs to
+         * its end. The cost: the 200 status goes out before the answer is known, so an engine failure after it
+         * comes as an error object under that 200. Streamed answers notice a hang-up at their next event anyway.
+         */
+        public Builder disconnectProbe(Duration interval) {
+            if (interval != null && (interval.isNegative() || interval.isZero()))
+                throw new IllegalArgumentException("the disconnect probe's interval must be positive, got " + interval);
+            this.disconnectProbe = interval;
             return this;
         }
 

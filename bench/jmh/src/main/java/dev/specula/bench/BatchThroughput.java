@@ -28,8 +28,12 @@ import java.util.concurrent.Future;
  * every concurrent answer equals its one-at-a-time answer (exits 1 when one differs).
  *
  * <p>Usage: BatchThroughput [--model FILE | --random 100m] [--requests N] [--max-tokens N] [--drafters none,pld,...]
- * [--threads N] [--prompts FILE.jsonl]. "--random 100m" writes (once) the 100M random model of bench/RESULTS.md
- * (dim 768, 10 layers, 12/4 heads, ff 2048, vocab 32000, F16) to /tmp.
+ * [--threads N] [--prompts FILE.jsonl] [--alone false]. "--random 100m" writes (once) the 100M random model of
+ * bench/RESULTS.md (dim 768, 10 layers, 12/4 heads, ff 2048, vocab 32000, F16) to /tmp. "--alone false" skips the
+ * one-at-a-time run (for a sweep of batch sizes, speculation on against off). "drafting" is the share of sequence
+ * steps in the concurrent run that drafted at all: where the step cost model's back-off switches speculation off,
+ * it falls towards 0. The load average is printed before and after. On a shared machine the wall-clock
+ * rates swing with the load; "tok/CPU-s" (tokens per second of the process's CPU time) is the steadier measure of work.
  */
 public final class BatchThroughput {
     public static void main(String[] args) throws Exception {
@@ -38,6 +42,7 @@ public final class BatchThroughput {
         int n = Integer.parseInt(o.getOrDefault("--requests", "8"));
         int maxTokens = Integer.parseInt(o.getOrDefault("--max-tokens", "32"));
         int threads = Integer.parseInt(o.getOrDefault("--threads", "0"));
+        boolean runAlone = Boolean.parseBoolean(o.getOrDefault("--alone", "true"));
         List<Drafter> drafters = Arrays.stream(o.getOrDefault("--drafters", "none,pld,recycling").split(",")).map(Drafter::parse).toList();
         Path model = o.containsKey("--random") ? random100m() : Path.of(o.getOrDefault("--model", "models/demo-target.gguf"));
         List<String> prompts = new ArrayList<>();
@@ -46,19 +51,21 @@ public final class BatchThroughput {
             String turn = JsonParser.parseString(line).getAsJsonObject().getAsJsonArray("turns").get(0).getAsString();
             prompts.add(turn.length() > 400 ? turn.substring(turn.length() - 400) : turn);
         }
-        System.out.printf(Locale.ROOT, "batch throughput: %s, %d requests x %d tokens, threads %d%n", model.getFileName(), n, maxTokens, threads);
-        System.out.println("| drafter | one at a time tok/s | all at once tok/s | ratio | mean batch | drafts | accepted/draft tokens | same text |");
-        System.out.println("|---|---|---|---|---|---|---|---|");
+        System.out.printf(Locale.ROOT, "batch throughput: %s, %d requests x %d tokens, threads %d, load average %s%n", model.getFileName(), n,
+                maxTokens, threads, loadAverage());
+        System.out.println("| drafter | one at a time tok/s | all at once tok/s | ratio | one at a time tok/CPU-s | all at once tok/CPU-s | ratio |"
+                + " mean batch | drafts | drafting | accepted/draft tokens | same text |");
+        System.out.println("|---|---|---|---|---|---|---|---|---|---|---|---|");
         boolean allSame = true;
         for (Drafter d : drafters) {
             try (SpeculaEngine engine = SpeculaEngine.builder().model(model).drafter(d).contextLength(1024).threads(threads).batch(n).build()) {
                 List<GenerationRequest> requests = new ArrayList<>();
                 for (String p : prompts) requests.add(GenerationRequest.builder(p).maxTokens(maxTokens).stopTokens(java.util.Set.of()).build());
                 engine.generate(requests.get(0), t -> {}, () -> false); // warm-up
-                long t0 = System.nanoTime();
+                long t0 = System.nanoTime(), c0 = cpuNanos();
                 List<GenerationResult> alone = new ArrayList<>();
-                for (GenerationRequest r : requests) alone.add(engine.generate(r, t -> {}, () -> false));
-                double aloneSeconds = (System.nanoTime() - t0) / 1e9;
+                if (runAlone) for (GenerationRequest r : requests) alone.add(engine.generate(r, t -> {}, () -> false));
+                double aloneSeconds = (System.nanoTime() - t0) / 1e9, aloneCpu = (cpuNanos() - c0) / 1e9;
                 EngineStats before = engine.stats();
                 ExecutorService pool = Executors.newFixedThreadPool(n);
                 CyclicBarrier start = new CyclicBarrier(n + 1);
@@ -68,16 +75,16 @@ public final class BatchThroughput {
                     return engine.generate(r, t -> {}, () -> false);
                 }));
                 start.await();
-                long t1 = System.nanoTime();
+                long t1 = System.nanoTime(), c1 = cpuNanos();
                 List<GenerationResult> together = new ArrayList<>();
                 for (Future<GenerationResult> f : futures) together.add(f.get());
-                double togetherSeconds = (System.nanoTime() - t1) / 1e9;
+                double togetherSeconds = (System.nanoTime() - t1) / 1e9, togetherCpu = (cpuNanos() - c1) / 1e9;
                 pool.shutdown();
                 EngineStats after = engine.stats();
                 long tokensAlone = alone.stream().mapToLong(r -> r.tokens().length).sum();
                 long tokensTogether = together.stream().mapToLong(r -> r.tokens().length).sum();
                 boolean same = true;
-                for (int i = 0; i < n; i++) same &= alone.get(i).text().equals(together.get(i).text());
+                for (int i = 0; i < alone.size(); i++) same &= alone.get(i).text().equals(together.get(i).text());
                 allSame &= same;
                 double meanBatch = (double) (after.stepSequences() - before.stepSequences()) / Math.max(1, after.steps() - before.steps());
                 long drafts = 0, draftTokens = 0, accepted = 0;
@@ -88,11 +95,30 @@ public final class BatchThroughput {
                     accepted += e.getValue().acceptedTokens() - (b == null ? 0 : b.acceptedTokens());
                 }
                 double a = tokensAlone / aloneSeconds, t = tokensTogether / togetherSeconds;
-                System.out.printf(Locale.ROOT, "| %s | %.1f | %.1f | %.2fx | %.2f | %d | %d/%d | %s |%n", d, a, t, t / a, meanBatch, drafts, accepted,
-                        draftTokens, same ? "yes" : "NO");
+                double drafting = (double) drafts / Math.max(1, after.stepSequences() - before.stepSequences());
+                double ac = tokensAlone / aloneCpu, tc = tokensTogether / togetherCpu;
+                System.out.printf(Locale.ROOT, "| %s | %s | %.1f | %s | %s | %.1f | %s | %.2f | %d | %.0f%% | %d/%d | %s |%n", d,
+                        runAlone ? String.format(Locale.ROOT, "%.1f", a) : "-", t, runAlone ? String.format(Locale.ROOT, "%.2fx", t / a) : "-",
+                        runAlone ? String.format(Locale.ROOT, "%.1f", ac) : "-", tc, runAlone ? String.format(Locale.ROOT, "%.2fx", tc / ac) : "-",
+                        meanBatch, drafts, 100 * drafting, accepted, draftTokens, runAlone ? (same ? "yes" : "NO") : "-");
             }
         }
+        System.out.println("load average after: " + loadAverage());
         if (!allSame) System.exit(1);
+    }
+
+    /** CPU time of the whole process, all threads (the native pool's included). */
+    static long cpuNanos() {
+        return ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory.getOperatingSystemMXBean()).getProcessCpuTime();
+    }
+
+    static String loadAverage() {
+        try {
+            String[] f = Files.readString(Path.of("/proc/loadavg")).trim().split(" ");
+            return f[0] + " " + f[1] + " " + f[2];
+        } catch (java.io.IOException | RuntimeException e) {
+            return "unknown";
+        }
     }
 
     static Path random100m() {
