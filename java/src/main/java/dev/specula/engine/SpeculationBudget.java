@@ -45,7 +45,10 @@ import java.util.Map;
  * <h2>The account</h2>
  * Each policy has a credit {@code B}, in seconds. It starts at {@code B0} = one plain step once {@code c0} is
  * known. Every speculative step adds what it won against plain decoding, {@code tokens c0 - seconds} (negative
- * when it lost; seconds at most {@value #SAMPLE_CAP} times what its tree was expected to cost before the step);
+ * when it lost; seconds at most {@value #SAMPLE_CAP} times what its tree was expected to cost before the step,
+ * but at least the step's drafting time, except for the policy's first {@value #WARM_UP_TREES} trees (first use);
+ * a probe must also afford the drafting a policy was last seen to add per step since its previous tree, a draft
+ * cache catching up);
  * every plain step adds the allowance
  * {@code eps seconds} (eps = {@value #ALLOWANCE_PERCENT}%); B is capped at {@value #CREDIT_CAP_STEPS} plain steps,
  * so credit won on one request cannot pay for long losses on the next. The rules:
@@ -115,6 +118,8 @@ public final class SpeculationBudget {
     static final double OUTLIER = 3;
     /** ...unless this many such steps came in a row: then the expectation was wrong. */
     static final int OUTLIERS_IN_A_ROW = 3;
+    /** A policy's first trees, whose drafting may take long for code compiled and linked on first use. */
+    static final int WARM_UP_TREES = 3;
     /** Steps of a size measured before its cost can space out the probes. */
     static final int MEASURED_STEPS = 3;
     /** About how many recent speculative steps the acceptance estimates remember. */
@@ -179,6 +184,9 @@ public final class SpeculationBudget {
         long lastNeighbour;
         long nextProbe;
         int probeGap = MIN_PROBE_GAP;
+        long trees;             // speculative steps that proposed more than a root
+        double catchUpPerStep;  // seconds of drafting a probe adds per step since the last tree (a draft cache catching up)
+        long lastTreeStep;
         boolean speculating;
         boolean probing;
         double creditAtStretchStart;
@@ -304,7 +312,8 @@ public final class SpeculationBudget {
             if (a.credit > a.creditAtStretchStart) a.probeGap = MIN_PROBE_GAP;
             a.nextProbe = a.step + a.probeGap;
         }
-        if (a.step >= a.nextProbe && expectedLoss(a, best) <= a.credit) {
+        double catchUp = a.catchUpPerStep * (a.step - a.lastTreeStep);
+        if (a.step >= a.nextProbe && expectedLoss(a, best) + catchUp <= a.credit) {
             a.nextProbe = a.step + a.probeGap;
             a.probing = true;
             a.probes++;
@@ -427,7 +436,24 @@ public final class SpeculationBudget {
             }
             if (c0 == 0) return;
             c0 = a.plainCost();
-            double win = tokens * c0 - Math.min(seconds, SAMPLE_CAP * expected);
+            // The forward's noise is capped; the policy's own drafting is charged in full (a draft model or early
+            // exit catching its cache up over every token since its last draft is what probing it costs, however
+            // far above the usual step), but for its first few drafts longer than the step was expected to take
+            // (code compiled and linked on first use).
+            double charged = Math.min(seconds, SAMPLE_CAP * expected);
+            boolean longDraft = draftSeconds > charged;
+            if (treeNodes > 1) a.trees++;
+            boolean forgiven = longDraft && a.trees <= WARM_UP_TREES;
+            if (treeNodes > 1) {
+                // What drafting cost beyond the capped step, per step since the policy last drafted: the price of
+                // catching up, which a probe after a gap will pay again (0 when a probe after a gap paid none).
+                long gap = a.step - a.lastTreeStep;
+                if (longDraft && !forgiven) a.catchUpPerStep = (draftSeconds - charged) / Math.max(1, gap);
+                else if (!longDraft) a.catchUpPerStep = 0;
+                a.lastTreeStep = a.step;
+            }
+            if (longDraft && !forgiven) charged = draftSeconds;
+            double win = tokens * c0 - charged;
             a.credit += win;
             a.won += win;
             if (a.probing) {

@@ -212,10 +212,10 @@ class SpeculationBudgetTest {
                 while (hot && accepted < drafted && rng.nextDouble() < hotAlpha) accepted++;
                 int nodes = drafted + 1;
                 double draft = drafted > 0 ? 0.02 * C0 : 0;
-                double seconds = demoStepCost(nodes) + draft, warmUp = 0;
-                if (sizesSeen.add(nodes)) warmUp = WARM_UP_STEPS * C0;
-                if (drafted > 0 && proposals++ < 3) warmUp += WARM_UP_STEPS * C0;
-                budget.record(policy, allowed, nodes, draft + warmUp, seconds + warmUp, accepted + 1);
+                double seconds = demoStepCost(nodes) + draft;
+                double forwardWarmUp = sizesSeen.add(nodes) ? WARM_UP_STEPS * C0 : 0; // the target's kernels
+                double draftWarmUp = drafted > 0 && proposals++ < 3 ? WARM_UP_STEPS * C0 : 0; // the drafter's code
+                budget.record(policy, allowed, nodes, draft + draftWarmUp, seconds + forwardWarmUp + draftWarmUp, accepted + 1);
                 run.seconds += seconds; // the warm-up is paid once per process, whatever the policy
                 run.plainSeconds += (accepted + 1) * C0;
                 run.tokens += accepted + 1;
@@ -269,6 +269,34 @@ class SpeculationBudgetTest {
         int small = chosen[2] + chosen[3] + chosen[4];
         assertTrue(small >= 0.9 * 2000, "small trees chosen " + small + " of 2000 steps: " + java.util.Arrays.toString(chosen));
         assertTrue(chosen[4] >= chosen[2], "4 nodes pay best: " + java.util.Arrays.toString(chosen));
+    }
+
+    @Test
+    void probesThatCatchADraftCacheUpArePaidInFull() {
+        // A draft model whose drafts never pass: each probe first catches its cache up over every token since its
+        // last draft (a quarter of a plain step each), a cost that grows with the gap between probes.
+        for (int seed = 0; seed < 3; seed++) {
+            SpeculationBudget budget = new SpeculationBudget(17, true);
+            SplittableRandom rng = new SplittableRandom(400 + seed);
+            Run run = new Run();
+            long lastDraft = 0;
+            while (run.tokens < 4096) {
+                int allowed = budget.choose("draft-model");
+                double draft = 0;
+                if (allowed > 1) {
+                    draft = (run.tokens - lastDraft + allowed - 1) * 0.25 * C0;
+                    lastDraft = run.tokens;
+                }
+                double noise = 1 + 0.1 * rng.nextDouble();
+                double seconds = (C0 * (1 + 0.1 * (allowed - 1)) + draft) * noise;
+                budget.record("draft-model", allowed, allowed, draft * noise, seconds, 1);
+                run.seconds += seconds;
+                run.plainSeconds += C0 * noise;
+                run.tokens++;
+                run.steps++;
+            }
+            assertTrue(run.ratio() <= 1.03, "seed " + seed + ": " + run.ratio() + "x the plain time");
+        }
     }
 
     @Test
