@@ -6,44 +6,65 @@ import java.util.Map;
 
 /**
  * Chooses how many tree nodes a policy may propose each step, so that speculation never costs much more than
- * plain decoding: a cost model measured in the loop, and a credit account that pays for every speculative step.
+ * plain decoding: a model of what each tree size gives and costs, and a credit account that pays for every
+ * speculative step.
  *
- * <h2>Cost model</h2>
- * For each allowance bucket (1, 2, 4, ... up to the largest tree) and each policy, the budget keeps the measured
- * wall seconds of a whole step (drafting, the target's forward, verification, committing and learning) and the
- * tokens such a step produced, as moving averages. Bucket 1 is plain decoding; its cost {@code c0} is the
- * yardstick, also refreshed by any step whose tree was a lone root (its drafting time left out). A bucket's rate
- * is tokens per second; a bucket is <em>profitable</em> when its rate beats plain decoding's by
- * {@value #MARGIN_PERCENT}%. The cost of a bucket never measured is predicted from the largest measured bucket
- * below it, linearly in nodes (from plain decoding alone: {@code (1 + (n - 1) / 2) c0}, drafting included; a
- * bucket's average starts no higher than this prediction).
- *
- * <p>Timings on a shared machine are noisy, and noise only ever slows a step, so the averages believe a fast
- * step in full and a slow one in part: any step counts as at most {@value #SAMPLE_CAP} times its bucket's average
- * (or prediction), plain and speculative alike. (With a looser cap for speculative steps, under a load average of
- * 20 on two cores, two-node prompt-lookup steps averaged 1.4 to 3.5 times c0 while plain steps, held to the
- * tighter cap, tracked their fast end: speculation that paid was judged to lose.) c0 starts as the
- * fastest of the first {@value #FIRST_PLAIN_STEPS} plain steps and is never above any bucket's average (a bigger
- * tree, the same root and more, cannot cost less). A bucket's first step only warms it up: it is neither averaged
- * nor charged, since what a first step costs once (code compiled and native calls linked on first use, buffers
- * grown) is not what the bucket costs; it was measured at 50 to 100 times a plain step on the demo target.
+ * <h2>The model</h2>
+ * The allowance is chosen among buckets of 1, 2, 3, 4, 6, 8, 12, 16, ... nodes up to the largest tree (small sizes
+ * densely: on a compute-bound target only chains of one to three drafts may pay). For each policy the budget
+ * keeps:
+ * <ul>
+ *   <li><b>What a size gives</b>, from acceptance alone (no timing): how often the j-th draft token was accepted
+ *       when there was room for it, over about the last {@value #ACCEPTANCE_MEMORY} speculative steps of any size.
+ *       A step allowed n nodes is expected to give {@code Y(n) = 1 + S(1) + ... + S(n - 1)} tokens, S(j) the
+ *       chance that the first j drafts are accepted. A policy that proposes nothing has its drafts counted as
+ *       rejected, so Y includes how often it proposes. Depths never tried take the acceptance of the depth above
+ *       (and the first depth {@value #PRIOR_ACCEPTANCE_PERCENT}%), each estimate holding {@value #PRIOR_WEIGHT}
+ *       prior step: one accepted chain makes longer chains look worth a try, one rejection makes them look poor.
+ *       Pooling the sizes is what lets a drafter whose drafts pay in bursts (prompt lookup, once the text starts
+ *       repeating) jump to the size that pays, rather than prove every size in turn.</li>
+ *   <li><b>What a tree costs</b>, per bucket of the tree's actual nodes: a whole step's wall seconds (drafting,
+ *       the target's forward, verification, committing and learning), the lower median of its last
+ *       {@value #COST_SAMPLES} steps. Noise on a shared machine only ever slows a step, so a median of the fast
+ *       end is what a size costs. A step slower than {@value #OUTLIER} times what its size was expected to cost is
+ *       not measured (code compiled or linked on first use, measured at 50 to 100 plain steps on the demo target,
+ *       or a preemption), unless {@value #OUTLIERS_IN_A_ROW} such steps came in a row before it: then the
+ *       expectation was wrong. Plain decoding's cost {@code c0} is the same median over plain steps (and over
+ *       speculative steps whose tree was a lone root, their drafting left out), counted from the
+ *       {@value #FIRST_PLAIN_STEPS}rd plain step on, but never more than any tree's (a bigger tree, the same root
+ *       and more, cannot cost less). An unmeasured size's cost is interpolated linearly in nodes between its
+ *       measured neighbours, or extrapolated from the largest measured one below it (from plain decoding alone:
+ *       {@code (1 + (n - 1) / 2) c0}, drafting included).</li>
+ *   <li><b>How often the policy proposes a tree</b> at all, over the same recent steps: a step allowed n nodes
+ *       is expected to cost {@code C(n) = c0 + f (cost of an n-node tree - c0)}, f that fraction.</li>
+ * </ul>
+ * The best size is the one of most expected tokens per expected second, {@code Y(n) / C(n)}, among the measured
+ * sizes and the next size up from each (sizes are explored one at a time); it is <em>profitable</em> when that
+ * beats plain decoding's rate by {@value #MARGIN_PERCENT}%.
  *
  * <h2>The account</h2>
  * Each policy has a credit {@code B}, in seconds. It starts at {@code B0} = one plain step once {@code c0} is
  * known. Every speculative step adds what it won against plain decoding, {@code tokens c0 - seconds} (negative
- * when it lost); every plain step adds the allowance {@code eps seconds} (eps = {@value #ALLOWANCE_PERCENT}%);
- * B is capped at {@value #CREDIT_CAP_STEPS} plain steps, so credit won on one request cannot pay for long
- * losses on the next. The rules:
+ * when it lost; seconds at most {@value #SAMPLE_CAP} times what its tree was expected to cost before the step,
+ * but at least the step's drafting time, except for the policy's first {@value #WARM_UP_TREES} trees (first use);
+ * a probe must also afford the drafting a policy was last seen to add per step since its previous tree, a draft
+ * cache catching up);
+ * every plain step adds the allowance
+ * {@code eps seconds} (eps = {@value #ALLOWANCE_PERCENT}%); B is capped at {@value #CREDIT_CAP_STEPS} plain steps,
+ * so credit won on one request cannot pay for long losses on the next. The rules:
  * <ol>
- *   <li>Exploiting a profitable bucket needs {@code B >= 0}.</li>
- *   <li>Any other speculative step is a probe: an unmeasured bigger tree, a stale neighbour of the best bucket,
- *       or, while decoding plainly, the most promising bucket again. A probe needs {@code B >= expected loss}
- *       ({@code max(0, c_i - y_i c0)}, from the cost model).</li>
- *   <li>While decoding plainly, probes are spaced by a gap that doubles after each probe whose bucket is then
- *       expected to lose more than {@value #BREAK_EVEN} plain steps, from {@value #MIN_PROBE_GAP} up to
+ *   <li>Speculating at the best size while it is profitable needs {@code B >= 0}. Now and then (every
+ *       {@value #NEIGHBOURS_EVERY} steps) the next bigger size is tried instead, if {@code B} covers its expected
+ *       loss ({@code max(0, C - Y c0)}), so that sizes whose cost changed are seen again; every
+ *       {@value #PLAIN_EVERY} steps a plain step refreshes c0.</li>
+ *   <li>While not profitable, the policy decodes plainly but for probes: a step at the best size, which needs
+ *       {@code B >= expected loss}. Probes are spaced by a gap that doubles after each probe that leaves the best
+ *       size expected to lose more than {@value #BREAK_EVEN} plain steps (once the probed size was measured
+ *       {@value #MEASURED_STEPS} times: one slow first step must not space out the probes that would measure it
+ *       again), from {@value #MIN_PROBE_GAP} up to
  *       {@value #MAX_PROBE_GAP} steps (a probe that about breaks even, such as prompt lookup finding nothing,
  *       costs nothing worth waiting for). The gap starts again from {@value #MIN_PROBE_GAP} when a stretch of
- *       speculation ended with more credit than it began with.</li>
+ *       speculation ends with more credit than it began with.</li>
  * </ol>
  *
  * <h2>Why the overhead is at most about 3%</h2>
@@ -52,26 +73,23 @@ import java.util.Map;
  * Without the cap, B would be {@code B0 + eps P + W}; the cap only ever removes credit, so
  * {@code B <= B0 + eps P + W}. Every speculative step starts with {@code B >= 0} (rules 1 and 2), so after it
  * B is at least minus that one step's loss, L. Hence {@code W >= -(B0 + eps P + L)}: the whole run takes at most
- * the plain time of its tokens plus {@code B0 + eps P + L}, plus the uncharged first step of each bucket tried (a
- * drafter that never pays tries one bucket). Relative to plain decoding that is
- * {@code eps + (B0 + L + first steps) / T}: {@value #ALLOWANCE_PERCENT}% plus a few steps' worth spread over the
- * run's T seconds; for a few hundred tokens that is under 3%, and it tends to eps for longer runs (an engine's
- * requests share the accounts, so the few steps are paid once per engine, not per request). A drafter that never
- * pays therefore converges to plain decoding, the fixed point: its probes thin out (the gap doubles) and each is
- * paid from the small allowance. A drafter that pays keeps winning credit and speculating; its only overhead is
- * re-measuring plain decoding every {@value #PLAIN_EVERY} steps and its neighbours every
- * {@value #NEIGHBOURS_EVERY}, each chosen only when affordable.
+ * the plain time of its tokens plus {@code B0 + eps P + L}.
+ * Relative to plain decoding that is {@code eps + (B0 + L) / T}: {@value #ALLOWANCE_PERCENT}% plus a
+ * few steps' worth spread over the run's T seconds; for a few hundred tokens that is under 3%, and it tends to eps
+ * for longer runs (an engine's requests share the accounts, so the few steps are paid once per engine, not per
+ * request). A drafter that never pays therefore converges to plain decoding, the fixed point: its measured
+ * acceptance falls, its probes thin out (the gap doubles) and each is paid from the small allowance. A drafter
+ * that pays keeps winning credit and speculating.
  *
  * <p>What the bound takes as given: that c0 is what plain decoding costs now, and that the times charged are the
- * times spent (the caps above charge a step slowed by other work on the machine less than it took: such steps
- * are outside the bound, as they would have slowed plain decoding too). A policy's learning
+ * times spent (the cap above charges a step slowed by other work on the machine, or by code used for the first
+ * time, less than it took: such steps are outside the bound, as they would have slowed plain decoding too, or
+ * are paid once per process). A policy's learning
  * ({@code observe}/{@code observeBatch}) is timed as part of the step; backed off, a policy learns on one plain
  * step in {@value #LEARN_EVERY_PLAIN} only ({@link #learnsWhilePlain}), so what its learning adds to plain
  * decoding is that fraction of its cost. Thread-safe.
  */
 public final class SpeculationBudget {
-    /** Weight of the past in the moving averages of costs and yields. */
-    static final double DECAY = 0.8;
     static final int ALLOWANCE_PERCENT = 1;
     /** eps: credit earned per second of plain decoding, what re-probing may cost at most. */
     static final double ALLOWANCE = ALLOWANCE_PERCENT / 100.0;
@@ -80,79 +98,172 @@ public final class SpeculationBudget {
     static final int CREDIT_CAP_STEPS = 8;
     static final int MARGIN_PERCENT = 2;
     static final int MIN_PROBE_GAP = 2;
-    /** A probe whose bucket is expected to lose at most this many plain steps counts as breaking even. */
+    /** A probe whose best size is then expected to lose at most this many plain steps counts as breaking even. */
     static final double BREAK_EVEN = 0.25;
     static final int MAX_PROBE_GAP = 128;
     /** While backed off: plain steps per step whose outcome the policy learns from. */
     static final int LEARN_EVERY_PLAIN = 16;
     /** While speculating: steps between plain steps that refresh c0. */
     static final int PLAIN_EVERY = 64;
-    /** While speculating: steps between re-measurements of the best bucket's neighbours. */
+    /** While speculating: steps between tries of the next bigger size. */
     static final int NEIGHBOURS_EVERY = 16;
 
     /** What each node of a tree costs, in plain steps, before any tree was measured (drafting included). */
     static final double UNMEASURED_NODE_COST = 0.5;
-    /**
-     * A step slower than this times its bucket's average (or prediction) counts as this: plain and speculative
-     * alike, so that both sides of every comparison see the machine's noise the same way.
-     */
+    /** A step is charged at most this times its tree's expected cost: the rest is taken as the machine's noise. */
     static final double SAMPLE_CAP = 1.25;
-    /** Plain steps whose fastest is the first c0. */
+    /** Steps per size whose lower median is its cost. */
+    static final int COST_SAMPLES = 7;
+    /** A step slower than this times its expected cost is not taken as what its size costs... */
+    static final double OUTLIER = 3;
+    /** ...unless this many such steps came in a row: then the expectation was wrong. */
+    static final int OUTLIERS_IN_A_ROW = 3;
+    /** A policy's first trees, whose drafting may take long for code compiled and linked on first use. */
+    static final int WARM_UP_TREES = 3;
+    /** Steps of a size measured before its cost can space out the probes. */
+    static final int MEASURED_STEPS = 3;
+    /** About how many recent speculative steps the acceptance estimates remember. */
+    static final int ACCEPTANCE_MEMORY = 10;
+    private static final double ACCEPTANCE_DECAY = 1 - 1.0 / ACCEPTANCE_MEMORY;
+    static final int PRIOR_ACCEPTANCE_PERCENT = 50;
+    /** Weight, in steps, of each acceptance estimate's prior. */
+    static final int PRIOR_WEIGHT = 1;
+    /** Plain steps measured before c0 counts (the first are often slow: code not yet compiled, pages not touched). */
     static final int FIRST_PLAIN_STEPS = 3;
 
     private final int[] buckets;
     private final boolean adaptive;
     private final Map<String, Account> accounts = new HashMap<>();
 
+    /** The most recent steps' seconds; their lower median is the estimate (noise only ever slows a step). */
+    static final class Costs {
+        private final double[] recent = new double[COST_SAMPLES];
+        private int size;
+        private int next;
+        int outliersInARow;
+
+        private double estimate;
+
+        void add(double seconds) {
+            recent[next] = seconds;
+            next = (next + 1) % recent.length;
+            size = Math.min(size + 1, recent.length);
+            double[] sorted = Arrays.copyOf(recent, size);
+            Arrays.sort(sorted);
+            estimate = sorted[(size - 1) / 2];
+        }
+
+        int size() {
+            return size;
+        }
+
+        /** 0 while nothing was measured. */
+        double estimate() {
+            return estimate;
+        }
+
+        Costs copy() {
+            Costs c = new Costs();
+            System.arraycopy(recent, 0, c.recent, 0, recent.length);
+            c.size = size;
+            c.next = next;
+            c.estimate = estimate;
+            return c;
+        }
+    }
+
     /** One policy's measurements and credit. */
     static final class Account {
-        final double[] cost;    // seconds per step, per bucket (0: not measured); cost[0] is c0
-        final double[] yield;   // tokens per step, per bucket
-        final long[] lastTried; // the step at which each bucket was last chosen
-        final long[] samples;   // steps recorded per bucket
-        final double[] firstPlain = new double[FIRST_PLAIN_STEPS];
-        int plainSamples;
+        final Costs[] costs;    // per bucket of a tree's nodes; costs[0] is plain decoding's
+        double proposing = 1;   // how often a speculative step proposed more than its root, recent steps weighing most
+        final double[] tried;   // per draft depth j (1-based): steps with room for it and its parents accepted
+        final double[] accepted; // per draft depth j: steps that accepted it
         double credit;          // B, seconds
         long step;
+        long lastPlain;
+        long lastNeighbour;
         long nextProbe;
         int probeGap = MIN_PROBE_GAP;
+        long trees;             // speculative steps that proposed more than a root
+        double catchUpPerStep;  // seconds of drafting a probe adds per step since the last tree (a draft cache catching up)
+        long lastTreeStep;
         boolean speculating;
         boolean probing;
-        double creditBeforeProbe;
+        double creditAtStretchStart;
         // for tests and diagnostics
         long probes;
         long speculativeSteps;
         double won; // W, seconds
 
-        Account(int n) {
-            cost = new double[n];
-            yield = new double[n];
-            lastTried = new long[n];
-            samples = new long[n];
+        Account(int buckets, int maxNodes) {
+            costs = new Costs[buckets];
+            for (int i = 0; i < buckets; i++) costs[i] = new Costs();
+            tried = new double[Math.max(1, maxNodes)];
+            accepted = new double[Math.max(1, maxNodes)];
+        }
+
+        /** Bucket i's measured cost in seconds (0: not measured); bucket 0 is {@link #plainCost()}. */
+        double cost(int i) {
+            return i == 0 ? plainCost() : costs[i].estimate();
         }
 
         /**
-         * c0, the yardstick: the plain steps' average, but never more than any bucket's, since a bigger tree
-         * (the same root and more) should cost at least a plain step; an average a few slow plain steps inflated
-         * would make every speculative step look won. Where a small tree is in fact cheaper (on the demo target a
-         * two-node step verified natively measured cheaper than a plain step sampled on the host), c0 is
-         * underestimated, which only understates what speculation wins.
+         * c0, the yardstick: the plain steps' median, but never more than any bucket's, since a bigger tree (the
+         * same root and more) should cost at least a plain step; a c0 that slow plain steps inflated would make
+         * every speculative step look won. Where a small tree is in fact cheaper (on the demo target a two-node
+         * step verified natively measured cheaper than a plain step sampled on the host), c0 is underestimated,
+         * which only understates what speculation wins.
          */
         double plainCost() {
-            double c0 = cost[0];
-            for (int i = 1; i < cost.length; i++) if (cost[i] != 0 && cost[i] < c0) c0 = cost[i];
+            if (costs[0].size() < FIRST_PLAIN_STEPS) return 0;
+            double c0 = costs[0].estimate();
+            for (int i = 1; i < costs.length; i++) {
+                double c = costs[i].estimate();
+                if (c != 0 && c < c0) c0 = c;
+            }
             return c0;
+        }
+
+        /** Expected tokens of a step allowed n nodes: 1 + S(1) + ... + S(n - 1). */
+        double expectedTokens(int n) {
+            double tokens = 1, survive = 1, prior = PRIOR_ACCEPTANCE_PERCENT / 100.0;
+            for (int j = 1; j < n && j < tried.length; j++) {
+                double p = (accepted[j] + PRIOR_WEIGHT * prior) / (tried[j] + PRIOR_WEIGHT);
+                survive *= p;
+                tokens += survive;
+                prior = p;
+            }
+            return tokens;
+        }
+
+        /** Learns from a step allowed n nodes whose tree had the given nodes and accepted k drafts. */
+        void learnAcceptance(int n, int nodes, int k) {
+            proposing = ACCEPTANCE_DECAY * proposing + (1 - ACCEPTANCE_DECAY) * (nodes > 1 ? 1 : 0);
+            for (int j = 1; j < tried.length; j++) {
+                tried[j] *= ACCEPTANCE_DECAY;
+                accepted[j] *= ACCEPTANCE_DECAY;
+            }
+            for (int j = 1; j < n && j <= k + 1 && j < tried.length; j++) {
+                tried[j]++;
+                if (j <= k) accepted[j]++;
+            }
         }
     }
 
     /** maxTreeNodes: the largest tree; adaptive false always allows maxTreeNodes (for comparisons). */
     public SpeculationBudget(int maxTreeNodes, boolean adaptive) {
-        int n = 1;
-        while ((1 << n) < maxTreeNodes) n++;
-        if (maxTreeNodes <= 1) n = 0;
-        buckets = new int[n + 1];
-        for (int i = 0; i < n; i++) buckets[i] = 1 << i;
-        buckets[n] = Math.max(1, maxTreeNodes);
+        int max = Math.max(1, maxTreeNodes);
+        // 1, 2, 3, 4, 6, 8, 12, 16, ...: dense where trees are small, then half-octaves, then the largest tree.
+        int[] sizes = new int[64];
+        int n = 0;
+        for (int size = 1, octave = 4; size < max; ) {
+            sizes[n++] = size;
+            if (size < 4) size++;
+            else if (size == octave) size = octave * 3 / 2;
+            else size = octave *= 2;
+        }
+        sizes[n++] = max;
+        buckets = Arrays.copyOf(sizes, n);
         this.adaptive = adaptive;
     }
 
@@ -160,8 +271,13 @@ public final class SpeculationBudget {
         return buckets[buckets.length - 1];
     }
 
+    /** The allowances the budget chooses among, smallest (plain decoding) first. */
+    int[] sizes() {
+        return buckets.clone();
+    }
+
     private Account account(String policy) {
-        return accounts.computeIfAbsent(policy, k -> new Account(buckets.length));
+        return accounts.computeIfAbsent(policy, k -> new Account(buckets.length, maxTreeNodes()));
     }
 
     /** Whether measured costs may shrink trees (false: always {@link #maxTreeNodes()}). */
@@ -175,36 +291,42 @@ public final class SpeculationBudget {
         Account a = account(policy);
         a.step++;
         double c0 = a.plainCost();
-        if (c0 == 0) return pick(a, 0); // the yardstick first
-        int best = bestProfitable(a);
-        if (best > 0 && a.credit >= 0) {
-            a.speculating = true;
-            if (a.step - a.lastTried[0] > PLAIN_EVERY) return pick(a, 0);
-            // Grow while the next size may pay and is affordable; re-measure the one below now and then.
+        if (c0 == 0) return plain(a); // the yardstick first
+        int best = best(a);
+        if (rate(a, best) > (1 + MARGIN_PERCENT / 100.0) / c0 && a.credit >= 0) {
+            if (!a.speculating) {
+                a.speculating = true;
+                a.creditAtStretchStart = a.credit;
+            }
+            if (a.step - a.lastPlain > PLAIN_EVERY) return plain(a);
             int up = best + 1;
-            if (up < buckets.length && (a.cost[up] == 0 || a.step - a.lastTried[up] > NEIGHBOURS_EVERY)
-                    && expectedLoss(a, up) <= a.credit) return pick(a, up);
-            int down = best - 1;
-            if (down > 0 && a.step - a.lastTried[down] > NEIGHBOURS_EVERY && expectedLoss(a, down) <= a.credit) return pick(a, down);
-            return pick(a, best);
+            if (up < buckets.length && a.step - a.lastNeighbour > NEIGHBOURS_EVERY && expectedLoss(a, up) <= a.credit) {
+                a.lastNeighbour = a.step;
+                return buckets[up];
+            }
+            return buckets[best];
         }
         if (a.speculating) {
             // A stretch of speculation ended: probe soon again only if it paid.
             a.speculating = false;
-            if (a.credit > a.creditBeforeProbe) a.probeGap = MIN_PROBE_GAP;
+            if (a.credit > a.creditAtStretchStart) a.probeGap = MIN_PROBE_GAP;
             a.nextProbe = a.step + a.probeGap;
         }
-        if (a.step >= a.nextProbe) {
-            int probe = mostPromising(a);
-            if (expectedLoss(a, probe) <= a.credit) {
-                a.creditBeforeProbe = a.credit;
-                a.nextProbe = a.step + a.probeGap;
-                a.probing = true;
-                a.probes++;
-                return pick(a, probe);
-            }
+        double catchUp = a.catchUpPerStep * (a.step - a.lastTreeStep);
+        if (a.step >= a.nextProbe && expectedLoss(a, best) + catchUp <= a.credit) {
+            a.nextProbe = a.step + a.probeGap;
+            a.probing = true;
+            a.probes++;
+            a.speculating = true;
+            a.creditAtStretchStart = a.credit;
+            return buckets[best];
         }
-        return pick(a, 0);
+        return plain(a);
+    }
+
+    private int plain(Account a) {
+        a.lastPlain = a.step;
+        return 1;
     }
 
     /**
@@ -220,66 +342,63 @@ public final class SpeculationBudget {
         return a == null || a.speculating || a.step % LEARN_EVERY_PLAIN == 0;
     }
 
-    private int pick(Account a, int i) {
-        a.lastTried[i] = a.step;
-        return buckets[i];
-    }
-
-    /** The measured bucket of highest rate if it beats plain decoding by the margin, else 0. */
-    private int bestProfitable(Account a) {
-        double c0 = a.plainCost();
-        int best = 0;
-        double bestRate = (1 + MARGIN_PERCENT / 100.0) / c0;
-        for (int i = 1; i < buckets.length; i++) {
-            if (a.cost[i] == 0) continue;
-            double rate = a.yield[i] / a.cost[i];
-            if (rate > bestRate) {
-                bestRate = rate;
-                best = i;
-            }
-        }
-        return best;
-    }
-
-    /** While decoding plainly, what to probe: the measured speculative bucket of highest rate, else the smallest. */
-    private int mostPromising(Account a) {
+    /**
+     * The speculative bucket of most expected tokens per expected second, among the measured ones and the next size
+     * up from each (sizes are explored one at a time: a prediction far off costs one step, not a jump to the
+     * largest tree).
+     */
+    private int best(Account a) {
         int best = 1;
         double bestRate = -1;
         for (int i = 1; i < buckets.length; i++) {
-            if (a.cost[i] == 0) continue;
-            double rate = a.yield[i] / a.cost[i];
+            if (i > 1 && a.costs[i].size() == 0 && a.costs[i - 1].size() == 0) continue;
+            double rate = rate(a, i);
             if (rate > bestRate) {
                 bestRate = rate;
                 best = i;
             }
         }
         return best;
+    }
+
+    private double rate(Account a, int i) {
+        return a.expectedTokens(buckets[i]) / expectedCost(a, i);
     }
 
     /** Seconds a step of bucket i is expected to lose against decoding its tokens plainly (0 if it should win). */
     private double expectedLoss(Account a, int i) {
-        return Math.max(0, predictedCost(a, i) - predictedYield(a, i) * a.plainCost());
+        return Math.max(0, expectedCost(a, i) - a.expectedTokens(buckets[i]) * a.plainCost());
     }
 
-    /** Bucket i's average, or if unmeasured, the measured bucket below it extrapolated linearly in nodes. */
-    private double predictedCost(Account a, int i) {
-        if (a.cost[i] != 0) return a.cost[i];
+    /**
+     * Seconds a step allowed bucket i's nodes is expected to take: a tree of that size when the policy proposes
+     * one, a plain step when it proposes nothing (prompt lookup finding no match).
+     */
+    private double expectedCost(Account a, int i) {
         double c0 = a.plainCost();
-        int j = measuredBelow(a, i);
-        if (j == 0) return (1 + UNMEASURED_NODE_COST * (buckets[i] - 1)) * c0;
-        return a.cost[j] + (a.cost[j] - c0) * (buckets[i] - buckets[j]) / (buckets[j] - 1.0);
+        return c0 + a.proposing * (predictedCost(a, i) - c0);
     }
 
-    private double predictedYield(Account a, int i) {
-        if (a.cost[i] != 0) return a.yield[i];
-        int j = measuredBelow(a, i);
-        return j == 0 ? 1 : a.yield[j];
-    }
-
-    private static int measuredBelow(Account a, int i) {
-        int j = i - 1;
-        while (j > 0 && a.cost[j] == 0) j--;
-        return j;
+    /**
+     * Bucket i's measured cost, or if unmeasured, interpolated linearly in nodes between the measured buckets
+     * around it, or extrapolated from the largest measured below (from plain decoding alone, UNMEASURED_NODE_COST
+     * per node).
+     */
+    private double predictedCost(Account a, int i) {
+        double measured = a.cost(i);
+        if (measured != 0) return measured;
+        double c0 = a.plainCost();
+        int below = i - 1;
+        while (below > 0 && a.cost(below) == 0) below--;
+        int above = i + 1;
+        while (above < buckets.length && a.cost(above) == 0) above++;
+        double cBelow = a.cost(below);
+        if (above < buckets.length) {
+            double f = (buckets[i] - buckets[below]) / (double) (buckets[above] - buckets[below]);
+            return Math.max(cBelow, cBelow + f * (a.cost(above) - cBelow));
+        }
+        if (below == 0) return (1 + UNMEASURED_NODE_COST * (buckets[i] - 1)) * c0;
+        return cBelow + Math.max(0, cBelow - c0) * (buckets[i] - buckets[below]) / (buckets[below] - 1.0);
     }
 
     /** Records a step as allowed nodes, seconds and tokens, without knowing the tree's size or its drafting time. */
@@ -299,28 +418,53 @@ public final class SpeculationBudget {
             notePlain(a, seconds);
             a.credit += ALLOWANCE * seconds;
         } else {
-            if (treeNodes <= 1) notePlain(a, seconds - draftSeconds);
             a.speculativeSteps++;
-            if (a.samples[i]++ == 0) return; // a bucket's first step only warms it up (see the class comment)
-            if (a.cost[0] == 0) return;
-            double predicted = predictedCost(a, i);
-            seconds = Math.min(seconds, SAMPLE_CAP * predicted);
-            if (a.cost[i] == 0) {
-                a.cost[i] = Math.min(seconds, predicted); // starts no higher than predicted; slower steps raise it
-                a.yield[i] = tokens;
-            } else {
-                a.cost[i] = DECAY * a.cost[i] + (1 - DECAY) * seconds;
-                a.yield[i] = DECAY * a.yield[i] + (1 - DECAY) * tokens;
-            }
+            a.learnAcceptance(allowed, treeNodes, tokens - 1);
             double c0 = a.plainCost();
-            double win = tokens * c0 - seconds;
+            // A lone root is a plain step (its drafting aside); a tree's cost is its size's.
+            double expected = c0 == 0 ? 0 : treeNodes <= 1 ? c0 + draftSeconds : predictedCost(a, bucketOf(treeNodes));
+            if (treeNodes <= 1) {
+                notePlain(a, seconds - draftSeconds);
+            } else {
+                Costs costs = a.costs[bucketOf(treeNodes)];
+                if (c0 != 0 && seconds > OUTLIER * expected && costs.outliersInARow < OUTLIERS_IN_A_ROW) {
+                    costs.outliersInARow++; // first use, or preempted: not what the size costs (see the class comment)
+                } else {
+                    costs.outliersInARow = 0;
+                    costs.add(seconds);
+                }
+            }
+            if (c0 == 0) return;
+            c0 = a.plainCost();
+            // The forward's noise is capped; the policy's own drafting is charged in full (a draft model or early
+            // exit catching its cache up over every token since its last draft is what probing it costs, however
+            // far above the usual step), but for its first few drafts longer than the step was expected to take
+            // (code compiled and linked on first use).
+            double charged = Math.min(seconds, SAMPLE_CAP * expected);
+            boolean longDraft = draftSeconds > charged;
+            if (treeNodes > 1) a.trees++;
+            boolean forgiven = longDraft && a.trees <= WARM_UP_TREES;
+            if (treeNodes > 1) {
+                // What drafting cost beyond the capped step, per step since the policy last drafted: the price of
+                // catching up, which a probe after a gap will pay again (0 when a probe after a gap paid none).
+                long gap = a.step - a.lastTreeStep;
+                if (longDraft && !forgiven) a.catchUpPerStep = (draftSeconds - charged) / Math.max(1, gap);
+                else if (!longDraft) a.catchUpPerStep = 0;
+                a.lastTreeStep = a.step;
+            }
+            if (longDraft && !forgiven) charged = draftSeconds;
+            double win = tokens * c0 - charged;
             a.credit += win;
             a.won += win;
             if (a.probing) {
                 // Probes that lose thin out; one that about breaks even (prompt lookup finding nothing is a plain
                 // step) costs nothing worth waiting for.
+                // A size's cost is believed once a few steps measured it: the first ones after its warm-up are
+                // often still slow (code paths used for the first time), and one slow step must not space out
+                // the probes that would measure it again.
                 a.probing = false;
-                if (expectedLoss(a, i) > BREAK_EVEN * c0) a.probeGap = Math.min(2 * a.probeGap, MAX_PROBE_GAP);
+                if (a.costs[Math.max(1, bucketOf(treeNodes))].size() >= MEASURED_STEPS && expectedLoss(a, best(a)) > BREAK_EVEN * c0)
+                    a.probeGap = Math.min(2 * a.probeGap, MAX_PROBE_GAP);
             }
         }
         a.credit = Math.min(a.credit, CREDIT_CAP_STEPS * a.plainCost());
@@ -328,19 +472,8 @@ public final class SpeculationBudget {
 
     private static void notePlain(Account a, double seconds) {
         if (seconds <= 0) return;
-        if (a.cost[0] == 0) {
-            // The yardstick starts as the fastest of the first plain steps: the first ones are often slow (code not
-            // yet compiled, pages and buffers not yet touched), and an inflated c0 would make speculation look won.
-            a.firstPlain[a.plainSamples++] = seconds;
-            if (a.plainSamples < a.firstPlain.length) return;
-            a.cost[0] = Arrays.stream(a.firstPlain).min().orElseThrow();
-            a.yield[0] = 1;
-            a.credit += INITIAL_CREDIT_STEPS * a.cost[0];
-            return;
-        }
-        // Noise only ever slows a step, so a fast sample is believed in full and a slow one only in part.
-        double sample = Math.min(seconds, SAMPLE_CAP * a.cost[0]);
-        a.cost[0] = DECAY * a.cost[0] + (1 - DECAY) * sample;
+        a.costs[0].add(seconds);
+        if (a.costs[0].size() == FIRST_PLAIN_STEPS) a.credit += INITIAL_CREDIT_STEPS * a.plainCost(); // B0, once
     }
 
     private int bucketOf(int nodes) {
@@ -352,10 +485,11 @@ public final class SpeculationBudget {
     synchronized Account snapshot(String policy) {
         Account a = accounts.get(policy);
         if (a == null) return null;
-        Account c = new Account(buckets.length);
-        System.arraycopy(a.cost, 0, c.cost, 0, a.cost.length);
-        System.arraycopy(a.yield, 0, c.yield, 0, a.yield.length);
-        System.arraycopy(a.lastTried, 0, c.lastTried, 0, a.lastTried.length);
+        Account c = new Account(buckets.length, maxTreeNodes());
+        for (int i = 0; i < buckets.length; i++) c.costs[i] = a.costs[i].copy();
+        System.arraycopy(a.tried, 0, c.tried, 0, a.tried.length);
+        System.arraycopy(a.accepted, 0, c.accepted, 0, a.accepted.length);
+        c.proposing = a.proposing;
         c.credit = a.credit;
         c.step = a.step;
         c.probes = a.probes;

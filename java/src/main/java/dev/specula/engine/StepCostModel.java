@@ -19,7 +19,8 @@ import java.util.Map;
  *     rows to cost nearly what sequences do, a full batch decodes plainly.</li>
  * </ol>
  * Until the fit has seen enough steps, and for a bucket a policy has not been measured at, drafts are kept: that is
- * how they get measured; a sequence whose budget is not adaptive keeps its drafts too. Not thread-safe: one scheduler thread plans and observes.
+ * how they get measured; a sequence whose budget is not adaptive keeps its drafts too, and so does a lone sequence
+ * (its {@link SpeculationBudget} already weighs its drafts against plain decoding). Not thread-safe: one scheduler thread plans and observes.
  */
 public final class StepCostModel implements StepPlanner {
     /** Steps measured before the cost model trims anything. */
@@ -65,6 +66,9 @@ public final class StepCostModel implements StepPlanner {
         // Until measured, and every EXPLORE_EVERY steps, the wishes run untrimmed: a batch that only ever decodes
         // plainly would run one shape (rows = sequences) and could never learn what its drafts would cost now.
         if (samples < MIN_SAMPLES || ++planned % EXPLORE_EVERY == 0) return;
+        // A lone sequence's drafts are its budget's to weigh: the budget compares the same whole steps against
+        // plain decoding, and a trim here would cancel its probes (it would then never see drafts pay again).
+        if (n == 1) return;
         // Drafts of a policy not yet measured at their size stay, and are left out of the sums (counted as plain
         // steps), so that their unknown worth does not sway the others' decisions.
         double[] value = new double[n];

@@ -55,6 +55,17 @@ class StepCostModelTest {
     }
 
     @Test
+    void aLoneSequenceKeepsWhatItsBudgetChose() {
+        // Regression: with one sequence the planner trimmed the budget's probes (drafts measured once at a loss),
+        // so prompt lookup on the demo stayed plain; the budget alone weighs a lone sequence's drafts.
+        StepCostModel m = new StepCostModel(1000);
+        train(m, 1, 2, 1, 0.0, 0.0, 0.001);
+        for (int step = 0; step < 40; step++) assertArrayEquals(new int[] {2}, plan(m, 1, 2));
+        train(m, 2, 2, 1, 0.0, 0.0, 0.001);
+        assertArrayEquals(new int[] {1, 1}, plan(m, 2, 2), "a batch still drops drafts that do not pay");
+    }
+
+    @Test
     void untilMeasuredTheDraftsStay() {
         StepCostModel m = new StepCostModel(1000);
         assertArrayEquals(new int[] {8, 8}, plan(m, 2, 8));
