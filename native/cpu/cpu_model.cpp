@@ -378,7 +378,7 @@ void mat_rows_plain(const KernelSet &kern, ThreadScratch &ts, const Mat &W, cons
                     int64_t r0, int64_t r1) {
     const int64_t K = W.cols;
     const int GR = kern.gemm_r, GT = kern.gemm_t;
-    const int n_tg = (n + GT - 1) / GT, tg = (n + n_tg - 1) / n_tg; // T = 12: two groups of 6, not 8 + 4
+    const int n_tg = (n + GT - 1) / GT, tg = (n + n_tg - 1) / n_tg; // 8 tokens, 6 a group: 4 + 4, not 6 + 2
     float out[64];
     const uint8_t *rp[8];
     for (int64_t g = r0; g < r1; g += GR) {
