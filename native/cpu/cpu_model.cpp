@@ -15,7 +15,9 @@
 // all of the call's tokens; a task owns a range of output rows:
 //   - up to kernels().tmax tokens (decode): the rows stream four at a time through tile(), which
 //     dequantizes in registers, while the next four rows are prefetched into L2;
-//   - more tokens (tree verification, prompts): the task's rows are dequantized once into an f32
+//   - more tokens (tree verification, prompts): F16 / BF16 rows are read in place by gemm_plain(),
+//     a few rows at a time against every token group, each weight vector converted in registers
+//     and used by all the group's tokens; other formats' task rows are dequantized once into an f32
 //     scratch that stays in L2, then gemm() runs gemm_t tokens at a time against them.
 // Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 weights take the int8 path instead (int8_dot.hpp): each token's activations are
 // quantized per row in blocks of 32 once per product, the task's weight rows are packed into
@@ -365,6 +367,37 @@ void mat_rows_kq(const KernelSet &kern, ThreadScratch &ts, const Mat &W, QActs q
 
 // ------------------------------------------------------------------ matrix products
 
+// Y[t][r] (+)= W[r] . X[t] for F16 / BF16 rows read in place, more tokens than tile() takes: each
+// group of gemm_r rows passes once per token group (the tokens split evenly into groups of at most
+// gemm_t), its weights converted in registers and used by every token of the group. A weight is read
+// from memory once per call (the later passes find the group's rows in cache) and no f32 copy of it is
+// written. The next group's rows are prefetched a part per pass, so memory streams through every pass
+// rather than only the first.
+template <class Put>
+void mat_rows_plain(const KernelSet &kern, ThreadScratch &ts, const Mat &W, const float *X, int64_t ldx, int n, Put &&put,
+                    int64_t r0, int64_t r1) {
+    const int64_t K = W.cols;
+    const int GR = kern.gemm_r, GT = kern.gemm_t;
+    const int n_tg = (n + GT - 1) / GT, tg = (n + n_tg - 1) / n_tg; // 8 tokens, 6 a group: 4 + 4, not 6 + 2
+    float out[64];
+    const uint8_t *rp[8];
+    for (int64_t g = r0; g < r1; g += GR) {
+        const int nr = (int)std::min<int64_t>(GR, r1 - g);
+        for (int i = 0; i < GR; i++) rp[i] = W.row(g + std::min(i, nr - 1));
+        const int64_t next = g + GR;
+        const uint8_t *pf = next < r1 ? W.row(next) : nullptr;
+        const int64_t pf_bytes = pf ? (int64_t)W.row_bytes * std::min<int64_t>(GR, r1 - next) : 0;
+        const int64_t pf_part = (pf_bytes / n_tg + 63) / 64 * 64;
+        for (int t0 = 0, j = 0; t0 < n; t0 += tg, j++) {
+            const int T = std::min(tg, n - t0);
+            const int64_t part = std::max<int64_t>(0, std::min(pf_part, pf_bytes - j * pf_part));
+            kern.gemm_plain(W.dtype, rp, 0, K, K, X + t0 * ldx, ldx, T, ts.acc.data(), out, part ? pf + j * pf_part : nullptr, part);
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < nr; i++) put(g + i, t0 + t, out[t * GR + i]);
+        }
+    }
+}
+
 // Y[t][r] (+)= W[r] . X[t] for rows [r0, r1), tokens [0, n); qx: X quantized, for an int8 or k-quant W.
 void mat_rows(const KernelSet &kern, ThreadScratch &ts, const Mat &W, const float *X, int64_t ldx, QActs qx, int n,
               const OutRows &Y, bool accumulate, int64_t r0, int64_t r1) {
@@ -395,6 +428,10 @@ void mat_rows(const KernelSet &kern, ThreadScratch &ts, const Mat &W, const floa
             for (int t = 0; t < n; t++)
                 for (int i = 0; i < nr; i++) put(r + i, t, out[t * 4 + i]);
         }
+        return;
+    }
+    if ((W.dtype == SPEC_DTYPE_F16 || W.dtype == SPEC_DTYPE_BF16) && kern.gemm_plain) {
+        mat_rows_plain(kern, ts, W, X, ldx, n, put, r0, r1);
         return;
     }
     // Many tokens: dequantize the task's rows once into f32, then run gemm_t tokens at a time

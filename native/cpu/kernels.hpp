@@ -104,6 +104,11 @@ struct KernelSet {
     void (*store_kv)(void *dst, const float *src, int64_t n, int32_t kv_dtype);
     const Int8Set *int8 = nullptr; // set by the kernel set's accessor
     const KqSet *kq = nullptr;     // likewise, for the k-quants
+    // gemm() over rows read in place in dtype (F32, F16 or BF16), each weight vector converted
+    // once in registers and used for all T tokens; the same bits as gemm() over dequant()'s rows.
+    // pf (optional): pf_bytes of weights the caller reads next, prefetched along the way.
+    void (*gemm_plain)(int32_t dtype, const uint8_t *const *rows, int64_t k0, int64_t k1, int64_t K, const float *X,
+                       int64_t ldx, int T, float *acc, float *out, const uint8_t *pf, int64_t pf_bytes) = nullptr;
 };
 
 // f16 -> f32 for every half, filled by init_tables() before any kernel runs: a quantized block's

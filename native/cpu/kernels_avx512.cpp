@@ -88,8 +88,11 @@ struct V {
 
 #define KERNEL_NAME "avx512"
 #define KERNEL_TMAX 4
-#define GEMM_R 3
-#define GEMM_T 8
+// 4 rows x 6 tokens: 24 accumulators, 4 weight vectors and one activation vector in the 32 registers,
+// 6 activation and 4 weight loads per 24 fmas (3 x 8 needs 8 and 3: with F16 rows read in place, 4 x 6
+// ran 16 tokens about 20% faster on Zen 5, the same at 8).
+#define GEMM_R 4
+#define GEMM_T 6
 #include "kernels_impl.inc"
 
 #include "kernels_int8_x86.inc"

@@ -565,7 +565,11 @@ void test_threads(spec_context *ctx, const ModelSpec &s) {
 // whose activations are quantized per token) at widths with several padded int8 groups; the
 // token under test sits at the front, in the middle or at the end of batches of 1 to 21 siblings.
 // The k-quants (their own int8 path, per super-block of 256) likewise, every k-quant type in one mix.
-void test_batch_composition(spec_context *ctx, bool kquants) {
+// F16 / BF16 (f32 activations; few tokens through tile(), more through gemm_plain() over rows read in
+// place, in token groups split evenly) at widths that end in a partial vector.
+enum class Composition { Int8, Kquants, Plain };
+void test_batch_composition(spec_context *ctx, Composition what) {
+    const bool kquants = what == Composition::Kquants;
     spec_model_config c = base_config();
     c.n_embd = 544;  // one full group of 512 and a padded one
     c.n_head = 8;
@@ -581,9 +585,19 @@ void test_batch_composition(spec_context *ctx, bool kquants) {
         c.n_ff = 512;
         c.n_layer = 1;
     }
+    if (what == Composition::Plain) { // K % 16 = 4 (n_embd) and 8 (n_ff)
+        c.n_embd = 420;
+        c.n_head = 6;
+        c.head_dim = 70;
+        c.n_ff = 1000;
+    }
     ModelSpec s = kquants ? kquant_mix("batch composition k-quants", c, 53)
                           : spec_all("batch composition q8_0/q4_0/q4_1/q5_0/q5_1", c, SPEC_DTYPE_Q8_0, SPEC_DTYPE_F32, false, 51);
-    if (!kquants) { // every block-of-32 format on the int8 path
+    if (what == Composition::Plain) {
+        s = spec_all("batch composition f16/bf16", c, SPEC_DTYPE_F16, SPEC_DTYPE_F32, false, 54);
+        s.mat_dtype[SPEC_W_FFN_UP] = SPEC_DTYPE_BF16;
+        s.mat_dtype[SPEC_W_ATTN_K] = SPEC_DTYPE_BF16;
+    } else if (!kquants) { // every block-of-32 format on the int8 path
         s.mat_dtype[SPEC_W_FFN_UP] = SPEC_DTYPE_Q4_0;
         s.mat_dtype[SPEC_W_ATTN_V] = SPEC_DTYPE_Q4_0;
         s.mat_dtype[SPEC_W_ATTN_K] = SPEC_DTYPE_Q4_1;
@@ -620,8 +634,8 @@ void test_batch_composition(spec_context *ctx, bool kquants) {
         spec_kv_destroy(kv);
     }
     CHECK(differing == 0);
-    printf("  batch composition (%s, 1-21 tokens, 3 places, 1-2 threads): %d calls, %d differ\n", kquants ? "q2_k..q6_k" : "q8_0/q4_0/q4_1/q5_0/q5_1", calls,
-           differing);
+    printf("  batch composition (%s, 1-21 tokens, 3 places, 1-2 threads): %d calls, %d differ\n",
+           kquants ? "q2_k..q6_k" : what == Composition::Plain ? "f16/bf16" : "q8_0/q4_0/q4_1/q5_0/q5_1", calls, differing);
     CHECK_OK(spec_context_set_threads(ctx, 0));
     spec_model_destroy(model);
 }
@@ -756,8 +770,9 @@ int main(void) {
         test_tree(w, 0.0);
         test_prompt_vs_steps(w);
         spec_model_destroy(w.model);
-        test_batch_composition(ctx, false);
-        test_batch_composition(ctx, true);
+        test_batch_composition(ctx, Composition::Int8);
+        test_batch_composition(ctx, Composition::Kquants);
+        test_batch_composition(ctx, Composition::Plain);
     }
     unsetenv("SPECULA_CPU_ISA");
     spec_model_config c = base_config();

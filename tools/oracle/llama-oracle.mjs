@@ -9,6 +9,9 @@
 //   {"type": "logprobs", "tokens": [ids]}                -> {"logprobs": [[vocab floats] per position]}
 //   {"type": "greedy", "tokens": [ids], "maxTokens": n}  -> {"tokens": [generated ids]}
 //   {"type": "speed", "tokens": [ids], "decodeTokens": n} -> {"promptSeconds", "decodeSeconds", "generated"}
+//   {"type": "stepCost", "tokens": [prefix ids], "steps": [[ids]...], "reps": n}
+//       -> {"ms": [[n times] per step]}: each step's tokens appended to the prefix in one batch with logits (and a
+//       greedy token) at each, then erased again; a warm-up call first
 // Runs from a file on purpose: node-llama-cpp's binary self-test fails under `node -e`.
 import fs from "node:fs";
 import path from "node:path";
@@ -91,6 +94,27 @@ async function speed(tokens, decodeTokens) {
     });
 }
 
+// The cost of evaluating T tokens at once after a prefix, with logits at each: llama.cpp's side of a verify step.
+async function stepCost(prefix, steps, reps) {
+    return withSequence(async (sequence) => {
+        await sequence.evaluateWithoutGeneratingNewTokens(prefix);
+        const greedyNext = {generateNext: {token: true, options: {temperature: 0}}};
+        const ms = [];
+        for (const step of steps) {
+            const times = [];
+            for (let r = 0; r <= reps; r++) {
+                const t0 = clockNs();
+                await sequence.controlledEvaluate(step.map((t) => [t, greedyNext]));
+                const t1 = clockNs();
+                await sequence.eraseContextTokenRanges([{start: prefix.length, end: prefix.length + step.length}]);
+                if (r > 0) times.push(Number(t1 - t0) / 1e6);
+            }
+            ms.push(times);
+        }
+        return {ms};
+    });
+}
+
 const results = [];
 for (const task of request.tasks) {
     if (task.type === "tokenize") {
@@ -106,6 +130,8 @@ for (const task of request.tasks) {
         results.push({tokens: await greedy(task.tokens, task.maxTokens)});
     } else if (task.type === "speed") {
         results.push(await speed(task.tokens, task.decodeTokens));
+    } else if (task.type === "stepCost") {
+        results.push(await stepCost(task.tokens, task.steps, task.reps));
     } else {
         throw new Error(`unknown task type ${task.type}`);
     }

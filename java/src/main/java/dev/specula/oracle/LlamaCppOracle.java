@@ -125,6 +125,20 @@ public final class LlamaCppOracle {
         return GSON.fromJson(run(model, 0, threads, kvType, false, List.of(task)).get(0), Speed.class);
     }
 
+    /**
+     * llama.cpp's side of a verify step: after prefix, each step's tokens evaluated in one batch with logits at
+     * every one, then erased again, reps times after a warm-up; milliseconds per call, per step (by the process's
+     * CPU time with SPECULA_BENCH_CLOCK=cpu).
+     */
+    public double[][] stepCost(Path model, int[] prefix, int[][] steps, int reps, int threads, String kvType) {
+        JsonObject task = new JsonObject();
+        task.addProperty("type", "stepCost");
+        task.add("tokens", GSON.toJsonTree(prefix));
+        task.add("steps", GSON.toJsonTree(steps));
+        task.addProperty("reps", reps);
+        return GSON.fromJson(run(model, 0, threads, kvType, false, List.of(task)).get(0).getAsJsonObject().get("ms"), double[][].class);
+    }
+
     /** Runs tasks; the oracle's KV cache is F32 unless asked, so it compares with an exact engine closely. */
     private JsonArray run(Path model, int vocabSize, int threads, String kvType, boolean vocabOnly, List<JsonObject> tasks) {
         try {
