@@ -222,11 +222,12 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
             }
             layer.eagleForward(kv, ForwardArgs.tree(tokens, parents, logits).withFinalHidden(outputs, 0), features, 0, fRows);
             int first = nodes.size();
+            LogitsSummary[] sums = LogitsSummary.summarize(logits, 0, rows, vocab, vocab, TOP_K); // one call for the rows
             for (int f : frontier) {
                 int j = rowOf[f];
                 featureRow[f] = rootRow + 1 + f;
                 features.copyFrom(outputs, (long) j * rowBytes, (long) featureRow[f] * rowBytes, rowBytes);
-                LogitsSummary s = LogitsSummary.summarize(logits, (long) j * vocab * Float.BYTES, 1, vocab, vocab, TOP_K)[0];
+                LogitsSummary s = sums[j];
                 for (int r = 0; r < s.k() && nodes.size() < maxCandidates; r++)
                     if (s.top()[r] >= 0) nodes.add(new Node(s.top()[r], f, d + 1, nodes.get(f).score() * s.prob()[r]));
             }
