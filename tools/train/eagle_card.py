@@ -33,13 +33,14 @@ def section(f, load):
         % (f["seed"], f["threads"]),
         "machine, %s while it ran, so the times are wall-clock under contention): %d fixed-seed windows of %d tokens"
         % (load, f["train_windows"], f["window"]),
-        "from the train split, one pass of the target over them for every position's feature (%d s, cached in" % f["feature_seconds"],
-        "`work/eagle/` for re-runs), then AdamW (lr %g, 20-step warm-up, cosine, %d windows per step) on EAGLE's loss:"
+        "from the train split, one pass of the target over them for every position's feature (%d s in the first run;" % f["feature_seconds"],
+        "cached in `work/eagle/`, which later runs read), then AdamW (lr %g, 20-step warm-up, cosine, %d windows per step) on EAGLE's loss:"
         % (f["lr"], f["batch_windows"]),
         "smooth-L1 between the output and f[t+1] plus 0.1 x the cross-entropy of the LM head over the output against the",
         "target's distribution at t+1 (on %d sampled rows per step), with uniform noise of +-0.1 on the input features." % f["cls_rows"],
         "Training stops after a time limit: %d of %d planned steps ran in %d s%s."
-        % (f["steps"], f["planned_steps"], f["train_seconds"], " (the limit was reached)" if f["stopped_at_time_limit"] else ""), "",
+        % (f["steps"], f["planned_steps"], f["train_seconds"], " (the limit was reached)" if f["stopped_at_time_limit"] else ""),
+        "So the step count, and the weights, depend on how fast the machine was; the committed layer is this run's.", "",
         "| final smooth-L1 | final cross-entropy | held-out top-1 from the target's features | held-out top-1 one step on its own feature |",
         "|---|---|---|---|",
         "| %.4f | %.3f | %.3f | %.3f |" % (f["final_reg_loss"], f["final_cls_loss"], h["top1_from_target_features"], h["top1_from_own_feature"]), "",
