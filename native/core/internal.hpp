@@ -70,6 +70,10 @@ struct spec_model {
     // weights[role][layer]; global roles use layer 0.
     std::vector<std::vector<spec_weight>> weights;
     void *backend_state = nullptr;
+    // ABI 0.9: an EAGLE draft layer (spec_model_set_eagle): inputs FC [embd; feature] (+ bias).
+    bool eagle = false;
+    spec_eagle_config eagle_config{};
+    spec_weight eagle_fc, eagle_fc_bias;
 
     const spec_weight &w(int role, int layer = 0) const { return weights[role][layer]; }
 };

@@ -2,6 +2,7 @@
 // Nothing here throws past the ABI, aborts or prints.
 #include "abi_guard.hpp"
 #include "quant_blocks.hpp"
+#include "../cpu/cpu_model.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -158,6 +159,11 @@ bool role_allowed(const spec_model_config &c, int32_t role) {
     }
 }
 
+// ABI 0.9: the norms an EAGLE layer may lack (EAGLE-1 has neither): layer 0's attention norm, the output norm.
+bool eagle_optional(const spec_model *m, int32_t role, int32_t layer) {
+    return m->eagle && (role == SPEC_W_OUTPUT_NORM || (role == SPEC_W_ATTN_NORM && layer == 0));
+}
+
 const char *arch_name(int32_t arch) {
     switch (arch) {
     case SPEC_ARCH_LLAMA: return "llama";
@@ -297,8 +303,10 @@ spec_status prepare_forward(spec_model *model, spec_kv *kv, const spec_forward_a
 }
 
 // Runs validated sequences (prepared[i] over kvs[i]) through the backend in one call; each cache
-// holds its tokens pending only when the whole call succeeded.
-spec_status run_forward(spec_model *model, spec_kv *const *kvs, std::vector<PreparedForward> &prepared, Failure &err) {
+// holds its tokens pending only when the whole call succeeded. features: an EAGLE layer's call (one
+// sequence, cpu backend), its rows' features.
+spec_status run_forward(spec_model *model, spec_kv *const *kvs, std::vector<PreparedForward> &prepared, Failure &err,
+                        const float *const *features = nullptr) {
     const int32_t n_seq = (int32_t)prepared.size();
     std::vector<spec_forward_args> args((size_t)n_seq);
     for (int32_t i = 0; i < n_seq; i++) {
@@ -306,7 +314,8 @@ spec_status run_forward(spec_model *model, spec_kv *const *kvs, std::vector<Prep
         kvs[i]->pending = 0;
         kvs[i]->pending_parents.clear();
     }
-    spec_status st = model->ctx->backend->forward(model, n_seq, kvs, args.data(), err);
+    spec_status st = features ? cpu::eagle_forward(model, kvs[0], args[0], features, err)
+                              : model->ctx->backend->forward(model, n_seq, kvs, args.data(), err);
     if (st != SPEC_OK) return st;
     for (int32_t i = 0; i < n_seq; i++) {
         kvs[i]->pending = args[(size_t)i].n_tokens;
@@ -641,7 +650,7 @@ SPEC_API spec_status spec_model_finalize(spec_model *model) {
         for (int r = 0; r < SPEC_W_ROLE_COUNT; r++) {
             if (!role_required(model->config, r)) continue;
             for (size_t l = 0; l < model->weights[r].size(); l++)
-                if (!model->weights[r][l].data)
+                if (!model->weights[r][l].data && !eagle_optional(model, r, (int32_t)l))
                     FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "model is missing weight %s%s%zu", role_name(r),
                          is_global_role(r) ? "" : " of layer ", is_global_role(r) ? (size_t)0 : l);
         }
@@ -651,6 +660,9 @@ SPEC_API spec_status spec_model_finalize(spec_model *model) {
                     !!model->weights[SPEC_W_ATTN_V_BIAS][l].data;
             if (n != 0 && n != 3) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "layer %d has %d of the 3 q/k/v biases", l, n);
         }
+        if (model->eagle && !model->eagle_fc.data) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "EAGLE layer is missing its fc weight");
+        if (model->eagle && model->eagle_config.fc_bias && !model->eagle_fc_bias.data)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "EAGLE layer is missing its fc bias (its config has fc_bias)");
         spec_status st = model->ctx->backend->model_finalize(model, err);
         if (st == SPEC_OK) model->finalized = true;
         return st;
@@ -722,6 +734,7 @@ SPEC_API spec_status spec_forward(spec_model *model, spec_kv *kv, const spec_for
     return guarded(ctx, [&](Failure &err) -> spec_status {
         if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_forward: model %s", handle_problem(model));
         if (!model->finalized) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: model is not finalized");
+        if (model->eagle) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "spec_forward: the model is an EAGLE draft layer: run it with spec_eagle_forward");
         std::vector<PreparedForward> prepared(1);
         if (prepare_forward(model, kv, args, "spec_forward", prepared[0], err)) return err.status;
         return run_forward(model, &kv, prepared, err);
@@ -734,6 +747,7 @@ SPEC_API spec_status spec_forward_batch(spec_model *model, int32_t n_seq, spec_k
         const char *fn = "spec_forward_batch";
         if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "%s: model %s", fn, handle_problem(model));
         if (!model->finalized) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: model is not finalized", fn);
+        if (model->eagle) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: the model is an EAGLE draft layer: run it with spec_eagle_forward", fn);
         if (n_seq <= 0 || n_seq > SPEC_MAX_FORWARD_SEQUENCES)
             FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: n_seq %d is out of range (1..%d)", fn, n_seq, SPEC_MAX_FORWARD_SEQUENCES);
         if (!kvs || !args) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: kvs and args must not be null", fn);
@@ -822,6 +836,103 @@ SPEC_API spec_status spec_context_reserve(spec_context *ctx, int32_t batch, int3
         if (recycler_k < 0 || recycler_k > SPEC_RECYCLER_MAX_K)
             FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: recycler_k %d is out of range (0..%d)", fn, recycler_k, SPEC_RECYCLER_MAX_K);
         return ctx->backend->reserve(ctx, batch, max_tree_nodes, n_vocab, recycler_k, err);
+    });
+}
+
+/* ---------------------------------------------------------------- EAGLE draft layers (ABI 0.9) */
+
+SPEC_API spec_status spec_model_set_eagle(spec_model *model, const spec_eagle_config *config) {
+    const spec_context *ctx = live_model(model) ? model->ctx : nullptr;
+    return guarded(ctx, [&](Failure &err) -> spec_status {
+        const char *fn = "spec_model_set_eagle";
+        if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "%s: model %s", fn, handle_problem(model));
+        if (!config) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: config is null", fn);
+        if (model->ctx->backend != cpu_backend())
+            FAIL(err, SPEC_ERR_UNSUPPORTED, "%s: EAGLE draft layers are not implemented on the %s backend yet (cpu only)", fn,
+                 model->ctx->backend->name());
+        if (model->finalized) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: model is already finalized", fn);
+        if (model->config.arch != SPEC_ARCH_LLAMA && model->config.arch != SPEC_ARCH_QWEN2)
+            FAIL(err, SPEC_ERR_UNSUPPORTED, "%s: EAGLE layers of arch %s are not supported (llama and qwen2 only)", fn,
+                 arch_name(model->config.arch));
+        if (config->fc_bias != 0 && config->fc_bias != 1) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: fc_bias must be 0 or 1, got %d", fn, config->fc_bias);
+        if (config->reserved != 0) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: reserved must be 0", fn);
+        model->eagle = true;
+        model->eagle_config = *config;
+        return SPEC_OK;
+    });
+}
+
+SPEC_API spec_status spec_model_set_eagle_weight(spec_model *model, int32_t role, int32_t dtype, const void *data, uint64_t nbytes,
+                                                 int64_t rows, int64_t cols) {
+    const spec_context *ctx = live_model(model) ? model->ctx : nullptr;
+    return guarded(ctx, [&](Failure &err) -> spec_status {
+        const char *fn = "spec_model_set_eagle_weight";
+        if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "%s: model %s", fn, handle_problem(model));
+        if (!model->eagle) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: the model is not an EAGLE layer (call spec_model_set_eagle first)", fn);
+        if (model->finalized) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: model is already finalized", fn);
+        if (role != SPEC_EW_FC && role != SPEC_EW_FC_BIAS) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: unknown role %d (0 = fc, 1 = fc bias)", fn, role);
+        const char *name = role == SPEC_EW_FC ? "eagle fc" : "eagle fc bias";
+        if (role == SPEC_EW_FC_BIAS && !model->eagle_config.fc_bias)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: %s given, but the layer's config has no fc bias", fn, name);
+        if (!data) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: %s: data is null", fn, name);
+        const int64_t E = model->config.n_embd, er = role == SPEC_EW_FC ? E : 1, ec = role == SPEC_EW_FC ? 2 * E : E;
+        if (rows != er || cols != ec)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: %s: shape [%lld x %lld], expected [%lld x %lld]", fn, name, (long long)rows,
+                 (long long)cols, (long long)er, (long long)ec);
+        if (role == SPEC_EW_FC_BIAS && dtype != SPEC_DTYPE_F32 && dtype != SPEC_DTYPE_F16 && dtype != SPEC_DTYPE_BF16)
+            FAIL(err, SPEC_ERR_UNSUPPORTED, "%s: %s must be F32, F16 or BF16, got %s", fn, name, dtype_name(dtype));
+        const uint64_t row_bytes = dtype_row_bytes(dtype, cols);
+        if (row_bytes == 0) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: %s: dtype %d cannot hold rows of %lld elements", fn, name, dtype, (long long)cols);
+        if (nbytes != row_bytes * (uint64_t)rows)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: %s: %llu bytes given, %s [%lld x %lld] needs %llu", fn, name, (unsigned long long)nbytes,
+                 dtype_name(dtype), (long long)rows, (long long)cols, (unsigned long long)(row_bytes * (uint64_t)rows));
+        spec_weight &w = role == SPEC_EW_FC ? model->eagle_fc : model->eagle_fc_bias;
+        w.dtype = dtype;
+        w.data = data;
+        w.device_data = data;
+        w.nbytes = nbytes;
+        w.rows = rows;
+        w.cols = cols;
+        return SPEC_OK;
+    });
+}
+
+SPEC_API spec_status spec_eagle_forward(spec_model *model, spec_kv *kv, const spec_eagle_forward_args *args) {
+    const spec_context *ctx = live_model(model) ? model->ctx : nullptr;
+    return guarded(ctx, [&](Failure &err) -> spec_status {
+        const char *fn = "spec_eagle_forward";
+        if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "%s: model %s", fn, handle_problem(model));
+        if (!model->finalized) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: model is not finalized", fn);
+        if (!model->eagle) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: the model is not an EAGLE layer (use spec_forward)", fn);
+        if (!args || !args->forward) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: args or args->forward is null", fn);
+        std::vector<PreparedForward> prepared(1);
+        if (prepare_forward(model, kv, args->forward, fn, prepared[0], err)) return err.status;
+        const spec_buffer *f = args->features;
+        if (!live_buffer(f)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "%s: features buffer %s", fn, handle_problem(f));
+        if (f->ctx != model->ctx) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: features buffer belongs to another context", fn);
+        if (args->features_offset % 4) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: features_offset %llu is not a multiple of 4", fn,
+                                            (unsigned long long)args->features_offset);
+        const int32_t n = args->forward->n_tokens;
+        const uint64_t row_bytes = (uint64_t)model->config.n_embd * 4;
+        // the final_hidden rows this call writes, which no feature may overlap (they are read as the rows are run)
+        const spec_forward_args &fa = *args->forward;
+        const bool same = fa.final_hidden == f;
+        const uint64_t w0 = fa.final_hidden_offset, w1 = w0 + (uint64_t)n * row_bytes;
+        std::vector<const float *> rows((size_t)n);
+        for (int32_t i = 0; i < n; i++) {
+            const int64_t r = args->feature_rows ? args->feature_rows[i] : i;
+            if (r < 0) FAIL(err, SPEC_ERR_OUT_OF_RANGE, "%s: feature_rows[%d] = %lld is negative", fn, i, (long long)r);
+            const uint64_t at = args->features_offset + (uint64_t)r * row_bytes;
+            if (args->features_offset > f->size || (uint64_t)r * row_bytes > f->size - args->features_offset ||
+                row_bytes > f->size - at)
+                FAIL(err, SPEC_ERR_OUT_OF_RANGE, "%s: feature row %lld of token %d runs past the features buffer's end (%llu bytes)", fn,
+                     (long long)r, i, (unsigned long long)f->size);
+            if (same && at < w1 && at + row_bytes > w0)
+                FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: feature row %lld of token %d overlaps the final_hidden rows this call writes", fn,
+                     (long long)r, i);
+            rows[(size_t)i] = (const float *)((const char *)f->ptr + at);
+        }
+        return run_forward(model, &kv, prepared, err, rows.data());
     });
 }
 

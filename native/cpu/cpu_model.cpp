@@ -98,6 +98,11 @@ struct ModelState {
     double pos_scale_local = 1.0;
     bool local_rope = false;
     bool gemma = false;                      // gemma3: scaled embeddings, gelu FFN, post-block norms
+    // ABI 0.9: an EAGLE draft layer's input x = fc [embd(t); feature] (+ fc_bias), built in cat [rows][2 n_embd]
+    bool eagle = false;
+    Mat fc;
+    const float *fc_bias = nullptr;
+    std::vector<float> cat;
     int64_t max_cols = 0;
 
     std::mutex mu; // one forward at a time per model: the pool and the scratch below are shared
@@ -612,6 +617,11 @@ void place_matrices(spec_model *m, ModelState &ms) {
     };
     ms.embd = mat(SPEC_W_TOKEN_EMBD, 0);
     ms.output = mat(SPEC_W_OUTPUT, 0);
+    if (m->eagle) {
+        ms.eagle = true;
+        ms.fc = weight_mat(m->eagle_fc);
+        ms.max_cols = std::max(ms.max_cols, ms.fc.cols);
+    }
     ms.layers.resize(c.n_layer);
     for (int l = 0; l < c.n_layer; l++) {
         Layer &L = ms.layers[l];
@@ -647,6 +657,10 @@ void place_vectors(spec_model *m, ModelState &ms) {
         return ms.vectors.back().data();
     };
     ms.output_norm = vec(SPEC_W_OUTPUT_NORM, 0);
+    if (m->eagle && m->eagle_fc_bias.data) {
+        ms.vectors.push_back(f32_vector(m->eagle_fc_bias));
+        ms.fc_bias = ms.vectors.back().data();
+    }
     for (int l = 0; l < c.n_layer; l++) {
         Layer &L = ms.layers[l];
         L.attn_norm = vec(SPEC_W_ATTN_NORM, l);
@@ -700,6 +714,7 @@ struct SeqRun {
     int32_t n = 0, C = 0;     // its tokens, its committed length
     int32_t row0 = 0;         // its first row among the call's rows
     int32_t n_run = 0;        // the layers its rows run
+    const float *const *features = nullptr; // ABI 0.9, an EAGLE layer's call: row i's feature (n_embd floats)
     float *logits = nullptr, *exit_hidden = nullptr, *exit_logits = nullptr;
     float *final_hidden = nullptr; // ABI 0.8: its rows after the final norm, what the LM head reads
 };
@@ -853,18 +868,21 @@ int prepare_scratch(spec_model *m, ModelState &ms, int32_t n, int32_t max_keys) 
         ms.head_out.resize((size_t)rows);
         ms.rows = rows;
     }
+    if (ms.eagle && ms.cat.size() < (size_t)rows * 2 * E) ms.cat.resize((size_t)rows * 2 * E);
     return nth;
 }
 
-// Rows [u0, u0 + nb): their embedding rows into x, their rope (cos, sin) tables.
+// Rows [u0, u0 + nb): their embedding rows into x, their rope (cos, sin) tables. An EAGLE layer's rows are
+// x = fc [embd(t); feature] (+ fc_bias) instead.
 void embed(const Pass &p, int32_t u0, int32_t nb) {
     float *x = p.ms.x.data();
     for (int32_t j = 0; j < nb; j++) {
         const SeqRun &sq = p.seq_of(u0 + j);
         const int32_t i = u0 + j - sq.row0;
         const int32_t tok = sq.a->tokens[i];
-        float *xj = x + (int64_t)j * p.E;
+        float *xj = p.ms.eagle ? p.ms.cat.data() + (int64_t)j * 2 * p.E : x + (int64_t)j * p.E;
         p.kern.dequant(p.ms.embd.dtype, p.ms.embd.row(tok), p.E, xj);
+        if (p.ms.eagle) std::memcpy(xj + p.E, sq.features[i], sizeof(float) * (size_t)p.E);
         if (p.ms.gemma) { // gemma scales its embeddings by sqrt(n_embd), rounded to float first as llama.cpp does
             const float s = std::sqrt((float)p.E);
             for (int32_t e = 0; e < p.E; e++) xj[e] *= s;
@@ -884,6 +902,21 @@ void embed(const Pass &p, int32_t u0, int32_t nb) {
             }
         }
     }
+    if (p.ms.eagle) {
+        Seg s{&p.ms.fc, p.ms.cat.data(), 2 * (int64_t)p.E, OutRows{x, p.E}, false};
+        matmul(p.ms, &s, 1, nb);
+        if (p.ms.fc_bias)
+            for_tokens(p.ms, nb, p.E, [&](int j, int) {
+                float *xj = x + (int64_t)j * p.E;
+                for (int32_t e = 0; e < p.E; e++) xj[e] += p.ms.fc_bias[e];
+            });
+    }
+}
+
+// The final norm of row x into out (rmsnorm * output_norm), or a copy where there is none (an EAGLE layer's).
+void final_norm(const Pass &p, const float *x, float *out) {
+    if (p.ms.output_norm) rmsnorm(x, p.ms.output_norm, out, p.E, p.c.rms_eps);
+    else std::memcpy(out, x, sizeof(float) * (size_t)p.E);
 }
 
 // The LM head over rmsnorm(x) * output_norm of the slice's rows ms.head_rows[0..count), row k's
@@ -894,7 +927,7 @@ void output_head(const Pass &p, int32_t count) {
     const float *x = p.ms.x.data();
     float *xn = p.ms.xn.data();
     const int32_t *rows = p.ms.head_rows.data();
-    for_tokens(p.ms, count, E, [&](int k, int) { rmsnorm(x + (int64_t)rows[k] * E, p.ms.output_norm, xn + (int64_t)k * E, E, p.c.rms_eps); });
+    for_tokens(p.ms, count, E, [&](int k, int) { final_norm(p, x + (int64_t)rows[k] * E, xn + (int64_t)k * E); });
     Seg s{&p.ms.output, xn, E, OutRows{nullptr, 0, p.ms.head_out.data()}, false};
     matmul(p.ms, &s, 1, count);
 }
@@ -927,8 +960,10 @@ void attention_block(const Pass &p, const Layer &L, int32_t l, int32_t u0, int32
     float *x = ms.x.data(), *xn = ms.xn.data(), *q = ms.q.data(), *kk = ms.k.data(), *vv = ms.v.data();
     float *att = ms.att.data();
 
-    for_tokens(ms, nb, E, [&](int j, int) { rmsnorm(x + (int64_t)j * E, L.attn_norm, xn + (int64_t)j * E, E, p.c.rms_eps); });
-    Seg qkv[3] = {{&L.wq, xn, E, OutRows{q, QD}, false}, {&L.wk, xn, E, OutRows{kk, KD}, false}, {&L.wv, xn, E, OutRows{vv, KD}, false}};
+    // An EAGLE layer's first layer has no attention norm: it reads x as it is.
+    if (L.attn_norm) for_tokens(ms, nb, E, [&](int j, int) { rmsnorm(x + (int64_t)j * E, L.attn_norm, xn + (int64_t)j * E, E, p.c.rms_eps); });
+    const float *in = L.attn_norm ? xn : x;
+    Seg qkv[3] = {{&L.wq, in, E, OutRows{q, QD}, false}, {&L.wk, in, E, OutRows{kk, KD}, false}, {&L.wv, in, E, OutRows{vv, KD}, false}};
     matmul(ms, qkv, 3, nb);
 
     for_tokens(ms, nb, QD + 2 * KD, [&](int j, int) {
@@ -1054,9 +1089,7 @@ void write_logits(const Pass &p, int32_t u0, int32_t nb) {
             rows_in_slice(sq, u0, nb, f0, f1);
             const float *x = p.ms.x.data();
             float *dst = sq.final_hidden + (int64_t)(u0 + f0 - sq.row0) * p.E;
-            for_tokens(p.ms, f1 - f0, p.E, [&](int j, int) {
-                rmsnorm(x + (int64_t)(f0 + j) * p.E, p.ms.output_norm, dst + (int64_t)j * p.E, p.E, p.c.rms_eps);
-            });
+            for_tokens(p.ms, f1 - f0, p.E, [&](int j, int) { final_norm(p, x + (int64_t)(f0 + j) * p.E, dst + (int64_t)j * p.E); });
         }
         if (a.logits_mode == SPEC_LOGITS_NONE) continue;
         const bool reuse = a.exit_layer == p.c.n_layer && sq.exit_logits; // the same numbers, already computed
@@ -1095,7 +1128,9 @@ void forward_slice(const Pass &p, int32_t u0, int32_t nb) {
     write_logits(p, u0, nb);
 }
 
-Status forward_impl(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args, Failure &err) {
+// features: null, or (an EAGLE layer's call) per sequence its rows' features.
+Status forward_impl(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args,
+                    const float *const *const *features, Failure &err) {
     ModelState &ms = *(ModelState *)m->backend_state;
     const spec_model_config &c = m->config;
     std::lock_guard<std::mutex> lock(ms.mu);
@@ -1117,6 +1152,7 @@ Status forward_impl(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spe
         sq.C = kvs[i]->committed;
         sq.row0 = rows;
         sq.n_run = n_run(i);
+        sq.features = features ? features[i] : nullptr;
         sq.logits = a.logits_mode != SPEC_LOGITS_NONE ? (float *)a.logits->ptr : nullptr;
         sq.exit_hidden = a.exit_hidden ? (float *)a.exit_hidden->ptr : nullptr;
         sq.exit_logits = a.exit_logits ? (float *)a.exit_logits->ptr : nullptr;
@@ -1328,7 +1364,18 @@ Status kv_commit(spec_kv *kv, int32_t n_path, const int32_t *path, Failure &err)
 
 Status forward(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args, Failure &err) {
     try {
-        return forward_impl(m, n_seq, kvs, args, err);
+        return forward_impl(m, n_seq, kvs, args, nullptr, err);
+    } catch (const std::bad_alloc &) {
+        return oom(err, "the forward pass's scratch");
+    } catch (const std::system_error &) {
+        err = failure(SPEC_ERR_INTERNAL, "cpu: cannot start or synchronize worker threads");
+        return err.status;
+    }
+}
+
+Status eagle_forward(spec_model *m, spec_kv *kv, const spec_forward_args &args, const float *const *features, Failure &err) {
+    try {
+        return forward_impl(m, 1, &kv, &args, &features, err);
     } catch (const std::bad_alloc &) {
         return oom(err, "the forward pass's scratch");
     } catch (const std::system_error &) {

@@ -13,6 +13,8 @@ void kv_release(spec_kv *kv);
 Status kv_commit(spec_kv *kv, int32_t n_path, const int32_t *path, Failure &err);
 // Sequence i runs args[i] over kvs[i], rows concatenated for the matrix products.
 Status forward(spec_model *model, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args, Failure &err);
+// An EAGLE draft layer's forward (ABI 0.9): features[i] is token i's feature; args validated by the core.
+Status eagle_forward(spec_model *model, spec_kv *kv, const spec_forward_args &args, const float *const *features, Failure &err);
 // Draft heads (ABI 0.8) on the target's kernels, thread pool and scratch; args validated by the core.
 Status heads_finalize(spec_heads *heads, Failure &err);
 void heads_release(spec_heads *heads);

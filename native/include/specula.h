@@ -574,6 +574,48 @@ typedef struct spec_heads_forward_args {
 
 SPEC_API spec_status spec_heads_forward(spec_heads *heads, const spec_heads_forward_args *args);
 
+/* ---------------------------------------------------------------- EAGLE draft layers (ABI 0.9) */
+
+/* An EAGLE draft layer (EAGLE-1, arXiv 2401.15077) extrapolates the target's feature sequence, the feature being the
+ * target's final hidden state (spec_forward_args' final_hidden). It is a spec_model of its own (usually n_layer = 1)
+ * made one by spec_model_set_eagle before it is finalized. Then:
+ *   - a token t with feature f enters as x = FC [embd(t); f] (+ the FC bias) instead of embd(t), FC being
+ *     [n_embd][2 n_embd] (spec_model_set_eagle_weight);
+ *   - ATTN_NORM of layer 0 and OUTPUT_NORM become optional, and an absent one is skipped (EAGLE-1 has neither: layer 0
+ *     reads x as it is, and its output goes straight to the LM head);
+ *   - TOKEN_EMBD and OUTPUT are the target's: hand over the same memory.
+ * Its KV caches, commits, truncation and tree attention are a model's. It runs only through spec_eagle_forward, which
+ * gives each token its feature (spec_forward and spec_forward_batch refuse it). Its final_hidden rows are the layer's
+ * outputs (after OUTPUT_NORM when there is one): the features it predicts, which its LM head reads.
+ * cpu backend only for now: other backends answer SPEC_ERR_UNSUPPORTED. */
+typedef struct spec_eagle_config {
+    int32_t fc_bias;  /* nonzero: FC has a bias [1][n_embd] */
+    int32_t reserved; /* must be 0 */
+} spec_eagle_config;
+
+/* Marks a model (created, not yet finalized, on the cpu backend) as an EAGLE draft layer. */
+SPEC_API spec_status spec_model_set_eagle(spec_model *model, const spec_eagle_config *config);
+
+enum spec_eagle_weight_role {
+    SPEC_EW_FC = 0,      /* [n_embd][2 n_embd], columns [0, n_embd) read the embedding, [n_embd, 2 n_embd) the feature */
+    SPEC_EW_FC_BIAS = 1  /* [1][n_embd], only with fc_bias */
+};
+
+/* Hands over FC (any dtype a model matrix may have) or its bias (F32, F16 or BF16), as spec_model_set_weight does. */
+SPEC_API spec_status spec_model_set_eagle_weight(spec_model *model, int32_t role, int32_t dtype, const void *data, uint64_t nbytes,
+                                                 int64_t rows, int64_t cols);
+
+typedef struct spec_eagle_forward_args {
+    const spec_forward_args *forward; /* tokens, tree, positions and outputs, as spec_forward takes them */
+    const spec_buffer *features;      /* f32 rows of n_embd on the model's context */
+    uint64_t features_offset;         /* byte offset of row 0 */
+    const int32_t *feature_rows;      /* host [n_tokens]: token i's feature is row feature_rows[i]; NULL: row i. Those rows
+                                       * must not overlap the final_hidden rows this call writes */
+} spec_eagle_forward_args;
+
+/* spec_forward for an EAGLE draft layer, each token entering with its feature. */
+SPEC_API spec_status spec_eagle_forward(spec_model *model, spec_kv *kv, const spec_eagle_forward_args *args);
+
 /* ---------------------------------------------------------------- memory planning */
 
 /* A use of one model that a caller wants to budget before allocating anything (SpecMemo): the

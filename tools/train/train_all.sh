@@ -37,4 +37,6 @@ $PY make_prompts.py --out $MODELS/demo-prompts.jsonl
 $PY make_card.py --out $MODELS/MODEL_CARD.md
 nice -n 10 $PY train_heads.py 2>&1 | tee -a work/logs/heads.log
 $PY heads_card.py
+nice -n 10 $PY train_eagle.py 2>&1 | tee -a work/logs/eagle.log
+$PY eagle_card.py
 echo "all done"

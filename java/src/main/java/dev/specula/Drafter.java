@@ -3,12 +3,14 @@ package dev.specula;
 import dev.specula.engine.DraftPolicy;
 import dev.specula.memory.MemoryBudget;
 import dev.specula.model.DraftHeadsFile;
+import dev.specula.model.EagleLayerFile;
 import dev.specula.model.LoadedModel;
 import dev.specula.model.ModelFile;
 import dev.specula.nativeapi.ModelShape;
 import dev.specula.nativeapi.Recycler;
 import dev.specula.policies.DraftHeadsPolicy;
 import dev.specula.policies.DraftModelPolicy;
+import dev.specula.policies.EagleDraftPolicy;
 import dev.specula.policies.EarlyExitPolicy;
 import dev.specula.policies.NoSpeculation;
 import dev.specula.policies.PromptLookupPolicy;
@@ -37,7 +39,9 @@ public enum Drafter {
     /** Medusa heads over the target's final hidden state: independent heads, cartesian top-k trees; needs a heads file. */
     MEDUSA("medusa"),
     /** Hydra heads: each also reads the tokens drafted before it, sequential expansion; needs a heads file. */
-    HYDRA("hydra");
+    HYDRA("hydra"),
+    /** An EAGLE draft layer extrapolating the target's features, sequential expansion; needs an EAGLE layer (--heads). */
+    EAGLE("eagle");
 
     /** The engine's drafter unless told otherwise; a string so that option annotations can name it. */
     public static final String DEFAULT_NAME = "recycling";
@@ -82,7 +86,7 @@ public enum Drafter {
 
     /** Whether it drafts from trained heads over the target's hidden state, so an engine needs a heads file for it. */
     public boolean needsHeads() {
-        return this == MEDUSA || this == HYDRA;
+        return this == MEDUSA || this == HYDRA || this == EAGLE;
     }
 
     /** The largest tree, root included, worth allowing this drafter (capped further by the engine's tree size). */
@@ -128,6 +132,12 @@ public enum Drafter {
                             heads.weightBytes(), true);
                 }
             }, shared -> shared.headsPolicies(this));
+            case EAGLE -> new Parts(EagleDraftPolicy.LARGEST_TREE, in -> {
+                try (EagleLayerFile layer = EagleLayerFile.open(in.heads(), in.target())) {
+                    return new MemoryBudget.Drafting(cliName, 0, layer.config(), layer.weightBytes(), EagleDraftPolicy.kvPositions(in.context()),
+                            EagleDraftPolicy.deviceLogitsRows(), 0, 0, true);
+                }
+            }, Drafters::eaglePolicies);
         };
     }
 

@@ -2,12 +2,15 @@ package dev.specula;
 
 import dev.specula.engine.DraftPolicy;
 import dev.specula.model.DraftHeadsFile;
+import dev.specula.model.EagleLayerFile;
 import dev.specula.model.LoadedModel;
 import dev.specula.nativeapi.NativeHeads;
+import dev.specula.nativeapi.NativeModel;
 import dev.specula.nativeapi.Recycler;
 import dev.specula.policies.AcceptancePredictor;
 import dev.specula.policies.DraftHeadsPolicy;
 import dev.specula.policies.DraftModelPolicy;
+import dev.specula.policies.EagleDraftPolicy;
 import dev.specula.policies.EarlyExitPolicy;
 import java.nio.file.Path;
 import java.util.EnumMap;
@@ -31,12 +34,14 @@ final class Drafters implements AutoCloseable {
     private final Map<DraftHeadsFile.Layout, NativeHeads> nativeHeads = new EnumMap<>(DraftHeadsFile.Layout.class);
     private Recycler recycler;
     private LoadedModel draft;
+    private EagleLayerFile eagleFile;
+    private NativeModel eagle;
     private boolean closed;
     private int draftModelOpens; // for the tests: the draft model is opened once, however many requests race for it
 
     /**
      * draftModel: the draft model's file for {@link Drafter#DRAFT_MODEL}; heads: the heads file (or folder) for
-     * {@link Drafter#MEDUSA} and {@link Drafter#HYDRA} (null when there is none).
+     * {@link Drafter#MEDUSA} and {@link Drafter#HYDRA}, or the EAGLE layer's for {@link Drafter#EAGLE} (null when there is none).
      */
     Drafters(LoadedModel target, int maxTreeNodes, boolean adaptive, Path draftModel, int context, Path heads) {
         this.heads = heads;
@@ -101,6 +106,20 @@ final class Drafters implements AutoCloseable {
         return DraftHeadsPolicy.factory(drafter.cliName(), loaded);
     }
 
+    /** Opens the EAGLE layer (once) over the target's embedding and LM head, and makes per-request policies over it. */
+    synchronized Supplier<EagleDraftPolicy> eaglePolicies() {
+        if (eagle == null) {
+            EagleLayerFile file = EagleLayerFile.open(heads, target.model().shape());
+            try {
+                eagle = file.load(target.model().context(), target.file().weights(), LoadedModel.DEFAULT_KV_TYPE);
+                eagleFile = file;
+            } finally {
+                if (eagle == null) file.close();
+            }
+        }
+        return EagleDraftPolicy.factory(Drafter.EAGLE.cliName(), eagle, context);
+    }
+
     synchronized int draftModelOpens() {
         return draftModelOpens;
     }
@@ -128,5 +147,7 @@ final class Drafters implements AutoCloseable {
         nativeHeads.values().forEach(NativeHeads::close);
         headsFiles.values().forEach(DraftHeadsFile::close);
         if (draft != null) draft.close();
+        if (eagle != null) eagle.close();
+        if (eagleFile != null) eagleFile.close();
     }
 }

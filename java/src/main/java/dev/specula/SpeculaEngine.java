@@ -396,7 +396,8 @@ public final class SpeculaEngine implements AutoCloseable {
 
         /**
          * The draft heads for the medusa and hydra drafters: a folder with config.json and medusa_lm_head.safetensors
-         * or hydra_lm_head.safetensors, or that safetensors file (config.json beside it).
+         * or hydra_lm_head.safetensors, or that safetensors file (config.json beside it); for the eagle drafter, the EAGLE
+         * layer's folder (config.json and model.safetensors, or an eagle subfolder) or its safetensors file.
          */
         public Builder heads(Path path) {
             this.heads = path;

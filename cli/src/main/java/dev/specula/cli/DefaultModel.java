@@ -16,7 +16,7 @@ final class DefaultModel {
     /** Beside the demo target: its trained draft model. */
     static final String DEMO_DRAFT = "models/demo-draft.gguf";
 
-    /** Beside the demo target: its trained draft heads (medusa/ and hydra/). */
+    /** Beside the demo target: its trained draft heads (medusa/, hydra/ and the EAGLE layer, eagle/). */
     static final String DEMO_HEADS = "models/demo-heads";
 
     private DefaultModel() {}

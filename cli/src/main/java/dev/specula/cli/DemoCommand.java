@@ -4,8 +4,10 @@ import dev.specula.Drafter;
 import dev.specula.GenerationRequest;
 import dev.specula.GenerationResult;
 import dev.specula.SpeculaEngine;
+import dev.specula.model.EagleLayerFile;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -73,6 +75,7 @@ final class DemoCommand implements Callable<Integer> {
                 if (engine.model == null && engine.heads == null && DefaultModel.demoHeads() != null
                         && path.getFileName().toString().equals(Path.of(DefaultModel.DEMO_TARGET).getFileName().toString())) {
                     names.add(Drafter.HYDRA);
+                    if (Files.isDirectory(DefaultModel.demoHeads().resolve(EagleLayerFile.FOLDER))) names.add(Drafter.EAGLE);
                 }
             }
             double[] rate = new double[names.size()];

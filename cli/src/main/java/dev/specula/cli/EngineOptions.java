@@ -25,7 +25,8 @@ final class EngineOptions {
 
     @Option(names = "--heads", paramLabel = "FILE",
             description = "Draft heads for the medusa and hydra drafters: a folder with config.json and medusa_lm_head.safetensors or "
-                    + "hydra_lm_head.safetensors (or medusa/ and hydra/ subfolders), or that file (default: the demo heads).")
+                    + "hydra_lm_head.safetensors (or medusa/ and hydra/ subfolders), or that file; for eagle, an EAGLE layer's folder "
+                    + "(config.json and model.safetensors, or an eagle/ subfolder) or its file (default: the demo heads).")
     Path heads;
 
     @Option(names = "--tree-nodes", paramLabel = "N", defaultValue = "" + SpeculaEngine.DEFAULT_MAX_TREE_NODES,
@@ -77,7 +78,7 @@ final class EngineOptions {
     /** {@code --drafter NAME}, for the commands that build an engine around one drafter. */
     static final class DrafterChoice {
         @Option(names = "--drafter", paramLabel = "NAME", defaultValue = Drafter.DEFAULT_NAME, converter = DrafterName.class,
-                description = "none, pld, recycling, draft-model, early-exit, medusa or hydra (default: ${DEFAULT-VALUE}).")
+                description = "none, pld, recycling, draft-model, early-exit, medusa, hydra or eagle (default: ${DEFAULT-VALUE}).")
         Drafter drafter;
     }
 

@@ -338,12 +338,23 @@ public final class DecodeLoop implements AutoCloseable {
     private void prefill(Sequence s) {
         int[] prompt = s.request.prompt();
         long t0 = System.nanoTime();
-        if (prompt.length > 1) {
-            int[] head = Arrays.copyOf(prompt, prompt.length - 1);
-            target.forward(s.request.kv(), new ForwardArgs(head, null, null, ForwardArgs.LogitsMode.NONE, null, 0, null, null, false, 0));
-            s.request.kv().commitChain(head.length);
+        DeviceBuffer promptHidden = null;
+        try {
+            if (prompt.length > 1) {
+                int[] head = Arrays.copyOf(prompt, prompt.length - 1);
+                ForwardArgs args = new ForwardArgs(head, null, null, ForwardArgs.LogitsMode.NONE, null, 0, null, null, false, 0);
+                if (s.request.policy().readsPromptHidden()) { // EAGLE: its layer attends over the prompt's features
+                    promptHidden = target.context().allocate((long) head.length * target.shape().nEmbd() * Float.BYTES);
+                    args = args.withFinalHidden(promptHidden, 0);
+                }
+                target.forward(s.request.kv(), args);
+                s.request.kv().commitChain(head.length);
+            }
+            s.request.policy().prefill(prompt, prompt.length);
+            if (promptHidden != null) s.request.policy().prefillFinalHidden(prompt, prompt.length, promptHidden);
+        } finally {
+            if (promptHidden != null) promptHidden.close();
         }
-        s.request.policy().prefill(prompt, prompt.length);
         s.stats.recordPrompt(prompt.length, (System.nanoTime() - t0) / 1e9);
     }
 
@@ -678,8 +689,10 @@ public final class DecodeLoop implements AutoCloseable {
                 }
                 s.stats.recordStep(r.nAccepted(), emitted, r.depthFlags());
                 s.request.policy().observe(s.tree, r);
-                if (s.request.policy().readsFinalHidden())
+                if (s.request.policy().readsFinalHidden()) {
                     s.request.policy().observeFinalHidden(finalHidden, hiddenOffset(b, r.path()[r.path().length - 1]));
+                    s.request.policy().observeFinalHiddenPath(finalHidden, hiddenOffset(b, 0), r.path());
+                }
                 double other = (System.nanoTime() - o0) / 1e9;
                 s.stats.addTimes(s.draftSeconds, s.forwardSeconds, other);
                 stepSeconds[b] = s.draftSeconds + s.forwardSeconds + other;

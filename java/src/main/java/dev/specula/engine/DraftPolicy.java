@@ -49,6 +49,27 @@ public interface DraftPolicy {
      */
     default void observeFinalHidden(DeviceBuffer rows, long offset) {}
 
+    /**
+     * After each step of its sequence, when {@link #readsFinalHidden}, right after {@link #observeFinalHidden}: the final
+     * hidden state of every node of the accepted path (root first), node n's at byte treeOffset + n * n_embd * 4 of
+     * rows, valid only during this call. For drafters that extrapolate the whole feature sequence (EAGLE).
+     */
+    default void observeFinalHiddenPath(DeviceBuffer rows, long treeOffset, int[] path) {}
+
+    /**
+     * Whether {@link #prefillFinalHidden} wants the prompt's final hidden states: the engine then has the prompt's
+     * forward write them (n_embd floats per prompt token but the last).
+     */
+    default boolean readsPromptHidden() {
+        return false;
+    }
+
+    /**
+     * After {@link #prefill}, when {@link #readsPromptHidden}: rows holds the final hidden state of prompt[i] at byte
+     * i * n_embd * 4 for i below length - 1 (the last prompt token is the first tree's root), valid only during this call.
+     */
+    default void prefillFinalHidden(int[] prompt, int length, DeviceBuffer rows) {}
+
     /** Sees the verification of the tree it proposed for one sequence. The default learns nothing. */
     default void observe(DraftTree tree, VerifyResult result) {}
 

@@ -3768,6 +3768,213 @@ public class SpeculaFfi extends SpeculaFfi$shared {
         }
     }
 
+    private static class spec_model_set_eagle {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_model_set_eagle");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_model_set_eagle(spec_model *model, const spec_eagle_config *config)
+     * }
+     */
+    public static FunctionDescriptor spec_model_set_eagle$descriptor() {
+        return spec_model_set_eagle.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_model_set_eagle(spec_model *model, const spec_eagle_config *config)
+     * }
+     */
+    public static MethodHandle spec_model_set_eagle$handle() {
+        return spec_model_set_eagle.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_model_set_eagle(spec_model *model, const spec_eagle_config *config)
+     * }
+     */
+    public static MemorySegment spec_model_set_eagle$address() {
+        return spec_model_set_eagle.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_model_set_eagle(spec_model *model, const spec_eagle_config *config)
+     * }
+     */
+    public static int spec_model_set_eagle(MemorySegment model, MemorySegment config) {
+        var mh$ = spec_model_set_eagle.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_model_set_eagle", model, config);
+            }
+            return (int)mh$.invokeExact(model, config);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+    private static final int SPEC_EW_FC = (int)0L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_eagle_weight_role.SPEC_EW_FC = 0
+     * }
+     */
+    public static int SPEC_EW_FC() {
+        return SPEC_EW_FC;
+    }
+    private static final int SPEC_EW_FC_BIAS = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_eagle_weight_role.SPEC_EW_FC_BIAS = 1
+     * }
+     */
+    public static int SPEC_EW_FC_BIAS() {
+        return SPEC_EW_FC_BIAS;
+    }
+
+    private static class spec_model_set_eagle_weight {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_LONG,
+            SpeculaFfi.C_LONG,
+            SpeculaFfi.C_LONG
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_model_set_eagle_weight");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_model_set_eagle_weight(spec_model *model, int32_t role, int32_t dtype, const void *data, uint64_t nbytes, int64_t rows, int64_t cols)
+     * }
+     */
+    public static FunctionDescriptor spec_model_set_eagle_weight$descriptor() {
+        return spec_model_set_eagle_weight.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_model_set_eagle_weight(spec_model *model, int32_t role, int32_t dtype, const void *data, uint64_t nbytes, int64_t rows, int64_t cols)
+     * }
+     */
+    public static MethodHandle spec_model_set_eagle_weight$handle() {
+        return spec_model_set_eagle_weight.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_model_set_eagle_weight(spec_model *model, int32_t role, int32_t dtype, const void *data, uint64_t nbytes, int64_t rows, int64_t cols)
+     * }
+     */
+    public static MemorySegment spec_model_set_eagle_weight$address() {
+        return spec_model_set_eagle_weight.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_model_set_eagle_weight(spec_model *model, int32_t role, int32_t dtype, const void *data, uint64_t nbytes, int64_t rows, int64_t cols)
+     * }
+     */
+    public static int spec_model_set_eagle_weight(MemorySegment model, int role, int dtype, MemorySegment data, long nbytes, long rows, long cols) {
+        var mh$ = spec_model_set_eagle_weight.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_model_set_eagle_weight", model, role, dtype, data, nbytes, rows, cols);
+            }
+            return (int)mh$.invokeExact(model, role, dtype, data, nbytes, rows, cols);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_eagle_forward {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_eagle_forward");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_eagle_forward(spec_model *model, spec_kv *kv, const spec_eagle_forward_args *args)
+     * }
+     */
+    public static FunctionDescriptor spec_eagle_forward$descriptor() {
+        return spec_eagle_forward.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_eagle_forward(spec_model *model, spec_kv *kv, const spec_eagle_forward_args *args)
+     * }
+     */
+    public static MethodHandle spec_eagle_forward$handle() {
+        return spec_eagle_forward.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_eagle_forward(spec_model *model, spec_kv *kv, const spec_eagle_forward_args *args)
+     * }
+     */
+    public static MemorySegment spec_eagle_forward$address() {
+        return spec_eagle_forward.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_eagle_forward(spec_model *model, spec_kv *kv, const spec_eagle_forward_args *args)
+     * }
+     */
+    public static int spec_eagle_forward(MemorySegment model, MemorySegment kv, MemorySegment args) {
+        var mh$ = spec_eagle_forward.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_eagle_forward", model, kv, args);
+            }
+            return (int)mh$.invokeExact(model, kv, args);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class spec_memory_plan_compute {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             SpeculaFfi.C_INT,

@@ -2,6 +2,8 @@ package dev.specula.nativeapi;
 
 import static dev.specula.ffi.SpeculaFfi.*;
 
+import dev.specula.ffi.spec_eagle_config;
+import dev.specula.ffi.spec_eagle_forward_args;
 import dev.specula.ffi.spec_forward_args;
 import dev.specula.ffi.spec_model_config;
 import java.lang.foreign.Arena;
@@ -161,6 +163,46 @@ public final class NativeModel extends NativeHandle {
 
     /** The most sequences one batch call takes. */
     public static final int MAX_BATCH_SEQUENCES = SPEC_MAX_FORWARD_SEQUENCES();
+
+    // ---- ABI 0.9: EAGLE draft layers (spec_model_set_eagle): inputs fc [embd(token); feature], run by eagleForward
+
+    /** Makes this model (not yet finished) an EAGLE draft layer, whose fc has a bias when fcBias. cpu backend only. */
+    public synchronized void makeEagle(boolean fcBias) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment c = spec_eagle_config.allocate(arena);
+            spec_eagle_config.fc_bias(c, fcBias ? 1 : 0);
+            Native.check(spec_model_set_eagle(segment(), c), context.handle());
+        }
+    }
+
+    /** Hands over an EAGLE layer's fc [n_embd][2 n_embd] (bias false) or its bias [1][n_embd] (bias true). */
+    public synchronized void setEagleWeight(boolean bias, DType type, MemorySegment data, long rows, long cols) {
+        if (!data.isNative()) throw new IllegalArgumentException("EAGLE fc weight must be native memory, not a heap array");
+        Native.check(spec_model_set_eagle_weight(segment(), bias ? SPEC_EW_FC_BIAS() : SPEC_EW_FC(), type.code(), data, data.byteSize(), rows, cols),
+                context.handle());
+    }
+
+    /**
+     * An EAGLE layer's forward: as {@link #forward(KvCache, ForwardArgs)}, token i entering with the feature at row
+     * featureRows[i] (null: row i) of features (f32 rows of n_embd from featuresOffset on). Those rows must not overlap
+     * the final hidden rows the call writes.
+     */
+    public synchronized void eagleForward(KvCache kv, ForwardArgs args, DeviceBuffer features, long featuresOffset, int[] featureRows) {
+        MemorySegment h = segment();
+        MemorySegment kvh = ownHandle(kv);
+        if (featureRows != null && featureRows.length != args.size())
+            throw new IllegalArgumentException(featureRows.length + " feature rows for " + args.size() + " tokens");
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment a = spec_forward_args.allocate(arena);
+            fillArgs(arena, a, args);
+            MemorySegment e = spec_eagle_forward_args.allocate(arena);
+            spec_eagle_forward_args.forward(e, a);
+            spec_eagle_forward_args.features(e, bufferHandle(features));
+            spec_eagle_forward_args.features_offset(e, featuresOffset);
+            spec_eagle_forward_args.feature_rows(e, featureRows == null ? MemorySegment.NULL : arena.allocateFrom(ValueLayout.JAVA_INT, featureRows));
+            Native.check(spec_eagle_forward(h, kvh, e), context.handle());
+        }
+    }
 
     private int checkBatch(List<KvCache> kvs, int others, String what) {
         int n = kvs.size();

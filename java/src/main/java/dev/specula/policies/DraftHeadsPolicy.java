@@ -85,8 +85,8 @@ public final class DraftHeadsPolicy implements DraftPolicy, AutoCloseable {
         haveHidden = true;
     }
 
-    /** A candidate node: its token, its parent among the candidates (-1: the root), depth and path probability. */
-    private record Node(int token, int parent, int depth, double score) {}
+    /** A candidate node: its token, its parent among the candidates (-1: the root), depth and path probability (EAGLE's too). */
+    record Node(int token, int parent, int depth, double score) {}
 
     @Override
     public DraftTree propose(int[] history, int length, int maxTreeNodes) {
@@ -149,7 +149,7 @@ public final class DraftHeadsPolicy implements DraftPolicy, AutoCloseable {
      * The tree of the budget most probable candidates whose parents are in it too, breadth first (parents before
      * children). A path's probability never exceeds its parent's, so this is the best-first tree.
      */
-    private static DraftTree bestFirst(int root, List<Node> nodes, int budget) {
+    static DraftTree bestFirst(int root, List<Node> nodes, int budget) {
         Integer[] order = new Integer[nodes.size()];
         for (int i = 0; i < order.length; i++) order[i] = i;
         Arrays.sort(order, Comparator.comparingDouble((Integer i) -> nodes.get(i).score()).reversed()

@@ -180,6 +180,27 @@ class SamplingLosslessTest {
     }
 
     @Test
+    void eagleLayerSamplesLikePlainSampling() {
+        // a random EAGLE-1 layer over this model's embedding and LM head, its own KV cache per run
+        var fixture = dev.specula.model.EagleFixture.forModel(file.path(), "F32", 33);
+        try (var layerFile = dev.specula.model.EagleLayerFile.open(fixture.write(temp.resolve("eagle")), model.shape());
+             var layer = layerFile.load(context, file.weights(), DType.F32)) {
+            var factory = dev.specula.policies.EagleDraftPolicy.factory("eagle", layer, 64);
+            SpecStats stats = new SpecStats();
+            List<dev.specula.policies.EagleDraftPolicy> made = new ArrayList<>();
+            int[][] spec = speculativeRuns(() -> {
+                var p = factory.get();
+                made.add(p);
+                return p;
+            }, dev.specula.policies.EagleDraftPolicy.LARGEST_TREE, 9_000_000, stats);
+            made.forEach(dev.specula.policies.EagleDraftPolicy::close);
+            report("eagle layer", stats);
+            assertTrue(acceptedDrafts(stats) > 100, "too few drafts were accepted to test anything: " + acceptedDrafts(stats));
+            assertSameDistribution(plain, spec, true, "eagle layer");
+        }
+    }
+
+    @Test
     void theTestTellsDifferentSamplersApart() {
         // Temperature 1.2 instead of 0.9: a real but modest change the test must catch.
         int[][] hotter = plainRuns(SamplingOptions.sampled(1.2f, 0).withTopK(20), 3_000_000);

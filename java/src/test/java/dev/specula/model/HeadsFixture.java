@@ -91,12 +91,17 @@ public final class HeadsFixture {
         return dir;
     }
 
-    /** As {@link #writeBoth(Path, int, int)}, sized for the model file at model. */
+    /**
+     * As {@link #writeBoth(Path, int, int)}, sized for the model file at model, with a random EAGLE layer for it in
+     * dir/eagle too: one folder that serves every heads drafter.
+     */
     public static Path writeBoth(Path dir, Path model) {
         if (Files.isDirectory(dir)) return dir; // written before (and maybe mapped by an engine): not rewritten
         try (ModelFile file = ModelFile.open(model)) {
-            return writeBoth(dir, file.config().nEmbd(), file.config().nVocab());
+            writeBoth(dir, file.config().nEmbd(), file.config().nVocab());
         }
+        EagleFixture.forModel(model, "F16", 53).write(dir.resolve(EagleLayerFile.FOLDER));
+        return dir;
     }
 
     /** Writes config.json and the weights file into dir; returns dir. */

@@ -1,0 +1,267 @@
+package dev.specula.policies;
+
+import dev.specula.engine.DraftPolicy;
+import dev.specula.engine.DraftTree;
+import dev.specula.nativeapi.DeviceBuffer;
+import dev.specula.nativeapi.ForwardArgs;
+import dev.specula.nativeapi.KvCache;
+import dev.specula.nativeapi.LogitsSummary;
+import dev.specula.nativeapi.NativeModel;
+import dev.specula.nativeapi.VerifyResult;
+import dev.specula.policies.DraftHeadsPolicy.Node;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.List;
+import java.util.function.Supplier;
+
+/**
+ * EAGLE-style drafting (EAGLE-1, arXiv 2401.15077): a draft layer that extrapolates the target's feature sequence (its
+ * final hidden states). Row j of the layer's own sequence reads token x[j + 1] with the target's feature f[j] and
+ * predicts f[j + 1]; the target's LM head turns a predicted feature into next-token logits. The layer is a native model
+ * of its own ({@link NativeModel#eagleForward}) with a KV cache per sequence, so each step runs only the new rows.
+ *
+ * <p>A step: the rows the target confirmed since the last one (the accepted path's features with the tokens after them,
+ * the bonus token last) run as a chain and are committed; the last one's logits give the root's candidates. Then
+ * sequential top-k expansion, as Hydra's: the best {@link #BEAM} nodes of each depth run as a tree over the committed
+ * rows, each row a node's token with its parent's predicted feature (re-running their ancestors, which a forward keeps
+ * pending only for its own call), and their top-k become the next depth's candidates. The tree is the best-first set of
+ * every candidate found under the product of the layer's probabilities.
+ *
+ * <p>Drafts are deterministic given the features (draft probability 1), so greedy and sampled verification stay
+ * lossless. One instance per sequence (it holds that sequence's cache); the layer may be shared.
+ */
+public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
+    /** Candidates per expanded node (the device summary's most). */
+    static final int TOP_K = Math.min(8, LogitsSummary.MAX_K);
+    /** Nodes per depth that are expanded. */
+    static final int BEAM = 4;
+    /** The deepest draft. */
+    static final int MAX_DEPTH = 6;
+    /** Confirmed rows kept back while the budget holds the sequence to plain decoding, before they are run anyway. */
+    static final int MAX_BACKLOG = 64;
+    /** The most rows one expansion runs: the beam with its ancestors. */
+    static final int MAX_EXPANSION_ROWS = BEAM * MAX_DEPTH;
+    /** The root and 24 candidates, as the heads drafters'; the adaptive budget shrinks it where it does not pay. */
+    public static final int LARGEST_TREE = 1 + 24;
+
+    private final String name;
+    private final NativeModel layer;
+    private final KvCache kv;
+    private final int nEmbd, vocab;
+    private final long rowBytes;
+    // features: rows [0, MAX_BACKLOG + MAX_DEPTH + 1) confirmed rows not yet run; then ROOT_ROW, then a row per candidate
+    private final DeviceBuffer features;
+    private final DeviceBuffer outputs; // a call's final hidden rows (the predicted features)
+    private final DeviceBuffer logits;  // a call's logits rows
+    private final int rootRow, maxCandidates;
+    private final List<Integer> backlogTokens = new ArrayList<>(); // the token of each backlog row, the root last
+    // Row j of the layer's sequence is history position offset + j: rows before offset were given up (resync).
+    private int offset;
+    private boolean lost; // out of step with the sequence: the next propose starts over from there
+
+    public EagleDraftPolicy(String name, NativeModel layer, int contextLength) {
+        this.name = name;
+        this.layer = layer;
+        this.nEmbd = layer.shape().nEmbd();
+        this.vocab = layer.shape().nVocab();
+        this.rowBytes = (long) nEmbd * Float.BYTES;
+        this.rootRow = MAX_BACKLOG + LARGEST_TREE + 1;
+        this.maxCandidates = TOP_K * (1 + BEAM * (MAX_DEPTH - 1));
+        var ctx = layer.context();
+        KvCache cache = layer.newKvCache(kvPositions(contextLength));
+        DeviceBuffer f = null, o = null, l = null;
+        try {
+            f = ctx.allocate((rootRow + 1L + maxCandidates) * rowBytes);
+            o = ctx.allocate((long) Math.max(rootRow, MAX_EXPANSION_ROWS) * rowBytes);
+            l = ctx.allocate((long) deviceLogitsRows() * vocab * Float.BYTES);
+        } catch (RuntimeException e) {
+            cache.close();
+            for (DeviceBuffer b : new DeviceBuffer[] {f, o, l}) if (b != null) b.close();
+            throw e;
+        }
+        this.kv = cache;
+        this.features = f;
+        this.outputs = o;
+        this.logits = l;
+    }
+
+    /** A fresh policy per request over a shared layer. */
+    public static Supplier<EagleDraftPolicy> factory(String name, NativeModel layer, int contextLength) {
+        return () -> new EagleDraftPolicy(name, layer, contextLength);
+    }
+
+    /** Positions of the layer's KV cache for a sequence of contextLength: its rows plus the largest expansion. */
+    public static int kvPositions(int contextLength) {
+        return contextLength + MAX_EXPANSION_ROWS + 1;
+    }
+
+    /** f32 rows of vocabulary logits each sequence's policy keeps on the device (for the memory budget). */
+    public static int deviceLogitsRows() {
+        return MAX_EXPANSION_ROWS;
+    }
+
+    @Override
+    public String name() {
+        return name;
+    }
+
+    @Override
+    public boolean readsFinalHidden() {
+        return true;
+    }
+
+    @Override
+    public boolean readsPromptHidden() {
+        return true;
+    }
+
+    /** The prompt's rows go into the layer's cache now, all but the last, which the first step runs for its logits. */
+    @Override
+    public void prefillFinalHidden(int[] prompt, int length, DeviceBuffer rows) {
+        int n = length - 1; // features f[0..n): row j pairs prompt[j + 1] with f[j]
+        if (n < 1) return;
+        if (n + 1 > kv.capacity()) {
+            lost = true;
+            return;
+        }
+        if (n > 1) {
+            int[] tokens = Arrays.copyOfRange(prompt, 1, n);
+            layer.eagleForward(kv, new ForwardArgs(tokens, null, null, ForwardArgs.LogitsMode.NONE, null, 0, null, null, false, 0), rows, 0, null);
+            kv.commitChain(tokens.length);
+        }
+        features.copyFrom(rows, (long) (n - 1) * rowBytes, 0, rowBytes);
+        backlogTokens.add(prompt[n]);
+    }
+
+    @Override
+    public void observe(DraftTree tree, VerifyResult result) {
+        // the tokens after the accepted path's nodes: the accepted drafts, then the bonus
+        for (int i = 1; i < result.path().length; i++) backlogTokens.add(tree.tokens()[result.path()[i]]);
+        backlogTokens.add(result.bonusToken());
+    }
+
+    @Override
+    public void observeFinalHiddenPath(DeviceBuffer rows, long treeOffset, int[] path) {
+        int have = backlogTokens.size() - path.length; // rows whose features are already in place
+        if (have < 0 || have + path.length > rootRow) { // out of step (or too far behind): start over at the next step
+            lost = true;
+            backlogTokens.clear();
+            return;
+        }
+        for (int i = 0; i < path.length; i++) features.copyFrom(rows, treeOffset + (long) path[i] * rowBytes, (long) (have + i) * rowBytes, rowBytes);
+        if (backlogTokens.size() > MAX_BACKLOG) runBacklog(backlogTokens.size() - 1, false);
+    }
+
+    /**
+     * Forgets the sequence up to its last token (history length): the layer then drafts from the rows after it alone
+     * (still lossless, only less informed).
+     */
+    private void resync(int length) {
+        kv.truncate(0);
+        backlogTokens.clear();
+        offset = length - 1;
+        lost = false;
+    }
+
+    /**
+     * Runs the first n backlog rows as a chain and commits them; with logits, also writes the last one's logits (row 0
+     * of logits) and its predicted feature at ROOT_ROW. The rest of the backlog moves to the front.
+     */
+    private void runBacklog(int n, boolean withLogits) {
+        if (n <= 0) return;
+        int[] tokens = new int[n];
+        for (int i = 0; i < n; i++) tokens[i] = backlogTokens.get(i);
+        ForwardArgs args = new ForwardArgs(tokens, null, null, withLogits ? ForwardArgs.LogitsMode.LAST : ForwardArgs.LogitsMode.NONE,
+                withLogits ? logits : null, 0, null, null, false, 0);
+        if (withLogits) args = args.withFinalHidden(outputs, 0);
+        layer.eagleForward(kv, args, features, 0, null);
+        kv.commitChain(n);
+        if (withLogits) features.copyFrom(outputs, (long) (n - 1) * rowBytes, (long) rootRow * rowBytes, rowBytes);
+        int left = backlogTokens.size() - n;
+        if (left > 0) features.copyFrom(features, (long) n * rowBytes, 0, (long) left * rowBytes); // memmove on the device
+        backlogTokens.subList(0, n).clear();
+    }
+
+    @Override
+    public DraftTree propose(int[] history, int length, int maxTreeNodes) {
+        int root = history[length - 1];
+        int n = backlogTokens.size();
+        if (lost || (n > 0 && (backlogTokens.get(n - 1) != root || offset + kv.length() + n != length - 1))) {
+            resync(length); // not this sequence's rows: start over
+            return DraftTree.rootOnly(root);
+        }
+        if (n == 0 || maxTreeNodes <= 1) return DraftTree.rootOnly(root);
+        int budget = maxTreeNodes - 1;
+        int depthLimit = Math.min(MAX_DEPTH, budget);
+        int beam = Math.min(BEAM, budget);
+        if (kv.length() + n + beam * depthLimit > kv.capacity()) return DraftTree.rootOnly(root);
+        runBacklog(n, true);
+
+        List<Node> nodes = new ArrayList<>();
+        int[] featureRow = new int[maxCandidates]; // a candidate's predicted feature, once it was run
+        LogitsSummary top = LogitsSummary.summarize(logits, 0, 1, vocab, vocab, TOP_K)[0];
+        for (int r = 0; r < top.k(); r++) if (top.top()[r] >= 0) nodes.add(new Node(top.top()[r], -1, 1, top.prob()[r]));
+        List<Integer> frontier = best(nodes, 0, beam);
+        for (int d = 1; d < depthLimit && !frontier.isEmpty() && worthExpanding(nodes, frontier, budget); d++) {
+            // the frontier with its ancestors, parents first (depth order), each once
+            List<Integer> run = new ArrayList<>();
+            boolean[] in = new boolean[nodes.size()];
+            for (int f : frontier) for (int i = f; i >= 0 && !in[i]; i = nodes.get(i).parent()) in[i] = true;
+            for (int i = 0; i < nodes.size(); i++) if (in[i]) run.add(i);
+            run.sort(Comparator.comparingInt((Integer i) -> nodes.get(i).depth()).thenComparingInt(i -> i));
+            int rows = run.size();
+            int[] tokens = new int[rows], parents = new int[rows], fRows = new int[rows];
+            int[] rowOf = new int[nodes.size()];
+            for (int j = 0; j < rows; j++) {
+                Node node = nodes.get(run.get(j));
+                rowOf[run.get(j)] = j;
+                tokens[j] = node.token();
+                parents[j] = node.parent() < 0 ? -1 : rowOf[node.parent()];
+                fRows[j] = node.parent() < 0 ? rootRow : featureRow[node.parent()];
+            }
+            layer.eagleForward(kv, ForwardArgs.tree(tokens, parents, logits).withFinalHidden(outputs, 0), features, 0, fRows);
+            int first = nodes.size();
+            LogitsSummary[] sums = LogitsSummary.summarize(logits, 0, rows, vocab, vocab, TOP_K); // one call for the rows
+            for (int f : frontier) {
+                int j = rowOf[f];
+                featureRow[f] = rootRow + 1 + f;
+                features.copyFrom(outputs, (long) j * rowBytes, (long) featureRow[f] * rowBytes, rowBytes);
+                LogitsSummary s = sums[j];
+                for (int r = 0; r < s.k() && nodes.size() < maxCandidates; r++)
+                    if (s.top()[r] >= 0) nodes.add(new Node(s.top()[r], f, d + 1, nodes.get(f).score() * s.prob()[r]));
+            }
+            frontier = best(nodes, first, beam);
+        }
+        return DraftHeadsPolicy.bestFirst(root, nodes, budget);
+    }
+
+    /** The best k candidates from index first on, by path probability. */
+    private static List<Integer> best(List<Node> nodes, int first, int k) {
+        Integer[] order = new Integer[nodes.size() - first];
+        for (int i = 0; i < order.length; i++) order[i] = first + i;
+        Arrays.sort(order, Comparator.comparingDouble((Integer i) -> nodes.get(i).score()).reversed().thenComparingInt(i -> i));
+        return Arrays.asList(Arrays.copyOf(order, Math.min(k, order.length)));
+    }
+
+    /**
+     * Whether expanding the frontier can change the tree: its children score at most their parent, so when the budget is
+     * already filled by candidates at least as likely as the best frontier node, they would not be picked.
+     */
+    private static boolean worthExpanding(List<Node> nodes, List<Integer> frontier, int budget) {
+        if (nodes.size() < budget) return true;
+        double bestFrontier = 0;
+        for (int f : frontier) bestFrontier = Math.max(bestFrontier, nodes.get(f).score());
+        int better = 0;
+        for (Node n : nodes) if (n.score() > bestFrontier) better++;
+        return better < budget;
+    }
+
+    @Override
+    public void close() {
+        kv.close();
+        features.close();
+        outputs.close();
+        logits.close();
+    }
+}

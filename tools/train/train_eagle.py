@@ -1,0 +1,268 @@
+"""An EAGLE-1 draft layer for the demo target, trained on the target's own final hidden states over the JDK
+training split and exported in EAGLE's published layout (config.json + model.safetensors).
+
+  nice -n 10 /usr/bin/python3 train_eagle.py    # after prep_data.py, train_tokenizer.py, tokenize_corpus.py
+
+The layer (EAGLE-1, arXiv 2401.15077): row t reads token x[t+1] with the target's feature f[t] (its final hidden
+state after the output norm, what the LM head reads) as x = fc([embd(x[t+1]); f[t]]) + b, then one llama decoder
+layer without an input norm (layer 0 of EAGLE-1 has none): h = x + Wo attn(x); y = h + mlp(rmsnorm(h) * w_post).
+y predicts f[t+1], and the target's LM head turns it into next-token logits (no norm in between). RoPE rotates
+halves (the Hugging Face layout), base 10000. The embedding and the LM head are the target's, frozen and not
+exported.
+
+Loss, as EAGLE's: smooth-L1 between y and f[t+1], plus 0.1 x cross-entropy of the LM head over y against the
+target's distribution at t+1 (on --cls-rows sampled rows per step, to bound the vocabulary products); the input features get uniform noise of +-0.1 (EAGLE's data augmentation). The target's
+features for the fixed-seed windows are cached in work/eagle/features-*.pt, so a re-run skips that pass.
+
+Writes models/demo-heads/eagle/{config.json,model.safetensors} (F16), models/demo-heads/eagle-reference.json (the
+layer's outputs and logits for one prompt, for the Java parity test) and work/eagle/figures.json (for the model card).
+Every run is bounded: --max-seconds stops training (between steps) however many epochs are left.
+"""
+import argparse
+import json
+import math
+import os
+import time
+
+import numpy as np
+import sentencepiece as spm
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from common import CORPUS_DIR, MODELS, TOK_PREFIX, WORK, ensure
+from train_heads import SEED, final_hidden, load_target, write_safetensors
+
+
+def rms(x, w, eps):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+
+
+def rotate_half(x):
+    h = x.shape[-1] // 2
+    return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
+
+
+class EagleLayer(nn.Module):
+    """EAGLE-1's draft model less its embedding and LM head; parameter names are the published file's keys."""
+
+    def __init__(self, d, n_head, n_head_kv, head_dim, ffn, eps, theta):
+        super().__init__()
+        self.d, self.n_head, self.n_head_kv, self.head_dim, self.eps, self.theta = d, n_head, n_head_kv, head_dim, eps, theta
+        self.fc = nn.Linear(2 * d, d, bias=True)
+        layer = nn.Module()
+        layer.self_attn = nn.Module()
+        layer.self_attn.q_proj = nn.Linear(d, n_head * head_dim, bias=False)
+        layer.self_attn.k_proj = nn.Linear(d, n_head_kv * head_dim, bias=False)
+        layer.self_attn.v_proj = nn.Linear(d, n_head_kv * head_dim, bias=False)
+        layer.self_attn.o_proj = nn.Linear(n_head * head_dim, d, bias=False)
+        layer.mlp = nn.Module()
+        layer.mlp.gate_proj = nn.Linear(d, ffn, bias=False)
+        layer.mlp.up_proj = nn.Linear(d, ffn, bias=False)
+        layer.mlp.down_proj = nn.Linear(ffn, d, bias=False)
+        layer.post_attention_layernorm = nn.Module()
+        layer.post_attention_layernorm.weight = nn.Parameter(torch.ones(d))
+        self.layers = nn.ModuleList([layer])
+        with torch.no_grad():  # start near the identity on the feature: y ~ f, EAGLE's easy first guess
+            self.fc.weight.zero_()
+            self.fc.weight[:, d:] += torch.eye(d)
+            self.fc.weight[:, :d].normal_(0, 0.02)
+            self.fc.bias.zero_()
+            for m in (layer.self_attn.o_proj, layer.mlp.down_proj):
+                m.weight.normal_(0, 0.02 / math.sqrt(2))
+
+    def forward(self, emb, feat, positions=None):
+        """emb, feat: [B, T, d] for rows t (embd(x[t+1]), f[t]); causal over T. Returns y [B, T, d]."""
+        B, T, d = feat.shape
+        L = self.layers[0]
+        x = self.fc(torch.cat((emb, feat), dim=-1))
+        pos = torch.arange(T, dtype=torch.float64) if positions is None else positions.double()
+        inv = self.theta ** (-torch.arange(0, self.head_dim, 2, dtype=torch.float64) / self.head_dim)
+        ang = pos[:, None] * inv[None, :]
+        cos = torch.cat((ang.cos(), ang.cos()), -1).float()
+        sin = torch.cat((ang.sin(), ang.sin()), -1).float()
+        q = L.self_attn.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k = L.self_attn.k_proj(x).view(B, T, self.n_head_kv, self.head_dim).transpose(1, 2)
+        v = L.self_attn.v_proj(x).view(B, T, self.n_head_kv, self.head_dim).transpose(1, 2)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        g = self.n_head // self.n_head_kv
+        k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
+        att = att.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
+        h = x + L.self_attn.o_proj((att @ v).transpose(1, 2).reshape(B, T, -1))
+        n = rms(h, L.post_attention_layernorm.weight, self.eps)
+        return h + L.mlp.down_proj(F.silu(L.mlp.gate_proj(n)) * L.mlp.up_proj(n))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--windows", type=int, default=128, help="training windows of --window tokens")
+    ap.add_argument("--window", type=int, default=256)
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=4, help="windows per step")
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--ffn", type=int, default=688, help="the layer's intermediate size (the target's: 688)")
+    ap.add_argument("--cls-rows", type=int, default=256, help="rows per step the classification loss samples")
+    ap.add_argument("--max-seconds", type=float, default=780)
+    ap.add_argument("--eval-only", action="store_true", help="evaluate and export the last run's layer (work/eagle/layer.pt)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=os.path.join(MODELS, "demo-heads"))
+    args = ap.parse_args()
+    torch.manual_seed(SEED)
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    target = load_target(os.path.join(MODELS, "demo-target.gguf"))
+    cfg = target.cfg
+    E, V = cfg.d_model, cfg.vocab_size
+    lm_head = target.tok_embd.weight.detach()
+    embed = target.tok_embd
+
+    def windows(split, n, seed):
+        data = np.fromfile(os.path.join(CORPUS_DIR, split + ".u16"), dtype=np.uint16)
+        rng = np.random.default_rng(seed)
+        starts = rng.integers(0, len(data) - args.window, size=n)
+        return torch.from_numpy(np.stack([data[s:s + args.window] for s in starts]).astype(np.int64))
+
+    cache_dir = ensure(os.path.join(WORK, "eagle"))
+
+    def features(split, n, seed):
+        path = os.path.join(cache_dir, f"features-{split}-{n}x{args.window}-{seed}.pt")
+        win = windows(split, n, seed)
+        if os.path.exists(path):
+            cached = torch.load(path)
+            if torch.equal(cached["tokens"], win):
+                return win, cached["features"]
+        hs = []
+        with torch.no_grad():
+            for k in range(0, len(win), 16):
+                hs.append(final_hidden(target, win[k:k + 16]))
+        h = torch.cat(hs)
+        torch.save({"tokens": win, "features": h}, path)
+        return win, h
+
+    train_tok, train_f = features("train", args.windows, SEED)
+    held_tok, held_f = features("heldout", max(8, args.windows // 12), SEED + 1)
+    t_features = time.time() - t0
+    print(f"features: {train_f.shape[0] * train_f.shape[1]} train and {held_f.shape[0] * held_f.shape[1]} held-out positions"
+          f" in {t_features:.0f} s", flush=True)
+
+    torch.manual_seed(SEED)
+    layer = EagleLayer(E, cfg.n_head, cfg.n_head_kv, cfg.head_dim, args.ffn, cfg.eps, cfg.rope_theta)
+    opt = torch.optim.AdamW(layer.parameters(), lr=args.lr, weight_decay=0.0)
+    steps = args.epochs * math.ceil(len(train_tok) / args.batch)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    g = torch.Generator().manual_seed(SEED)
+
+    def losses(tok, feat, noise):
+        emb = embed(tok[:, 1:])
+        f_in = feat[:, :-1]
+        if noise:
+            f_in = f_in + (torch.rand(f_in.shape, generator=g) * 0.2 - 0.1)
+        y = layer(emb, f_in)
+        want = feat[:, 1:]
+        reg = F.smooth_l1_loss(y, want)
+        # the classification term on a random sample of rows: the vocabulary products are most of a step's cost
+        rows = torch.randperm(y.shape[0] * y.shape[1], generator=g)[:args.cls_rows]
+        y_s, want_s = y.reshape(-1, y.shape[-1])[rows], want.reshape(-1, want.shape[-1])[rows]
+        p = (want_s @ lm_head.t()).softmax(-1)
+        cls = -(p * (y_s @ lm_head.t()).log_softmax(-1)).sum(-1).mean()
+        return reg, cls, y
+
+    t1 = time.time()
+    step, stopped = 0, False
+    ckpt = os.path.join(cache_dir, "layer.pt")
+    if args.eval_only:  # the last run's trained layer, to redo evaluation and export
+        saved = torch.load(ckpt)
+        layer.load_state_dict(saved["layer"])
+        step, stopped, reg, cls, t1 = saved["step"], saved["stopped"], saved["reg"], saved["cls"], time.time() - saved["seconds"]
+        args.epochs = 0
+    for epoch in range(args.epochs):
+        perm = torch.randperm(len(train_tok), generator=g)
+        for k in range(0, len(perm), args.batch):
+            idx = perm[k:k + args.batch]
+            reg, cls, _ = losses(train_tok[idx], train_f[idx], True)
+            loss = reg + 0.1 * cls
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if step % 20 == 0:
+                print(f"eagle step {step}/{steps} reg {float(reg):.4f} cls {float(cls):.3f}", flush=True)
+            if time.time() - t1 > args.max_seconds:
+                stopped = True
+                break
+        if stopped:
+            break
+    train_seconds = time.time() - t1
+    if not args.eval_only:
+        torch.save({"layer": layer.state_dict(), "step": step, "stopped": stopped, "reg": reg.detach(), "cls": cls.detach(),
+                    "seconds": train_seconds}, ckpt)
+    with torch.no_grad():  # what the exported file holds
+        for p in layer.parameters():
+            p.copy_(p.half().float())
+    acc = evaluate(layer, held_tok, held_f, embed, lm_head)
+    print("held-out", acc, flush=True)
+    out_dir = ensure(os.path.join(args.out, "eagle"))
+    export(layer, out_dir, cfg, args.ffn)
+    make_reference(target, layer, os.path.join(args.out, "eagle-reference.json"))
+    figures = {"seed": SEED, "window": args.window, "train_windows": args.windows, "heldout_windows": len(held_tok),
+               "feature_seconds": round(t_features), "train_seconds": round(train_seconds), "steps": step, "planned_steps": steps,
+               "stopped_at_time_limit": stopped, "epochs": args.epochs, "batch_windows": args.batch, "cls_rows": args.cls_rows, "lr": args.lr,
+               "threads": args.threads, "ffn": args.ffn, "final_reg_loss": round(float(reg), 4), "final_cls_loss": round(float(cls), 4),
+               "trainable_params": sum(p.numel() for p in layer.parameters()), "heldout": acc,
+               "files": {f: os.path.getsize(os.path.join(out_dir, f)) for f in sorted(os.listdir(out_dir))}}
+    json.dump(figures, open(os.path.join(cache_dir, "figures.json"), "w"), indent=1)
+    print(json.dumps(figures, indent=1))
+
+
+def evaluate(layer, tok, feat, embed, lm_head):
+    """Held-out agreement with the target's greedy token: from the true features (the first draft after a verified
+    step) and one step further on the layer's own predicted feature (the second draft)."""
+    with torch.no_grad():
+        emb = embed(tok[:, 1:])
+        y = layer(emb, feat[:, :-1])
+        target_next = (feat @ lm_head.t()).argmax(-1)          # [B, T]: the target's token after position t
+        first = (y @ lm_head.t()).argmax(-1)                     # row t predicts the token after x[t+1]
+        top1 = float((first[:, :-1] == target_next[:, 1:-1]).float().mean())
+        # second step: row t+1 reads the target's token x[t+2] with the layer's own y[t] instead of f[t+1]
+        f2 = torch.cat((feat[:, :1], y[:, :-1]), dim=1)
+        y2 = layer(emb, f2)
+        second = (y2 @ lm_head.t()).argmax(-1)
+        top1_own = float((second[:, 1:] == target_next[:, 2:]).float().mean())
+    return {"top1_from_target_features": round(top1, 4), "top1_from_own_feature": round(top1_own, 4)}
+
+
+def export(layer, out_dir, cfg, ffn):
+    tensors = {name: (p.detach().numpy(), "F16") for name, p in layer.state_dict().items()}
+    write_safetensors(os.path.join(out_dir, "model.safetensors"), tensors)
+    json.dump({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": cfg.d_model,
+               "intermediate_size": ffn, "num_attention_heads": cfg.n_head, "num_key_value_heads": cfg.n_head_kv,
+               "head_dim": cfg.head_dim, "num_hidden_layers": 1, "vocab_size": cfg.vocab_size, "rms_norm_eps": cfg.eps,
+               "rope_theta": cfg.rope_theta, "max_position_embeddings": cfg.ctx, "hidden_act": "silu", "bias": True,
+               "tie_word_embeddings": False, "torch_dtype": "float16", "base_model_name_or_path": "demo-target.gguf"},
+              open(os.path.join(out_dir, "config.json"), "w"), indent=1)
+
+
+REFERENCE_PROMPT = "    public static int max(int a, int b) {\n        return"
+
+
+def make_reference(target, layer, path):
+    """For one prompt: the target's features, then the layer over rows t = 0..n-2 (token x[t+1], feature f[t]): its
+    outputs and LM-head logits at the last two rows, 6-7 digits."""
+    sp = spm.SentencePieceProcessor(model_file=TOK_PREFIX + ".model")
+    ids = [sp.bos_id()] + sp.encode(REFERENCE_PROMPT)
+    with torch.no_grad():
+        f = final_hidden(target, torch.tensor([ids]))
+        y = layer(target.tok_embd(torch.tensor([ids[1:]])), f[:, :-1])[0]
+        logits = y @ target.tok_embd.weight.t()
+        rows = [{"row": r, "output": [float("%.7g" % v) for v in y[r].tolist()],
+                 "logits": [float("%.6g" % v) for v in logits[r].tolist()]} for r in (len(ids) - 3, len(ids) - 2)]
+    json.dump({"description": "PyTorch fp32 reference for the demo EAGLE layer: row t reads token tokens[t + 1] with the "
+                              "target's final hidden state at t; its output (the predicted feature) and the LM head's logits",
+               "prompt": REFERENCE_PROMPT, "tokens": ids, "rows": rows}, open(path, "w"), separators=(",", ":"))
+
+
+if __name__ == "__main__":
+    main()
