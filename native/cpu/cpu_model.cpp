@@ -273,11 +273,49 @@ struct QActs {
 // The most bytes of packed weight rows a many-token task keeps (in L2) while its tokens pass over them.
 constexpr int64_t INT8_PACK_BYTES = 256 * 1024;
 
+// Y[t][r] (+)= W[r] . X[t] for rows [r0, r1) through a kernel set's packed layout, shared by the int8 and
+// k-quant paths: block rows at a time are packed into the task's scratch (the row two ahead prefetched while
+// packing), then every token group passes over each group of R packed rows. put(row, token, value) stores.
+template <class Pack, class Gemm, class Put>
+void packed_rows_gemm(ThreadScratch &ts, const Mat &W, int n, int64_t r0, int64_t r1, int R, int QT, int64_t wbytes,
+                      int64_t block, Pack pack, Gemm gemm, Put put) {
+    if (ts.packed.size() < (size_t)(block * wbytes)) ts.packed.resize((size_t)(block * wbytes));
+    uint8_t *packed = ts.packed.data();
+    float out[64];
+    const uint8_t *rp[16];
+    for (int64_t rb = r0; rb < r1; rb += block) {
+        const int64_t nr = std::min(block, r1 - rb);
+        for (int64_t i = 0; i < nr; i++) {
+            const int64_t ahead = rb + i + 2;
+            const uint8_t *pf = ahead < r1 ? W.row(ahead) : nullptr;
+            pack(W.row(rb + i), packed + i * wbytes, pf, pf ? (int64_t)W.row_bytes : 0);
+        }
+        for (int64_t t0 = 0; t0 < n; t0 += QT) {
+            const int T = (int)std::min<int64_t>(QT, n - t0);
+            for (int64_t g = 0; g < nr; g += R) {
+                for (int i = 0; i < R; i++) rp[i] = packed + std::min<int64_t>(g + i, nr - 1) * wbytes;
+                gemm(rp, t0, T, out);
+                for (int t = 0; t < T; t++)
+                    for (int i = 0; i < R && g + i < nr; i++) put(rb + g + i, t0 + t, out[t * R + i]);
+            }
+        }
+    }
+}
+
+// Stores a value of row `row` for token t into Y, adding to it when accumulating.
+inline auto put_row(const OutRows &Y, bool accumulate) {
+    return [&Y, accumulate](int64_t row, int64_t t, float v) {
+        float *y = Y.row(t) + row;
+        *y = accumulate ? *y + v : v;
+    };
+}
+
 // Y[t][r] (+)= W[r] . X[t] for rows [r0, r1), tokens [0, n), on the int8 path.
 void mat_rows_int8(const KernelSet &kern, ThreadScratch &ts, const Mat &W, QActs qx, int n, const OutRows &Y,
                    bool accumulate, int64_t r0, int64_t r1) {
     const Int8Set &q8 = *kern.int8;
     const int64_t K = W.cols, ng = int8_groups(K), wbytes = ng * INT8_W_GROUP_BYTES;
+    const auto put = put_row(Y, accumulate);
     if (q8.tile && n <= q8.tile_tokens) {
         // Few tokens, and the set reads this dtype in place: no packing, the rows stream from
         // memory with the one after next prefetched along the way.
@@ -287,10 +325,7 @@ void mat_rows_int8(const KernelSet &kern, ThreadScratch &ts, const Mat &W, QActs
             const uint8_t *pf = r + 2 < r1 ? W.row(r + 2) : nullptr;
             done = q8.tile(W.dtype, W.row(r), K, qx.data, qx.stride, n, out, pf, pf ? (int64_t)W.row_bytes : 0);
             if (!done) break;
-            for (int t = 0; t < n; t++) {
-                float *y = Y.row(t) + r;
-                *y = accumulate ? *y + out[t] : out[t];
-            }
+            for (int t = 0; t < n; t++) put(r, t, out[t]);
         }
         if (done) return;
         // the set has no in-place reader for this dtype (it said so on the first row): pack
@@ -300,30 +335,12 @@ void mat_rows_int8(const KernelSet &kern, ThreadScratch &ts, const Mat &W, QActs
     // memory, the next ones prefetched while these are packed); for many, as many as fit INT8_PACK_BYTES.
     const int64_t few = (std::max(4, R) + R - 1) / R * R;
     const int64_t block = n <= QT ? few : std::max<int64_t>(R, INT8_PACK_BYTES / wbytes / R * R);
-    if (ts.packed.size() < (size_t)(block * wbytes)) ts.packed.resize((size_t)(block * wbytes));
-    uint8_t *packed = ts.packed.data();
-    float out[64];
-    const uint8_t *rp[16];
-    for (int64_t rb = r0; rb < r1; rb += block) {
-        const int64_t nr = std::min(block, r1 - rb);
-        for (int64_t i = 0; i < nr; i++) {
-            const int64_t ahead = rb + i + 2; // prefetch two rows ahead while packing this one
-            const uint8_t *pf = ahead < r1 ? W.row(ahead) : nullptr;
-            q8.pack(W.dtype, W.row(rb + i), K, packed + i * wbytes, pf, pf ? (int64_t)W.row_bytes : 0);
-        }
-        for (int64_t t0 = 0; t0 < n; t0 += QT) {
-            const int T = (int)std::min<int64_t>(QT, n - t0);
-            for (int64_t g = 0; g < nr; g += R) {
-                for (int i = 0; i < R; i++) rp[i] = packed + std::min<int64_t>(g + i, nr - 1) * wbytes;
-                q8.gemm(W.dtype, rp, ng, qx.data + t0 * qx.stride, qx.stride, T, out);
-                for (int t = 0; t < T; t++)
-                    for (int i = 0; i < R && g + i < nr; i++) {
-                        float *y = Y.row(t0 + t) + rb + g + i;
-                        *y = accumulate ? *y + out[t * R + i] : out[t * R + i];
-                    }
-            }
-        }
-    }
+    packed_rows_gemm(ts, W, n, r0, r1, R, QT, wbytes, block,
+                     [&](const uint8_t *row, uint8_t *dst, const uint8_t *pf, int64_t pf_bytes) { q8.pack(W.dtype, row, K, dst, pf, pf_bytes); },
+                     [&](const uint8_t *const *rp, int64_t t0, int T, float *out) {
+                         q8.gemm(W.dtype, rp, ng, qx.data + t0 * qx.stride, qx.stride, T, out);
+                     },
+                     put);
 }
 
 // Y[t][r] (+)= W[r] . X[t] for rows [r0, r1), tokens [0, n), on the k-quant path: the same
@@ -332,10 +349,7 @@ void mat_rows_kq(const KernelSet &kern, ThreadScratch &ts, const Mat &W, QActs q
                  int64_t r0, int64_t r1) {
     const KqSet &kq = *kern.kq;
     const int64_t K = W.cols, nsb = K / KQ_BLOCK, wbytes = nsb * KQ_W_BYTES;
-    auto put = [&](int64_t row, int64_t t, float v) {
-        float *y = Y.row(t) + row;
-        *y = accumulate ? *y + v : v;
-    };
+    const auto put = put_row(Y, accumulate);
     if (n <= kq.tile_tokens) {
         float out[16];
         for (int64_t r = r0; r < r1; r++) {
@@ -347,27 +361,12 @@ void mat_rows_kq(const KernelSet &kern, ThreadScratch &ts, const Mat &W, QActs q
     }
     const int R = kq.rows, QT = kq.tokens;
     const int64_t block = std::max<int64_t>(R, INT8_PACK_BYTES / wbytes / R * R);
-    if (ts.packed.size() < (size_t)(block * wbytes)) ts.packed.resize((size_t)(block * wbytes));
-    uint8_t *packed = ts.packed.data();
-    float out[64];
-    const uint8_t *rp[16];
-    for (int64_t rb = r0; rb < r1; rb += block) {
-        const int64_t nr = std::min(block, r1 - rb);
-        for (int64_t i = 0; i < nr; i++) {
-            const int64_t ahead = rb + i + 2;
-            const uint8_t *pf = ahead < r1 ? W.row(ahead) : nullptr;
-            kq.pack(W.dtype, W.row(rb + i), K, packed + i * wbytes, pf, pf ? (int64_t)W.row_bytes : 0);
-        }
-        for (int64_t t0 = 0; t0 < n; t0 += QT) {
-            const int T = (int)std::min<int64_t>(QT, n - t0);
-            for (int64_t g = 0; g < nr; g += R) {
-                for (int i = 0; i < R; i++) rp[i] = packed + std::min<int64_t>(g + i, nr - 1) * wbytes;
-                kq.gemm(W.dtype, rp, nsb, qx.kq + t0 * qx.kq_stride, qx.kq_stride, T, out);
-                for (int t = 0; t < T; t++)
-                    for (int i = 0; i < R && g + i < nr; i++) put(rb + g + i, t0 + t, out[t * R + i]);
-            }
-        }
-    }
+    packed_rows_gemm(ts, W, n, r0, r1, R, QT, wbytes, block,
+                     [&](const uint8_t *row, uint8_t *dst, const uint8_t *pf, int64_t pf_bytes) { kq.pack(W.dtype, row, K, dst, pf, pf_bytes); },
+                     [&](const uint8_t *const *rp, int64_t t0, int T, float *out) {
+                         kq.gemm(W.dtype, rp, nsb, qx.kq + t0 * qx.kq_stride, qx.kq_stride, T, out);
+                     },
+                     put);
 }
 
 // ------------------------------------------------------------------ matrix products
@@ -415,10 +414,7 @@ void mat_rows(const KernelSet &kern, ThreadScratch &ts, const Mat &W, const floa
         return;
     }
     const int64_t K = W.cols;
-    auto put = [&](int64_t row, int64_t t, float v) {
-        float *y = Y.row(t) + row;
-        *y = accumulate ? *y + v : v;
-    };
+    const auto put = put_row(Y, accumulate);
     if (n <= kern.tmax) {
         // Few tokens (decode): stream the rows four at a time, dequantizing in registers, and
         // prefetch the next four rows meanwhile.
