@@ -647,6 +647,7 @@ public final class DecodeLoop implements AutoCloseable {
             paths.add(chain);
         }
         if (seqs.isEmpty()) return;
+        long t0 = System.nanoTime();
         try {
             target.commitBatch(kvs, paths);
         } catch (RuntimeException batchFailure) {
@@ -659,6 +660,12 @@ public final class DecodeLoop implements AutoCloseable {
                 }
             }
         }
+        // Storing the accepted path is part of the step: a longer path costs more than a plain step's one row.
+        double perSequence = (System.nanoTime() - t0) / 1e9 / seqs.size();
+        for (Sequence s : seqs) {
+            if (s.prefilling) s.prefillSeconds += perSequence;
+            else s.forwardSeconds += perSequence;
+        }
         for (Sequence s : filling) if (s.active()) s.prefilled += s.chunk;
     }
 
@@ -667,7 +674,8 @@ public final class DecodeLoop implements AutoCloseable {
         int batch = active.size();
         DraftTree[] trees = new DraftTree[batch];
         Map<DraftPolicy, List<Sequence>> policies = new IdentityHashMap<>();
-        double[] stepSeconds = new double[batch];
+        double[] stepSeconds = new double[batch], observeSeconds = new double[batch];
+        boolean[] learns = new boolean[batch];
         for (int b = 0; b < batch; b++) {
             Sequence s = active.get(b);
             trees[b] = s.tree;
@@ -688,17 +696,20 @@ public final class DecodeLoop implements AutoCloseable {
                     emitted++;
                 }
                 s.stats.recordStep(r.nAccepted(), emitted, r.depthFlags());
+                long p0 = System.nanoTime();
                 s.request.policy().observe(s.tree, r);
                 if (s.request.policy().readsFinalHidden()) {
                     s.request.policy().observeFinalHidden(finalHidden, hiddenOffset(b, r.path()[r.path().length - 1]));
                     s.request.policy().observeFinalHiddenPath(finalHidden, hiddenOffset(b, 0), r.path());
                 }
-                double other = (System.nanoTime() - o0) / 1e9;
+                long o1 = System.nanoTime();
+                observeSeconds[b] = (o1 - p0) / 1e9;
+                double other = (o1 - o0) / 1e9;
                 s.stats.addTimes(s.draftSeconds, s.forwardSeconds, other);
                 stepSeconds[b] = s.draftSeconds + s.forwardSeconds + other;
                 // A policy the budget holds to plain decoding learns only now and then: learning costs too.
-                if (s.allowed > 1 || s.budget.learnsWhilePlain(s.request.policy().name()))
-                    policies.computeIfAbsent(s.request.policy(), p -> new ArrayList<>()).add(s);
+                learns[b] = s.allowed > 1 || s.budget.learnsWhilePlain(s.request.policy().name());
+                if (learns[b]) policies.computeIfAbsent(s.request.policy(), p -> new ArrayList<>()).add(s);
             } catch (RuntimeException e) {
                 s.fail(e);
             }
@@ -717,8 +728,10 @@ public final class DecodeLoop implements AutoCloseable {
             Sequence s = active.get(b);
             if (s.verified != null && s.failure == null) {
                 s.stats.addTimes(0, 0, learn);
-                s.budget.record(s.request.policy().name(), s.allowed, s.tree.size(), s.draftSeconds, stepSeconds[b] + learn,
-                        results[b].nAccepted() + 1);
+                // The policy's own work (drafting, observing, learning) is told apart from the target's: it is what
+                // the policy costs beyond plain decoding, whether or not the step speculated.
+                s.budget.record(s.request.policy().name(), s.allowed, s.tree.size(), s.draftSeconds,
+                        observeSeconds[b] + (learns[b] ? learn : 0), stepSeconds[b] + learn, results[b].nAccepted() + 1);
             }
         }
     }

@@ -30,11 +30,14 @@ import java.util.Map;
  *       not measured (code compiled or linked on first use, measured at 50 to 100 plain steps on the demo target,
  *       or a preemption), unless {@value #OUTLIERS_IN_A_ROW} such steps came in a row before it: then the
  *       expectation was wrong. Plain decoding's cost {@code c0} is the same median over plain steps (and over
- *       speculative steps whose tree was a lone root, their drafting left out), counted from the
- *       {@value #FIRST_PLAIN_STEPS}rd plain step on, but never more than any tree's (a bigger tree, the same root
- *       and more, cannot cost less). An unmeasured size's cost is interpolated linearly in nodes between its
- *       measured neighbours, or extrapolated from the largest measured one below it (from plain decoding alone:
- *       {@code (1 + (n - 1) / 2) c0}, drafting included).</li>
+ *       speculative steps whose tree was a lone root), the policy's own drafting and learning left out, counted
+ *       from the {@value #FIRST_PLAIN_STEPS}rd plain step on, but never more than any tree's (a bigger tree, the
+ *       same root and more, cannot cost less). An unmeasured size's cost is interpolated linearly in nodes between
+ *       its measured neighbours, or extrapolated from the largest measured one below it (from plain decoding alone:
+ *       {@code (1 + (n - 1) / 2) c0}, drafting included); a size measured fewer than {@value #MEASURED_STEPS}
+ *       times is believed only up to that prediction (its first steps may still run code compiled on first use,
+ *       2-3 times slower but under the outlier bar, and one such step must not keep the size from being tried
+ *       again).</li>
  *   <li><b>How often the policy proposes a tree</b> at all, over the same recent steps: a step allowed n nodes
  *       is expected to cost {@code C(n) = c0 + f (cost of an n-node tree - c0)}, f that fraction.</li>
  * </ul>
@@ -50,13 +53,18 @@ import java.util.Map;
  * a probe must also afford the drafting a policy was last seen to add per step since its previous tree, a draft
  * cache catching up);
  * every plain step adds the allowance
- * {@code eps seconds} (eps = {@value #ALLOWANCE_PERCENT}%); B is capped at {@value #CREDIT_CAP_STEPS} plain steps,
- * so credit won on one request cannot pay for long losses on the next. The rules:
+ * {@code eps seconds} (eps = {@value #ALLOWANCE_PERCENT}%) less what the policy spent learning from it (a backed-off
+ * policy learns only when its credit covers that, see {@link #learnsWhilePlain}); B is capped at
+ * {@value #CREDIT_CAP_STEPS} plain steps, so credit won on one request cannot pay for long losses on the next.
+ * When c0 falls by more than {@code 1 - }{@value #YARDSTICK_FELL} of itself, the wins credited against the old
+ * c0 were overstated by an unknown amount, and B starts over from at most B0. The rules:
  * <ol>
  *   <li>Speculating at the best size while it is profitable needs {@code B >= 0}. Now and then (every
  *       {@value #NEIGHBOURS_EVERY} steps) the next bigger size is tried instead, if {@code B} covers its expected
  *       loss ({@code max(0, C - Y c0)}), so that sizes whose cost changed are seen again; every
- *       {@value #PLAIN_EVERY} steps a plain step refreshes c0.</li>
+ *       {@value #PLAIN_EVERY} steps a plain step refreshes c0 (every {@value #PLAIN_EVERY_WHILE_FEW} while c0
+ *       rests on fewer than {@value #COST_SAMPLES} plain steps: the first ones often ran cold code, and a c0 they
+ *       inflate makes losing steps look won).</li>
  *   <li>While not profitable, the policy decodes plainly but for probes: a step at the best size, which needs
  *       {@code B >= expected loss}. Probes are spaced by a gap that doubles after each probe that leaves the best
  *       size expected to lose more than {@value #BREAK_EVEN} plain steps (once the probed size was measured
@@ -85,9 +93,9 @@ import java.util.Map;
  * times spent (the cap above charges a step slowed by other work on the machine, or by code used for the first
  * time, less than it took: such steps are outside the bound, as they would have slowed plain decoding too, or
  * are paid once per process). A policy's learning
- * ({@code observe}/{@code observeBatch}) is timed as part of the step; backed off, a policy learns on one plain
- * step in {@value #LEARN_EVERY_PLAIN} only ({@link #learnsWhilePlain}), so what its learning adds to plain
- * decoding is that fraction of its cost. Thread-safe.
+ * ({@code observe}/{@code observeBatch}) is timed as part of the step and charged to the account, on plain steps
+ * too; backed off, a policy learns on one plain step in {@value #LEARN_EVERY_PLAIN} at most, and only when its
+ * credit pays for it ({@link #learnsWhilePlain}), so its learning stays within the bound. Thread-safe.
  */
 public final class SpeculationBudget {
     static final int ALLOWANCE_PERCENT = 1;
@@ -103,8 +111,15 @@ public final class SpeculationBudget {
     static final int MAX_PROBE_GAP = 128;
     /** While backed off: plain steps per step whose outcome the policy learns from. */
     static final int LEARN_EVERY_PLAIN = 16;
+    /** Per plain step, what a plain step's learning cost is remembered at (see learnsWhilePlain). */
+    static final double LEARN_COST_DECAY = 0.99;
     /** While speculating: steps between plain steps that refresh c0. */
     static final int PLAIN_EVERY = 64;
+    /**
+     * ...and while c0 rests on fewer than {@link #COST_SAMPLES} plain steps: its first samples are often slow (code
+     * still cold), and a c0 they inflate makes every speculative step look won.
+     */
+    static final int PLAIN_EVERY_WHILE_FEW = 8;
     /** While speculating: steps between tries of the next bigger size. */
     static final int NEIGHBOURS_EVERY = 16;
 
@@ -128,6 +143,8 @@ public final class SpeculationBudget {
     static final int PRIOR_ACCEPTANCE_PERCENT = 50;
     /** Weight, in steps, of each acceptance estimate's prior. */
     static final int PRIOR_WEIGHT = 1;
+    /** c0 falling below this fraction of its last value resets the credit to B0 (see notePlain). */
+    static final double YARDSTICK_FELL = 0.9;
     /** Plain steps measured before c0 counts (the first are often slow: code not yet compiled, pages not touched). */
     static final int FIRST_PLAIN_STEPS = 3;
 
@@ -185,6 +202,7 @@ public final class SpeculationBudget {
         long nextProbe;
         int probeGap = MIN_PROBE_GAP;
         long trees;             // speculative steps that proposed more than a root
+        double learnCost;       // seconds a plain step's learning recently took (a slowly decaying maximum)
         double catchUpPerStep;  // seconds of drafting a probe adds per step since the last tree (a draft cache catching up)
         long lastTreeStep;
         boolean speculating;
@@ -298,7 +316,8 @@ public final class SpeculationBudget {
                 a.speculating = true;
                 a.creditAtStretchStart = a.credit;
             }
-            if (a.step - a.lastPlain > PLAIN_EVERY) return plain(a);
+            int plainEvery = a.costs[0].size() < COST_SAMPLES ? PLAIN_EVERY_WHILE_FEW : PLAIN_EVERY;
+            if (a.step - a.lastPlain > plainEvery) return plain(a);
             int up = best + 1;
             if (up < buckets.length && a.step - a.lastNeighbour > NEIGHBOURS_EVERY && expectedLoss(a, up) <= a.credit) {
                 a.lastNeighbour = a.step;
@@ -334,12 +353,13 @@ public final class SpeculationBudget {
      * ({@link DraftPolicy#observeBatch}): always while it speculates, and on one plain step in
      * {@value #LEARN_EVERY_PLAIN} while backed off. Learning is part of what speculation costs (Token Recycling's
      * top-k of a whole vocabulary row per tree node, a sizeable fraction of a plain step on the demo target); backed off, the
-     * policy keeps learning a little, for its next probe, at a small fraction of that cost.
+     * policy keeps learning a little, for its next probe, at a small fraction of that cost, paid from its credit
+     * like a probe (a policy whose learning the allowance cannot pay stops learning until it can).
      */
     public synchronized boolean learnsWhilePlain(String policy) {
         if (!adaptive || buckets.length == 1) return true;
         Account a = accounts.get(policy);
-        return a == null || a.speculating || a.step % LEARN_EVERY_PLAIN == 0;
+        return a == null || a.speculating || (a.step % LEARN_EVERY_PLAIN == 0 && a.credit >= a.learnCost);
     }
 
     /**
@@ -386,7 +406,15 @@ public final class SpeculationBudget {
      */
     private double predictedCost(Account a, int i) {
         double measured = a.cost(i);
-        if (measured != 0) return measured;
+        if (measured == 0) return unmeasuredCost(a, i);
+        // A size seen only once or twice may still carry first-use costs (its first steps after a warm-up that the
+        // outlier rule let through, 2-3x their later cost): believed only up to what the others predict for it.
+        if (i > 0 && a.costs[i].size() < MEASURED_STEPS) return Math.min(measured, unmeasuredCost(a, i));
+        return measured;
+    }
+
+    /** Bucket i's cost as predicted from the other measured buckets alone. */
+    private double unmeasuredCost(Account a, int i) {
         double c0 = a.plainCost();
         int below = i - 1;
         while (below > 0 && a.cost(below) == 0) below--;
@@ -410,14 +438,27 @@ public final class SpeculationBudget {
      * Records a step: the size the policy was allowed, the size of the tree it proposed, the seconds of its
      * drafting and of the whole step (drafting included), and the tokens the step gave (accepted plus bonus).
      */
-    public synchronized void record(String policy, int allowed, int treeNodes, double draftSeconds, double seconds, int tokens) {
+    public void record(String policy, int allowed, int treeNodes, double draftSeconds, double seconds, int tokens) {
+        record(policy, allowed, treeNodes, draftSeconds, 0, seconds, tokens);
+    }
+
+    /**
+     * As above, also telling the seconds the policy spent learning from the step (observing its outcome), which the
+     * whole step's seconds include. On a plain step that is all the policy costs beyond plain decoding: it is left
+     * out of c0 and charged to the account (a backed-off policy learns only when its credit pays for it, see
+     * {@link #learnsWhilePlain}); on a speculative step it is charged in full, like drafting.
+     */
+    public synchronized void record(String policy, int allowed, int treeNodes, double draftSeconds, double learnSeconds,
+                                    double seconds, int tokens) {
         if (!adaptive || buckets.length == 1) return;
         Account a = account(policy);
         int i = bucketOf(allowed);
         if (i == 0) {
-            notePlain(a, seconds);
-            a.credit += ALLOWANCE * seconds;
+            notePlain(a, seconds - draftSeconds - learnSeconds);
+            a.learnCost = Math.max(learnSeconds, LEARN_COST_DECAY * a.learnCost); // the recent learning steps' cost
+            a.credit += ALLOWANCE * seconds - learnSeconds;
         } else {
+            draftSeconds += learnSeconds;
             a.speculativeSteps++;
             a.learnAcceptance(allowed, treeNodes, tokens - 1);
             double c0 = a.plainCost();
@@ -472,8 +513,13 @@ public final class SpeculationBudget {
 
     private static void notePlain(Account a, double seconds) {
         if (seconds <= 0) return;
+        double before = a.plainCost();
         a.costs[0].add(seconds);
-        if (a.costs[0].size() == FIRST_PLAIN_STEPS) a.credit += INITIAL_CREDIT_STEPS * a.plainCost(); // B0, once
+        double c0 = a.plainCost();
+        if (a.costs[0].size() == FIRST_PLAIN_STEPS) a.credit += INITIAL_CREDIT_STEPS * c0; // B0, once
+        // A yardstick that fell shows the wins credited against it were overstated (its first samples ran cold
+        // code, or the machine was busier then): what was won is not known any more, so the credit starts over.
+        if (before > 0 && c0 < YARDSTICK_FELL * before) a.credit = Math.min(a.credit, INITIAL_CREDIT_STEPS * c0);
     }
 
     private int bucketOf(int nodes) {

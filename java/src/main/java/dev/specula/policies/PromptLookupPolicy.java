@@ -48,43 +48,48 @@ public final class PromptLookupPolicy implements DraftPolicy {
 
     /** Up to maxBranches distinct continuations of the last n tokens, latest occurrence first. */
     private List<int[]> continuations(int[] h, int length, int n, int maxLen) {
-        List<int[]> out = new ArrayList<>();
+        List<int[]> out = List.of();
         int tail = length - n;
         for (int start = tail - 1; start >= 0 && out.size() < maxBranches; start--) {
             if (!Arrays.equals(h, start, start + n, h, tail, length)) continue;
             int from = start + n, to = Math.min(length, from + maxLen);
             if (from >= to) continue;
-            int[] c = Arrays.copyOfRange(h, from, to);
-            if (out.stream().noneMatch(prev -> Arrays.equals(prev, c))) out.add(c);
+            boolean seen = false;
+            for (int[] prev : out) seen |= Arrays.equals(prev, 0, prev.length, h, from, to);
+            if (seen) continue;
+            if (out.isEmpty()) out = new ArrayList<>(maxBranches);
+            out.add(Arrays.copyOfRange(h, from, to));
         }
         return out;
     }
 
+    /** The continuations as a trie under the root, in order, up to maxTreeNodes nodes (primitive arrays: this runs every step). */
     private static DraftTree trie(int root, List<int[]> continuations, int maxTreeNodes) {
-        List<Integer> tokens = new ArrayList<>(List.of(root));
-        List<Integer> parents = new ArrayList<>(List.of(-1));
+        int[] tokens = new int[maxTreeNodes], parents = new int[maxTreeNodes];
+        tokens[0] = root;
+        parents[0] = -1;
+        int size = 1;
         for (int[] c : continuations) {
             int node = 0;
             for (int t : c) {
                 int child = -1;
-                for (int i = node + 1; i < tokens.size(); i++) {
-                    if (parents.get(i) == node && tokens.get(i) == t) {
+                for (int i = node + 1; i < size; i++) {
+                    if (parents[i] == node && tokens[i] == t) {
                         child = i;
                         break;
                     }
                 }
                 if (child < 0) {
-                    if (tokens.size() >= maxTreeNodes) break;
-                    tokens.add(t);
-                    parents.add(node);
-                    child = tokens.size() - 1;
+                    if (size >= maxTreeNodes) break;
+                    tokens[size] = t;
+                    parents[size] = node;
+                    child = size++;
                 }
                 node = child;
             }
         }
-        float[] probs = new float[tokens.size()];
+        float[] probs = new float[size];
         Arrays.fill(probs, 1f);
-        return new DraftTree(tokens.stream().mapToInt(Integer::intValue).toArray(),
-                parents.stream().mapToInt(Integer::intValue).toArray(), probs);
+        return new DraftTree(Arrays.copyOf(tokens, size), Arrays.copyOf(parents, size), probs);
     }
 }

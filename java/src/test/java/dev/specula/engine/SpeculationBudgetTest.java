@@ -300,6 +300,81 @@ class SpeculationBudgetTest {
     }
 
     @Test
+    void aYardstickMeasuredWhileColdIsRefreshedBeforeSpeculationLosesOnIt() {
+        // The first plain steps run cold code (1.6x their later cost). A draft model whose trees lose 8% or more at
+        // the true c0 looks like a winner against that c0: the budget must re-measure plain decoding before long
+        // (the old budget refreshed c0 once per 64 steps and kept the cold median for about 250 steps).
+        Machine m = Machine.of(0.5, 0.35);
+        for (int seed = 0; seed < 5; seed++) {
+            SpeculationBudget budget = new SpeculationBudget(17, true);
+            SplittableRandom rng = new SplittableRandom(500 + seed);
+            Run run = new Run();
+            int plainSteps = 0;
+            while (run.tokens < 512) {
+                int allowed = budget.choose("draft-model");
+                int drafted = allowed - 1, accepted = 0;
+                while (accepted < drafted && rng.nextDouble() < 0.7) accepted++;
+                double cold = allowed == 1 && plainSteps++ < 3 ? 1.6 : 1; // cold code, paid whichever way
+                double draft = m.draftPerToken() * drafted * C0;
+                double seconds = C0 * (1 + m.perNode() * drafted) + draft;
+                budget.record("draft-model", allowed, allowed, draft, seconds * cold, accepted + 1);
+                run.seconds += seconds * cold;
+                run.plainSeconds += (accepted + 1) * C0 * cold;
+                run.tokens += accepted + 1;
+                run.steps++;
+            }
+            assertTrue(run.ratio() <= 1.03, "seed " + seed + ": " + run.ratio() + "x the plain time");
+        }
+    }
+
+    @Test
+    void aSizeWhoseFirstTreesRanSlowCodeIsTriedAgainSoon() {
+        // Prompt lookup on repeating text (9 drafts in 10 accepted) whose first three trees ran its drafting code
+        // cold: 1.5 plain steps more, under the outlier threshold. One such step must not be taken as what the size
+        // costs (the old budget then waited about 100 steps for the credit to probe it again).
+        for (int seed = 0; seed < 5; seed++) {
+            SpeculationBudget budget = new SpeculationBudget(17, true);
+            SplittableRandom rng = new SplittableRandom(600 + seed);
+            Run run = new Run();
+            int trees = 0;
+            while (run.tokens < 160) {
+                int allowed = budget.choose("pld");
+                int drafted = Math.min(allowed - 1, 8), accepted = 0;
+                while (accepted < drafted && rng.nextDouble() < 0.9) accepted++;
+                double draft = drafted > 0 ? 0.02 * C0 + (trees++ < 3 ? 1.5 * C0 : 0) : 0;
+                double seconds = demoStepCost(drafted + 1) + draft;
+                budget.record("pld", allowed, drafted + 1, draft, seconds, accepted + 1);
+                run.seconds += seconds;
+                run.plainSeconds += (accepted + 1) * C0;
+                run.tokens += accepted + 1;
+                run.steps++;
+            }
+            assertTrue(run.ratio() < 0.8, "seed " + seed + ": " + run.ratio() + "x the plain time, "
+                    + (double) run.tokens / run.steps + " tokens/step");
+        }
+    }
+
+    @Test
+    void learningWhileBackedOffIsPaidFromTheCredit() {
+        // A policy that never drafts anything useful and whose learning on a plain step costs half a plain step
+        // (Token Recycling's update on a small target): backed off, it may learn only as often as the allowance pays.
+        SpeculationBudget budget = new SpeculationBudget(17, true);
+        double spent = 0, plain = 0;
+        for (int step = 0; step < 4096; step++) {
+            int allowed = budget.choose("learner");
+            boolean learns = allowed > 1 || budget.learnsWhilePlain("learner");
+            double learn = learns ? 0.5 * C0 : 0;
+            double seconds = demoStepCost(allowed) + learn;
+            budget.record("learner", allowed, allowed, 0, learn, seconds, 1);
+            spent += seconds;
+            plain += C0;
+        }
+        assertTrue(spent / plain <= 1.03, spent / plain + "x the plain time");
+        var a = budget.snapshot("learner");
+        assertEquals(C0, a.plainCost(), 1e-12, "learning is not part of what plain decoding costs");
+    }
+
+    @Test
     void fixedBudgetsAndLoneRoots() {
         SpeculationBudget fixed = new SpeculationBudget(17, false);
         for (int i = 0; i < 5; i++) {
