@@ -56,8 +56,9 @@ import java.util.Map;
  * {@code eps seconds} (eps = {@value #ALLOWANCE_PERCENT}%) less what the policy spent learning from it (a backed-off
  * policy learns only when its credit covers that, see {@link #learnsWhilePlain}); B is capped at
  * {@value #CREDIT_CAP_STEPS} plain steps, so credit won on one request cannot pay for long losses on the next.
- * When c0 falls by more than {@code 1 - }{@value #YARDSTICK_FELL} of itself, the wins credited against the old
- * c0 were overstated by an unknown amount, and B starts over from at most B0. The rules:
+ * When c0 falls by more than {@code 1 - }{@value #YARDSTICK_FELL} of itself while it rests on its first few
+ * samples, the wins credited against the old c0 were overstated by an unknown amount, and B starts over from at
+ * most B0. The rules:
  * <ol>
  *   <li>Speculating at the best size while it is profitable needs {@code B >= 0}. Now and then (every
  *       {@value #NEIGHBOURS_EVERY} steps) the next bigger size is tried instead, if {@code B} covers its expected
@@ -143,7 +144,7 @@ public final class SpeculationBudget {
     static final int PRIOR_ACCEPTANCE_PERCENT = 50;
     /** Weight, in steps, of each acceptance estimate's prior. */
     static final int PRIOR_WEIGHT = 1;
-    /** c0 falling below this fraction of its last value resets the credit to B0 (see notePlain). */
+    /** c0 falling below this fraction of its last value, while it rests on few samples, resets the credit to B0. */
     static final double YARDSTICK_FELL = 0.9;
     /** Plain steps measured before c0 counts (the first are often slow: code not yet compiled, pages not touched). */
     static final int FIRST_PLAIN_STEPS = 3;
@@ -514,12 +515,14 @@ public final class SpeculationBudget {
     private static void notePlain(Account a, double seconds) {
         if (seconds <= 0) return;
         double before = a.plainCost();
+        boolean few = a.costs[0].size() < COST_SAMPLES;
         a.costs[0].add(seconds);
         double c0 = a.plainCost();
         if (a.costs[0].size() == FIRST_PLAIN_STEPS) a.credit += INITIAL_CREDIT_STEPS * c0; // B0, once
-        // A yardstick that fell shows the wins credited against it were overstated (its first samples ran cold
-        // code, or the machine was busier then): what was won is not known any more, so the credit starts over.
-        if (before > 0 && c0 < YARDSTICK_FELL * before) a.credit = Math.min(a.credit, INITIAL_CREDIT_STEPS * c0);
+        // A yardstick that fell while it rested on its first few samples shows they ran cold code and the wins
+        // credited against it were overstated: by how much is not known, so the credit starts over. (Later, the
+        // median of a full window moves with the machine's load; that is noise the cost estimates share.)
+        if (few && before > 0 && c0 < YARDSTICK_FELL * before) a.credit = Math.min(a.credit, INITIAL_CREDIT_STEPS * c0);
     }
 
     private int bucketOf(int nodes) {
