@@ -34,10 +34,9 @@ import java.util.Map;
  *       from the {@value #FIRST_PLAIN_STEPS}rd plain step on, but never more than any tree's (a bigger tree, the
  *       same root and more, cannot cost less). An unmeasured size's cost is interpolated linearly in nodes between
  *       its measured neighbours, or extrapolated from the largest measured one below it (from plain decoding alone:
- *       {@code (1 + (n - 1) / 2) c0}, drafting included); a size measured fewer than {@value #MEASURED_STEPS}
- *       times is believed only up to that prediction (its first steps may still run code compiled on first use,
- *       2-3 times slower but under the outlier bar, and one such step must not keep the size from being tried
- *       again).</li>
+ *       {@code (1 + (n - 1) / 2) c0}, drafting included). The policy's first {@value #WARM_UP_TREES} trees are
+ *       not measured: they run its code for the first time, 2-3 times slower but under the outlier bar, and one
+ *       such step must not keep a size from being tried again.</li>
  *   <li><b>How often the policy proposes a tree</b> at all, over the same recent steps: a step allowed n nodes
  *       is expected to cost {@code C(n) = c0 + f (cost of an n-node tree - c0)}, f that fraction.</li>
  * </ul>
@@ -407,15 +406,7 @@ public final class SpeculationBudget {
      */
     private double predictedCost(Account a, int i) {
         double measured = a.cost(i);
-        if (measured == 0) return unmeasuredCost(a, i);
-        // A size seen only once or twice may still carry first-use costs (its first steps after a warm-up that the
-        // outlier rule let through, 2-3x their later cost): believed only up to what the others predict for it.
-        if (i > 0 && a.costs[i].size() < MEASURED_STEPS) return Math.min(measured, unmeasuredCost(a, i));
-        return measured;
-    }
-
-    /** Bucket i's cost as predicted from the other measured buckets alone. */
-    private double unmeasuredCost(Account a, int i) {
+        if (measured != 0) return measured;
         double c0 = a.plainCost();
         int below = i - 1;
         while (below > 0 && a.cost(below) == 0) below--;
@@ -467,6 +458,9 @@ public final class SpeculationBudget {
             double expected = c0 == 0 ? 0 : treeNodes <= 1 ? c0 + draftSeconds : predictedCost(a, bucketOf(treeNodes));
             if (treeNodes <= 1) {
                 notePlain(a, seconds - draftSeconds);
+            } else if (a.trees < WARM_UP_TREES) {
+                // the policy's first trees run its code for the first time (prompt lookup's took 2-3 times a later
+                // tree's step, under the outlier bar): charged below, but not taken as what the size costs
             } else {
                 Costs costs = a.costs[bucketOf(treeNodes)];
                 if (c0 != 0 && seconds > OUTLIER * expected && costs.outliersInARow < OUTLIERS_IN_A_ROW) {
