@@ -112,13 +112,12 @@ final class MakeTestModelCommand implements Callable<Integer> {
             maker.config();
             Map<String, Object> vocabulary = VocabTrainer.ggufMetadata(tokenizer, vocab, seed);
             if (hfOut != null && !HuggingFaceExport.ARCHS.contains(maker.config().arch())) {
-                throw new IllegalArgumentException("--hf-out writes qwen2, qwen3 and gemma3 models, not " + arch
-                        + " (llama's GGUF q/k rows are permuted)");
+                throw new IllegalArgumentException("--hf-out writes llama, qwen2, qwen3 and gemma3 models, not " + arch);
             }
             TestModelMaker.Summary summary = maker.tokenizer(vocabulary).write(out);
             spec.commandLine().getOut().println("wrote " + summary.describe());
             if (hfOut != null) spec.commandLine().getOut().println("wrote " + HuggingFaceExport.write(out, hfOut).getParent()
-                    + " (config.json, model.safetensors)");
+                    + " (config.json, model.safetensors, tokenizer.json, tokenizer_config.json)");
             spec.commandLine().getOut().flush();
             return 0;
         } catch (IllegalArgumentException | UnsupportedOperationException e) {
