@@ -6,10 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.specula.GenerationResult;
 import dev.specula.StopReason;
 import java.io.BufferedReader;
-import java.io.InputStreamReader;
-import java.io.OutputStream;
 import java.net.Socket;
-import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
@@ -39,26 +36,12 @@ class ServerCloseTest {
         return demo[0];
     }
 
-    /** Sends the streaming request and reads up to its first event; the caller closes the socket. */
-    static BufferedReader stream(Socket socket) throws Exception {
-        OutputStream out = socket.getOutputStream();
-        byte[] bytes = BODY.getBytes(StandardCharsets.UTF_8);
-        out.write(("POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: " + bytes.length
-                + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
-        out.write(bytes);
-        out.flush();
-        BufferedReader in = new BufferedReader(new InputStreamReader(socket.getInputStream(), StandardCharsets.UTF_8));
-        assertTrue(in.readLine().startsWith("HTTP/1.1 200"));
-        for (String line = in.readLine(); line != null && !line.contains("data: "); line = in.readLine()) { } // the first event
-        return in;
-    }
-
     @Test
     void closingTheServerThenTheEngineUnderAStreamEndsItsGenerationCancelled() throws Exception {
         List<GenerationResult> results = new CopyOnWriteArrayList<>();
         DemoServer demo = start(results);
         try (Socket socket = new Socket(demo.server.uri().getHost(), demo.server.port())) {
-            stream(socket);
+            DemoServer.streamCompletion(socket, BODY);
             demo.server.close(); // interrupts the exchange: it cancels its generation
             demo.engine.close(); // waits for the generation to leave
         } finally {
@@ -73,7 +56,7 @@ class ServerCloseTest {
         List<GenerationResult> results = new CopyOnWriteArrayList<>();
         DemoServer demo = start(results);
         try (Socket socket = new Socket(demo.server.uri().getHost(), demo.server.port())) {
-            BufferedReader in = stream(socket);
+            BufferedReader in = DemoServer.streamCompletion(socket, BODY);
             demo.engine.close(); // stops the generation at its next step; the server ends the stream
             boolean done = false;
             for (String line = in.readLine(); line != null && !done; line = in.readLine()) done = line.equals("data: [DONE]");
