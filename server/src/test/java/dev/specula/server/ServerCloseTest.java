@@ -22,14 +22,18 @@ import org.junit.jupiter.api.Timeout;
 class ServerCloseTest {
     static final String BODY = "{\"prompt\": \"public void run() {\\n\", \"max_tokens\": 400, \"stream\": true, \"temperature\": 0}";
 
-    /** Starts a demo server whose generations are kept in results, each slowed down so that it is still running. */
+    /**
+     * Starts a demo server whose generations are kept in results. Each engine step waits 50 ms in the cancel check
+     * (on the scheduler thread), so that 400 tokens take seconds and the generation is still running when the
+     * server's close (which first gives exchanges a second) or the engine's reaches it.
+     */
     static DemoServer start(List<GenerationResult> results) throws Exception {
         DemoServer[] demo = new DemoServer[1];
         demo[0] = new DemoServer(null, 2, b -> b.generator((request, listener, cancelled) -> {
-            GenerationResult r = demo[0].engine.generate(request, text -> {
-                listener.onText(text);
-                BadRequestTest.sleep(5);
-            }, cancelled);
+            GenerationResult r = demo[0].engine.generate(request, listener, () -> {
+                BadRequestTest.sleep(50);
+                return cancelled.getAsBoolean();
+            });
             results.add(r);
             return r;
         }));
