@@ -80,6 +80,10 @@ public final class SpeculaEngine implements AutoCloseable {
     private int running; // requests inside generate, guarded by lifecycle
     private volatile boolean closing;
     private boolean closed; // native memory freed, guarded by lifecycle
+    /** A close came from inside a request (a callback): the last request to leave frees. Guarded by lifecycle. */
+    private boolean closeDeferred;
+    /** How many generate calls the current thread is inside (a listener may start another): 0 outside. */
+    private final ThreadLocal<int[]> generateDepth = ThreadLocal.withInitial(() -> new int[1]);
 
     private SpeculaEngine(Builder b) {
         Context ctx = Context.open(b.backend, b.device);
@@ -141,7 +145,9 @@ public final class SpeculaEngine implements AutoCloseable {
      *
      * <p>Cancel by making cancelled return true: the request stops at its next step (or leaves the queue) and
      * ends {@link StopReason#CANCELLED}. cancelled is called on the engine's scheduler thread before every step,
-     * so it must be cheap and thread-safe (reading a flag). Interrupting the calling thread cancels too.
+     * so it must be cheap and thread-safe (reading a flag). Interrupting the calling thread cancels too. The listener
+     * may close the engine ({@link #close} then returns at once); the cancel check may too, but it may not start a
+     * request (IllegalStateException: it would wait for the thread that runs it).
      *
      * @throws EngineBusyException   when the queue is full (nothing was started; retry later)
      * @throws IllegalStateException ("engine closed") once the engine is closing
@@ -153,13 +159,19 @@ public final class SpeculaEngine implements AutoCloseable {
             if (closing) throw new IllegalStateException("engine closed");
             running++;
         }
+        int[] depth = generateDepth.get();
+        depth[0]++;
         try {
             return run(request, listener, cancelled);
         } finally {
+            if (--depth[0] == 0) generateDepth.remove();
+            boolean lastOutOfADeferredClose;
             synchronized (lifecycle) {
                 running--;
                 lifecycle.notifyAll();
+                lastOutOfADeferredClose = running == 0 && closeDeferred && !closed;
             }
+            if (lastOutOfADeferredClose) close(); // outside every request now: frees
         }
     }
 
@@ -304,12 +316,20 @@ public final class SpeculaEngine implements AutoCloseable {
     /**
      * Refuses new requests, stops the running ones at their next step and waits for them, then frees the drafters,
      * the model and the context. Idempotent.
+     *
+     * <p>Called from inside a request (its text listener, its cancel check or its draft policy), it cannot wait for
+     * the requests to leave, its own among them: it refuses new requests, stops the running ones at their next step
+     * and returns at once; the last request to leave the engine frees it, before its generate returns.
      */
     @Override
     public void close() {
         synchronized (lifecycle) {
             if (closed) return;
             closing = true;
+        }
+        if (insideGenerate() || scheduler.onSchedulerThread()) {
+            closeFromInsideARequest();
+            return;
         }
         // Refuses new requests, fails the queued ones ("engine closed"); the running ones see closing at their next
         // step and end cancelled. Returns once the scheduler has stopped.
@@ -331,6 +351,26 @@ public final class SpeculaEngine implements AutoCloseable {
             model.close();
             context.close();
         }
+    }
+
+    /** Whether the calling thread is inside generate (in a text listener), leaving no trace when it is not. */
+    private boolean insideGenerate() {
+        int[] depth = generateDepth.get();
+        if (depth[0] > 0) return true;
+        generateDepth.remove();
+        return false;
+    }
+
+    /** close, from a callback of a request: stops without waiting, and leaves the freeing to the last one out. */
+    private void closeFromInsideARequest() {
+        scheduler.stopAccepting(); // the running requests see closing at their next step
+        synchronized (lifecycle) {
+            closeDeferred = true;
+            if (running > 0) return; // the last generate to return calls close again, from outside
+        }
+        // Only the scheduler thread gets here, in a request whose caller already left (its listener threw): no
+        // generate is left to free, and this thread cannot wait for itself.
+        Thread.ofPlatform().name("specula-close").daemon(true).start(this::close);
     }
 
     /** Options for {@link SpeculaEngine}; every one has a default but the model. */

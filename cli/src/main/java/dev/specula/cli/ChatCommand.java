@@ -62,18 +62,14 @@ final class ChatCommand implements Callable<Integer> {
     @Option(names = "--json", description = "Print the answer with its tool calls, tokens and stats as one JSON object.")
     boolean json;
 
-    @Option(names = "--chat-format", paramLabel = "NAME",
-            description = "For a model without a template: chatml or llama3 (default: the model's own template).")
-    String chatFormat;
+    @Mixin
+    EngineOptions.ChatFormatChoice chatFormat;
 
     @Option(names = "--max-tokens", paramLabel = "N", defaultValue = "512", description = "Most tokens per answer (default: ${DEFAULT-VALUE}).")
     int maxTokens;
 
-    @Option(names = "--temperature", paramLabel = "T", defaultValue = "0", description = "0 is greedy (default: ${DEFAULT-VALUE}).")
-    float temperature;
-
-    @Option(names = "--seed", paramLabel = "S", defaultValue = "0", description = "Random seed for sampling (default: ${DEFAULT-VALUE}).")
-    long seed;
+    @Mixin
+    EngineOptions.SamplingChoice samplingChoice;
 
 
     /** Where interactive input comes from (tests replace it). */
@@ -93,20 +89,21 @@ final class ChatCommand implements Callable<Integer> {
             if (!conversation.isEmpty() && conversation.getFirst().role().equals("system")) conversation.removeFirst();
             conversation.addFirst(ChatMessage.system(system));
         }
-        SamplingOptions sampling = temperature == 0 ? SamplingOptions.GREEDY : SamplingOptions.sampled(temperature, seed);
+        SamplingOptions sampling = samplingChoice.temperature == 0 ? SamplingOptions.GREEDY
+                : SamplingOptions.sampled(samplingChoice.temperature, samplingChoice.seed);
         ChatOptions options = ChatOptions.defaults().withMaxTokens(maxTokens).withSampling(sampling).withTools(toolList);
         PrintWriter out = spec.commandLine().getOut();
         if (renderOnly) {
             if (messages == null && system == null) throw new IllegalArgumentException("--render-only needs a conversation: --messages FILE (or --system TEXT)");
             try (ModelFile file = ModelFile.open(path)) {
-                RenderedPrompt prompt = Chat.forRendering(file, LoadedModel.tokenizer(file), chatFormat).render(conversation, options);
+                RenderedPrompt prompt = Chat.forRendering(file, LoadedModel.tokenizer(file), chatFormat.chatFormat).render(conversation, options);
                 out.print(prompt.text());
                 out.flush();
             }
             return 0;
         }
         try (SpeculaEngine engine = engineOptions.builder(drafterChoice.drafter, EngineOptions.CLI_BATCH).build()) {
-            Chat chat = Chat.of(engine, chatFormat);
+            Chat chat = Chat.of(engine, chatFormat.chatFormat);
             if (messages != null) {
                 answer(chat, conversation, options, out, path);
                 return 0;

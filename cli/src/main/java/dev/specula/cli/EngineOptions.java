@@ -82,6 +82,22 @@ final class EngineOptions {
         Drafter drafter;
     }
 
+    /** {@code --temperature} and {@code --seed}, for the commands that sample (run, chat). */
+    static final class SamplingChoice {
+        @Option(names = "--temperature", paramLabel = "T", defaultValue = "0", description = "0 is greedy (default: ${DEFAULT-VALUE}).")
+        float temperature;
+
+        @Option(names = "--seed", paramLabel = "S", defaultValue = "0", description = "Random seed for sampling (default: ${DEFAULT-VALUE}).")
+        long seed;
+    }
+
+    /** {@code --chat-format}, for the commands that chat through the model's template (chat, serve). */
+    static final class ChatFormatChoice {
+        @Option(names = "--chat-format", paramLabel = "NAME",
+                description = "For a model without a chat template: chatml or llama3 (default: the model's own template).")
+        String chatFormat;
+    }
+
     /** Converts an option's text with a library parser, whose message (it lists the choices) becomes picocli's. */
     abstract static class Named<T> implements CommandLine.ITypeConverter<T> {
         abstract T parse(String value);

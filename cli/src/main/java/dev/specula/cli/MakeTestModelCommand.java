@@ -26,8 +26,8 @@ final class MakeTestModelCommand implements Callable<Integer> {
     Path out;
 
     @Option(names = "--hf-out", paramLabel = "DIR",
-            description = "Also write the same weights as a Hugging Face folder (config.json and model.safetensors, no tokenizer): "
-                    + "qwen2, qwen3 and gemma3. F32/F16/BF16 tensors keep their type, quantized ones are written as F32.")
+            description = "Also write the same model as a Hugging Face folder (config.json, model.safetensors, tokenizer.json and "
+                    + "tokenizer_config.json). F32/F16/BF16 tensors keep their type, quantized ones are written as F32.")
     Path hfOut;
 
     @Option(names = "--arch", paramLabel = "NAME", defaultValue = "llama", description = "Architecture: llama, qwen2, qwen3 (q/k norms) or gemma3 (q/k and post-block norms, GELU, local and global layers) (default: ${DEFAULT-VALUE}).")
@@ -112,13 +112,12 @@ final class MakeTestModelCommand implements Callable<Integer> {
             maker.config();
             Map<String, Object> vocabulary = VocabTrainer.ggufMetadata(tokenizer, vocab, seed);
             if (hfOut != null && !HuggingFaceExport.ARCHS.contains(maker.config().arch())) {
-                throw new IllegalArgumentException("--hf-out writes qwen2, qwen3 and gemma3 models, not " + arch
-                        + " (llama's GGUF q/k rows are permuted)");
+                throw new IllegalArgumentException("--hf-out writes llama, qwen2, qwen3 and gemma3 models, not " + arch);
             }
             TestModelMaker.Summary summary = maker.tokenizer(vocabulary).write(out);
             spec.commandLine().getOut().println("wrote " + summary.describe());
             if (hfOut != null) spec.commandLine().getOut().println("wrote " + HuggingFaceExport.write(out, hfOut).getParent()
-                    + " (config.json, model.safetensors)");
+                    + " (config.json, model.safetensors, tokenizer.json, tokenizer_config.json)");
             spec.commandLine().getOut().flush();
             return 0;
         } catch (IllegalArgumentException | UnsupportedOperationException e) {

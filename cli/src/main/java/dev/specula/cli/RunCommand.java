@@ -39,8 +39,8 @@ final class RunCommand implements Callable<Integer> {
     @Option(names = "--max-tokens", paramLabel = "N", defaultValue = "64", description = "Most tokens to generate (default: ${DEFAULT-VALUE}).")
     int maxTokens;
 
-    @Option(names = "--temperature", paramLabel = "T", defaultValue = "0", description = "0 is greedy (default: ${DEFAULT-VALUE}).")
-    float temperature;
+    @Mixin
+    EngineOptions.SamplingChoice sampling;
 
     @Option(names = "--top-k", paramLabel = "K", defaultValue = "0", description = "Keep the K most likely tokens; 0 keeps all.")
     int topK;
@@ -53,9 +53,6 @@ final class RunCommand implements Callable<Integer> {
 
     @Option(names = "--repeat-penalty", paramLabel = "X", defaultValue = "1", description = "Penalty for recent tokens; 1 is none.")
     float repeatPenalty;
-
-    @Option(names = "--seed", paramLabel = "S", defaultValue = "0", description = "Random seed for sampling (default: ${DEFAULT-VALUE}).")
-    long seed;
 
     @Option(names = "--stop", paramLabel = "TEXT", description = "A string that ends the output (repeatable).")
     List<String> stop = new ArrayList<>();
@@ -77,12 +74,12 @@ final class RunCommand implements Callable<Integer> {
         // OptionRules has checked --verify and its temperature.
         if (verify.equals("typical") || verify.equals("lantern"))
             System.err.println("warning: --verify " + verify + " is LOSSY: the output may differ from the model's own greedy output");
-        SamplingOptions sampling = new SamplingOptions(temperature, topK, topP, minP, repeatPenalty, 64, seed);
+        SamplingOptions options = new SamplingOptions(sampling.temperature, topK, topP, minP, repeatPenalty, 64, sampling.seed);
         PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
         // The budget is checked on the mapped file, before any weight reaches the backend.
         try (SpeculaEngine built = engine.builder(drafter.drafter, EngineOptions.CLI_BATCH).build()) {
             if (built.memoryBudget().shrunk()) System.err.println("specula: " + built.memoryBudget().describe());
-            run(built, sampling, out, built.model().file().path());
+            run(built, options, out, built.model().file().path());
         }
         return 0;
     }

@@ -40,9 +40,8 @@ final class ServeCommand implements Callable<Integer> {
     @Option(names = "--served-model-name", paramLabel = "NAME", description = "The model id clients name (default: the file's name).")
     String modelName;
 
-    @Option(names = "--chat-format", paramLabel = "NAME",
-            description = "For a model without a chat template: chatml or llama3 (default: the model's own template).")
-    String chatFormat;
+    @Mixin
+    EngineOptions.ChatFormatChoice chatFormat;
 
     @Option(names = "--disconnect-probe-ms", paramLabel = "MS",
             description = "Notice a non-streaming client that hung up by writing a space (which JSON ignores) every MS ms once its"
@@ -54,7 +53,7 @@ final class ServeCommand implements Callable<Integer> {
         PrintWriter out = spec.commandLine().getOut();
         try (SpeculaEngine engine = engineOptions.builder(drafterChoice.drafter, maxBatch).build();
              SpeculaServer server = SpeculaServer.builder(engine).host(host).port(port).apiKey(apiKey).modelName(modelName)
-                     .chatFormat(chatFormat).disconnectProbe(disconnectProbeMs == null ? null : java.time.Duration.ofMillis(disconnectProbeMs)).start()) {
+                     .chatFormat(chatFormat.chatFormat).disconnectProbe(disconnectProbeMs == null ? null : java.time.Duration.ofMillis(disconnectProbeMs)).start()) {
             Thread stop = new Thread(server::close, "specula-serve-stop"); // Ctrl-C or SIGTERM: stop listening, then close the engine
             Runtime.getRuntime().addShutdownHook(stop);
             out.println("specula: serving " + server.modelName() + " on " + server.uri() + "/v1 (batch " + maxBatch + ", drafter "

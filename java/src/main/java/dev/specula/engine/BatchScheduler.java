@@ -80,6 +80,9 @@ public final class BatchScheduler implements AutoCloseable {
      * {@link EngineBusyException} when the queue is full and IllegalStateException ("engine closed") once closing.
      */
     public Ticket submit(Job job) {
+        if (onSchedulerThread())
+            throw new IllegalStateException("a request was started from the engine's scheduler thread (a cancel check or a draft policy): "
+                    + "it would wait for the thread that has to run it; start requests from another thread");
         Ticket ticket = new Ticket();
         synchronized (lock) {
             if (closing) throw new IllegalStateException("engine closed");
@@ -107,16 +110,33 @@ public final class BatchScheduler implements AutoCloseable {
         }
     }
 
+    /** Whether the calling thread is the scheduler's own (running a job's callback: a cancel check, a policy). */
+    public boolean onSchedulerThread() {
+        return Thread.currentThread() == thread;
+    }
+
     /**
-     * Refuses new requests, fails the queued ones ("engine closed") and waits until the running ones have left:
-     * their jobs' cancel checks must turn true for that. Then frees the KV caches. Idempotent.
+     * Refuses new requests from now on and fails the queued ones ("engine closed") at the next step, without
+     * waiting: the first half of {@link #close}, safe on any thread.
      */
-    @Override
-    public void close() {
+    public void stopAccepting() {
         synchronized (lock) {
             closing = true;
             lock.notifyAll();
         }
+    }
+
+    /**
+     * Refuses new requests, fails the queued ones ("engine closed") and waits until the running ones have left:
+     * their jobs' cancel checks must turn true for that. Then frees the KV caches. Idempotent. On the scheduler
+     * thread itself it would wait for itself: it throws IllegalStateException there (use {@link #stopAccepting}).
+     */
+    @Override
+    public void close() {
+        if (onSchedulerThread())
+            throw new IllegalStateException("the scheduler was closed from its own thread (a cancel check or a draft policy): "
+                    + "it would wait for itself; close it from another thread");
+        stopAccepting();
         boolean interrupted = false;
         while (thread.isAlive()) {
             try {

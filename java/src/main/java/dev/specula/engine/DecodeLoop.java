@@ -1,6 +1,7 @@
 package dev.specula.engine;
 
 import dev.specula.StopReason;
+import dev.specula.internal.SplitMix64;
 import dev.specula.nativeapi.DeviceBuffer;
 import dev.specula.nativeapi.ForwardArgs;
 import dev.specula.nativeapi.KvCache;
@@ -610,16 +611,8 @@ public final class DecodeLoop implements AutoCloseable {
      * left at 0: it is one number for the whole batch.
      */
     static SamplingParams randomStream(SamplingParams p, int position) {
-        long key = mix(mix(p.seed()) + position);
+        long key = SplitMix64.next(SplitMix64.next(p.seed()) + position);
         return new SamplingParams(key, p.temperature(), p.topP(), p.topK());
-    }
-
-    /** SplitMix64's finalizer: a bijection of 64-bit values that scatters nearby inputs. */
-    private static long mix(long z) {
-        z += 0x9E3779B97F4A7C15L;
-        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
-        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
-        return z ^ (z >>> 31);
     }
 
     /**

@@ -12,11 +12,8 @@ import dev.specula.nativeapi.NativeModel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Arrays;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Locale;
-import java.util.Set;
 
 /**
  * A set of draft heads in a published layout, memory-mapped and checked against the target's shape: Medusa's
@@ -117,9 +114,8 @@ public final class DraftHeadsFile implements AutoCloseable {
         NativeHeads heads = NativeHeads.create(target, config);
         try {
             for (Weight w : weights) {
-                long[] shape = w.tensor().shape();
-                long rows = shape.length == 1 ? 1 : shape[0], cols = shape[shape.length - 1];
-                heads.setWeight(w.role(), w.head(), w.block(), w.dtype(), w.tensor().data(), rows, cols);
+                SafetensorsTensor t = w.tensor();
+                heads.setWeight(w.role(), w.head(), w.block(), w.dtype(), t.data(), t.rows(), t.cols());
             }
             heads.finish();
             heads.keepAlive(this);
@@ -141,7 +137,7 @@ public final class DraftHeadsFile implements AutoCloseable {
         private final Path configPath;
         private final JsonObject json;
         private final int nEmbd, nVocab;
-        private final Set<String> unused;
+        private final CheckedTensors tensors;
         private final List<Weight> weights = new ArrayList<>();
 
         Reader(SafetensorsFile file, Path configPath, JsonObject json, int nEmbd, int nVocab) {
@@ -150,8 +146,7 @@ public final class DraftHeadsFile implements AutoCloseable {
             this.json = json;
             this.nEmbd = nEmbd;
             this.nVocab = nVocab;
-            this.unused = new LinkedHashSet<>();
-            for (SafetensorsTensor t : file.tensors()) unused.add(t.name());
+            this.tensors = new CheckedTensors(file, "heads take");
         }
 
         DraftHeadsFile medusa(Layout layout) {
@@ -201,31 +196,14 @@ public final class DraftHeadsFile implements AutoCloseable {
         private void take(String name, NativeHeads.Config config, Role role, int h, int b, boolean required) {
             long[] want = NativeHeads.weightShape(config, nEmbd, nVocab, role, h, b);
             if (want[0] == 0) return; // no such weight in these heads; a tensor of that name is reported as unexpected
-            var t = file.findTensor(name);
-            if (t.isEmpty()) {
-                if (!required) return;
-                throw new ModelFormatException(file.path(), "tensor " + name + " is missing (" + describe(config) + ")");
-            }
-            SafetensorsTensor tensor = t.get();
-            long[] shape = tensor.shape();
             long[] expected = want[0] == 1 ? new long[] {want[1]} : want;
-            if (!Arrays.equals(shape, expected))
-                throw new ModelFormatException(file.path(), "tensor " + name + " has shape " + Arrays.toString(shape) + ", expected "
-                        + Arrays.toString(expected) + " (" + describe(config) + ", target n_embd " + nEmbd + ", n_vocab " + nVocab + ")");
-            DType dtype = switch (tensor.dtype()) {
-                case F32 -> DType.F32;
-                case F16 -> DType.F16;
-                case BF16 -> DType.BF16;
-                default -> throw new ModelFormatException(file.path(), "tensor " + name + " is " + tensor.dtype() + "; heads take F32, F16 or BF16");
-            };
-            unused.remove(name);
-            weights.add(new Weight(role, h, b, dtype, tensor));
+            CheckedTensors.Taken t = tensors.take(name, expected, required, describe(config),
+                    describe(config) + ", target n_embd " + nEmbd + ", n_vocab " + nVocab);
+            if (t != null) weights.add(new Weight(role, h, b, t.dtype(), t.tensor()));
         }
 
         private DraftHeadsFile finish(Layout layout, NativeHeads.Config config) {
-            if (!unused.isEmpty())
-                throw new ModelFormatException(file.path(), "unexpected tensor " + unused.iterator().next() + " for " + describe(config)
-                        + (unused.size() > 1 ? " (and " + (unused.size() - 1) + " more)" : ""));
+            tensors.refuseLeftovers("for " + describe(config));
             return new DraftHeadsFile(layout, file, config, List.copyOf(weights));
         }
 

@@ -16,9 +16,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.LinkedHashSet;
 import java.util.List;
-import java.util.Set;
 
 /**
  * An EAGLE-1 draft layer as published: {@code model.safetensors} (or any one safetensors file) with its
@@ -137,10 +135,9 @@ public final class EagleLayerFile implements AutoCloseable {
                 if (w.role() == WeightRole.TOKEN_EMBD || w.role() == WeightRole.OUTPUT)
                     model.setWeight(w.role(), 0, w.dtype(), w.data(), w.rows(), w.cols());
             for (Weight w : weights) {
-                long[] shape = w.tensor().shape();
-                long rows = shape.length == 1 ? 1 : shape[0], cols = shape[shape.length - 1];
-                if (w.role() == null) model.setEagleWeight(w.fcBias(), w.dtype(), w.tensor().data(), rows, cols);
-                else model.setWeight(w.role(), w.layer(), w.dtype(), w.tensor().data(), rows, cols);
+                SafetensorsTensor t = w.tensor();
+                if (w.role() == null) model.setEagleWeight(w.fcBias(), w.dtype(), t.data(), t.rows(), t.cols());
+                else model.setWeight(w.role(), w.layer(), w.dtype(), t.data(), t.rows(), t.cols());
             }
             model.finish();
             return model;
@@ -161,7 +158,7 @@ public final class EagleLayerFile implements AutoCloseable {
         private final Path configPath;
         private final JsonObject json;
         private final ModelConfig config;
-        private final Set<String> unused = new LinkedHashSet<>();
+        private final CheckedTensors tensors;
         private final List<Weight> weights = new ArrayList<>();
 
         Reader(SafetensorsFile file, Path configPath, JsonObject json, ModelConfig config) {
@@ -169,7 +166,7 @@ public final class EagleLayerFile implements AutoCloseable {
             this.configPath = configPath;
             this.json = json;
             this.config = config;
-            for (SafetensorsTensor t : file.tensors()) unused.add(t.name());
+            this.tensors = new CheckedTensors(file, "an EAGLE layer takes");
         }
 
         EagleLayerFile read() {
@@ -207,11 +204,9 @@ public final class EagleLayerFile implements AutoCloseable {
                 if (!Arrays.equals(embed.get().shape(), want))
                     throw new ModelFormatException(file.path(), "tensor " + EMBED + " has shape " + Arrays.toString(embed.get().shape())
                             + ", expected " + Arrays.toString(want) + " (the target's vocabulary and hidden size)");
-                unused.remove(EMBED);
+                tensors.taken(EMBED);
             }
-            if (!unused.isEmpty())
-                throw new ModelFormatException(file.path(), "unexpected tensor " + unused.iterator().next() + " for an EAGLE layer of "
-                        + config.nLayer() + " decoder layer(s)" + (unused.size() > 1 ? " (and " + (unused.size() - 1) + " more)" : ""));
+            tensors.refuseLeftovers("for an EAGLE layer of " + config.nLayer() + " decoder layer(s)");
             return new EagleLayerFile(file, config, fcBias, List.copyOf(weights));
         }
 
@@ -221,25 +216,11 @@ public final class EagleLayerFile implements AutoCloseable {
         }
 
         private void take(String name, WeightRole role, int layer, boolean fcBias, long[] expected, boolean required) {
-            var t = file.findTensor(name);
-            if (t.isEmpty()) {
-                if (!required) return;
-                throw new ModelFormatException(file.path(), "tensor " + name + " is missing (an EAGLE layer of " + config.nLayer()
-                        + " decoder layer(s)" + (fcBias ? " whose config has \"bias\": true" : "") + ")");
-            }
-            SafetensorsTensor tensor = t.get();
-            if (!Arrays.equals(tensor.shape(), expected))
-                throw new ModelFormatException(file.path(), "tensor " + name + " has shape " + Arrays.toString(tensor.shape()) + ", expected "
-                        + Arrays.toString(expected) + " (config.json: hidden_size " + config.nEmbd() + ", " + config.nHead() + " heads of "
-                        + config.headDim() + ", " + config.nHeadKv() + " kv heads, intermediate_size " + config.nFf() + ")");
-            DType dtype = switch (tensor.dtype()) {
-                case F32 -> DType.F32;
-                case F16 -> DType.F16;
-                case BF16 -> DType.BF16;
-                default -> throw new ModelFormatException(file.path(), "tensor " + name + " is " + tensor.dtype() + "; an EAGLE layer takes F32, F16 or BF16");
-            };
-            unused.remove(name);
-            weights.add(new Weight(role, layer, fcBias, dtype, tensor));
+            CheckedTensors.Taken t = tensors.take(name, expected, required,
+                    "an EAGLE layer of " + config.nLayer() + " decoder layer(s)" + (fcBias ? " whose config has \"bias\": true" : ""),
+                    "config.json: hidden_size " + config.nEmbd() + ", " + config.nHead() + " heads of " + config.headDim() + ", "
+                            + config.nHeadKv() + " kv heads, intermediate_size " + config.nFf());
+            if (t != null) weights.add(new Weight(role, layer, fcBias, t.dtype(), t.tensor()));
         }
     }
 }

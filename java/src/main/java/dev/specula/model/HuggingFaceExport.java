@@ -7,6 +7,7 @@ import dev.specula.model.gguf.GgmlType;
 import dev.specula.model.gguf.GgufFile;
 import dev.specula.model.gguf.GgufTensor;
 import dev.specula.nativeapi.Arch;
+import dev.specula.tokenizer.HuggingFaceTokenizerWriter;
 import java.io.BufferedOutputStream;
 import java.io.IOException;
 import java.io.OutputStream;
@@ -21,30 +22,39 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * Writes a GGUF model as a Hugging Face folder (config.json and model.safetensors, transformers' names), so that the
- * same weights can be loaded both ways ({@code make-test-model --hf-out}). qwen2, qwen3 and gemma3 only: their GGUF
- * q/k rows are in transformers' order (they rotate halves), while llama's converter permutes them. F32, F16 and BF16
- * tensors keep their type; quantized ones are written dequantized, as F32. Gemma's norms are stored as w = stored - 1
- * (transformers adds the 1, llama.cpp's converter has already added it). No tokenizer is written.
+ * Writes a GGUF model as a Hugging Face folder (config.json, model.safetensors with transformers' names, and the
+ * tokenizer as tokenizer.json and tokenizer_config.json), so that the same model can be loaded both ways
+ * ({@code make-test-model --hf-out}). llama, qwen2, qwen3 and gemma3. Hugging Face layouts rotate halves: qwen and
+ * gemma GGUF q/k rows are already in that order, while llama.cpp's converter interleaves llama's, so they are put
+ * back (the inverse of its permute) here. F32, F16 and BF16 tensors keep their type; quantized ones are written
+ * dequantized, as F32. Gemma's norms are stored as w = stored - 1 (transformers adds the 1, llama.cpp's converter
+ * has already added it).
  */
 public final class HuggingFaceExport {
     private HuggingFaceExport() {}
 
     /** The architectures this writes. */
-    public static final List<Arch> ARCHS = List.of(Arch.QWEN2, Arch.QWEN3, Arch.GEMMA3);
+    public static final List<Arch> ARCHS = List.of(Arch.LLAMA, Arch.QWEN2, Arch.QWEN3, Arch.GEMMA3);
 
-    /** Writes gguf's model into dir (created if missing); returns the safetensors file. */
+    /** Writes gguf's model and tokenizer into dir (created if missing); returns the safetensors file. */
     public static Path write(Path gguf, Path dir) {
         try (GgufFile g = GgufFile.open(gguf)) {
             ModelConfig c = ModelConfig.fromGguf(g);
             if (!ARCHS.contains(c.arch())) {
-                throw new UnsupportedOperationException("a Hugging Face folder is written for qwen2, qwen3 and gemma3 only, not "
-                        + c.arch().name().toLowerCase(java.util.Locale.ROOT) + " (its GGUF q/k rows are permuted)");
+                throw new UnsupportedOperationException("a Hugging Face folder is written for llama, qwen2, qwen3 and gemma3 only, not "
+                        + c.arch().name().toLowerCase(java.util.Locale.ROOT));
             }
+            if (c.arch() == Arch.LLAMA && c.ropeDims() != c.headDim())
+                throw new UnsupportedOperationException("a llama model with partial RoPE (" + c.ropeDims() + " of " + c.headDim()
+                        + " dimensions) is not written as a Hugging Face folder");
+            if (c.ropeScaling() != dev.specula.nativeapi.RopeScaling.NONE)
+                throw new UnsupportedOperationException("a model with RoPE scaling is not written as a Hugging Face folder");
+            HuggingFaceTokenizerWriter.tokenizerJson(g.metadata()); // an unsupported tokenizer is refused before anything is written
             Files.createDirectories(dir);
             Files.writeString(dir.resolve("config.json"), config(c).toString());
             Path st = dir.resolve("model.safetensors");
-            writeSafetensors(g, c.arch() == Arch.GEMMA3, st);
+            writeSafetensors(g, c, st);
+            HuggingFaceTokenizerWriter.write(g.metadata(), dir);
             return st;
         } catch (IOException e) {
             throw new UncheckedIOException(e);
@@ -58,6 +68,7 @@ public final class HuggingFaceExport {
         json.addProperty("model_type", switch (c.arch()) {
             case GEMMA3 -> "gemma3_text";
             case QWEN3 -> "qwen3";
+            case LLAMA -> "llama";
             default -> "qwen2";
         });
         json.addProperty("hidden_size", c.nEmbd());
@@ -79,6 +90,9 @@ public final class HuggingFaceExport {
             json.addProperty("rope_local_base_freq", 10000.0);
             json.addProperty("query_pre_attn_scalar", c.headDim());
             json.add("final_logit_softcapping", null);
+        } else if (c.arch() == Arch.LLAMA) {
+            if (c.slidingWindow() > 0) json.addProperty("sliding_window", c.slidingWindow()); // as Mistral declares it
+            json.addProperty("attention_bias", false);
         } else {
             json.addProperty("sliding_window", 4096); // carried by Qwen configs, off without use_sliding_window
             json.addProperty("use_sliding_window", false);
@@ -86,10 +100,12 @@ public final class HuggingFaceExport {
         return json;
     }
 
-    private record Out(String name, String dtype, long[] shape, GgufTensor from, long bytes, boolean raw) {}
+    /** One tensor to write: raw, the GGUF bytes (rows in rowOrder when not null); else decoded to F32. */
+    private record Out(String name, String dtype, long[] shape, GgufTensor from, long bytes, boolean raw, int[] rowOrder) {}
 
     /** The tensors streamed one at a time: the header (sizes are known up front), then each tensor's bytes. */
-    private static void writeSafetensors(GgufFile g, boolean gemma, Path file) throws IOException {
+    private static void writeSafetensors(GgufFile g, ModelConfig c, Path file) throws IOException {
+        boolean gemma = c.arch() == Arch.GEMMA3;
         List<Out> outs = new ArrayList<>();
         for (GgufTensor t : g.tensors()) {
             GgmlType type = t.type();
@@ -98,7 +114,13 @@ public final class HuggingFaceExport {
             boolean raw = kept && !gemmaNorm; // the GGUF bytes as they are
             String dtype = raw ? type.name() : "F32";
             long bytes = t.elementCount() * (dtype.equals("F32") ? 4 : 2);
-            outs.add(new Out(hfName(t.name(), gemma), dtype, t.shape(), t, bytes, raw));
+            int[] rowOrder = null;
+            if (c.arch() == Arch.LLAMA && t.name().endsWith(".attn_q.weight")) rowOrder = halvesFromInterleaved(c.nHead(), c.headDim());
+            if (c.arch() == Arch.LLAMA && t.name().endsWith(".attn_k.weight")) rowOrder = halvesFromInterleaved(c.nHeadKv(), c.headDim());
+            if (rowOrder != null && (t.shape().length != 2 || t.shape()[0] != rowOrder.length))
+                throw new IllegalArgumentException("tensor " + t.name() + " has shape " + java.util.Arrays.toString(t.shape())
+                        + ", not " + rowOrder.length + " rows");
+            outs.add(new Out(hfName(t.name(), gemma), dtype, t.shape(), t, bytes, raw, rowOrder));
         }
         JsonObject header = new JsonObject();
         JsonObject meta = new JsonObject();
@@ -125,19 +147,42 @@ public final class HuggingFaceExport {
             out.write(json);
             for (int i = json.length; i < padded; i++) out.write(' ');
             for (Out o : outs) {
+                byte[] bytes;
                 if (o.raw()) {
-                    out.write(o.from().data().asSlice(0, o.bytes()).toArray(ValueLayout.JAVA_BYTE));
-                    continue;
+                    bytes = o.from().data().asSlice(0, o.bytes()).toArray(ValueLayout.JAVA_BYTE);
+                } else {
+                    float[] v = GgmlQuant.decode(o.from());
+                    if (gemma && o.from().name().endsWith("norm.weight")) {
+                        for (int i = 0; i < v.length; i++) v[i] -= 1f;
+                    }
+                    ByteBuffer b = ByteBuffer.allocate(v.length * 4).order(ByteOrder.LITTLE_ENDIAN);
+                    b.asFloatBuffer().put(v);
+                    bytes = b.array();
                 }
-                float[] v = GgmlQuant.decode(o.from());
-                if (gemma && o.from().name().endsWith("norm.weight")) {
-                    for (int i = 0; i < v.length; i++) v[i] -= 1f;
-                }
-                ByteBuffer b = ByteBuffer.allocate(v.length * 4).order(ByteOrder.LITTLE_ENDIAN);
-                b.asFloatBuffer().put(v);
-                out.write(b.array());
+                out.write(o.rowOrder() == null ? bytes : reorderRows(bytes, o.rowOrder()));
             }
         }
+    }
+
+    /**
+     * The inverse of llama.cpp's convert_hf_to_gguf permute for q and k: Hugging Face row (head h, half i, j) is
+     * GGUF row (h, j, i), which interleaved RoPE rotates as the pair (2j, 2j + 1) and rotate-half RoPE as (j, j + d/2).
+     * Returns, for each Hugging Face row, the GGUF row it comes from.
+     */
+    static int[] halvesFromInterleaved(int heads, int headDim) {
+        int half = headDim / 2;
+        int[] from = new int[heads * headDim];
+        for (int h = 0; h < heads; h++)
+            for (int i = 0; i < 2; i++)
+                for (int j = 0; j < half; j++) from[h * headDim + i * half + j] = h * headDim + 2 * j + i;
+        return from;
+    }
+
+    private static byte[] reorderRows(byte[] rows, int[] from) {
+        int rowBytes = rows.length / from.length;
+        byte[] out = new byte[rows.length];
+        for (int r = 0; r < from.length; r++) System.arraycopy(rows, from[r] * rowBytes, out, r * rowBytes, rowBytes);
+        return out;
     }
 
     /** transformers' name of a GGUF tensor. */

@@ -1,5 +1,6 @@
 package dev.specula.model;
 
+import dev.specula.internal.SplitMix64;
 import dev.specula.model.LlamaFileType.Role;
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.model.gguf.GgufWriter;
@@ -310,7 +311,7 @@ public final class TestModelMaker {
         private long next;
 
         NormalSource(long seed, String name, float mean, float std) {
-            this.random = new SplittableRandom(seed * 0x9E3779B97F4A7C15L + name.hashCode());
+            this.random = new SplittableRandom(seed * SplitMix64.GOLDEN_GAMMA + name.hashCode());
             this.mean = mean;
             this.scale = std / SD;
         }

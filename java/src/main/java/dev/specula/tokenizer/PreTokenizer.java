@@ -25,6 +25,9 @@ final class PreTokenizer {
             "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)";
     static final String LLAMA3_REGEX =
             "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    /** LLAMA3_REGEX as Llama 3's tokenizer.json spells it (the tokenizers library's regex dialect). */
+    static final String LLAMA3_HF_REGEX =
+            "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
     static final String QWEN2_REGEX =
             "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
@@ -132,6 +135,14 @@ final class PreTokenizer {
     /** Whether a whole word found in the vocabulary is taken as is, without merges (Llama 3). */
     boolean ignoreMerges() {
         return kind.ignoreMerges;
+    }
+
+    /**
+     * The regex of the Split step of Hugging Face's pre-tokenizer for this kind, as Llama 3's tokenizer.json spells
+     * it, or null where none is written here (only the Llama 3 family).
+     */
+    String huggingFaceSplitRegex() {
+        return kind == Kind.LLAMA3 ? LLAMA3_HF_REGEX : null;
     }
 
     /** Splits the text into words. */

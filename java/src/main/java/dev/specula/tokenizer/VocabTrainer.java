@@ -1,5 +1,6 @@
 package dev.specula.tokenizer;
 
+import dev.specula.internal.SplitMix64;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
@@ -394,22 +395,15 @@ public final class VocabTrainer {
         private Candidate candidate(long pair, int count) {
             String left = symbolTexts.get((int) (pair >>> 32));
             String right = symbolTexts.get((int) pair);
-            long h = seed * 0x9E3779B97F4A7C15L;
+            long h = seed * SplitMix64.GOLDEN_GAMMA;
             for (int i = 0; i < left.length(); i++) {
-                h = mix(h ^ left.charAt(i));
+                h = SplitMix64.mix(h ^ left.charAt(i));
             }
-            h = mix(h ^ 0x1F);
+            h = SplitMix64.mix(h ^ 0x1F);
             for (int i = 0; i < right.length(); i++) {
-                h = mix(h ^ right.charAt(i));
+                h = SplitMix64.mix(h ^ right.charAt(i));
             }
             return new Candidate(pair, count, h);
-        }
-
-        /** SplitMix64's finalizer. */
-        private static long mix(long z) {
-            z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
-            z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
-            return z ^ (z >>> 31);
         }
     }
 }

@@ -56,7 +56,7 @@ public final class TokenizerFuzzSeeds {
 
     /** tokenizer.json files (Llama 3 layout) from trained byte-level vocabularies, then NUL, a text, NUL, a config. */
     public static void huggingFaceJson(Path dir) throws IOException {
-        String json = TokenizerHuggingFaceTest.tokenizerJson(VocabTrainer.ggufMetadata("gpt2", 300, 7));
+        String json = HuggingFaceTokenizerWriter.tokenizerJson(VocabTrainer.ggufMetadata("gpt2", 300, 7));
         Files.writeString(dir.resolve("seed-bpe-300.json"), json, StandardCharsets.UTF_8);
         for (int i = 0; i < TEXTS.size(); i++) {
             ByteArrayOutputStream out = new ByteArrayOutputStream();

@@ -5,9 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.google.gson.GsonBuilder;
-import com.google.gson.JsonArray;
-import com.google.gson.JsonObject;
 
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -29,9 +26,6 @@ import org.junit.jupiter.api.io.TempDir;
  */
 class TokenizerHuggingFaceTest {
 
-    private static final String LLAMA3_HF_REGEX =
-            "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-
     @TempDir
     static Path dir;
 
@@ -43,7 +37,7 @@ class TokenizerHuggingFaceTest {
         Map<String, Object> md = VocabTrainer.ggufMetadata("gpt2", 2048, 11);
         gguf = Tokenizer.fromGgufMetadata(md);
         Path json = dir.resolve("tokenizer.json");
-        Files.writeString(json, tokenizerJson(md), StandardCharsets.UTF_8);
+        Files.writeString(json, HuggingFaceTokenizerWriter.tokenizerJson(md), StandardCharsets.UTF_8);
         Files.writeString(dir.resolve("tokenizer_config.json"),
                 "{\"bos_token\": \"<|endoftext|>\", \"eos_token\": {\"content\": \"<|endoftext|>\"}}");
         hf = (HuggingFaceTokenizer) Tokenizer.fromHuggingFace(json);
@@ -54,75 +48,6 @@ class TokenizerHuggingFaceTest {
         if (hf != null) {
             hf.close();
         }
-    }
-
-    /** A byte-level BPE tokenizer.json with Llama 3's pre-tokenizer, as Hugging Face writes it. */
-    static String tokenizerJson(Map<String, Object> md) {
-        @SuppressWarnings("unchecked")
-        List<String> tokens = (List<String>) md.get("tokenizer.ggml.tokens");
-        @SuppressWarnings("unchecked")
-        List<String> merges = (List<String>) md.get("tokenizer.ggml.merges");
-        int[] types = (int[]) md.get("tokenizer.ggml.token_type");
-        JsonObject vocab = new JsonObject();
-        JsonArray added = new JsonArray();
-        for (int id = 0; id < tokens.size(); id++) {
-            if (types[id] == GgufVocabulary.TYPE_CONTROL) {
-                JsonObject token = new JsonObject();
-                token.addProperty("id", id);
-                token.addProperty("content", tokens.get(id));
-                token.addProperty("single_word", false);
-                token.addProperty("lstrip", false);
-                token.addProperty("rstrip", false);
-                token.addProperty("normalized", false);
-                token.addProperty("special", true);
-                added.add(token);
-            }
-            vocab.addProperty(tokens.get(id), id);
-        }
-        JsonObject model = new JsonObject();
-        model.addProperty("type", "BPE");
-        model.add("dropout", null);
-        model.add("unk_token", null);
-        model.add("continuing_subword_prefix", null);
-        model.add("end_of_word_suffix", null);
-        model.addProperty("fuse_unk", false);
-        model.addProperty("byte_fallback", false);
-        model.addProperty("ignore_merges", true);
-        model.add("vocab", vocab);
-        JsonArray mergeArray = new JsonArray();
-        merges.forEach(mergeArray::add);
-        model.add("merges", mergeArray);
-
-        JsonObject split = new JsonObject();
-        split.addProperty("type", "Split");
-        JsonObject pattern = new JsonObject();
-        pattern.addProperty("Regex", LLAMA3_HF_REGEX);
-        split.add("pattern", pattern);
-        split.addProperty("behavior", "Isolated");
-        split.addProperty("invert", false);
-        JsonObject byteLevel = new JsonObject();
-        byteLevel.addProperty("type", "ByteLevel");
-        byteLevel.addProperty("add_prefix_space", false);
-        byteLevel.addProperty("trim_offsets", true);
-        byteLevel.addProperty("use_regex", false);
-        JsonArray preTokenizers = new JsonArray();
-        preTokenizers.add(split);
-        preTokenizers.add(byteLevel);
-        JsonObject preTokenizer = new JsonObject();
-        preTokenizer.addProperty("type", "Sequence");
-        preTokenizer.add("pretokenizers", preTokenizers);
-
-        JsonObject root = new JsonObject();
-        root.addProperty("version", "1.0");
-        root.add("truncation", null);
-        root.add("padding", null);
-        root.add("added_tokens", added);
-        root.add("normalizer", null);
-        root.add("pre_tokenizer", preTokenizer);
-        root.add("post_processor", null);
-        root.add("decoder", byteLevel.deepCopy());
-        root.add("model", model);
-        return new GsonBuilder().disableHtmlEscaping().setPrettyPrinting().create().toJson(root);
     }
 
     @Test

@@ -7,9 +7,6 @@ import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 import dev.specula.GenerationResult;
 import dev.specula.StopReason;
-import java.io.BufferedReader;
-import java.io.InputStreamReader;
-import java.io.OutputStream;
 import java.net.Socket;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
@@ -173,15 +170,7 @@ class BadRequestTest {
         String body = "{\"prompt\": \"" + SLOW_PROMPT + "public void run() {\\n\", \"max_tokens\": 400, \"stream\": true, \"temperature\": 0}";
         int before = results.size();
         try (Socket socket = new Socket(demo.server.uri().getHost(), demo.server.port())) {
-            OutputStream out = socket.getOutputStream();
-            byte[] bytes = body.getBytes(StandardCharsets.UTF_8);
-            out.write(("POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: " + bytes.length
-                    + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
-            out.write(bytes);
-            out.flush();
-            BufferedReader in = new BufferedReader(new InputStreamReader(socket.getInputStream(), StandardCharsets.UTF_8));
-            assertTrue(in.readLine().startsWith("HTTP/1.1 200"));
-            for (String line = in.readLine(); line != null && !line.contains("data: "); line = in.readLine()) { } // the first event
+            DemoServer.streamCompletion(socket, body); // then hangs up
         }
         while (results.size() == before) sleep(10); // the generation leaves the engine
         GenerationResult r = results.get(before);

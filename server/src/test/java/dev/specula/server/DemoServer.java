@@ -4,11 +4,16 @@ import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import dev.specula.Drafter;
 import dev.specula.SpeculaEngine;
+import java.io.BufferedReader;
 import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.OutputStream;
+import java.net.Socket;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -56,6 +61,24 @@ final class DemoServer implements AutoCloseable {
 
     HttpResponse<String> get(String path) throws IOException, InterruptedException {
         return http.send(request(path).GET().build(), HttpResponse.BodyHandlers.ofString());
+    }
+
+    /**
+     * Sends a POST of body to /v1/completions on a raw socket (a client that can hang up at any point) and reads
+     * the answer up to its first server-sent event; returns the reader, positioned after that event.
+     */
+    static BufferedReader streamCompletion(Socket socket, String body) throws IOException {
+        OutputStream out = socket.getOutputStream();
+        byte[] bytes = body.getBytes(StandardCharsets.UTF_8);
+        out.write(("POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: " + bytes.length
+                + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
+        out.write(bytes);
+        out.flush();
+        BufferedReader in = new BufferedReader(new InputStreamReader(socket.getInputStream(), StandardCharsets.UTF_8));
+        String status = in.readLine();
+        if (status == null || !status.startsWith("HTTP/1.1 200")) throw new IOException("not a 200 answer: " + status);
+        for (String line = in.readLine(); line != null && !line.contains("data: "); line = in.readLine()) { } // the first event
+        return in;
     }
 
     static JsonObject json(HttpResponse<String> r) {
