@@ -2,6 +2,7 @@
 training split and exported in EAGLE's published layout (config.json + model.safetensors).
 
   nice -n 10 /usr/bin/python3 train_eagle.py    # after prep_data.py, train_tokenizer.py, tokenize_corpus.py
+                                                # (~12 min of one core; the defaults made the committed layer)
 
 The layer (EAGLE-1, arXiv 2401.15077): row t reads token x[t+1] with the target's feature f[t] (its final hidden
 state after the output norm, what the LM head reads) as x = fc([embd(x[t+1]); f[t]]) + b, then one llama decoder
@@ -10,9 +11,12 @@ y predicts f[t+1], and the target's LM head turns it into next-token logits (no 
 halves (the Hugging Face layout), base 10000. The embedding and the LM head are the target's, frozen and not
 exported.
 
-Loss, as EAGLE's: smooth-L1 between y and f[t+1], plus 0.1 x cross-entropy of the LM head over y against the
-target's distribution at t+1 (on --cls-rows sampled rows per step, to bound the vocabulary products); the input features get uniform noise of +-0.1 (EAGLE's data augmentation). The target's
-features for the fixed-seed windows are cached in work/eagle/features-*.pt, so a re-run skips that pass.
+Loss, as EAGLE's: smooth-L1 between y and f[t+1], plus --cls-weight x cross-entropy of the LM head over y against
+the target's distribution at t+1 (every row, or --cls-rows sampled ones); the input features get uniform noise of
++-0.1 (EAGLE's data augmentation). Drafting is unrolled over --passes passes (EagleLayer.unrolled, as EAGLE-3's
+"training-time test"): pass m reads its own output of pass m-1 as the feature and attends as a depth-m draft does,
+so the deeper drafts, which read predicted features, are trained too; pass m's loss is weighted --pass-decay^m. The
+target's features for the fixed-seed windows are cached in work/eagle/features-*.pt, so a re-run skips that pass.
 
 Writes models/demo-heads/eagle/{config.json,model.safetensors} (F16), models/demo-heads/eagle-reference.json (the
 layer's outputs and logits for one prompt, for the Java parity test) and work/eagle/figures.json (for the model card).

@@ -161,7 +161,7 @@ public final class MemoryBudget {
             if (d.draftInputScratch() > 0) items.add(new Item(d.name() + " fc input scratch (f32)", d.draftInputScratch(), true));
         }
         if (d.featureRowBytes() > 0)
-            items.add(new Item(String.format(Locale.ROOT, "%s feature rows (%d sequences, f32)", d.name(), b), (long) b * d.featureRowBytes(), true));
+            items.add(new Item(String.format(Locale.ROOT, "%s feature rows (%d sequence%s, f32)", d.name(), b, b == 1 ? "" : "s"), (long) b * d.featureRowBytes(), true));
         if (d.targetKvPositions() > 0) {
             long bytes = MemoryPlan.compute(r.backend().id(), r.target(), r.kvType(), 0, d.targetKvPositions(), b, 0, 0).kvCaches();
             items.add(new Item(String.format(Locale.ROOT, "%s KV caches (%d x %d positions, %s)", d.name(), b, d.targetKvPositions(), kv), bytes, true));
