@@ -237,14 +237,16 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
                 parents[j] = node.parent() < 0 ? -1 : pendingIndex[node.parent()];
                 fRows[j] = node.parent() < 0 ? rootRow : featureRow[node.parent()];
             }
-            layer.eagleExtend(kv, ForwardArgs.tree(tokens, parents, logits).withFinalHidden(outputs, 0), features, 0, fRows);
+            // the predicted features go straight to their rows of features (a row per pending node, after the root's),
+            // where the next depth reads them
+            long written = (long) (rootRow + 1 + pending) * rowBytes;
+            layer.eagleExtend(kv, ForwardArgs.tree(tokens, parents, logits).withFinalHidden(features, written), features, 0, fRows);
             int first = nodes.size();
             LogitsSummary[] sums = LogitsSummary.summarize(logits, 0, rows, vocab, vocab, TOP_K); // one call for the rows
             for (int j = 0; j < rows; j++) {
                 int f = frontier.get(j);
                 pendingIndex[f] = pending + j;
-                featureRow[f] = rootRow + 1 + f;
-                features.copyFrom(outputs, (long) j * rowBytes, (long) featureRow[f] * rowBytes, rowBytes);
+                featureRow[f] = rootRow + 1 + pending + j;
                 LogitsSummary s = sums[j];
                 for (int r = 0; r < s.k() && nodes.size() < maxCandidates; r++)
                     if (s.top()[r] >= 0) nodes.add(new Node(s.top()[r], f, d + 1, nodes.get(f).score() * s.prob()[r]));
