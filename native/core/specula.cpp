@@ -897,16 +897,68 @@ SPEC_API spec_status spec_model_set_eagle_weight(spec_model *model, int32_t role
     });
 }
 
-SPEC_API spec_status spec_eagle_forward(spec_model *model, spec_kv *kv, const spec_eagle_forward_args *args) {
+} // extern "C"
+
+namespace {
+
+// ABI 0.10: an extension's tree. Validates the call's parents against the whole pending tree (token i is
+// pending token pending + i; NULL parents chain after the last pending token) and fills prepared's parents
+// (whole-tree indices) and positions (committed + depth in the whole tree unless given).
+spec_status prepare_extension(const spec_kv *kv, const spec_forward_args *args, const char *who, PreparedForward &prepared,
+                              Failure &err) {
+    const int32_t P = kv->pending, n = args->n_tokens;
+    if (n > kv->capacity - kv->committed - P)
+        FAIL(err, SPEC_ERR_OUT_OF_RANGE, "%s: %d tokens do not fit after %d pending: %d committed of capacity %d", who, n, P,
+             kv->committed, kv->capacity);
+    if (kv->model->config.sliding_window > 0)
+        FAIL(err, SPEC_ERR_UNSUPPORTED, "%s: layers with a sliding window cannot extend a pending tree", who);
+    std::vector<int32_t> depth((size_t)(P + n));
+    for (int32_t i = 0; i < P; i++) {
+        const int32_t p = kv->pending_parents[(size_t)i];
+        depth[(size_t)i] = p < 0 ? 0 : depth[(size_t)p] + 1;
+    }
+    std::vector<int32_t> &parents = prepared.parents, &positions = prepared.positions;
+    parents.resize((size_t)n);
+    positions.resize((size_t)n);
+    for (int32_t t = 0; t < n; t++) {
+        const int32_t i = P + t;
+        const int32_t p = args->parents ? args->parents[t] : i - 1;
+        if (p < -1 || p >= i)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: parent[%d] = %d must be -1 or an earlier pending token (0..%d)", who, t, p, i - 1);
+        parents[(size_t)t] = p;
+        depth[(size_t)i] = p < 0 ? 0 : depth[(size_t)p] + 1;
+        positions[(size_t)t] = args->positions ? args->positions[t] : kv->committed + depth[(size_t)i];
+        if (positions[(size_t)t] < 0) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: position[%d] = %d is negative", who, t, positions[(size_t)t]);
+    }
+    prepared.args.parents = parents.data();
+    prepared.args.positions = positions.data();
+    return SPEC_OK;
+}
+
+// spec_eagle_forward (extend false) and spec_eagle_forward_extend (extend true).
+spec_status eagle_forward_call(spec_model *model, spec_kv *kv, const spec_eagle_forward_args *args, bool extend, const char *fn) {
     const spec_context *ctx = live_model(model) ? model->ctx : nullptr;
     return guarded(ctx, [&](Failure &err) -> spec_status {
-        const char *fn = "spec_eagle_forward";
         if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "%s: model %s", fn, handle_problem(model));
         if (!model->finalized) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: model is not finalized", fn);
         if (!model->eagle) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: the model is not an EAGLE layer (use spec_forward)", fn);
         if (!args || !args->forward) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: args or args->forward is null", fn);
         std::vector<PreparedForward> prepared(1);
-        if (prepare_forward(model, kv, args->forward, fn, prepared[0], err)) return err.status;
+        if (!extend) {
+            if (prepare_forward(model, kv, args->forward, fn, prepared[0], err)) return err.status;
+        } else {
+            // the checks of every other field as a plain call's, its tree taken as roots (the whole tree's below); a
+            // bad handle or token count fails there first, before the count sizes anything
+            const int32_t n0 = args->forward->n_tokens;
+            if (n0 <= 0 || !live_kv(kv) || kv->model != model || n0 > kv->capacity - kv->committed)
+                if (prepare_forward(model, kv, args->forward, fn, prepared[0], err)) return err.status;
+            spec_forward_args roots = *args->forward;
+            std::vector<int32_t> minus_one((size_t)roots.n_tokens, -1), zeros((size_t)roots.n_tokens, 0);
+            roots.parents = minus_one.data();
+            roots.positions = zeros.data();
+            if (prepare_forward(model, kv, &roots, fn, prepared[0], err)) return err.status;
+            if (prepare_extension(kv, args->forward, fn, prepared[0], err)) return err.status;
+        }
         const spec_buffer *f = args->features;
         if (!live_buffer(f)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "%s: features buffer %s", fn, handle_problem(f));
         if (f->ctx != model->ctx) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: features buffer belongs to another context", fn);
@@ -932,8 +984,30 @@ SPEC_API spec_status spec_eagle_forward(spec_model *model, spec_kv *kv, const sp
                      (long long)r, i);
             rows[(size_t)i] = (const float *)((const char *)f->ptr + at);
         }
-        return run_forward(model, &kv, prepared, err, rows.data());
+        if (!extend) return run_forward(model, &kv, prepared, err, rows.data());
+        const int32_t P = kv->pending;
+        spec_status st = cpu::eagle_forward(model, kv, prepared[0].args, rows.data(), err, P);
+        if (st != SPEC_OK) { // its key sets and slots may be half written: the whole tree goes
+            kv->pending = 0;
+            kv->pending_parents.clear();
+            return st;
+        }
+        kv->pending = P + n;
+        kv->pending_parents.insert(kv->pending_parents.end(), prepared[0].parents.begin(), prepared[0].parents.end());
+        return SPEC_OK;
     });
+}
+
+} // namespace
+
+extern "C" {
+
+SPEC_API spec_status spec_eagle_forward(spec_model *model, spec_kv *kv, const spec_eagle_forward_args *args) {
+    return eagle_forward_call(model, kv, args, false, "spec_eagle_forward");
+}
+
+SPEC_API spec_status spec_eagle_forward_extend(spec_model *model, spec_kv *kv, const spec_eagle_forward_args *args) {
+    return eagle_forward_call(model, kv, args, true, "spec_eagle_forward_extend");
 }
 
 } // extern "C"

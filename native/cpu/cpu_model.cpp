@@ -708,6 +708,7 @@ struct SeqRun {
     KvState *st = nullptr;
     const spec_forward_args *a = nullptr;
     int32_t n = 0, C = 0;     // its tokens, its committed length
+    int32_t P = 0;            // ABI 0.10, an EAGLE extension: the pending tokens before its own (their slots follow C)
     int32_t row0 = 0;         // its first row among the call's rows
     int32_t n_run = 0;        // the layers its rows run
     const float *const *features = nullptr; // ABI 0.9, an EAGLE layer's call: row i's feature (n_embd floats)
@@ -777,17 +778,20 @@ void local_key_sets(KvState &st, const spec_forward_args &a, int32_t window) {
 }
 
 // Every token's keys: the committed prefix, its ancestors among the new tokens, itself. Returns
-// the most keys any token has.
-int32_t key_sets(KvState &st, const spec_forward_args &a, int32_t C) {
+// the most keys any token has. P > 0 (an EAGLE extension, ABI 0.10): the new tokens follow P pending
+// ones whose key sets the last call left here; token i is pending token P + i and its parent indexes
+// the whole pending tree, so a token's keys are the slots they would be in one call over that tree.
+int32_t key_sets(KvState &st, const spec_forward_args &a, int32_t C, int32_t P = 0) {
     const int32_t n = a.n_tokens;
-    st.run_first.resize(n);
-    st.run_count.resize(n);
-    st.n_keys.resize(n);
-    st.run_data.clear();
+    st.run_first.resize(P + n);
+    st.run_count.resize(P + n);
+    st.n_keys.resize(P + n);
+    if (P == 0) st.run_data.clear();
     int32_t max_keys = 0;
-    for (int32_t i = 0; i < n; i++) st.slot_pos[C + i] = a.positions[i];
-    for (int32_t i = 0; i < n; i++) {
-        const int32_t p = a.parents[i];
+    for (int32_t i = 0; i < n; i++) st.slot_pos[C + P + i] = a.positions[i];
+    for (int32_t t = 0; t < n; t++) {
+        const int32_t i = P + t; // the token's index in the pending tree
+        const int32_t p = a.parents[t];
         const int32_t first = (int32_t)(st.run_data.size() / 2);
         int32_t count = 0;
         if (p < 0) {
@@ -978,7 +982,7 @@ void attention_block(const Pass &p, const Layer &L, int32_t l, int32_t u0, int32
         rope(kj, Hkv, D, RD, p.neox, cs);
         const SeqRun &sq = p.seq_of(u0 + j);
         const KvState &st = *sq.st;
-        const uint64_t slot = (uint64_t)(sq.C + u0 + j - sq.row0);
+        const uint64_t slot = (uint64_t)(sq.C + sq.P + u0 + j - sq.row0);
         kern.store_kv(st.kcache(l) + slot * st.slot_bytes, kj, KD, p.c.kv_dtype);
         kern.store_kv(st.vcache(l) + slot * st.slot_bytes, vj, KD, p.c.kv_dtype);
     });
@@ -987,7 +991,7 @@ void attention_block(const Pass &p, const Layer &L, int32_t l, int32_t u0, int32
         const int32_t j = task / Hkv, h = task % Hkv;
         const SeqRun &sq = p.seq_of(u0 + j);
         const KvState &st = *sq.st;
-        const int32_t i = u0 + j - sq.row0;
+        const int32_t i = sq.P + u0 + j - sq.row0; // its key sets' index
         AttnParams ap;
         ap.q = q + (int64_t)j * QD + (int64_t)h * G * D;
         ap.out = att + (int64_t)j * QD + (int64_t)h * G * D;
@@ -1126,7 +1130,7 @@ void forward_slice(const Pass &p, int32_t u0, int32_t nb) {
 
 // features: null, or (an EAGLE layer's call) per sequence its rows' features.
 Status forward_impl(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args,
-                    const float *const *const *features, Failure &err) {
+                    const float *const *const *features, Failure &err, int32_t pending_base = 0) {
     ModelState &ms = *(ModelState *)m->backend_state;
     const spec_model_config &c = m->config;
     std::lock_guard<std::mutex> lock(ms.mu);
@@ -1146,6 +1150,7 @@ Status forward_impl(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spe
         sq.a = &a;
         sq.n = a.n_tokens;
         sq.C = kvs[i]->committed;
+        sq.P = pending_base; // an extension is one EAGLE sequence's call
         sq.row0 = rows;
         sq.n_run = n_run(i);
         sq.features = features ? features[i] : nullptr;
@@ -1154,7 +1159,7 @@ Status forward_impl(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spe
         sq.exit_logits = a.exit_logits ? (float *)a.exit_logits->ptr : nullptr;
         sq.final_hidden = a.final_hidden ? (float *)a.final_hidden->ptr : nullptr;
         rows += sq.n;
-        max_keys = std::max(max_keys, key_sets(*sq.st, a, sq.C));
+        max_keys = std::max(max_keys, key_sets(*sq.st, a, sq.C, sq.P));
         if (c.sliding_window > 0) local_key_sets(*sq.st, a, c.sliding_window);
     }
     std::vector<int32_t> row_seq((size_t)rows);
@@ -1369,9 +1374,10 @@ Status forward(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spec_for
     }
 }
 
-Status eagle_forward(spec_model *m, spec_kv *kv, const spec_forward_args &args, const float *const *features, Failure &err) {
+Status eagle_forward(spec_model *m, spec_kv *kv, const spec_forward_args &args, const float *const *features, Failure &err,
+                     int32_t pending_base) {
     try {
-        return forward_impl(m, 1, &kv, &args, &features, err);
+        return forward_impl(m, 1, &kv, &args, &features, err, pending_base);
     } catch (const std::bad_alloc &) {
         return oom(err, "the forward pass's scratch");
     } catch (const std::system_error &) {

@@ -14,7 +14,10 @@ Status kv_commit(spec_kv *kv, int32_t n_path, const int32_t *path, Failure &err)
 // Sequence i runs args[i] over kvs[i], rows concatenated for the matrix products.
 Status forward(spec_model *model, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args, Failure &err);
 // An EAGLE draft layer's forward (ABI 0.9): features[i] is token i's feature; args validated by the core.
-Status eagle_forward(spec_model *model, spec_kv *kv, const spec_forward_args &args, const float *const *features, Failure &err);
+// pending_base > 0 (ABI 0.10, spec_eagle_forward_extend): the tokens follow that many pending ones of the previous call(s),
+// args' parents index the whole pending tree, and the previous calls' key sets are still in the cache's state.
+Status eagle_forward(spec_model *model, spec_kv *kv, const spec_forward_args &args, const float *const *features, Failure &err,
+                     int32_t pending_base = 0);
 // Draft heads (ABI 0.8) on the target's kernels, thread pool and scratch; args validated by the core.
 Status heads_finalize(spec_heads *heads, Failure &err);
 void heads_release(spec_heads *heads);

@@ -28,7 +28,7 @@ extern "C" {
 
 /* ABI version: major changes break callers, minor changes only add. */
 #define SPEC_ABI_VERSION_MAJOR 0
-#define SPEC_ABI_VERSION_MINOR 9
+#define SPEC_ABI_VERSION_MINOR 10
 
 typedef int32_t spec_status;
 
@@ -615,6 +615,20 @@ typedef struct spec_eagle_forward_args {
 
 /* spec_forward for an EAGLE draft layer, each token entering with its feature. */
 SPEC_API spec_status spec_eagle_forward(spec_model *model, spec_kv *kv, const spec_eagle_forward_args *args);
+
+/* ---------------------------------------------------------------- EAGLE tree extension (ABI 0.10) */
+
+/* spec_eagle_forward that keeps kv's pending tokens (those the previous spec_eagle_forward or
+ * spec_eagle_forward_extend calls on kv left) and adds its n_tokens after them, so that a drafter grows its tree one
+ * depth per call and each new node costs one row instead of re-running its ancestors. Token i of the call becomes
+ * pending token pending + i; its parent (args->forward->parents[i]) is -1 (a root over the committed prefix) or any
+ * earlier pending token, 0 .. pending + i - 1; NULL parents chain the tokens after the last pending one. Positions
+ * default to committed + depth in the whole pending tree. Features, logits and final_hidden rows are this call's
+ * tokens', as spec_eagle_forward's, and on the cpu backend bit-identical to the same rows of one spec_eagle_forward
+ * over the whole tree. spec_kv_commit then keeps a root-to-node path of the whole tree, and spec_kv_truncate (or a
+ * plain spec_eagle_forward) drops it. A refusal changes nothing; a failure inside the backend drops every pending
+ * token. Layers with a sliding window are refused (SPEC_ERR_UNSUPPORTED). */
+SPEC_API spec_status spec_eagle_forward_extend(spec_model *model, spec_kv *kv, const spec_eagle_forward_args *args);
 
 /* ---------------------------------------------------------------- memory planning */
 

@@ -141,7 +141,7 @@ struct Run {
 };
 
 Run eagle(spec_context *ctx, spec_model *m, spec_kv *kv, const std::vector<int> &tokens, const int *parents, spec_buffer *features,
-          const int *rows) {
+          const int *rows, bool extend = false) {
     const int n = (int)tokens.size();
     spec_buffer *lg = alloc_buf(ctx, (uint64_t)n * V), *out = alloc_buf(ctx, (uint64_t)n * E);
     spec_forward_args a;
@@ -154,7 +154,7 @@ Run eagle(spec_context *ctx, spec_model *m, spec_kv *kv, const std::vector<int> 
     a.final_hidden = out;
     spec_eagle_forward_args ea{&a, features, 0, rows};
     Run r;
-    r.status = spec_eagle_forward(m, kv, &ea);
+    r.status = extend ? spec_eagle_forward_extend(m, kv, &ea) : spec_eagle_forward(m, kv, &ea);
     r.logits.resize((size_t)n * V);
     r.outs.resize((size_t)n * E);
     if (r.status == SPEC_OK) {
@@ -216,6 +216,107 @@ void test_forward_against_reference(spec_context *ctx, int dtype, double tol) {
     }
     CHECK(same); // bit-identical: a row's arithmetic depends on its own keys only
     spec_kv_destroy(kv);
+    spec_buffer_free(features);
+    spec_model_destroy(m);
+}
+
+bool same_rows(const Run &a, int ia, const Run &b, int ib) {
+    return std::memcmp(&a.logits[(size_t)ia * V], &b.logits[(size_t)ib * V], V * 4) == 0 &&
+           std::memcmp(&a.outs[(size_t)ia * E], &b.outs[(size_t)ib * E], E * 4) == 0;
+}
+
+// ABI 0.10: a tree grown one depth per spec_eagle_forward_extend call gives bit for bit the rows of one call over the
+// whole tree; commits and truncation after it keep exactly the accepted rows.
+void test_extension(spec_context *ctx, int dtype) {
+    Rng r(23 + dtype);
+    Layer L = make_layer(r, dtype);
+    spec_model *m = load_layer(ctx, L);
+    const int n_feat = 16;
+    std::vector<float> fflat((size_t)n_feat * E);
+    for (float &v : fflat) v = (float)r.sym(1.5);
+    spec_buffer *features = alloc_buf(ctx, (uint64_t)n_feat * E);
+    CHECK_OK(spec_copy_h2d(features, 0, fflat.data(), fflat.size() * 4));
+    std::vector<int> prefix = random_tokens(r, 4, V), tree = random_tokens(r, 7, V);
+    // the tree: a0 a1 | b0 b1 (under a0) b2 (under a1) | c0 (under b2) c1 (under b0); feature rows as a drafter's
+    const int parents[7] = {-1, -1, 0, 0, 1, 4, 2}, rows[7] = {4, 4, 5, 5, 6, 7, 8};
+    auto with_prefix = [&](spec_kv *&kv) {
+        CHECK_OK(spec_kv_create(m, 32, &kv));
+        CHECK_OK(eagle(ctx, m, kv, prefix, NULL, features, NULL).status);
+        commit_chain(kv, 4);
+    };
+    spec_kv *one = NULL, *grown = NULL;
+    with_prefix(one);
+    with_prefix(grown);
+    Run whole = eagle(ctx, m, one, tree, parents, features, rows);
+    CHECK_OK(whole.status);
+
+    const int cuts[4] = {0, 2, 5, 7};
+    bool same = true;
+    for (int d = 0; d < 3; d++) {
+        std::vector<int> t(tree.begin() + cuts[d], tree.begin() + cuts[d + 1]);
+        Run part = eagle(ctx, m, grown, t, parents + cuts[d], features, rows + cuts[d], true);
+        CHECK_OK(part.status);
+        for (int j = 0; j < (int)t.size(); j++) same = same && same_rows(part, j, whole, cuts[d] + j);
+        if (d == 0) { // refusals change nothing: the tree grows on afterwards as if they had not been made
+            const int beyond[1] = {2}, self_parent[1] = {2};
+            std::vector<int> one_token = {tree[2]};
+            spec_eagle_forward_args ea{};
+            spec_forward_args a;
+            std::memset(&a, 0, sizeof a);
+            a.n_tokens = 1;
+            a.tokens = one_token.data();
+            a.parents = beyond;
+            ea.forward = &a;
+            ea.features = features;
+            CHECK_FAILS(ctx, spec_eagle_forward_extend(m, grown, &ea), SPEC_ERR_INVALID_ARGUMENT, "earlier pending token");
+            a.parents = self_parent;
+            CHECK_FAILS(ctx, spec_eagle_forward_extend(m, grown, &ea), SPEC_ERR_INVALID_ARGUMENT, "earlier pending token");
+            std::vector<int> many = random_tokens(r, 27, V);
+            a.n_tokens = 27;
+            a.tokens = many.data();
+            a.parents = NULL;
+            CHECK_FAILS(ctx, spec_eagle_forward_extend(m, grown, &ea), SPEC_ERR_OUT_OF_RANGE, "after 2 pending");
+        }
+    }
+    printf("eagle tree grown by extension (%s) equals one call: %s\n", dtype_name_for_test(dtype), same ? "bit for bit" : "NO");
+    CHECK(same);
+
+    // accept a1 b2 c0, then run two more rows: as in a cache that ran those three as a chain
+    const int path[3] = {1, 4, 5};
+    CHECK_OK(spec_kv_commit(grown, 3, path));
+    int32_t len = 0;
+    CHECK_OK(spec_kv_length(grown, &len));
+    CHECK(len == 7);
+    spec_kv *chain = NULL;
+    with_prefix(chain);
+    std::vector<int> accepted = {tree[1], tree[4], tree[5]};
+    const int accepted_rows[3] = {4, 6, 7};
+    CHECK_OK(eagle(ctx, m, chain, accepted, NULL, features, accepted_rows).status);
+    commit_chain(chain, 3);
+    std::vector<int> next = random_tokens(r, 2, V);
+    const int next_rows[2] = {9, 10};
+    Run after_commit = eagle(ctx, m, grown, next, NULL, features, next_rows);
+    Run after_chain = eagle(ctx, m, chain, next, NULL, features, next_rows);
+    CHECK_OK(after_commit.status);
+    CHECK_OK(after_chain.status);
+    CHECK(same_rows(after_commit, 0, after_chain, 0) && same_rows(after_commit, 1, after_chain, 1));
+
+    // rejected: truncate back to the prefix and grow the tree again; it gives the first call's rows
+    CHECK_OK(spec_kv_truncate(grown, 4));
+    std::vector<int> depth1(tree.begin(), tree.begin() + 2);
+    Run again = eagle(ctx, m, grown, depth1, parents, features, rows, true);
+    CHECK_OK(again.status);
+    CHECK(same_rows(again, 0, whole, 0) && same_rows(again, 1, whole, 1));
+    // a plain call drops the pending tree (2 tokens pending, not 4), and extending goes on from its tokens
+    CHECK_OK(eagle(ctx, m, grown, depth1, parents, features, rows).status);
+    const int fourth[1] = {3};
+    CHECK_FAILS(ctx, spec_kv_commit(grown, 1, fourth), SPEC_ERR_OUT_OF_RANGE, "not a pending token");
+    Run deeper = eagle(ctx, m, grown, std::vector<int>(tree.begin() + 2, tree.begin() + 5), parents + 2, features, rows + 2, true);
+    CHECK_OK(deeper.status);
+    CHECK(same_rows(deeper, 0, whole, 2) && same_rows(deeper, 1, whole, 3) && same_rows(deeper, 2, whole, 4));
+    spec_kv_destroy(one);
+    spec_kv_destroy(grown);
+    spec_kv_destroy(chain);
     spec_buffer_free(features);
     spec_model_destroy(m);
 }
@@ -291,6 +392,8 @@ int main() {
     spec_context_set_threads(ctx, 2);
     test_forward_against_reference(ctx, SPEC_DTYPE_F32, 1e-4);
     test_forward_against_reference(ctx, SPEC_DTYPE_F16, 1e-4);
+    test_extension(ctx, SPEC_DTYPE_F32);
+    test_extension(ctx, SPEC_DTYPE_F16);
     test_refusals(ctx);
     spec_context_destroy(ctx);
     // the cuda backend refuses EAGLE layers with a message (where there is one to ask)

@@ -2,6 +2,7 @@
 training split and exported in EAGLE's published layout (config.json + model.safetensors).
 
   nice -n 10 /usr/bin/python3 train_eagle.py    # after prep_data.py, train_tokenizer.py, tokenize_corpus.py
+                                                # (~12 min of one core; the defaults made the committed layer)
 
 The layer (EAGLE-1, arXiv 2401.15077): row t reads token x[t+1] with the target's feature f[t] (its final hidden
 state after the output norm, what the LM head reads) as x = fc([embd(x[t+1]); f[t]]) + b, then one llama decoder
@@ -10,9 +11,12 @@ y predicts f[t+1], and the target's LM head turns it into next-token logits (no 
 halves (the Hugging Face layout), base 10000. The embedding and the LM head are the target's, frozen and not
 exported.
 
-Loss, as EAGLE's: smooth-L1 between y and f[t+1], plus 0.1 x cross-entropy of the LM head over y against the
-target's distribution at t+1 (on --cls-rows sampled rows per step, to bound the vocabulary products); the input features get uniform noise of +-0.1 (EAGLE's data augmentation). The target's
-features for the fixed-seed windows are cached in work/eagle/features-*.pt, so a re-run skips that pass.
+Loss, as EAGLE's: smooth-L1 between y and f[t+1], plus --cls-weight x cross-entropy of the LM head over y against
+the target's distribution at t+1 (every row, or --cls-rows sampled ones); the input features get uniform noise of
++-0.1 (EAGLE's data augmentation). Drafting is unrolled over --passes passes (EagleLayer.unrolled, as EAGLE-3's
+"training-time test"): pass m reads its own output of pass m-1 as the feature and attends as a depth-m draft does,
+so the deeper drafts, which read predicted features, are trained too; pass m's loss is weighted --pass-decay^m. The
+target's features for the fixed-seed windows are cached in work/eagle/features-*.pt, so a re-run skips that pass.
 
 Writes models/demo-heads/eagle/{config.json,model.safetensors} (F16), models/demo-heads/eagle-reference.json (the
 layer's outputs and logits for one prompt, for the Java parity test) and work/eagle/figures.json (for the model card).
@@ -73,40 +77,69 @@ class EagleLayer(nn.Module):
 
     def forward(self, emb, feat, positions=None):
         """emb, feat: [B, T, d] for rows t (embd(x[t+1]), f[t]); causal over T. Returns y [B, T, d]."""
+        return self.unrolled(emb, feat, 1, positions)[0]
+
+    def unrolled(self, emb, feat, passes, positions=None):
+        """EAGLE's drafting unrolled over the sequence ("training-time test", as EAGLE-3 trains): pass 0 is forward();
+        pass m reads at row t the token x[t+1] with pass m-1's output at row t-1 (its guess of f[t]; row 0 keeps f[0]),
+        and attends as a depth-m draft does: to pass 0's rows j <= t-m (the committed rows, built on the target's
+        features), then to pass k's row t-m+k for k = 1..m (its own ancestors in the draft). Returns the passes' outputs."""
         B, T, d = feat.shape
         L = self.layers[0]
-        x = self.fc(torch.cat((emb, feat), dim=-1))
         pos = torch.arange(T, dtype=torch.float64) if positions is None else positions.double()
         inv = self.theta ** (-torch.arange(0, self.head_dim, 2, dtype=torch.float64) / self.head_dim)
         ang = pos[:, None] * inv[None, :]
         cos = torch.cat((ang.cos(), ang.cos()), -1).float()
         sin = torch.cat((ang.sin(), ang.sin()), -1).float()
-        q = L.self_attn.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
-        k = L.self_attn.k_proj(x).view(B, T, self.n_head_kv, self.head_dim).transpose(1, 2)
-        v = L.self_attn.v_proj(x).view(B, T, self.n_head_kv, self.head_dim).transpose(1, 2)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
         g = self.n_head // self.n_head_kv
-        k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
-        att = att.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
-        h = x + L.self_attn.o_proj((att @ v).transpose(1, 2).reshape(B, T, -1))
-        n = rms(h, L.post_attention_layernorm.weight, self.eps)
-        return h + L.mlp.down_proj(F.silu(L.mlp.gate_proj(n)) * L.mlp.up_proj(n))
+        ks, vs, ys = [], [], []
+        t_idx = torch.arange(T)
+        f_in = feat
+        for m in range(passes):
+            if m > 0:
+                f_in = torch.cat((feat[:, :1], ys[-1][:, :-1]), dim=1)
+            x = self.fc(torch.cat((emb, f_in), dim=-1))
+            q = L.self_attn.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+            k = L.self_attn.k_proj(x).view(B, T, self.n_head_kv, self.head_dim).transpose(1, 2)
+            v = L.self_attn.v_proj(x).view(B, T, self.n_head_kv, self.head_dim).transpose(1, 2)
+            q = q * cos + rotate_half(q) * sin
+            k = k * cos + rotate_half(k) * sin
+            ks.append(k.repeat_interleave(g, dim=1))
+            vs.append(v.repeat_interleave(g, dim=1))
+            # keys of row t: pass 0's rows j <= t - m, and pass k's row t - m + k (k = 1..m)
+            allowed = [(t_idx[None, :] <= (t_idx[:, None] - m))]
+            for kk in range(1, m + 1):
+                allowed.append(t_idx[None, :] == (t_idx[:, None] - m + kk))
+            allowed = torch.cat(allowed, dim=1)  # [T, (m+1) T]
+            # rows t < m have no such ancestors in pass 0 (nothing before the first row): they attend to themselves
+            # only through the pass-k diagonals that exist; row 0 always sees its own key
+            K = torch.cat(ks, dim=2)
+            Vv = torch.cat(vs, dim=2)
+            att = (q @ K.transpose(-2, -1)) / math.sqrt(self.head_dim)
+            att = att.masked_fill(~allowed, float("-inf")).softmax(-1)
+            h = x + L.self_attn.o_proj((att @ Vv).transpose(1, 2).reshape(B, T, -1))
+            n = rms(h, L.post_attention_layernorm.weight, self.eps)
+            ys.append(h + L.mlp.down_proj(F.silu(L.mlp.gate_proj(n)) * L.mlp.up_proj(n)))
+        return ys
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--windows", type=int, default=128, help="training windows of --window tokens")
+    ap.add_argument("--windows", type=int, default=512, help="training windows of --window tokens")
     ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--batch", type=int, default=4, help="windows per step")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--ffn", type=int, default=688, help="the layer's intermediate size (the target's: 688)")
-    ap.add_argument("--cls-rows", type=int, default=256, help="rows per step the classification loss samples")
-    ap.add_argument("--max-seconds", type=float, default=780)
+    ap.add_argument("--cls-rows", type=int, default=0, help="rows per step the classification loss samples (0: every row)")
+    ap.add_argument("--cls-weight", type=float, default=0.5, help="weight of the token loss beside the feature regression")
+    ap.add_argument("--passes", type=int, default=3, help="unrolled drafting passes per step (training-time test)")
+    ap.add_argument("--pass-decay", type=float, default=0.8, help="loss weight of pass m: decay^m")
+    ap.add_argument("--max-seconds", type=float, default=720)
     ap.add_argument("--eval-only", action="store_true", help="evaluate and export the last run's layer (work/eagle/layer.pt)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads; 1 on a shared machine, where idle OpenMP threads spin on a busy core (2 threads"
+                         " took 4-6x the CPU time of 1 here)")
     ap.add_argument("--out", default=os.path.join(MODELS, "demo-heads"))
     args = ap.parse_args()
     torch.manual_seed(SEED)
@@ -151,7 +184,11 @@ def main():
     layer = EagleLayer(E, cfg.n_head, cfg.n_head_kv, cfg.head_dim, args.ffn, cfg.eps, cfg.rope_theta)
     opt = torch.optim.AdamW(layer.parameters(), lr=args.lr, weight_decay=0.0)
     steps = args.epochs * math.ceil(len(train_tok) / args.batch)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    # The cosine runs over the steps that fit the time limit (measured on the first ones), so that a run cut by the
+    # limit still ends at a small learning rate.
+    horizon = [steps]
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * min(s, horizon[0]) / horizon[0])))
     g = torch.Generator().manual_seed(SEED)
 
     def losses(tok, feat, noise):
@@ -159,15 +196,30 @@ def main():
         f_in = feat[:, :-1]
         if noise:
             f_in = f_in + (torch.rand(f_in.shape, generator=g) * 0.2 - 0.1)
-        y = layer(emb, f_in)
+        ys = layer.unrolled(emb, f_in, args.passes)
         want = feat[:, 1:]
-        reg = F.smooth_l1_loss(y, want)
-        # the classification term on a random sample of rows: the vocabulary products are most of a step's cost
-        rows = torch.randperm(y.shape[0] * y.shape[1], generator=g)[:args.cls_rows]
-        y_s, want_s = y.reshape(-1, y.shape[-1])[rows], want.reshape(-1, want.shape[-1])[rows]
+        n_rows = want.shape[0] * want.shape[1]
+        rows = torch.randperm(n_rows, generator=g)[:args.cls_rows] if args.cls_rows else None
+        want_s = want.reshape(-1, want.shape[-1])
+        if rows is not None:
+            want_s = want_s[rows]
         p = (want_s @ lm_head.t()).softmax(-1)
-        cls = -(p * (y_s @ lm_head.t()).log_softmax(-1)).sum(-1).mean()
-        return reg, cls, y
+        reg_sum, cls_sum, w_sum = 0.0, 0.0, 0.0
+        reg0 = cls0 = None
+        for m, y in enumerate(ys):  # pass m's rows t >= m are depth-m drafts; the first m rows have no such chain
+            w = args.pass_decay ** m
+            y_m, want_m = y[:, m:], want[:, m:]
+            reg = F.smooth_l1_loss(y_m, want_m)
+            y_s = y.reshape(-1, y.shape[-1])
+            valid = (torch.arange(want.shape[1]) >= m).repeat(want.shape[0])
+            if rows is not None:
+                y_s, valid = y_s[rows], valid[rows]
+            ce = -(p * (y_s @ lm_head.t()).log_softmax(-1)).sum(-1)
+            cls = ce[valid].mean()
+            reg_sum, cls_sum, w_sum = reg_sum + w * reg, cls_sum + w * cls, w_sum + w
+            if m == 0:
+                reg0, cls0 = reg, cls
+        return reg_sum / w_sum, cls_sum / w_sum, (reg0, cls0)
 
     t1 = time.time()
     step, stopped = 0, False
@@ -181,13 +233,17 @@ def main():
         perm = torch.randperm(len(train_tok), generator=g)
         for k in range(0, len(perm), args.batch):
             idx = perm[k:k + args.batch]
-            reg, cls, _ = losses(train_tok[idx], train_f[idx], True)
-            loss = reg + 0.1 * cls
+            reg_all, cls_all, (reg, cls) = losses(train_tok[idx], train_f[idx], True)
+            loss = reg_all + args.cls_weight * cls_all
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             step += 1
+            if step == 5 and not args.eval_only:
+                per_step = (time.time() - t1) / step
+                horizon[0] = max(20, min(steps, int(args.max_seconds / per_step)))
+                print(f"{per_step:.2f} s per step: the schedule runs over {horizon[0]} steps", flush=True)
             if step % 20 == 0:
                 print(f"eagle step {step}/{steps} reg {float(reg):.4f} cls {float(cls):.3f}", flush=True)
             if time.time() - t1 > args.max_seconds:
@@ -210,6 +266,7 @@ def main():
     figures = {"seed": SEED, "window": args.window, "train_windows": args.windows, "heldout_windows": len(held_tok),
                "feature_seconds": round(t_features), "train_seconds": round(train_seconds), "steps": step, "planned_steps": steps,
                "stopped_at_time_limit": stopped, "epochs": args.epochs, "batch_windows": args.batch, "cls_rows": args.cls_rows, "lr": args.lr,
+               "cls_weight": args.cls_weight, "passes": args.passes, "pass_decay": args.pass_decay, "schedule_steps": horizon[0],
                "threads": args.threads, "ffn": args.ffn, "final_reg_loss": round(float(reg), 4), "final_cls_loss": round(float(cls), 4),
                "trainable_params": sum(p.numel() for p in layer.parameters()), "heldout": acc,
                "files": {f: os.path.getsize(os.path.join(out_dir, f)) for f in sorted(os.listdir(out_dir))}}
@@ -218,20 +275,18 @@ def main():
 
 
 def evaluate(layer, tok, feat, embed, lm_head):
-    """Held-out agreement with the target's greedy token: from the true features (the first draft after a verified
-    step) and one step further on the layer's own predicted feature (the second draft)."""
+    """Held-out agreement with the target's greedy token at draft depths 1-3, drafting as Specula does: depth 1 reads
+    the target's features (the first draft after a verified step); depth m reads the layer's own predicted feature of
+    depth m-1 and attends to the committed rows and its own draft ancestors (EagleLayer.unrolled)."""
     with torch.no_grad():
         emb = embed(tok[:, 1:])
-        y = layer(emb, feat[:, :-1])
+        ys = layer.unrolled(emb, feat[:, :-1], 3)
         target_next = (feat @ lm_head.t()).argmax(-1)          # [B, T]: the target's token after position t
-        first = (y @ lm_head.t()).argmax(-1)                     # row t predicts the token after x[t+1]
-        top1 = float((first[:, :-1] == target_next[:, 1:-1]).float().mean())
-        # second step: row t+1 reads the target's token x[t+2] with the layer's own y[t] instead of f[t+1]
-        f2 = torch.cat((feat[:, :1], y[:, :-1]), dim=1)
-        y2 = layer(emb, f2)
-        second = (y2 @ lm_head.t()).argmax(-1)
-        top1_own = float((second[:, 1:] == target_next[:, 2:]).float().mean())
-    return {"top1_from_target_features": round(top1, 4), "top1_from_own_feature": round(top1_own, 4)}
+        out = {}
+        for m, y in enumerate(ys):                               # row t predicts the token after x[t+1]
+            drafted = (y @ lm_head.t()).argmax(-1)
+            out[f"top1_depth{m + 1}"] = round(float((drafted[:, m:-1] == target_next[:, m + 1:-1]).float().mean()), 4)
+    return out
 
 
 def export(layer, out_dir, cfg, ffn):

@@ -135,7 +135,8 @@ public enum Drafter {
             case EAGLE -> new Parts(EagleDraftPolicy.LARGEST_TREE, in -> {
                 try (EagleLayerFile layer = EagleLayerFile.open(in.heads(), in.target())) {
                     return new MemoryBudget.Drafting(cliName, 0, layer.config(), layer.weightBytes(), EagleDraftPolicy.kvPositions(in.context()),
-                            EagleDraftPolicy.deviceLogitsRows(), 0, 0, true);
+                            EagleDraftPolicy.deviceLogitsRows(), 0, 0, true, EagleDraftPolicy.fcInputScratchBytes(layer.config().nEmbd()),
+                            EagleDraftPolicy.featureRowBytes(layer.config().nEmbd()));
                 }
             }, Drafters::eaglePolicies);
         };

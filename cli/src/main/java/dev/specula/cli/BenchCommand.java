@@ -71,16 +71,20 @@ final class BenchCommand implements Callable<Integer> {
     /** Sums per drafter and category. */
     static final class Tally {
         double seconds;
+        double cpuSeconds; // the process's CPU time over the request (every thread: on a shared machine, what the request cost)
+        double draftSeconds; // time in the drafter's propose
         long tokens;
         long steps;
         long acceptedTokens;
 
-        void add(GenerationResult r) {
+        void add(GenerationResult r, double cpu) {
             seconds += r.stats().generateSeconds();
+            cpuSeconds += cpu;
             tokens += r.tokens().length;
             if (r.speculation() != null) {
                 steps += r.speculation().steps();
                 acceptedTokens += r.speculation().tokens();
+                draftSeconds += r.speculation().draftSeconds();
             } else {
                 steps += r.tokens().length;
                 acceptedTokens += r.tokens().length;
@@ -94,7 +98,18 @@ final class BenchCommand implements Callable<Integer> {
         double meanAccepted() {
             return steps > 0 ? (double) acceptedTokens / steps : 0;
         }
+
+        double tokensPerCpuSecond() {
+            return cpuSeconds > 0 ? tokens / cpuSeconds : 0;
+        }
+
+        double draftMillisPerStep() {
+            return steps > 0 ? 1e3 * draftSeconds / steps : 0;
+        }
     }
+
+    private static final com.sun.management.OperatingSystemMXBean OS =
+            (com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory.getOperatingSystemMXBean();
 
     @Override
     public Integer call() throws IOException {
@@ -125,13 +140,15 @@ final class BenchCommand implements Callable<Integer> {
                 for (Drafter drafter : chosen) {
                     String name = drafter.cliName();
                     GenerationRequest request = GenerationRequest.builder(question.prompt()).maxTokens(maxTokens).drafter(drafter).build();
+                    long cpu0 = OS.getProcessCpuTime();
                     GenerationResult r = generator.generate(request, t -> {}, () -> false);
+                    double cpu = (OS.getProcessCpuTime() - cpu0) / 1e9;
                     if (reference == null) reference = r.tokens();
                     else if (!Arrays.equals(reference, r.tokens()))
                         throw new IllegalStateException("drafter " + name + " changed the greedy output of question " + question.id());
                     Map<String, Tally> byCategory = tallies.computeIfAbsent(name, k -> new LinkedHashMap<>());
-                    byCategory.computeIfAbsent("all", k -> new Tally()).add(r);
-                    byCategory.computeIfAbsent(question.category(), k -> new Tally()).add(r);
+                    byCategory.computeIfAbsent("all", k -> new Tally()).add(r, cpu);
+                    byCategory.computeIfAbsent(question.category(), k -> new Tally()).add(r, cpu);
                 }
                 progress.update(q, asked.size() < questions.size() ? (questions.size() - asked.size()) + " skipped" : "");
             }
@@ -202,12 +219,14 @@ final class BenchCommand implements Callable<Integer> {
         String skips = skipped == 0 ? "" : String.format(Locale.ROOT, " (%d skipped: longer than the %d-token context)", skipped, context);
         sb.append(String.format(Locale.ROOT, "Model %s, %d questions%s, greedy, %s%n%n", model.getFileName(), questions, skips, LocalDate.now()));
         List<String> categories = new ArrayList<>(tallies.get("none").keySet());
-        sb.append("| drafter | category | tokens/s | speedup vs none | mean accepted tokens |\n|---|---|---|---|---|\n");
+        sb.append("| drafter | category | tokens/s | speedup vs none | mean accepted tokens | drafting ms/step | CPU-time speedup |\n"
+                + "|---|---|---|---|---|---|---|\n");
         for (String name : names) {
             for (String c : categories) {
                 Tally t = tallies.get(name).get(c), base = tallies.get("none").get(c);
-                sb.append(String.format(Locale.ROOT, "| %s | %s | %.1f | %.2fx | %.2f |%n", name, c, t.tokensPerSecond(),
-                        t.tokensPerSecond() / base.tokensPerSecond(), t.meanAccepted()));
+                sb.append(String.format(Locale.ROOT, "| %s | %s | %.1f | %.2fx | %.2f | %.3f | %.2fx |%n", name, c, t.tokensPerSecond(),
+                        t.tokensPerSecond() / base.tokensPerSecond(), t.meanAccepted(), t.draftMillisPerStep(),
+                        t.tokensPerCpuSecond() / base.tokensPerCpuSecond()));
             }
         }
         return sb.toString();

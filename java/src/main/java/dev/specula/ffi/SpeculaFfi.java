@@ -32,10 +32,10 @@ public class SpeculaFfi extends SpeculaFfi$shared {
     public static int SPEC_ABI_VERSION_MAJOR() {
         return SPEC_ABI_VERSION_MAJOR;
     }
-    private static final int SPEC_ABI_VERSION_MINOR = (int)9L;
+    private static final int SPEC_ABI_VERSION_MINOR = (int)10L;
     /**
      * {@snippet lang=c :
-     * #define SPEC_ABI_VERSION_MINOR 9
+     * #define SPEC_ABI_VERSION_MINOR 10
      * }
      */
     public static int SPEC_ABI_VERSION_MINOR() {
@@ -3966,6 +3966,68 @@ public class SpeculaFfi extends SpeculaFfi$shared {
         try {
             if (TRACE_DOWNCALLS) {
                 traceDowncall("spec_eagle_forward", model, kv, args);
+            }
+            return (int)mh$.invokeExact(model, kv, args);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_eagle_forward_extend {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_eagle_forward_extend");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_eagle_forward_extend(spec_model *model, spec_kv *kv, const spec_eagle_forward_args *args)
+     * }
+     */
+    public static FunctionDescriptor spec_eagle_forward_extend$descriptor() {
+        return spec_eagle_forward_extend.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_eagle_forward_extend(spec_model *model, spec_kv *kv, const spec_eagle_forward_args *args)
+     * }
+     */
+    public static MethodHandle spec_eagle_forward_extend$handle() {
+        return spec_eagle_forward_extend.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_eagle_forward_extend(spec_model *model, spec_kv *kv, const spec_eagle_forward_args *args)
+     * }
+     */
+    public static MemorySegment spec_eagle_forward_extend$address() {
+        return spec_eagle_forward_extend.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_eagle_forward_extend(spec_model *model, spec_kv *kv, const spec_eagle_forward_args *args)
+     * }
+     */
+    public static int spec_eagle_forward_extend(MemorySegment model, MemorySegment kv, MemorySegment args) {
+        var mh$ = spec_eagle_forward_extend.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_eagle_forward_extend", model, kv, args);
             }
             return (int)mh$.invokeExact(model, kv, args);
         } catch (Error | RuntimeException ex) {

@@ -44,12 +44,21 @@ public final class MemoryBudget {
      * @param targetKvPositions positions of KV caches of the target the drafter keeps (early-exit scratch caches)
      * @param headsWeightBytes  draft heads' weights as handed over (Medusa, Hydra); 0 for none
      * @param finalHidden       whether the verify steps also write every tree node's final hidden state (draft heads)
+     * @param draftInputScratch bytes of draft forward scratch beyond the draft model's plan, once (an EAGLE layer's fc
+     *                          input rows, [embd; feature] per row)
+     * @param featureRowBytes   bytes of f32 feature rows each sequence's policy keeps on the device (EAGLE)
      */
     public record Drafting(String name, int recyclerK, ModelShape draft, long draftWeightBytes, int draftKvPositions,
-                           int logitsRows, int targetKvPositions, long headsWeightBytes, boolean finalHidden) {
+                           int logitsRows, int targetKvPositions, long headsWeightBytes, boolean finalHidden,
+                           long draftInputScratch, long featureRowBytes) {
         public Drafting(String name, int recyclerK, ModelShape draft, long draftWeightBytes, int draftKvPositions, int logitsRows,
                         int targetKvPositions) {
             this(name, recyclerK, draft, draftWeightBytes, draftKvPositions, logitsRows, targetKvPositions, 0, false);
+        }
+
+        public Drafting(String name, int recyclerK, ModelShape draft, long draftWeightBytes, int draftKvPositions, int logitsRows,
+                        int targetKvPositions, long headsWeightBytes, boolean finalHidden) {
+            this(name, recyclerK, draft, draftWeightBytes, draftKvPositions, logitsRows, targetKvPositions, headsWeightBytes, finalHidden, 0, 0);
         }
 
         /** A drafter with no buffers of its own (plain decoding, prompt lookup). */
@@ -149,7 +158,10 @@ public final class MemoryBudget {
             weights(items, "draft weights", cpu, draft.weights(), d.draftWeightBytes());
             items.add(new Item(String.format(Locale.ROOT, "draft KV caches (%d x %d positions, %s)", b, d.draftKvPositions(), kv), draft.kvCaches(), true));
             items.add(new Item("draft forward scratch", draft.modelScratch(), true));
+            if (d.draftInputScratch() > 0) items.add(new Item(d.name() + " fc input scratch (f32)", d.draftInputScratch(), true));
         }
+        if (d.featureRowBytes() > 0)
+            items.add(new Item(String.format(Locale.ROOT, "%s feature rows (%d sequence%s, f32)", d.name(), b, b == 1 ? "" : "s"), (long) b * d.featureRowBytes(), true));
         if (d.targetKvPositions() > 0) {
             long bytes = MemoryPlan.compute(r.backend().id(), r.target(), r.kvType(), 0, d.targetKvPositions(), b, 0, 0).kvCaches();
             items.add(new Item(String.format(Locale.ROOT, "%s KV caches (%d x %d positions, %s)", d.name(), b, d.targetKvPositions(), kv), bytes, true));

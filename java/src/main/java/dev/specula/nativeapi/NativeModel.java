@@ -188,6 +188,20 @@ public final class NativeModel extends NativeHandle {
      * the final hidden rows the call writes.
      */
     public synchronized void eagleForward(KvCache kv, ForwardArgs args, DeviceBuffer features, long featuresOffset, int[] featureRows) {
+        eagleCall(kv, args, features, featuresOffset, featureRows, false);
+    }
+
+    /**
+     * ABI 0.10: {@link #eagleForward} that keeps the cache's pending tokens and adds args' tokens after them (token i is
+     * pending token pending + i; a parent indexes the whole pending tree, -1 being a root over the committed prefix;
+     * null parents chain after the last pending token). Each call thus runs only its own rows, bit-identical on the cpu
+     * to one call over the whole tree.
+     */
+    public synchronized void eagleExtend(KvCache kv, ForwardArgs args, DeviceBuffer features, long featuresOffset, int[] featureRows) {
+        eagleCall(kv, args, features, featuresOffset, featureRows, true);
+    }
+
+    private void eagleCall(KvCache kv, ForwardArgs args, DeviceBuffer features, long featuresOffset, int[] featureRows, boolean extend) {
         MemorySegment h = segment();
         MemorySegment kvh = ownHandle(kv);
         if (featureRows != null && featureRows.length != args.size())
@@ -200,7 +214,7 @@ public final class NativeModel extends NativeHandle {
             spec_eagle_forward_args.features(e, bufferHandle(features));
             spec_eagle_forward_args.features_offset(e, featuresOffset);
             spec_eagle_forward_args.feature_rows(e, featureRows == null ? MemorySegment.NULL : arena.allocateFrom(ValueLayout.JAVA_INT, featureRows));
-            Native.check(spec_eagle_forward(h, kvh, e), context.handle());
+            Native.check(extend ? spec_eagle_forward_extend(h, kvh, e) : spec_eagle_forward(h, kvh, e), context.handle());
         }
     }
 

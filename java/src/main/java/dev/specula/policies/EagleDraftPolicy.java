@@ -23,10 +23,13 @@ import java.util.function.Supplier;
  *
  * <p>A step: the rows the target confirmed since the last one (the accepted path's features with the tokens after them,
  * the bonus token last) run as a chain and are committed; the last one's logits give the root's candidates. Then
- * sequential top-k expansion, as Hydra's: the best {@link #BEAM} nodes of each depth run as a tree over the committed
- * rows, each row a node's token with its parent's predicted feature (re-running their ancestors, which a forward keeps
- * pending only for its own call), and their top-k become the next depth's candidates. The tree is the best-first set of
- * every candidate found under the product of the layer's probabilities.
+ * EAGLE-2's dynamic tree: the {@link #BEAM} candidates of each depth with the highest path probability (the product
+ * of the layer's probabilities along the path) run as one extension of the layer's pending tree
+ * ({@link NativeModel#eagleExtend}: each row a node's token with its parent's predicted feature, attending to the
+ * committed rows and its draft ancestors already in the cache, so a depth costs one row per expanded node), and their
+ * top-k become the next depth's candidates. The tree is the best-first set of every candidate found, as many as the
+ * budget allows. The next step's chain drops the pending draft rows (their features were the layer's guesses) and
+ * commits the confirmed ones in their place, as the target's cache keeps its accepted path.
  *
  * <p>Drafts are deterministic given the features (draft probability 1), so greedy and sampled verification stay
  * lossless. One instance per sequence (it holds that sequence's cache); the layer may be shared.
@@ -37,13 +40,17 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
     /** Nodes per depth that are expanded. */
     static final int BEAM = 4;
     /** The deepest draft. */
-    static final int MAX_DEPTH = 6;
+    static final int MAX_DEPTH = 8;
     /** Confirmed rows kept back while the budget holds the sequence to plain decoding, before they are run anyway. */
     static final int MAX_BACKLOG = 64;
-    /** The most rows one expansion runs: the beam with its ancestors. */
+    /** The most draft rows a step's tree holds in the layer's cache: the beam at every depth. */
     static final int MAX_EXPANSION_ROWS = BEAM * MAX_DEPTH;
     /** The root and 24 candidates, as the heads drafters'; the adaptive budget shrinks it where it does not pay. */
     public static final int LARGEST_TREE = 1 + 24;
+    /** Candidates a step's search can find: the root's top-k, then top-k per expanded node. */
+    static final int MAX_CANDIDATES = TOP_K * (1 + BEAM * (MAX_DEPTH - 1));
+    /** Feature rows before the root's: the backlog (the confirmed rows not yet run). */
+    static final int FEATURE_ROWS_BEFORE_CANDIDATES = MAX_BACKLOG + LARGEST_TREE + 1;
 
     private final String name;
     private final NativeModel layer;
@@ -66,14 +73,14 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
         this.nEmbd = layer.shape().nEmbd();
         this.vocab = layer.shape().nVocab();
         this.rowBytes = (long) nEmbd * Float.BYTES;
-        this.rootRow = MAX_BACKLOG + LARGEST_TREE + 1;
-        this.maxCandidates = TOP_K * (1 + BEAM * (MAX_DEPTH - 1));
+        this.rootRow = FEATURE_ROWS_BEFORE_CANDIDATES;
+        this.maxCandidates = MAX_CANDIDATES;
         var ctx = layer.context();
         KvCache cache = layer.newKvCache(kvPositions(contextLength));
         DeviceBuffer f = null, o = null, l = null;
         try {
             f = ctx.allocate((rootRow + 1L + maxCandidates) * rowBytes);
-            o = ctx.allocate((long) Math.max(rootRow, MAX_EXPANSION_ROWS) * rowBytes);
+            o = ctx.allocate((long) Math.max(rootRow, BEAM) * rowBytes);
             l = ctx.allocate((long) deviceLogitsRows() * vocab * Float.BYTES);
         } catch (RuntimeException e) {
             cache.close();
@@ -91,14 +98,29 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
         return () -> new EagleDraftPolicy(name, layer, contextLength);
     }
 
-    /** Positions of the layer's KV cache for a sequence of contextLength: its rows plus the largest expansion. */
+    /** Positions of the layer's KV cache for a sequence of contextLength: its rows plus the largest draft tree. */
     public static int kvPositions(int contextLength) {
         return contextLength + MAX_EXPANSION_ROWS + 1;
     }
 
+    /** Rows of one native forward slice (cpu_model.cpp's MAX_UBATCH): the most fc input rows a layer call holds at once. */
+    static final int NATIVE_SLICE_ROWS = 512;
+
+    /** The layer's fc input scratch ([embd; feature] per row, f32), once per layer (for the memory budget). */
+    public static long fcInputScratchBytes(int nEmbd) {
+        return (long) NATIVE_SLICE_ROWS * 2 * nEmbd * Float.BYTES;
+    }
+
+    /** f32 feature and output rows each sequence's policy keeps on the device (for the memory budget). */
+    public static long featureRowBytes(int nEmbd) {
+        long featureRows = FEATURE_ROWS_BEFORE_CANDIDATES + 1L + MAX_CANDIDATES;
+        long outputRows = Math.max(FEATURE_ROWS_BEFORE_CANDIDATES, BEAM);
+        return (featureRows + outputRows) * nEmbd * Float.BYTES;
+    }
+
     /** f32 rows of vocabulary logits each sequence's policy keeps on the device (for the memory budget). */
     public static int deviceLogitsRows() {
-        return MAX_EXPANSION_ROWS;
+        return BEAM;
     }
 
     @Override
@@ -203,34 +225,33 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
         LogitsSummary top = LogitsSummary.summarize(logits, 0, 1, vocab, vocab, TOP_K)[0];
         for (int r = 0; r < top.k(); r++) if (top.top()[r] >= 0) nodes.add(new Node(top.top()[r], -1, 1, top.prob()[r]));
         List<Integer> frontier = best(nodes, 0, beam);
+        int[] pendingIndex = new int[maxCandidates]; // a candidate's index in the layer's pending tree, once it was run
+        int pending = 0; // the chain above was committed: the tree starts empty
         for (int d = 1; d < depthLimit && !frontier.isEmpty() && worthExpanding(nodes, frontier, budget); d++) {
-            // the frontier with its ancestors, parents first (depth order), each once
-            List<Integer> run = new ArrayList<>();
-            boolean[] in = new boolean[nodes.size()];
-            for (int f : frontier) for (int i = f; i >= 0 && !in[i]; i = nodes.get(i).parent()) in[i] = true;
-            for (int i = 0; i < nodes.size(); i++) if (in[i]) run.add(i);
-            run.sort(Comparator.comparingInt((Integer i) -> nodes.get(i).depth()).thenComparingInt(i -> i));
-            int rows = run.size();
+            // the frontier alone: its ancestors' rows are already in the layer's cache, pending from earlier depths
+            int rows = frontier.size();
             int[] tokens = new int[rows], parents = new int[rows], fRows = new int[rows];
-            int[] rowOf = new int[nodes.size()];
             for (int j = 0; j < rows; j++) {
-                Node node = nodes.get(run.get(j));
-                rowOf[run.get(j)] = j;
+                Node node = nodes.get(frontier.get(j));
                 tokens[j] = node.token();
-                parents[j] = node.parent() < 0 ? -1 : rowOf[node.parent()];
+                parents[j] = node.parent() < 0 ? -1 : pendingIndex[node.parent()];
                 fRows[j] = node.parent() < 0 ? rootRow : featureRow[node.parent()];
             }
-            layer.eagleForward(kv, ForwardArgs.tree(tokens, parents, logits).withFinalHidden(outputs, 0), features, 0, fRows);
+            // the predicted features go straight to their rows of features (a row per pending node, after the root's),
+            // where the next depth reads them
+            long written = (long) (rootRow + 1 + pending) * rowBytes;
+            layer.eagleExtend(kv, ForwardArgs.tree(tokens, parents, logits).withFinalHidden(features, written), features, 0, fRows);
             int first = nodes.size();
             LogitsSummary[] sums = LogitsSummary.summarize(logits, 0, rows, vocab, vocab, TOP_K); // one call for the rows
-            for (int f : frontier) {
-                int j = rowOf[f];
-                featureRow[f] = rootRow + 1 + f;
-                features.copyFrom(outputs, (long) j * rowBytes, (long) featureRow[f] * rowBytes, rowBytes);
+            for (int j = 0; j < rows; j++) {
+                int f = frontier.get(j);
+                pendingIndex[f] = pending + j;
+                featureRow[f] = rootRow + 1 + pending + j;
                 LogitsSummary s = sums[j];
                 for (int r = 0; r < s.k() && nodes.size() < maxCandidates; r++)
                     if (s.top()[r] >= 0) nodes.add(new Node(s.top()[r], f, d + 1, nodes.get(f).score() * s.prob()[r]));
             }
+            pending += rows;
             frontier = best(nodes, first, beam);
         }
         return DraftHeadsPolicy.bestFirst(root, nodes, budget);

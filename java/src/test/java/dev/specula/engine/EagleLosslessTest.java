@@ -203,6 +203,35 @@ class EagleLosslessTest {
                 for (int k = 0; k < e; k++) assertEquals(oa[row * e + k], ob[j * e + k], 0f, "output " + k + " of row " + row);
             }
             assertNotNull(tokens);
+
+            // ABI 0.10: the same tree grown one call per depth (eagleExtend), each row run once: the same numbers bit
+            // for bit; then the chain's first three rows are accepted (the sibling and the deeper rows rejected) and
+            // the next rows, run over what was kept, equal the all-at-once rows too
+            try (KvCache c = layer.newKvCache(64)) {
+                layer.eagleForward(c, new ForwardArgs(java.util.Arrays.copyOf(rowTokens, 8), null, null, ForwardArgs.LogitsMode.NONE, null, 0,
+                        null, null, false, 0), features, 0, null);
+                c.commitChain(8);
+                for (int j = 0; j <= m; j = j == 0 ? 2 : j + 1) {
+                    int[] callTokens = j == 0 ? new int[] {treeTokens[0], treeTokens[1]} : new int[] {treeTokens[j]};
+                    int[] callParents = j == 0 ? new int[] {-1, -1} : new int[] {parents[j]};
+                    int[] callRows = j == 0 ? new int[] {fRows[0], fRows[1]} : new int[] {fRows[j]};
+                    layer.eagleExtend(c, ForwardArgs.tree(callTokens, callParents, logitsB).withFinalHidden(outB, 0), features, 0, callRows);
+                    int row = j == 0 ? 8 : 7 + j;
+                    float[] lc = read(logitsB, 0, v), oc = read(outB, 0, e);
+                    for (int k = 0; k < v; k++) assertEquals(la[row * v + k], lc[k], 0f, "extended: logit " + k + " of row " + row);
+                    for (int k = 0; k < e; k++) assertEquals(oa[row * e + k], oc[k], 0f, "extended: output " + k + " of row " + row);
+                }
+                c.commit(new int[] {0, 2, 3});
+                assertEquals(11, c.length());
+                int[] next = java.util.Arrays.copyOfRange(rowTokens, 11, 14);
+                layer.eagleForward(c, ForwardArgs.chainAll(next, logitsB).withFinalHidden(outB, 0), features, 11L * e * 4, null);
+                float[] lc = read(logitsB, 0, 3 * v), oc = read(outB, 0, 3 * e);
+                for (int k = 0; k < 3 * v; k++) assertEquals(la[11 * v + k], lc[k], 0f, "after the commit: logit " + k);
+                for (int k = 0; k < 3 * e; k++) assertEquals(oa[11 * e + k], oc[k], 0f, "after the commit: output " + k);
+                var bad = assertThrows(SpeculaException.class, () -> layer.eagleExtend(c, ForwardArgs.tree(new int[] {1}, new int[] {3}, logitsB),
+                        features, 0, new int[] {0}));
+                assertTrue(bad.getMessage().contains("earlier pending token"), bad.getMessage());
+            }
         }
     }
 

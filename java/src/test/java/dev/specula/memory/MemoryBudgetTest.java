@@ -103,6 +103,20 @@ class MemoryBudgetTest {
     }
 
     @Test
+    void anEagleLayerCountsItsFcInputScratchOnceAndItsFeatureRowsPerSequence() {
+        try (ModelFile f = ModelFile.open(draftPath)) {
+            MemoryBudget.Drafting eagle = new MemoryBudget.Drafting("eagle", 0, f.config(), 1000, 300, 4, 0, 0, true, 12345, 678);
+            MemoryBudget.Drafting without = new MemoryBudget.Drafting("eagle", 0, f.config(), 1000, 300, 4, 0, 0, true);
+            MemoryBudget.Request r = new MemoryBudget.Request(Backend.CPU, DType.F16, target.config(), LoadedModel.weightBytes(target), 256, 3, 16, eagle);
+            MemoryBudget b = MemoryBudget.of(r), base = MemoryBudget.of(new MemoryBudget.Request(Backend.CPU, DType.F16, target.config(),
+                    LoadedModel.weightBytes(target), 256, 3, 16, without));
+            assertEquals(12345, item(b, "eagle fc input scratch"));
+            assertEquals(3L * 678, item(b, "eagle feature rows (3 sequences"));
+            assertEquals(base.total() + 12345 + 3L * 678, b.total());
+        }
+    }
+
+    @Test
     void refusalNamesTheTotalTheLimitAndTheLargestItems() {
         MemoryBudget.Request r = request("cpu", "recycling", 1024, 4, 81);
         MemoryBudget b = MemoryBudget.of(r);
