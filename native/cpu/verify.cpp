@@ -110,7 +110,7 @@ Status verify(spec_context *ctx, const spec_verify_args &a, Failure &err) {
     const int64_t V = a.n_vocab;
     const float *logits = (const float *)a.logits->ptr;
     const float *q = a.draft_probs ? (const float *)a.draft_probs->ptr : nullptr;
-    parallel_for(ctx, a.batch, [&](int64_t b) {
+    parallel_for(ctx, a.batch, (int64_t)a.max_tree_nodes * V, [&](int64_t b) {
         const size_t base = (size_t)b * a.max_tree_nodes;
         Tree t{a.n_nodes[b], a.tokens + base, a.parents + base};
         spec_verify_result &res = a.results[b];
