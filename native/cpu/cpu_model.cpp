@@ -506,7 +506,8 @@ void quantize_acts(ModelState &ms, int slot, const float *X, int64_t ldx, int n,
         q.stride = int8_groups(K) * INT8_X_GROUP_BYTES;
         if (buf.size() < (size_t)(n * q.stride)) buf.resize((size_t)(n * q.stride));
         q.data = buf.data();
-        for_tokens(ms, n, K, [&](int j, int) { quantize_acts_row(X + j * ldx, K, buf.data() + j * q.stride); });
+        const auto quantize = ms.ks->int8->quantize ? ms.ks->int8->quantize : quantize_acts_row;
+        for_tokens(ms, n, K, [&](int j, int) { quantize(X + j * ldx, K, buf.data() + j * q.stride); });
     }
     if (uses_kq(*ms.ks, W) && !q.kq) {
         std::vector<uint8_t> &buf = ms.qk[slot];

@@ -58,6 +58,9 @@ struct Int8Set {
     int tile_tokens = 0;
     bool (*tile)(int32_t dtype, const uint8_t *row, int64_t K, const uint8_t *qx, int64_t qx_stride, int T, float *out,
                  const uint8_t *pf, int64_t pf_bytes) = nullptr;
+    // Optional (nullptr: quantize_acts_row itself): quantize_acts_row in the set's instructions, the same
+    // bytes for every input (test_int8_dot compares them).
+    void (*quantize)(const float *x, int64_t K, uint8_t *dst) = nullptr;
 };
 
 // Int8 products for the k-quants (see kquant_dot.hpp for the layouts and the exact result): the

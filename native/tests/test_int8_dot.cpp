@@ -229,6 +229,29 @@ void check_set(const KernelSet *ks) {
                     }
         }
     }
+    // the set's own activation quantizer, where it has one: the same bytes as quantize_acts_row
+    int quant_rows = 0, quant_bad = 0;
+    for (int64_t K : {32, 64, 480, 512, 544, 2080, 5632})
+        for (int kind = 0; kind < 6; kind++) {
+            if (!q.quantize) break;
+            std::vector<float> x = random_acts(r, K);
+            for (int64_t k = 0; k < K; k++) {
+                float &v = x[(size_t)k];
+                if (kind == 1) v = (k % 3 == 0) ? -0.0f : 0.0f; // zero blocks, negative zeros
+                if (kind == 2) v = (float)((int)(k % 255) - 127) + 0.5f; // many ties at x * 127/amax
+                if (kind == 3) v = (k % 32 == 7) ? 127.0f : (float)((int)(k % 254) - 127) * 0.5f; // exact halves
+                if (kind == 4) v *= 1e-40f; // subnormal activations
+                if (kind == 5) v *= 1e36f; // near the top of f32
+            }
+            const int64_t stride = int8_groups(K) * INT8_X_GROUP_BYTES;
+            std::vector<uint8_t> want((size_t)stride, 0xAB), got((size_t)stride, 0xCD);
+            quantize_acts_row(x.data(), K, want.data());
+            q.quantize(x.data(), K, got.data());
+            quant_rows++;
+            if (want != got && quant_bad++ < 5) fprintf(stderr, "  %s quantize K %lld kind %d: bytes differ\n", q.name, (long long)K, kind);
+        }
+    CHECK(quant_bad == 0);
+    if (q.quantize) printf("  %-12s %d activation rows quantized byte-identical to quantize_acts_row\n", q.name, quant_rows);
     CHECK(mismatched == 0);
     CHECK(decode_bad == 0);
     // Quantizing x to 8 bits (and its scale to f16) moves each x by at most about
