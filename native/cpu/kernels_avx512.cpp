@@ -106,6 +106,7 @@ struct QI512 {
     static inline fvec cvt(ivec a) { return _mm512_cvtepi32_ps(a); }
     static inline fvec fzero() { return _mm512_setzero_ps(); }
     static inline fvec fload(const uint8_t *p) { return _mm512_loadu_ps((const void *)p); }
+    static inline fvec fload_h(const uint8_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
     static inline fvec fmul(fvec a, fvec b) { return _mm512_mul_ps(a, b); }
     static inline fvec fadd(fvec a, fvec b) { return _mm512_add_ps(a, b); }
     static inline fvec fpin(fvec a) { return V::pin(a); }

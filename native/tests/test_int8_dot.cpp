@@ -193,6 +193,29 @@ void check_set(const KernelSet *ks) {
                                     row, t, out[t], want);
                     }
                 }
+            // Q8_0 rows prepacked once (the layout the cpu backend keeps for the whole run), where the set has it
+            if (dtype == SPEC_DTYPE_Q8_0 && q.prepack && q.gemm_pre) {
+                const int64_t pbytes = ng * INT8_P_GROUP_BYTES;
+                std::vector<uint8_t> pre((size_t)(n_rows * pbytes));
+                for (int i = 0; i < n_rows; i++) q.prepack(rows[(size_t)i].bytes.data(), K, pre.data() + i * pbytes);
+                for (int T = 1; T <= q.tokens; T++)
+                    for (int t0 = 0; t0 + T <= n_tok; t0 += 3)
+                        for (int r0 = 0; r0 < n_rows; r0 += 2) {
+                            const uint8_t *rp[16];
+                            for (int i = 0; i < q.rows; i++) rp[i] = pre.data() + std::min(r0 + i, n_rows - 1) * pbytes;
+                            float out[64];
+                            q.gemm_pre(rp, ng, qx.data() + t0 * xstride, xstride, T, out, nullptr, 0);
+                            for (int t = 0; t < T; t++)
+                                for (int i = 0; i < q.rows; i++) {
+                                    const int row = std::min(r0 + i, n_rows - 1);
+                                    const float want = definition(dtype, rows[(size_t)row], qx.data() + (t0 + t) * xstride, K);
+                                    checked++;
+                                    if (std::memcmp(&want, &out[t * q.rows + i], 4) != 0 && mismatched++ < 5)
+                                        fprintf(stderr, "  %s prepacked K %lld T %d row %d tok %d: %.9g, want %.9g\n", q.name, (long long)K, T, row,
+                                                t0 + t, out[t * q.rows + i], want);
+                                }
+                        }
+            }
             // every token count and row offset the set takes
             for (int T = 1; T <= q.tokens; T++)
                 for (int t0 = 0; t0 + T <= n_tok; t0 += 2)
