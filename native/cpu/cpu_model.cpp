@@ -22,8 +22,9 @@
 // Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 weights take the int8 path instead (int8_dot.hpp): each token's activations are
 // quantized per row in blocks of 32 once per product, the task's weight rows are packed into
 // the kernel set's int8 layout (a few rows for few tokens, up to INT8_PACK_BYTES for many), and
-// the int8 gemm runs over them. Q8_0 matrices are instead prepacked once at load (prepack_q8_weights: the
-// same bytes per row as the file's, no packing per call) and every product reads them in place. The k-quants (Q2_K..Q6_K) do the same over super-blocks of 256
+// the int8 gemm runs over them. Q8_0 matrices are instead prepacked once at load (prepack_q8_weights:
+// as many bytes per row as the file's, nothing packed per call) and every product reads them in place.
+// The k-quants (Q2_K..Q6_K) pack per call like the 32-block formats, over super-blocks of 256
 // (kquant_dot.hpp: activations quantized as llama.cpp's q8_K, rows unpacked to int8). F32/F16/BF16
 // keep f32 activations; each output keeps one f32 accumulator whose fma sequence is the same in
 // both of their paths. Either way a token's logits
