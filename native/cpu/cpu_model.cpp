@@ -22,7 +22,9 @@
 // Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 weights take the int8 path instead (int8_dot.hpp): each token's activations are
 // quantized per row in blocks of 32 once per product, the task's weight rows are packed into
 // the kernel set's int8 layout (a few rows for few tokens, up to INT8_PACK_BYTES for many), and
-// the int8 gemm runs over them. The k-quants (Q2_K..Q6_K) do the same over super-blocks of 256
+// the int8 gemm runs over them. Q8_0 matrices are instead prepacked once at load (prepack_q8_weights:
+// as many bytes per row as the file's, nothing packed per call) and every product reads them in place.
+// The k-quants (Q2_K..Q6_K) pack per call like the 32-block formats, over super-blocks of 256
 // (kquant_dot.hpp: activations quantized as llama.cpp's q8_K, rows unpacked to int8). F32/F16/BF16
 // keep f32 activations; each output keeps one f32 accumulator whose fma sequence is the same in
 // both of their paths. Either way a token's logits
@@ -67,6 +69,10 @@ struct Mat {
     int64_t rows = 0, cols = 0;
     uint64_t row_bytes = 0;
     const uint8_t *row(int64_t r) const { return data + (uint64_t)r * row_bytes; }
+    // Q8_0 rows prepacked for the int8 path (prepack_q8_weights), when they are
+    const uint8_t *pre = nullptr;
+    uint64_t pre_row_bytes = 0;
+    const uint8_t *pre_row(int64_t r) const { return pre + (uint64_t)r * pre_row_bytes; }
 };
 
 struct Layer {
@@ -124,8 +130,12 @@ struct ModelState {
     // SPECULA_CPU_WEIGHTS=copy: the matrices copied into anonymous memory on transparent huge pages.
     uint8_t *weight_copy = nullptr;
     size_t weight_copy_bytes = 0;
+    // The Q8_0 matrices prepacked for the int8 path (prepack_q8_weights).
+    uint8_t *prepacked = nullptr;
+    size_t prepacked_bytes = 0;
     ~ModelState() {
         if (weight_copy) munmap(weight_copy, weight_copy_bytes);
+        if (prepacked) munmap(prepacked, prepacked_bytes);
     }
 };
 
@@ -146,7 +156,7 @@ void copy_weights_to_huge_pages(ModelState &ms) {
     std::vector<std::pair<const uint8_t *, size_t>> sources; // (data, offset in the copy)
     size_t total = 0;
     for (Mat *M : mats) {
-        if (!M->data) continue;
+        if (!M->data || M->pre) continue;
         bool seen = false;
         for (auto &src : sources) seen = seen || src.first == M->data;
         if (seen) continue;
@@ -163,7 +173,7 @@ void copy_weights_to_huge_pages(ModelState &ms) {
 #endif
     uint8_t *base = (uint8_t *)mem;
     for (Mat *M : mats) {
-        if (!M->data) continue;
+        if (!M->data || M->pre) continue;
         for (auto &src : sources)
             if (src.first == M->data) {
                 // copied when first met; every Mat with this source then points at the copy
@@ -252,6 +262,53 @@ bool uses_int8(const KernelSet &kern, const Mat &W) { return kern.int8 && kern.i
 // Whether a product with W takes the k-quant int8 path (whole super-blocks of 256; GGUF rows always are).
 bool uses_kq(const KernelSet &kern, const Mat &W) { return kern.kq && kq_is_kquant(W.dtype) && W.cols % KQ_BLOCK == 0; }
 
+// Q8_0 matrices prepacked once into the kernel set's int8 layout (Int8Set::prepack, int8_dot.hpp), in
+// anonymous memory on transparent huge pages. A product then streams as many bytes as from the file and
+// packs nothing per call, so verifying several tokens costs the weights' streaming plus the int8
+// products, not also a repacking pass (which cost about as much as the products at 8 tokens). The
+// results are the same bits. SPECULA_CPU_PREPACK=0 turns it off (rows then packed per call, as the
+// other block formats are); a failed allocation leaves the rows read in place.
+void prepack_q8_weights(ModelState &ms) {
+    const Int8Set *q8 = ms.ks->int8;
+    if (!q8 || !q8->prepack || !q8->gemm_pre) return;
+    const char *opt = std::getenv("SPECULA_CPU_PREPACK");
+    if (opt && std::strcmp(opt, "0") == 0) return;
+    std::vector<Mat *> mats = {&ms.output, &ms.fc};
+    for (Layer &L : ms.layers)
+        for (Mat *M : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) mats.push_back(M);
+    auto takes = [&](const Mat *M) { return M->data && M->dtype == SPEC_DTYPE_Q8_0 && uses_int8(*ms.ks, *M); };
+    size_t total = 0;
+    for (Mat *M : mats)
+        if (takes(M)) total += (size_t)M->rows * (size_t)(int8_groups(M->cols) * INT8_P_GROUP_BYTES);
+    const size_t huge = (size_t)2 << 20;
+    const size_t bytes = (total + huge - 1) / huge * huge;
+    if (bytes == 0) return;
+    void *mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) return;
+#ifdef MADV_HUGEPAGE
+    madvise(mem, bytes, MADV_HUGEPAGE);
+#endif
+    uint8_t *base = (uint8_t *)mem;
+    size_t off = 0;
+    for (size_t i = 0; i < mats.size(); i++) {
+        Mat *M = mats[i];
+        if (!takes(M)) continue;
+        for (size_t j = 0; j < i && !M->pre; j++) // one matrix in two roles: prepacked once
+            if (mats[j]->pre && mats[j]->data == M->data) {
+                M->pre = mats[j]->pre;
+                M->pre_row_bytes = mats[j]->pre_row_bytes;
+            }
+        if (M->pre) continue;
+        M->pre_row_bytes = (uint64_t)(int8_groups(M->cols) * INT8_P_GROUP_BYTES);
+        uint8_t *dst = base + off;
+        for (int64_t r = 0; r < M->rows; r++) q8->prepack(M->row(r), M->cols, dst + (uint64_t)r * M->pre_row_bytes);
+        M->pre = dst;
+        off += (size_t)(M->rows * M->pre_row_bytes);
+    }
+    ms.prepacked = base;
+    ms.prepacked_bytes = bytes;
+}
+
 // Where a product's outputs go: token t's row at base + t * ld, or at rows[t] when given (a batch's
 // logits rows, each in its own sequence's buffer).
 struct OutRows {
@@ -316,6 +373,33 @@ void mat_rows_int8(const KernelSet &kern, ThreadScratch &ts, const Mat &W, QActs
     const Int8Set &q8 = *kern.int8;
     const int64_t K = W.cols, ng = int8_groups(K), wbytes = ng * INT8_W_GROUP_BYTES;
     const auto put = put_row(Y, accumulate);
+    if (W.pre) {
+        // Prepacked Q8_0 rows: `rows` rows per gemm call, read straight from memory. For more tokens than
+        // one call takes, a block of rows (in L2 after the first token group) passes once per token group,
+        // the tokens split evenly (8 as 4 + 4, 6 as 3 + 3).
+        const int R = q8.rows, QT = q8.tokens;
+        const int n_tg = (n + QT - 1) / QT, tg = (n + n_tg - 1) / n_tg;
+        const int64_t block = n <= QT ? R : std::max<int64_t>(R, INT8_PACK_BYTES / (int64_t)W.pre_row_bytes / R * R);
+        float out[64];
+        const uint8_t *rp[16];
+        for (int64_t rb = r0; rb < r1; rb += block) {
+            const int64_t nr = std::min(block, r1 - rb);
+            for (int t0 = 0; t0 < n; t0 += tg) {
+                const int T = std::min(tg, n - t0);
+                for (int64_t g = 0; g < nr; g += R) {
+                    for (int i = 0; i < R; i++) rp[i] = W.pre_row(rb + std::min<int64_t>(g + i, nr - 1));
+                    // the first token group reads the rows from memory: the next R rows prefetched meanwhile
+                    const int64_t next = rb + g + R;
+                    const uint8_t *pf = t0 == 0 && next < r1 ? W.pre_row(next) : nullptr;
+                    const int64_t pf_bytes = pf ? std::min<int64_t>(R, r1 - next) * (int64_t)W.pre_row_bytes : 0;
+                    q8.gemm_pre(rp, ng, qx.data + t0 * qx.stride, qx.stride, T, out, pf, pf_bytes);
+                    for (int t = 0; t < T; t++)
+                        for (int i = 0; i < R && g + i < nr; i++) put(rb + g + i, t0 + t, out[t * R + i]);
+                }
+            }
+        }
+        return;
+    }
     if (q8.tile && n <= q8.tile_tokens) {
         // Few tokens, and the set reads this dtype in place: no packing, the rows stream from
         // memory with the one after next prefetched along the way.
@@ -506,7 +590,8 @@ void quantize_acts(ModelState &ms, int slot, const float *X, int64_t ldx, int n,
         q.stride = int8_groups(K) * INT8_X_GROUP_BYTES;
         if (buf.size() < (size_t)(n * q.stride)) buf.resize((size_t)(n * q.stride));
         q.data = buf.data();
-        for_tokens(ms, n, K, [&](int j, int) { quantize_acts_row(X + j * ldx, K, buf.data() + j * q.stride); });
+        const auto quantize = ms.ks->int8->quantize ? ms.ks->int8->quantize : quantize_acts_row;
+        for_tokens(ms, n, K, [&](int j, int) { quantize(X + j * ldx, K, buf.data() + j * q.stride); });
     }
     if (uses_kq(*ms.ks, W) && !q.kq) {
         std::vector<uint8_t> &buf = ms.qk[slot];
@@ -585,7 +670,8 @@ Status oom(Failure &err, const char *what) {
 // model_finalize, in stages named as the cuda backend's (native/cuda/model.cu):
 //   choose_kernels  the kernel set this CPU runs (SPECULA_CPU_ISA caps it)
 //   place_matrices  every matrix read in place from the caller's memory (SPECULA_CPU_WEIGHTS=copy:
-//                   from one anonymous huge-page copy, see copy_weights_to_huge_pages)
+//                   from one anonymous huge-page copy, see copy_weights_to_huge_pages); Q8_0 matrices
+//                   prepacked for the int8 path (prepack_q8_weights; SPECULA_CPU_PREPACK=0: not)
 //   place_vectors   norms and biases converted to f32 once; the rope frequencies
 // (the cuda backend's check_model has nothing to refuse here, and prepare_scratch is a forward
 // stage here: the scratch grows with the call and the thread count).
@@ -629,6 +715,7 @@ void place_matrices(spec_model *m, ModelState &ms) {
         L.up = mat(SPEC_W_FFN_UP, l);
         L.down = mat(SPEC_W_FFN_DOWN, l);
     }
+    prepack_q8_weights(ms); // first: the matrices it prepacks are then never read in place, so not copied
     copy_weights_to_huge_pages(ms);
 }
 

@@ -45,6 +45,11 @@ constexpr int INT8_X_SCALE = 512;  // offset of dx in an activation group
 constexpr int INT8_X_CORR = 576;   // offset of the -128*sum corrections
 constexpr int INT8_W_SCALE = 512;  // offset of dw in a weight group
 constexpr int INT8_W_MIN = 576;    // offset of mw in a weight group
+// A Q8_0 row prepacked once, at load (Int8Set::prepack): per group the same 512 bytes as a packed
+// weight group, then the 16 blocks' f16 scales as the file stores them: 544 bytes, the size of the
+// 16 Q8_0 blocks, so a prepacked matrix streams as many bytes as the file's and needs no packing per call.
+constexpr int INT8_P_GROUP_BYTES = 512 + 32;
+constexpr int INT8_P_SCALE = 512; // offset of the f16 dw in a prepacked group
 
 // The formats with an int8 path (a kernel set's Int8Set::has says which it takes).
 inline bool int8_is_block32(int32_t dtype) {

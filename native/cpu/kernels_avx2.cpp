@@ -122,6 +122,9 @@ struct QI {
     static inline fvec cvt(const ivec &a) { return {_mm256_cvtepi32_ps(a.lo), _mm256_cvtepi32_ps(a.hi)}; }
     static inline fvec fzero() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
     static inline fvec fload(const uint8_t *p) { return {_mm256_loadu_ps((const float *)p), _mm256_loadu_ps((const float *)(p + 32))}; }
+    static inline fvec fload_h(const uint8_t *p) {
+        return {_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 16)))};
+    }
     static inline fvec fmul(const fvec &a, const fvec &b) { return {_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)}; }
     static inline fvec fadd(const fvec &a, const fvec &b) { return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
     static inline fvec fpin(const fvec &a) { return {V::pin(a.lo), V::pin(a.hi)}; }

@@ -106,6 +106,7 @@ struct QI512 {
     static inline fvec cvt(ivec a) { return _mm512_cvtepi32_ps(a); }
     static inline fvec fzero() { return _mm512_setzero_ps(); }
     static inline fvec fload(const uint8_t *p) { return _mm512_loadu_ps((const void *)p); }
+    static inline fvec fload_h(const uint8_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
     static inline fvec fmul(fvec a, fvec b) { return _mm512_mul_ps(a, b); }
     static inline fvec fadd(fvec a, fvec b) { return _mm512_add_ps(a, b); }
     static inline fvec fpin(fvec a) { return V::pin(a); }
@@ -114,6 +115,42 @@ struct QI512 {
         return _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_srai_epi32(iload(corr), 7));
     }
 };
+
+// quantize_acts_row (int8_dot.hpp) a block of 32 at a time, the same bytes: the same amax (NaN lanes
+// skipped as the scalar compare skips them), the same f32 multiply, rint as round-to-nearest-even, the
+// same clamp (a NaN left unclamped) and truncating conversion, an exact integer sum.
+void quantize_acts_512(const float *x, int64_t K, uint8_t *dst) {
+    const int64_t nb = K / INT8_BLOCK, ng = int8_groups(K);
+    __builtin_memset(dst, 0, (size_t)(ng * INT8_X_GROUP_BYTES));
+    const __m512 hi = _mm512_set1_ps(127.0f), lo = _mm512_set1_ps(-127.0f);
+    for (int64_t b = 0; b < nb; b++) {
+        const float *xb = x + b * INT8_BLOCK;
+        const __m512 x0 = _mm512_loadu_ps(xb), x1 = _mm512_loadu_ps(xb + 16);
+        // vmaxps returns its second operand when either is NaN: a NaN |x| keeps the running maximum
+        __m512 m = _mm512_max_ps(_mm512_abs_ps(x0), _mm512_setzero_ps());
+        m = _mm512_max_ps(_mm512_abs_ps(x1), m);
+        const float amax = _mm512_reduce_max_ps(m);
+        const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        const float d = f16_to_f32(f32_to_f16(amax / 127.0f));
+        __m512i q[2];
+        for (int h = 0; h < 2; h++) {
+            __m512 v = _mm512_roundscale_ps(_mm512_mul_ps(h ? x1 : x0, _mm512_set1_ps(id)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ), hi);
+            v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ), lo);
+            q[h] = _mm512_cvttps_epi32(v);
+        }
+        const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q[0], q[1]));
+        alignas(16) uint8_t bytes[32];
+        _mm_store_si128((__m128i *)bytes, _mm512_cvtepi32_epi8(q[0]));
+        _mm_store_si128((__m128i *)(bytes + 16), _mm512_cvtepi32_epi8(q[1]));
+        uint8_t *g = dst + (b / INT8_GROUP_BLOCKS) * INT8_X_GROUP_BYTES;
+        const int j = (int)(b % INT8_GROUP_BLOCKS);
+        for (int k = 0; k < 8; k++) __builtin_memcpy(g + 64 * k + 4 * j, bytes + 4 * k, 4);
+        __builtin_memcpy(g + INT8_X_SCALE + 4 * j, &d, 4);
+        const int32_t corr = -128 * sum;
+        __builtin_memcpy(g + INT8_X_CORR + 4 * j, &corr, 4);
+    }
+}
 
 // Without VNNI (Skylake-X): |w| times x with w's sign, vpmaddubsw then vpmaddwd (no saturation:
 // |w|, |x| <= 127 and 2 * 127 * 127 < 32768).
@@ -139,6 +176,12 @@ struct QI : QI512 {
 #define INT8_R 4
 #define INT8_T 4
 #include "kernels_int8.inc"
+
+const Int8Set int8_set_quant = [] {
+    Int8Set s = int8_set;
+    s.quantize = quantize_acts_512;
+    return s;
+}();
 
 #define KQ_VNNI 0
 #include "kernels_kquant_x86_512.inc"
@@ -304,6 +347,7 @@ const Int8Set int8_set_tiled = [] {
     Int8Set s = int8_set;
     s.tile_tokens = 4; // more: packing once, then int8_gemm's 4 x 4 register blocks, is cheaper
     s.tile = tile;
+    s.quantize = quantize_acts_512;
     return s;
 }();
 } // namespace vnni
@@ -318,7 +362,7 @@ namespace specula::cpu {
 const KernelSet *kernels_avx512() {
     static const KernelSet ks = [] {
         KernelSet k = kernel_set;
-        k.int8 = &bw::int8_set;
+        k.int8 = &bw::int8_set_quant;
         k.kq = &bw::kq_set;
         return k;
     }();

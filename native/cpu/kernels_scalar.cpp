@@ -84,6 +84,11 @@ struct QI {
         __builtin_memcpy(f.v, p, 64);
         return f;
     }
+    static inline fvec fload_h(const uint8_t *p) {
+        fvec f;
+        for (int j = 0; j < 16; j++) f.v[j] = f16_to_f32(load_u16(p + 2 * j));
+        return f;
+    }
     // Separate statements, and this file is built with -ffp-contract=off: never a fused multiply-add.
     static inline fvec fmul(const fvec &a, const fvec &b) {
         fvec f;

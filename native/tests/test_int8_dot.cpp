@@ -193,6 +193,29 @@ void check_set(const KernelSet *ks) {
                                     row, t, out[t], want);
                     }
                 }
+            // Q8_0 rows prepacked once (the layout the cpu backend keeps for the whole run), where the set has it
+            if (dtype == SPEC_DTYPE_Q8_0 && q.prepack && q.gemm_pre) {
+                const int64_t pbytes = ng * INT8_P_GROUP_BYTES;
+                std::vector<uint8_t> pre((size_t)(n_rows * pbytes));
+                for (int i = 0; i < n_rows; i++) q.prepack(rows[(size_t)i].bytes.data(), K, pre.data() + i * pbytes);
+                for (int T = 1; T <= q.tokens; T++)
+                    for (int t0 = 0; t0 + T <= n_tok; t0 += 3)
+                        for (int r0 = 0; r0 < n_rows; r0 += 2) {
+                            const uint8_t *rp[16];
+                            for (int i = 0; i < q.rows; i++) rp[i] = pre.data() + std::min(r0 + i, n_rows - 1) * pbytes;
+                            float out[64];
+                            q.gemm_pre(rp, ng, qx.data() + t0 * xstride, xstride, T, out, nullptr, 0);
+                            for (int t = 0; t < T; t++)
+                                for (int i = 0; i < q.rows; i++) {
+                                    const int row = std::min(r0 + i, n_rows - 1);
+                                    const float want = definition(dtype, rows[(size_t)row], qx.data() + (t0 + t) * xstride, K);
+                                    checked++;
+                                    if (std::memcmp(&want, &out[t * q.rows + i], 4) != 0 && mismatched++ < 5)
+                                        fprintf(stderr, "  %s prepacked K %lld T %d row %d tok %d: %.9g, want %.9g\n", q.name, (long long)K, T, row,
+                                                t0 + t, out[t * q.rows + i], want);
+                                }
+                        }
+            }
             // every token count and row offset the set takes
             for (int T = 1; T <= q.tokens; T++)
                 for (int t0 = 0; t0 + T <= n_tok; t0 += 2)
@@ -229,6 +252,29 @@ void check_set(const KernelSet *ks) {
                     }
         }
     }
+    // the set's own activation quantizer, where it has one: the same bytes as quantize_acts_row
+    int quant_rows = 0, quant_bad = 0;
+    for (int64_t K : {32, 64, 480, 512, 544, 2080, 5632})
+        for (int kind = 0; kind < 6; kind++) {
+            if (!q.quantize) break;
+            std::vector<float> x = random_acts(r, K);
+            for (int64_t k = 0; k < K; k++) {
+                float &v = x[(size_t)k];
+                if (kind == 1) v = (k % 3 == 0) ? -0.0f : 0.0f; // zero blocks, negative zeros
+                if (kind == 2) v = (float)((int)(k % 255) - 127) + 0.5f; // many ties at x * 127/amax
+                if (kind == 3) v = (k % 32 == 7) ? 127.0f : (float)((int)(k % 254) - 127) * 0.5f; // exact halves
+                if (kind == 4) v *= 1e-40f; // subnormal activations
+                if (kind == 5) v *= 1e30f; // large (the block maximum stays finite: up to about 3e34)
+            }
+            const int64_t stride = int8_groups(K) * INT8_X_GROUP_BYTES;
+            std::vector<uint8_t> want((size_t)stride, 0xAB), got((size_t)stride, 0xCD);
+            quantize_acts_row(x.data(), K, want.data());
+            q.quantize(x.data(), K, got.data());
+            quant_rows++;
+            if (want != got && quant_bad++ < 5) fprintf(stderr, "  %s quantize K %lld kind %d: bytes differ\n", q.name, (long long)K, kind);
+        }
+    CHECK(quant_bad == 0);
+    if (q.quantize) printf("  %-12s %d activation rows quantized byte-identical to quantize_acts_row\n", q.name, quant_rows);
     CHECK(mismatched == 0);
     CHECK(decode_bad == 0);
     // Quantizing x to 8 bits (and its scale to f16) moves each x by at most about
