@@ -566,8 +566,11 @@ public final class DecodeLoop implements AutoCloseable {
             tokens[b] = s.tree.tokens();
             parents[b] = s.tree.parents();
             params[b] = s.params;
-            // A plain step sampled on the host costs what "speculation off" costs, so backing off can reach it.
-            onHost[b] = s.tree.size() == 1 && !(deviceSampling && s.request.deviceSamplable());
+            // A plain step sampled on the host costs what "speculation off" costs, so backing off can reach it. In
+            // a batch, a greedy plain step takes the batch's one verification call instead of copying its row over
+            // the vocabulary to the host: the same argmax (ties by lower id), without the per-sequence copies.
+            boolean nativeStep = deviceSampling || (batch > 1 && s.request.sampling().greedy());
+            onHost[b] = s.tree.size() == 1 && !(nativeStep && s.request.deviceSamplable());
             try {
                 if (onHost[b] || s.request.needsHostRows()) rows[b] = hostRows(s, b);
             } catch (RuntimeException e) {
@@ -777,6 +780,14 @@ public final class DecodeLoop implements AutoCloseable {
             finalHidden = target.context().allocate(finalHiddenBytes(Math.max(batch, logitsBatch), maxTreeNodes, target.shape().nEmbd()));
         }
         return finalHidden;
+    }
+
+    /**
+     * Makes the tree logits buffer hold batch trees now (what the memory budget counted for the batch), so that a
+     * batch growing to that size does not stop a step to allocate and zero a larger one.
+     */
+    public synchronized void reserve(int batch) {
+        ensureLogits(batch);
     }
 
     private void ensureLogits(int batch) {
