@@ -20,7 +20,7 @@ Status logits_summarize(spec_context *ctx, const float *rows, int32_t n_rows, in
         double sum = 0.0, weighted = 0.0;
         for (int64_t i = 0; i < limit; i++) km::summary_accumulate(row[i], top_logit[0], sum, weighted);
         km::summary_write(list.c, top_logit, k, sum, weighted, out[r]);
-    });
+    }, (int64_t)n_rows * limit);
     return SPEC_OK;
 }
 

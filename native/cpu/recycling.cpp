@@ -23,7 +23,7 @@ Status recycler_update(spec_recycler *rec, const spec_recycler_update_args &a, F
         list.clear();
         for (int64_t i = 0; i < V; i++) list.push(km::composite(row[i], (uint32_t)i));
         for (int j = 0; j < k; j++) top[(size_t)n * k + j] = (int32_t)km::composite_id(list.c[j]);
-    });
+    }, (int64_t)rows.size() * V);
     for (size_t n = 0; n < rows.size(); n++) {
         int32_t token = a.tokens[rows[n]];
         std::copy_n(&top[n * k], k, matrix + (size_t)token * k);

@@ -21,22 +21,20 @@ Status recycler_draft(spec_recycler *rec, const spec_recycler_draft_args &args, 
 Status logits_summarize(spec_context *ctx, const float *rows, int32_t n_rows, int64_t row_stride, int32_t limit, int32_t k,
                         spec_logits_summary *out, Failure &err);
 
-// Below this much work (elements visited, summed over all items) a job runs on the calling thread:
-// starting and joining threads costs tens of microseconds, more on a busy machine, which is more
-// than a small tree's verification or a few rows' summaries take (measured on the demo target:
-// a 1-node verify step cost 80-95 us of CPU while the scan itself is a few microseconds).
-constexpr int64_t MIN_PARALLEL_WORK = int64_t(1) << 21;
+// Below this many element operations in all, parallel_for runs the work on the caller: the threads
+// it starts cost tens of microseconds each (milliseconds on a loaded machine), more than such work
+// takes (a batch's greedy verification of one-node trees: an argmax over the vocabulary per sequence).
+constexpr int64_t PARALLEL_MIN_WORK = int64_t(1) << 20;
 
-// Runs body(i) for i in [0, n) on up to the context's thread count (0 = all cores), or on the
-// calling thread when n * work_per_item is under MIN_PARALLEL_WORK. Work items are independent
-// and write disjoint outputs, so results do not depend on the split. An exception in a worker
-// (say bad_alloc) is carried over and rethrown here, for guarded().
+// Runs body(i) for i in [0, n) on up to the context's thread count (0 = all cores); work, when
+// known, is the element operations of all n items together (small work stays on the caller). Work
+// items are independent and write disjoint outputs, so results do not depend on the split. An
+// exception in a worker (say bad_alloc) is carried over and rethrown here, for guarded().
 template <typename Body>
-void parallel_for(const spec_context *ctx, int64_t n, int64_t work_per_item, Body body) {
+void parallel_for(const spec_context *ctx, int64_t n, Body body, int64_t work = INT64_MAX) {
     int64_t threads = ctx->n_threads > 0 ? ctx->n_threads : (int64_t)std::thread::hardware_concurrency();
     threads = std::max<int64_t>(1, std::min<int64_t>(threads, n));
-    if (n * std::max<int64_t>(1, work_per_item) < MIN_PARALLEL_WORK) threads = 1;
-    if (threads == 1) {
+    if (threads == 1 || work < PARALLEL_MIN_WORK) {
         for (int64_t i = 0; i < n; i++) body(i);
         return;
     }

@@ -34,12 +34,12 @@ Status tree_attention(spec_context *ctx, const spec_tree_attention_args &a, int3
     float *out = (float *)a.out->ptr;
     // One work item per (sequence, kv head): its K/V rows are converted once and reused by the
     // G query heads and T tree tokens that read them.
-    int64_t most_work = 0; // per (sequence, kv head): K/V conversion plus G*T query rows over L keys
+    int64_t work = 0; // per (sequence, kv head): K/V conversion plus G*T query rows over L keys
     for (int b = 0; b < a.batch; b++) {
         const int64_t L = (int64_t)a.prefix_len[b] + a.tree_len[b];
-        most_work = std::max(most_work, L * D * (2 + (int64_t)G * a.tree_len[b]));
+        work += Hkv * L * D * (2 + (int64_t)G * a.tree_len[b]);
     }
-    parallel_for(ctx, (int64_t)a.batch * Hkv, most_work, [&](int64_t item) {
+    parallel_for(ctx, (int64_t)a.batch * Hkv, [&](int64_t item) {
         const int b = (int)(item / Hkv), kvh = (int)(item % Hkv);
         const int P = a.prefix_len[b], T = a.tree_len[b], L = P + T;
         const int32_t *parents = a.parents + (size_t)b * a.max_tree_nodes;
@@ -82,7 +82,7 @@ Status tree_attention(spec_context *ctx, const spec_tree_attention_args &a, int3
                 for (int d = 0; d < D; d++) o[d] = acc[d] / l;
             }
         }
-    });
+    }, work);
     return SPEC_OK;
 }
 

@@ -110,7 +110,9 @@ Status verify(spec_context *ctx, const spec_verify_args &a, Failure &err) {
     const int64_t V = a.n_vocab;
     const float *logits = (const float *)a.logits->ptr;
     const float *q = a.draft_probs ? (const float *)a.draft_probs->ptr : nullptr;
-    parallel_for(ctx, a.batch, (int64_t)a.max_tree_nodes * V, [&](int64_t b) {
+    int64_t work = 0; // at most every node's row is read (greedy reads fewer)
+    for (int32_t b = 0; b < a.batch; b++) work += (int64_t)a.n_nodes[b] * V;
+    parallel_for(ctx, a.batch, [&](int64_t b) {
         const size_t base = (size_t)b * a.max_tree_nodes;
         Tree t{a.n_nodes[b], a.tokens + base, a.parents + base};
         spec_verify_result &res = a.results[b];
@@ -122,7 +124,7 @@ Status verify(spec_context *ctx, const spec_verify_args &a, Failure &err) {
             std::vector<uint64_t> w((size_t)V);
             verify_sample(t, logits + base * V, q ? q + base * V : nullptr, V, p, a.step, w, res);
         }
-    });
+    }, work);
     const int64_t bad = seq::first_without_bonus(a.results, a.batch);
     if (bad >= 0) {
         err = failure(SPEC_ERR_INTERNAL,

@@ -115,7 +115,14 @@ public final class SpeculaEngine implements AutoCloseable {
             ctx.reserve(chosen.batch(), chosen.maxTreeNodes(), model.model().shape().nVocab(), chosen.drafting().recyclerK());
             this.maxTreeNodes = chosen.maxTreeNodes();
             // One loop for the batch: its logits hold batch trees of the largest size (what the budget counted).
-            this.loop = new DecodeLoop(model.model(), new SpeculationBudget(maxTreeNodes, b.adaptive));
+            DecodeLoop decodeLoop = new DecodeLoop(model.model(), new SpeculationBudget(maxTreeNodes, b.adaptive));
+            try {
+                decodeLoop.reserve(chosen.batch());
+            } catch (RuntimeException e) {
+                decodeLoop.close();
+                throw e;
+            }
+            this.loop = decodeLoop;
             int stepTokens = b.stepTokens > 0 ? Math.max(b.stepTokens, chosen.batch()) : chosen.batch() * maxTreeNodes;
             LoadedModel m = loaded;
             int positions = contextLength;

@@ -567,8 +567,11 @@ public final class DecodeLoop implements AutoCloseable {
             tokens[b] = s.tree.tokens();
             parents[b] = s.tree.parents();
             params[b] = s.params;
-            // A plain step sampled on the host costs what "speculation off" costs, so backing off can reach it.
-            onHost[b] = s.tree.size() == 1 && !(deviceSampling && s.request.deviceSamplable());
+            // A plain step sampled on the host costs what "speculation off" costs, so backing off can reach it. In
+            // a batch, a greedy plain step takes the batch's one verification call instead of copying its row over
+            // the vocabulary to the host: the same argmax (ties by lower id), without the per-sequence copies.
+            boolean nativeStep = deviceSampling || (batch > 1 && s.request.sampling().greedy());
+            onHost[b] = s.tree.size() == 1 && !(nativeStep && s.request.deviceSamplable());
             try {
                 if (onHost[b] || s.request.needsHostRows()) rows[b] = hostRows(s, b);
             } catch (RuntimeException e) {
@@ -659,7 +662,19 @@ public final class DecodeLoop implements AutoCloseable {
             if (s.prefilling) s.prefillSeconds += perSequence;
             else s.forwardSeconds += perSequence;
         }
-        for (Sequence s : filling) if (s.active()) s.prefilled += s.chunk;
+        for (Sequence s : filling) {
+            if (!s.active()) continue;
+            // The policy's own cache (a draft model's) takes the same chunk, timed as prompt processing.
+            long fillStart = System.nanoTime();
+            try {
+                s.request.policy().prefillChunk(s.request.prompt(), s.prefilled, s.prefilled + s.chunk);
+            } catch (RuntimeException e) {
+                s.fail(e);
+                continue;
+            }
+            s.prefillSeconds += (System.nanoTime() - fillStart) / 1e9;
+            s.prefilled += s.chunk;
+        }
     }
 
     /** Streams each committed sequence's tokens and lets the policies learn. */
@@ -783,6 +798,14 @@ public final class DecodeLoop implements AutoCloseable {
             finalHidden = target.context().allocate(finalHiddenBytes(Math.max(batch, logitsBatch), maxTreeNodes, target.shape().nEmbd()));
         }
         return finalHidden;
+    }
+
+    /**
+     * Makes the tree logits buffer hold batch trees now (what the memory budget counted for the batch), so that a
+     * batch growing to that size does not stop a step to allocate and zero a larger one.
+     */
+    public synchronized void reserve(int batch) {
+        ensureLogits(batch);
     }
 
     private void ensureLogits(int batch) {

@@ -35,6 +35,14 @@ public interface DraftPolicy {
     default void prefill(int[] prompt, int length) {}
 
     /**
+     * Called when a sequence that joined a running batch ({@link DecodeLoop#join}) has had prompt[from, to) put in the
+     * target's cache, one chunk per step within the step's token budget, before {@link #prefill} at the end. A drafter
+     * with a model of its own fills that model's cache with the same chunks, so that a long prompt is not prefilled
+     * there in one call that stalls the batch; {@link #prefill} then finds the cache full. The default does nothing.
+     */
+    default void prefillChunk(int[] prompt, int from, int to) {}
+
+    /**
      * Whether this policy drafts from the target's final hidden states (draft heads): the engine then has each verify
      * forward of its sequence write them, and shows it the accepted node's row through {@link #observeFinalHidden}.
      */

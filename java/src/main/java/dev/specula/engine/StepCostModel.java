@@ -19,7 +19,9 @@ import java.util.Map;
  *     rows to cost nearly what sequences do, a full batch decodes plainly.</li>
  * </ol>
  * Until the fit has seen enough steps, and for a bucket a policy has not been measured at, drafts are kept: that is
- * how they get measured; a sequence whose budget is not adaptive keeps its drafts too, and so does a lone sequence
+ * how they get measured. Every {@value #EXPLORE_EVERY} steps a batch explores: its adaptive sequences' drafts share
+ * one whole tree's rows, the next sequence's turn each time, so the fit keeps seeing what rows cost at the price of
+ * one tree. A sequence whose budget is not adaptive keeps its drafts, and so does a lone sequence
  * (its {@link SpeculationBudget} already weighs its drafts against plain decoding). Not thread-safe: one scheduler thread plans and observes.
  */
 public final class StepCostModel implements StepPlanner {
@@ -39,6 +41,7 @@ public final class StepCostModel implements StepPlanner {
     private final Map<String, double[]> tokensPerStep = new HashMap<>(); // per policy, per bucket of allowed nodes
     private int rotation;
     private long planned;
+    private int explored;
 
     /** stepTokens: the most tree rows one step may run, all sequences together (at least the largest batch). */
     public StepCostModel(int stepTokens) {
@@ -56,16 +59,33 @@ public final class StepCostModel implements StepPlanner {
         if (n == 0) return;
         int[] wish = allowed.clone();
         int start = Math.floorMod(rotation++, n);
+        // Until measured, and every EXPLORE_EVERY steps, the wishes run untrimmed: a batch that only ever decodes
+        // plainly would run one shape (rows = sequences) and could never learn what its drafts would cost now.
+        boolean measuring = samples < MIN_SAMPLES;
+        boolean exploring = !measuring && ++planned % EXPLORE_EVERY == 0;
+        // An exploring step needs one tree to measure, not every wish at once (at a batch of 16, recycling's trees of
+        // 29 nodes made steps of 464 rows, each as dear as dozens of plain steps): the adaptive sequences' drafts
+        // then share a budget of one whole tree, the largest wish, handed to the next sequence in turn (a rotation
+        // of its own: the planning rotation meets exploring steps at the same place whenever the batch divides
+        // EXPLORE_EVERY). Sequences that are not adaptive keep their trees, as in every step.
+        int exploreRoom = Integer.MAX_VALUE;
+        if (exploring && n > 1) {
+            int largest = 1;
+            for (int b = 0; b < n; b++) if (adaptive[b]) largest = Math.max(largest, wish[b]);
+            exploreRoom = largest - 1;
+            start = Math.floorMod(explored++, n);
+        }
         int rows = n;
         for (int k = 0; k < n; k++) { // round-robin, from a rotating start: roots first, then drafts while rows remain
             int b = (start + k) % n;
-            int extra = Math.max(0, Math.min(wish[b] - 1, stepTokens - rows));
+            int room = stepTokens - rows;
+            if (adaptive[b]) room = Math.min(room, exploreRoom);
+            int extra = Math.max(0, Math.min(wish[b] - 1, room));
             allowed[b] = 1 + extra;
             rows += extra;
+            if (adaptive[b] && exploreRoom != Integer.MAX_VALUE) exploreRoom -= extra;
         }
-        // Until measured, and every EXPLORE_EVERY steps, the wishes run untrimmed: a batch that only ever decodes
-        // plainly would run one shape (rows = sequences) and could never learn what its drafts would cost now.
-        if (samples < MIN_SAMPLES || ++planned % EXPLORE_EVERY == 0) return;
+        if (measuring || exploring) return;
         // A lone sequence's drafts are its budget's to weigh: the budget compares the same whole steps against
         // plain decoding, and a trim here would cancel its probes (it would then never see drafts pay again).
         if (n == 1) return;

@@ -77,15 +77,8 @@ final class DraftCache implements AutoCloseable {
      * history[length-1] say (its distribution for the next token).
      */
     TopTokens advanceTo(int[] history, int length) {
-        int common = 0;
-        int limit = Math.min(this.length, length);
-        while (common < limit && tokens[common] == history[common]) common++;
         // At least the last token is forwarded again: its logits are what the caller wants.
-        common = Math.min(common, length - 1);
-        if (common < this.length) {
-            kv.truncate(common);
-            this.length = common;
-        }
+        int common = keepCommonPrefix(history, length, length - 1);
         // The first part of the catch-up needs no logits; the last (at most `rows` tokens) gives them.
         // Long catch-ups (the prompt) go in one call: the native backends slice long inputs themselves.
         int withLogits = exitLayer == 0 ? length - common : Math.min(length - common, rows);
@@ -93,6 +86,31 @@ final class DraftCache implements AutoCloseable {
         if (split > common) forward(Arrays.copyOfRange(history, common, split), false);
         forward(Arrays.copyOfRange(history, split, length), true);
         return lastRow(withLogits);
+    }
+
+    /**
+     * Makes the cache hold exactly history[0..length), forwarding what it lacks as one chain without logits (a
+     * prompt, a chunk at a time).
+     */
+    void fill(int[] history, int length) {
+        int common = keepCommonPrefix(history, length, length);
+        if (length > common) forward(Arrays.copyOfRange(history, common, length), false);
+    }
+
+    /**
+     * Truncates the cache to what it shares with history[0..upTo), at most cap positions, and returns that length:
+     * the tokens before it need no forward.
+     */
+    private int keepCommonPrefix(int[] history, int upTo, int cap) {
+        int common = 0;
+        int limit = Math.min(this.length, upTo);
+        while (common < limit && tokens[common] == history[common]) common++;
+        common = Math.min(common, cap);
+        if (common < this.length) {
+            kv.truncate(common);
+            this.length = common;
+        }
+        return common;
     }
 
     /** Forwards one drafted token after the cache's contents, commits it and returns what its logits say. */
@@ -114,13 +132,7 @@ final class DraftCache implements AutoCloseable {
      */
     void catchUp(int[] history, int upTo, int length, int scoreFrom, Predictions predictions) {
         if (exitLayer == 0) throw new IllegalStateException("catchUp needs an exit layer");
-        int common = 0;
-        int limit = Math.min(this.length, upTo);
-        while (common < limit && tokens[common] == history[common]) common++;
-        if (common < this.length) {
-            kv.truncate(common);
-            this.length = common;
-        }
+        int common = keepCommonPrefix(history, upTo, upTo);
         // history[i] predicts history[i + 1]: logits are needed from i = scoreFrom - 1 on.
         int quiet = Math.max(common, Math.min(upTo, scoreFrom - 1));
         if (quiet > common) forward(Arrays.copyOfRange(history, common, quiet), false);

@@ -142,11 +142,26 @@ public final class DraftModelPolicy implements DraftPolicy, AutoCloseable {
         return "draft-model";
     }
 
-    /** Fills the draft model's cache with the prompt (all but its last token, the first root). */
+    /**
+     * Fills the draft model's cache with the prompt (all but its last token, the first root); what {@link #prefillChunk}
+     * already put there stays.
+     */
     @Override
     public void prefill(int[] prompt, int length) {
         if (cache == null) cache = newCache();
-        if (length >= 2 && length - 1 < cache.capacity()) cache.advanceTo(prompt, length - 1);
+        if (length >= 2 && length - 1 < cache.capacity()) cache.fill(prompt, length - 1);
+    }
+
+    /** The target's chunk of the prompt, into the draft model's cache too. */
+    @Override
+    public void prefillChunk(int[] prompt, int from, int to) {
+        if (cache == null) cache = newCache();
+        if (to < cache.capacity()) cache.fill(prompt, to);
+    }
+
+    /** Positions the draft model's cache holds (0 before its first use). */
+    int draftCacheLength() {
+        return cache == null ? 0 : cache.length();
     }
 
     @Override

@@ -81,6 +81,43 @@ class StepCostModelTest {
     }
 
     @Test
+    void anExploringStepOfABigBatchRunsOneWholeTreeInTurn() {
+        // Regression: at a batch of 16 every exploring step ran all 16 wishes of 29 nodes (464 rows), each as dear as
+        // dozens of plain steps, and recycling fell to 40% of plain decoding's rate.
+        StepCostModel m = new StepCostModel(16 * 81);
+        train(m, 16, 29, 1.2, 0.0, 0.0, 0.001); // compute-bound: drafts do not pay
+        java.util.Set<Integer> explorers = new java.util.HashSet<>();
+        int exploring = 0;
+        for (int step = 0; step < 4 * StepCostModel.EXPLORE_EVERY; step++) {
+            int[] allowed = plan(m, 16, 29);
+            int drafts = Arrays.stream(allowed).sum() - 16;
+            if (drafts == 0) continue;
+            exploring++;
+            assertEquals(28, drafts, "one whole tree of drafts: " + Arrays.toString(allowed));
+            for (int b = 0; b < 16; b++) if (allowed[b] == 29) explorers.add(b);
+        }
+        assertEquals(4, exploring, "an exploring step every " + StepCostModel.EXPLORE_EVERY);
+        assertEquals(4, explorers.size(), "each exploring step gives the tree to the next sequence: " + explorers);
+
+        String[] names = new String[16];
+        Arrays.fill(names, "pld");
+        boolean[] adaptive = new boolean[16];
+        Arrays.fill(adaptive, true);
+        adaptive[3] = false;
+        boolean sawExploring = false;
+        for (int step = 0; step < StepCostModel.EXPLORE_EVERY; step++) {
+            int[] allowed = new int[16];
+            Arrays.fill(allowed, 29);
+            m.plan(names, allowed, adaptive);
+            assertEquals(29, allowed[3], "a sequence that is not adaptive keeps its tree, exploring or not");
+            int others = Arrays.stream(allowed).sum() - 16 - 28;
+            sawExploring |= others > 0;
+            assertTrue(others == 0 || others == 28, "the adaptive ones share one tree at most: " + Arrays.toString(allowed));
+        }
+        assertTrue(sawExploring);
+    }
+
+    @Test
     void theTokenBudgetIsSharedRoundRobin() {
         StepCostModel m = new StepCostModel(10);
         int[] got = new int[4];

@@ -157,4 +157,75 @@ class DraftModelPolicyTest {
         assertTrue(e2.getMessage().contains("at token " + first + ":"), e2.getMessage());
         System.out.println("mismatch messages: " + e.getMessage() + " | " + e2.getMessage());
     }
+
+    @Test
+    void aPromptJoiningARunningLoopFillsTheDraftCacheInTheTargetsChunksAndGivesTheSameTokens() {
+        // Regression: a joined request's prompt went into the target's cache a chunk per step, but into the draft
+        // model's cache in one call at the end, stalling the batch for the whole prompt's draft forward.
+        SplittableRandom rng = new SplittableRandom(21);
+        int[] prompt = new int[300];
+        prompt[0] = 1;
+        for (int i = 1; i < prompt.length; i++) prompt[i] = 3 + rng.nextInt(PolicyFixture.VOCAB - 3);
+        int maxTokens = 24, stepTokens = 16;
+        int[] plain = dev.specula.engine.ReferenceDecoder.generate(fx.target, PolicyFixture.CONTEXT, prompt, maxTokens,
+                dev.specula.sampling.SamplingOptions.GREEDY);
+        var policies = DraftModelPolicy.factory(fx.target, fx.tokenizer, truncated, fx.tokenizer(2),
+                DraftModelPolicy.Options.fixed(4, PolicyFixture.CONTEXT));
+        try (dev.specula.engine.DecodeLoop loop = new dev.specula.engine.DecodeLoop(fx.target, 8, false)) {
+            // Alone: the prompt goes into both caches in one call each.
+            try (DraftModelPolicy policy = policies.get(); dev.specula.nativeapi.KvCache kv = fx.target.newKvCache(PolicyFixture.CONTEXT)) {
+                int[] alone = loop.generate(new dev.specula.engine.DecodeLoop.Request(kv, prompt, maxTokens,
+                        dev.specula.sampling.SamplingOptions.GREEDY, policy, t -> false, t -> true, () -> false)).tokens();
+                assertArrayEquals(plain, alone, "alone");
+            }
+            // Joined: steps of at most 16 rows prefill the target's cache, and the draft cache follows chunk by chunk.
+            try (DraftModelPolicy inner = policies.get(); dev.specula.nativeapi.KvCache kv = fx.target.newKvCache(PolicyFixture.CONTEXT)) {
+                List<int[]> chunks = new ArrayList<>();
+                int[] atPrefill = {-1};
+                dev.specula.engine.DraftPolicy recording = new dev.specula.engine.DraftPolicy() {
+                    @Override
+                    public String name() {
+                        return inner.name();
+                    }
+
+                    @Override
+                    public dev.specula.engine.DraftTree propose(int[] history, int length, int maxTreeNodes) {
+                        return inner.propose(history, length, maxTreeNodes);
+                    }
+
+                    @Override
+                    public void observe(dev.specula.engine.DraftTree tree, dev.specula.nativeapi.VerifyResult result) {
+                        inner.observe(tree, result);
+                    }
+
+                    @Override
+                    public void prefillChunk(int[] p, int from, int to) {
+                        inner.prefillChunk(p, from, to);
+                        chunks.add(new int[] {from, to});
+                        assertEquals(to, inner.draftCacheLength(), "the draft cache holds the prompt up to the target's chunk");
+                    }
+
+                    @Override
+                    public void prefill(int[] p, int length) {
+                        atPrefill[0] = inner.draftCacheLength();
+                        inner.prefill(p, length);
+                    }
+                };
+                var s = loop.join(new dev.specula.engine.DecodeLoop.Request(kv, prompt, maxTokens, dev.specula.sampling.SamplingOptions.GREEDY,
+                        recording, t -> false, t -> true, () -> false), null);
+                while (s.refresh()) loop.step(List.of(s), dev.specula.engine.StepPlanner.NONE, stepTokens);
+                assertArrayEquals(plain, s.result().tokens(), "joined, prefilled in chunks");
+                assertTrue(s.result().stats().maxDepthReached() >= 1, "the draft model drafted");
+                assertEquals((prompt.length - 1 + stepTokens - 1) / stepTokens, chunks.size(), "one chunk per step");
+                int next = 0;
+                for (int[] c : chunks) {
+                    assertEquals(next, c[0], "chunks follow each other");
+                    assertTrue(c[1] - c[0] >= 1 && c[1] - c[0] <= stepTokens, (c[1] - c[0]) + " tokens in a chunk");
+                    next = c[1];
+                }
+                assertEquals(prompt.length - 1, next, "every prompt token but the first root");
+                assertEquals(prompt.length - 1, atPrefill[0], "prefill found the draft cache already full");
+            }
+        }
+    }
 }

@@ -28,12 +28,16 @@ import java.util.concurrent.Future;
  * every concurrent answer equals its one-at-a-time answer (exits 1 when one differs).
  *
  * <p>Usage: BatchThroughput [--model FILE | --random 100m] [--requests N] [--max-tokens N] [--drafters none,pld,...]
- * [--threads N] [--prompts FILE.jsonl] [--alone false]. "--random 100m" writes (once) the 100M random model of
- * bench/RESULTS.md (dim 768, 10 layers, 12/4 heads, ff 2048, vocab 32000, F16) to /tmp. "--alone false" skips the
- * one-at-a-time run (for a sweep of batch sizes, speculation on against off). "drafting" is the share of sequence
- * steps in the concurrent run that drafted at all: where the step cost model's back-off switches speculation off,
- * it falls towards 0. The load average is printed before and after. On a shared machine the wall-clock
- * rates swing with the load; "tok/CPU-s" (tokens per second of the process's CPU time) is the steadier measure of work.
+ * [--threads N] [--prompts FILE.jsonl] [--prompt-chars 400] [--rounds 3] [--alone false]. "--random 100m" writes
+ * (once) the 100M random model of bench/RESULTS.md (dim 768, 10 layers, 12/4 heads, ff 2048, vocab 32000, F16) to
+ * /tmp. Each prompt is the last prompt-chars characters of a prompt file's first turn. Both ways are warmed up
+ * first (one request alone, then all at once, untimed), then run in interleaved rounds (alone then together, then
+ * together then alone, ...) so that a change in the machine's load falls on both; each figure is the median over
+ * the rounds. "--alone false" skips the one-at-a-time runs (for a sweep of batch sizes, speculation on against
+ * off). "drafting" is the share of sequence steps in the concurrent runs that drafted at all: where the step cost
+ * model's back-off switches speculation off, it falls towards 0. The load average is printed before and after. On
+ * a shared machine the wall-clock rates swing with the load; "tok/CPU-s" (tokens per second of the process's CPU
+ * time) is the steadier measure of work. The times include the prompts' prefill ("prompt tok" per request).
  */
 public final class BatchThroughput {
     public static void main(String[] args) throws Exception {
@@ -42,6 +46,8 @@ public final class BatchThroughput {
         int n = Integer.parseInt(o.getOrDefault("--requests", "8"));
         int maxTokens = Integer.parseInt(o.getOrDefault("--max-tokens", "32"));
         int threads = Integer.parseInt(o.getOrDefault("--threads", "0"));
+        int rounds = Integer.parseInt(o.getOrDefault("--rounds", "3"));
+        int promptChars = Integer.parseInt(o.getOrDefault("--prompt-chars", "400"));
         boolean runAlone = Boolean.parseBoolean(o.getOrDefault("--alone", "true"));
         List<Drafter> drafters = Arrays.stream(o.getOrDefault("--drafters", "none,pld,recycling").split(",")).map(Drafter::parse).toList();
         Path model = o.containsKey("--random") ? random100m() : Path.of(o.getOrDefault("--model", "models/demo-target.gguf"));
@@ -49,55 +55,58 @@ public final class BatchThroughput {
         for (String line : Files.readAllLines(Path.of(o.getOrDefault("--prompts", "models/demo-prompts.jsonl")))) {
             if (prompts.size() == n) break;
             String turn = JsonParser.parseString(line).getAsJsonObject().getAsJsonArray("turns").get(0).getAsString();
-            prompts.add(turn.length() > 400 ? turn.substring(turn.length() - 400) : turn);
+            prompts.add(turn.length() > promptChars ? turn.substring(turn.length() - promptChars) : turn);
         }
-        System.out.printf(Locale.ROOT, "batch throughput: %s, %d requests x %d tokens, threads %d, load average %s%n", model.getFileName(), n,
-                maxTokens, threads, loadAverage());
-        System.out.println("| drafter | one at a time tok/s | all at once tok/s | ratio | one at a time tok/CPU-s | all at once tok/CPU-s | ratio |"
+        System.out.printf(Locale.ROOT, "batch throughput: %s, %d requests x %d tokens, threads %d, %d rounds (medians), load average %s%n",
+                model.getFileName(), n, maxTokens, threads, rounds, loadAverage());
+        System.out.println("| drafter | prompt tok | one at a time tok/s | all at once tok/s | ratio | one at a time tok/CPU-s | all at once tok/CPU-s | ratio |"
                 + " mean batch | drafts | drafting | accepted/draft tokens | same text |");
-        System.out.println("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        System.out.println("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         boolean allSame = true;
         for (Drafter d : drafters) {
             try (SpeculaEngine engine = SpeculaEngine.builder().model(model).drafter(d).contextLength(1024).threads(threads).batch(n).build()) {
                 List<GenerationRequest> requests = new ArrayList<>();
                 for (String p : prompts) requests.add(GenerationRequest.builder(p).maxTokens(maxTokens).stopTokens(java.util.Set.of()).build());
-                engine.generate(requests.get(0), t -> {}, () -> false); // warm-up
-                long t0 = System.nanoTime(), c0 = cpuNanos();
+                engine.generate(requests.get(0), t -> {}, () -> false); // warm-up, both ways
+                together(engine, requests);
+                List<double[]> aloneRuns = new ArrayList<>(), togetherRuns = new ArrayList<>(); // {tokens/s, tokens/CPU-s}
                 List<GenerationResult> alone = new ArrayList<>();
-                if (runAlone) for (GenerationRequest r : requests) alone.add(engine.generate(r, t -> {}, () -> false));
-                double aloneSeconds = (System.nanoTime() - t0) / 1e9, aloneCpu = (cpuNanos() - c0) / 1e9;
-                EngineStats before = engine.stats();
-                ExecutorService pool = Executors.newFixedThreadPool(n);
-                CyclicBarrier start = new CyclicBarrier(n + 1);
-                List<Future<GenerationResult>> futures = new ArrayList<>();
-                for (GenerationRequest r : requests) futures.add(pool.submit(() -> {
-                    start.await();
-                    return engine.generate(r, t -> {}, () -> false);
-                }));
-                start.await();
-                long t1 = System.nanoTime(), c1 = cpuNanos();
-                List<GenerationResult> together = new ArrayList<>();
-                for (Future<GenerationResult> f : futures) together.add(f.get());
-                double togetherSeconds = (System.nanoTime() - t1) / 1e9, togetherCpu = (cpuNanos() - c1) / 1e9;
-                pool.shutdown();
-                EngineStats after = engine.stats();
-                long tokensAlone = alone.stream().mapToLong(r -> r.tokens().length).sum();
-                long tokensTogether = together.stream().mapToLong(r -> r.tokens().length).sum();
                 boolean same = true;
-                for (int i = 0; i < alone.size(); i++) same &= alone.get(i).text().equals(together.get(i).text());
-                allSame &= same;
-                double meanBatch = (double) (after.stepSequences() - before.stepSequences()) / Math.max(1, after.steps() - before.steps());
-                long drafts = 0, draftTokens = 0, accepted = 0;
-                for (var e : after.speculation().entrySet()) {
-                    var b = before.speculation().get(e.getKey());
-                    drafts += e.getValue().drafts() - (b == null ? 0 : b.drafts());
-                    draftTokens += e.getValue().draftTokens() - (b == null ? 0 : b.draftTokens());
-                    accepted += e.getValue().acceptedTokens() - (b == null ? 0 : b.acceptedTokens());
+                long steps = 0, stepSequences = 0, drafts = 0, draftTokens = 0, accepted = 0;
+                double promptTokens = 0;
+                for (int round = 0; round < rounds; round++) {
+                    for (int half = 0; half < 2; half++) {
+                        boolean aloneNow = (half == 0) == (round % 2 == 0);
+                        if (aloneNow && !runAlone) continue;
+                        long t0 = System.nanoTime(), c0 = cpuNanos();
+                        EngineStats before = engine.stats();
+                        List<GenerationResult> results = aloneNow ? one(engine, requests) : together(engine, requests);
+                        double seconds = (System.nanoTime() - t0) / 1e9, cpu = (cpuNanos() - c0) / 1e9;
+                        EngineStats after = engine.stats();
+                        long tokens = results.stream().mapToLong(r -> r.tokens().length).sum();
+                        (aloneNow ? aloneRuns : togetherRuns).add(new double[] {tokens / seconds, tokens / cpu});
+                        promptTokens = results.stream().mapToInt(r -> r.promptTokens().length).average().orElse(0);
+                        if (aloneNow) {
+                            if (alone.isEmpty()) alone = results;
+                            continue;
+                        }
+                        // round 0 runs alone first, so every together run is compared with the one-at-a-time texts
+                        for (int i = 0; i < alone.size(); i++) same &= alone.get(i).text().equals(results.get(i).text());
+                        steps += after.steps() - before.steps();
+                        stepSequences += after.stepSequences() - before.stepSequences();
+                        for (var e : after.speculation().entrySet()) {
+                            var b = before.speculation().get(e.getKey());
+                            drafts += e.getValue().drafts() - (b == null ? 0 : b.drafts());
+                            draftTokens += e.getValue().draftTokens() - (b == null ? 0 : b.draftTokens());
+                            accepted += e.getValue().acceptedTokens() - (b == null ? 0 : b.acceptedTokens());
+                        }
+                    }
                 }
-                double a = tokensAlone / aloneSeconds, t = tokensTogether / togetherSeconds;
-                double drafting = (double) drafts / Math.max(1, after.stepSequences() - before.stepSequences());
-                double ac = tokensAlone / aloneCpu, tc = tokensTogether / togetherCpu;
-                System.out.printf(Locale.ROOT, "| %s | %s | %.1f | %s | %s | %.1f | %s | %.2f | %d | %.0f%% | %d/%d | %s |%n", d,
+                allSame &= same;
+                double meanBatch = (double) stepSequences / Math.max(1, steps);
+                double drafting = (double) drafts / Math.max(1, stepSequences);
+                double a = median(aloneRuns, 0), t = median(togetherRuns, 0), ac = median(aloneRuns, 1), tc = median(togetherRuns, 1);
+                System.out.printf(Locale.ROOT, "| %s | %.0f | %s | %.1f | %s | %s | %.1f | %s | %.2f | %d | %.0f%% | %d/%d | %s |%n", d, promptTokens,
                         runAlone ? String.format(Locale.ROOT, "%.1f", a) : "-", t, runAlone ? String.format(Locale.ROOT, "%.2fx", t / a) : "-",
                         runAlone ? String.format(Locale.ROOT, "%.1f", ac) : "-", tc, runAlone ? String.format(Locale.ROOT, "%.2fx", tc / ac) : "-",
                         meanBatch, drafts, 100 * drafting, accepted, draftTokens, runAlone ? (same ? "yes" : "NO") : "-");
@@ -105,6 +114,39 @@ public final class BatchThroughput {
         }
         System.out.println("load average after: " + loadAverage());
         if (!allSame) System.exit(1);
+    }
+
+    /** The requests one after another. */
+    static List<GenerationResult> one(SpeculaEngine engine, List<GenerationRequest> requests) {
+        List<GenerationResult> out = new ArrayList<>();
+        for (GenerationRequest r : requests) out.add(engine.generate(r, t -> {}, () -> false));
+        return out;
+    }
+
+    /** The requests all at once, each from its own thread, released together; results in request order. */
+    static List<GenerationResult> together(SpeculaEngine engine, List<GenerationRequest> requests) throws Exception {
+        int n = requests.size();
+        ExecutorService pool = Executors.newFixedThreadPool(n);
+        try {
+            CyclicBarrier start = new CyclicBarrier(n);
+            List<Future<GenerationResult>> futures = new ArrayList<>();
+            for (GenerationRequest r : requests) futures.add(pool.submit(() -> {
+                start.await();
+                return engine.generate(r, t -> {}, () -> false);
+            }));
+            List<GenerationResult> out = new ArrayList<>();
+            for (Future<GenerationResult> f : futures) out.add(f.get());
+            return out;
+        } finally {
+            pool.shutdown();
+        }
+    }
+
+    /** The median of column c over the runs (NaN when there are none). */
+    static double median(List<double[]> runs, int c) {
+        if (runs.isEmpty()) return Double.NaN;
+        double[] v = runs.stream().mapToDouble(r -> r[c]).sorted().toArray();
+        return v.length % 2 == 1 ? v[v.length / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
     }
 
     /** CPU time of the whole process, all threads (the native pool's included). */
