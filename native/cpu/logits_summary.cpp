@@ -9,7 +9,7 @@ namespace specula::cpu {
 
 Status logits_summarize(spec_context *ctx, const float *rows, int32_t n_rows, int64_t row_stride, int32_t limit, int32_t k,
                         spec_logits_summary *out, Failure &) {
-    parallel_for(ctx, n_rows, 2 * (int64_t)limit, [&](int64_t r) {
+    parallel_for(ctx, n_rows, [&](int64_t r) {
         const float *row = rows + (size_t)r * (size_t)row_stride;
         km::TopList<SPEC_SUMMARY_MAX_K> list;
         list.clear();

@@ -17,7 +17,7 @@ Status recycler_update(spec_recycler *rec, const spec_recycler_update_args &a, F
     for (int32_t b = 0; b < a.batch; b++)
         for (int32_t i = 0; i < a.n_nodes[b]; i++) rows.push_back((int64_t)b * a.max_tree_nodes + i);
     std::vector<int32_t> top(rows.size() * k);
-    parallel_for(rec->ctx, (int64_t)rows.size(), V, [&](int64_t n) {
+    parallel_for(rec->ctx, (int64_t)rows.size(), [&](int64_t n) {
         const float *row = logits + (size_t)rows[n] * V;
         km::TopList<SPEC_RECYCLER_MAX_K> list;
         list.clear();
