@@ -139,6 +139,20 @@ struct ModelState {
     }
 };
 
+// total bytes of anonymous memory, rounded up to whole 2 MiB pages (their count in bytes) and advised
+// onto transparent huge pages; null when total is 0 or the mapping fails (the caller then reads in place).
+uint8_t *map_huge_pages(size_t total, size_t &bytes) {
+    const size_t huge = (size_t)2 << 20;
+    bytes = (total + huge - 1) / huge * huge;
+    if (bytes == 0) return nullptr;
+    void *mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) return nullptr;
+#ifdef MADV_HUGEPAGE
+    madvise(mem, bytes, MADV_HUGEPAGE);
+#endif
+    return (uint8_t *)mem;
+}
+
 // Reading the matrices where the caller mapped them (a file's page cache) can be many times
 // slower than reading the same bytes from anonymous memory on 2 MiB pages: measured on this
 // project's shared VM (Zen 4, kernel 6.18), a sweep over a freshly written 1 GB file ran at
@@ -163,15 +177,9 @@ void copy_weights_to_huge_pages(ModelState &ms) {
         sources.push_back({M->data, total});
         total += ((size_t)(M->row_bytes * (uint64_t)M->rows) + 63) / 64 * 64;
     }
-    const size_t huge = (size_t)2 << 20;
-    const size_t bytes = (total + huge - 1) / huge * huge;
-    if (bytes == 0) return;
-    void *mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED) return;
-#ifdef MADV_HUGEPAGE
-    madvise(mem, bytes, MADV_HUGEPAGE);
-#endif
-    uint8_t *base = (uint8_t *)mem;
+    size_t bytes = 0;
+    uint8_t *base = map_huge_pages(total, bytes);
+    if (!base) return;
     for (Mat *M : mats) {
         if (!M->data || M->pre) continue;
         for (auto &src : sources)
@@ -280,15 +288,9 @@ void prepack_q8_weights(ModelState &ms) {
     size_t total = 0;
     for (Mat *M : mats)
         if (takes(M)) total += (size_t)M->rows * (size_t)(int8_groups(M->cols) * INT8_P_GROUP_BYTES);
-    const size_t huge = (size_t)2 << 20;
-    const size_t bytes = (total + huge - 1) / huge * huge;
-    if (bytes == 0) return;
-    void *mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED) return;
-#ifdef MADV_HUGEPAGE
-    madvise(mem, bytes, MADV_HUGEPAGE);
-#endif
-    uint8_t *base = (uint8_t *)mem;
+    size_t bytes = 0;
+    uint8_t *base = map_huge_pages(total, bytes);
+    if (!base) return;
     size_t off = 0;
     for (size_t i = 0; i < mats.size(); i++) {
         Mat *M = mats[i];
