@@ -328,6 +328,9 @@ public final class DecodeLoop implements AutoCloseable {
         Sequence s = new Sequence(r, b);
         if (r.maxTokens() == 0) s.reason = StopReason.MAX_TOKENS;
         else if (r.prompt().length == 1) prefill(s); // nothing to put in the cache: its root is the prompt
+        // A policy that reads the prompt's features (EAGLE) gets them only from the one-call prefill: the chunks
+        // keep no hidden states, and without them its layer would draft from an empty context.
+        else if (r.policy().readsPromptHidden()) prefill(s);
         else s.prefilling = true;
         return s;
     }

@@ -101,7 +101,7 @@ class EagleLosslessTest {
     }
 
     /** A policy counting the drafted nodes it proposes, else its delegate. */
-    static final class Counting implements DraftPolicy {
+    static class Counting implements DraftPolicy {
         final DraftPolicy p;
         long drafted;
 
@@ -141,6 +141,37 @@ class EagleLosslessTest {
 
         public void observe(DraftTree tree, dev.specula.nativeapi.VerifyResult result) {
             p.observe(tree, result);
+        }
+    }
+
+    /**
+     * A request that joins a running loop (the engine's scheduler path) still gives the layer the prompt's features:
+     * chunked prefill keeps no hidden states, so such a policy's prompt goes in at once, and its output stays greedy.
+     */
+    @Test
+    void aJoinedRequestGivesTheLayerThePromptsFeatures() {
+        EagleFixture fixture = EagleFixture.forModel(tiny.file.path(), "F32", 63);
+        try (EagleLayerFile file = EagleLayerFile.open(fixture.write(temp.resolve("eagle-joined")), model.shape());
+                NativeModel layer = loadLayer(file);
+                DecodeLoop loop = new DecodeLoop(model, EagleDraftPolicy.LARGEST_TREE, true)) {
+            var factory = EagleDraftPolicy.factory("eagle", layer, TinyModel.CONTEXT);
+            int[] prompt = prompts.get(3);
+            int[] promptFeatures = {-1};
+            try (KvCache kv = model.newKvCache(TinyModel.CONTEXT); EagleDraftPolicy policy = factory.get()) {
+                Counting recording = new Counting(policy) {
+                    @Override
+                    public void prefillFinalHidden(int[] p, int length, DeviceBuffer rows) {
+                        promptFeatures[0] = length;
+                        super.prefillFinalHidden(p, length, rows);
+                    }
+                };
+                var s = loop.join(new DecodeLoop.Request(kv, prompt, MAX_TOKENS, SamplingOptions.GREEDY, recording,
+                        t -> false, t -> true, () -> false), null);
+                while (s.refresh()) loop.step(List.of(s), StepPlanner.NONE, 4);
+                assertEquals(prompt.length, promptFeatures[0], "the layer was given the prompt's features");
+                assertArrayEquals(expected.get(3), s.result().tokens(), "joined, with an EAGLE layer");
+                assertTrue(recording.drafted > 0, "the layer drafted");
+            }
         }
     }
 
