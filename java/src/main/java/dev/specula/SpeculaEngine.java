@@ -539,7 +539,7 @@ public final class SpeculaEngine implements AutoCloseable {
             int positions = Math.min(contextLength, file.config().nCtxTrain());
             MemoryBudget.Drafting drafting = drafter.parts().budget().apply(new Drafter.BudgetInputs(file.config(), draftModel, positions, heads));
             return new MemoryBudget.Request(backend, LoadedModel.DEFAULT_KV_TYPE, file.config(), LoadedModel.weightBytes(file),
-                    positions, batch, maxTreeNodes, drafting);
+                    positions, batch, maxTreeNodes, drafting, backend == Backend.CPU ? LoadedModel.cpuPrepackedBytes(file) : 0);
         }
 
         /** The memory to fit: the explicit limit, else what ctx (or, without one, the backend here) has available. */

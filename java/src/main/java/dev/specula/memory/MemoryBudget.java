@@ -76,7 +76,13 @@ public final class MemoryBudget {
      * @param maxTreeNodes  the largest draft tree, root included (1: plain decoding)
      */
     public record Request(Backend backend, DType kvType, ModelShape target, long targetWeightBytes, int contextLength,
-                          int batch, int maxTreeNodes, Drafting drafting) {
+                          int batch, int maxTreeNodes, Drafting drafting, long targetPrepackedBytes) {
+        /** A request whose target the cpu backend prepacks nothing of (no Q8_0 matrices). */
+        public Request(Backend backend, DType kvType, ModelShape target, long targetWeightBytes, int contextLength,
+                       int batch, int maxTreeNodes, Drafting drafting) {
+            this(backend, kvType, target, targetWeightBytes, contextLength, batch, maxTreeNodes, drafting, 0);
+        }
+
         public Request {
             if (contextLength < 1) throw new IllegalArgumentException("the context must be >= 1 positions, got " + contextLength);
             if (batch < 1) throw new IllegalArgumentException("the batch must be >= 1, got " + batch);
@@ -86,11 +92,11 @@ public final class MemoryBudget {
         }
 
         public Request withBatch(int b) {
-            return new Request(backend, kvType, target, targetWeightBytes, contextLength, b, maxTreeNodes, drafting);
+            return new Request(backend, kvType, target, targetWeightBytes, contextLength, b, maxTreeNodes, drafting, targetPrepackedBytes);
         }
 
         public Request withMaxTreeNodes(int n) {
-            return new Request(backend, kvType, target, targetWeightBytes, contextLength, batch, n, drafting);
+            return new Request(backend, kvType, target, targetWeightBytes, contextLength, batch, n, drafting, targetPrepackedBytes);
         }
     }
 
@@ -146,6 +152,8 @@ public final class MemoryBudget {
         String kv = r.kvType().name().toLowerCase(Locale.ROOT);
         MemoryPlan target = MemoryPlan.compute(r.backend().id(), r.target(), r.kvType(), r.targetWeightBytes(), r.contextLength(), b, n, d.recyclerK());
         weights(items, "target weights", cpu, target.weights(), r.targetWeightBytes());
+        if (cpu && r.targetPrepackedBytes() > 0)
+            items.add(new Item("target Q8_0 matrices prepacked for the int8 kernels", r.targetPrepackedBytes(), true));
         items.add(new Item(String.format(Locale.ROOT, "target KV caches (%d x %d positions, %s)", b, r.contextLength(), kv), target.kvCaches(), true));
         items.add(new Item("target forward scratch", target.modelScratch(), true));
         items.add(new Item(String.format(Locale.ROOT, "verify + recycling scratch (%d x %d nodes)", b, n), target.kernelScratch(), true));

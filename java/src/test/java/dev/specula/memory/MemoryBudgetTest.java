@@ -174,6 +174,29 @@ class MemoryBudgetTest {
         assertTrue(e.getMessage().contains("even a batch of 1 needs " + MemoryBudget.human(one)), e.getMessage());
     }
 
+    /**
+     * The cpu backend prepacks Q8_0 matrices into anonymous memory at load (prepack_q8_weights): the budget counts
+     * that copy. Here 4 layers of q 64, k 32, v 32, o 64, gate 160, up 160 and down 64 rows plus the 400-row output,
+     * each row one started group of 512 weights (544 bytes): 2,704 rows, 1,470,976 bytes, one 2 MiB page.
+     */
+    @Test
+    void theQ8MatricesTheCpuPrepacksAreCounted() {
+        Path q8 = temp.resolve("target-q8.gguf");
+        new TestModelMaker().arch("llama").dim(64).layers(4).heads(4).kvHeads(2).ff(160).vocab(VOCAB).context(1024)
+                .type(GgmlType.Q8_0).seed(4).tokenizer(VocabTrainer.ggufMetadata("llama", VOCAB, 4)).write(q8);
+        try (ModelFile file = ModelFile.open(q8)) {
+            assumeTrue(System.getenv("SPECULA_CPU_PREPACK") == null, "prepacking turned off here");
+            MemoryBudget.Request r = SpeculaEngine.builder().model(q8).drafter(Drafter.parse("none")).contextLength(256)
+                    .memoryLimit(1L << 50).plan().requested();
+            assertEquals(2L << 20, r.targetPrepackedBytes());
+            MemoryBudget b = MemoryBudget.of(r);
+            assertEquals(2L << 20, item(b, "target Q8_0 matrices prepacked"));
+            assertEquals(MemoryBudget.of(new MemoryBudget.Request(r.backend(), r.kvType(), r.target(), r.targetWeightBytes(),
+                    r.contextLength(), r.batch(), r.maxTreeNodes(), r.drafting())).total() + (2L << 20), b.total());
+        }
+        assertEquals(0, item(MemoryBudget.of(request("cpu", "none", 256, 1, 1)), "target Q8_0 matrices prepacked"), "an F32 file prepacks nothing");
+    }
+
     @Test
     void limitsSizesAndUnits() {
         MemoryBudget.Limit m = MemoryBudget.Limit.measured(1000, "cuda device 0 free memory", 0.05);
