@@ -179,7 +179,10 @@ class ContinuousBatchingTest {
         }
     }
 
-    /** Plain decoding at most one step per 2 ms, so that a test can act while a request runs. */
+    /**
+     * Plain decoding at most one step per 10 ms, so that a test can act while a request runs: its 4096-token context
+     * then takes at least 40 s to fill, far more than any test here needs even on a loaded machine (at 2 ms it took 8 s).
+     */
     static final class SlowPlainPolicy implements DraftPolicy {
         @Override
         public String name() {
@@ -189,7 +192,7 @@ class ContinuousBatchingTest {
         @Override
         public DraftTree propose(int[] history, int length, int maxTreeNodes) {
             try {
-                Thread.sleep(2);
+                Thread.sleep(10);
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
             }
@@ -197,7 +200,7 @@ class ContinuousBatchingTest {
         }
     }
 
-    /** A request that runs until cancelled: slow steps, no end-of-sequence token, a long context (about 8 s). */
+    /** A request that runs until cancelled: slow steps, no end-of-sequence token, a long context (at least 40 s). */
     static GenerationRequest endless(int[] prompt) {
         return GenerationRequest.builder("").promptTokens(prompt).maxTokens(1_000_000)
                 .speculation(new GenerationRequest.Speculation(new SlowPlainPolicy(), 1, false))
@@ -431,9 +434,9 @@ class ContinuousBatchingTest {
         @Override
         public DraftTree propose(int[] history, int length, int maxTreeNodes) {
             if (proposals != null) proposals.incrementAndGet();
-            if (slow) {
+            if (slow) { // three runners, 3 ms each: a step takes at least 9 ms, so they run for seconds before their contexts fill
                 try {
-                    Thread.sleep(1);
+                    Thread.sleep(3);
                 } catch (InterruptedException e) {
                     Thread.currentThread().interrupt();
                 }

@@ -25,6 +25,13 @@ import org.junit.jupiter.api.io.TempDir;
 class EngineCallbackReentryTest {
     /** Long enough that the request is still running when its callback acts. */
     static final int LONG = 100_000;
+    /**
+     * Each step of a long request waits this long, so that its 256-token context takes seconds to fill: a text
+     * listener acts on the caller's thread while the scheduler goes on, and on a loaded machine that thread may get
+     * no core for a while. A request that still ran to its context's end (a callback that did not stop it) ends
+     * CONTEXT_FULL and fails the test.
+     */
+    static final long STEP_MILLIS = 40;
 
     @TempDir
     static Path temp;
@@ -41,7 +48,25 @@ class EngineCallbackReentryTest {
     }
 
     static GenerationRequest longRequest() {
-        return GenerationRequest.builder("int x = 1;").maxTokens(LONG).build();
+        return GenerationRequest.builder("int x = 1;").maxTokens(LONG).speculation(new GenerationRequest.Speculation(new PacedPlain(), 1, false)).build();
+    }
+
+    /** Plain decoding, one step per {@link #STEP_MILLIS} at most. */
+    static final class PacedPlain implements DraftPolicy {
+        @Override
+        public String name() {
+            return "paced";
+        }
+
+        @Override
+        public DraftTree propose(int[] history, int length, int maxTreeNodes) {
+            try {
+                Thread.sleep(STEP_MILLIS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            return DraftTree.rootOnly(history[length - 1]);
+        }
     }
 
     static void assertClosedAndFreed(SpeculaEngine engine) {

@@ -106,9 +106,11 @@ class SpeculaEngineConcurrencyTest {
             t.setDaemon(true);
             t.start();
         }
-        // Let the mix run a while, then close under it.
+        // Let the mix run a while (and at least until a request completed: on a loaded machine the first ones may take
+        // longer than the while), then close under it.
         long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(4);
-        while (System.nanoTime() < until && outcomes.get(Outcome.COMPLETED).get() < 60 && failures.isEmpty()) Thread.sleep(20);
+        while ((System.nanoTime() < until || outcomes.get(Outcome.COMPLETED).get() == 0) && outcomes.get(Outcome.COMPLETED).get() < 60
+                && failures.isEmpty()) Thread.sleep(20);
         engine.close();
         assertFalse(engine.model().model().isOpen(), "close freed the model");
         assertTrue(done.await(30, TimeUnit.SECONDS), "every thread left the engine after close");
@@ -133,8 +135,11 @@ class SpeculaEngineConcurrencyTest {
         for (int i = 0; i < threads; i++) {
             Thread t = new Thread(() -> {
                 try {
-                    // Long requests, so close comes while they run.
-                    results.add(engine.generate(GenerationRequest.builder("x").maxTokens(100_000).build(), text -> generating.countDown(), () -> false).stopReason());
+                    // Long requests, so close comes while they run: paced, their 256-token contexts take seconds to
+                    // fill, however long the closing thread waits for a core.
+                    GenerationRequest longRequest = GenerationRequest.builder("x").maxTokens(100_000)
+                            .speculation(new GenerationRequest.Speculation(new EngineCallbackReentryTest.PacedPlain(), 1, false)).build();
+                    results.add(engine.generate(longRequest, text -> generating.countDown(), () -> false).stopReason());
                 } catch (Throwable e) {
                     results.add(e);
                 }
