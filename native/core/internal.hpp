@@ -166,6 +166,19 @@ public:
     // allocates by. plan->total is filled by the core.
     virtual Status memory_plan(const spec_model_config &config, const spec_memory_request &request, spec_memory_plan *plan,
                                Failure &err) = 0;
+    // ABI 0.11: what finalize and the forwards take beyond memory_plan for a model of these weights (spec_memory_plan_weights):
+    // shape is a spec_model that was never created through the ABI, its weights' data a non-null placeholder never
+    // read. model_memory: what a finalized model holds of the same. A backend that makes nothing of them: zeros.
+    virtual Status weights_memory_plan(const spec_model &shape, spec_weights_memory *out, Failure &) {
+        (void)shape;
+        *out = spec_weights_memory{};
+        return SPEC_OK;
+    }
+    virtual Status model_memory(const spec_model *model, spec_weights_memory *out, Failure &) {
+        (void)model;
+        *out = spec_weights_memory{};
+        return SPEC_OK;
+    }
     // Grows the context's kernel scratch to the plan's kernel_scratch for these shapes.
     virtual Status reserve(spec_context *ctx, int32_t batch, int32_t max_tree_nodes, int32_t n_vocab, int32_t recycler_k,
                            Failure &err) = 0;

@@ -1011,3 +1011,84 @@ SPEC_API spec_status spec_eagle_forward_extend(spec_model *model, spec_kv *kv, c
 }
 
 } // extern "C"
+
+/* ---------------------------------------------------------------- memory a backend makes of the weights (ABI 0.11) */
+
+extern "C" {
+
+SPEC_API spec_status spec_memory_plan_weights(const char *backend, const spec_model_config *config, int32_t eagle, int32_t n_weights,
+                                              const spec_weight_plan *weights, spec_weights_memory *out) {
+    return guarded(nullptr, [&](Failure &err) -> spec_status {
+        const char *fn = "spec_memory_plan_weights";
+        if (!config || !out) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: config and out must not be null", fn);
+        *out = spec_weights_memory{};
+        Backend *b = find_backend(backend);
+        if (!b) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: unknown backend '%s'", fn, backend ? backend : "(null)");
+        if (validate_config(*config, err)) return err.status;
+        if (eagle != 0 && eagle != 1) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: eagle must be 0 or 1, got %d", fn, eagle);
+        if (eagle && b != cpu_backend())
+            FAIL(err, SPEC_ERR_UNSUPPORTED, "%s: EAGLE draft layers are not implemented on the %s backend yet (cpu only)", fn, b->name());
+        if (n_weights < 0 || n_weights > (1 << 20))
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: n_weights %d is out of range (0..1048576)", fn, n_weights);
+        if (n_weights > 0 && !weights) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: weights is null", fn);
+        // A model never created through the ABI: the weights' shapes and dtypes as spec_model_set_weight and
+        // spec_model_set_eagle_weight would keep them, their data a placeholder that is never read.
+        static const uint8_t placeholder = 0;
+        spec_model shape;
+        shape.tag = TAG_DEAD;
+        shape.config = *config;
+        if (shape.config.rope_dims == 0) shape.config.rope_dims = config->head_dim;
+        shape.weights.resize(SPEC_W_ROLE_COUNT);
+        for (int r = 0; r < SPEC_W_ROLE_COUNT; r++) shape.weights[r].resize(is_global_role(r) ? 1 : config->n_layer);
+        shape.eagle = eagle != 0;
+        const int64_t E = config->n_embd;
+        for (int32_t i = 0; i < n_weights; i++) {
+            const spec_weight_plan &p = weights[i];
+            int64_t rows = 0, cols = 0;
+            spec_weight *w = nullptr;
+            if (p.eagle_role >= 0) {
+                if (!eagle) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: weight %d has an EAGLE role, but the model is not an EAGLE layer", fn, i);
+                if (p.eagle_role != SPEC_EW_FC && p.eagle_role != SPEC_EW_FC_BIAS)
+                    FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: weight %d: unknown EAGLE role %d (0 = fc, 1 = fc bias)", fn, i, p.eagle_role);
+                rows = p.eagle_role == SPEC_EW_FC ? E : 1;
+                cols = p.eagle_role == SPEC_EW_FC ? 2 * E : E;
+                w = p.eagle_role == SPEC_EW_FC ? &shape.eagle_fc : &shape.eagle_fc_bias;
+            } else {
+                if (p.eagle_role != -1)
+                    FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: weight %d: eagle_role %d is neither -1 nor an EAGLE role", fn, i, p.eagle_role);
+                if (weight_shape(*config, p.role, p.layer, &rows, &cols, err)) return err.status;
+                if (!role_allowed(*config, p.role))
+                    FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: weight %s is not part of a %s model", fn, role_name(p.role), arch_name(config->arch));
+                w = &shape.weights[p.role][is_global_role(p.role) ? 0 : p.layer];
+            }
+            const uint64_t row_bytes = dtype_row_bytes(p.dtype, cols);
+            if (row_bytes == 0)
+                FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: weight %d: dtype %d cannot hold rows of %lld elements", fn, i, p.dtype, (long long)cols);
+            w->dtype = p.dtype;
+            w->data = &placeholder;
+            w->device_data = &placeholder;
+            w->nbytes = row_bytes * (uint64_t)rows;
+            w->rows = rows;
+            w->cols = cols;
+        }
+        if (b->weights_memory_plan(shape, out, err)) return err.status;
+        out->total = out->prepacked + out->eagle_scratch;
+        return SPEC_OK;
+    });
+}
+
+SPEC_API spec_status spec_model_memory(const spec_model *model, spec_weights_memory *out) {
+    const spec_context *ctx = live_model(model) ? model->ctx : nullptr;
+    return guarded(ctx, [&](Failure &err) -> spec_status {
+        const char *fn = "spec_model_memory";
+        if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "%s: model %s", fn, handle_problem(model));
+        if (!out) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: out is null", fn);
+        *out = spec_weights_memory{};
+        if (!model->finalized) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: model is not finalized", fn);
+        if (model->ctx->backend->model_memory(model, out, err)) return err.status;
+        out->total = out->prepacked + out->eagle_scratch;
+        return SPEC_OK;
+    });
+}
+
+} // extern "C"

@@ -109,6 +109,14 @@ public:
         p->recycler = (uint64_t)c.n_vocab * (uint64_t)r.recycler_k * 4;
         return SPEC_OK;
     }
+    Status weights_memory_plan(const spec_model &shape, spec_weights_memory *out, Failure &) override {
+        cpu::weights_memory_plan(shape, out);
+        return SPEC_OK;
+    }
+    Status model_memory(const spec_model *model, spec_weights_memory *out, Failure &) override {
+        cpu::model_memory(model, out);
+        return SPEC_OK;
+    }
     // Host scratch is allocated per call (and host memory is not the scarce resource here).
     Status reserve(spec_context *, int32_t, int32_t, int32_t, int32_t, Failure &) override { return SPEC_OK; }
 };

@@ -139,11 +139,16 @@ struct ModelState {
     }
 };
 
+// total bytes rounded up to whole 2 MiB pages: what map_huge_pages maps for them.
+size_t whole_huge_pages(size_t total) {
+    const size_t huge = (size_t)2 << 20;
+    return (total + huge - 1) / huge * huge;
+}
+
 // total bytes of anonymous memory, rounded up to whole 2 MiB pages (their count in bytes) and advised
 // onto transparent huge pages; null when total is 0 or the mapping fails (the caller then reads in place).
 uint8_t *map_huge_pages(size_t total, size_t &bytes) {
-    const size_t huge = (size_t)2 << 20;
-    bytes = (total + huge - 1) / huge * huge;
+    bytes = whole_huge_pages(total);
     if (bytes == 0) return nullptr;
     void *mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) return nullptr;
@@ -276,18 +281,35 @@ bool uses_kq(const KernelSet &kern, const Mat &W) { return kern.kq && kq_is_kqua
 // products, not also a repacking pass (which cost about as much as the products at 8 tokens). The
 // results are the same bits. SPECULA_CPU_PREPACK=0 turns it off (rows then packed per call, as the
 // other block formats are); a failed allocation leaves the rows read in place.
+//
+// The plan (spec_memory_plan_weights) and the allocation both come from prepack_q8_plan, so the memory
+// budget reads the same bytes this maps.
+struct PrepackPlan {
+    std::vector<Mat *> mats; // the candidates: the LM head, an EAGLE layer's fc, each layer's matrices
+    size_t total = 0;        // the bytes of those it prepacks, before rounding to pages; 0: it prepacks none
+    bool takes(const KernelSet &ks, const Mat *M) const { return M->data && M->dtype == SPEC_DTYPE_Q8_0 && uses_int8(ks, *M); }
+};
+
+PrepackPlan prepack_q8_plan(ModelState &ms) {
+    PrepackPlan plan;
+    const Int8Set *q8 = ms.ks->int8;
+    if (!q8 || !q8->prepack || !q8->gemm_pre) return plan;
+    const char *opt = std::getenv("SPECULA_CPU_PREPACK");
+    if (opt && std::strcmp(opt, "0") == 0) return plan;
+    plan.mats = {&ms.output, &ms.fc};
+    for (Layer &L : ms.layers)
+        for (Mat *M : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) plan.mats.push_back(M);
+    for (Mat *M : plan.mats)
+        if (plan.takes(*ms.ks, M)) plan.total += (size_t)M->rows * (size_t)(int8_groups(M->cols) * INT8_P_GROUP_BYTES);
+    return plan;
+}
+
 void prepack_q8_weights(ModelState &ms) {
     const Int8Set *q8 = ms.ks->int8;
-    if (!q8 || !q8->prepack || !q8->gemm_pre) return;
-    const char *opt = std::getenv("SPECULA_CPU_PREPACK");
-    if (opt && std::strcmp(opt, "0") == 0) return;
-    std::vector<Mat *> mats = {&ms.output, &ms.fc};
-    for (Layer &L : ms.layers)
-        for (Mat *M : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) mats.push_back(M);
-    auto takes = [&](const Mat *M) { return M->data && M->dtype == SPEC_DTYPE_Q8_0 && uses_int8(*ms.ks, *M); };
-    size_t total = 0;
-    for (Mat *M : mats)
-        if (takes(M)) total += (size_t)M->rows * (size_t)(int8_groups(M->cols) * INT8_P_GROUP_BYTES);
+    PrepackPlan plan = prepack_q8_plan(ms);
+    std::vector<Mat *> &mats = plan.mats;
+    auto takes = [&](const Mat *M) { return plan.takes(*ms.ks, M); };
+    const size_t total = plan.total;
     size_t bytes = 0;
     uint8_t *base = map_huge_pages(total, bytes);
     if (!base) return;
@@ -692,7 +714,8 @@ Mat weight_mat(const spec_weight &w) {
     return M;
 }
 
-void place_matrices(spec_model *m, ModelState &ms) {
+// Every matrix as the forward reads it, before prepack_q8_weights and copy_weights_to_huge_pages move any.
+void gather_matrices(const spec_model *m, ModelState &ms) {
     const spec_model_config &c = m->config;
     auto mat = [&](int role, int layer) {
         Mat M = weight_mat(m->w(role, layer));
@@ -717,6 +740,10 @@ void place_matrices(spec_model *m, ModelState &ms) {
         L.up = mat(SPEC_W_FFN_UP, l);
         L.down = mat(SPEC_W_FFN_DOWN, l);
     }
+}
+
+void place_matrices(spec_model *m, ModelState &ms) {
+    gather_matrices(m, ms);
     prepack_q8_weights(ms); // first: the matrices it prepacks are then never read in place, so not copied
     copy_weights_to_huge_pages(ms);
 }
@@ -957,7 +984,11 @@ int prepare_scratch(spec_model *m, ModelState &ms, int32_t n, int32_t max_keys) 
         ms.head_out.resize((size_t)rows);
         ms.rows = rows;
     }
-    if (ms.eagle && ms.cat.size() < (size_t)rows * 2 * E) ms.cat.resize((size_t)rows * 2 * E);
+    if (ms.eagle && ms.cat.size() < (size_t)rows * 2 * E) {
+        // reserve first: exactly the rows this slice needs (at most eagle_scratch_bytes), not resize's growth by half
+        ms.cat.reserve((size_t)rows * 2 * E);
+        ms.cat.resize((size_t)rows * 2 * E);
+    }
     return nth;
 }
 
@@ -1384,6 +1415,23 @@ uint64_t model_scratch_bytes(const spec_model_config &c, int32_t kv_capacity) {
     const uint64_t quantized = 2 * rows * ((uint64_t)int8_groups((int64_t)max_cols) * INT8_X_GROUP_BYTES + max_cols / KQ_BLOCK * KQ_X_BYTES);
     const uint64_t threads = std::max(1u, std::thread::hardware_concurrency());
     return activations + quantized + threads * per_thread;
+}
+
+uint64_t eagle_scratch_bytes(const spec_model_config &c) { return (uint64_t)MAX_UBATCH * 2 * (uint64_t)c.n_embd * sizeof(float); }
+
+void weights_memory_plan(const spec_model &shape, spec_weights_memory *out) {
+    ModelState ms;
+    choose_kernels(ms);
+    gather_matrices(&shape, ms);
+    out->prepacked = whole_huge_pages(prepack_q8_plan(ms).total);
+    out->eagle_scratch = shape.eagle ? eagle_scratch_bytes(shape.config) : 0;
+}
+
+void model_memory(const spec_model *model, spec_weights_memory *out) {
+    ModelState &ms = *(ModelState *)model->backend_state;
+    std::lock_guard<std::mutex> lock(ms.mu); // a forward on another thread may be growing the scratch
+    out->prepacked = ms.prepacked_bytes;
+    out->eagle_scratch = ms.cat.capacity() * sizeof(float);
 }
 
 Status model_finalize(spec_model *m, Failure &err) {

@@ -30,5 +30,11 @@ inline uint64_t kv_state_bytes(const spec_model_config &c, int32_t capacity) {
 }
 // The most host memory forward() takes for a model of config (see spec_memory_plan).
 uint64_t model_scratch_bytes(const spec_model_config &config, int32_t kv_capacity);
+// ABI 0.11 (spec_memory_plan_weights, spec_model_memory): the Q8_0 matrices prepack_q8_weights prepacks at finalize, and
+// an EAGLE layer's fc input rows at their largest (eagle_scratch_bytes: one slice of MAX_UBATCH rows), planned for a
+// model of these weights (their data never read) or held by a finalized model.
+uint64_t eagle_scratch_bytes(const spec_model_config &config);
+void weights_memory_plan(const spec_model &shape, spec_weights_memory *out);
+void model_memory(const spec_model *model, spec_weights_memory *out);
 
 } // namespace specula::cpu

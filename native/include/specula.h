@@ -28,7 +28,7 @@ extern "C" {
 
 /* ABI version: major changes break callers, minor changes only add. */
 #define SPEC_ABI_VERSION_MAJOR 0
-#define SPEC_ABI_VERSION_MINOR 10
+#define SPEC_ABI_VERSION_MINOR 11
 
 typedef int32_t spec_status;
 
@@ -665,6 +665,41 @@ SPEC_API spec_status spec_memory_plan_compute(const char *backend, const spec_mo
  * allocate later. */
 SPEC_API spec_status spec_context_reserve(spec_context *ctx, int32_t batch, int32_t max_tree_nodes, int32_t n_vocab,
                                           int32_t recycler_k);
+
+/* ---------------------------------------------------------------- memory a backend makes of the weights (ABI 0.11) */
+
+/* Beyond spec_memory_plan, a backend may make memory of a model's weights when it finalizes the model, and some
+ * forwards keep scratch that depends on what the model is. These calls state those bytes where the backend allocates
+ * them, so that a memory budget reads them instead of restating the backend's layouts:
+ *   - prepacked:     cpu: the Q8_0 matrices prepacked once for the int8 kernels, in whole 2 MiB pages (0 with
+ *                    SPECULA_CPU_PREPACK=0, or where the kernel set has no prepacked path);
+ *   - eagle_scratch: cpu: an EAGLE draft layer's fc input rows ([embd(t); feature] per row, f32) at their largest, one
+ *                    forward slice; 0 for other models. */
+typedef struct spec_weights_memory {
+    uint64_t prepacked;
+    uint64_t eagle_scratch;
+    uint64_t total; /* the sum */
+} spec_weights_memory;
+
+/* One weight a model will be handed, for spec_memory_plan_weights: its shape is the one spec_model_set_weight (or, with
+ * eagle_role >= 0, spec_model_set_eagle_weight) requires. */
+typedef struct spec_weight_plan {
+    int32_t role;       /* a spec_weight_role; ignored when eagle_role >= 0 */
+    int32_t layer;      /* as spec_model_set_weight takes it; ignored for global roles */
+    int32_t eagle_role; /* -1, or a spec_eagle_weight_role (an EAGLE layer's FC or its bias) */
+    int32_t dtype;
+} spec_weight_plan;
+
+/* What finalizing a model of config on backend ("cpu" or "cuda") and running its forwards will take beyond
+ * spec_memory_plan, handed the n_weights weights described (eagle nonzero: a model made an EAGLE layer by
+ * spec_model_set_eagle). Reads no weight data and needs no device; on the cpu backend it uses this machine's kernel
+ * set and SPECULA_CPU_PREPACK, as finalize does. */
+SPEC_API spec_status spec_memory_plan_weights(const char *backend, const spec_model_config *config, int32_t eagle,
+                                              int32_t n_weights, const spec_weight_plan *weights, spec_weights_memory *out);
+
+/* What a finalized model holds of those now, by the backend's own accounting: prepacked as allocated at finalize,
+ * eagle_scratch as far as its forwards have grown it (at most the plan's). */
+SPEC_API spec_status spec_model_memory(const spec_model *model, spec_weights_memory *out);
 
 #ifdef __cplusplus
 }

@@ -6,8 +6,10 @@ import dev.specula.model.DraftHeadsFile;
 import dev.specula.model.EagleLayerFile;
 import dev.specula.model.LoadedModel;
 import dev.specula.model.ModelFile;
+import dev.specula.model.ModelWeights;
 import dev.specula.nativeapi.ModelShape;
 import dev.specula.nativeapi.Recycler;
+import dev.specula.nativeapi.WeightsMemory;
 import dev.specula.policies.DraftHeadsPolicy;
 import dev.specula.policies.DraftModelPolicy;
 import dev.specula.policies.EagleDraftPolicy;
@@ -17,6 +19,7 @@ import dev.specula.policies.PromptLookupPolicy;
 import dev.specula.policies.RecyclingPolicy;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Locale;
 import java.util.function.Function;
 import java.util.function.Supplier;
@@ -95,7 +98,7 @@ public enum Drafter {
     }
 
     /** What a drafter's memory budget entry is computed from: the target's shape, the draft model file, positions. */
-    record BudgetInputs(ModelShape target, Path draftModel, int context, Path heads) {}
+    record BudgetInputs(ModelShape target, Path draftModel, int context, Path heads, List<ModelWeights.Weight> targetWeights) {}
 
     /**
      * Everything one drafter means to the engine.
@@ -118,7 +121,7 @@ public enum Drafter {
             case DRAFT_MODEL -> new Parts(CHAIN_TREE_NODES, in -> {
                 try (ModelFile file = ModelFile.open(Drafters.requireDraftModel(in.draftModel()))) {
                     return new MemoryBudget.Drafting(cliName, 0, file.config(), LoadedModel.weightBytes(file), in.context(),
-                            DraftModelPolicy.deviceLogitsRows(), 0);
+                            DraftModelPolicy.deviceLogitsRows(), 0, 0, false, 0, 0, LoadedModel.cpuPrepackedBytes(file));
                 }
             }, Drafters::draftModelPolicies);
             case EARLY_EXIT -> new Parts(CHAIN_TREE_NODES, in -> {
@@ -134,9 +137,10 @@ public enum Drafter {
             }, shared -> shared.headsPolicies(this));
             case EAGLE -> new Parts(EagleDraftPolicy.LARGEST_TREE, in -> {
                 try (EagleLayerFile layer = EagleLayerFile.open(in.heads(), in.target())) {
+                    WeightsMemory cpu = layer.cpuMemory(in.targetWeights());
                     return new MemoryBudget.Drafting(cliName, 0, layer.config(), layer.weightBytes(), EagleDraftPolicy.kvPositions(in.context()),
-                            EagleDraftPolicy.deviceLogitsRows(), 0, 0, true, EagleDraftPolicy.fcInputScratchBytes(layer.config().nEmbd()),
-                            EagleDraftPolicy.featureRowBytes(layer.config().nEmbd()));
+                            EagleDraftPolicy.deviceLogitsRows(), 0, 0, true, cpu.eagleScratch(),
+                            EagleDraftPolicy.featureRowBytes(layer.config().nEmbd()), cpu.prepacked());
                 }
             }, Drafters::eaglePolicies);
         };

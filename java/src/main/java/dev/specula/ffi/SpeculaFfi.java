@@ -32,10 +32,10 @@ public class SpeculaFfi extends SpeculaFfi$shared {
     public static int SPEC_ABI_VERSION_MAJOR() {
         return SPEC_ABI_VERSION_MAJOR;
     }
-    private static final int SPEC_ABI_VERSION_MINOR = (int)10L;
+    private static final int SPEC_ABI_VERSION_MINOR = (int)11L;
     /**
      * {@snippet lang=c :
-     * #define SPEC_ABI_VERSION_MINOR 10
+     * #define SPEC_ABI_VERSION_MINOR 11
      * }
      */
     public static int SPEC_ABI_VERSION_MINOR() {
@@ -4157,6 +4157,132 @@ public class SpeculaFfi extends SpeculaFfi$shared {
                 traceDowncall("spec_context_reserve", ctx, batch, max_tree_nodes, n_vocab, recycler_k);
             }
             return (int)mh$.invokeExact(ctx, batch, max_tree_nodes, n_vocab, recycler_k);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_memory_plan_weights {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_memory_plan_weights");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_memory_plan_weights(const char *backend, const spec_model_config *config, int32_t eagle, int32_t n_weights, const spec_weight_plan *weights, spec_weights_memory *out)
+     * }
+     */
+    public static FunctionDescriptor spec_memory_plan_weights$descriptor() {
+        return spec_memory_plan_weights.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_memory_plan_weights(const char *backend, const spec_model_config *config, int32_t eagle, int32_t n_weights, const spec_weight_plan *weights, spec_weights_memory *out)
+     * }
+     */
+    public static MethodHandle spec_memory_plan_weights$handle() {
+        return spec_memory_plan_weights.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_memory_plan_weights(const char *backend, const spec_model_config *config, int32_t eagle, int32_t n_weights, const spec_weight_plan *weights, spec_weights_memory *out)
+     * }
+     */
+    public static MemorySegment spec_memory_plan_weights$address() {
+        return spec_memory_plan_weights.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_memory_plan_weights(const char *backend, const spec_model_config *config, int32_t eagle, int32_t n_weights, const spec_weight_plan *weights, spec_weights_memory *out)
+     * }
+     */
+    public static int spec_memory_plan_weights(MemorySegment backend, MemorySegment config, int eagle, int n_weights, MemorySegment weights, MemorySegment out) {
+        var mh$ = spec_memory_plan_weights.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_memory_plan_weights", backend, config, eagle, n_weights, weights, out);
+            }
+            return (int)mh$.invokeExact(backend, config, eagle, n_weights, weights, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class spec_model_memory {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_model_memory");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_model_memory(const spec_model *model, spec_weights_memory *out)
+     * }
+     */
+    public static FunctionDescriptor spec_model_memory$descriptor() {
+        return spec_model_memory.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_model_memory(const spec_model *model, spec_weights_memory *out)
+     * }
+     */
+    public static MethodHandle spec_model_memory$handle() {
+        return spec_model_memory.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_model_memory(const spec_model *model, spec_weights_memory *out)
+     * }
+     */
+    public static MemorySegment spec_model_memory$address() {
+        return spec_model_memory.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_model_memory(const spec_model *model, spec_weights_memory *out)
+     * }
+     */
+    public static int spec_model_memory(MemorySegment model, MemorySegment out) {
+        var mh$ = spec_model_memory.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_model_memory", model, out);
+            }
+            return (int)mh$.invokeExact(model, out);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {

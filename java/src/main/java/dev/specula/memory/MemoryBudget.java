@@ -45,12 +45,20 @@ public final class MemoryBudget {
      * @param headsWeightBytes  draft heads' weights as handed over (Medusa, Hydra); 0 for none
      * @param finalHidden       whether the verify steps also write every tree node's final hidden state (draft heads)
      * @param draftInputScratch bytes of draft forward scratch beyond the draft model's plan, once (an EAGLE layer's fc
-     *                          input rows, [embd; feature] per row)
+     *                          input rows, [embd; feature] per row, as the backend plans them: WeightsMemory)
      * @param featureRowBytes   bytes of f32 feature rows each sequence's policy keeps on the device (EAGLE)
+     * @param draftPrepackedBytes what the cpu backend prepacks of the draft model's Q8_0 matrices at load, once, as it
+     *                          plans it (WeightsMemory); counted on the cpu backend only
      */
     public record Drafting(String name, int recyclerK, ModelShape draft, long draftWeightBytes, int draftKvPositions,
                            int logitsRows, int targetKvPositions, long headsWeightBytes, boolean finalHidden,
-                           long draftInputScratch, long featureRowBytes) {
+                           long draftInputScratch, long featureRowBytes, long draftPrepackedBytes) {
+        public Drafting(String name, int recyclerK, ModelShape draft, long draftWeightBytes, int draftKvPositions, int logitsRows,
+                        int targetKvPositions, long headsWeightBytes, boolean finalHidden, long draftInputScratch, long featureRowBytes) {
+            this(name, recyclerK, draft, draftWeightBytes, draftKvPositions, logitsRows, targetKvPositions, headsWeightBytes, finalHidden,
+                    draftInputScratch, featureRowBytes, 0);
+        }
+
         public Drafting(String name, int recyclerK, ModelShape draft, long draftWeightBytes, int draftKvPositions, int logitsRows,
                         int targetKvPositions) {
             this(name, recyclerK, draft, draftWeightBytes, draftKvPositions, logitsRows, targetKvPositions, 0, false);
@@ -164,6 +172,8 @@ public final class MemoryBudget {
         if (d.draft() != null) {
             MemoryPlan draft = MemoryPlan.compute(r.backend().id(), d.draft(), r.kvType(), d.draftWeightBytes(), d.draftKvPositions(), b, 0, 0);
             weights(items, "draft weights", cpu, draft.weights(), d.draftWeightBytes());
+            if (cpu && d.draftPrepackedBytes() > 0)
+                items.add(new Item("draft Q8_0 matrices prepacked for the int8 kernels", d.draftPrepackedBytes(), true));
             items.add(new Item(String.format(Locale.ROOT, "draft KV caches (%d x %d positions, %s)", b, d.draftKvPositions(), kv), draft.kvCaches(), true));
             items.add(new Item("draft forward scratch", draft.modelScratch(), true));
             if (d.draftInputScratch() > 0) items.add(new Item(d.name() + " fc input scratch (f32)", d.draftInputScratch(), true));

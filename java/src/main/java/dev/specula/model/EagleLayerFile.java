@@ -6,12 +6,14 @@ import dev.specula.model.safetensors.SafetensorsCheckpoint;
 import dev.specula.model.safetensors.SafetensorsFile;
 import dev.specula.model.safetensors.SafetensorsTensor;
 import dev.specula.nativeapi.Arch;
+import dev.specula.nativeapi.Backend;
 import dev.specula.nativeapi.Context;
 import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.ModelShape;
 import dev.specula.nativeapi.NativeModel;
 import dev.specula.nativeapi.WeightRole;
 import dev.specula.nativeapi.WeightShape;
+import dev.specula.nativeapi.WeightsMemory;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -122,6 +124,23 @@ public final class EagleLayerFile implements AutoCloseable {
         return weights.stream().mapToLong(w -> w.tensor().data().byteSize()).sum();
     }
 
+    /** The target's weights the layer is handed too: its embedding and LM head. */
+    private static List<ModelWeights.Weight> fromTarget(List<ModelWeights.Weight> targetWeights) {
+        return targetWeights.stream().filter(w -> w.role() == WeightRole.TOKEN_EMBD || w.role() == WeightRole.OUTPUT).toList();
+    }
+
+    /**
+     * What the cpu backend makes of the layer beyond its memory plan when {@link #load} hands it over with targetWeights
+     * ({@link WeightsMemory#plan}): its Q8_0 matrices prepacked, the target's LM head among them when it is Q8_0 (the
+     * layer prepacks its own copy), and its fc input scratch.
+     */
+    public WeightsMemory cpuMemory(List<ModelWeights.Weight> targetWeights) {
+        List<WeightsMemory.Planned> planned = new ArrayList<>(LoadedModel.planned(fromTarget(targetWeights)));
+        for (Weight w : weights)
+            planned.add(w.role() == null ? WeightsMemory.Planned.eagleFc(w.fcBias(), w.dtype()) : WeightsMemory.Planned.weight(w.role(), w.layer(), w.dtype()));
+        return WeightsMemory.plan(Backend.CPU.id(), config, true, planned);
+    }
+
     /**
      * The layer as a native model on context, its weights read in place from this file (kept open as long as the
      * model), with the target's embedding and LM head (targetWeights: the target file's weights).
@@ -131,9 +150,7 @@ public final class EagleLayerFile implements AutoCloseable {
         try {
             model.makeEagle(fcBias);
             model.keepAlive(this);
-            for (ModelWeights.Weight w : targetWeights)
-                if (w.role() == WeightRole.TOKEN_EMBD || w.role() == WeightRole.OUTPUT)
-                    model.setWeight(w.role(), 0, w.dtype(), w.data(), w.rows(), w.cols());
+            for (ModelWeights.Weight w : fromTarget(targetWeights)) model.setWeight(w.role(), 0, w.dtype(), w.data(), w.rows(), w.cols());
             for (Weight w : weights) {
                 SafetensorsTensor t = w.tensor();
                 if (w.role() == null) model.setEagleWeight(w.fcBias(), w.dtype(), t.data(), t.rows(), t.cols());

@@ -1,12 +1,14 @@
 package dev.specula.model;
 
+import dev.specula.nativeapi.Backend;
 import dev.specula.nativeapi.Context;
 import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.NativeModel;
-import dev.specula.nativeapi.WeightRole;
+import dev.specula.nativeapi.WeightsMemory;
 import dev.specula.tokenizer.Tokenizer;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 
 /**
  * A model file opened, its weights on a context and its tokenizer: everything a generation needs. Closing
@@ -95,29 +97,18 @@ public final class LoadedModel implements AutoCloseable {
     }
 
     /**
-     * The anonymous memory the cpu backend takes at load to prepack the Q8_0 matrices for its int8 kernels
-     * (cpu_model.cpp, prepack_q8_weights): every product matrix stored as Q8_0 (the output, or the embeddings it is
-     * tied to, and each layer's attention and feed-forward matrices) once, 544 bytes per started group of 512
-     * weights of a row, in whole 2 MiB pages; 0 with SPECULA_CPU_PREPACK=0, which turns the prepacking off.
+     * The memory the cpu backend takes at load to prepack the file's Q8_0 matrices for its int8 kernels, as the backend
+     * plans it ({@link WeightsMemory#plan}: its layout and pages are stated natively, once); 0 with
+     * SPECULA_CPU_PREPACK=0, which turns the prepacking off.
      */
     public static long cpuPrepackedBytes(ModelFile file) {
-        if ("0".equals(System.getenv("SPECULA_CPU_PREPACK"))) return 0;
-        boolean ownOutput = file.weights().stream().anyMatch(w -> w.role() == WeightRole.OUTPUT);
-        java.util.Set<Long> seen = new java.util.HashSet<>(); // one matrix in two roles is prepacked once
-        long sum = 0;
-        for (var w : file.weights()) {
-            boolean product = switch (w.role()) {
-                case OUTPUT, ATTN_Q, ATTN_K, ATTN_V, ATTN_OUT, FFN_GATE, FFN_UP, FFN_DOWN -> true;
-                case TOKEN_EMBD -> !ownOutput;
-                default -> false;
-            };
-            if (product && w.dtype() == DType.Q8_0 && seen.add(w.data().address()))
-                sum += w.rows() * ((w.cols() + PREPACK_GROUP - 1) / PREPACK_GROUP) * PREPACK_GROUP_BYTES;
-        }
-        return (sum + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+        return WeightsMemory.plan(Backend.CPU.id(), file.config(), false, planned(file.weights())).prepacked();
     }
 
-    private static final long PREPACK_GROUP = 512, PREPACK_GROUP_BYTES = 544, HUGE_PAGE = 2L << 20;
+    /** The weights as {@link NativeModels#load} hands them over, for the backend's plan of what it makes of them. */
+    public static List<WeightsMemory.Planned> planned(List<ModelWeights.Weight> weights) {
+        return weights.stream().map(w -> WeightsMemory.Planned.weight(w.role(), w.layer(), w.dtype())).toList();
+    }
 
     @Override
     public void close() {

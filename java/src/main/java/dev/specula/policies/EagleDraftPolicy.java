@@ -103,14 +103,6 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
         return contextLength + MAX_EXPANSION_ROWS + 1;
     }
 
-    /** Rows of one native forward slice (cpu_model.cpp's MAX_UBATCH): the most fc input rows a layer call holds at once. */
-    static final int NATIVE_SLICE_ROWS = 512;
-
-    /** The layer's fc input scratch ([embd; feature] per row, f32), once per layer (for the memory budget). */
-    public static long fcInputScratchBytes(int nEmbd) {
-        return (long) NATIVE_SLICE_ROWS * 2 * nEmbd * Float.BYTES;
-    }
-
     /** f32 feature and output rows each sequence's policy keeps on the device (for the memory budget). */
     public static long featureRowBytes(int nEmbd) {
         long featureRows = FEATURE_ROWS_BEFORE_CANDIDATES + 1L + MAX_CANDIDATES;

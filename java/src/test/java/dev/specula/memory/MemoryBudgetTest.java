@@ -5,13 +5,17 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.specula.Drafter;
 import dev.specula.SpeculaEngine;
+import dev.specula.model.EagleFixture;
+import dev.specula.model.EagleLayerFile;
 import dev.specula.model.LoadedModel;
 import dev.specula.model.ModelFile;
 import dev.specula.model.TestModelMaker;
 import dev.specula.model.gguf.GgmlType;
 import dev.specula.nativeapi.Backend;
+import dev.specula.nativeapi.Context;
 import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.MemoryPlan;
+import dev.specula.nativeapi.WeightsMemory;
 import dev.specula.tokenizer.VocabTrainer;
 import java.nio.file.Path;
 import java.util.List;
@@ -176,25 +180,61 @@ class MemoryBudgetTest {
 
     /**
      * The cpu backend prepacks Q8_0 matrices into anonymous memory at load (prepack_q8_weights): the budget counts
-     * that copy. Here 4 layers of q 64, k 32, v 32, o 64, gate 160, up 160 and down 64 rows plus the 400-row output,
-     * each row one started group of 512 weights (544 bytes): 2,704 rows, 1,470,976 bytes, one 2 MiB page.
+     * that copy, for the target and for a draft model, as the backend plans it. Here 4 layers of q 64, k 32, v 32, o 64,
+     * gate 160, up 160 and down 64 rows plus the 400-row output, each row one started group of 512 weights (544 bytes):
+     * 2,704 rows, 1,470,976 bytes, one 2 MiB page. The planned figures are what the loaded models then hold.
      */
     @Test
     void theQ8MatricesTheCpuPrepacksAreCounted() {
-        Path q8 = temp.resolve("target-q8.gguf");
+        Path q8 = temp.resolve("target-q8.gguf"), q8Draft = temp.resolve("draft-q8.gguf");
         new TestModelMaker().arch("llama").dim(64).layers(4).heads(4).kvHeads(2).ff(160).vocab(VOCAB).context(1024)
                 .type(GgmlType.Q8_0).seed(4).tokenizer(VocabTrainer.ggufMetadata("llama", VOCAB, 4)).write(q8);
-        try (ModelFile file = ModelFile.open(q8)) {
-            assumeTrue(System.getenv("SPECULA_CPU_PREPACK") == null, "prepacking turned off here");
-            MemoryBudget.Request r = SpeculaEngine.builder().model(q8).drafter(Drafter.parse("none")).contextLength(256)
-                    .memoryLimit(1L << 50).plan().requested();
-            assertEquals(2L << 20, r.targetPrepackedBytes());
-            MemoryBudget b = MemoryBudget.of(r);
-            assertEquals(2L << 20, item(b, "target Q8_0 matrices prepacked"));
-            assertEquals(MemoryBudget.of(new MemoryBudget.Request(r.backend(), r.kvType(), r.target(), r.targetWeightBytes(),
-                    r.contextLength(), r.batch(), r.maxTreeNodes(), r.drafting())).total() + (2L << 20), b.total());
+        new TestModelMaker().arch("llama").dim(32).layers(1).heads(2).kvHeads(1).ff(64).vocab(VOCAB).context(1024)
+                .type(GgmlType.Q8_0).seed(5).tokenizer(VocabTrainer.ggufMetadata("llama", VOCAB, 4)).write(q8Draft);
+        assumeTrue(System.getenv("SPECULA_CPU_PREPACK") == null, "prepacking turned off here");
+        MemoryBudget.Request r = SpeculaEngine.builder().model(q8).drafter(Drafter.DRAFT_MODEL).draftModel(q8Draft).contextLength(256)
+                .memoryLimit(1L << 50).plan().requested();
+        assertEquals(2L << 20, r.targetPrepackedBytes());
+        assertEquals(2L << 20, r.drafting().draftPrepackedBytes());
+        MemoryBudget b = MemoryBudget.of(r);
+        assertEquals(2L << 20, item(b, "target Q8_0 matrices prepacked"));
+        assertEquals(2L << 20, item(b, "draft Q8_0 matrices prepacked"));
+        MemoryBudget.Drafting d = r.drafting();
+        MemoryBudget.Drafting unpacked = new MemoryBudget.Drafting(d.name(), d.recyclerK(), d.draft(), d.draftWeightBytes(), d.draftKvPositions(),
+                d.logitsRows(), d.targetKvPositions(), d.headsWeightBytes(), d.finalHidden(), d.draftInputScratch(), d.featureRowBytes());
+        assertEquals(MemoryBudget.of(new MemoryBudget.Request(r.backend(), r.kvType(), r.target(), r.targetWeightBytes(),
+                r.contextLength(), r.batch(), r.maxTreeNodes(), unpacked)).total() + 2 * (2L << 20), b.total());
+        try (Context cpu = Context.cpu(); LoadedModel target = LoadedModel.open(cpu, q8); LoadedModel draft = LoadedModel.open(cpu, q8Draft)) {
+            assertEquals(r.targetPrepackedBytes(), WeightsMemory.of(target.model()).prepacked(), "what the loaded target holds");
+            assertEquals(d.draftPrepackedBytes(), WeightsMemory.of(draft.model()).prepacked(), "what the loaded draft model holds");
         }
         assertEquals(0, item(MemoryBudget.of(request("cpu", "none", 256, 1, 1)), "target Q8_0 matrices prepacked"), "an F32 file prepacks nothing");
+        assertEquals(0, item(MemoryBudget.of(request("cpu", "draft-model", 256, 1, 4)), "draft Q8_0 matrices prepacked"), "nor an F32 draft");
+    }
+
+    /**
+     * An EAGLE layer on a Q8_0 target: the layer prepacks its own copy of the target's Q8_0 LM head, and its fc input
+     * scratch is one native slice of rows; both as the backend plans them and as the loaded layer then holds them.
+     */
+    @Test
+    void anEagleLayerOnAQ8TargetCountsWhatTheBackendMakesOfIt() {
+        Path q8 = temp.resolve("target-q8-eagle.gguf");
+        new TestModelMaker().arch("llama").dim(64).layers(2).heads(4).kvHeads(2).ff(160).vocab(VOCAB).context(1024)
+                .type(GgmlType.Q8_0).seed(6).tokenizer(VocabTrainer.ggufMetadata("llama", VOCAB, 4)).write(q8);
+        Path heads = EagleFixture.forModel(q8, "F32", 7).write(temp.resolve("eagle-q8"));
+        assumeTrue(System.getenv("SPECULA_CPU_PREPACK") == null, "prepacking turned off here");
+        MemoryBudget.Request r = SpeculaEngine.builder().model(q8).drafter(Drafter.EAGLE).heads(heads).contextLength(256)
+                .memoryLimit(1L << 50).plan().requested();
+        MemoryBudget b = MemoryBudget.of(r);
+        assertEquals(2L << 20, item(b, "draft Q8_0 matrices prepacked"), "the layer's copy of the 400-row Q8_0 LM head");
+        assertEquals(512L * 2 * 64 * Float.BYTES, item(b, "eagle fc input scratch"));
+        try (Context cpu = Context.cpu(); LoadedModel target = LoadedModel.open(cpu, q8);
+             EagleLayerFile file = EagleLayerFile.open(heads, target.file().config());
+             var layer = file.load(cpu, target.file().weights(), DType.F32)) {
+            WeightsMemory held = WeightsMemory.of(layer);
+            assertEquals(r.drafting().draftPrepackedBytes(), held.prepacked(), "what the loaded layer holds");
+            assertEquals(0, held.eagleScratch(), "no forward ran yet: the scratch grows with them, up to the plan");
+        }
     }
 
     @Test
