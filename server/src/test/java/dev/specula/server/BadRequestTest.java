@@ -41,7 +41,7 @@ class BadRequestTest {
             GenerationResult r = demo.engine.generate(request, text -> {
                 listener.onText(text);
                 if (slow) sleep(5); // keeps a long generation going while the test hangs up
-            }, cancelled);
+            }, slow ? pacedUntilCancelled(cancelled) : cancelled);
             results.add(r);
             return r;
         }));
@@ -50,6 +50,18 @@ class BadRequestTest {
     @AfterAll
     static void stop() {
         if (demo != null) demo.close();
+    }
+
+    /**
+     * The cancel check of a generation that must still run when its client hangs up: each engine step waits up to 50 ms
+     * for the cancel (the scheduler goes on producing tokens whatever the listener does), so 400 tokens take seconds
+     * however fast the engine runs and however long the server's threads wait for a core; a cancel ends the wait.
+     */
+    static java.util.function.BooleanSupplier pacedUntilCancelled(java.util.function.BooleanSupplier cancelled) {
+        return () -> {
+            for (int i = 0; i < 10 && !cancelled.getAsBoolean(); i++) sleep(5);
+            return cancelled.getAsBoolean();
+        };
     }
 
     static void sleep(long ms) {
@@ -183,6 +195,10 @@ class BadRequestTest {
     @Test
     void metricsInPrometheusText() throws Exception {
         assertServes();
+        // The drafter's counters appear once it drafted, which the engine's adaptive budget decides by measured step
+        // times: decode until it has (it probes within a few hundred steps) rather than count on earlier tests.
+        for (int i = 0; i < 50 && !demo.engine.stats().speculation().containsKey("recycling"); i++)
+            assertEquals(200, demo.post("/v1/completions", "{\"prompt\": \"int x = \", \"max_tokens\": 32, \"temperature\": 0}").statusCode());
         HttpResponse<String> r = demo.get("/metrics");
         assertEquals(200, r.statusCode());
         assertTrue(r.headers().firstValue("Content-Type").orElse("").startsWith("text/plain"));

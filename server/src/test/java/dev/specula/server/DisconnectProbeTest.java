@@ -36,8 +36,8 @@ class DisconnectProbeTest {
             boolean slow = request.prompt().startsWith(SLOW_PROMPT);
             GenerationResult r = demo.engine.generate(request, text -> {
                 listener.onText(text);
-                if (slow) BadRequestTest.sleep(5); // a long generation: 400 tokens take at least 2 s
-            }, cancelled);
+                if (slow) BadRequestTest.sleep(5);
+            }, slow ? BadRequestTest.pacedUntilCancelled(cancelled) : cancelled); // slow: every step waits 50 ms unless cancelled
             results.add(r);
             return r;
         }));
