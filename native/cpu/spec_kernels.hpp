@@ -34,7 +34,8 @@ constexpr int64_t PARALLEL_MIN_WORK = int64_t(1) << 20;
 template <typename Body>
 void parallel_for(const spec_context *ctx, int64_t n, Body body, int64_t work = INT64_MAX) {
     if (n <= 0) return;
-    if (n == 1 || work < PARALLEL_MIN_WORK || ContextPool::threads_for(ctx->n_threads) == 1) {
+    // Inside a pool's task the pool is busy with this very job: waiting for it would never end.
+    if (n == 1 || work < PARALLEL_MIN_WORK || ContextPool::threads_for(ctx->n_threads) == 1 || ThreadPool::in_task()) {
         for (int64_t i = 0; i < n; i++) body(i);
         return;
     }

@@ -74,6 +74,9 @@ public:
 
     int size() const { return (int)workers_.size() + 1; }
 
+    // Whether this thread is running a pool's task (work started from there runs inline).
+    static bool in_task() { return t_task_thread >= 0; }
+
     // Whether a call holds the pool (ContextPool::Lease): only sets how long idle workers spin.
     void set_held(bool held) { held_.store(held, std::memory_order_relaxed); }
 
