@@ -5,6 +5,7 @@
 
 #include "specula.h"
 
+#include <atomic>
 #include <cstdarg>
 #include <cstddef>
 #include <cstdint>
@@ -41,7 +42,7 @@ struct spec_context {
     uint32_t tag = specula::TAG_CONTEXT;
     specula::Backend *backend = nullptr;
     int32_t device = 0;
-    int32_t n_threads = 0;
+    std::atomic<int32_t> n_threads{0}; // cpu backend; atomic: set while other threads' calls read it
     void *backend_state = nullptr;
     std::string last_error;
 };

@@ -36,8 +36,15 @@ public:
         *out = 1;
         return SPEC_OK;
     }
-    Status context_init(spec_context *, Failure &) override { return SPEC_OK; }
-    void context_release(spec_context *) override {}
+    // The context's one thread pool (thread_pool.hpp), started on its first parallel call.
+    Status context_init(spec_context *ctx, Failure &) override {
+        ctx->backend_state = new cpu::ContextPool(ctx->n_threads);
+        return SPEC_OK;
+    }
+    void context_release(spec_context *ctx) override {
+        delete (cpu::ContextPool *)ctx->backend_state;
+        ctx->backend_state = nullptr;
+    }
 
     Status device_query(const spec_context *, spec_device_info *out, Failure &) override {
         std::snprintf(out->name, sizeof out->name, "%s", cpu_model_name().c_str());

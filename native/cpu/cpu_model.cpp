@@ -111,9 +111,8 @@ struct ModelState {
     std::vector<float> cat;
     int64_t max_cols = 0;
 
-    std::mutex mu; // one forward at a time per model: the pool and the scratch below are shared
-    std::unique_ptr<ThreadPool> pool;
-    int pool_requested = -1;
+    std::mutex mu; // one forward at a time per model: the scratch below is shared (take it with ModelLock)
+    ThreadPool *pool = nullptr;         // the context's pool, while a ModelLock holds it; null otherwise
     std::vector<ThreadScratch> scratch; // one per pool thread
     std::vector<uint8_t> qx[3];         // one product's activations quantized for the int8 path
     std::vector<uint8_t> qk[3];         // the same for the k-quant path
@@ -934,17 +933,27 @@ int32_t key_sets(KvState &st, const spec_forward_args &a, int32_t C, int32_t P =
     return max_keys;
 }
 
-// The pool at the context's thread count, then per thread scratch for products of up to max_cols
-// columns and attention over max_keys keys in groups of G. Returns the pool's thread count.
+// A model's call holds its model (ms.mu, its scratch) and then the context's pool (thread_pool.hpp),
+// in that order everywhere, for the whole call: the pool's thread count, which sizes the per-thread
+// scratch and the split of every product, stays the same from the call's first job to its last.
+class ModelLock {
+public:
+    ModelLock(spec_model *m, ModelState &ms) : ms_(ms), model_(ms.mu), pool_(context_pool(m->ctx)) { ms.pool = &pool_.pool(); }
+    ~ModelLock() { ms_.pool = nullptr; }
+    ModelLock(const ModelLock &) = delete;
+    ModelLock &operator=(const ModelLock &) = delete;
+
+private:
+    ModelState &ms_;
+    std::lock_guard<std::mutex> model_;
+    ContextPool::Lease pool_;
+};
+
+// Per thread scratch of the held pool (ModelLock) for products of up to max_cols columns and
+// attention over max_keys keys in groups of G. Returns the pool's thread count.
 int prepare_threads(spec_model *m, ModelState &ms, int64_t max_cols, int32_t max_keys, int32_t G) {
+    (void)m;
     const KernelSet &kern = *ms.ks;
-    int want = m->ctx->n_threads > 0 ? m->ctx->n_threads : (int)std::thread::hardware_concurrency();
-    if (want < 1) want = 1;
-    if (!ms.pool || ms.pool_requested != want) {
-        ms.pool.reset();
-        ms.pool.reset(new ThreadPool(want));
-        ms.pool_requested = want;
-    }
     const int nth = ms.pool->size();
     ms.scratch.resize(nth);
     for (auto &s : ms.scratch) {
@@ -1253,7 +1262,7 @@ Status forward_impl(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spe
                     const float *const *const *features, Failure &err, int32_t pending_base = 0) {
     ModelState &ms = *(ModelState *)m->backend_state;
     const spec_model_config &c = m->config;
-    std::lock_guard<std::mutex> lock(ms.mu);
+    ModelLock lock(m, ms);
 
     // Row order: the sequences that run more layers first (stable: otherwise the call's order).
     std::vector<int32_t> order((size_t)n_seq);
@@ -1348,7 +1357,7 @@ Status heads_forward_impl(spec_heads *hd, const spec_heads_forward_args &a, Fail
     HeadsState &hs = *(HeadsState *)hd->backend_state;
     const spec_model_config &c = m->config;
     const int32_t E = c.n_embd, V = c.n_vocab, n = a.n_rows, h = a.head;
-    std::lock_guard<std::mutex> lock(ms.mu);
+    ModelLock lock(m, ms);
     prepare_threads(m, ms, std::max(ms.max_cols, hs.max_in), 0, 1);
     const KernelSet &kern = *ms.ks;
     hs.x.resize((size_t)n * hs.max_in);

@@ -6,19 +6,31 @@
 // scheduled (on a machine shared with other work) costs nothing but its share of parallelism.
 //
 // Waiting is spin-then-sleep: a worker that finds no work spins (with pause) for a short while,
-// since the next job of the same forward pass follows within microseconds, then sleeps on a
-// condition variable; the caller waiting for the last task does the same with a shorter spin.
-// An idle pool costs nothing and a busy one does not hold cores that other threads need.
+// then sleeps on a condition variable; the caller waiting for the last task does the same with a
+// shorter spin. How long a worker spins depends on whether a call holds the pool (ContextPool's
+// lease): within a call (a forward pass) the next job follows within microseconds, so it spins up
+// to HELD_SPIN_US; once the call has returned, the next job is a whole host-side step away (or
+// never), so it spins only IDLE_SPIN_US and then sleeps, leaving the core to whoever needs it
+// (another engine in the process, the JVM). A sleeping worker costs the next job little: the caller
+// starts on the tasks at once and the worker joins when it wakes.
+//
+// One pool per context (ContextPool below, the cpu backend's spec_context::backend_state), shared
+// by every model, EAGLE layer, draft heads and spec kernel on the context, so that a draft model's
+// calls and the target's never run two sets of workers against each other.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <type_traits>
 #include <vector>
+
+#include "../core/internal.hpp"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -33,6 +45,9 @@ class ThreadPool {
 public:
     using Fn = void (*)(void *ctx, int task, int thread);
     static constexpr int MAX_TASKS = (1 << 20) - 1;
+    static constexpr int64_t HELD_SPIN_US = 200; // a worker's spin while a call holds the pool
+    static constexpr int64_t IDLE_SPIN_US = 10;  // and after the call has returned
+    static constexpr int64_t DONE_SPIN_US = 50;  // the caller's spin for the job's last tasks
 
     // Starts up to n_threads - 1 workers; fewer when the system refuses to start more.
     explicit ThreadPool(int n_threads) {
@@ -59,16 +74,26 @@ public:
 
     int size() const { return (int)workers_.size() + 1; }
 
+    // Whether this thread is running a pool's task (work started from there runs inline).
+    static bool in_task() { return t_task_thread >= 0; }
+
+    // Whether a call holds the pool (ContextPool::Lease): only sets how long idle workers spin.
+    void set_held(bool held) { held_.store(held, std::memory_order_relaxed); }
+
     // Runs fn(ctx, task, thread) for every task in [0, n_tasks), thread in [0, size()), and
-    // returns when all are done. One job at a time (the caller serializes).
+    // returns when all are done. One job at a time: callers hold the pool (ContextPool::Lease).
+    // Called from inside a task (a nested job), it runs the tasks inline as that task's thread.
+    // The first exception a task throws is rethrown here once every task has finished.
     void run(int n_tasks, Fn fn, void *ctx) {
         if (n_tasks <= 0) return;
-        if (workers_.empty() || n_tasks == 1 || n_tasks > MAX_TASKS) {
-            for (int t = 0; t < n_tasks; t++) fn(ctx, t, 0);
+        if (t_task_thread >= 0 || workers_.empty() || n_tasks == 1 || n_tasks > MAX_TASKS) {
+            const int thread = t_task_thread >= 0 ? t_task_thread : 0;
+            for (int t = 0; t < n_tasks; t++) fn(ctx, t, thread);
             return;
         }
         fn_ = fn;
         ctx_ = ctx;
+        failed_ = nullptr;
         done_.store(0, std::memory_order_relaxed);
         gen_ = (gen_ + 1) & GEN_MASK;
         {
@@ -78,10 +103,11 @@ public:
         cv_.notify_all();
         work(0, gen_);
         auto finished = [&] { return done_.load(std::memory_order_acquire) == n_tasks; };
-        if (!finished() && !spin_until(finished, 50)) {
+        if (!finished() && !spin_until(finished, [] { return DONE_SPIN_US; })) {
             std::unique_lock<std::mutex> lock(mu_);
             done_cv_.wait(lock, finished);
         }
+        if (failed_) std::rethrow_exception(failed_);
     }
 
     // f(task, thread) for every task.
@@ -99,15 +125,19 @@ private:
     static uint64_t n_of(uint64_t j) { return (j >> 20) & MAX_TASKS; }
     static uint64_t next_of(uint64_t j) { return j & MAX_TASKS; }
 
-    template <class Pred>
-    static bool spin_until(Pred pred, int64_t micros) {
+    // The thread index of the task this thread is running, -1 outside tasks (nested jobs run inline).
+    static inline thread_local int t_task_thread = -1;
+
+    // Spins until pred() or until limit() microseconds have passed; returns pred().
+    template <class Pred, class Limit>
+    static bool spin_until(Pred pred, Limit limit) {
         auto start = std::chrono::steady_clock::now();
         for (;;) {
             for (int i = 0; i < 64; i++) {
                 if (pred()) return true;
                 SPECULA_CPU_RELAX();
             }
-            if (std::chrono::steady_clock::now() - start > std::chrono::microseconds(micros)) return pred();
+            if (std::chrono::steady_clock::now() - start > std::chrono::microseconds(limit())) return pred();
         }
     }
 
@@ -118,7 +148,14 @@ private:
         for (;;) {
             if (gen_of(cur) != g || next_of(cur) >= n_of(cur)) return;
             if (!job_.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
-            fn_(ctx_, (int)next_of(cur), thread);
+            t_task_thread = thread;
+            try {
+                fn_(ctx_, (int)next_of(cur), thread);
+            } catch (...) { // carried to the caller: a worker must not end the process
+                std::lock_guard<std::mutex> lock(mu_);
+                if (!failed_) failed_ = std::current_exception();
+            }
+            t_task_thread = -1;
             if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == (int)n_of(cur)) {
                 std::lock_guard<std::mutex> lock(mu_);
                 done_cv_.notify_all();
@@ -133,7 +170,8 @@ private:
             auto ready = [&] {
                 return stop_.load(std::memory_order_acquire) || gen_of(job_.load(std::memory_order_acquire)) != seen;
             };
-            if (!spin_until(ready, 200)) {
+            auto spin = [&] { return held_.load(std::memory_order_relaxed) ? HELD_SPIN_US : IDLE_SPIN_US; };
+            if (!spin_until(ready, spin)) {
                 std::unique_lock<std::mutex> lock(mu_);
                 cv_.wait(lock, ready);
             }
@@ -149,9 +187,82 @@ private:
     std::atomic<uint64_t> job_{0};
     std::atomic<int> done_{0};
     std::atomic<bool> stop_{false};
+    std::atomic<bool> held_{false};
     uint64_t gen_ = 0; // the caller's
     Fn fn_ = nullptr;
     void *ctx_ = nullptr;
+    std::exception_ptr failed_; // the job's first exception (under mu_)
 };
+
+// The one pool of a cpu context, shared by every model and spec kernel on it, at the context's
+// thread count (0 = all cores). A call that runs parallel work holds the pool for its whole length
+// through a Lease: calls on one context from several threads take turns (a forward pass keeps one
+// thread count and per-thread scratch from its first job to its last), and a thread that already
+// holds the pool (a call made from inside another) goes straight through. The pool is started on
+// first use and restarted, between calls, when the context's thread count changes.
+class ContextPool {
+public:
+    class Lease {
+    public:
+        explicit Lease(ContextPool &cp) : cp_(cp), nested_(t_held == &cp), outer_(t_held) {
+            if (!nested_) {
+                cp_.mu_.lock();
+                t_held = &cp_;
+            }
+            try {
+                if (!nested_) cp_.ensure_size();
+            } catch (...) {
+                release();
+                throw;
+            }
+            if (!nested_) cp_.pool_->set_held(true);
+        }
+        ~Lease() {
+            if (!nested_) {
+                cp_.pool_->set_held(false);
+                release();
+            }
+        }
+        Lease(const Lease &) = delete;
+        Lease &operator=(const Lease &) = delete;
+        ThreadPool &pool() const { return *cp_.pool_; }
+
+    private:
+        void release() {
+            t_held = outer_;
+            cp_.mu_.unlock();
+        }
+        ContextPool &cp_;
+        const bool nested_;
+        const ContextPool *const outer_; // the pool this thread held before (another context's), if any
+    };
+
+    explicit ContextPool(const std::atomic<int32_t> &n_threads) : n_threads_(n_threads) {}
+
+    // The thread count the pool has (or will have at the next lease), for sizing work.
+    static int threads_for(int32_t requested) {
+        int want = requested > 0 ? requested : (int)std::thread::hardware_concurrency();
+        return want < 1 ? 1 : want;
+    }
+
+private:
+    void ensure_size() {
+        const int want = threads_for(n_threads_.load(std::memory_order_relaxed));
+        if (pool_ && requested_ == want) return;
+        pool_.reset(); // the old workers stop before the new ones start
+        requested_ = -1;
+        pool_.reset(new ThreadPool(want));
+        requested_ = want;
+    }
+
+    static inline thread_local const ContextPool *t_held = nullptr;
+    const std::atomic<int32_t> &n_threads_;
+    std::mutex mu_;
+    std::unique_ptr<ThreadPool> pool_;
+    int requested_ = -1;
+};
+
+// The cpu backend's pool of ctx (its backend_state, made by the backend's context_init).
+inline ContextPool &context_pool(const spec_context *ctx) { return *(ContextPool *)ctx->backend_state; }
 
 } // namespace specula::cpu

@@ -7,6 +7,11 @@
  *   - It validates its arguments before touching memory or launching work.
  *   - It never aborts, exits or prints.
  *   - Handles are opaque; sizes and counts are explicit fixed-width integers.
+ *   - Threads: calls may come from several threads at once, on one context too. Calls on one model
+ *     run one at a time; on the cpu backend, every model and kernel of a context shares the context's
+ *     one thread pool (spec_context_set_threads), and a call's parallel work waits while another
+ *     call's runs on it. What a call writes (a KV cache, a recycler, an output buffer) must not be
+ *     used by another call at the same time, and no handle may be destroyed while a call uses it.
  *
  * The Java bindings in java/src/main/java/dev/specula/ffi are generated from this file by
  * jextract/generate.sh. After changing it, regenerate them.
@@ -79,7 +84,9 @@ SPEC_API spec_status spec_context_destroy(spec_context *ctx);
 /* Does nothing but validate the handle: the floor cost of one call through the ABI. */
 SPEC_API spec_status spec_context_noop(spec_context *ctx);
 
-/* Sets how many CPU threads the cpu backend uses (0 = all cores). Other backends ignore it. */
+/* Sets how many CPU threads the cpu backend uses (0 = all cores): the size of the context's one
+ * thread pool, the calling thread included, taken from the next call that starts parallel work.
+ * Idle workers sleep shortly after a call returns. Other backends ignore it. */
 SPEC_API spec_status spec_context_set_threads(spec_context *ctx, int32_t n_threads);
 
 typedef struct spec_device_info {

@@ -38,17 +38,45 @@ public final class Sampler {
         return last; // rounding left u just above the total
     }
 
-    /** Index of the largest value; the lowest index among equals. */
+    /**
+     * Index of the largest value; the lowest index among equals; NaN ranks as negative infinity (a row of only NaN
+     * and negative infinities gives 0). This is the order of the native verification ({@code specula.h}: "ties
+     * broken by the lower token id, NaN ranks as -inf"), so a greedy token picked here (a lone sequence's plain
+     * step) is the one a batch's native call picks from the same row, NaN or not.
+     */
     public static int argmax(float[] v) {
         int best = 0;
-        for (int i = 1; i < v.length; i++) if (v[i] > v[best]) best = i;
+        float top = rank(v[0]);
+        for (int i = 1; i < v.length; i++) {
+            float x = rank(v[i]);
+            if (x > top) {
+                best = i;
+                top = x;
+            }
+        }
         return best;
     }
 
+    /** {@link #argmax(float[])} of doubles: the same order. */
     public static int argmax(double[] v) {
         int best = 0;
-        for (int i = 1; i < v.length; i++) if (v[i] > v[best]) best = i;
+        double top = rank(v[0]);
+        for (int i = 1; i < v.length; i++) {
+            double x = rank(v[i]);
+            if (x > top) {
+                best = i;
+                top = x;
+            }
+        }
         return best;
+    }
+
+    private static float rank(float x) {
+        return Float.isNaN(x) ? Float.NEGATIVE_INFINITY : x;
+    }
+
+    private static double rank(double x) {
+        return Double.isNaN(x) ? Double.NEGATIVE_INFINITY : x;
     }
 
     /**
