@@ -43,8 +43,9 @@ import java.util.Map;
  * The best size is the one of most expected tokens per expected second, {@code Y(n) / C(n)}, among the measured
  * sizes and the next size up from each (sizes are explored one at a time); it is <em>profitable</em> when that
  * beats plain decoding's rate by {@value #MARGIN_PERCENT}% plus {@value #NOISE_ERRORS} standard errors of the two
- * cost estimates (each from its samples' interquartile range; at most {@value #NOISE_MARGIN_CAP} of it): a drafter near break-even, such as a draft model whose
- * token costs a third of a target step, is not let speculate on a gain within what its step times scatter by.
+ * cost estimates (each from its samples' interquartile range; at most {@value #NOISE_MARGIN_CAP} of plain decoding's
+ * rate): a drafter near break-even, such as a draft model whose token costs a third of a target step, is not let
+ * speculate on a gain within what its step times scatter by.
  *
  * <h2>The account</h2>
  * Each policy has a credit {@code B}, in seconds. It starts at {@code B0} = one plain step once {@code c0} is
