@@ -42,12 +42,17 @@ import java.util.Map;
  * </ul>
  * The best size is the one of most expected tokens per expected second, {@code Y(n) / C(n)}, among the measured
  * sizes and the next size up from each (sizes are explored one at a time); it is <em>profitable</em> when that
- * beats plain decoding's rate by {@value #MARGIN_PERCENT}%.
+ * beats plain decoding's rate by {@value #MARGIN_PERCENT}% plus {@value #NOISE_ERRORS} standard errors of the two
+ * cost estimates (each from its samples' interquartile range; at most {@value #NOISE_MARGIN_CAP} of plain decoding's
+ * rate): a drafter near break-even, such as a draft model whose token costs a third of a target step, is not let
+ * speculate on a gain within what its step times scatter by.
  *
  * <h2>The account</h2>
  * Each policy has a credit {@code B}, in seconds. It starts at {@code B0} = one plain step once {@code c0} is
  * known. Every speculative step adds what it won against plain decoding, {@code tokens c0 - seconds} (negative
- * when it lost; seconds at most {@value #SAMPLE_CAP} times what its tree was expected to cost before the step,
+ * when it lost; seconds at most {@value #SAMPLE_CAP} times what its tree was expected to cost before the step, or
+ * times the slow end (upper quartile) of its size's recent steps where that is more: steps that are often slow are
+ * what the size costs,
  * but at least the step's drafting time, except for the policy's first {@value #WARM_UP_TREES} trees (first use);
  * a probe must also afford the drafting a policy was last seen to add per step since its previous tree, a draft
  * cache catching up);
@@ -105,6 +110,19 @@ public final class SpeculationBudget {
     static final double INITIAL_CREDIT_STEPS = 1.0;
     static final int CREDIT_CAP_STEPS = 8;
     static final int MARGIN_PERCENT = 2;
+    /**
+     * Standard errors of the measured costs a size's expected gain must exceed, on top of the margin: a drafter near
+     * break-even (a draft model whose tokens cost a third of a target step) must not speculate on a gain within what
+     * its step times scatter by.
+     */
+    static final double NOISE_ERRORS = 2;
+    /**
+     * The most the scatter adds to the margin: on a machine so busy that the wall clock tells little (plain steps
+     * spreading from 1 to 5 times their quiet cost), a drafter measured to win more than this still speculates.
+     */
+    static final double NOISE_MARGIN_CAP = 0.25;
+    /** Samples a cost's scatter is measured over before it counts (with fewer, the plain steps' scatter stands in). */
+    static final int SCATTER_SAMPLES = 3;
     static final int MIN_PROBE_GAP = 2;
     /** A probe whose best size is then expected to lose at most this many plain steps counts as breaking even. */
     static final double BREAK_EVEN = 0.25;
@@ -160,6 +178,8 @@ public final class SpeculationBudget {
         int outliersInARow;
 
         private double estimate;
+        private double scatter;
+        private double upperQuartile;
 
         void add(double seconds) {
             recent[next] = seconds;
@@ -168,6 +188,22 @@ public final class SpeculationBudget {
             double[] sorted = Arrays.copyOf(recent, size);
             Arrays.sort(sorted);
             estimate = sorted[(size - 1) / 2];
+            // the interquartile range over 1.35 is a standard deviation that a lone preempted step does not inflate
+            upperQuartile = sorted[size * 3 / 4];
+            scatter = (upperQuartile - sorted[size / 4]) / 1.35;
+        }
+
+        /** The slow end of the usual steps (0 while fewer than {@value #SCATTER_SAMPLES} were measured). */
+        double upperQuartile() {
+            return size < SCATTER_SAMPLES ? 0 : upperQuartile;
+        }
+
+        /**
+         * The relative standard error of the estimate: the samples' scatter (robust, from their quartiles) over the
+         * estimate and the root of their number; -1 while fewer than {@value #SCATTER_SAMPLES} were measured.
+         */
+        double relativeError() {
+            return size < SCATTER_SAMPLES || estimate <= 0 ? -1 : scatter / estimate / Math.sqrt(size);
         }
 
         int size() {
@@ -185,6 +221,8 @@ public final class SpeculationBudget {
             c.size = size;
             c.next = next;
             c.estimate = estimate;
+            c.scatter = scatter;
+            c.upperQuartile = upperQuartile;
             return c;
         }
     }
@@ -311,7 +349,7 @@ public final class SpeculationBudget {
         double c0 = a.plainCost();
         if (c0 == 0) return plain(a); // the yardstick first
         int best = best(a);
-        if (rate(a, best) > (1 + MARGIN_PERCENT / 100.0) / c0 && a.credit >= 0) {
+        if (rate(a, best) > (1 + MARGIN_PERCENT / 100.0 + Math.min(NOISE_MARGIN_CAP, NOISE_ERRORS * relativeError(a, best))) / c0 && a.credit >= 0) {
             if (!a.speculating) {
                 a.speculating = true;
                 a.creditAtStretchStart = a.credit;
@@ -379,6 +417,18 @@ public final class SpeculationBudget {
             }
         }
         return best;
+    }
+
+    /**
+     * The relative standard error of comparing bucket i's cost with c0's: both estimates' errors combined (an
+     * unmeasured bucket, or one measured fewer than {@value #SCATTER_SAMPLES} times, is taken to scatter as plain
+     * steps do).
+     */
+    private static double relativeError(Account a, int i) {
+        double plain = Math.max(0, a.costs[0].relativeError());
+        double tree = a.costs[i].relativeError();
+        if (tree < 0) tree = plain;
+        return Math.sqrt(plain * plain + tree * tree);
     }
 
     private double rate(Account a, int i) {
@@ -476,7 +526,10 @@ public final class SpeculationBudget {
             // exit catching its cache up over every token since its last draft is what probing it costs, however
             // far above the usual step), but for its first few drafts longer than the step was expected to take
             // (code compiled and linked on first use).
-            double charged = Math.min(seconds, SAMPLE_CAP * expected);
+            // Only a step slower than the size's usual ones is capped: steps that are often slow (a draft model's pool
+            // and the target's contending for the cores) are what the size costs, whatever its median says.
+            double usual = treeNodes > 1 ? Math.max(expected, a.costs[bucketOf(treeNodes)].upperQuartile()) : expected;
+            double charged = Math.min(seconds, SAMPLE_CAP * usual);
             boolean longDraft = draftSeconds > charged;
             if (treeNodes > 1) a.trees++;
             boolean forgiven = longDraft && a.trees <= WARM_UP_TREES;

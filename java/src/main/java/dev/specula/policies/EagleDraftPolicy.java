@@ -43,6 +43,14 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
     static final int MAX_DEPTH = 8;
     /** Confirmed rows kept back while the budget holds the sequence to plain decoding, before they are run anyway. */
     static final int MAX_BACKLOG = 64;
+    /**
+     * While the budget holds the sequence to plain decoding, the backlog is not run at all: past twice this many rows
+     * the layer's cache is given up and only the last this many rows (with their real features) are kept, which the
+     * next tree runs first. Running every committed token through the layer (a chain of up to 63 rows every 64
+     * tokens, 2-2.4 ms on the loaded demo machine) was paid by a drafter that was not drafting; the price is that a
+     * tree after a plain stretch drafts from these rows alone (lossless all the same: drafts are verified).
+     */
+    public static final int HELD_PLAIN_ROWS = 16;
     /** The most draft rows a step's tree holds in the layer's cache: the beam at every depth. */
     static final int MAX_EXPANSION_ROWS = BEAM * MAX_DEPTH;
     /** The root and 24 candidates, as the heads drafters'; the adaptive budget shrinks it where it does not pay. */
@@ -66,6 +74,7 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
     // Row j of the layer's sequence is history position offset + j: rows before offset were given up (resync).
     private int offset;
     private boolean lost; // out of step with the sequence: the next propose starts over from there
+    private boolean heldPlain; // the last propose was allowed no drafts
 
     public EagleDraftPolicy(String name, NativeModel layer, int contextLength) {
         this.name = name;
@@ -164,7 +173,20 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
             return;
         }
         for (int i = 0; i < path.length; i++) features.copyFrom(rows, treeOffset + (long) path[i] * rowBytes, (long) (have + i) * rowBytes, rowBytes);
-        if (backlogTokens.size() > MAX_BACKLOG) runBacklog(backlogTokens.size() - 1, false);
+        if (heldPlain && backlogTokens.size() > 2 * HELD_PLAIN_ROWS) dropBacklog(backlogTokens.size() - HELD_PLAIN_ROWS);
+        else if (backlogTokens.size() > MAX_BACKLOG) runBacklog(backlogTokens.size() - 1, false);
+    }
+
+    /**
+     * Gives up the layer's cache and the first n backlog rows: the layer's sequence then starts at the first row kept
+     * (as after {@link #resync}, but keeping the recent rows and their features).
+     */
+    private void dropBacklog(int n) {
+        offset += kv.length() + n;
+        kv.truncate(0);
+        int left = backlogTokens.size() - n;
+        features.copyFrom(features, (long) n * rowBytes, 0, (long) left * rowBytes); // memmove on the device
+        backlogTokens.subList(0, n).clear();
     }
 
     /**
@@ -200,6 +222,7 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
     @Override
     public DraftTree propose(int[] history, int length, int maxTreeNodes) {
         int root = history[length - 1];
+        heldPlain = maxTreeNodes <= 1;
         int n = backlogTokens.size();
         if (lost || (n > 0 && (backlogTokens.get(n - 1) != root || offset + kv.length() + n != length - 1))) {
             resync(length); // not this sequence's rows: start over

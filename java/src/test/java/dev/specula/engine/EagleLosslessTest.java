@@ -21,6 +21,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -175,6 +176,45 @@ class EagleLosslessTest {
                 assertEquals(prompt.length, promptFeatures[0], "the layer was given the prompt's features");
                 assertArrayEquals(expected.get(3), s.result().tokens(), "joined, with an EAGLE layer");
                 assertTrue(recording.drafted > 0, "the layer drafted");
+            }
+        }
+    }
+
+    /**
+     * Held to plain decoding for longer than the rows it keeps, the layer gives up its cache instead of running every
+     * committed token through it; when drafting resumes, the first step drafts from the rows kept (in step with the
+     * sequence: no start-over), and the output stays greedy. The stretch ends at each of as many lengths as there are
+     * steps between two give-ups, so one of them resumes right after one.
+     */
+    @Test
+    void aLayerHeldPlainKeepsOnlyRecentRowsAndDraftsAtOnceWhenItResumes() {
+        int plainFrom = 8, rows = EagleDraftPolicy.HELD_PLAIN_ROWS;
+        int[] prompt = prompts.get(5);
+        int[] want = tiny.greedy(List.of(prompt), plainFrom + 3 * rows + 8).get(0);
+        EagleFixture fixture = EagleFixture.forModel(tiny.file.path(), "F32", 64);
+        try (EagleLayerFile file = EagleLayerFile.open(fixture.write(temp.resolve("eagle-held")), model.shape());
+                NativeModel layer = loadLayer(file);
+                DecodeLoop loop = new DecodeLoop(model, 9, false)) {
+            for (int plainTo = plainFrom + 2 * rows; plainTo <= plainFrom + 3 * rows; plainTo++) {
+                int end = plainTo;
+                try (KvCache kv = model.newKvCache(TinyModel.CONTEXT);
+                        EagleDraftPolicy policy = EagleDraftPolicy.factory("eagle", layer, TinyModel.CONTEXT).get()) {
+                    int[] firstAfter = {-1};
+                    Counting heldPlain = new Counting(policy) {
+                        @Override
+                        public DraftTree propose(int[] history, int length, int maxTreeNodes) {
+                            int generated = length - prompt.length;
+                            boolean held = generated >= plainFrom && generated < end;
+                            DraftTree t = super.propose(history, length, held ? 1 : maxTreeNodes);
+                            if (generated >= end && firstAfter[0] < 0) firstAfter[0] = t.size();
+                            return t;
+                        }
+                    };
+                    var results = loop.generateBatch(List.of(new DecodeLoop.Request(kv, prompt, end + 8, SamplingOptions.GREEDY, heldPlain,
+                            t -> false, t -> true, () -> false)));
+                    assertArrayEquals(Arrays.copyOf(want, end + 8), results.get(0).tokens(), "held plain up to token " + end + ", with an EAGLE layer");
+                    assertTrue(firstAfter[0] > 1, "the first step after a plain stretch up to token " + end + " drafted: " + firstAfter[0] + " nodes");
+                }
             }
         }
     }

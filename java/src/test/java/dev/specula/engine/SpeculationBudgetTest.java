@@ -374,6 +374,63 @@ class SpeculationBudgetTest {
         assertEquals(C0, a.plainCost(), 1e-12, "learning is not part of what plain decoding costs");
     }
 
+    /**
+     * A drafter whose trees are often slow: with probability slowChance a tree step takes slowFactor times its usual
+     * cost (a draft model's thread pool and the target's contending for two cores), which the median of its steps
+     * does not show. Plain steps scatter by plainNoise either way. Chains of acceptance alpha.
+     */
+    static Run simulateSkewed(SpeculationBudget budget, String policy, double perDraft, double alpha, double slowChance,
+                              double slowFactor, double plainNoise, long tokens, SplittableRandom rng) {
+        Run run = new Run();
+        while (run.tokens < tokens) {
+            int allowed = budget.choose(policy);
+            int drafted = allowed - 1, accepted = 0;
+            while (accepted < drafted && rng.nextDouble() < alpha) accepted++;
+            double machine = 1 + (rng.nextDouble() * 2 - 1) * plainNoise;
+            double seconds = C0 * (1 + perDraft * drafted) * machine;
+            if (drafted > 0 && rng.nextDouble() < slowChance) seconds *= slowFactor;
+            budget.record(policy, allowed, allowed, 0, seconds, accepted + 1);
+            run.seconds += seconds;
+            run.plainSeconds += (accepted + 1) * C0 * machine;
+            run.tokens += accepted + 1;
+            run.steps++;
+            if (allowed > 1) run.speculativeSteps++;
+        }
+        return run;
+    }
+
+    @Test
+    void treesThatAreOftenSlowAreChargedWhatTheyCost() {
+        // By its median a tree of 2-5 nodes gives 20-25% more tokens per second than plain decoding; but 30% of tree
+        // steps take twice as long, so on average every size loses 4-8%. The old budget believed the median and
+        // charged those steps at 1.25x it (as if the machine's noise), and speculated at a loss (1.03-1.05x on 4 of
+        // these 5 seeds; now 1.00-1.02x).
+        for (int seed = 0; seed < 5; seed++) {
+            SpeculationBudget budget = new SpeculationBudget(17, true);
+            Run run = simulateSkewed(budget, "draft-model", 0.475, 0.8, 0.3, 2.0, 0.1, 2048, new SplittableRandom(700 + seed));
+            assertTrue(run.ratio() <= 1.03, "seed " + seed + ": " + run.ratio() + "x the plain time, "
+                    + run.speculativeSteps + " of " + run.steps + " steps speculative");
+        }
+    }
+
+    @Test
+    void aGainWithinTheNoiseIsNotTaken() {
+        // Two-node trees that win about 6% (a draft model near break-even) on a machine whose every step scatters by
+        // +-40%: the estimates cannot tell that from a loss, so the budget does not speculate on it, but probes (which
+        // about break even, so they stay frequent). The old budget speculated on 60-76% of the steps; now 21-28%.
+        for (int seed = 0; seed < 5; seed++) {
+            SpeculationBudget budget = new SpeculationBudget(5, true);
+            Run run = simulateSkewed(budget, "near", 0.6, 0.7, 0, 1, 0.4, 2048, new SplittableRandom(700 + seed));
+            assertTrue(run.speculativeSteps < 0.4 * run.steps, "seed " + seed + ": " + run.speculativeSteps + " of " + run.steps + " steps speculative");
+            assertTrue(run.ratio() <= 1.03, "seed " + seed + ": " + run.ratio() + "x the plain time");
+        }
+        // ...while on a quiet machine the same drafter's small win is measured, and taken (51-69% of the steps).
+        SpeculationBudget quiet = new SpeculationBudget(5, true);
+        Run run = simulateSkewed(quiet, "near", 0.6, 0.7, 0, 1, 0.01, 2048, new SplittableRandom(700));
+        assertTrue(run.speculativeSteps > 0.45 * run.steps, run.speculativeSteps + " of " + run.steps + " steps speculative");
+        assertTrue(run.ratio() < 0.99, run.ratio() + "x the plain time");
+    }
+
     @Test
     void fixedBudgetsAndLoneRoots() {
         SpeculationBudget fixed = new SpeculationBudget(17, false);
