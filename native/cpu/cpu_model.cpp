@@ -478,31 +478,37 @@ void mat_rows_kq(const KernelSet &kern, ThreadScratch &ts, const Mat &W, QActs q
 
 // ------------------------------------------------------------------ matrix products
 
+// Whether more tokens than tile() takes read W's rows in place (gemm_plain) rather than through a
+// dequantized f32 scratch.
+bool plain_in_place(const KernelSet &kern, const Mat &W) {
+    return (W.dtype == SPEC_DTYPE_F16 || W.dtype == SPEC_DTYPE_BF16) && kern.gemm_plain;
+}
+
 // Y[t][r] (+)= W[r] . X[t] for F16 / BF16 rows read in place, more tokens than tile() takes: each
 // group of gemm_r rows passes once per token group (the tokens split evenly into groups of at most
 // gemm_t), its weights converted in registers and used by every token of the group. A weight is read
 // from memory once per call (the later passes find the group's rows in cache) and no f32 copy of it is
-// written. The next group's rows are prefetched a part per pass, so memory streams through every pass
+// written. The next group's rows are prefetched during this group's passes, each pass a share of
+// their bytes in the order they will be read (gemm_plain), so memory streams through every pass
 // rather than only the first.
 template <class Put>
 void mat_rows_plain(const KernelSet &kern, ThreadScratch &ts, const Mat &W, const float *X, int64_t ldx, int n, Put &&put,
                     int64_t r0, int64_t r1) {
-    const int64_t K = W.cols;
+    const int64_t K = W.cols, row_bytes = (int64_t)W.row_bytes;
     const int GR = kern.gemm_r, GT = kern.gemm_t;
     const int n_tg = (n + GT - 1) / GT, tg = (n + n_tg - 1) / n_tg; // 8 tokens, 6 a group: 4 + 4, not 6 + 2
     float out[64];
-    const uint8_t *rp[8];
+    const uint8_t *rp[8], *next[8];
     for (int64_t g = r0; g < r1; g += GR) {
         const int nr = (int)std::min<int64_t>(GR, r1 - g);
         for (int i = 0; i < GR; i++) rp[i] = W.row(g + std::min(i, nr - 1));
-        const int64_t next = g + GR;
-        const uint8_t *pf = next < r1 ? W.row(next) : nullptr;
-        const int64_t pf_bytes = pf ? (int64_t)W.row_bytes * std::min<int64_t>(GR, r1 - next) : 0;
-        const int64_t pf_part = (pf_bytes / n_tg + 63) / 64 * 64;
+        const int64_t g_next = g + GR, nr_next = std::min<int64_t>(GR, r1 - g_next);
+        for (int i = 0; i < GR && nr_next > 0; i++) next[i] = W.row(g_next + std::min<int64_t>(i, nr_next - 1));
         for (int t0 = 0, j = 0; t0 < n; t0 += tg, j++) {
             const int T = std::min(tg, n - t0);
-            const int64_t part = std::max<int64_t>(0, std::min(pf_part, pf_bytes - j * pf_part));
-            kern.gemm_plain(W.dtype, rp, 0, K, K, X + t0 * ldx, ldx, T, ts.acc.data(), out, part ? pf + j * pf_part : nullptr, part);
+            // pass j prefetches bytes [b0, b1) of each next row (a repeated last row costs nothing more)
+            const int64_t b0 = row_bytes * j / n_tg, b1 = row_bytes * (j + 1) / n_tg;
+            kern.gemm_plain(W.dtype, rp, 0, K, K, X + t0 * ldx, ldx, T, ts.acc.data(), out, nr_next > 0 ? next : nullptr, b0, b1);
             for (int t = 0; t < T; t++)
                 for (int i = 0; i < nr; i++) put(g + i, t0 + t, out[t * GR + i]);
         }
@@ -538,7 +544,7 @@ void mat_rows(const KernelSet &kern, ThreadScratch &ts, const Mat &W, const floa
         }
         return;
     }
-    if ((W.dtype == SPEC_DTYPE_F16 || W.dtype == SPEC_DTYPE_BF16) && kern.gemm_plain) {
+    if (plain_in_place(kern, W)) {
         mat_rows_plain(kern, ts, W, X, ldx, n, put, r0, r1);
         return;
     }
@@ -579,11 +585,14 @@ constexpr int64_t MAX_CHUNK_ROWS = 256;
 // Rows per task: several tasks per thread (threads on a shared machine run at uneven speeds),
 // a multiple of 16 rows (whole cache lines of output for one token), and for many tokens a
 // slice of dequantized weights that stays in L2 while every token passes over it.
-int64_t chunk_rows(const Mat &W, int n, int n_threads, int tmax) {
+int64_t chunk_rows(const KernelSet &kern, const Mat &W, int n, int n_threads) {
+    const int tmax = kern.tmax;
     if (n_threads <= 1 && n <= tmax) return W.rows;
     int64_t chunk = (W.rows + (int64_t)n_threads * 4 - 1) / ((int64_t)n_threads * 4);
     chunk = std::max<int64_t>(16, (chunk + 15) / 16 * 16);
-    if (n > tmax) {
+    // rows read in place (no scratch): a task may be long, so the prefetch of each next group of rows
+    // (which stops at the task's end) is seldom cut short
+    if (n > tmax && !plain_in_place(kern, W)) {
         // at most MAX_CHUNK_ROWS rows and MAX_CHUNK_FLOATS of scratch, unless 16 rows are already more
         const int64_t cap = std::max<int64_t>(16, std::min<int64_t>(MAX_CHUNK_ROWS, MAX_CHUNK_FLOATS / W.cols) / 16 * 16);
         chunk = std::min(chunk, cap);
@@ -638,7 +647,7 @@ void matmul(ModelState &ms, Seg *segs, int n_segs, int n) {
         quantize_acts(ms, s, segs[s].X, segs[s].ldx, n, *segs[s].W, segs[s].qx);
     }
     for (int s = 0; s < n_segs; s++) {
-        segs[s].chunk = chunk_rows(*segs[s].W, n, nth, ms.ks->tmax);
+        segs[s].chunk = chunk_rows(*ms.ks, *segs[s].W, n, nth);
         segs[s].tasks = (segs[s].W->rows + segs[s].chunk - 1) / segs[s].chunk;
         total += segs[s].tasks;
     }
@@ -1157,7 +1166,7 @@ void ffn_block(const Pass &p, const Layer &L, int32_t nb) {
 
     for_tokens(ms, nb, E, [&](int j, int) { rmsnorm(x + (int64_t)j * E, L.ffn_norm, xn + (int64_t)j * E, E, p.c.rms_eps); });
     {
-        const int64_t chunk = chunk_rows(L.gate, nb, p.nth, kern.tmax);
+        const int64_t chunk = chunk_rows(kern, L.gate, nb, p.nth);
         const int tasks = (int)((F + chunk - 1) / chunk);
         QActs qxn;
         quantize_acts(ms, 0, xn, E, nb, L.gate, qxn);

@@ -115,9 +115,11 @@ struct KernelSet {
     const KqSet *kq = nullptr;     // likewise, for the k-quants
     // gemm() over rows read in place in dtype (F32, F16 or BF16), each weight vector converted
     // once in registers and used for all T tokens; the same bits as gemm() over dequant()'s rows.
-    // pf (optional): pf_bytes of weights the caller reads next, prefetched along the way.
+    // pf_rows (optional): the gemm_r rows the caller reads next; bytes [pf_b0, pf_b1) of each are
+    // prefetched along the way, spread over the call's k steps in the order they will be read.
     void (*gemm_plain)(int32_t dtype, const uint8_t *const *rows, int64_t k0, int64_t k1, int64_t K, const float *X,
-                       int64_t ldx, int T, float *acc, float *out, const uint8_t *pf, int64_t pf_bytes) = nullptr;
+                       int64_t ldx, int T, float *acc, float *out, const uint8_t *const *pf_rows, int64_t pf_b0,
+                       int64_t pf_b1) = nullptr;
 };
 
 // f16 -> f32 for every half, filled by init_tables() before any kernel runs: a quantized block's
