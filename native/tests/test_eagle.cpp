@@ -214,7 +214,9 @@ void test_forward_against_reference(spec_context *ctx, int dtype, double tol) {
         same = same && std::memcmp(&tree.logits[j * V], &all.logits[(size_t)i * V], V * 4) == 0 &&
                std::memcmp(&tree.outs[j * E], &all.outs[(size_t)i * E], E * 4) == 0;
     }
-    CHECK(same); // bit-identical: a row's arithmetic depends on its own keys only
+    // bit-identical: a row's arithmetic depends on its own keys only, and not on who runs it (the 12-row call above
+    // splits its products over the pool, the 5- and 8-row calls here run on the caller alone, EAGLE_CALLER_ROWS)
+    CHECK(same);
     spec_kv_destroy(kv);
     spec_buffer_free(features);
     spec_model_destroy(m);

@@ -62,11 +62,13 @@ class EagleLosslessTest {
 
     private static void checkLayer(EagleFixture fixture, String dir) {
         try (EagleLayerFile file = EagleLayerFile.open(fixture.write(temp.resolve(dir)), model.shape()); NativeModel layer = loadLayer(file)) {
-            var factory = EagleDraftPolicy.factory("eagle", layer, TinyModel.CONTEXT);
-            // {tree nodes, adaptive budget, batch}. The adaptive budget decides from measured step times whether to draft
-            // at all (a batch of 24 on a loaded machine may rightly decode plainly), so only its output is checked;
-            // drafting itself is required where the budget is off.
-            for (int[] run : new int[][] {{EagleDraftPolicy.LARGEST_TREE, 0, 1}, {EagleDraftPolicy.LARGEST_TREE, 1, 5}, {3, 0, 3}, {9, 0, 8}, {9, 1, 24}}) {
+            // {tree nodes, adaptive budget, batch, expand every node}. The adaptive budget decides from measured step times
+            // whether to draft at all (a batch of 24 on a loaded machine may rightly decode plainly), so only its output is
+            // checked; drafting itself is required where the budget is off. A random layer's candidates are rarely likely
+            // enough to pass the default expansion floor, so two runs expand every beam node (deep trees, many extensions).
+            for (int[] run : new int[][] {{EagleDraftPolicy.LARGEST_TREE, 0, 1, 0}, {EagleDraftPolicy.LARGEST_TREE, 0, 1, 1}, {EagleDraftPolicy.LARGEST_TREE, 1, 5, 0},
+                    {3, 0, 3, 0}, {9, 0, 8, 1}, {9, 1, 24, 0}}) {
+                var factory = EagleDraftPolicy.factory("eagle", layer, TinyModel.CONTEXT, run[3] == 1 ? 0 : EagleDraftPolicy.MIN_EXPAND_SCORE);
                 SpecStats stats = new SpecStats();
                 long drafted = 0;
                 try (DecodeLoop loop = new DecodeLoop(model, run[0], run[1] == 1)) {
@@ -98,7 +100,8 @@ class EagleLosslessTest {
                     }
                 }
                 if (run[1] == 0) assertTrue(drafted > 0, "the layer drafted nothing (" + dir + ", trees of " + run[0] + ", batch " + run[2] + ")");
-                System.out.printf("eagle (%s), trees of %d, batch %d: %.2f tokens per step%n", dir, run[0], run[2], stats.meanAccepted());
+                System.out.printf("eagle (%s), trees of %d, batch %d%s: %.2f tokens per step%n", dir, run[0], run[2], run[3] == 1 ? ", every node expanded" : "",
+                        stats.meanAccepted());
             }
         }
     }
