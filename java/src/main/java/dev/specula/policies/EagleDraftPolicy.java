@@ -266,9 +266,10 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
             // the predicted features go straight to their rows of features (a row per pending node, after the root's),
             // where the next depth reads them
             long written = (long) (rootRow + 1 + pending) * rowBytes;
-            layer.eagleExtend(kv, ForwardArgs.tree(tokens, parents, logits).withFinalHidden(features, written), features, 0, fRows);
+            // one call: the extension and its rows' top-k (only those cross to the host)
+            LogitsSummary[] sums = layer.eagleExtendSummarized(kv, ForwardArgs.tree(tokens, parents, logits).withFinalHidden(features, written), features, 0,
+                    fRows, TOP_K);
             int first = nodes.size();
-            LogitsSummary[] sums = LogitsSummary.summarize(logits, 0, rows, vocab, vocab, TOP_K); // one call for the rows
             for (int j = 0; j < rows; j++) {
                 int f = frontier.get(j);
                 pendingIndex[f] = pending + j;
