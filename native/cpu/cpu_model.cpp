@@ -115,7 +115,7 @@ struct ModelState {
     std::unique_ptr<ThreadPool> pool;
     int pool_requested = -1;
     std::vector<ThreadScratch> scratch; // one per pool thread
-    // This call runs on the caller alone (an EAGLE layer's call of a few rows, see EAGLE_CALLER_ROWS): its
+    // This call runs on the caller alone (an EAGLE layer's call of a few rows, see eagle_caller_rows): its
     // products are too small to pay for handing tasks to the pool, whose worker may also be preempted mid-task
     // on a busy machine and hold the caller at the barrier.
     bool on_caller = false;
@@ -1235,8 +1235,9 @@ void forward_slice(const Pass &p, int32_t u0, int32_t nb) {
 }
 
 // An EAGLE layer's calls of at most this many rows run on the caller alone (ModelState::on_caller): a drafter
-// grows its tree a few rows per call, and such a call's products (a few hundred thousand multiply-adds each) cost
-// less than handing them to the pool. SPECULA_EAGLE_CALLER_ROWS overrides it (0: always the pool).
+// grows its tree a few rows per call, each product a few hundred thousand multiply-adds on the demo, and on the
+// caller such a call passes no pool barriers and leaves no worker spinning (bench/RESULTS.md, "EAGLE drafting cost
+// below the draft model's"). SPECULA_EAGLE_CALLER_ROWS overrides it (0: always the pool).
 int32_t eagle_caller_rows() {
     static const int32_t rows = [] {
         const char *v = std::getenv("SPECULA_EAGLE_CALLER_ROWS");
