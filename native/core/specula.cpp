@@ -1010,6 +1010,31 @@ SPEC_API spec_status spec_eagle_forward_extend(spec_model *model, spec_kv *kv, c
     return eagle_forward_call(model, kv, args, true, "spec_eagle_forward_extend");
 }
 
+SPEC_API spec_status spec_eagle_forward_extend_summarize(spec_model *model, spec_kv *kv, const spec_eagle_forward_args *args, int32_t k,
+                                                         spec_logits_summary *out) {
+    const char *fn = "spec_eagle_forward_extend_summarize";
+    spec_context *ctx = live_model(model) ? model->ctx : nullptr;
+    spec_status st = guarded(ctx, [&](Failure &err) -> spec_status {
+        if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "%s: model %s", fn, handle_problem(model));
+        if (!out) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: out is null", fn);
+        if (k < 1 || k > SPEC_SUMMARY_MAX_K) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: k = %d is out of range (1..%d)", fn, k, SPEC_SUMMARY_MAX_K);
+        if (!args || !args->forward) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: args or args->forward is null", fn);
+        if (args->forward->logits_mode != SPEC_LOGITS_ALL)
+            FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: args->forward->logits_mode must be SPEC_LOGITS_ALL (each row's logits are summarized)", fn);
+        return SPEC_OK;
+    });
+    if (st != SPEC_OK) return st;
+    st = eagle_forward_call(model, kv, args, true, fn);
+    if (st != SPEC_OK) return st;
+    // the call checked the logits buffer for its rows, so only the summary itself is left
+    const spec_forward_args &fa = *args->forward;
+    const int32_t V = model->config.n_vocab;
+    return guarded(ctx, [&](Failure &err) -> spec_status {
+        const float *first = (const float *)((const char *)fa.logits->ptr + fa.logits_offset);
+        return ctx->backend->logits_summarize(ctx, first, fa.n_tokens, V, V, k, out, err);
+    });
+}
+
 } // extern "C"
 
 /* ---------------------------------------------------------------- memory a backend makes of the weights (ABI 0.11) */

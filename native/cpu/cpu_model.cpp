@@ -114,6 +114,10 @@ struct ModelState {
     std::mutex mu; // one forward at a time per model: the scratch below is shared (take it with ModelLock)
     ThreadPool *pool = nullptr;         // the context's pool, while a ModelLock holds it; null otherwise
     std::vector<ThreadScratch> scratch; // one per pool thread
+    // This call runs on the caller alone (an EAGLE layer's call of a few rows, see eagle_caller_rows): its
+    // products are too small to pay for handing tasks to the pool, whose worker may also be preempted mid-task
+    // on a busy machine and hold the caller at the barrier.
+    bool on_caller = false;
     std::vector<uint8_t> qx[3];         // one product's activations quantized for the int8 path
     std::vector<uint8_t> qk[3];         // the same for the k-quant path
 
@@ -613,6 +617,19 @@ struct Seg {
 template <class F>
 void for_tokens(ModelState &ms, int n, int64_t work_per_token, F &&f);
 
+// f(task, thread) for every task: on the pool, or on the caller alone (thread 0) when the call runs there.
+template <class F>
+void run_tasks(ModelState &ms, int n_tasks, F &&f) {
+    if (ms.on_caller) {
+        for (int t = 0; t < n_tasks; t++) f(t, 0);
+    } else {
+        ms.pool->parallel_for(n_tasks, f);
+    }
+}
+
+// The threads a call's products split over.
+int call_threads(const ModelState &ms) { return ms.on_caller ? 1 : ms.pool->size(); }
+
 // X's n rows (K each) quantized into q in the form a product with W needs, if it needs one that q
 // does not hold yet (into slot `slot` of the model's buffers).
 void quantize_acts(ModelState &ms, int slot, const float *X, int64_t ldx, int n, const Mat &W, QActs &q) {
@@ -636,7 +653,7 @@ void quantize_acts(ModelState &ms, int slot, const float *X, int64_t ldx, int n,
 
 // Runs up to 3 products (sharing the token count n) as one parallel job.
 void matmul(ModelState &ms, Seg *segs, int n_segs, int n) {
-    const int nth = ms.pool->size();
+    const int nth = call_threads(ms);
     int64_t total = 0;
     for (int s = 0; s < n_segs; s++) { // activations quantized once per distinct input and form
         for (int e = s - 1; e >= 0; e--)
@@ -659,7 +676,7 @@ void matmul(ModelState &ms, Seg *segs, int n_segs, int n) {
         const int64_t r0 = t * g.chunk, r1 = std::min(g.W->rows, r0 + g.chunk);
         mat_rows(*ms.ks, ms.scratch[thread], *g.W, g.X, g.ldx, g.qx, n, g.Y, g.accumulate, r0, r1);
     };
-    ms.pool->parallel_for((int)total, body);
+    run_tasks(ms, (int)total, body);
 }
 
 // ------------------------------------------------------------------ small pieces
@@ -689,7 +706,7 @@ void for_tokens(ModelState &ms, int n, int64_t work_per_token, F &&f) {
     if (n == 1 || (int64_t)n * work_per_token < 16384) {
         for (int j = 0; j < n; j++) f(j, 0);
     } else {
-        ms.pool->parallel_for(n, f);
+        run_tasks(ms, n, f);
     }
 }
 
@@ -1152,7 +1169,7 @@ void attention_block(const Pass &p, const Layer &L, int32_t l, int32_t u0, int32
         ap.scores = ms.scratch[thread].scores.data();
         kern.attention(ap);
     };
-    ms.pool->parallel_for(nb * Hkv, attn);
+    run_tasks(ms, nb * Hkv, attn);
 
     add_block_output(p, L.wo, att, QD, L.post_attn_norm, nb);
 }
@@ -1171,7 +1188,7 @@ void ffn_block(const Pass &p, const Layer &L, int32_t nb) {
         QActs qxn;
         quantize_acts(ms, 0, xn, E, nb, L.gate, qxn);
         quantize_acts(ms, 0, xn, E, nb, L.up, qxn);
-        ms.pool->parallel_for(tasks, [&](int task, int thread) {
+        run_tasks(ms, tasks, [&](int task, int thread) {
             const int64_t r0 = task * chunk, r1 = std::min<int64_t>(F, r0 + chunk);
             mat_rows(kern, ms.scratch[thread], L.gate, xn, E, qxn, nb, OutRows{g, F}, false, r0, r1);
             mat_rows(kern, ms.scratch[thread], L.up, xn, E, qxn, nb, OutRows{u, F}, false, r0, r1);
@@ -1266,6 +1283,18 @@ void forward_slice(const Pass &p, int32_t u0, int32_t nb) {
     write_logits(p, u0, nb);
 }
 
+// An EAGLE layer's calls of at most this many rows run on the caller alone (ModelState::on_caller): a drafter
+// grows its tree a few rows per call, each product a few hundred thousand multiply-adds on the demo, and on the
+// caller such a call passes no pool barriers and leaves no worker spinning (bench/RESULTS.md, "EAGLE drafting cost
+// below the draft model's"). SPECULA_EAGLE_CALLER_ROWS overrides it (0: always the pool).
+int32_t eagle_caller_rows() {
+    static const int32_t rows = [] {
+        const char *v = std::getenv("SPECULA_EAGLE_CALLER_ROWS");
+        return v && *v ? (int32_t)std::atoi(v) : (int32_t)8;
+    }();
+    return rows;
+}
+
 // features: null, or (an EAGLE layer's call) per sequence its rows' features.
 Status forward_impl(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args,
                     const float *const *const *features, Failure &err, int32_t pending_base = 0) {
@@ -1304,8 +1333,9 @@ Status forward_impl(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spe
     for (int32_t k = 0; k < n_seq; k++)
         for (int32_t j = 0; j < seqs[(size_t)k].n; j++) row_seq[(size_t)(seqs[(size_t)k].row0 + j)] = k;
 
-    const int nth = prepare_scratch(m, ms, rows, max_keys);
-    const Pass p(m, seqs, row_seq, nth);
+    prepare_scratch(m, ms, rows, max_keys);
+    ms.on_caller = ms.eagle && rows <= eagle_caller_rows();
+    const Pass p(m, seqs, row_seq, call_threads(ms));
     for (int32_t u0 = 0; u0 < rows; u0 += MAX_UBATCH) forward_slice(p, u0, std::min(MAX_UBATCH, rows - u0));
     for (const SeqRun &sq : seqs) sq.st->pending_layers = sq.n_run;
     return SPEC_OK;

@@ -637,6 +637,16 @@ SPEC_API spec_status spec_eagle_forward(spec_model *model, spec_kv *kv, const sp
  * token. Layers with a sliding window are refused (SPEC_ERR_UNSUPPORTED). */
 SPEC_API spec_status spec_eagle_forward_extend(spec_model *model, spec_kv *kv, const spec_eagle_forward_args *args);
 
+/* ---------------------------------------------------------------- EAGLE extension with summaries (ABI 0.11) */
+
+/* spec_eagle_forward_extend, then spec_logits_summarize of each new token's logits row into out[i] (k ids each), so
+ * that a drafter growing its tree gets a depth's candidates in one call. args->forward must ask for every row's logits
+ * (SPEC_LOGITS_ALL); they are still written there. The ids and numbers are spec_logits_summarize's for those rows
+ * (limit and row stride n_vocab). Bad k or out is refused before anything runs; otherwise as spec_eagle_forward_extend. */
+SPEC_API spec_status spec_eagle_forward_extend_summarize(spec_model *model, spec_kv *kv, const spec_eagle_forward_args *args,
+                                                         int32_t k, /* 1..SPEC_SUMMARY_MAX_K */
+                                                         spec_logits_summary *out /* host [args->forward->n_tokens] */);
+
 /* ---------------------------------------------------------------- memory planning */
 
 /* A use of one model that a caller wants to budget before allocating anything (SpecMemo): the

@@ -4037,6 +4037,70 @@ public class SpeculaFfi extends SpeculaFfi$shared {
         }
     }
 
+    private static class spec_eagle_forward_extend_summarize {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_POINTER,
+            SpeculaFfi.C_INT,
+            SpeculaFfi.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("spec_eagle_forward_extend_summarize");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * spec_status spec_eagle_forward_extend_summarize(spec_model *model, spec_kv *kv, const spec_eagle_forward_args *args, int32_t k, spec_logits_summary *out)
+     * }
+     */
+    public static FunctionDescriptor spec_eagle_forward_extend_summarize$descriptor() {
+        return spec_eagle_forward_extend_summarize.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * spec_status spec_eagle_forward_extend_summarize(spec_model *model, spec_kv *kv, const spec_eagle_forward_args *args, int32_t k, spec_logits_summary *out)
+     * }
+     */
+    public static MethodHandle spec_eagle_forward_extend_summarize$handle() {
+        return spec_eagle_forward_extend_summarize.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * spec_status spec_eagle_forward_extend_summarize(spec_model *model, spec_kv *kv, const spec_eagle_forward_args *args, int32_t k, spec_logits_summary *out)
+     * }
+     */
+    public static MemorySegment spec_eagle_forward_extend_summarize$address() {
+        return spec_eagle_forward_extend_summarize.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * spec_status spec_eagle_forward_extend_summarize(spec_model *model, spec_kv *kv, const spec_eagle_forward_args *args, int32_t k, spec_logits_summary *out)
+     * }
+     */
+    public static int spec_eagle_forward_extend_summarize(MemorySegment model, MemorySegment kv, MemorySegment args, int k, MemorySegment out) {
+        var mh$ = spec_eagle_forward_extend_summarize.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("spec_eagle_forward_extend_summarize", model, kv, args, k, out);
+            }
+            return (int)mh$.invokeExact(model, kv, args, k, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class spec_memory_plan_compute {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             SpeculaFfi.C_INT,

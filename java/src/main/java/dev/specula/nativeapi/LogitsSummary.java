@@ -45,15 +45,20 @@ public record LogitsSummary(int[] top, float[] prob, float entropy) {
             // Out of range, rows is refused by the native check before anything is written.
             MemorySegment out = spec_logits_summary.allocateArray(rows >= 1 && rows <= MAX_ROWS ? rows : 1, arena);
             Native.check(spec_logits_summarize(ctx, logits.handle(), offsetBytes, rows, rowStride, limit, k, out), ctx);
-            LogitsSummary[] summaries = new LogitsSummary[rows];
-            int n = Math.clamp(k, 0, MAX_K);
-            for (int r = 0; r < rows; r++) {
-                MemorySegment s = spec_logits_summary.asSlice(out, r);
-                int[] top = spec_logits_summary.top(s).asSlice(0, n * 4L).toArray(ValueLayout.JAVA_INT);
-                float[] prob = spec_logits_summary.prob(s).asSlice(0, n * 4L).toArray(ValueLayout.JAVA_FLOAT);
-                summaries[r] = new LogitsSummary(top, prob, spec_logits_summary.entropy(s));
-            }
-            return summaries;
+            return read(out, rows, k);
         }
+    }
+
+    /** The first rows spec_logits_summary structs of out, k ids each, as written by the native core. */
+    static LogitsSummary[] read(MemorySegment out, int rows, int k) {
+        LogitsSummary[] summaries = new LogitsSummary[rows];
+        int n = Math.clamp(k, 0, MAX_K);
+        for (int r = 0; r < rows; r++) {
+            MemorySegment s = spec_logits_summary.asSlice(out, r);
+            int[] top = spec_logits_summary.top(s).asSlice(0, n * 4L).toArray(ValueLayout.JAVA_INT);
+            float[] prob = spec_logits_summary.prob(s).asSlice(0, n * 4L).toArray(ValueLayout.JAVA_FLOAT);
+            summaries[r] = new LogitsSummary(top, prob, spec_logits_summary.entropy(s));
+        }
+        return summaries;
     }
 }

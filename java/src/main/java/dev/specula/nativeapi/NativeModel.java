@@ -4,7 +4,9 @@ import static dev.specula.ffi.SpeculaFfi.*;
 
 import dev.specula.ffi.spec_eagle_config;
 import dev.specula.ffi.spec_eagle_forward_args;
+import dev.specula.ffi.SpeculaFfi;
 import dev.specula.ffi.spec_forward_args;
+import dev.specula.ffi.spec_logits_summary;
 import dev.specula.ffi.spec_model_config;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -201,21 +203,42 @@ public final class NativeModel extends NativeHandle {
         eagleCall(kv, args, features, featuresOffset, featureRows, true);
     }
 
+    /**
+     * ABI 0.11: {@link #eagleExtend}, then the summary of each new row's logits (k ids each; args must ask for every
+     * row's logits, which are still written): what {@link LogitsSummary#summarize} of those rows gives, in one call.
+     */
+    public synchronized LogitsSummary[] eagleExtendSummarized(KvCache kv, ForwardArgs args, DeviceBuffer features, long featuresOffset, int[] featureRows,
+            int k) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment out = spec_logits_summary.allocateArray(Math.max(1, args.size()), arena);
+            eagleCall(arena, kv, args, features, featuresOffset, featureRows, (h, kvh, e) -> spec_eagle_forward_extend_summarize(h, kvh, e, k, out));
+            return LogitsSummary.read(out, args.size(), k);
+        }
+    }
+
+    private interface EagleEntry {
+        int call(MemorySegment model, MemorySegment kv, MemorySegment args);
+    }
+
     private void eagleCall(KvCache kv, ForwardArgs args, DeviceBuffer features, long featuresOffset, int[] featureRows, boolean extend) {
+        try (Arena arena = Arena.ofConfined()) {
+            eagleCall(arena, kv, args, features, featuresOffset, featureRows, extend ? SpeculaFfi::spec_eagle_forward_extend : SpeculaFfi::spec_eagle_forward);
+        }
+    }
+
+    private void eagleCall(Arena arena, KvCache kv, ForwardArgs args, DeviceBuffer features, long featuresOffset, int[] featureRows, EagleEntry entry) {
         MemorySegment h = segment();
         MemorySegment kvh = ownHandle(kv);
         if (featureRows != null && featureRows.length != args.size())
             throw new IllegalArgumentException(featureRows.length + " feature rows for " + args.size() + " tokens");
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment a = spec_forward_args.allocate(arena);
-            fillArgs(arena, a, args);
-            MemorySegment e = spec_eagle_forward_args.allocate(arena);
-            spec_eagle_forward_args.forward(e, a);
-            spec_eagle_forward_args.features(e, bufferHandle(features));
-            spec_eagle_forward_args.features_offset(e, featuresOffset);
-            spec_eagle_forward_args.feature_rows(e, featureRows == null ? MemorySegment.NULL : arena.allocateFrom(ValueLayout.JAVA_INT, featureRows));
-            Native.check(extend ? spec_eagle_forward_extend(h, kvh, e) : spec_eagle_forward(h, kvh, e), context.handle());
-        }
+        MemorySegment a = spec_forward_args.allocate(arena);
+        fillArgs(arena, a, args);
+        MemorySegment e = spec_eagle_forward_args.allocate(arena);
+        spec_eagle_forward_args.forward(e, a);
+        spec_eagle_forward_args.features(e, bufferHandle(features));
+        spec_eagle_forward_args.features_offset(e, featuresOffset);
+        spec_eagle_forward_args.feature_rows(e, featureRows == null ? MemorySegment.NULL : arena.allocateFrom(ValueLayout.JAVA_INT, featureRows));
+        Native.check(entry.call(h, kvh, e), context.handle());
     }
 
     private int checkBatch(List<KvCache> kvs, int others, String what) {

@@ -35,10 +35,21 @@ import java.util.function.Supplier;
  * lossless. One instance per sequence (it holds that sequence's cache); the layer may be shared.
  */
 public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
+    /**
+     * The least path probability a node needs to be expanded. Its children's path probabilities sum to at most its own,
+     * so below it the node's row of the layer (its fc, decoder layer and the target's LM head, each depth one more call)
+     * adds at most 0.02 to the expected accepted tokens through its children, when the layer's probabilities are
+     * calibrated.
+     */
+    public static final double MIN_EXPAND_SCORE = 0.02;
     /** Candidates per expanded node (the device summary's most). */
     static final int TOP_K = Math.min(8, LogitsSummary.MAX_K);
-    /** Nodes per depth that are expanded. */
-    static final int BEAM = 4;
+    /**
+     * Nodes per depth that are expanded, at most. On the demo target (40 prompts, 96 tokens, trees of 25) a beam of 3
+     * with {@link #MIN_EXPAND_SCORE} accepts 3.44 tokens per step running 7.2 draft rows per step, against 3.49 and
+     * 15.7 rows for a beam of 4 expanding every node (bench/RESULTS.md, 2026-12-07 "EAGLE drafting cost").
+     */
+    static final int BEAM = 3;
     /** The deepest draft. */
     static final int MAX_DEPTH = 8;
     /** Confirmed rows kept back while the budget holds the sequence to plain decoding, before they are run anyway. */
@@ -70,6 +81,7 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
     private final DeviceBuffer outputs; // a call's final hidden rows (the predicted features)
     private final DeviceBuffer logits;  // a call's logits rows
     private final int rootRow, maxCandidates;
+    private final double minExpandScore;
     private final List<Integer> backlogTokens = new ArrayList<>(); // the token of each backlog row, the root last
     // Row j of the layer's sequence is history position offset + j: rows before offset were given up (resync).
     private int offset;
@@ -77,7 +89,14 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
     private boolean heldPlain; // the last propose was allowed no drafts
 
     public EagleDraftPolicy(String name, NativeModel layer, int contextLength) {
+        this(name, layer, contextLength, MIN_EXPAND_SCORE);
+    }
+
+    /** minExpandScore: the least path probability of an expanded node (0: every beam node that can reach the tree). */
+    public EagleDraftPolicy(String name, NativeModel layer, int contextLength, double minExpandScore) {
+        if (!(minExpandScore >= 0 && minExpandScore < 1)) throw new IllegalArgumentException("minExpandScore must be in [0, 1), got " + minExpandScore);
         this.name = name;
+        this.minExpandScore = minExpandScore;
         this.layer = layer;
         this.nEmbd = layer.shape().nEmbd();
         this.vocab = layer.shape().nVocab();
@@ -104,7 +123,12 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
 
     /** A fresh policy per request over a shared layer. */
     public static Supplier<EagleDraftPolicy> factory(String name, NativeModel layer, int contextLength) {
-        return () -> new EagleDraftPolicy(name, layer, contextLength);
+        return factory(name, layer, contextLength, MIN_EXPAND_SCORE);
+    }
+
+    /** A fresh policy per request over a shared layer, expanding nodes of at least minExpandScore. */
+    public static Supplier<EagleDraftPolicy> factory(String name, NativeModel layer, int contextLength, double minExpandScore) {
+        return () -> new EagleDraftPolicy(name, layer, contextLength, minExpandScore);
     }
 
     /** Positions of the layer's KV cache for a sequence of contextLength: its rows plus the largest draft tree. */
@@ -242,7 +266,9 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
         List<Integer> frontier = best(nodes, 0, beam);
         int[] pendingIndex = new int[maxCandidates]; // a candidate's index in the layer's pending tree, once it was run
         int pending = 0; // the chain above was committed: the tree starts empty
-        for (int d = 1; d < depthLimit && !frontier.isEmpty() && worthExpanding(nodes, frontier, budget); d++) {
+        for (int d = 1; d < depthLimit; d++) {
+            frontier = worthExpanding(nodes, frontier, budget, minExpandScore);
+            if (frontier.isEmpty()) break;
             // the frontier alone: its ancestors' rows are already in the layer's cache, pending from earlier depths
             int rows = frontier.size();
             int[] tokens = new int[rows], parents = new int[rows], fRows = new int[rows];
@@ -255,9 +281,10 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
             // the predicted features go straight to their rows of features (a row per pending node, after the root's),
             // where the next depth reads them
             long written = (long) (rootRow + 1 + pending) * rowBytes;
-            layer.eagleExtend(kv, ForwardArgs.tree(tokens, parents, logits).withFinalHidden(features, written), features, 0, fRows);
+            // one call: the extension and its rows' top-k (only those cross to the host)
+            LogitsSummary[] sums = layer.eagleExtendSummarized(kv, ForwardArgs.tree(tokens, parents, logits).withFinalHidden(features, written), features, 0,
+                    fRows, TOP_K);
             int first = nodes.size();
-            LogitsSummary[] sums = LogitsSummary.summarize(logits, 0, rows, vocab, vocab, TOP_K); // one call for the rows
             for (int j = 0; j < rows; j++) {
                 int f = frontier.get(j);
                 pendingIndex[f] = pending + j;
@@ -281,16 +308,20 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
     }
 
     /**
-     * Whether expanding the frontier can change the tree: its children score at most their parent, so when the budget is
-     * already filled by candidates at least as likely as the best frontier node, they would not be picked.
+     * The frontier nodes worth a row of the layer: those of at least minScore whose children could enter the tree. A
+     * child scores at most its parent, so once the budget is filled by candidates more likely than a node, none of its
+     * descendants would be picked (dropping such a node leaves the tree as it was).
      */
-    private static boolean worthExpanding(List<Node> nodes, List<Integer> frontier, int budget) {
-        if (nodes.size() < budget) return true;
-        double bestFrontier = 0;
-        for (int f : frontier) bestFrontier = Math.max(bestFrontier, nodes.get(f).score());
-        int better = 0;
-        for (Node n : nodes) if (n.score() > bestFrontier) better++;
-        return better < budget;
+    static List<Integer> worthExpanding(List<Node> nodes, List<Integer> frontier, int budget, double minScore) {
+        List<Integer> out = new ArrayList<>(frontier.size());
+        for (int f : frontier) {
+            double s = nodes.get(f).score();
+            if (s < minScore) continue;
+            int better = 0;
+            for (Node n : nodes) if (n.score() > s && ++better >= budget) break;
+            if (better < budget) out.add(f);
+        }
+        return out;
     }
 
     @Override

@@ -12,6 +12,7 @@ import dev.specula.nativeapi.DType;
 import dev.specula.nativeapi.DeviceBuffer;
 import dev.specula.nativeapi.ForwardArgs;
 import dev.specula.nativeapi.KvCache;
+import dev.specula.nativeapi.LogitsSummary;
 import dev.specula.nativeapi.NativeModel;
 import dev.specula.nativeapi.SpeculaException;
 import dev.specula.policies.EagleDraftPolicy;
@@ -63,11 +64,13 @@ class EagleLosslessTest {
 
     private static void checkLayer(EagleFixture fixture, String dir) {
         try (EagleLayerFile file = EagleLayerFile.open(fixture.write(temp.resolve(dir)), model.shape()); NativeModel layer = loadLayer(file)) {
-            var factory = EagleDraftPolicy.factory("eagle", layer, TinyModel.CONTEXT);
-            // {tree nodes, adaptive budget, batch}. The adaptive budget decides from measured step times whether to draft
-            // at all (a batch of 24 on a loaded machine may rightly decode plainly), so only its output is checked;
-            // drafting itself is required where the budget is off.
-            for (int[] run : new int[][] {{EagleDraftPolicy.LARGEST_TREE, 0, 1}, {EagleDraftPolicy.LARGEST_TREE, 1, 5}, {3, 0, 3}, {9, 0, 8}, {9, 1, 24}}) {
+            // {tree nodes, adaptive budget, batch, expand every node}. The adaptive budget decides from measured step times
+            // whether to draft at all (a batch of 24 on a loaded machine may rightly decode plainly), so only its output is
+            // checked; drafting itself is required where the budget is off. A random layer's candidates are rarely likely
+            // enough to pass the default expansion floor, so two runs expand every beam node (deep trees, many extensions).
+            for (int[] run : new int[][] {{EagleDraftPolicy.LARGEST_TREE, 0, 1, 0}, {EagleDraftPolicy.LARGEST_TREE, 0, 1, 1}, {EagleDraftPolicy.LARGEST_TREE, 1, 5, 0},
+                    {3, 0, 3, 0}, {9, 0, 8, 1}, {9, 1, 24, 0}}) {
+                var factory = EagleDraftPolicy.factory("eagle", layer, TinyModel.CONTEXT, run[3] == 1 ? 0 : EagleDraftPolicy.MIN_EXPAND_SCORE);
                 SpecStats stats = new SpecStats();
                 long drafted = 0;
                 try (DecodeLoop loop = new DecodeLoop(model, run[0], run[1] == 1)) {
@@ -99,7 +102,8 @@ class EagleLosslessTest {
                     }
                 }
                 if (run[1] == 0) assertTrue(drafted > 0, "the layer drafted nothing (" + dir + ", trees of " + run[0] + ", batch " + run[2] + ")");
-                System.out.printf("eagle (%s), trees of %d, batch %d: %.2f tokens per step%n", dir, run[0], run[2], stats.meanAccepted());
+                System.out.printf("eagle (%s), trees of %d, batch %d%s: %.2f tokens per step%n", dir, run[0], run[2], run[3] == 1 ? ", every node expanded" : "",
+                        stats.meanAccepted());
             }
         }
     }
@@ -306,6 +310,56 @@ class EagleLosslessTest {
                 var bad = assertThrows(SpeculaException.class, () -> layer.eagleExtend(c, ForwardArgs.tree(new int[] {1}, new int[] {3}, logitsB),
                         features, 0, new int[] {0}));
                 assertTrue(bad.getMessage().contains("earlier pending token"), bad.getMessage());
+            }
+        }
+    }
+
+    /** ABI 0.11: an extension that summarizes its rows gives the rows of a plain extension and their LogitsSummary, id for id. */
+    @Test
+    void theSummarizingExtensionGivesTheTopKOfItsLogits() {
+        int e = model.shape().nEmbd(), v = model.shape().nVocab(), n = 12;
+        try (EagleLayerFile file = EagleLayerFile.open(EagleFixture.forModel(tiny.file.path(), "F32", 65).write(temp.resolve("fused")), model.shape());
+             NativeModel layer = loadLayer(file);
+             KvCache targetKv = model.newKvCache(64); KvCache plain = layer.newKvCache(64); KvCache fused = layer.newKvCache(64);
+             DeviceBuffer features = model.context().allocate((long) n * e * 4); DeviceBuffer out = model.context().allocate(4L * e * 4);
+             DeviceBuffer logitsPlain = model.context().allocate(4L * v * 4); DeviceBuffer logitsFused = model.context().allocate(4L * v * 4)) {
+            int[] seq = new int[n];
+            for (int i = 0; i < n; i++) seq[i] = i < prompts.get(2).length ? prompts.get(2)[i] : expected.get(2)[i - prompts.get(2).length];
+            model.forward(targetKv, new ForwardArgs(java.util.Arrays.copyOf(seq, n), null, null, ForwardArgs.LogitsMode.NONE, null, 0, null, null,
+                    false, 0).withFinalHidden(features, 0));
+            int[] chain = java.util.Arrays.copyOfRange(seq, 1, 7);
+            for (KvCache c : new KvCache[] {plain, fused}) {
+                layer.eagleForward(c, new ForwardArgs(chain, null, null, ForwardArgs.LogitsMode.NONE, null, 0, null, null, false, 0), features, 0, null);
+                c.commitChain(chain.length);
+            }
+            // three depths: 3 roots, 2 children of roots 0 and 2, a grandchild; features by row index as a drafter's
+            int[][] tokens = {{seq[7], seq[8], seq[9]}, {seq[10], seq[11]}, {seq[3]}};
+            int[][] parents = {{-1, -1, -1}, {0, 2}, {3}};
+            int[][] rows = {{6, 7, 8}, {9, 10}, {11}};
+            for (int d = 0; d < 3; d++) {
+                if (d == 1) { // a refusal runs nothing: the tree grows on as if it had not been made
+                    int dd = d;
+                    var bad = assertThrows(SpeculaException.class, () -> layer.eagleExtendSummarized(fused, ForwardArgs.tree(tokens[dd], parents[dd], logitsFused),
+                            features, 0, rows[dd], 0));
+                    assertTrue(bad.getMessage().contains("k = 0"), bad.getMessage());
+                    var notAll = assertThrows(SpeculaException.class, () -> layer.eagleExtendSummarized(fused, new ForwardArgs(tokens[dd], parents[dd], null,
+                            ForwardArgs.LogitsMode.LAST, logitsFused, 0, null, null, false, 0), features, 0, rows[dd], 8));
+                    assertTrue(notAll.getMessage().contains("SPEC_LOGITS_ALL"), notAll.getMessage());
+                }
+                int r = tokens[d].length;
+                layer.eagleExtend(plain, ForwardArgs.tree(tokens[d], parents[d], logitsPlain).withFinalHidden(out, 0), features, 0, rows[d]);
+                float[] outPlain = read(out, 0, r * e);
+                LogitsSummary[] got = layer.eagleExtendSummarized(fused, ForwardArgs.tree(tokens[d], parents[d], logitsFused).withFinalHidden(out, 0), features, 0,
+                        rows[d], 8);
+                assertArrayEquals(read(logitsPlain, 0, r * v), read(logitsFused, 0, r * v), 0f, "depth " + d + ": the logits rows");
+                assertArrayEquals(outPlain, read(out, 0, r * e), 0f, "depth " + d + ": the predicted features");
+                LogitsSummary[] want = LogitsSummary.summarize(logitsPlain, 0, r, v, v, 8);
+                assertEquals(r, got.length);
+                for (int j = 0; j < r; j++) {
+                    assertArrayEquals(want[j].top(), got[j].top(), "depth " + d + ", row " + j + ": the top ids");
+                    assertArrayEquals(want[j].prob(), got[j].prob(), 0f, "depth " + d + ", row " + j + ": their probabilities");
+                    assertEquals(want[j].entropy(), got[j].entropy(), 0f);
+                }
             }
         }
     }
