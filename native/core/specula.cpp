@@ -3,6 +3,9 @@
 #include "abi_guard.hpp"
 #include "quant_blocks.hpp"
 #include "../cpu/cpu_model.hpp"
+#ifdef SPECULA_WITH_CUDA
+#include "../cuda/model.cuh"
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -302,9 +305,27 @@ spec_status prepare_forward(spec_model *model, spec_kv *kv, const spec_forward_a
     return SPEC_OK;
 }
 
+// The backends that run EAGLE draft layers (ABI 0.9): the cpu, and cuda when it is built in.
+bool eagle_supported(const Backend *b) {
+#ifdef SPECULA_WITH_CUDA
+    if (b == cuda_backend()) return true;
+#endif
+    return b == cpu_backend();
+}
+
+// An EAGLE layer's forward on its backend (cpu::eagle_forward, cuda::eagle_forward): features[i] is token i's feature
+// row in the context's memory; pending_base > 0 extends kv's pending tree (ABI 0.10).
+spec_status backend_eagle_forward(spec_model *model, spec_kv *kv, const spec_forward_args &args, const float *const *features,
+                                  Failure &err, int32_t pending_base = 0) {
+#ifdef SPECULA_WITH_CUDA
+    if (model->ctx->backend == cuda_backend()) return cuda::eagle_forward(model, kv, args, features, err, pending_base);
+#endif
+    return cpu::eagle_forward(model, kv, args, features, err, pending_base);
+}
+
 // Runs validated sequences (prepared[i] over kvs[i]) through the backend in one call; each cache
 // holds its tokens pending only when the whole call succeeded. features: an EAGLE layer's call (one
-// sequence, cpu backend), its rows' features.
+// sequence), its rows' features.
 spec_status run_forward(spec_model *model, spec_kv *const *kvs, std::vector<PreparedForward> &prepared, Failure &err,
                         const float *const *features = nullptr) {
     const int32_t n_seq = (int32_t)prepared.size();
@@ -314,7 +335,7 @@ spec_status run_forward(spec_model *model, spec_kv *const *kvs, std::vector<Prep
         kvs[i]->pending = 0;
         kvs[i]->pending_parents.clear();
     }
-    spec_status st = features ? cpu::eagle_forward(model, kvs[0], args[0], features, err)
+    spec_status st = features ? backend_eagle_forward(model, kvs[0], args[0], features, err)
                               : model->ctx->backend->forward(model, n_seq, kvs, args.data(), err);
     if (st != SPEC_OK) return st;
     for (int32_t i = 0; i < n_seq; i++) {
@@ -847,8 +868,8 @@ SPEC_API spec_status spec_model_set_eagle(spec_model *model, const spec_eagle_co
         const char *fn = "spec_model_set_eagle";
         if (!ctx) FAIL(err, SPEC_ERR_INVALID_HANDLE, "%s: model %s", fn, handle_problem(model));
         if (!config) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: config is null", fn);
-        if (model->ctx->backend != cpu_backend())
-            FAIL(err, SPEC_ERR_UNSUPPORTED, "%s: EAGLE draft layers are not implemented on the %s backend yet (cpu only)", fn,
+        if (!eagle_supported(model->ctx->backend))
+            FAIL(err, SPEC_ERR_UNSUPPORTED, "%s: EAGLE draft layers are not implemented on the %s backend", fn,
                  model->ctx->backend->name());
         if (model->finalized) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: model is already finalized", fn);
         if (model->config.arch != SPEC_ARCH_LLAMA && model->config.arch != SPEC_ARCH_QWEN2)
@@ -986,7 +1007,7 @@ spec_status eagle_forward_call(spec_model *model, spec_kv *kv, const spec_eagle_
         }
         if (!extend) return run_forward(model, &kv, prepared, err, rows.data());
         const int32_t P = kv->pending;
-        spec_status st = cpu::eagle_forward(model, kv, prepared[0].args, rows.data(), err, P);
+        spec_status st = backend_eagle_forward(model, kv, prepared[0].args, rows.data(), err, P);
         if (st != SPEC_OK) { // its key sets and slots may be half written: the whole tree goes
             kv->pending = 0;
             kv->pending_parents.clear();
@@ -1051,8 +1072,8 @@ SPEC_API spec_status spec_memory_plan_weights(const char *backend, const spec_mo
         if (!b) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: unknown backend '%s'", fn, backend ? backend : "(null)");
         if (validate_config(*config, err)) return err.status;
         if (eagle != 0 && eagle != 1) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: eagle must be 0 or 1, got %d", fn, eagle);
-        if (eagle && b != cpu_backend())
-            FAIL(err, SPEC_ERR_UNSUPPORTED, "%s: EAGLE draft layers are not implemented on the %s backend yet (cpu only)", fn, b->name());
+        if (eagle && !eagle_supported(b))
+            FAIL(err, SPEC_ERR_UNSUPPORTED, "%s: EAGLE draft layers are not implemented on the %s backend", fn, b->name());
         if (n_weights < 0 || n_weights > (1 << 20))
             FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: n_weights %d is out of range (0..1048576)", fn, n_weights);
         if (n_weights > 0 && !weights) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: weights is null", fn);

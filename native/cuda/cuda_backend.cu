@@ -1,6 +1,7 @@
 // The cuda backend: device memory through the CUDA runtime (linked statically, so only the
 // driver is needed at run time); the model in model.cu, the speculative kernels beside it.
 #include "../core/internal.hpp"
+#include "copy_plan.hpp"
 #include "model.cuh"
 #include "spec_cuda.cuh"
 
@@ -114,8 +115,28 @@ public:
         cudaMemcpyKind k = kind == Copy::HostToDevice   ? cudaMemcpyHostToDevice
                            : kind == Copy::DeviceToHost ? cudaMemcpyDeviceToHost
                                                         : cudaMemcpyDeviceToDevice;
+        if (kind == Copy::DeviceToDevice) return copy_on_device(dst, src, nbytes, err);
         cudaError_t e = cudaMemcpy(dst, src, nbytes, k);
         if (e != cudaSuccess) return device_failure(err, e, "cudaMemcpy");
+        return SPEC_OK;
+    }
+    // As memmove, also where the ranges overlap (cuda::copy_pieces; a small shift through a temporary copy).
+    Status copy_on_device(void *dst, const void *src, uint64_t nbytes, Failure &err) {
+        if (nbytes == 0 || dst == src) return SPEC_OK;
+        cudaError_t e = cudaSuccess;
+        const uint64_t pieces = cuda::copy_pieces((uint64_t)(uintptr_t)dst, (uint64_t)(uintptr_t)src, nbytes, [&](uint64_t d, uint64_t s, uint64_t n) {
+            if (e == cudaSuccess) e = cudaMemcpy((void *)(uintptr_t)d, (const void *)(uintptr_t)s, n, cudaMemcpyDeviceToDevice);
+        });
+        if (pieces == 0) {
+            void *tmp = nullptr;
+            e = cudaMalloc(&tmp, nbytes);
+            if (e != cudaSuccess) return device_failure(err, e, "cudaMalloc (overlapping copy)");
+            e = cudaMemcpy(tmp, src, nbytes, cudaMemcpyDeviceToDevice);
+            if (e == cudaSuccess) e = cudaMemcpy(dst, tmp, nbytes, cudaMemcpyDeviceToDevice);
+            const cudaError_t f = cudaFree(tmp);
+            if (e == cudaSuccess) e = f;
+        }
+        if (e != cudaSuccess) return device_failure(err, e, "cudaMemcpy (device to device)");
         return SPEC_OK;
     }
 
@@ -153,6 +174,18 @@ public:
         p->model_scratch = cuda::model_scratch_bytes(c);
         p->kernel_scratch = r.max_tree_nodes ? cuda::kernel_scratch_bytes(r.n_sequences, r.max_tree_nodes, c.n_vocab, r.recycler_k) : 0;
         p->recycler = cuda::recycler_bytes(c.n_vocab, r.recycler_k);
+        return SPEC_OK;
+    }
+    // ABI 0.11: nothing is prepacked; an EAGLE layer's input rows and the room its FC and bias take (eagle_extra_bytes),
+    // allocated at finalize, so a finalized layer holds what was planned.
+    Status weights_memory_plan(const spec_model &shape, spec_weights_memory *out, Failure &) override {
+        *out = spec_weights_memory{};
+        out->eagle_scratch = cuda::eagle_extra_bytes(shape);
+        return SPEC_OK;
+    }
+    Status model_memory(const spec_model *model, spec_weights_memory *out, Failure &) override {
+        *out = spec_weights_memory{};
+        out->eagle_scratch = cuda::eagle_extra_bytes(*model);
         return SPEC_OK;
     }
     Status reserve(spec_context *ctx, int32_t batch, int32_t max_tree_nodes, int32_t n_vocab, int32_t k, Failure &err) override {

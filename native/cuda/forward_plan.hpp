@@ -134,6 +134,10 @@ struct SeqCall {
     const uint32_t (*mask)[MASK_BITS / 32] = nullptr;
     int32_t committed = 0, n_tokens = 0, logits_mode = SPEC_LOGITS_NONE;
     int32_t row0 = 0; // its first row among the call's concatenated rows
+    // ABI 0.10 (an EAGLE layer's spec_eagle_forward_extend): the tokens follow this many pending tokens of earlier calls,
+    // so token i takes cache slot committed + pending + i; dense and mask are then the whole pending tree's key sets
+    // (build_extension_key_sets) from the call's first token on, relative to committed as always
+    int32_t pending = 0;
     uint64_t kv = 0, layer_bytes = 0, logits = 0, exit_hidden = 0, exit_logits = 0;
     uint64_t slot_positions = 0, final_hidden = 0; // its cache's slot positions (sliding window), its final_hidden
 };
@@ -162,7 +166,7 @@ inline void fill_step(StepParams &sp, const SeqCall *seqs, int32_t n_seqs, int32
         e.final_hidden = q.final_hidden ? q.final_hidden + (uint64_t)i0 * erow : 0;
         e.first_row = lo - u0;
         e.n_rows = hi - lo;
-        e.first_slot = q.committed + i0;
+        e.first_slot = q.committed + q.pending + i0;
         e.tile0 = sp.h.n_tiles;
         sp.h.n_tiles += attn_seq_tiles(e.n_rows, G);
         for (int32_t i = i0; i < i0 + e.n_rows; i++) {
@@ -179,6 +183,18 @@ inline void fill_step(StepParams &sp, const SeqCall *seqs, int32_t n_seqs, int32
             }
         }
     }
+}
+
+// An EAGLE extension's key sets (ABI 0.10): a call of n tokens after P pending ones, pending_parents the pending
+// tokens' parents and parents the new tokens', both as whole-tree indices (-1: a root over the committed prefix). The
+// key sets are those of one call over the whole tree (all_parents: [P + n]), so the new tokens see their pending
+// ancestors; dense and mask get P + n entries, of which the call's rows read [P, P + n) (SeqCall::pending = P).
+// Returns build_key_sets's answer for the whole tree (-1, or the first token it cannot describe).
+inline int32_t build_extension_key_sets(const int32_t *pending_parents, int32_t P, const int32_t *parents, int32_t n,
+                                        int32_t *all_parents, int32_t *dense, uint32_t (*mask)[MASK_BITS / 32]) {
+    for (int32_t i = 0; i < P; i++) all_parents[i] = pending_parents[i];
+    for (int32_t t = 0; t < n; t++) all_parents[P + t] = parents[t];
+    return build_key_sets(all_parents, P + n, dense, mask);
 }
 
 // ---------------------------------------------------------------- attention
@@ -365,6 +381,37 @@ inline ScratchLayout scratch_layout(const spec_model_config &c, size_t matmul_sc
     s.matmul = add(matmul_scratch);
     s.bytes = (size_t)align256(at);
     return s;
+}
+
+// ---------------------------------------------------------------- EAGLE draft layers (ABI 0.9)
+
+// An EAGLE layer's device memory beyond a model's (spec_model_set_eagle), in one allocation of its own: for one slice of
+// MAX_ROWS rows, the fc's input rows [embd(t); feature] (f32 [MAX_ROWS][2 n_embd]) and each row's feature address
+// (uint64 [MAX_ROWS], uploaded per slice), then the scratch of the fc's product (matmul_scratch: the most matmul()
+// takes for 2 n_embd columns at any bucket, which the model's own scratch does not cover).
+struct EagleLayout {
+    size_t cat = 0, features = 0, matmul = 0;
+    size_t bytes = 0;
+};
+inline EagleLayout eagle_layout(const spec_model_config &c, size_t matmul_scratch) {
+    EagleLayout s;
+    size_t at = 0;
+    auto add = [&](size_t n) {
+        const size_t off = (size_t)align256(at);
+        at = off + n;
+        return off;
+    };
+    s.cat = add(4 * (size_t)MAX_ROWS * 2 * (size_t)c.n_embd);
+    s.features = add(8 * (size_t)MAX_ROWS);
+    s.matmul = add(matmul_scratch);
+    s.bytes = (size_t)align256(at);
+    return s;
+}
+
+// The room an EAGLE layer's FC and its bias take in the weight allocation beyond their bytes as given (which count in
+// weight_alloc_bytes' given_bytes like the model's own): a 256-byte aligned piece each, and the bias as f32.
+inline uint64_t eagle_weight_extra_bytes(const spec_model_config &c, bool fc_bias) {
+    return 256 + (fc_bias ? 256 + 4 * (uint64_t)c.n_embd : 0);
 }
 
 } // namespace specula::mm

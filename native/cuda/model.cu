@@ -96,7 +96,10 @@ struct ModelState {
     int device = 0;
     cudaStream_t stream = nullptr; // non-blocking; ordered with the legacy stream by the two events
     cudaEvent_t legacy_mark = nullptr, model_mark = nullptr;
-    char *weights = nullptr;
+    char *weights = nullptr;             // owned by weights_owner
+    std::shared_ptr<char> weights_owner; // frees the allocation when no model reads it any more
+    // Other models' weight allocations this one reads: an EAGLE layer's target's embedding and LM head (SharedMatrix)
+    std::vector<std::shared_ptr<char>> borrowed;
     char *scratch = nullptr;
     mm::ScratchLayout lay;
     DeviceMatrix embd, output;
@@ -108,6 +111,13 @@ struct ModelState {
     float embd_scale = 1.0f; // mm::embedding_scale
     bool gelu = false;       // gemma3's gelu_tanh(gate) * up instead of silu
     std::vector<Layer> layers;
+    // ABI 0.9: an EAGLE draft layer's input x = FC [embd(t); feature] (+ fc_bias), its slice rows in eagle_mem
+    // (mm::eagle_layout; each row's feature address uploaded per slice)
+    bool eagle = false;
+    DeviceMatrix fc;
+    const float *fc_bias = nullptr;
+    char *eagle_mem = nullptr;
+    mm::EagleLayout eagle_lay;
     bool use_graphs = true;
     bool stack = true; // SPECULA_CUDA_FUSE
     std::map<uint64_t, GraphEntry> graphs;
@@ -133,7 +143,9 @@ struct ModelState {
         if (model_mark) cudaEventDestroy(model_mark);
         if (pinned) cudaFreeHost(pinned);
         if (scratch) cudaFree(scratch);
-        if (weights) cudaFree(weights);
+        if (eagle_mem) cudaFree(eagle_mem);
+        weights_owner.reset();
+        borrowed.clear();
         if (stream) cudaStreamDestroy(stream);
     }
 };
@@ -231,11 +243,20 @@ Status output_head(const Slice &sl, int32_t rows, Failure &err) {
     return matmul(ms.output, sl.xn, sl.E, rows, sl.head, sl.V, false, sl.mms, sl.s, err);
 }
 
+// x = the rows' embeddings and their rope tables; an EAGLE layer's x = FC [embd(t); feature] (+ fc_bias) instead, its
+// embeddings first into xn (unused until the first layer) and each row's feature read from its uploaded address.
 Status embed(const Slice &sl, Failure &err) {
     const ModelState &ms = sl.ms;
     ops::Embed a{ms.embd.data, ms.embd.dtype, ms.embd.row_bytes, sl.E, ms.embd_scale, ms.inv_freq, ms.pos_scale,
-                 ms.inv_freq_local, ms.pos_scale_local, sl.half, sl.x, sl.rope, sl.rope_local};
-    return ops::embed(sl.P, a, sl.R, sl.s, err);
+                 ms.inv_freq_local, ms.pos_scale_local, sl.half, ms.eagle ? sl.xn : sl.x, sl.rope, sl.rope_local};
+    TRY(ops::embed(sl.P, a, sl.R, sl.s, err));
+    if (!ms.eagle) return SPEC_OK;
+    auto *cat = reinterpret_cast<float *>(ms.eagle_mem + ms.eagle_lay.cat);
+    const auto *features = reinterpret_cast<const uint64_t *>(ms.eagle_mem + ms.eagle_lay.features);
+    TRY(ops::eagle_input(sl.P, sl.xn, features, sl.E, cat, sl.R, sl.s, err));
+    TRY(matmul(ms.fc, cat, 2 * (int64_t)sl.E, sl.R, sl.x, sl.E, false, ms.eagle_mem + ms.eagle_lay.matmul, sl.s, err));
+    if (ms.fc_bias) TRY(ops::add_row_bias(sl.x, sl.E, ms.fc_bias, sl.R, sl.E, sl.s, err));
+    return SPEC_OK;
 }
 
 // x += W in (a block's output), or with a post-block norm (gemma3) x += rmsnorm(W in) * post_norm
@@ -250,13 +271,15 @@ Status attention_block(const Slice &sl, const Layer &L, int32_t l, Failure &err)
     const ModelState &ms = sl.ms;
     const spec_model_config &c = sl.c;
     const int32_t R = sl.R, E = sl.E, D = sl.D;
-    TRY(ops::rmsnorm(sl.x, L.attn_norm, sl.xn, R, E, c.rms_eps, nullptr, sl.s, err));
+    // An EAGLE layer's first layer may have no attention norm: it reads x as it is.
+    if (L.attn_norm) TRY(ops::rmsnorm(sl.x, L.attn_norm, sl.xn, R, E, c.rms_eps, nullptr, sl.s, err));
+    const float *in = L.attn_norm ? sl.xn : sl.x;
     if (L.wqkv.data) {
-        TRY(matmul(L.wqkv, sl.xn, E, R, sl.q, sl.QKV, false, sl.mms, sl.s, err));
+        TRY(matmul(L.wqkv, in, E, R, sl.q, sl.QKV, false, sl.mms, sl.s, err));
     } else {
-        TRY(matmul(L.wq, sl.xn, E, R, sl.q, sl.QKV, false, sl.mms, sl.s, err));
-        TRY(matmul(L.wk, sl.xn, E, R, sl.k, sl.QKV, false, sl.mms, sl.s, err));
-        TRY(matmul(L.wv, sl.xn, E, R, sl.v, sl.QKV, false, sl.mms, sl.s, err));
+        TRY(matmul(L.wq, in, E, R, sl.q, sl.QKV, false, sl.mms, sl.s, err));
+        TRY(matmul(L.wk, in, E, R, sl.k, sl.QKV, false, sl.mms, sl.s, err));
+        TRY(matmul(L.wv, in, E, R, sl.v, sl.QKV, false, sl.mms, sl.s, err));
     }
     ops::QkvPost qp{sl.q, sl.k, sl.v, sl.QKV, L.bq, L.bk, L.bv, L.q_norm, L.k_norm, c.rms_eps,
                     L.local_rope ? sl.rope_local : sl.rope, sl.Hq, sl.Hkv, D, sl.half, c.kv_dtype, c.rope_style == SPEC_ROPE_NEOX};
@@ -384,6 +407,13 @@ size_t matmul_scratch_max(const spec_model_config &c) {
     return most;
 }
 
+// The most scratch matmul() takes for an EAGLE layer's fc product (2 n_embd columns) at any bucket (mm::eagle_layout).
+size_t eagle_matmul_scratch_max(const spec_model_config &c) {
+    size_t most = 0;
+    for (int32_t rows = 1; rows <= mm::MAX_ROWS; rows *= 2) most = std::max(most, matmul_scratch_bytes(2 * (int64_t)c.n_embd, rows));
+    return most;
+}
+
 float vector_element(const spec_weight &w, int64_t i) {
     const uint8_t *p = (const uint8_t *)w.data;
     return mm::dequant_element(w.dtype, p, i);
@@ -417,7 +447,53 @@ Status check_model(const spec_model *m, Failure &err) {
                 return err.status;
             }
         }
+    if (m->eagle && !matmul_supports(m->eagle_fc.dtype)) {
+        err = failure(SPEC_ERR_UNSUPPORTED, "cuda: the EAGLE layer's fc is %s, which the cuda backend does not compute with",
+                      dtype_name(m->eagle_fc.dtype));
+        return err.status;
+    }
     return SPEC_OK;
+}
+
+// ------------------------------------------------------------------ matrices shared between models
+// Models' token embeddings and LM heads on the device, by the host memory they were uploaded from, so that an EAGLE
+// layer handed the same memory as its target (specula.h: "TOKEN_EMBD and OUTPUT are the target's: hand over the same
+// memory") reads the target's device copy instead of uploading its own. That memory stays valid and unchanged while the
+// target lives (spec_model_set_weight), so equal host memory means equal contents. An entry holds no reference: it
+// is found only while its model's weight allocation lives, and a borrower then keeps that allocation alive
+// (ModelState::borrowed) however the two models' releases are ordered.
+struct SharedMatrix {
+    int device;
+    const void *host;
+    int32_t dtype;
+    uint64_t nbytes;
+    const void *device_data;
+    std::weak_ptr<char> owner;
+};
+
+std::mutex &shared_matrices_lock() {
+    static std::mutex mu;
+    return mu;
+}
+std::vector<SharedMatrix> &shared_matrices() {
+    static std::vector<SharedMatrix> entries;
+    return entries;
+}
+
+void share_matrix(int device, const spec_weight &w, const void *device_data, const std::shared_ptr<char> &owner) {
+    std::lock_guard<std::mutex> lock(shared_matrices_lock());
+    auto &v = shared_matrices();
+    v.erase(std::remove_if(v.begin(), v.end(), [](const SharedMatrix &e) { return e.owner.expired(); }), v.end());
+    v.push_back(SharedMatrix{device, w.data, w.dtype, w.nbytes, device_data, owner});
+}
+
+// The device copy of w that a live model on device holds, its allocation into *owner; null when none does.
+const void *find_shared_matrix(int device, const spec_weight &w, std::shared_ptr<char> *owner) {
+    std::lock_guard<std::mutex> lock(shared_matrices_lock());
+    for (const SharedMatrix &e : shared_matrices())
+        if (e.device == device && e.host == w.data && e.dtype == w.dtype && e.nbytes == w.nbytes)
+            if ((*owner = e.owner.lock())) return e.device_data;
+    return nullptr;
 }
 
 Status choose_kernels(spec_model *m, ModelState &ms, Failure &err) {
@@ -446,16 +522,26 @@ struct WeightImage {
 
 Status place_matrices(spec_model *m, ModelState &ms, WeightImage &img, Failure &err) {
     const spec_model_config &c = m->config;
+    // An EAGLE layer reads its target's embedding and LM head where the target holds them on this device (SharedMatrix).
+    const void *borrowed[2] = {nullptr, nullptr}; // TOKEN_EMBD, OUTPUT
+    if (m->eagle)
+        for (int i = 0; i < 2; i++) {
+            std::shared_ptr<char> owner;
+            borrowed[i] = find_shared_matrix(ms.device, m->w(i == 0 ? SPEC_W_TOKEN_EMBD : SPEC_W_OUTPUT), &owner);
+            if (borrowed[i]) ms.borrowed.push_back(std::move(owner));
+        }
     uint64_t given = 0;
-    for (const auto &role : m->weights)
-        for (const spec_weight &w : role)
-            if (w.data) given += w.nbytes;
-    img.capacity = mm::weight_alloc_bytes(c, given);
+    for (size_t role = 0; role < m->weights.size(); role++)
+        for (const spec_weight &w : m->weights[role])
+            if (w.data && !(role == SPEC_W_TOKEN_EMBD && borrowed[0]) && !(role == SPEC_W_OUTPUT && borrowed[1])) given += w.nbytes;
+    if (m->eagle) given += m->eagle_fc.nbytes + (m->eagle_fc_bias.data ? m->eagle_fc_bias.nbytes : 0);
+    img.capacity = mm::weight_alloc_bytes(c, given) + (m->eagle ? mm::eagle_weight_extra_bytes(c, m->eagle_fc_bias.data != nullptr) : 0);
     const cudaError_t e = cudaMalloc((void **)&ms.weights, img.capacity);
     if (e != cudaSuccess) {
         ms.weights = nullptr;
         return cuda_failure(err, e, "cudaMalloc (model weights)");
     }
+    ms.weights_owner = std::shared_ptr<char>(ms.weights, [](char *p) { cudaFree(p); });
     auto copy_matrix = [&](spec_weight &w, uint64_t off) -> Status {
         if (off + w.nbytes > img.capacity) { // checked before the copy: it must never write past the allocation
             err = failure(SPEC_ERR_INTERNAL, "cuda: model weights need more than the %llu bytes planned",
@@ -467,14 +553,15 @@ Status place_matrices(spec_model *m, ModelState &ms, WeightImage &img, Failure &
         img.uploaded.emplace(w.data, std::make_pair(off, &w));
         return SPEC_OK;
     };
-    auto describe = [&](spec_weight &w, uint64_t off, DeviceMatrix &M) {
-        M.data = ms.weights + off;
+    auto describe_at = [&](spec_weight &w, const void *device_data, DeviceMatrix &M) {
+        M.data = device_data;
         M.dtype = w.dtype;
         M.rows = w.rows;
         M.cols = w.cols;
         M.row_bytes = dtype_row_bytes(w.dtype, w.cols);
         w.device_data = M.data;
     };
+    auto describe = [&](spec_weight &w, uint64_t off, DeviceMatrix &M) { describe_at(w, ms.weights + off, M); };
     auto matrix = [&](int role, int layer, DeviceMatrix &M) -> Status {
         spec_weight &w = m->weights[role][layer];
         auto it = img.uploaded.find(w.data);
@@ -517,8 +604,16 @@ Status place_matrices(spec_model *m, ModelState &ms, WeightImage &img, Failure &
         S.rows = rows;
         return SPEC_OK;
     };
-    TRY(matrix(SPEC_W_TOKEN_EMBD, 0, ms.embd));
-    TRY(matrix(SPEC_W_OUTPUT, 0, ms.output));
+    if (borrowed[0]) describe_at(m->weights[SPEC_W_TOKEN_EMBD][0], borrowed[0], ms.embd);
+    else TRY(matrix(SPEC_W_TOKEN_EMBD, 0, ms.embd));
+    if (borrowed[1]) describe_at(m->weights[SPEC_W_OUTPUT][0], borrowed[1], ms.output);
+    else TRY(matrix(SPEC_W_OUTPUT, 0, ms.output));
+    if (m->eagle) {
+        ms.eagle = true;
+        const uint64_t off = img.place(m->eagle_fc.nbytes);
+        TRY(copy_matrix(m->eagle_fc, off));
+        describe(m->eagle_fc, off, ms.fc);
+    }
     ms.layers.resize(c.n_layer);
     for (int l = 0; l < c.n_layer; l++) {
         Layer &L = ms.layers[l];
@@ -533,8 +628,7 @@ Status place_matrices(spec_model *m, ModelState &ms, WeightImage &img, Failure &
 // After the matrices (place_matrices), so that the small pieces form one contiguous image.
 Status place_vectors(spec_model *m, ModelState &ms, WeightImage &img, Failure &err) {
     const spec_model_config &c = m->config;
-    auto vector = [&](int role, int layer) -> const float * {
-        spec_weight &w = m->weights[role][layer];
+    auto vector_of = [&](spec_weight &w) -> const float * {
         if (!w.data) return nullptr;
         std::vector<char> bytes((size_t)w.cols * 4);
         for (int64_t i = 0; i < w.cols; i++) {
@@ -546,7 +640,9 @@ Status place_vectors(spec_model *m, ModelState &ms, WeightImage &img, Failure &e
         w.device_data = ms.weights + off;
         return (const float *)(ms.weights + off);
     };
-    ms.output_norm = vector(SPEC_W_OUTPUT_NORM, 0);
+    auto vector = [&](int role, int layer) { return vector_of(m->weights[role][layer]); };
+    ms.output_norm = vector(SPEC_W_OUTPUT_NORM, 0); // absent only in an EAGLE layer: write_logits then copies
+    if (m->eagle) ms.fc_bias = vector_of(m->eagle_fc_bias);
     for (int l = 0; l < c.n_layer; l++) {
         Layer &L = ms.layers[l];
         L.attn_norm = vector(SPEC_W_ATTN_NORM, l);
@@ -609,6 +705,16 @@ Status prepare_scratch(const spec_model_config &c, ModelState &ms, Failure &err)
     }
     e = cudaMemset(ms.scratch, 0, ms.lay.bytes);
     if (e != cudaSuccess) return cuda_failure(err, e, "cudaMemset (model scratch)");
+    if (ms.eagle) {
+        ms.eagle_lay = mm::eagle_layout(c, eagle_matmul_scratch_max(c));
+        e = cudaMalloc((void **)&ms.eagle_mem, ms.eagle_lay.bytes);
+        if (e != cudaSuccess) {
+            ms.eagle_mem = nullptr;
+            return cuda_failure(err, e, "cudaMalloc (EAGLE layer input rows)");
+        }
+        e = cudaMemset(ms.eagle_mem, 0, ms.eagle_lay.bytes);
+        if (e != cudaSuccess) return cuda_failure(err, e, "cudaMemset (EAGLE layer input rows)");
+    }
 
     e = cudaStreamCreateWithFlags(&ms.stream, cudaStreamNonBlocking); // ordered by events: see "Streams."
     if (e != cudaSuccess) {
@@ -643,7 +749,13 @@ Status finalize_impl(spec_model *m, ModelState &ms, Failure &err) {
     WeightImage img;
     TRY(place_matrices(m, ms, img, err));
     TRY(place_vectors(m, ms, img, err));
-    return prepare_scratch(m->config, ms, err);
+    TRY(prepare_scratch(m->config, ms, err));
+    // this model's own embedding and LM head, for an EAGLE layer given the same memory later (SharedMatrix)
+    if (ms.embd.data >= ms.weights && ms.embd.data < ms.weights + img.capacity)
+        share_matrix(ms.device, m->w(SPEC_W_TOKEN_EMBD), ms.embd.data, ms.weights_owner);
+    if (ms.output.data >= ms.weights && ms.output.data < ms.weights + img.capacity)
+        share_matrix(ms.device, m->w(SPEC_W_OUTPUT), ms.output.data, ms.weights_owner);
+    return SPEC_OK;
 }
 
 // ------------------------------------------------------------------ forward, in stages
@@ -699,7 +811,50 @@ uint64_t exit_config(const spec_forward_args &a) {
            (uint64_t)(a.exit_logits != nullptr) << 1 | (uint64_t)(a.stop_at_exit != 0);
 }
 
-Status forward_impl(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args, Failure &err) {
+// An EAGLE layer's call (ABI 0.9, one sequence): each token's feature row (a device address), and the pending tokens
+// of earlier calls it extends (ABI 0.10; 0 for spec_eagle_forward).
+struct EagleCall {
+    const float *const *features;
+    int32_t pending;
+};
+
+// An extension's key sets: the whole pending tree's (mm::build_extension_key_sets) into ms.dense and ms.mask, the
+// call's tokens at [pending, pending + n).
+Status extension_key_sets(ModelState &ms, const spec_kv *kv, const spec_forward_args &a, int32_t pending, Failure &err) {
+    if ((int32_t)kv->pending_parents.size() < pending) {
+        err = failure(SPEC_ERR_INTERNAL, "cuda: the kv cache holds %zu pending parents, not %d", kv->pending_parents.size(), pending);
+        return err.status;
+    }
+    const int32_t total = pending + a.n_tokens;
+    std::vector<int32_t> all((size_t)total);
+    ms.dense.resize((size_t)total);
+    ms.mask.resize((size_t)total * (mm::MASK_BITS / 32));
+    auto *mask = reinterpret_cast<uint32_t(*)[mm::MASK_BITS / 32]>(ms.mask.data());
+    const int32_t bad = mm::build_extension_key_sets(kv->pending_parents.data(), pending, a.parents, a.n_tokens, all.data(),
+                                                     ms.dense.data(), mask);
+    if (bad >= 0) {
+        err = failure(SPEC_ERR_UNSUPPORTED,
+                      "cuda: pending token %d's ancestors lie more than %d tokens past its longest all-ancestor prefix; trees "
+                      "that wide run on the cpu backend only",
+                      bad, mm::MASK_BITS);
+        return err.status;
+    }
+    return SPEC_OK;
+}
+
+// Uploads the feature addresses of an EAGLE call's rows [u0, u0 + nb) for the slice's eagle_input.
+Status upload_features(ModelState &ms, const EagleCall &eagle, int32_t u0, int32_t nb, Failure &err) {
+    char *slot = nullptr;
+    TRY(acquire_slot(ms, &slot, err));
+    auto *addr = reinterpret_cast<uint64_t *>(slot);
+    for (int32_t j = 0; j < nb; j++) addr[j] = (uint64_t)(uintptr_t)eagle.features[u0 + j];
+    return upload_slot(ms, ms.eagle_mem + ms.eagle_lay.features, sizeof(uint64_t) * (size_t)nb, err);
+}
+static_assert(SLOT_BYTES >= sizeof(uint64_t) * mm::MAX_ROWS, "a slice's feature addresses fit one upload slot");
+
+// eagle: null, or (an EAGLE layer's call, n_seq 1) its features and pending tokens.
+Status forward_impl(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args, Failure &err,
+                    const EagleCall *eagle = nullptr) {
     ModelState &ms = *(ModelState *)m->backend_state;
     const spec_model_config &c = m->config;
     std::lock_guard<std::mutex> lock(ms.mu);
@@ -710,7 +865,9 @@ Status forward_impl(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spe
         row0[(size_t)i] = rows;
         rows += args[i].n_tokens;
     }
-    TRY(key_sets(ms, n_seq, args, row0, rows, err));
+    const int32_t pending = eagle ? eagle->pending : 0; // n_seq is 1 where it is not 0
+    if (pending > 0) TRY(extension_key_sets(ms, kvs[0], args[0], pending, err));
+    else TRY(key_sets(ms, n_seq, args, row0, rows, err));
     const auto *mask = reinterpret_cast<const uint32_t(*)[mm::MASK_BITS / 32]>(ms.mask.data());
     std::vector<int32_t> order((size_t)n_seq);
     for (int32_t i = 0; i < n_seq; i++) order[(size_t)i] = i;
@@ -729,8 +886,9 @@ Status forward_impl(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spe
                 mm::SeqCall q;
                 q.tokens = a.tokens;
                 q.positions = a.positions;
-                q.dense = ms.dense.data() + row0[(size_t)i];
-                q.mask = mask + row0[(size_t)i];
+                q.dense = ms.dense.data() + row0[(size_t)i] + pending;
+                q.mask = mask + row0[(size_t)i] + pending;
+                q.pending = pending;
                 q.committed = kvs[i]->committed;
                 q.n_tokens = a.n_tokens;
                 q.logits_mode = a.stop_at_exit ? SPEC_LOGITS_NONE : a.logits_mode;
@@ -749,6 +907,7 @@ Status forward_impl(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spe
                 const int32_t nb = std::min(mm::MAX_ROWS, group_rows - u0);
                 int32_t n_head = 0;
                 TRY(upload_step(ms, group, u0, nb, c, &n_head, err));
+                if (eagle) TRY(upload_features(ms, *eagle, u0, nb, err));
                 mm::GraphKey key;
                 key.rows = mm::bucket_rows(nb);
                 key.head_rows = n_head ? mm::bucket_rows(n_head) : 0;
@@ -1055,6 +1214,23 @@ Status forward(spec_model *m, int32_t n_seq, spec_kv *const *kvs, const spec_for
         err = failure(SPEC_ERR_OUT_OF_MEMORY, "cuda: out of host memory for a forward pass");
         return err.status;
     }
+}
+
+Status eagle_forward(spec_model *m, spec_kv *kv, const spec_forward_args &args, const float *const *features, Failure &err,
+                     int32_t pending_base) {
+    try {
+        const EagleCall eagle{features, pending_base};
+        return forward_impl(m, 1, &kv, &args, err, &eagle);
+    } catch (const std::bad_alloc &) {
+        err = failure(SPEC_ERR_OUT_OF_MEMORY, "cuda: out of host memory for an EAGLE forward");
+        return err.status;
+    }
+}
+
+uint64_t eagle_extra_bytes(const spec_model &shape) {
+    if (!shape.eagle) return 0;
+    return mm::eagle_layout(shape.config, eagle_matmul_scratch_max(shape.config)).bytes +
+           mm::eagle_weight_extra_bytes(shape.config, shape.eagle_fc_bias.data != nullptr);
 }
 
 Status heads_finalize(spec_heads *heads, Failure &err) {

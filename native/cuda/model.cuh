@@ -15,6 +15,17 @@ Status kv_commit(spec_kv *kv, int32_t n_path, const int32_t *path, Failure &err)
 // Sequence i runs args[i] over kvs[i], rows concatenated for the matrix products.
 Status forward(spec_model *model, int32_t n_seq, spec_kv *const *kvs, const spec_forward_args *args, Failure &err);
 
+// An EAGLE draft layer's forward (ABI 0.9, the cpu backend's eagle_forward twin): features[i] is token i's feature (a
+// device address); pending_base > 0 (ABI 0.10): the tokens follow that many pending ones, args' parents index the
+// whole pending tree and kv->pending_parents holds the pending tokens' parents. Args validated by the core.
+Status eagle_forward(spec_model *model, spec_kv *kv, const spec_forward_args &args, const float *const *features, Failure &err,
+                     int32_t pending_base = 0);
+// What an EAGLE layer takes of the device beyond spec_memory_plan for its config and the bytes it is given (its own
+// weights, FC and bias included; the target's embedding and LM head where it shares the target's device copies): its
+// input rows' allocation (mm::eagle_layout) and the room FC and bias take beyond their bytes
+// (mm::eagle_weight_extra_bytes). 0 for other models. shape's weights are read for their presence only.
+uint64_t eagle_extra_bytes(const spec_model &shape);
+
 // What model_finalize allocates on the device for a model of config whose weights total
 // weight_bytes as given (the memory plan's `weights`), and the fixed activation scratch of its
 // forward passes (`model_scratch`): computed by the same code that allocates.

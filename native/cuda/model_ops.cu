@@ -78,6 +78,10 @@ __global__ void rmsnorm_kernel(const float *x, const float *w, float *out, int32
     }
     const int src = gather ? gather->head_src[blockIdx.x] : blockIdx.x;
     const float *xr = x + (size_t)src * n;
+    if (!w) { // no norm (an EAGLE layer's absent output norm): the rows as they are
+        for (int i = threadIdx.x; i < n; i += blockDim.x) o[i] = xr[i];
+        return;
+    }
     double ss = 0.0;
     for (int i = threadIdx.x; i < n; i += blockDim.x) ss += (double)xr[i] * xr[i];
     ss = warp_sum_d(ss);
@@ -425,6 +429,23 @@ __global__ void heads_residual_kernel(float *x, const float *r, const float *res
         x[i] = mm::head_residual(r ? r[i] : x[i], r ? res_bias : nullptr, i % n, y[i]);
 }
 
+// ---------------------------------------------------------------- EAGLE draft layers
+
+// One block per row: cat[t] = [e[t]; the feature row at features[t]], zeros for the padding rows.
+__global__ void eagle_input_kernel(const mm::StepParams *p, const float *e, const uint64_t *features, int32_t E, float *cat) {
+    const int t = blockIdx.x;
+    float *c = cat + (size_t)t * 2 * E;
+    if (t >= p->h.n_rows) {
+        for (int i = threadIdx.x; i < 2 * E; i += blockDim.x) c[i] = 0.0f;
+        return;
+    }
+    const float *er = e + (size_t)t * E, *f = reinterpret_cast<const float *>(features[t]);
+    for (int i = threadIdx.x; i < E; i += blockDim.x) {
+        c[i] = er[i];
+        c[E + i] = f[i];
+    }
+}
+
 // Grid (column blocks, rows).
 __global__ void add_row_bias_kernel(float *out, int64_t ld, const float *bias, int64_t n) {
     float *o = out + (size_t)blockIdx.y * ld;
@@ -543,6 +564,12 @@ Status add_row_bias(float *out, int64_t ld, const float *bias, int32_t rows, int
     const dim3 grid(std::min<unsigned>(blocks_for(n, THREADS), 256), (unsigned)rows);
     add_row_bias_kernel<<<grid, THREADS, 0, stream>>>(out, ld, bias, n);
     return check_launch(err, "heads projection bias kernel");
+}
+
+Status eagle_input(const mm::StepParams *p, const float *e, const uint64_t *features, int32_t n_embd, float *cat, int32_t rows,
+                   cudaStream_t stream, Failure &err) {
+    eagle_input_kernel<<<rows, THREADS, 0, stream>>>(p, e, features, n_embd, cat);
+    return check_launch(err, "EAGLE input kernel");
 }
 
 } // namespace specula::cuda::ops

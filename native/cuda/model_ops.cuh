@@ -39,7 +39,7 @@ struct Embed {
 // row's cache slot into its sequence's slot_positions.
 Status embed(const mm::StepParams *p, const Embed &a, int32_t rows, cudaStream_t stream, Failure &err);
 
-// out[t] = x[t] * rms_scale * w. With gather (the parameter block): out's row k is x's row
+// out[t] = x[t] * rms_scale * w (w null: out[t] = x[t], an EAGLE layer's absent output norm). With gather (the parameter block): out's row k is x's row
 // head_src[k] for k < h.n_head and zeros past it (the LM head's rows, gathered; rows: their bucket).
 Status rmsnorm(const float *x, const float *w, float *out, int32_t rows, int32_t n, float eps, const mm::StepParams *gather,
                cudaStream_t stream, Failure &err);
@@ -110,5 +110,12 @@ Status heads_residual(float *x, const float *r, const float *res_bias, const flo
 
 // out[j][v] += bias[v] for j < rows, v < n; row j at j * ld.
 Status add_row_bias(float *out, int64_t ld, const float *bias, int32_t rows, int64_t n, cudaStream_t stream, Failure &err);
+
+// ---------------------------------------------------------------- EAGLE draft layers (ABI 0.9; cpu_model.cpp's embed)
+
+// The fc's input rows of an EAGLE layer's slice: cat[t] = [e[t]; the n_embd floats at device address features[t]] for
+// t < h.n_rows, zeros for the padding rows; e [rows][n_embd] (the rows' embeddings), cat [rows][2 n_embd].
+Status eagle_input(const mm::StepParams *p, const float *e, const uint64_t *features, int32_t n_embd, float *cat, int32_t rows,
+                   cudaStream_t stream, Failure &err);
 
 } // namespace specula::cuda::ops

@@ -110,7 +110,7 @@ SPEC_API spec_status spec_buffer_size(const spec_buffer *buf, uint64_t *out);
 
 /* Copies between host memory and buffers. Offsets and counts are in bytes; a range past
  * either end is SPEC_ERR_OUT_OF_RANGE and nothing is copied. Buffers of a d2d copy must
- * belong to the same context. */
+ * belong to the same context; its ranges may overlap (it moves the bytes as memmove does). */
 SPEC_API spec_status spec_copy_h2d(spec_buffer *dst, uint64_t dst_offset, const void *src, uint64_t nbytes);
 SPEC_API spec_status spec_copy_d2h(void *dst, const spec_buffer *src, uint64_t src_offset, uint64_t nbytes);
 SPEC_API spec_status spec_copy_d2d(spec_buffer *dst, uint64_t dst_offset, const spec_buffer *src,
@@ -594,13 +594,15 @@ SPEC_API spec_status spec_heads_forward(spec_heads *heads, const spec_heads_forw
  * Its KV caches, commits, truncation and tree attention are a model's. It runs only through spec_eagle_forward, which
  * gives each token its feature (spec_forward and spec_forward_batch refuse it). Its final_hidden rows are the layer's
  * outputs (after OUTPUT_NORM when there is one): the features it predicts, which its LM head reads.
- * cpu backend only for now: other backends answer SPEC_ERR_UNSUPPORTED. */
+ * The cpu and cuda backends run them (cuda with its model's kernels, agreeing with the cpu within their usual
+ * tolerance; a layer handed the same TOKEN_EMBD and OUTPUT memory as a finalized cuda model on its device reads that
+ * model's device copies instead of uploading its own). Other backends answer SPEC_ERR_UNSUPPORTED. */
 typedef struct spec_eagle_config {
     int32_t fc_bias;  /* nonzero: FC has a bias [1][n_embd] */
     int32_t reserved; /* must be 0 */
 } spec_eagle_config;
 
-/* Marks a model (created, not yet finalized, on the cpu backend) as an EAGLE draft layer. */
+/* Marks a model (created, not yet finalized, on the cpu or cuda backend) as an EAGLE draft layer. */
 SPEC_API spec_status spec_model_set_eagle(spec_model *model, const spec_eagle_config *config);
 
 enum spec_eagle_weight_role {
@@ -691,7 +693,11 @@ SPEC_API spec_status spec_context_reserve(spec_context *ctx, int32_t batch, int3
  *   - prepacked:     cpu: the Q8_0 matrices prepacked once for the int8 kernels, in whole 2 MiB pages (0 with
  *                    SPECULA_CPU_PREPACK=0, or where the kernel set has no prepacked path);
  *   - eagle_scratch: cpu: an EAGLE draft layer's fc input rows ([embd(t); feature] per row, f32) at their largest, one
- *                    forward slice; 0 for other models. */
+ *                    forward slice; cuda: the layer's device memory for those rows (one 128-row slice), their feature
+ *                    addresses and its fc product's scratch, allocated at finalize, plus the room FC and its bias take
+ *                    in the weight allocation beyond the bytes given (alignment, the bias as f32). 0 for other models.
+ *                    On cuda a layer that reads its target's embedding and LM head (see spec_model_set_eagle) does
+ *                    not copy them: leave them out of spec_memory_plan's weight_bytes. */
 typedef struct spec_weights_memory {
     uint64_t prepacked;
     uint64_t eagle_scratch;

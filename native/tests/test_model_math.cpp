@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <initializer_list>
 #include <map>
 #include <set>
@@ -19,6 +20,7 @@
 #include "check.h"
 #include "../core/model_math.hpp"
 #include "../cuda/forward_plan.hpp"
+#include "../cuda/copy_plan.hpp"
 #include "../cuda/tree_attention_plan.hpp"
 #include "test_random.hpp"
 
@@ -505,6 +507,121 @@ static void test_fill_step(void) {
     CHECK(sp.h.n_head == 1 && sp.head_src[0] == 55 && sp.head_dst[0] == 0x10000); /* the chain's last row only */
     CHECK(sp.rows[56].seq == 1 && sp.rows[56].dense_end == C + dense[0] && sp.rows[67].token == 111);
     printf("  parameter block of a 12-node tree, of a prompt's slices, and of a batch's slices\n");
+}
+
+/* An EAGLE extension (ABI 0.10): a tree grown in pieces, each call's rows filled with SeqCall::pending and the whole
+ * pending tree's key sets (build_extension_key_sets), gives the parameter rows and cache slots of one call over the
+ * whole tree: same tokens, positions, keys and slots. */
+static void test_extension_step(void) {
+    for (int trial = 0; trial < 100; trial++) {
+        const int n = 2 + below(100), C = below(3) ? below(300) : 0;
+        const std::vector<int32_t> parents = random_tree(n, 1 + below(12));
+        std::vector<int32_t> tokens(n), positions(n), dense(n);
+        std::vector<uint32_t> mask((size_t)n * 4);
+        auto *m = reinterpret_cast<uint32_t(*)[4]>(mask.data());
+        for (int i = 0; i < n; i++) {
+            tokens[i] = below(1000);
+            positions[i] = C + (parents[i] < 0 ? 0 : positions[parents[i]] - C + 1);
+        }
+        CHECK(mm::build_key_sets(parents.data(), n, dense.data(), m) == -1);
+        static mm::StepParams whole, part;
+        mm::SeqCall q;
+        q.tokens = tokens.data();
+        q.positions = positions.data();
+        q.dense = dense.data();
+        q.mask = m;
+        q.committed = C;
+        q.n_tokens = n;
+        q.logits_mode = SPEC_LOGITS_ALL;
+        q.kv = 0x4000;
+        q.logits = 0x10000;
+        q.final_hidden = 0x30000;
+        mm::fill_step(whole, &q, 1, 0, n, 64, 50, 4);
+        /* the same tree in pieces: each piece's tokens after the earlier ones, pending */
+        std::vector<int32_t> all(n), ext_dense(n);
+        std::vector<uint32_t> ext_mask((size_t)n * 4);
+        auto *em = reinterpret_cast<uint32_t(*)[4]>(ext_mask.data());
+        bool same = true;
+        for (int P = 0; P < n;) {
+            const int len = std::min(n - P, 1 + below(8));
+            CHECK(mm::build_extension_key_sets(parents.data(), P, parents.data() + P, len, all.data(), ext_dense.data(), em) == -1);
+            mm::SeqCall e = q;
+            e.tokens = tokens.data() + P;
+            e.positions = positions.data() + P;
+            e.dense = ext_dense.data() + P;
+            e.mask = em + P;
+            e.n_tokens = len;
+            e.pending = P;
+            mm::fill_step(part, &e, 1, 0, len, 64, 50, 4);
+            same = same && part.h.n_rows == len && part.h.n_head == len && part.seqs[0].first_slot == C + P;
+            for (int j = 0; j < len; j++) {
+                const mm::StepRow &a = part.rows[j], &b = whole.rows[P + j];
+                same = same && a.token == b.token && a.position == b.position && a.dense_end == b.dense_end &&
+                       std::memcmp(a.mask, b.mask, sizeof a.mask) == 0;
+                /* the slot row j's key lands in is the whole call's row P + j's */
+                same = same && part.seqs[0].first_slot + j == whole.seqs[0].first_slot + P + j;
+                for (int k = 0; k < C + n; k++) same = same && mm::key_allowed(a, k) == mm::key_allowed(b, k);
+            }
+            P += len;
+        }
+        CHECK(same);
+    }
+    /* a wide tree's pending tokens: refused where the whole tree would be (a token 128 past its dense prefix) */
+    std::vector<int32_t> roots(140, -1), all(140), dense(140);
+    std::vector<uint32_t> mask(140 * 4);
+    auto *m = reinterpret_cast<uint32_t(*)[4]>(mask.data());
+    CHECK(mm::build_extension_key_sets(roots.data(), 120, roots.data(), 20, all.data(), dense.data(), m) == 128);
+    printf("  EAGLE extension: 100 random trees grown in pieces give one call's parameter rows and slots\n");
+}
+
+/* spec_copy_d2d on cuda within one buffer: the pieces of an overlapping copy, each copied as a device copy would
+ * (memcpy of ranges that must not overlap), in their order, give memmove's bytes; or 0 pieces for a tiny shift. */
+static void test_copy_pieces(void) {
+    int pieces_runs = 0, temporaries = 0;
+    for (int trial = 0; trial < 2000; trial++) {
+        const uint64_t size = 64 + (uint64_t)below(4000);
+        const uint64_t n = 1 + (uint64_t)below((int)size);
+        const uint64_t src = (uint64_t)below((int)(size - n + 1)), dst = (uint64_t)below((int)(size - n + 1));
+        if (src == dst) continue;
+        std::vector<uint8_t> want(size), got(size);
+        for (uint64_t i = 0; i < size; i++) want[i] = got[i] = (uint8_t)below(256);
+        memmove(want.data() + dst, want.data() + src, n);
+        bool disjoint = true;
+        const uint64_t count = specula::cuda::copy_pieces(dst, src, n, [&](uint64_t d, uint64_t s, uint64_t b) {
+            disjoint = disjoint && (d + b <= s || s + b <= d) && b > 0;
+            memcpy(got.data() + d, got.data() + s, b);
+        });
+        if (count == 0) {
+            const uint64_t shift = dst > src ? dst - src : src - dst;
+            CHECK(shift < n && (n + shift - 1) / shift > specula::cuda::MAX_COPY_PIECES);
+            temporaries++;
+            continue;
+        }
+        pieces_runs++;
+        CHECK(disjoint && count <= specula::cuda::MAX_COPY_PIECES);
+        CHECK(got == want);
+    }
+    CHECK(pieces_runs > 1000 && temporaries > 0);
+    printf("  overlapping device copies: %d split into pieces equal memmove, %d need a temporary\n", pieces_runs, temporaries);
+}
+
+/* An EAGLE layer's own device memory: its pieces in order, aligned, and the room FC and its bias take. */
+static void test_eagle_layout(void) {
+    spec_model_config c = base();
+    for (size_t mm_scratch : {(size_t)0, (size_t)12345}) {
+        const mm::EagleLayout s = mm::eagle_layout(c, mm_scratch);
+        const std::pair<size_t, size_t> pieces[] = {{s.cat, 4 * (size_t)mm::MAX_ROWS * 2 * c.n_embd}, {s.features, 8 * (size_t)mm::MAX_ROWS},
+                                                    {s.matmul, mm_scratch}};
+        size_t end = 0;
+        for (const auto &p : pieces) {
+            CHECK(p.first % 256 == 0 && p.first >= end);
+            end = p.first + p.second;
+        }
+        CHECK(s.bytes >= end && s.bytes % 256 == 0);
+    }
+    CHECK(mm::eagle_weight_extra_bytes(c, false) == 256);
+    CHECK(mm::eagle_weight_extra_bytes(c, true) == 512 + 4 * (uint64_t)c.n_embd);
+    printf("  EAGLE layout: input rows, feature addresses, fc scratch\n");
 }
 
 /* ---------------------------------------------------------------- attention: kernel order vs two passes */
@@ -1001,6 +1118,9 @@ int main(void) {
     test_shapes();
     test_key_sets();
     test_fill_step();
+    test_extension_step();
+    test_eagle_layout();
+    test_copy_pieces();
     test_attention_order();
     test_layouts();
     test_tree_attention_grid();

@@ -166,11 +166,25 @@ void test_refusals(spec_context *ctx) {
     // nothing handed over: nothing made
     CHECK_OK(spec_memory_plan_weights("cpu", &c, 0, 0, NULL, &out));
     CHECK(out.total == 0);
-    // an EAGLE layer on a backend without them; the cuda plan needs no device
+    // the cuda plan of an EAGLE layer needs no device: its input rows' allocation (one slice of 128 rows of
+    // [embd; feature] f32, their feature addresses, the fc product's scratch) and the room FC and its bias take beyond
+    // their bytes (a 256-byte aligned piece each, the bias as f32); nothing prepacked, nothing for a plain model
     char compiled[64] = {0};
     CHECK_OK(spec_backends_compiled(compiled, sizeof compiled));
-    if (strstr(compiled, "cuda"))
-        CHECK_FAILS(NULL, spec_memory_plan_weights("cuda", &c, 1, 1, &fc, &out), SPEC_ERR_UNSUPPORTED, "cpu only");
+    if (strstr(compiled, "cuda")) {
+        const uint64_t E = (uint64_t)c.n_embd;
+        spec_weight_plan fc_and_bias[2] = {fc, spec_weight_plan{0, 0, SPEC_EW_FC_BIAS, SPEC_DTYPE_F16}};
+        spec_weights_memory no_bias{}, with_bias{}, plain{};
+        CHECK_OK(spec_memory_plan_weights("cuda", &c, 1, 1, &fc, &no_bias));
+        CHECK_OK(spec_memory_plan_weights("cuda", &c, 1, 2, fc_and_bias, &with_bias));
+        CHECK_OK(spec_memory_plan_weights("cuda", &c, 0, 1, &q, &plain));
+        printf("cuda eagle layer plan: %llu bytes beyond spec_memory_plan (with an fc bias %llu)\n", (unsigned long long)no_bias.total,
+               (unsigned long long)with_bias.total);
+        CHECK(no_bias.prepacked == 0 && no_bias.total == no_bias.eagle_scratch);
+        CHECK(no_bias.eagle_scratch >= 128 * 2 * E * 4 + 128 * 8 + 256);
+        CHECK(with_bias.eagle_scratch == no_bias.eagle_scratch + 256 + 4 * E);
+        CHECK(plain.total == 0);
+    }
 
     spec_model *m = NULL;
     CHECK_OK(spec_model_create(ctx, &c, &m));

@@ -7,6 +7,7 @@ import dev.specula.model.EagleLayerFile;
 import dev.specula.model.LoadedModel;
 import dev.specula.model.ModelFile;
 import dev.specula.model.ModelWeights;
+import dev.specula.nativeapi.Backend;
 import dev.specula.nativeapi.ModelShape;
 import dev.specula.nativeapi.Recycler;
 import dev.specula.nativeapi.WeightsMemory;
@@ -97,8 +98,8 @@ public enum Drafter {
         return parts().largestTree();
     }
 
-    /** What a drafter's memory budget entry is computed from: the target's shape, the draft model file, positions. */
-    record BudgetInputs(ModelShape target, Path draftModel, int context, Path heads, List<ModelWeights.Weight> targetWeights) {}
+    /** What a drafter's memory budget entry is computed from: the target's shape, the draft model file, positions, the backend. */
+    record BudgetInputs(ModelShape target, Path draftModel, int context, Path heads, List<ModelWeights.Weight> targetWeights, Backend backend) {}
 
     /**
      * Everything one drafter means to the engine.
@@ -137,10 +138,10 @@ public enum Drafter {
             }, shared -> shared.headsPolicies(this));
             case EAGLE -> new Parts(EagleDraftPolicy.LARGEST_TREE, in -> {
                 try (EagleLayerFile layer = EagleLayerFile.open(in.heads(), in.target())) {
-                    WeightsMemory cpu = layer.cpuMemory(in.targetWeights());
+                    WeightsMemory made = layer.memory(in.backend(), in.targetWeights());
                     return new MemoryBudget.Drafting(cliName, 0, layer.config(), layer.weightBytes(), EagleDraftPolicy.kvPositions(in.context()),
-                            EagleDraftPolicy.deviceLogitsRows(), 0, 0, true, cpu.eagleScratch(),
-                            EagleDraftPolicy.featureRowBytes(layer.config().nEmbd()), cpu.prepacked());
+                            EagleDraftPolicy.deviceLogitsRows(), 0, 0, true, made.eagleScratch(),
+                            EagleDraftPolicy.featureRowBytes(layer.config().nEmbd()), made.prepacked());
                 }
             }, Drafters::eaglePolicies);
         };

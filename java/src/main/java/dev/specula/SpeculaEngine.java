@@ -537,7 +537,7 @@ public final class SpeculaEngine implements AutoCloseable {
         /** The budget request of the target file (opened, nothing loaded): KV positions capped to its training context. */
         private MemoryBudget.Request request(ModelFile file) {
             int positions = Math.min(contextLength, file.config().nCtxTrain());
-            MemoryBudget.Drafting drafting = drafter.parts().budget().apply(new Drafter.BudgetInputs(file.config(), draftModel, positions, heads, file.weights()));
+            MemoryBudget.Drafting drafting = drafter.parts().budget().apply(new Drafter.BudgetInputs(file.config(), draftModel, positions, heads, file.weights(), backend));
             return new MemoryBudget.Request(backend, LoadedModel.DEFAULT_KV_TYPE, file.config(), LoadedModel.weightBytes(file),
                     positions, batch, maxTreeNodes, drafting, backend == Backend.CPU ? LoadedModel.cpuPrepackedBytes(file) : 0);
         }

@@ -130,15 +130,16 @@ public final class EagleLayerFile implements AutoCloseable {
     }
 
     /**
-     * What the cpu backend makes of the layer beyond its memory plan when {@link #load} hands it over with targetWeights
-     * ({@link WeightsMemory#plan}): its Q8_0 matrices prepacked, the target's LM head among them when it is Q8_0 (the
-     * layer prepacks its own copy), and its fc input scratch.
+     * What backend makes of the layer beyond its memory plan when {@link #load} hands it over with targetWeights
+     * ({@link WeightsMemory#plan}). The cpu: its Q8_0 matrices prepacked, the target's LM head among them when it is Q8_0
+     * (the layer prepacks its own copy), and its fc input scratch. cuda: its input rows' device memory and the room its
+     * fc and bias take; it reads the target's device copies of the embedding and LM head, so they add nothing.
      */
-    public WeightsMemory cpuMemory(List<ModelWeights.Weight> targetWeights) {
+    public WeightsMemory memory(Backend backend, List<ModelWeights.Weight> targetWeights) {
         List<WeightsMemory.Planned> planned = new ArrayList<>(LoadedModel.planned(fromTarget(targetWeights)));
         for (Weight w : weights)
             planned.add(w.role() == null ? WeightsMemory.Planned.eagleFc(w.fcBias(), w.dtype()) : WeightsMemory.Planned.weight(w.role(), w.layer(), w.dtype()));
-        return WeightsMemory.plan(Backend.CPU.id(), config, true, planned);
+        return WeightsMemory.plan(backend.id(), config, true, planned);
     }
 
     /**

@@ -168,7 +168,7 @@ public final class NativeModel extends NativeHandle {
 
     // ---- ABI 0.9: EAGLE draft layers (spec_model_set_eagle): inputs fc [embd(token); feature], run by eagleForward
 
-    /** Makes this model (not yet finished) an EAGLE draft layer, whose fc has a bias when fcBias. cpu backend only. */
+    /** Makes this model (not yet finished) an EAGLE draft layer, whose fc has a bias when fcBias (cpu and cuda backends). */
     public synchronized void makeEagle(boolean fcBias) {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment c = spec_eagle_config.allocate(arena);
