@@ -237,6 +237,30 @@ class MemoryBudgetTest {
         }
     }
 
+    /**
+     * The same layer budgeted for cuda (where the library has it; the plan needs no device): the eagle entry is what the
+     * cuda backend plans for the layer (its input rows' device memory and the room its fc takes), not the cpu's fc
+     * scratch, and nothing is prepacked; the target's embedding and LM head, which the layer reads on the device, add
+     * nothing.
+     */
+    @Test
+    void anEagleLayerBudgetedForCudaCountsWhatCudaMakesOfIt() {
+        assumeTrue(Specula.backendsCompiled().contains("cuda"), "cuda is not compiled into this library");
+        Path q8 = temp.resolve("target-q8-eagle-cuda.gguf");
+        new TestModelMaker().arch("llama").dim(64).layers(2).heads(4).kvHeads(2).ff(160).vocab(VOCAB).context(1024)
+                .type(GgmlType.Q8_0).seed(6).tokenizer(VocabTrainer.ggufMetadata("llama", VOCAB, 4)).write(q8);
+        Path heads = EagleFixture.forModel(q8, "F32", 7).write(temp.resolve("eagle-q8-cuda"));
+        MemoryBudget.Request r = SpeculaEngine.builder().model(q8).backend(Backend.CUDA, 0).drafter(Drafter.EAGLE).heads(heads)
+                .contextLength(256).memoryLimit(1L << 50).plan().requested();
+        try (ModelFile target = ModelFile.open(q8); EagleLayerFile file = EagleLayerFile.open(heads, target.config())) {
+            WeightsMemory cuda = file.memory(Backend.CUDA, List.of());
+            assertTrue(cuda.eagleScratch() > 128L * 2 * 64 * Float.BYTES && cuda.prepacked() == 0, cuda.toString());
+            assertEquals(cuda.eagleScratch(), r.drafting().draftInputScratch());
+            assertEquals(0, r.drafting().draftPrepackedBytes());
+            assertEquals(cuda.eagleScratch(), item(MemoryBudget.of(r), "eagle fc input scratch"));
+        }
+    }
+
     @Test
     void limitsSizesAndUnits() {
         MemoryBudget.Limit m = MemoryBudget.Limit.measured(1000, "cuda device 0 free memory", 0.05);
