@@ -403,23 +403,26 @@ void mat_rows_int8(const KernelSet &kern, ThreadScratch &ts, const Mat &W, QActs
     if (W.pre) {
         // Prepacked Q8_0 rows: `rows` rows per gemm call, read straight from memory. For more tokens than
         // one call takes, a block of rows (in L2 after the first token group) passes once per token group,
-        // the tokens split evenly (8 as 4 + 4, 6 as 3 + 3).
+        // the tokens split evenly (8 as 4 + 4, 6 as 3 + 3). The first token group prefetches the next R rows
+        // in the order the next call reads them (gemm_pre). Spreading the next block's rows over every
+        // token group's pass instead (as mat_rows_plain does), with blocks of 4, 16 or 32 rows, ran 8 tokens
+        // 10-20% and 16 tokens ~30% slower in a kernel driver (bench/RESULTS.md).
         const int R = q8.rows, QT = q8.tokens;
         const int n_tg = (n + QT - 1) / QT, tg = (n + n_tg - 1) / n_tg;
         const int64_t block = n <= QT ? R : std::max<int64_t>(R, INT8_PACK_BYTES / (int64_t)W.pre_row_bytes / R * R);
         float out[64];
-        const uint8_t *rp[16];
+        const uint8_t *rp[16], *next[16];
         for (int64_t rb = r0; rb < r1; rb += block) {
             const int64_t nr = std::min(block, r1 - rb);
             for (int t0 = 0; t0 < n; t0 += tg) {
                 const int T = std::min(tg, n - t0);
                 for (int64_t g = 0; g < nr; g += R) {
                     for (int i = 0; i < R; i++) rp[i] = W.pre_row(rb + std::min<int64_t>(g + i, nr - 1));
-                    // the first token group reads the rows from memory: the next R rows prefetched meanwhile
-                    const int64_t next = rb + g + R;
-                    const uint8_t *pf = t0 == 0 && next < r1 ? W.pre_row(next) : nullptr;
-                    const int64_t pf_bytes = pf ? std::min<int64_t>(R, r1 - next) * (int64_t)W.pre_row_bytes : 0;
-                    q8.gemm_pre(rp, ng, qx.data + t0 * qx.stride, qx.stride, T, out, pf, pf_bytes);
+                    const int64_t nx = rb + g + R;
+                    const bool pf = t0 == 0 && nx < r1;
+                    if (pf)
+                        for (int i = 0; i < R; i++) next[i] = W.pre_row(nx + std::min<int64_t>(i, r1 - nx - 1));
+                    q8.gemm_pre(rp, ng, qx.data + t0 * qx.stride, qx.stride, T, out, pf ? next : nullptr, 0, (int64_t)W.pre_row_bytes);
                     for (int t = 0; t < T; t++)
                         for (int i = 0; i < R && g + i < nr; i++) put(rb + g + i, t0 + t, out[t * R + i]);
                 }
@@ -594,9 +597,9 @@ int64_t chunk_rows(const KernelSet &kern, const Mat &W, int n, int n_threads) {
     if (n_threads <= 1 && n <= tmax) return W.rows;
     int64_t chunk = (W.rows + (int64_t)n_threads * 4 - 1) / ((int64_t)n_threads * 4);
     chunk = std::max<int64_t>(16, (chunk + 15) / 16 * 16);
-    // rows read in place (no scratch): a task may be long, so the prefetch of each next group of rows
-    // (which stops at the task's end) is seldom cut short
-    if (n > tmax && !plain_in_place(kern, W)) {
+    // rows read in place (F16/BF16, prepacked Q8_0: no scratch): a task may be long, so the prefetch of
+    // each next group of rows (which stops at the task's end) is seldom cut short
+    if (n > tmax && !plain_in_place(kern, W) && !W.pre) {
         // at most MAX_CHUNK_ROWS rows and MAX_CHUNK_FLOATS of scratch, unless 16 rows are already more
         const int64_t cap = std::max<int64_t>(16, std::min<int64_t>(MAX_CHUNK_ROWS, MAX_CHUNK_FLOATS / W.cols) / 16 * 16);
         chunk = std::min(chunk, cap);

@@ -62,11 +62,12 @@ struct Int8Set {
     // bytes for every input (test_int8_dot compares them).
     void (*quantize)(const float *x, int64_t K, uint8_t *dst) = nullptr;
     // Q8_0 rows prepacked once (at load): one row of K -> int8_groups(K) groups of INT8_P_GROUP_BYTES
-    // (int8_dot.hpp), and gemm's products over such rows (the same bits; T 1..tokens; pf: pf_bytes the
-    // caller reads next, prefetched along the way).
+    // (int8_dot.hpp), and gemm's products over such rows (the same bits; T 1..tokens). pf_rows (optional):
+    // the `rows` rows the caller reads next; bytes [pf_b0, pf_b1) of each are prefetched along the way,
+    // spread over the call's steps in the order the next call reads them.
     void (*prepack)(const uint8_t *row, int64_t K, uint8_t *dst) = nullptr;
     void (*gemm_pre)(const uint8_t *const *rows, int64_t ng, const uint8_t *qx, int64_t qx_stride, int T, float *out,
-                     const uint8_t *pf, int64_t pf_bytes) = nullptr;
+                     const uint8_t *const *pf_rows, int64_t pf_b0, int64_t pf_b1) = nullptr;
 };
 
 // Int8 products for the k-quants (see kquant_dot.hpp for the layouts and the exact result): the

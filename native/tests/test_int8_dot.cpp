@@ -204,7 +204,7 @@ void check_set(const KernelSet *ks) {
                             const uint8_t *rp[16];
                             for (int i = 0; i < q.rows; i++) rp[i] = pre.data() + std::min(r0 + i, n_rows - 1) * pbytes;
                             float out[64];
-                            q.gemm_pre(rp, ng, qx.data() + t0 * xstride, xstride, T, out, nullptr, 0);
+                            q.gemm_pre(rp, ng, qx.data() + t0 * xstride, xstride, T, out, T % 2 ? rp : nullptr, 0, pbytes); // with and without the prefetch
                             for (int t = 0; t < T; t++)
                                 for (int i = 0; i < q.rows; i++) {
                                     const int row = std::min(r0 + i, n_rows - 1);
