@@ -33,7 +33,7 @@ extern "C" {
 
 /* ABI version: major changes break callers, minor changes only add. */
 #define SPEC_ABI_VERSION_MAJOR 0
-#define SPEC_ABI_VERSION_MINOR 11
+#define SPEC_ABI_VERSION_MINOR 12
 
 typedef int32_t spec_status;
 
@@ -691,11 +691,20 @@ SPEC_API spec_status spec_context_reserve(spec_context *ctx, int32_t batch, int3
  *   - prepacked:     cpu: the Q8_0 matrices prepacked once for the int8 kernels, in whole 2 MiB pages (0 with
  *                    SPECULA_CPU_PREPACK=0, or where the kernel set has no prepacked path);
  *   - eagle_scratch: cpu: an EAGLE draft layer's fc input rows ([embd(t); feature] per row, f32) at their largest, one
- *                    forward slice; 0 for other models. */
+ *                    forward slice; 0 for other models.
+ * An EAGLE layer's LM head is its target's (the same memory): the cpu layer reads the target's prepacked or copied
+ * form while a finalized model in this process offers one (keeping it mapped while the layer lives), else reads it in
+ * place; it never places a copy of its own, so neither its plan nor its spec_model_memory counts the head. */
 typedef struct spec_weights_memory {
     uint64_t prepacked;
     uint64_t eagle_scratch;
-    uint64_t total; /* the sum */
+    uint64_t total; /* prepacked + eagle_scratch + weight_copy */
+    /* ---- ABI 0.12 */
+    uint64_t weight_copy;     /* cpu, SPECULA_CPU_WEIGHTS=copy: the product matrices not prepacked (the token embeddings
+                               * are looked up in place), copied once into whole 2 MiB pages; 0 otherwise */
+    uint64_t forward_scratch; /* spec_model_memory only (0 in a plan, where spec_memory_plan's model_scratch counts it):
+                               * the forward scratch the model holds now, never past that model_scratch for its largest
+                               * KV cache at the context's thread count up to this machine's cores; not in total */
 } spec_weights_memory;
 
 /* One weight a model will be handed, for spec_memory_plan_weights: its shape is the one spec_model_set_weight (or, with

@@ -140,7 +140,7 @@ public enum Drafter {
                     WeightsMemory cpu = layer.cpuMemory(in.targetWeights());
                     return new MemoryBudget.Drafting(cliName, 0, layer.config(), layer.weightBytes(), EagleDraftPolicy.kvPositions(in.context()),
                             EagleDraftPolicy.deviceLogitsRows(), 0, 0, true, cpu.eagleScratch(),
-                            EagleDraftPolicy.featureRowBytes(layer.config().nEmbd()), cpu.prepacked());
+                            EagleDraftPolicy.featureRowBytes(layer.config().nEmbd()), cpu.placed());
                 }
             }, Drafters::eaglePolicies);
         };

@@ -131,8 +131,8 @@ public final class EagleLayerFile implements AutoCloseable {
 
     /**
      * What the cpu backend makes of the layer beyond its memory plan when {@link #load} hands it over with targetWeights
-     * ({@link WeightsMemory#plan}): its Q8_0 matrices prepacked, the target's LM head among them when it is Q8_0 (the
-     * layer prepacks its own copy), and its fc input scratch.
+     * ({@link WeightsMemory#plan}): its own Q8_0 matrices prepacked (or copied, with SPECULA_CPU_WEIGHTS=copy) and its
+     * fc input scratch. The target's LM head is not among them: the layer reads the target's placed form of it.
      */
     public WeightsMemory cpuMemory(List<ModelWeights.Weight> targetWeights) {
         List<WeightsMemory.Planned> planned = new ArrayList<>(LoadedModel.planned(fromTarget(targetWeights)));
