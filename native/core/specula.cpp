@@ -1079,7 +1079,8 @@ SPEC_API spec_status spec_memory_plan_weights(const char *backend, const spec_mo
         if (n_weights > 0 && !weights) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: weights is null", fn);
         // A model never created through the ABI: the weights' shapes and dtypes as spec_model_set_weight and
         // spec_model_set_eagle_weight would keep them, their data a placeholder that is never read.
-        static const uint8_t placeholder = 0;
+        // Each its own placeholder byte: the cpu copy plan tells matrices apart by their memory, as finalize does.
+        std::vector<uint8_t> placeholders((size_t)n_weights + 1);
         spec_model shape;
         shape.tag = TAG_DEAD;
         shape.config = *config;
@@ -1111,14 +1112,14 @@ SPEC_API spec_status spec_memory_plan_weights(const char *backend, const spec_mo
             if (row_bytes == 0)
                 FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: weight %d: dtype %d cannot hold rows of %lld elements", fn, i, p.dtype, (long long)cols);
             w->dtype = p.dtype;
-            w->data = &placeholder;
-            w->device_data = &placeholder;
+            w->data = &placeholders[(size_t)i];
+            w->device_data = &placeholders[(size_t)i];
             w->nbytes = row_bytes * (uint64_t)rows;
             w->rows = rows;
             w->cols = cols;
         }
         if (b->weights_memory_plan(shape, out, err)) return err.status;
-        out->total = out->prepacked + out->eagle_scratch;
+        out->total = out->prepacked + out->eagle_scratch + out->weight_copy;
         return SPEC_OK;
     });
 }
@@ -1132,7 +1133,7 @@ SPEC_API spec_status spec_model_memory(const spec_model *model, spec_weights_mem
         *out = spec_weights_memory{};
         if (!model->finalized) FAIL(err, SPEC_ERR_INVALID_ARGUMENT, "%s: model is not finalized", fn);
         if (model->ctx->backend->model_memory(model, out, err)) return err.status;
-        out->total = out->prepacked + out->eagle_scratch;
+        out->total = out->prepacked + out->eagle_scratch + out->weight_copy;
         return SPEC_OK;
     });
 }

@@ -85,11 +85,40 @@ struct Layer {
     bool local = false;
 };
 
+// Grows v to n elements, reserving exactly n first: resize alone may grow the capacity by half again, past what
+// model_scratch_bytes plans (300 rows then 600 held 600 rows where the plan's slice is 512).
+template <class T>
+void grow_exact(std::vector<T> &v, size_t n) {
+    if (v.size() >= n) return;
+    v.reserve(n);
+    v.resize(n);
+}
+
 struct ThreadScratch {
     std::vector<float> deq;    // a task's dequantized weight rows
     std::vector<float> acc;    // gemm's partial sums
     std::vector<float> scores; // attention scores of one query-head group
     std::vector<uint8_t> packed; // a task's weight rows in the int8 layout
+};
+
+// Anonymous memory on huge pages (map_huge_pages), unmapped with the last model that reads it.
+struct HugePages {
+    uint8_t *base = nullptr;
+    size_t bytes = 0;
+    HugePages(uint8_t *b, size_t n) : base(b), bytes(n) {}
+    HugePages(const HugePages &) = delete;
+    HugePages &operator=(const HugePages &) = delete;
+    ~HugePages() { munmap(base, bytes); }
+};
+using HugePagesRef = std::shared_ptr<HugePages>;
+
+// A target's LM head as its finalize placed it (prepacked or copied), from the caller's memory at source.
+struct PlacedHead {
+    const uint8_t *source;
+    int32_t dtype;
+    int64_t rows, cols;
+    Mat placed;
+    HugePagesRef region; // holds placed's rows
 };
 
 struct ModelState {
@@ -131,15 +160,14 @@ struct ModelState {
     std::vector<float *> head_out;    // and where each row's logits go
 
     // SPECULA_CPU_WEIGHTS=copy: the matrices copied into anonymous memory on transparent huge pages.
-    uint8_t *weight_copy = nullptr;
-    size_t weight_copy_bytes = 0;
+    HugePagesRef weight_copy;
     // The Q8_0 matrices prepacked for the int8 path (prepack_q8_weights).
-    uint8_t *prepacked = nullptr;
-    size_t prepacked_bytes = 0;
-    ~ModelState() {
-        if (weight_copy) munmap(weight_copy, weight_copy_bytes);
-        if (prepacked) munmap(prepacked, prepacked_bytes);
-    }
+    HugePagesRef prepacked;
+    // An EAGLE layer's LM head placed by its target (borrow_placed_head): the target's region that holds it, kept
+    // mapped while this layer lives even if the target goes first. Counted by the target, not here.
+    HugePagesRef borrowed_head;
+    // A target's placed LM head, offered to EAGLE layers handed the same one while this model lives (offer_placed_head).
+    std::shared_ptr<const PlacedHead> head_offer;
 };
 
 // total bytes rounded up to whole 2 MiB pages: what map_huge_pages maps for them.
@@ -150,15 +178,59 @@ size_t whole_huge_pages(size_t total) {
 
 // total bytes of anonymous memory, rounded up to whole 2 MiB pages (their count in bytes) and advised
 // onto transparent huge pages; null when total is 0 or the mapping fails (the caller then reads in place).
-uint8_t *map_huge_pages(size_t total, size_t &bytes) {
-    bytes = whole_huge_pages(total);
+HugePagesRef map_huge_pages(size_t total) {
+    const size_t bytes = whole_huge_pages(total);
     if (bytes == 0) return nullptr;
     void *mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) return nullptr;
 #ifdef MADV_HUGEPAGE
     madvise(mem, bytes, MADV_HUGEPAGE);
 #endif
-    return (uint8_t *)mem;
+    return std::make_shared<HugePages>((uint8_t *)mem, bytes);
+}
+
+// The Mats a forward multiplies by (the LM head, an EAGLE layer's fc, each layer's matrices): what prepacking and
+// the huge-page copy place. The token embeddings are only looked up, a few rows per call, so they stay in place.
+std::vector<Mat *> product_matrices(ModelState &ms) {
+    std::vector<Mat *> mats = {&ms.output, &ms.fc};
+    for (Layer &L : ms.layers)
+        for (Mat *M : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) mats.push_back(M);
+    return mats;
+}
+
+// Placed LM heads on offer: weak, so an entry lapses with the model that placed it.
+std::mutex placed_heads_mu;
+std::vector<std::weak_ptr<const PlacedHead>> placed_heads;
+
+// A finalized target offers its LM head to EAGLE layers when finalize placed it in a region of its own
+// (prepacked, or copied with SPECULA_CPU_WEIGHTS=copy); read in place there is nothing to share.
+void offer_placed_head(ModelState &ms, const uint8_t *source) {
+    const Mat &H = ms.output;
+    HugePagesRef region = H.pre ? ms.prepacked : (H.data && H.data != source ? ms.weight_copy : nullptr);
+    if (!region) return;
+    ms.head_offer = std::make_shared<const PlacedHead>(PlacedHead{source, H.dtype, H.rows, H.cols, H, region});
+    std::lock_guard<std::mutex> lock(placed_heads_mu);
+    placed_heads.erase(std::remove_if(placed_heads.begin(), placed_heads.end(),
+                                      [](const std::weak_ptr<const PlacedHead> &w) { return w.expired(); }),
+                       placed_heads.end());
+    placed_heads.push_back(ms.head_offer);
+}
+
+// An EAGLE layer is handed its target's LM head (the same memory): it reads the target's placed form when a live
+// model offers one, holding that region (borrowed_head), and else reads it in place; it never places its own, so
+// its memory plan leaves the head to the target's. The same bits either way: prepacked and copied rows hold the
+// same values as the rows they came from.
+void borrow_placed_head(ModelState &ms) {
+    const Mat &H = ms.output;
+    if (!H.data) return;
+    std::lock_guard<std::mutex> lock(placed_heads_mu);
+    for (const auto &w : placed_heads)
+        if (std::shared_ptr<const PlacedHead> offer = w.lock())
+            if (offer->source == H.data && offer->dtype == H.dtype && offer->rows == H.rows && offer->cols == H.cols) {
+                ms.output = offer->placed;
+                ms.borrowed_head = offer->region;
+                return;
+            }
 }
 
 // Reading the matrices where the caller mapped them (a file's page cache) can be many times
@@ -166,46 +238,40 @@ uint8_t *map_huge_pages(size_t total, size_t &bytes) {
 // project's shared VM (Zen 4, kernel 6.18), a sweep over a freshly written 1 GB file ran at
 // 1.4-2.7 GB/s mapped (with MADV_HUGEPAGE, MADV_POPULATE_READ or MADV_COLLAPSE alike: the
 // page cache gave no huge pages) and at 25-32 GB/s from an anonymous THP copy. With
-// SPECULA_CPU_WEIGHTS=copy, finalize copies every matrix into one such region (at the cost of
+// SPECULA_CPU_WEIGHTS=copy, finalize copies every product matrix (product_matrices) into one such region (at the cost of
 // that much memory and the copy's time); anything else, or a failed allocation, reads them in place.
-void copy_weights_to_huge_pages(ModelState &ms) {
-    const char *opt = std::getenv("SPECULA_CPU_WEIGHTS");
-    if (!opt || std::strcmp(opt, "copy") != 0) return;
-    std::vector<Mat *> mats = {&ms.embd, &ms.output};
-    for (Layer &L : ms.layers)
-        for (Mat *M : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) mats.push_back(M);
-    // distinct sources (a tied output shares the embeddings), each copied once, 64-byte aligned
+// The matrices copy_weights_to_huge_pages copies and where each goes: the product matrices that prepack_q8_weights
+// does not take, each distinct source once, 64-byte aligned. The plan (spec_memory_plan_weights) and the copy both
+// come from here.
+struct CopyPlan {
     std::vector<std::pair<const uint8_t *, size_t>> sources; // (data, offset in the copy)
-    size_t total = 0;
-    for (Mat *M : mats) {
-        if (!M->data || M->pre) continue;
-        bool seen = false;
-        for (auto &src : sources) seen = seen || src.first == M->data;
-        if (seen) continue;
-        sources.push_back({M->data, total});
-        total += ((size_t)(M->row_bytes * (uint64_t)M->rows) + 63) / 64 * 64;
-    }
-    size_t bytes = 0;
-    uint8_t *base = map_huge_pages(total, bytes);
-    if (!base) return;
-    for (Mat *M : mats) {
-        if (!M->data || M->pre) continue;
-        for (auto &src : sources)
-            if (src.first == M->data) {
-                // copied when first met; every Mat with this source then points at the copy
-                const uint8_t *from = src.first;
-                uint8_t *to = base + src.second;
-                if (from != to && (uint64_t)M->rows * M->row_bytes > 0) {
-                    std::memcpy(to, from, (size_t)(M->row_bytes * (uint64_t)M->rows));
-                    src.first = to; // later Mats with the old pointer: match on the copy below
-                    for (Mat *N : mats)
-                        if (N->data == from) N->data = to;
-                }
-                break;
+    size_t total = 0;                                        // bytes before rounding to pages; 0: it copies nothing
+};
+
+bool copy_weights_on() {
+    const char *opt = std::getenv("SPECULA_CPU_WEIGHTS");
+    return opt && std::strcmp(opt, "copy") == 0;
+}
+
+CopyPlan weight_copy_plan(ModelState &ms);
+
+void copy_weights_to_huge_pages(ModelState &ms) {
+    if (!copy_weights_on()) return;
+    CopyPlan plan = weight_copy_plan(ms);
+    HugePagesRef region = map_huge_pages(plan.total);
+    if (!region) return;
+    const std::vector<Mat *> mats = product_matrices(ms);
+    for (const auto &src : plan.sources) {
+        uint8_t *to = region->base + src.second;
+        bool copied = false;
+        for (Mat *M : mats) // every Mat of this source (a matrix in two roles) reads the one copy
+            if (M->data == src.first && !M->pre) {
+                if (!copied) std::memcpy(to, src.first, (size_t)(M->row_bytes * (uint64_t)M->rows));
+                copied = true;
+                M->data = to;
             }
     }
-    ms.weight_copy = base;
-    ms.weight_copy_bytes = bytes;
+    ms.weight_copy = region;
 }
 
 struct KvState {
@@ -299,9 +365,7 @@ PrepackPlan prepack_q8_plan(ModelState &ms) {
     if (!q8 || !q8->prepack || !q8->gemm_pre) return plan;
     const char *opt = std::getenv("SPECULA_CPU_PREPACK");
     if (opt && std::strcmp(opt, "0") == 0) return plan;
-    plan.mats = {&ms.output, &ms.fc};
-    for (Layer &L : ms.layers)
-        for (Mat *M : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) plan.mats.push_back(M);
+    plan.mats = product_matrices(ms);
     for (Mat *M : plan.mats)
         if (plan.takes(*ms.ks, M)) plan.total += (size_t)M->rows * (size_t)(int8_groups(M->cols) * INT8_P_GROUP_BYTES);
     return plan;
@@ -312,10 +376,9 @@ void prepack_q8_weights(ModelState &ms) {
     PrepackPlan plan = prepack_q8_plan(ms);
     std::vector<Mat *> &mats = plan.mats;
     auto takes = [&](const Mat *M) { return plan.takes(*ms.ks, M); };
-    const size_t total = plan.total;
-    size_t bytes = 0;
-    uint8_t *base = map_huge_pages(total, bytes);
-    if (!base) return;
+    HugePagesRef region = map_huge_pages(plan.total);
+    if (!region) return;
+    uint8_t *base = region->base;
     size_t off = 0;
     for (size_t i = 0; i < mats.size(); i++) {
         Mat *M = mats[i];
@@ -332,8 +395,22 @@ void prepack_q8_weights(ModelState &ms) {
         M->pre = dst;
         off += (size_t)(M->rows * M->pre_row_bytes);
     }
-    ms.prepacked = base;
-    ms.prepacked_bytes = bytes;
+    ms.prepacked = region;
+}
+
+// What weight_copy_plan copies: with the prepacking planned (not yet done, or done), the matrices it leaves.
+CopyPlan weight_copy_plan(ModelState &ms) {
+    CopyPlan plan;
+    const PrepackPlan prepack = prepack_q8_plan(ms);
+    for (Mat *M : product_matrices(ms)) {
+        if (!M->data || M->pre || (prepack.total > 0 && prepack.takes(*ms.ks, M))) continue;
+        bool seen = false;
+        for (auto &src : plan.sources) seen = seen || src.first == M->data;
+        if (seen) continue;
+        plan.sources.push_back({M->data, plan.total});
+        plan.total += ((size_t)(M->row_bytes * (uint64_t)M->rows) + 63) / 64 * 64;
+    }
+    return plan;
 }
 
 // Where a product's outputs go: token t's row at base + t * ld, or at rows[t] when given (a batch's
@@ -363,7 +440,7 @@ constexpr int64_t INT8_PACK_BYTES = 256 * 1024;
 template <class Pack, class Gemm, class Put>
 void packed_rows_gemm(ThreadScratch &ts, const Mat &W, int n, int64_t r0, int64_t r1, int R, int QT, int64_t wbytes,
                       int64_t block, Pack pack, Gemm gemm, Put put) {
-    if (ts.packed.size() < (size_t)(block * wbytes)) ts.packed.resize((size_t)(block * wbytes));
+    grow_exact(ts.packed, (size_t)(block * wbytes));
     uint8_t *packed = ts.packed.data();
     float out[64];
     const uint8_t *rp[16];
@@ -640,7 +717,7 @@ void quantize_acts(ModelState &ms, int slot, const float *X, int64_t ldx, int n,
     if (uses_int8(*ms.ks, W) && !q.data) {
         std::vector<uint8_t> &buf = ms.qx[slot];
         q.stride = int8_groups(K) * INT8_X_GROUP_BYTES;
-        if (buf.size() < (size_t)(n * q.stride)) buf.resize((size_t)(n * q.stride));
+        grow_exact(buf, (size_t)(n * q.stride));
         q.data = buf.data();
         const auto quantize = ms.ks->int8->quantize ? ms.ks->int8->quantize : quantize_acts_row;
         for_tokens(ms, n, K, [&](int j, int) { quantize(X + j * ldx, K, buf.data() + j * q.stride); });
@@ -648,7 +725,7 @@ void quantize_acts(ModelState &ms, int slot, const float *X, int64_t ldx, int n,
     if (uses_kq(*ms.ks, W) && !q.kq) {
         std::vector<uint8_t> &buf = ms.qk[slot];
         q.kq_stride = K / KQ_BLOCK * KQ_X_BYTES;
-        if (buf.size() < (size_t)(n * q.kq_stride)) buf.resize((size_t)(n * q.kq_stride));
+        grow_exact(buf, (size_t)(n * q.kq_stride));
         q.kq = buf.data();
         for_tokens(ms, n, K, [&](int j, int) { kq_quantize_row(X + j * ldx, K, buf.data() + j * q.kq_stride); });
     }
@@ -772,8 +849,20 @@ void gather_matrices(const spec_model *m, ModelState &ms) {
 
 void place_matrices(spec_model *m, ModelState &ms) {
     gather_matrices(m, ms);
+    if (ms.eagle) {
+        // the target's LM head: the target's placed form or in place, never a copy of the layer's own (hidden meanwhile)
+        borrow_placed_head(ms);
+        const Mat head = ms.output;
+        ms.output = Mat{};
+        prepack_q8_weights(ms);
+        copy_weights_to_huge_pages(ms);
+        ms.output = head;
+        return;
+    }
+    const uint8_t *head_source = ms.output.data;
     prepack_q8_weights(ms); // first: the matrices it prepacks are then never read in place, so not copied
     copy_weights_to_huge_pages(ms);
+    offer_placed_head(ms, head_source);
 }
 
 // A vector weight (a norm or bias) as f32.
@@ -987,14 +1076,14 @@ int prepare_threads(spec_model *m, ModelState &ms, int64_t max_cols, int32_t max
     ms.scratch.resize(nth);
     for (auto &s : ms.scratch) {
         const size_t deq = (size_t)std::max<int64_t>(16 * max_cols, MAX_CHUNK_FLOATS); // see chunk_rows
-        if (s.deq.size() < deq) s.deq.resize(deq);
+        grow_exact(s.deq, deq);
         const size_t acc = (size_t)(MAX_CHUNK_ROWS / kern.gemm_r + 1) * kern.gemm_r * kern.gemm_t * kern.lanes;
-        if (s.acc.size() < acc) s.acc.resize(acc);
+        grow_exact(s.acc, acc);
         const size_t need = (size_t)G * ((size_t)max_keys + 1);
-        if (s.scores.size() < need) s.scores.resize(need);
+        grow_exact(s.scores, need);
         const size_t packed = (size_t)std::max<int64_t>({INT8_PACK_BYTES, 16 * int8_groups(max_cols) * INT8_W_GROUP_BYTES,
                                                          16 * (max_cols / KQ_BLOCK) * KQ_W_BYTES});
-        if ((kern.int8 || kern.kq) && s.packed.size() < packed) s.packed.resize(packed); // mat_rows_int8's / mat_rows_kq's most
+        if (kern.int8 || kern.kq) grow_exact(s.packed, packed); // mat_rows_int8's / mat_rows_kq's most
     }
     return nth;
 }
@@ -1008,25 +1097,22 @@ int prepare_scratch(spec_model *m, ModelState &ms, int32_t n, int32_t max_keys) 
     const int nth = prepare_threads(m, ms, ms.max_cols, max_keys, G);
     const int32_t rows = std::min(n, MAX_UBATCH);
     if (ms.rows < rows) {
-        ms.x.resize((size_t)rows * E);
-        ms.xn.resize((size_t)rows * E);
-        ms.q.resize((size_t)rows * QD);
-        ms.att.resize((size_t)rows * QD);
-        ms.k.resize((size_t)rows * KD);
-        ms.v.resize((size_t)rows * KD);
-        ms.g.resize((size_t)rows * F);
-        ms.u.resize((size_t)rows * F);
-        ms.rope.resize((size_t)rows * RD);
-        if (ms.local_rope) ms.rope_local.resize((size_t)rows * RD);
-        ms.head_rows.resize((size_t)rows);
-        ms.head_out.resize((size_t)rows);
+        // exactly the rows this slice needs: at most model_scratch_bytes' slice of MAX_UBATCH
+        grow_exact(ms.x, (size_t)rows * E);
+        grow_exact(ms.xn, (size_t)rows * E);
+        grow_exact(ms.q, (size_t)rows * QD);
+        grow_exact(ms.att, (size_t)rows * QD);
+        grow_exact(ms.k, (size_t)rows * KD);
+        grow_exact(ms.v, (size_t)rows * KD);
+        grow_exact(ms.g, (size_t)rows * F);
+        grow_exact(ms.u, (size_t)rows * F);
+        grow_exact(ms.rope, (size_t)rows * RD);
+        if (ms.local_rope) grow_exact(ms.rope_local, (size_t)rows * RD);
+        grow_exact(ms.head_rows, (size_t)rows);
+        grow_exact(ms.head_out, (size_t)rows);
         ms.rows = rows;
     }
-    if (ms.eagle && ms.cat.size() < (size_t)rows * 2 * E) {
-        // reserve first: exactly the rows this slice needs (at most eagle_scratch_bytes), not resize's growth by half
-        ms.cat.reserve((size_t)rows * 2 * E);
-        ms.cat.resize((size_t)rows * 2 * E);
-    }
+    if (ms.eagle) grow_exact(ms.cat, (size_t)rows * 2 * E); // at most eagle_scratch_bytes
     return nth;
 }
 
@@ -1468,21 +1554,37 @@ uint64_t model_scratch_bytes(const spec_model_config &c, int32_t kv_capacity) {
     return activations + quantized + threads * per_thread;
 }
 
+// The forward scratch a model holds now (prepare_scratch, prepare_threads, quantize_acts): what model_scratch_bytes
+// plans, an EAGLE layer's fc input rows aside (eagle_scratch_bytes).
+uint64_t forward_scratch_held(const ModelState &ms) {
+    auto bytes = [](const auto &v) { return (uint64_t)v.capacity() * sizeof(v[0]); };
+    uint64_t held = 0;
+    for (const auto *v : {&ms.x, &ms.xn, &ms.q, &ms.k, &ms.v, &ms.att, &ms.g, &ms.u, &ms.rope, &ms.rope_local}) held += bytes(*v);
+    held += bytes(ms.head_rows) + bytes(ms.head_out);
+    for (int s = 0; s < 3; s++) held += bytes(ms.qx[s]) + bytes(ms.qk[s]);
+    for (const ThreadScratch &t : ms.scratch) held += bytes(t.deq) + bytes(t.acc) + bytes(t.scores) + bytes(t.packed);
+    return held;
+}
+
 uint64_t eagle_scratch_bytes(const spec_model_config &c) { return (uint64_t)MAX_UBATCH * 2 * (uint64_t)c.n_embd * sizeof(float); }
 
 void weights_memory_plan(const spec_model &shape, spec_weights_memory *out) {
     ModelState ms;
     choose_kernels(ms);
     gather_matrices(&shape, ms);
+    if (ms.eagle) ms.output = Mat{}; // the target's LM head, placed (and counted) by the target: place_matrices
     out->prepacked = whole_huge_pages(prepack_q8_plan(ms).total);
+    out->weight_copy = copy_weights_on() ? whole_huge_pages(weight_copy_plan(ms).total) : 0;
     out->eagle_scratch = shape.eagle ? eagle_scratch_bytes(shape.config) : 0;
 }
 
 void model_memory(const spec_model *model, spec_weights_memory *out) {
     ModelState &ms = *(ModelState *)model->backend_state;
     std::lock_guard<std::mutex> lock(ms.mu); // a forward on another thread may be growing the scratch
-    out->prepacked = ms.prepacked_bytes;
+    out->prepacked = ms.prepacked ? ms.prepacked->bytes : 0;
+    out->weight_copy = ms.weight_copy ? ms.weight_copy->bytes : 0;
     out->eagle_scratch = ms.cat.capacity() * sizeof(float);
+    out->forward_scratch = forward_scratch_held(ms);
 }
 
 Status model_finalize(spec_model *m, Failure &err) {

@@ -33,7 +33,7 @@ extern "C" {
 
 /* ABI version: major changes break callers, minor changes only add. */
 #define SPEC_ABI_VERSION_MAJOR 0
-#define SPEC_ABI_VERSION_MINOR 11
+#define SPEC_ABI_VERSION_MINOR 12
 
 typedef int32_t spec_status;
 
@@ -697,11 +697,20 @@ SPEC_API spec_status spec_context_reserve(spec_context *ctx, int32_t batch, int3
  *                    addresses and its fc product's scratch, allocated at finalize, plus the room FC and its bias take
  *                    in the weight allocation beyond the bytes given (alignment, the bias as f32). 0 for other models.
  *                    On cuda a layer that reads its target's embedding and LM head (see spec_model_set_eagle) does
- *                    not copy them: leave them out of spec_memory_plan's weight_bytes. */
+ *                    not copy them: leave them out of spec_memory_plan's weight_bytes.
+ * An EAGLE layer's LM head is its target's (the same memory): the cpu layer reads the target's prepacked or copied
+ * form while a finalized model in this process offers one (keeping it mapped while the layer lives), else reads it in
+ * place; it never places a copy of its own, so neither its plan nor its spec_model_memory counts the head. */
 typedef struct spec_weights_memory {
     uint64_t prepacked;
     uint64_t eagle_scratch;
-    uint64_t total; /* the sum */
+    uint64_t total; /* prepacked + eagle_scratch + weight_copy */
+    /* ---- ABI 0.12 */
+    uint64_t weight_copy;     /* cpu, SPECULA_CPU_WEIGHTS=copy: the product matrices not prepacked (the token embeddings
+                               * are looked up in place), copied once into whole 2 MiB pages; 0 otherwise */
+    uint64_t forward_scratch; /* spec_model_memory only (0 in a plan, where spec_memory_plan's model_scratch counts it):
+                               * the forward scratch the model holds now, never past that model_scratch for its largest
+                               * KV cache at the context's thread count up to this machine's cores; not in total */
 } spec_weights_memory;
 
 /* One weight a model will be handed, for spec_memory_plan_weights: its shape is the one spec_model_set_weight (or, with

@@ -141,7 +141,7 @@ public enum Drafter {
                     WeightsMemory made = layer.memory(in.backend(), in.targetWeights());
                     return new MemoryBudget.Drafting(cliName, 0, layer.config(), layer.weightBytes(), EagleDraftPolicy.kvPositions(in.context()),
                             EagleDraftPolicy.deviceLogitsRows(), 0, 0, true, made.eagleScratch(),
-                            EagleDraftPolicy.featureRowBytes(layer.config().nEmbd()), made.prepacked());
+                            EagleDraftPolicy.featureRowBytes(layer.config().nEmbd()), made.placed());
                 }
             }, Drafters::eaglePolicies);
         };

@@ -32,10 +32,10 @@ public class SpeculaFfi extends SpeculaFfi$shared {
     public static int SPEC_ABI_VERSION_MAJOR() {
         return SPEC_ABI_VERSION_MAJOR;
     }
-    private static final int SPEC_ABI_VERSION_MINOR = (int)11L;
+    private static final int SPEC_ABI_VERSION_MINOR = (int)12L;
     /**
      * {@snippet lang=c :
-     * #define SPEC_ABI_VERSION_MINOR 11
+     * #define SPEC_ABI_VERSION_MINOR 12
      * }
      */
     public static int SPEC_ABI_VERSION_MINOR() {

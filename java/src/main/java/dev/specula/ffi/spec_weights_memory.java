@@ -18,6 +18,8 @@ import static java.lang.foreign.MemoryLayout.PathElement.*;
  *     uint64_t prepacked;
  *     uint64_t eagle_scratch;
  *     uint64_t total;
+ *     uint64_t weight_copy;
+ *     uint64_t forward_scratch;
  * }
  * }
  */
@@ -30,7 +32,9 @@ public class spec_weights_memory {
     private static final GroupLayout $LAYOUT = MemoryLayout.structLayout(
         SpeculaFfi.C_LONG.withName("prepacked"),
         SpeculaFfi.C_LONG.withName("eagle_scratch"),
-        SpeculaFfi.C_LONG.withName("total")
+        SpeculaFfi.C_LONG.withName("total"),
+        SpeculaFfi.C_LONG.withName("weight_copy"),
+        SpeculaFfi.C_LONG.withName("forward_scratch")
     ).withName("spec_weights_memory");
 
     /**
@@ -170,6 +174,94 @@ public class spec_weights_memory {
      */
     public static void total(MemorySegment struct, long fieldValue) {
         struct.set(total$LAYOUT, total$OFFSET, fieldValue);
+    }
+
+    private static final OfLong weight_copy$LAYOUT = (OfLong)$LAYOUT.select(groupElement("weight_copy"));
+
+    /**
+     * Layout for field:
+     * {@snippet lang=c :
+     * uint64_t weight_copy
+     * }
+     */
+    public static final OfLong weight_copy$layout() {
+        return weight_copy$LAYOUT;
+    }
+
+    private static final long weight_copy$OFFSET = $LAYOUT.byteOffset(groupElement("weight_copy"));
+
+    /**
+     * Offset for field:
+     * {@snippet lang=c :
+     * uint64_t weight_copy
+     * }
+     */
+    public static final long weight_copy$offset() {
+        return weight_copy$OFFSET;
+    }
+
+    /**
+     * Getter for field:
+     * {@snippet lang=c :
+     * uint64_t weight_copy
+     * }
+     */
+    public static long weight_copy(MemorySegment struct) {
+        return struct.get(weight_copy$LAYOUT, weight_copy$OFFSET);
+    }
+
+    /**
+     * Setter for field:
+     * {@snippet lang=c :
+     * uint64_t weight_copy
+     * }
+     */
+    public static void weight_copy(MemorySegment struct, long fieldValue) {
+        struct.set(weight_copy$LAYOUT, weight_copy$OFFSET, fieldValue);
+    }
+
+    private static final OfLong forward_scratch$LAYOUT = (OfLong)$LAYOUT.select(groupElement("forward_scratch"));
+
+    /**
+     * Layout for field:
+     * {@snippet lang=c :
+     * uint64_t forward_scratch
+     * }
+     */
+    public static final OfLong forward_scratch$layout() {
+        return forward_scratch$LAYOUT;
+    }
+
+    private static final long forward_scratch$OFFSET = $LAYOUT.byteOffset(groupElement("forward_scratch"));
+
+    /**
+     * Offset for field:
+     * {@snippet lang=c :
+     * uint64_t forward_scratch
+     * }
+     */
+    public static final long forward_scratch$offset() {
+        return forward_scratch$OFFSET;
+    }
+
+    /**
+     * Getter for field:
+     * {@snippet lang=c :
+     * uint64_t forward_scratch
+     * }
+     */
+    public static long forward_scratch(MemorySegment struct) {
+        return struct.get(forward_scratch$LAYOUT, forward_scratch$OFFSET);
+    }
+
+    /**
+     * Setter for field:
+     * {@snippet lang=c :
+     * uint64_t forward_scratch
+     * }
+     */
+    public static void forward_scratch(MemorySegment struct, long fieldValue) {
+        struct.set(forward_scratch$LAYOUT, forward_scratch$OFFSET, fieldValue);
     }
 
     /**

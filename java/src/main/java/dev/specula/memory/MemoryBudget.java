@@ -47,8 +47,8 @@ public final class MemoryBudget {
      * @param draftInputScratch bytes of draft forward scratch beyond the draft model's plan, once (an EAGLE layer's fc
      *                          input rows, [embd; feature] per row, as the backend plans them: WeightsMemory)
      * @param featureRowBytes   bytes of f32 feature rows each sequence's policy keeps on the device (EAGLE)
-     * @param draftPrepackedBytes what the cpu backend prepacks of the draft model's Q8_0 matrices at load, once, as it
-     *                          plans it (WeightsMemory); counted on the cpu backend only
+     * @param draftPrepackedBytes what the cpu backend places of the draft model's matrices at load, once, as it plans
+     *                          them (WeightsMemory#placed: Q8_0 prepacked, SPECULA_CPU_WEIGHTS=copy's copy); cpu only
      */
     public record Drafting(String name, int recyclerK, ModelShape draft, long draftWeightBytes, int draftKvPositions,
                            int logitsRows, int targetKvPositions, long headsWeightBytes, boolean finalHidden,
@@ -82,6 +82,8 @@ public final class MemoryBudget {
      * @param contextLength KV positions per sequence
      * @param batch         sequences generating at once, each with its own KV cache
      * @param maxTreeNodes  the largest draft tree, root included (1: plain decoding)
+     * @param targetPrepackedBytes what the cpu backend places of the target's matrices at load, as it plans them
+     *                      (WeightsMemory#placed: Q8_0 prepacked, SPECULA_CPU_WEIGHTS=copy's copy); cpu only
      */
     public record Request(Backend backend, DType kvType, ModelShape target, long targetWeightBytes, int contextLength,
                           int batch, int maxTreeNodes, Drafting drafting, long targetPrepackedBytes) {
@@ -152,6 +154,9 @@ public final class MemoryBudget {
     }
 
     /** Itemizes a configuration; native arithmetic only, so any backend compiled in can be planned on any machine. */
+    /** The item of a model's matrices the cpu backend places at load (WeightsMemory#placed), after "target " or "draft ". */
+    static final String PLACED = "matrices placed at load (Q8_0 prepacked for the int8 kernels; copied with SPECULA_CPU_WEIGHTS=copy)";
+
     public static MemoryBudget of(Request r) {
         List<Item> items = new ArrayList<>();
         boolean cpu = r.backend() == Backend.CPU;
@@ -161,7 +166,7 @@ public final class MemoryBudget {
         MemoryPlan target = MemoryPlan.compute(r.backend().id(), r.target(), r.kvType(), r.targetWeightBytes(), r.contextLength(), b, n, d.recyclerK());
         weights(items, "target weights", cpu, target.weights(), r.targetWeightBytes());
         if (cpu && r.targetPrepackedBytes() > 0)
-            items.add(new Item("target Q8_0 matrices prepacked for the int8 kernels", r.targetPrepackedBytes(), true));
+            items.add(new Item("target " + PLACED, r.targetPrepackedBytes(), true));
         items.add(new Item(String.format(Locale.ROOT, "target KV caches (%d x %d positions, %s)", b, r.contextLength(), kv), target.kvCaches(), true));
         items.add(new Item("target forward scratch", target.modelScratch(), true));
         items.add(new Item(String.format(Locale.ROOT, "verify + recycling scratch (%d x %d nodes)", b, n), target.kernelScratch(), true));
@@ -173,7 +178,7 @@ public final class MemoryBudget {
             MemoryPlan draft = MemoryPlan.compute(r.backend().id(), d.draft(), r.kvType(), d.draftWeightBytes(), d.draftKvPositions(), b, 0, 0);
             weights(items, "draft weights", cpu, draft.weights(), d.draftWeightBytes());
             if (cpu && d.draftPrepackedBytes() > 0)
-                items.add(new Item("draft Q8_0 matrices prepacked for the int8 kernels", d.draftPrepackedBytes(), true));
+                items.add(new Item("draft " + PLACED, d.draftPrepackedBytes(), true));
             items.add(new Item(String.format(Locale.ROOT, "draft KV caches (%d x %d positions, %s)", b, d.draftKvPositions(), kv), draft.kvCaches(), true));
             items.add(new Item("draft forward scratch", draft.modelScratch(), true));
             if (d.draftInputScratch() > 0) items.add(new Item(d.name() + " fc input scratch (f32)", d.draftInputScratch(), true));

@@ -131,9 +131,10 @@ public final class EagleLayerFile implements AutoCloseable {
 
     /**
      * What backend makes of the layer beyond its memory plan when {@link #load} hands it over with targetWeights
-     * ({@link WeightsMemory#plan}). The cpu: its Q8_0 matrices prepacked, the target's LM head among them when it is Q8_0
-     * (the layer prepacks its own copy), and its fc input scratch. cuda: its input rows' device memory and the room its
-     * fc and bias take; it reads the target's device copies of the embedding and LM head, so they add nothing.
+     * ({@link WeightsMemory#plan}). The cpu: its own Q8_0 matrices prepacked (or copied, with SPECULA_CPU_WEIGHTS=copy)
+     * and its fc input scratch; the target's LM head is not among them, since the layer reads the target's placed form
+     * of it. cuda: its input rows' device memory and the room its fc and bias take; it reads the target's device copies
+     * of the embedding and LM head, so they add nothing.
      */
     public WeightsMemory memory(Backend backend, List<ModelWeights.Weight> targetWeights) {
         List<WeightsMemory.Planned> planned = new ArrayList<>(LoadedModel.planned(fromTarget(targetWeights)));

@@ -97,12 +97,13 @@ public final class LoadedModel implements AutoCloseable {
     }
 
     /**
-     * The memory the cpu backend takes at load to prepack the file's Q8_0 matrices for its int8 kernels, as the backend
-     * plans it ({@link WeightsMemory#plan}: its layout and pages are stated natively, once); 0 with
-     * SPECULA_CPU_PREPACK=0, which turns the prepacking off.
+     * The memory the cpu backend takes at load to place the file's matrices, as the backend plans it
+     * ({@link WeightsMemory#plan}: its layout and pages are stated natively, once): the Q8_0 matrices prepacked for its
+     * int8 kernels (0 with SPECULA_CPU_PREPACK=0, which turns the prepacking off), plus, with SPECULA_CPU_WEIGHTS=copy,
+     * the huge-page copy of the others ({@link WeightsMemory#placed}).
      */
     public static long cpuPrepackedBytes(ModelFile file) {
-        return WeightsMemory.plan(Backend.CPU.id(), file.config(), false, planned(file.weights())).prepacked();
+        return WeightsMemory.plan(Backend.CPU.id(), file.config(), false, planned(file.weights())).placed();
     }
 
     /** The weights as {@link NativeModels#load} hands them over, for the backend's plan of what it makes of them. */

@@ -16,9 +16,15 @@ import java.util.List;
  * @param prepacked    cpu: the Q8_0 matrices prepacked at load for the int8 kernels, in whole 2 MiB pages (0 with
  *                     SPECULA_CPU_PREPACK=0)
  * @param eagleScratch cpu: an EAGLE layer's fc input rows at their largest; 0 for other models
- * @param total        the sum
+ * @param total        prepacked + eagleScratch + weightCopy
+ * @param weightCopy   cpu, SPECULA_CPU_WEIGHTS=copy: the matrices not prepacked, copied at load onto whole 2 MiB pages
+ *                     (the token embeddings stay in place); 0 otherwise
+ * @param forwardScratch {@link #of} only (0 in a plan, where {@link MemoryPlan#modelScratch} counts it): the forward
+ *                     scratch the model holds now, within that plan; not in total
+ *
+ * <p>An EAGLE layer reads its target's prepacked or copied LM head (the target counts it), never a copy of its own.
  */
-public record WeightsMemory(long prepacked, long eagleScratch, long total) {
+public record WeightsMemory(long prepacked, long eagleScratch, long total, long weightCopy, long forwardScratch) {
     static {
         Native.ensureLoaded();
     }
@@ -71,7 +77,13 @@ public record WeightsMemory(long prepacked, long eagleScratch, long total) {
         }
     }
 
+    /** What the cpu backend places of the matrices at load, beyond the caller's mapping: prepacked plus copied. */
+    public long placed() {
+        return prepacked + weightCopy;
+    }
+
     private static WeightsMemory read(MemorySegment out) {
-        return new WeightsMemory(spec_weights_memory.prepacked(out), spec_weights_memory.eagle_scratch(out), spec_weights_memory.total(out));
+        return new WeightsMemory(spec_weights_memory.prepacked(out), spec_weights_memory.eagle_scratch(out), spec_weights_memory.total(out),
+                spec_weights_memory.weight_copy(out), spec_weights_memory.forward_scratch(out));
     }
 }

@@ -197,8 +197,8 @@ class MemoryBudgetTest {
         assertEquals(2L << 20, r.targetPrepackedBytes());
         assertEquals(2L << 20, r.drafting().draftPrepackedBytes());
         MemoryBudget b = MemoryBudget.of(r);
-        assertEquals(2L << 20, item(b, "target Q8_0 matrices prepacked"));
-        assertEquals(2L << 20, item(b, "draft Q8_0 matrices prepacked"));
+        assertEquals(2L << 20, item(b, "target matrices placed"));
+        assertEquals(2L << 20, item(b, "draft matrices placed"));
         MemoryBudget.Drafting d = r.drafting();
         MemoryBudget.Drafting unpacked = new MemoryBudget.Drafting(d.name(), d.recyclerK(), d.draft(), d.draftWeightBytes(), d.draftKvPositions(),
                 d.logitsRows(), d.targetKvPositions(), d.headsWeightBytes(), d.finalHidden(), d.draftInputScratch(), d.featureRowBytes());
@@ -208,13 +208,14 @@ class MemoryBudgetTest {
             assertEquals(r.targetPrepackedBytes(), WeightsMemory.of(target.model()).prepacked(), "what the loaded target holds");
             assertEquals(d.draftPrepackedBytes(), WeightsMemory.of(draft.model()).prepacked(), "what the loaded draft model holds");
         }
-        assertEquals(0, item(MemoryBudget.of(request("cpu", "none", 256, 1, 1)), "target Q8_0 matrices prepacked"), "an F32 file prepacks nothing");
-        assertEquals(0, item(MemoryBudget.of(request("cpu", "draft-model", 256, 1, 4)), "draft Q8_0 matrices prepacked"), "nor an F32 draft");
+        assertEquals(0, item(MemoryBudget.of(request("cpu", "none", 256, 1, 1)), "target matrices placed"), "an F32 file prepacks nothing");
+        assertEquals(0, item(MemoryBudget.of(request("cpu", "draft-model", 256, 1, 4)), "draft matrices placed"), "nor an F32 draft");
     }
 
     /**
-     * An EAGLE layer on a Q8_0 target: the layer prepacks its own copy of the target's Q8_0 LM head, and its fc input
-     * scratch is one native slice of rows; both as the backend plans them and as the loaded layer then holds them.
+     * An EAGLE layer on a Q8_0 target: the layer reads the target's prepacked LM head (counted once, with the target)
+     * instead of prepacking a copy of its own, and its fc input scratch is one native slice of rows; both as the backend
+     * plans them and as the loaded layer then holds them.
      */
     @Test
     void anEagleLayerOnAQ8TargetCountsWhatTheBackendMakesOfIt() {
@@ -226,13 +227,15 @@ class MemoryBudgetTest {
         MemoryBudget.Request r = SpeculaEngine.builder().model(q8).drafter(Drafter.EAGLE).heads(heads).contextLength(256)
                 .memoryLimit(1L << 50).plan().requested();
         MemoryBudget b = MemoryBudget.of(r);
-        assertEquals(2L << 20, item(b, "draft Q8_0 matrices prepacked"), "the layer's copy of the 400-row Q8_0 LM head");
+        assertEquals(2L << 20, item(b, "target matrices placed"), "the target's matrices, its 400-row Q8_0 LM head among them");
+        assertEquals(0, item(b, "draft matrices placed"), "the layer's own matrices are F32, and the LM head is the target's");
         assertEquals(512L * 2 * 64 * Float.BYTES, item(b, "eagle fc input scratch"));
         try (Context cpu = Context.cpu(); LoadedModel target = LoadedModel.open(cpu, q8);
              EagleLayerFile file = EagleLayerFile.open(heads, target.file().config());
              var layer = file.load(cpu, target.file().weights(), DType.F32)) {
             WeightsMemory held = WeightsMemory.of(layer);
-            assertEquals(r.drafting().draftPrepackedBytes(), held.prepacked(), "what the loaded layer holds");
+            assertEquals(r.targetPrepackedBytes(), WeightsMemory.of(target.model()).placed(), "what the loaded target holds");
+            assertEquals(r.drafting().draftPrepackedBytes(), held.placed(), "what the loaded layer holds: no LM head of its own");
             assertEquals(0, held.eagleScratch(), "no forward ran yet: the scratch grows with them, up to the plan");
         }
     }
@@ -258,6 +261,61 @@ class MemoryBudgetTest {
             assertEquals(cuda.eagleScratch(), r.drafting().draftInputScratch());
             assertEquals(0, r.drafting().draftPrepackedBytes());
             assertEquals(cuda.eagleScratch(), item(MemoryBudget.of(r), "eagle fc input scratch"));
+        }
+    }
+
+    /**
+     * SPECULA_CPU_WEIGHTS=copy: the cpu backend copies the matrices it does not prepack onto huge pages at load (here
+     * every matrix of the F32 target and draft model; the token embeddings stay in place). The budget counts that copy
+     * as the backend plans it, and the loaded models hold it; without the variable there is none.
+     */
+    @Test
+    void theHugePageCopyOfTheWeightsIsCounted() throws Throwable {
+        assumeTrue(System.getenv("SPECULA_CPU_WEIGHTS") == null, "SPECULA_CPU_WEIGHTS set here");
+        Path f32Draft = temp.resolve("draft-f32-copy.gguf");
+        new TestModelMaker().arch("llama").dim(32).layers(1).heads(2).kvHeads(1).ff(64).vocab(VOCAB).context(1024)
+                .type(GgmlType.F32).seed(8).tokenizer(VocabTrainer.ggufMetadata("llama", VOCAB, 4)).write(f32Draft);
+        Path f32 = temp.resolve("target.gguf");
+        assertEquals(0, SpeculaEngine.builder().model(f32).contextLength(256).memoryLimit(1L << 50).plan().requested().targetPrepackedBytes());
+        NativeEnvironment.set("SPECULA_CPU_WEIGHTS", "copy");
+        try {
+            MemoryBudget.Request r = SpeculaEngine.builder().model(f32).drafter(Drafter.DRAFT_MODEL).draftModel(f32Draft).contextLength(256)
+                    .memoryLimit(1L << 50).plan().requested();
+            MemoryBudget b = MemoryBudget.of(r);
+            assertTrue(r.targetPrepackedBytes() > 0 && r.targetPrepackedBytes() % (2L << 20) == 0, "whole pages: " + r.targetPrepackedBytes());
+            assertEquals(r.targetPrepackedBytes(), item(b, "target matrices placed"));
+            assertEquals(r.drafting().draftPrepackedBytes(), item(b, "draft matrices placed"));
+            assertEquals(2L << 20, r.drafting().draftPrepackedBytes());
+            try (Context cpu = Context.cpu(); LoadedModel t = LoadedModel.open(cpu, f32); LoadedModel d = LoadedModel.open(cpu, f32Draft)) {
+                WeightsMemory held = WeightsMemory.of(t.model());
+                assertEquals(r.targetPrepackedBytes(), held.weightCopy(), "what the loaded target holds");
+                assertEquals(0, held.prepacked());
+                assertEquals(r.drafting().draftPrepackedBytes(), WeightsMemory.of(d.model()).weightCopy(), "what the loaded draft holds");
+            }
+        } finally {
+            NativeEnvironment.unset("SPECULA_CPU_WEIGHTS");
+        }
+    }
+
+    /** The process environment the native library reads (getenv), set through libc: System.getenv's copy cannot be. */
+    static final class NativeEnvironment {
+        private static final java.lang.foreign.Linker LINKER = java.lang.foreign.Linker.nativeLinker();
+        private static final java.lang.invoke.MethodHandle SETENV = LINKER.downcallHandle(LINKER.defaultLookup().find("setenv").orElseThrow(),
+                java.lang.foreign.FunctionDescriptor.of(java.lang.foreign.ValueLayout.JAVA_INT, java.lang.foreign.ValueLayout.ADDRESS,
+                        java.lang.foreign.ValueLayout.ADDRESS, java.lang.foreign.ValueLayout.JAVA_INT));
+        private static final java.lang.invoke.MethodHandle UNSETENV = LINKER.downcallHandle(LINKER.defaultLookup().find("unsetenv").orElseThrow(),
+                java.lang.foreign.FunctionDescriptor.of(java.lang.foreign.ValueLayout.JAVA_INT, java.lang.foreign.ValueLayout.ADDRESS));
+
+        static void set(String name, String value) throws Throwable {
+            try (java.lang.foreign.Arena a = java.lang.foreign.Arena.ofConfined()) {
+                assertEquals(0, (int) SETENV.invokeExact(a.allocateFrom(name), a.allocateFrom(value), 1));
+            }
+        }
+
+        static void unset(String name) throws Throwable {
+            try (java.lang.foreign.Arena a = java.lang.foreign.Arena.ofConfined()) {
+                assertEquals(0, (int) UNSETENV.invokeExact(a.allocateFrom(name)));
+            }
         }
     }
 

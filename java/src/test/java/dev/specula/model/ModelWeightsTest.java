@@ -164,6 +164,16 @@ class ModelWeightsTest {
         Path tq = rewrite(base, "tq1.gguf", t -> !t.name().equals("blk.0.ffn_down.weight") ? t
                 : new GgufTensor(t.name(), GgmlType.TQ1_0, t.dims(), 0, java.lang.foreign.MemorySegment.ofArray(new byte[256 * 54])), Map.of());
         assertFails(tq, "tensor 'blk.0.ffn_down.weight' has type TQ1_0, which the engine does not support");
+        // Every other GGML type the README's table lists as refused (IQ*, TQ*, MXFP4, Q8_1, Q8_K, F64, I8..I64) is refused
+        // by name too: the loader accepts exactly the README's supported list (GgmlQuant.SUPPORTED).
+        java.util.Set<String> supported = java.util.Set.of(dev.specula.model.gguf.GgmlQuant.SUPPORTED.split(", "));
+        for (GgmlType type : GgmlType.values()) {
+            if (supported.contains(type.name())) continue;
+            byte[] bytes = new byte[256 * (256 / type.blockSize()) * type.blockBytes()];
+            Path refused = rewrite(base, "refused-" + type + ".gguf", t -> !t.name().equals("blk.0.attn_k.weight") ? t
+                    : new GgufTensor(t.name(), type, t.dims(), 0, java.lang.foreign.MemorySegment.ofArray(bytes)), Map.of());
+            assertFails(refused, "tensor 'blk.0.attn_k.weight' has type " + type + ", which the engine does not support");
+        }
         Path q4k = rewrite(base, "q4k.gguf", t -> !t.name().equals("blk.0.attn_q.weight") ? t
                 : new GgufTensor(t.name(), GgmlType.Q4_K, t.dims(), 0, java.lang.foreign.MemorySegment.ofArray(new byte[256 * 144])), Map.of());
         Loaded loaded = load(q4k);
