@@ -32,10 +32,10 @@ public class SpeculaFfi extends SpeculaFfi$shared {
     public static int SPEC_ABI_VERSION_MAJOR() {
         return SPEC_ABI_VERSION_MAJOR;
     }
-    private static final int SPEC_ABI_VERSION_MINOR = (int)11L;
+    private static final int SPEC_ABI_VERSION_MINOR = (int)12L;
     /**
      * {@snippet lang=c :
-     * #define SPEC_ABI_VERSION_MINOR 11
+     * #define SPEC_ABI_VERSION_MINOR 12
      * }
      */
     public static int SPEC_ABI_VERSION_MINOR() {
@@ -208,6 +208,15 @@ public class SpeculaFfi extends SpeculaFfi$shared {
      */
     public static int SPEC_ERR_INTERNAL() {
         return SPEC_ERR_INTERNAL;
+    }
+    private static final int SPEC_ERR_IN_USE = (int)10L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_status_code.SPEC_ERR_IN_USE = 10
+     * }
+     */
+    public static int SPEC_ERR_IN_USE() {
+        return SPEC_ERR_IN_USE;
     }
 
     private static class spec_abi_version {
