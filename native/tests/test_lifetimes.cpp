@@ -50,7 +50,6 @@ void test_context_refuses_while_objects_live() {
     CHECK_FAILS(ctx, spec_context_destroy(ctx), SPEC_ERR_IN_USE, "1 buffer still live");
     CHECK_OK(spec_buffer_free(buf));
     CHECK_OK(spec_context_destroy(ctx));
-    CHECK_FAILS(nullptr, spec_context_destroy(ctx), SPEC_ERR_INVALID_HANDLE, "not live");
 }
 
 // Objects made and destroyed on several threads at once leave the counts at zero, so the context can then go.
