@@ -21,6 +21,12 @@ inline bool live_heads(const spec_heads *h) { return h && h->tag == TAG_HEADS &&
 
 inline const char *handle_problem(const void *h) { return h ? "is not live (destroyed or foreign)" : "is null"; }
 
+// "2 models, 3 KV caches and 1 buffer": what still lives, for a refused destroy; empty when nothing does.
+std::string live_objects_list(int32_t buffers, int32_t models, int32_t kvs, int32_t recyclers, int32_t heads);
+inline std::string live_objects_list(const LiveObjects &l) {
+    return live_objects_list(l.buffers.load(), l.models.load(), l.kvs.load(), l.recyclers.load(), l.heads.load());
+}
+
 // Runs body (which returns a status and may fill a Failure), turning any escape into a status.
 template <typename Body>
 spec_status guarded(const spec_context *ctx, Body body) {

@@ -99,6 +99,8 @@ SPEC_API spec_status spec_heads_create(spec_model *target, const spec_heads_conf
         h->config = *config;
         h->weights.assign(SPEC_HW_ROLE_COUNT, std::vector<std::vector<spec_weight>>(config->n_heads,
                                                                                    std::vector<spec_weight>(std::max(1, config->n_blocks))));
+        target->live_heads++;
+        target->ctx->live.heads++;
         *out = h;
         return SPEC_OK;
     });
@@ -108,6 +110,8 @@ SPEC_API spec_status spec_heads_destroy(spec_heads *heads) {
     return guarded(nullptr, [&](Failure &err) -> spec_status {
         if (!live_heads(heads)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_heads_destroy: heads %s", handle_problem(heads));
         if (heads->finalized) backend_heads_release(heads);
+        heads->target->live_heads--;
+        heads->target->ctx->live.heads--;
         heads->tag = TAG_DEAD;
         delete heads;
         return SPEC_OK;

@@ -38,8 +38,17 @@ Failure failure(spec_status status, const char *fmt, ...) __attribute__((format(
 
 } // namespace specula
 
+namespace specula {
+// The objects alive on a context (ABI 0.12), counted at create and destroy: spec_context_destroy refuses while any
+// lives, since each points into the context (and a KV cache or heads into its model).
+struct LiveObjects {
+    std::atomic<int32_t> buffers{0}, models{0}, kvs{0}, recyclers{0}, heads{0};
+};
+} // namespace specula
+
 struct spec_context {
     uint32_t tag = specula::TAG_CONTEXT;
+    specula::LiveObjects live;
     specula::Backend *backend = nullptr;
     int32_t device = 0;
     std::atomic<int32_t> n_threads{0}; // cpu backend; atomic: set while other threads' calls read it
@@ -66,6 +75,8 @@ struct spec_weight {
 struct spec_model {
     uint32_t tag = specula::TAG_MODEL;
     spec_context *ctx = nullptr;
+    // KV caches and draft heads made on this model and not yet destroyed: spec_model_destroy refuses while any lives.
+    std::atomic<int32_t> live_kvs{0}, live_heads{0};
     spec_model_config config{};
     bool finalized = false;
     // weights[role][layer]; global roles use layer 0.

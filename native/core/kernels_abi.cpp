@@ -245,6 +245,7 @@ SPEC_API spec_status spec_recycler_create(spec_context *ctx, int32_t n_vocab, in
             delete r;
             return st;
         }
+        ctx->live.recyclers++;
         *out = r;
         return SPEC_OK;
     });
@@ -255,6 +256,7 @@ SPEC_API spec_status spec_recycler_destroy(spec_recycler *rec) {
         if (!live_recycler(rec)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_recycler_destroy: recycler %s", handle_problem(rec));
         rec->ctx->backend->recycler_release(rec);
         rec->ctx->backend->release(rec->ctx, rec->matrix);
+        rec->ctx->live.recyclers--;
         rec->tag = TAG_DEAD;
         delete rec;
         return SPEC_OK;

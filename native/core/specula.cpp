@@ -68,6 +68,26 @@ spec_status record(const spec_context *ctx, const Failure &f) {
     return f.status;
 }
 
+std::string live_objects_list(int32_t buffers, int32_t models, int32_t kvs, int32_t recyclers, int32_t heads) {
+    const struct {
+        int32_t n;
+        const char *one, *many;
+    } kinds[] = {{models, "model", "models"},
+                 {kvs, "KV cache", "KV caches"},
+                 {heads, "draft-heads object", "draft-heads objects"},
+                 {recyclers, "recycler", "recyclers"},
+                 {buffers, "buffer", "buffers"}};
+    std::vector<std::string> parts;
+    for (const auto &k : kinds)
+        if (k.n > 0) parts.push_back(std::to_string(k.n) + " " + (k.n == 1 ? k.one : k.many));
+    std::string out;
+    for (size_t i = 0; i < parts.size(); i++) {
+        if (i > 0) out += i + 1 == parts.size() ? " and " : ", ";
+        out += parts[i];
+    }
+    return out;
+}
+
 } // namespace specula
 
 using namespace specula;
@@ -479,8 +499,12 @@ SPEC_API spec_status spec_context_create(const char *backend, int32_t device, sp
 }
 
 SPEC_API spec_status spec_context_destroy(spec_context *ctx) {
-    return guarded(nullptr, [&](Failure &err) -> spec_status {
+    return guarded(live_context(ctx) ? ctx : nullptr, [&](Failure &err) -> spec_status {
         if (!live_context(ctx)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_context_destroy: context %s", handle_problem(ctx));
+        std::string live = live_objects_list(ctx->live);
+        if (!live.empty())
+            FAIL(err, SPEC_ERR_IN_USE, "spec_context_destroy: %s still live on this context; destroy them first (nothing was freed)",
+                 live.c_str());
         ctx->backend->context_release(ctx);
         ctx->tag = TAG_DEAD;
         delete ctx;
@@ -529,6 +553,7 @@ SPEC_API spec_status spec_buffer_alloc(spec_context *ctx, uint64_t nbytes, spec_
         b->ctx = ctx;
         b->ptr = ptr;
         b->size = nbytes;
+        ctx->live.buffers++;
         *out = b;
         return SPEC_OK;
     });
@@ -538,6 +563,7 @@ SPEC_API spec_status spec_buffer_free(spec_buffer *buf) {
     return guarded(nullptr, [&](Failure &err) -> spec_status {
         if (!live_buffer(buf)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_buffer_free: buffer %s", handle_problem(buf));
         buf->ctx->backend->release(buf->ctx, buf->ptr);
+        buf->ctx->live.buffers--;
         buf->tag = TAG_DEAD;
         delete buf;
         return SPEC_OK;
@@ -601,15 +627,21 @@ SPEC_API spec_status spec_model_create(spec_context *ctx, const spec_model_confi
         if (m->config.rope_dims == 0) m->config.rope_dims = config->head_dim;
         m->weights.resize(SPEC_W_ROLE_COUNT);
         for (int r = 0; r < SPEC_W_ROLE_COUNT; r++) m->weights[r].resize(is_global_role(r) ? 1 : config->n_layer);
+        ctx->live.models++;
         *out = m;
         return SPEC_OK;
     });
 }
 
 SPEC_API spec_status spec_model_destroy(spec_model *model) {
-    return guarded(nullptr, [&](Failure &err) -> spec_status {
+    return guarded(live_model(model) ? model->ctx : nullptr, [&](Failure &err) -> spec_status {
         if (!live_model(model)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_model_destroy: model %s", handle_problem(model));
+        int32_t kvs = model->live_kvs.load(), heads = model->live_heads.load();
+        if (kvs > 0 || heads > 0)
+            FAIL(err, SPEC_ERR_IN_USE, "spec_model_destroy: %s still live on this model; destroy them first (nothing was freed)",
+                 live_objects_list(0, 0, kvs, 0, heads).c_str());
         if (model->finalized) model->ctx->backend->model_release(model);
+        model->ctx->live.models--;
         model->tag = TAG_DEAD;
         delete model;
         return SPEC_OK;
@@ -707,6 +739,8 @@ SPEC_API spec_status spec_kv_create(spec_model *model, int32_t capacity, spec_kv
             delete kv;
             return st;
         }
+        model->live_kvs++;
+        model->ctx->live.kvs++;
         *out = kv;
         return SPEC_OK;
     });
@@ -716,6 +750,8 @@ SPEC_API spec_status spec_kv_destroy(spec_kv *kv) {
     return guarded(nullptr, [&](Failure &err) -> spec_status {
         if (!live_kv(kv)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_kv_destroy: kv cache %s", handle_problem(kv));
         kv->model->ctx->backend->kv_release(kv);
+        kv->model->live_kvs--;
+        kv->model->ctx->live.kvs--;
         kv->tag = TAG_DEAD;
         delete kv;
         return SPEC_OK;

@@ -23,6 +23,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -47,6 +48,16 @@ public:
     static constexpr int MAX_TASKS = (1 << 20) - 1;
     static constexpr int64_t HELD_SPIN_US = 200; // a worker's spin while a call holds the pool
     static constexpr int64_t IDLE_SPIN_US = 10;  // and after the call has returned
+    // The spins in effect: the constants above, or SPECULA_POOL_HELD_SPIN_US / SPECULA_POOL_IDLE_SPIN_US (0..100000),
+    // read once, for measuring other values without a rebuild (bench/RESULTS.md, "Idle spin").
+    static int64_t held_spin_us() {
+        static const int64_t v = spin_from_env("SPECULA_POOL_HELD_SPIN_US", HELD_SPIN_US);
+        return v;
+    }
+    static int64_t idle_spin_us() {
+        static const int64_t v = spin_from_env("SPECULA_POOL_IDLE_SPIN_US", IDLE_SPIN_US);
+        return v;
+    }
     static constexpr int64_t DONE_SPIN_US = 50;  // the caller's spin for the job's last tasks
 
     // Starts up to n_threads - 1 workers; fewer when the system refuses to start more.
@@ -128,6 +139,14 @@ private:
     // The thread index of the task this thread is running, -1 outside tasks (nested jobs run inline).
     static inline thread_local int t_task_thread = -1;
 
+    static int64_t spin_from_env(const char *name, int64_t fallback) {
+        const char *s = std::getenv(name);
+        if (!s || !*s) return fallback;
+        char *end = nullptr;
+        long long v = std::strtoll(s, &end, 10);
+        return (*end == 0 && v >= 0 && v <= 100000) ? (int64_t)v : fallback;
+    }
+
     // Spins until pred() or until limit() microseconds have passed; returns pred().
     template <class Pred, class Limit>
     static bool spin_until(Pred pred, Limit limit) {
@@ -170,7 +189,7 @@ private:
             auto ready = [&] {
                 return stop_.load(std::memory_order_acquire) || gen_of(job_.load(std::memory_order_acquire)) != seen;
             };
-            auto spin = [&] { return held_.load(std::memory_order_relaxed) ? HELD_SPIN_US : IDLE_SPIN_US; };
+            auto spin = [&] { return held_.load(std::memory_order_relaxed) ? held_spin_us() : idle_spin_us(); };
             if (!spin_until(ready, spin)) {
                 std::unique_lock<std::mutex> lock(mu_);
                 cv_.wait(lock, ready);

@@ -47,7 +47,10 @@ enum spec_status_code {
     SPEC_ERR_UNSUPPORTED = 6,       /* valid, but not implemented by this backend or build */
     SPEC_ERR_DEVICE = 7,            /* the device reported an error */
     SPEC_ERR_BUFFER_TOO_SMALL = 8,  /* an output buffer cannot hold the result */
-    SPEC_ERR_INTERNAL = 9
+    SPEC_ERR_INTERNAL = 9,
+    /* ABI 0.12: the handle still has objects made on it (a context its buffers, models, KV caches, recyclers and
+     * heads; a model its KV caches and heads). Destroy those first; the refused call frees nothing. */
+    SPEC_ERR_IN_USE = 10
 };
 
 /* Opaque handles. */
@@ -79,6 +82,9 @@ SPEC_API spec_status spec_last_error(const spec_context *ctx, char *buf, uint64_
 
 /* backend: "cpu" or "cuda"; device: 0-based index below spec_device_count. */
 SPEC_API spec_status spec_context_create(const char *backend, int32_t device, spec_context **out);
+/* Destroys a context that nothing lives on any more. While a buffer, model (EAGLE layers included), KV cache,
+ * recycler or draft-heads object made on it lives, it returns SPEC_ERR_IN_USE with a message that counts each kind,
+ * and frees nothing: the context and everything on it stay usable (ABI 0.12; before, that was a use after free). */
 SPEC_API spec_status spec_context_destroy(spec_context *ctx);
 
 /* Does nothing but validate the handle: the floor cost of one call through the ABI. */
@@ -215,6 +221,7 @@ enum spec_weight_role {
 };
 
 SPEC_API spec_status spec_model_create(spec_context *ctx, const spec_model_config *config, spec_model **out);
+/* ABI 0.12: refused with SPEC_ERR_IN_USE, freeing nothing, while KV caches or draft heads made on the model live. */
 SPEC_API spec_status spec_model_destroy(spec_model *model);
 
 /* The shape [rows][cols] a weight of role must have under config: the rule spec_model_set_weight

@@ -209,6 +209,15 @@ public class SpeculaFfi extends SpeculaFfi$shared {
     public static int SPEC_ERR_INTERNAL() {
         return SPEC_ERR_INTERNAL;
     }
+    private static final int SPEC_ERR_IN_USE = (int)10L;
+    /**
+     * {@snippet lang=c :
+     * enum spec_status_code.SPEC_ERR_IN_USE = 10
+     * }
+     */
+    public static int SPEC_ERR_IN_USE() {
+        return SPEC_ERR_IN_USE;
+    }
 
     private static class spec_abi_version {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(

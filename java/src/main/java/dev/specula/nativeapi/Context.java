@@ -12,7 +12,9 @@ import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * One backend on one device. Thread-safe: its calls may come from several threads. Closing it closes
- * every buffer and model made from it first, so no native object outlives its context.
+ * every buffer and model made from it first, so no native object outlives its context. Should one escape that
+ * (made on another thread while the context closed), the native side refuses to destroy the context (ABI 0.12) and
+ * {@link #close()} throws a SpeculaException with status IN_USE that counts what still lives.
  */
 public final class Context extends NativeHandle {
     static {
@@ -134,6 +136,12 @@ public final class Context extends NativeHandle {
 
     void forget(NativeHandle dependent) {
         dependents.remove(dependent);
+    }
+
+    /** Closes the KV caches and draft heads made on model (before the model itself goes). */
+    void closeDependentsOf(NativeModel model) {
+        for (NativeHandle h : dependents.toArray(NativeHandle[]::new))
+            if ((h instanceof KvCache kv && kv.model() == model) || (h instanceof NativeHeads heads && heads.target() == model)) h.close();
     }
 
     @Override

@@ -2,7 +2,7 @@ package dev.specula.nativeapi;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.util.function.Consumer;
+import java.util.function.ToIntFunction;
 
 /**
  * One native handle owned by Java. Its lifetime is an {@link Arena}: closing the handle closes the
@@ -15,11 +15,15 @@ abstract class NativeHandle implements AutoCloseable {
     private final Arena arena = Arena.ofShared();
     private final MemorySegment segment;
 
-    /** owner is the context this handle was made from (null for a context itself); it tracks live handles. */
-    NativeHandle(String kind, Context owner, MemorySegment raw, Consumer<MemorySegment> destroy) {
+    /**
+     * owner is the context this handle was made from (null for a context itself); it tracks live handles. destroy's
+     * status is checked: the native side refuses to destroy a context or model that something made on it still uses
+     * (SPEC_ERR_IN_USE), and that surfaces as a SpeculaException from {@link #close()} instead of passing unseen.
+     */
+    NativeHandle(String kind, Context owner, MemorySegment raw, ToIntFunction<MemorySegment> destroy) {
         this.kind = kind;
         this.owner = owner;
-        this.segment = raw.reinterpret(arena, destroy);
+        this.segment = raw.reinterpret(arena, h -> Native.check(destroy.applyAsInt(h), MemorySegment.NULL));
         if (owner != null) owner.register(this);
     }
 
@@ -40,8 +44,11 @@ abstract class NativeHandle implements AutoCloseable {
     public synchronized void close() {
         if (!arena.scope().isAlive()) return;
         closeDependents();
-        arena.close();
-        if (owner != null) owner.forget(this);
+        try {
+            arena.close();
+        } finally {
+            if (owner != null && !arena.scope().isAlive()) owner.forget(this);
+        }
     }
 
     final String kind() {

@@ -31,6 +31,12 @@ public final class NativeModel extends NativeHandle {
         this.shape = shape;
     }
 
+    /** Closing a model closes its KV caches and draft heads first: they point into it. */
+    @Override
+    void closeDependents() {
+        context.closeDependentsOf(this);
+    }
+
     /** Creates an empty model of this shape whose KV caches hold kvType (F32, F16 or BF16). */
     public static NativeModel create(Context context, ModelShape shape, DType kvType) {
         MemorySegment ctx = context.handle();

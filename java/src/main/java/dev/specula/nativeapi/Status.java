@@ -14,6 +14,8 @@ public enum Status {
     DEVICE(SpeculaFfi.SPEC_ERR_DEVICE()),
     BUFFER_TOO_SMALL(SpeculaFfi.SPEC_ERR_BUFFER_TOO_SMALL()),
     INTERNAL(SpeculaFfi.SPEC_ERR_INTERNAL()),
+    /** ABI 0.12: a context or model was to be destroyed while objects made on it still live; nothing was freed. */
+    IN_USE(SpeculaFfi.SPEC_ERR_IN_USE()),
     UNKNOWN(-1);
 
     private final int code;

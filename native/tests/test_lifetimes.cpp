@@ -1,0 +1,86 @@
+// Destroying a context or a model while objects made on it still live (ABI 0.12): the call is refused with
+// SPEC_ERR_IN_USE and a message that counts what lives, nothing is freed, and everything stays usable. Under the
+// sanitizer build a use after free or a leak here fails the run.
+#include <thread>
+#include <vector>
+
+#pragma GCC diagnostic ignored "-Wunused-function" // the fixture's helpers this test has no use for
+#include "model_fixture.hpp"
+
+namespace {
+
+void test_context_refuses_while_objects_live() {
+    spec_context *ctx = nullptr;
+    CHECK_OK(spec_context_create("cpu", 0, &ctx));
+    spec_model_config c = base_config();
+    TestModel m = make_model(spec_all("lifetimes", c, SPEC_DTYPE_F32, SPEC_DTYPE_F32, true, 11));
+    spec_model *model = load_model(ctx, m);
+    spec_model *eagle_free = nullptr; // a second, unfinalized model: models count whether finalized or not
+    CHECK_OK(spec_model_create(ctx, &c, &eagle_free));
+    spec_kv *kv1 = nullptr, *kv2 = nullptr;
+    CHECK_OK(spec_kv_create(model, 64, &kv1));
+    CHECK_OK(spec_kv_create(model, 64, &kv2));
+    spec_heads_config hc = {2, 1, 0, 0};
+    spec_heads *heads = nullptr;
+    CHECK_OK(spec_heads_create(model, &hc, &heads));
+    spec_recycler *rec = nullptr;
+    CHECK_OK(spec_recycler_create(ctx, c.n_vocab, 4, &rec));
+    spec_buffer *buf = alloc_buf(ctx, (uint64_t)c.n_vocab);
+
+    CHECK_FAILS(ctx, spec_context_destroy(ctx), SPEC_ERR_IN_USE,
+                "2 models, 2 KV caches, 1 draft-heads object, 1 recycler and 1 buffer still live on this context");
+    CHECK(error_mentions(nullptr, "destroy them first (nothing was freed)")); // the thread's error says it too
+    // A model with KV caches or heads on it is refused the same way.
+    CHECK_FAILS(ctx, spec_model_destroy(model), SPEC_ERR_IN_USE, "2 KV caches and 1 draft-heads object still live on this model");
+
+    // Nothing was freed: the context, the model and its caches still work.
+    CHECK_OK(spec_context_noop(ctx));
+    Out o = forward(ctx, model, kv1, c, {1, 2, 3});
+    CHECK(o.status == SPEC_OK && o.logits.size() == 3u * (size_t)c.n_vocab);
+    int32_t len = -1;
+    CHECK_OK(spec_kv_length(kv1, &len));
+
+    CHECK_OK(spec_heads_destroy(heads));
+    CHECK_OK(spec_kv_destroy(kv1));
+    CHECK_FAILS(ctx, spec_model_destroy(model), SPEC_ERR_IN_USE, "1 KV cache still live on this model");
+    CHECK_OK(spec_kv_destroy(kv2));
+    CHECK_OK(spec_model_destroy(model));
+    CHECK_OK(spec_model_destroy(eagle_free));
+    CHECK_OK(spec_recycler_destroy(rec));
+    CHECK_FAILS(ctx, spec_context_destroy(ctx), SPEC_ERR_IN_USE, "1 buffer still live");
+    CHECK_OK(spec_buffer_free(buf));
+    CHECK_OK(spec_context_destroy(ctx));
+}
+
+// Objects made and destroyed on several threads at once leave the counts at zero, so the context can then go.
+void test_counts_hold_across_threads() {
+    spec_context *ctx = nullptr;
+    CHECK_OK(spec_context_create("cpu", 0, &ctx));
+    spec_model_config c = base_config();
+    TestModel m = make_model(spec_all("lifetimes-threads", c, SPEC_DTYPE_F32, SPEC_DTYPE_F32, true, 12));
+    spec_model *model = load_model(ctx, m);
+    std::vector<std::thread> threads;
+    std::vector<int> failures(4, 0);
+    for (int t = 0; t < 4; t++)
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < 200; i++) {
+                spec_buffer *b = nullptr;
+                spec_kv *kv = nullptr;
+                if (spec_buffer_alloc(ctx, 64, &b) != SPEC_OK || spec_kv_create(model, 8, &kv) != SPEC_OK) failures[t]++;
+                if (spec_kv_destroy(kv) != SPEC_OK || spec_buffer_free(b) != SPEC_OK) failures[t]++;
+            }
+        });
+    for (auto &th : threads) th.join();
+    for (int f : failures) CHECK(f == 0);
+    CHECK_FAILS(ctx, spec_context_destroy(ctx), SPEC_ERR_IN_USE, "1 model still live on this context");
+    CHECK_OK(spec_model_destroy(model));
+    CHECK_OK(spec_context_destroy(ctx));
+}
+
+} // namespace
+
+int main() {
+    test_context_refuses_while_objects_live();
+    test_counts_hold_across_threads();
+    return check_finish("test_lifetimes");
+}
