@@ -76,8 +76,11 @@ final class PairedRatios {
 
     /**
      * One request's decoding time: the wall clock of the whole call (scheduling, streaming and the drafter's
-     * bookkeeping included) less the prompt's processing, and the process's CPU time over the call less the
-     * prompt's share of it (taken from the wall clock; one CPU-clock read per request, not per step).
+     * bookkeeping included) less the prompt's processing; and the CPU time of the process's threads over the
+     * decoding, read when the first text arrives and at the end (one CPU-clock read each, none per step): the rate
+     * between those reads, over the decoding's wall time. (Taking the prompt's share of the whole call's CPU time by
+     * its share of the wall clock instead misjudges drafters with a longer prefill, such as EAGLE, when the two
+     * phases get different shares of a busy machine.)
      */
     record Timed(GenerationResult result, double seconds, double cpuSeconds) {}
 
@@ -114,17 +117,28 @@ final class PairedRatios {
     private static final boolean VERBOSE = Boolean.getBoolean("specula.bench.verbose");
 
     static Timed run(SpeculaEngine engine, GenerationRequest request) {
+        long[] first = new long[2]; // wall clock and CPU time when the first text arrived
         long cpu0 = processCpuNanos(), t0 = System.nanoTime();
-        GenerationResult r = engine.generate(request, t -> {}, () -> false);
-        double wall = (System.nanoTime() - t0) / 1e9, cpu = (processCpuNanos() - cpu0) / 1e9;
+        GenerationResult r = engine.generate(request, text -> {
+            if (first[0] == 0) {
+                first[1] = processCpuNanos();
+                first[0] = System.nanoTime();
+            }
+        }, () -> false);
+        long t1 = System.nanoTime(), cpu1 = processCpuNanos();
+        double wall = (t1 - t0) / 1e9, cpu = (cpu1 - cpu0) / 1e9;
         double decoding = Math.max(0, wall - r.stats().promptSeconds());
+        double sinceFirst = (t1 - first[0]) / 1e9;
+        double decodingCpu = first[0] != 0 && sinceFirst > 0
+                ? (cpu1 - first[1]) / 1e9 * decoding / sinceFirst // the decoding's CPU rate over its wall time
+                : wall > 0 ? cpu * decoding / wall : 0;           // no text came: the prompt's share by the wall clock
         if (VERBOSE)
-            System.err.printf(java.util.Locale.ROOT, "%s: %d tokens, call %.2f ms, prompt %.2f ms, steps %.2f ms%s, CPU %.2f ms%n",
+            System.err.printf(java.util.Locale.ROOT, "%s: %d tokens, call %.2f ms, prompt %.2f ms, steps %.2f ms%s, decoding CPU %.2f ms%n",
                     request.drafter().cliName(), r.tokens().length, 1e3 * wall, 1e3 * r.stats().promptSeconds(),
                     1e3 * r.stats().generateSeconds(), r.speculation() == null ? "" : String.format(java.util.Locale.ROOT,
                             " (drafting %.2f, forward+verify+commit %.2f, accept+learn %.2f; %d steps)", 1e3 * r.speculation().draftSeconds(),
                             1e3 * r.speculation().verifySeconds(), 1e3 * r.speculation().otherSeconds(), r.speculation().steps()),
-                    1e3 * cpu);
-        return new Timed(r, decoding, wall > 0 ? cpu * decoding / wall : 0);
+                    1e3 * decodingCpu);
+        return new Timed(r, decoding, decodingCpu);
     }
 }
