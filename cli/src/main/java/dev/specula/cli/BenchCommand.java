@@ -36,8 +36,11 @@ import picocli.CommandLine.Spec;
 
 /**
  * Spec-Bench style comparison of drafters on one model: every question of a JSONL file (question_id, category,
- * turns) is answered greedily by each drafter in turn, so all share the machine's noise; the table gives each
- * drafter's speedup over plain decoding ("none") and its mean accepted tokens per step, overall and per category.
+ * turns) is answered greedily by plain decoding ("none") and by each drafter, paired: in each round, for each drafter
+ * in turn, every question is answered by plain decoding and the drafter back to back, in alternating order (plain
+ * first for one question, the drafter first for the next), so both sides of a pair share the machine's load. Per
+ * drafter and category the table gives the median over rounds of plain decoding's time over the drafter's, with a
+ * 95% bootstrap interval ({@link PairedRatios}), by wall clock and by CPU time, and the mean accepted tokens per step.
  */
 @Command(name = "bench", sortOptions = false, mixinStandardHelpOptions = true,
         description = "Compare drafters on a Spec-Bench style prompt file: speedup over plain decoding and mean accepted tokens.")
@@ -63,13 +66,20 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--limit", paramLabel = "N", defaultValue = "0", description = "Use only the first N questions (0 = all).")
     int limit;
 
+    @Option(names = "--rounds", paramLabel = "N", defaultValue = "3",
+            description = "Paired rounds: each answers every question with plain decoding and each drafter back to back (default: ${DEFAULT-VALUE}).")
+    int rounds;
+
     @Option(names = "--out", paramLabel = "DIR", description = "Write the table (bench.md) and chart (bench.png) here.")
     Path out;
 
     record Question(String id, String category, String prompt) {}
 
-    /** Sums per drafter and category. */
+    /** Sums per drafter and category, and the paired rounds' ratios against plain decoding. */
     static final class Tally {
+        final PairedRatios wallRatios = new PairedRatios(), cpuRatios = new PairedRatios();
+        // this round's sums, on both sides of the pairs
+        double roundPlain, roundDrafter, roundPlainCpu, roundDrafterCpu;
         double seconds;
         double cpuSeconds; // the process's CPU time over the request (every thread: on a shared machine, what the request cost)
         double draftSeconds; // time in the drafter's propose
@@ -77,9 +87,10 @@ final class BenchCommand implements Callable<Integer> {
         long steps;
         long acceptedTokens;
 
-        void add(GenerationResult r, double cpu) {
-            seconds += r.stats().generateSeconds();
-            cpuSeconds += cpu;
+        void add(PairedRatios.Timed t) {
+            GenerationResult r = t.result();
+            seconds += t.seconds();
+            cpuSeconds += t.cpuSeconds();
             tokens += r.tokens().length;
             if (r.speculation() != null) {
                 steps += r.speculation().steps();
@@ -106,10 +117,22 @@ final class BenchCommand implements Callable<Integer> {
         double draftMillisPerStep() {
             return steps > 0 ? 1e3 * draftSeconds / steps : 0;
         }
-    }
 
-    private static final com.sun.management.OperatingSystemMXBean OS =
-            (com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory.getOperatingSystemMXBean();
+        /** One pair of this round: the same question answered by plain decoding and by the drafter. */
+        void pair(PairedRatios.Timed plain, PairedRatios.Timed drafted) {
+            add(drafted);
+            roundPlain += plain.seconds();
+            roundDrafter += drafted.seconds();
+            roundPlainCpu += plain.cpuSeconds();
+            roundDrafterCpu += drafted.cpuSeconds();
+        }
+
+        void endRound() {
+            wallRatios.add(roundPlain, roundDrafter);
+            cpuRatios.add(roundPlainCpu, roundDrafterCpu);
+            roundPlain = roundDrafter = roundPlainCpu = roundDrafterCpu = 0;
+        }
+    }
 
     @Override
     public Integer call() throws IOException {
@@ -120,7 +143,10 @@ final class BenchCommand implements Callable<Integer> {
         for (Drafter d : drafters) if (!chosen.contains(d)) chosen.add(d);
         List<String> names = chosen.stream().map(Drafter::cliName).toList();
         Path path = engine.modelPath();
+        if (rounds < 1) throw new IllegalArgumentException("--rounds must be at least 1, got " + rounds);
         Map<String, Map<String, Tally>> tallies = new LinkedHashMap<>(); // drafter -> category ("all" too) -> tally
+        for (String name : names) tallies.put(name, new LinkedHashMap<>());
+        List<Drafter> compared = chosen.subList(1, chosen.size());
         List<Question> asked;
         int context;
         // The engine is budgeted for the library's default drafter; each request names its own.
@@ -130,27 +156,49 @@ final class BenchCommand implements Callable<Integer> {
                 stderr.println(warning);
                 stderr.flush();
             });
-            Progress progress = Progress.toStandardError(stderr, "questions", asked.size());
-            // Warm-up: first-touch of the mapping and JIT, outside the figures.
-            generator.generate(GenerationRequest.builder(asked.get(0).prompt()).maxTokens(16).drafter(Drafter.NONE).build(), t -> {}, () -> false);
-            int q = 0;
-            for (Question question : asked) {
-                q++;
-                int[] reference = null;
-                for (Drafter drafter : chosen) {
-                    String name = drafter.cliName();
-                    GenerationRequest request = GenerationRequest.builder(question.prompt()).maxTokens(maxTokens).drafter(drafter).build();
-                    long cpu0 = OS.getProcessCpuTime();
-                    GenerationResult r = generator.generate(request, t -> {}, () -> false);
-                    double cpu = (OS.getProcessCpuTime() - cpu0) / 1e9;
-                    if (reference == null) reference = r.tokens();
-                    else if (!Arrays.equals(reference, r.tokens()))
-                        throw new IllegalStateException("drafter " + name + " changed the greedy output of question " + question.id());
-                    Map<String, Tally> byCategory = tallies.computeIfAbsent(name, k -> new LinkedHashMap<>());
-                    byCategory.computeIfAbsent("all", k -> new Tally()).add(r, cpu);
-                    byCategory.computeIfAbsent(question.category(), k -> new Tally()).add(r, cpu);
+            for (Question question : asked) for (Map<String, Tally> byCategory : tallies.values()) {
+                byCategory.computeIfAbsent("all", k -> new Tally());
+                byCategory.computeIfAbsent(question.category(), k -> new Tally());
+            }
+            // Warm-up, outside the figures: first-touch of the mapping, and every drafter's code run once (JIT).
+            int[][] reference = new int[asked.size()][];
+            reference[0] = PairedRatios.run(generator, request(asked.get(0), Drafter.NONE)).result().tokens();
+            for (Drafter drafter : compared) check(drafter, asked.get(0), reference, 0, PairedRatios.run(generator, request(asked.get(0), drafter)));
+            Progress progress = Progress.toStandardError(stderr, "rounds", rounds);
+            for (int round = 0; round < rounds; round++) {
+                for (int k = 0; k < compared.size(); k++) {
+                    Drafter drafter = compared.get((k + round) % compared.size()); // who follows whom changes per round
+                    Map<String, Tally> byCategory = tallies.get(drafter.cliName());
+                    for (int q = 0; q < asked.size(); q++) {
+                        Question question = asked.get(q);
+                        // ABBA: plain first on every other question (and the other way round in the next round)
+                        boolean plainFirst = (q + round) % 2 == 0;
+                        PairedRatios.Timed plain = null, drafted = null;
+                        for (int side = 0; side < 2; side++) {
+                            if ((side == 0) == plainFirst) {
+                                plain = PairedRatios.run(generator, request(question, Drafter.NONE));
+                                if (reference[q] == null) reference[q] = plain.result().tokens();
+                            } else {
+                                drafted = PairedRatios.run(generator, request(question, drafter));
+                            }
+                        }
+                        check(Drafter.NONE, question, reference, q, plain);
+                        check(drafter, question, reference, q, drafted);
+                        for (String c : List.of("all", question.category())) {
+                            byCategory.get(c).pair(plain, drafted);
+                            tallies.get("none").get(c).add(plain);
+                        }
+                    }
+                    for (Tally t : byCategory.values()) t.endRound();
                 }
-                progress.update(q, asked.size() < questions.size() ? (questions.size() - asked.size()) + " skipped" : "");
+                if (compared.isEmpty()) { // plain decoding alone: its speed
+                    for (int q = 0; q < asked.size(); q++) {
+                        PairedRatios.Timed plain = PairedRatios.run(generator, request(asked.get(q), Drafter.NONE));
+                        check(Drafter.NONE, asked.get(q), reference, q, plain);
+                        for (String c : List.of("all", asked.get(q).category())) tallies.get("none").get(c).add(plain);
+                    }
+                }
+                progress.update(round + 1, asked.size() < questions.size() ? (questions.size() - asked.size()) + " skipped" : "");
             }
             progress.finish();
         }
@@ -165,6 +213,17 @@ final class BenchCommand implements Callable<Integer> {
             stderr.flush();
         }
         return 0;
+    }
+
+    private GenerationRequest request(Question question, Drafter drafter) {
+        return GenerationRequest.builder(question.prompt()).maxTokens(maxTokens).drafter(drafter).build();
+    }
+
+    /** Every answer must be plain decoding's: a drafter that changed one is a bug, not a figure. */
+    private static void check(Drafter drafter, Question question, int[][] reference, int q, PairedRatios.Timed t) {
+        if (reference[q] == null) reference[q] = t.result().tokens();
+        else if (!Arrays.equals(reference[q], t.result().tokens()))
+            throw new IllegalStateException("drafter " + drafter.cliName() + " changed the greedy output of question " + question.id());
     }
 
     /**
@@ -219,14 +278,19 @@ final class BenchCommand implements Callable<Integer> {
         String skips = skipped == 0 ? "" : String.format(Locale.ROOT, " (%d skipped: longer than the %d-token context)", skipped, context);
         sb.append(String.format(Locale.ROOT, "Model %s, %d questions%s, greedy, %s%n%n", model.getFileName(), questions, skips, LocalDate.now()));
         List<String> categories = new ArrayList<>(tallies.get("none").keySet());
+        int rounds = 0;
+        for (String name : names) if (!name.equals("none")) rounds = Math.max(rounds, tallies.get(name).get("all").wallRatios.size());
+        sb.append(String.format(Locale.ROOT, "Speedup: median over %d paired rounds of plain decoding's time over the drafter's, "
+                + "[95%% bootstrap interval]; decoding only (the prompt's processing left out).%n%n", rounds));
         sb.append("| drafter | category | tokens/s | speedup vs none | mean accepted tokens | drafting ms/step | CPU-time speedup |\n"
                 + "|---|---|---|---|---|---|---|\n");
         for (String name : names) {
             for (String c : categories) {
-                Tally t = tallies.get(name).get(c), base = tallies.get("none").get(c);
-                sb.append(String.format(Locale.ROOT, "| %s | %s | %.1f | %.2fx | %.2f | %.3f | %.2fx |%n", name, c, t.tokensPerSecond(),
-                        t.tokensPerSecond() / base.tokensPerSecond(), t.meanAccepted(), t.draftMillisPerStep(),
-                        t.tokensPerCpuSecond() / base.tokensPerCpuSecond()));
+                Tally t = tallies.get(name).get(c);
+                boolean plain = name.equals("none");
+                sb.append(String.format(Locale.ROOT, "| %s | %s | %.1f | %s | %.2f | %.3f | %s |%n", name, c, t.tokensPerSecond(),
+                        plain ? "1.00x" : t.wallRatios.describe(), t.meanAccepted(), t.draftMillisPerStep(),
+                        plain ? "1.00x" : t.cpuRatios.describe()));
             }
         }
         return sb.toString();
@@ -242,10 +306,7 @@ final class BenchCommand implements Callable<Integer> {
         g.setColor(Color.WHITE);
         g.fillRect(0, 0, w, h);
         double max = 1.0;
-        for (String n : names) for (String c : categories) {
-            Tally t = tallies.get(n).get(c), b = tallies.get("none").get(c);
-            max = Math.max(max, t.tokensPerSecond() / b.tokensPerSecond());
-        }
+        for (String n : names) for (String c : categories) max = Math.max(max, speedup(tallies, n, c));
         double scale = 280 / (max * 1.1);
         Color[] palette = {new Color(0x9e9e9e), new Color(0x1f77b4), new Color(0xff7f0e), new Color(0x2ca02c), new Color(0xd62728)};
         g.setFont(new Font(Font.SANS_SERIF, Font.PLAIN, 12));
@@ -254,8 +315,7 @@ final class BenchCommand implements Callable<Integer> {
         int x = left + 10;
         for (String c : categories) {
             for (int i = 0; i < names.size(); i++) {
-                Tally t = tallies.get(names.get(i)).get(c), b = tallies.get("none").get(c);
-                double v = t.tokensPerSecond() / b.tokensPerSecond();
+                double v = speedup(tallies, names.get(i), c);
                 int bh = (int) Math.round(v * scale);
                 g.setColor(palette[i % palette.length]);
                 g.fillRect(x, bottom - bh, 30, bh);
@@ -281,5 +341,10 @@ final class BenchCommand implements Callable<Integer> {
         }
         g.dispose();
         ImageIO.write(img, "png", png.toFile());
+    }
+
+    /** The paired median speedup (1 for plain decoding itself). */
+    private static double speedup(Map<String, Map<String, Tally>> tallies, String name, String category) {
+        return name.equals("none") ? 1.0 : tallies.get(name).get(category).wallRatios.median();
     }
 }

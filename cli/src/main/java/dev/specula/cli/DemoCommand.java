@@ -48,7 +48,8 @@ final class DemoCommand implements Callable<Integer> {
             description = "Drafters to compare with plain decoding (default: pld, recycling, and draft-model when the demo draft is there).")
     List<Drafter> drafters;
 
-    @Option(names = "--rounds", paramLabel = "N", defaultValue = "5", description = "Timed runs per drafter, after one untimed warm-up run; the median counts (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--rounds", paramLabel = "N", defaultValue = "7",
+            description = "Paired rounds, after one untimed warm-up run of each: per round each drafter runs back to back with plain decoding; the median ratio counts (default: ${DEFAULT-VALUE}).")
     int rounds;
 
     @Override
@@ -79,35 +80,63 @@ final class DemoCommand implements Callable<Integer> {
                 }
             }
             // One untimed round first: each drafter's first requests run cold code (JIT) and would be timed as its
-            // speed. Then rounds interleave the drafters so that they share the machine's noise, and the median counts.
-            double[][] rate = new double[names.size()][rounds];
+            // speed. Then each round runs every drafter back to back with plain decoding, in alternating order, so
+            // that both sides of a pair share the machine's load; the median of the pairs' ratios counts.
+            if (rounds < 1) throw new IllegalArgumentException("--rounds must be at least 1, got " + rounds);
+            double[][] rate = new double[names.size()][];
             double[] accepted = new double[names.size()];
-            for (int round = -1; round < rounds; round++) {
-                for (int i = 0; i < names.size(); i++) {
-                    GenerationResult r = built.generate(request(names.get(i)), t -> {}, () -> false);
-                    if (!Arrays.equals(r.tokens(), plain.tokens()))
-                        throw new IllegalStateException("drafter " + names.get(i) + " changed the greedy output");
-                    if (round < 0) continue;
-                    rate[i][round] = r.stats().generatedTokensPerSecond();
-                    accepted[i] += (r.speculation() == null ? 1.0 : r.speculation().meanAccepted()) / rounds;
+            PairedRatios[] speedup = new PairedRatios[names.size()];
+            List<Double> plainRates = new ArrayList<>();
+            for (Drafter d : names) timed(built, d, plain);
+            for (int i = 1; i < names.size(); i++) {
+                rate[i] = new double[rounds];
+                speedup[i] = new PairedRatios();
+            }
+            for (int round = 0; round < rounds; round++) {
+                for (int k = 0; k < names.size() - 1; k++) {
+                    int i = 1 + (k + round) % (names.size() - 1); // who follows whom changes per round
+                    boolean plainFirst = (i + round) % 2 == 0; // each drafter alternates from round to round
+                    PairedRatios.Timed base = null, drafted = null;
+                    for (int side = 0; side < 2; side++) {
+                        if ((side == 0) == plainFirst) base = timed(built, Drafter.NONE, plain);
+                        else drafted = timed(built, names.get(i), plain);
+                    }
+                    plainRates.add(base.result().tokens().length / base.seconds());
+                    rate[i][round] = drafted.result().tokens().length / drafted.seconds();
+                    accepted[i] += (drafted.result().speculation() == null ? 1.0 : drafted.result().speculation().meanAccepted()) / rounds;
+                    speedup[i].add(base.seconds(), drafted.seconds());
                 }
             }
-            double[] median = new double[names.size()];
-            for (int i = 0; i < names.size(); i++) {
-                double[] sorted = rate[i].clone();
-                Arrays.sort(sorted);
-                median[i] = rounds % 2 == 1 ? sorted[rounds / 2] : (sorted[rounds / 2 - 1] + sorted[rounds / 2]) / 2;
+            if (names.size() == 1) {
+                for (int round = 0; round < rounds; round++) {
+                    PairedRatios.Timed base = timed(built, Drafter.NONE, plain);
+                    plainRates.add(base.result().tokens().length / base.seconds());
+                }
             }
+            rate[0] = plainRates.stream().mapToDouble(Double::doubleValue).toArray();
+            accepted[0] = 1.0;
             int best = 0;
-            for (int i = 1; i < names.size(); i++) if (median[i] > median[best]) best = i;
-            out.printf(Locale.ROOT, "%-12s %10s %15s %8s%n", "drafter", "tokens/s", "tokens/step", "speedup");
+            for (int i = 1; i < names.size(); i++) if (best == 0 || speedup[i].median() > speedup[best].median()) best = i;
+            if (best > 0 && speedup[best].median() <= 1) best = 0;
+            out.printf(Locale.ROOT, "%-12s %10s %15s %8s  %s%n", "drafter", "tokens/s", "tokens/step", "speedup", "95% interval");
             for (int i = 0; i < names.size(); i++) {
-                out.printf(Locale.ROOT, "%-12s %10.1f %15.2f %7.2fx%s%n", names.get(i), median[i], accepted[i], median[i] / median[0],
+                double[] ci = i == 0 ? null : speedup[i].interval95();
+                out.printf(Locale.ROOT, "%-12s %10.1f %15.2f %7.2fx  %s%s%n", names.get(i).cliName(), PairedRatios.median(rate[i]), accepted[i],
+                        i == 0 ? 1.0 : speedup[i].median(), i == 0 ? "            " : String.format(Locale.ROOT, "[%.2f, %.2f]", ci[0], ci[1]),
                         i == best && i > 0 ? "  <- best" : "");
             }
-            out.println("(greedy; every drafter produced exactly the text above; median of " + rounds + " runs each, after one untimed run)");
+            out.println("(greedy; every drafter produced exactly the text above; speedup: median over " + rounds
+                    + " rounds of plain decoding's time over the drafter's, each round the two back to back, after one untimed run)");
         }
         return 0;
+    }
+
+    /** One timed run, which must reproduce plain decoding's text. */
+    private PairedRatios.Timed timed(SpeculaEngine engine, Drafter drafter, GenerationResult plain) {
+        PairedRatios.Timed t = PairedRatios.run(engine, request(drafter));
+        if (!Arrays.equals(t.result().tokens(), plain.tokens()))
+            throw new IllegalStateException("drafter " + drafter.cliName() + " changed the greedy output");
+        return t;
     }
 
     private GenerationRequest request(Drafter drafter) {

@@ -48,9 +48,10 @@ class BenchCommandTest {
         cli.setOut(new PrintWriter(out));
         cli.setErr(new PrintWriter(err));
         int code = cli.execute("bench", "--model", model.toString(), "--prompts", prompts.toString(), "--drafters", "pld",
-                "--max-tokens", "4", "--threads", "1");
+                "--max-tokens", "4", "--threads", "1", "--rounds", "2");
         assertEquals(0, code, err.toString());
         assertTrue(out.toString().startsWith("Model m.gguf, 2 questions (1 skipped: longer than the 64-token context)"), out.toString());
+        assertTrue(out.toString().contains("median over 2 paired rounds"), out.toString());
         assertTrue(out.toString().contains("| pld | all |"), out.toString());
         assertTrue(err.toString().contains("warning: skipping question 2: its prompt's "), err.toString());
         assertTrue(err.toString().contains("tokens do not fit the 64-token context"), err.toString());
@@ -58,7 +59,7 @@ class BenchCommandTest {
         // Standard error is a pipe under the test runner: progress comes as plain lines.
         Assumptions.assumeFalse(Progress.standardErrorIsTerminal());
         assertFalse(err.toString().contains("\r"), err.toString());
-        assertTrue(err.toString().contains("1/2 questions (1 skipped)\n2/2 questions (1 skipped)\n"), err.toString());
+        assertTrue(err.toString().contains("1/2 rounds (1 skipped)\n2/2 rounds (1 skipped)\n"), err.toString());
     }
 
     @Test

@@ -57,7 +57,8 @@ import java.util.Map;
  * a probe must also afford the drafting a policy was last seen to add per step since its previous tree, a draft
  * cache catching up);
  * every plain step adds the allowance
- * {@code eps seconds} (eps = {@value #ALLOWANCE_PERCENT}%) less what the policy spent learning from it (a backed-off
+ * {@code eps seconds} (eps = {@value #ALLOWANCE_PERCENT}%) less what the policy spent on it, asked for a tree it
+ * may not draft and learning from it (a backed-off
  * policy learns only when its credit covers that, see {@link #learnsWhilePlain}); B is capped at
  * {@value #CREDIT_CAP_STEPS} plain steps, so credit won on one request cannot pay for long losses on the next.
  * When c0 falls by more than {@code 1 - }{@value #YARDSTICK_FELL} of itself while it rests on its first few
@@ -486,8 +487,8 @@ public final class SpeculationBudget {
 
     /**
      * As above, also telling the seconds the policy spent learning from the step (observing its outcome), which the
-     * whole step's seconds include. On a plain step that is all the policy costs beyond plain decoding: it is left
-     * out of c0 and charged to the account (a backed-off policy learns only when its credit pays for it, see
+     * whole step's seconds include. On a plain step that and its drafting (a root alone) are all the policy costs
+     * beyond plain decoding: they are left out of c0 and charged to the account (a backed-off policy learns only when its credit pays for it, see
      * {@link #learnsWhilePlain}); on a speculative step it is charged in full, like drafting.
      */
     public synchronized void record(String policy, int allowed, int treeNodes, double draftSeconds, double learnSeconds,
@@ -498,7 +499,9 @@ public final class SpeculationBudget {
         if (i == 0) {
             notePlain(a, seconds - draftSeconds - learnSeconds);
             a.learnCost = Math.max(learnSeconds, LEARN_COST_DECAY * a.learnCost); // the recent learning steps' cost
-            a.credit += ALLOWANCE * seconds - learnSeconds;
+            // All the policy did on a plain step beyond plain decoding (asked for a tree it may not draft, learned)
+            // is paid from the credit: a policy whose plain steps eat the allowance gets no probes on top.
+            a.credit += ALLOWANCE * seconds - draftSeconds - learnSeconds;
         } else {
             draftSeconds += learnSeconds;
             a.speculativeSteps++;

@@ -375,6 +375,30 @@ class SpeculationBudgetTest {
     }
 
     /**
+     * A drafter that never hits, held plain, whose every plain step still costs 2% of a plain step in its own
+     * drafting (asked for a tree it may not draft, it keeps something up to date): that alone spends more than the
+     * allowance, so the budget must not let it probe on top; its drafting is left out of c0 all the same.
+     */
+    @Test
+    void draftingOnPlainStepsIsPaidFromTheCreditBeforeAnyProbe() {
+        long[] probes = new long[2];
+        double[] plainStepDraft = {0, 0.02 * C0};
+        for (int k = 0; k < 2; k++) {
+            SpeculationBudget budget = new SpeculationBudget(17, true);
+            for (int step = 0; step < 8192; step++) {
+                int allowed = budget.choose("busy");
+                double draft = allowed > 1 ? 0.3 * C0 * (allowed - 1) : plainStepDraft[k];
+                budget.record("busy", allowed, allowed, draft, 0, demoStepCost(allowed) + draft, 1);
+            }
+            var a = budget.snapshot("busy");
+            probes[k] = a.probes;
+            assertEquals(C0, a.plainCost(), 1e-12, "drafting is not part of what plain decoding costs");
+        }
+        assertTrue(probes[0] >= 5, "free plain steps leave the allowance for probes: " + probes[0]);
+        assertTrue(probes[1] <= 2, "plain steps that spend the allowance leave none for probes: " + probes[1] + " (free: " + probes[0] + ")");
+    }
+
+    /**
      * A drafter whose trees are often slow: with probability slowChance a tree step takes slowFactor times its usual
      * cost (a draft model's thread pool and the target's contending for two cores), which the median of its steps
      * does not show. Plain steps scatter by plainNoise either way. Chains of acceptance alpha.
