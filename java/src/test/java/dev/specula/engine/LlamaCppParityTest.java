@@ -53,6 +53,7 @@ import org.junit.jupiter.params.provider.CsvSource;
  * Measured max |Δ log p| (llama.cpp: npm @node-llama-cpp/linux-x64 3.21.1; Specula: the cpu backend, AVX-512 VNNI) and bounds:
  * <pre>
  * arch-type-tied         seed 7   seed 8   seed 9  bound  margin over the largest measured
+ * llama-F32-false       2.9e-06  3.2e-06  2.6e-06  0.001  the issue's bound
  * llama-F32-true        3.2e-06  3.1e-06  2.8e-06  0.001  the issue's bound
  * qwen2-F32-false       2.9e-06  3.4e-06  2.6e-06  0.001  the issue's bound
  * qwen3-F32             2.7e-06  2.5e-06  2.6e-06  0.001  the issue's bound
@@ -79,7 +80,7 @@ import org.junit.jupiter.params.provider.CsvSource;
  * gemma3-Q4_K_M            0.11     0.12     0.12  0.25   2.1x
  * </pre>
  * Greedy runs must be identical on F32; elsewhere they may part only at a near tie (our own log-probabilities of the
- * two choices within twice the bound).
+ * two choices within twice the bound; the partings measured on seeds 7 and 8 had gaps of 0.0003 to 0.039).
  */
 class LlamaCppParityTest {
     /** The random models' seed (the prompt's is this + 4); -Dspecula.parity.seed=N checks the bounds on other models. */
