@@ -281,6 +281,18 @@ SPEC_HD int64_t attn_partial_floats_per_row(int32_t head_dim) { return 2 + (int6
 
 SPEC_HD uint64_t align256(uint64_t n) { return (n + 255) & ~(uint64_t)255; }
 
+// Pieces placed one after another, each starting 256-byte aligned: how every device allocation here
+// (scratch, EAGLE scratch, weights, heads) is laid out.
+struct AlignedLayout {
+    uint64_t at = 0; // the end of what is placed so far
+    uint64_t place(uint64_t bytes) {
+        const uint64_t off = align256(at);
+        at = off + bytes;
+        return off;
+    }
+    uint64_t bytes() const { return align256(at); }
+};
+
 // Matrices that multiply the same activations (a layer's q, k, v; its gate and up) are placed
 // back to back and run as one matrix of all their rows, one weight-streaming launch instead of
 // several, when they share dtype and columns and each one's bytes are a multiple of 16: every
@@ -360,12 +372,8 @@ inline int64_t attn_partial_floats(const spec_model_config &c) {
 // matmul_scratch: the most matmul() needs for any of the model's products at any bucket.
 inline ScratchLayout scratch_layout(const spec_model_config &c, size_t matmul_scratch) {
     ScratchLayout s;
-    size_t at = 0;
-    auto add = [&](size_t n) {
-        const size_t off = (size_t)align256(at);
-        at = off + n;
-        return off;
-    };
+    AlignedLayout layout;
+    auto add = [&](size_t n) { return (size_t)layout.place(n); };
     const size_t R = MAX_ROWS, E = (size_t)c.n_embd, QD = (size_t)c.n_head * c.head_dim, V = (size_t)c.n_vocab;
     s.params = add(sizeof(StepParams));
     s.commit = add(sizeof(int32_t) * 2 * MAX_ROWS);
@@ -379,7 +387,7 @@ inline ScratchLayout scratch_layout(const spec_model_config &c, size_t matmul_sc
     s.head = add(4 * R * V);
     s.part = add(4 * (size_t)attn_partial_floats(c));
     s.matmul = add(matmul_scratch);
-    s.bytes = (size_t)align256(at);
+    s.bytes = (size_t)layout.bytes();
     return s;
 }
 
@@ -395,16 +403,12 @@ struct EagleLayout {
 };
 inline EagleLayout eagle_layout(const spec_model_config &c, size_t matmul_scratch) {
     EagleLayout s;
-    size_t at = 0;
-    auto add = [&](size_t n) {
-        const size_t off = (size_t)align256(at);
-        at = off + n;
-        return off;
-    };
+    AlignedLayout layout;
+    auto add = [&](size_t n) { return (size_t)layout.place(n); };
     s.cat = add(4 * (size_t)MAX_ROWS * 2 * (size_t)c.n_embd);
     s.features = add(8 * (size_t)MAX_ROWS);
     s.matmul = add(matmul_scratch);
-    s.bytes = (size_t)align256(at);
+    s.bytes = (size_t)layout.bytes();
     return s;
 }
 

@@ -509,15 +509,11 @@ Status choose_kernels(spec_model *m, ModelState &ms, Failure &err) {
 // table), which form one contiguous image uploaded at once.
 struct WeightImage {
     uint64_t capacity = 0; // bytes allocated: mm::weight_alloc_bytes(config, the nbytes given)
-    uint64_t at = 0;       // the end of what is placed so far
+    mm::AlignedLayout layout; // what is placed so far
     std::unordered_map<const void *, std::pair<uint64_t, const spec_weight *>> uploaded; // tied matrices: one copy
     std::vector<std::pair<uint64_t, std::vector<char>>> small;                         // (offset, bytes)
 
-    uint64_t place(uint64_t bytes) {
-        const uint64_t off = mm::align256(at);
-        at = off + bytes;
-        return off;
-    }
+    uint64_t place(uint64_t bytes) { return layout.place(bytes); }
 };
 
 Status place_matrices(spec_model *m, ModelState &ms, WeightImage &img, Failure &err) {
@@ -680,8 +676,8 @@ Status place_vectors(spec_model *m, ModelState &ms, WeightImage &img, Failure &e
     }
     ms.inv_freq = rope_table(c);
     ms.pos_scale = mm::rope_pos_scale(c);
-    if (img.at > img.capacity) { // weight_alloc_bytes is an upper bound by construction
-        err = failure(SPEC_ERR_INTERNAL, "cuda: model weights need %llu bytes, %llu were planned", (unsigned long long)img.at,
+    if (img.layout.at > img.capacity) { // weight_alloc_bytes is an upper bound by construction
+        err = failure(SPEC_ERR_INTERNAL, "cuda: model weights need %llu bytes, %llu were planned", (unsigned long long)img.layout.at,
                       (unsigned long long)img.capacity);
         return err.status;
     }
@@ -965,12 +961,8 @@ Status heads_finalize_impl(spec_heads *hd, HeadsState &hs, Failure &err) {
     hs.device = ms.device;
     // the layout: every matrix and bias (as f32), then the scratch; offsets stand in for the
     // addresses until the allocation exists, so none is 0 (null: an absent weight)
-    uint64_t at = 256;
-    auto place = [&](uint64_t bytes) {
-        const uint64_t off = mm::align256(at);
-        at = off + bytes;
-        return off;
-    };
+    mm::AlignedLayout layout{256};
+    auto place = [&](uint64_t bytes) { return layout.place(bytes); };
     struct Piece {
         uint64_t off;
         const spec_weight *w;
@@ -1015,7 +1007,7 @@ Status heads_finalize_impl(spec_heads *hd, HeadsState &hs, Failure &err) {
     for (int n = 1; n <= mm::MAX_ROWS; n++)
         mm_bytes = std::max({mm_bytes, matmul_scratch_bytes(E, n), matmul_scratch_bytes(hs.max_in, n)});
     const uint64_t mm_off = place(mm_bytes);
-    const uint64_t total = mm::align256(at);
+    const uint64_t total = layout.bytes();
 
     cudaError_t e = cudaMalloc((void **)&hs.mem, total);
     if (e != cudaSuccess) {
