@@ -12,12 +12,39 @@ namespace specula {
 // Records f as the thread's last error (and ctx's, when given) and returns its status.
 spec_status record(const spec_context *ctx, const Failure &f);
 
-inline bool live_context(const spec_context *ctx) { return ctx && ctx->tag == TAG_CONTEXT; }
-inline bool live_buffer(const spec_buffer *b) { return b && b->tag == TAG_BUFFER && live_context(b->ctx); }
-inline bool live_model(const spec_model *m) { return m && m->tag == TAG_MODEL && live_context(m->ctx); }
-inline bool live_kv(const spec_kv *kv) { return kv && kv->tag == TAG_KV && live_model(kv->model); }
-inline bool live_recycler(const spec_recycler *r) { return r && r->tag == TAG_RECYCLER && live_context(r->ctx); }
-inline bool live_heads(const spec_heads *h) { return h && h->tag == TAG_HEADS && live_model(h->target); }
+// Every handle handed out and not yet destroyed, by address. The live_* checks look here before they read a handle's
+// tag, so a handle used after its destroy is refused as not live without reading the memory it had (which the
+// allocator may have given to something else). A handle's address reused by a newer handle of another kind fails the
+// tag check; one reused by a handle of the same kind is that handle, as with any C API.
+void handle_registry_add(const void *h);
+void handle_registry_remove(const void *h);
+bool handle_registry_has(const void *h);
+
+// The two ends of a handle's life: handed to the caller (registered), and destroyed (unregistered, tagged dead and
+// freed). An object freed on a create's failure path was never handed out; retiring it is the same.
+template <typename H>
+spec_status hand_out(H *h, H **out) {
+    handle_registry_add(h);
+    *out = h;
+    return SPEC_OK;
+}
+template <typename H>
+void retire(H *h) {
+    handle_registry_remove(h);
+    h->tag = TAG_DEAD;
+    delete h;
+}
+
+inline bool live_context(const spec_context *ctx) { return ctx && handle_registry_has(ctx) && ctx->tag == TAG_CONTEXT; }
+inline bool live_buffer(const spec_buffer *b) {
+    return b && handle_registry_has(b) && b->tag == TAG_BUFFER && live_context(b->ctx);
+}
+inline bool live_model(const spec_model *m) { return m && handle_registry_has(m) && m->tag == TAG_MODEL && live_context(m->ctx); }
+inline bool live_kv(const spec_kv *kv) { return kv && handle_registry_has(kv) && kv->tag == TAG_KV && live_model(kv->model); }
+inline bool live_recycler(const spec_recycler *r) {
+    return r && handle_registry_has(r) && r->tag == TAG_RECYCLER && live_context(r->ctx);
+}
+inline bool live_heads(const spec_heads *h) { return h && handle_registry_has(h) && h->tag == TAG_HEADS && live_model(h->target); }
 
 inline const char *handle_problem(const void *h) { return h ? "is not live (destroyed or foreign)" : "is null"; }
 

@@ -101,8 +101,7 @@ SPEC_API spec_status spec_heads_create(spec_model *target, const spec_heads_conf
                                                                                    std::vector<spec_weight>(std::max(1, config->n_blocks))));
         target->live_heads++;
         target->ctx->live.heads++;
-        *out = h;
-        return SPEC_OK;
+        return hand_out(h, out);
     });
 }
 
@@ -112,8 +111,7 @@ SPEC_API spec_status spec_heads_destroy(spec_heads *heads) {
         if (heads->finalized) backend_heads_release(heads);
         heads->target->live_heads--;
         heads->target->ctx->live.heads--;
-        heads->tag = TAG_DEAD;
-        delete heads;
+        retire(heads);
         return SPEC_OK;
     });
 }

@@ -241,13 +241,11 @@ SPEC_API spec_status spec_recycler_create(spec_context *ctx, int32_t n_vocab, in
         st = ctx->backend->recycler_init(r, err);
         if (st != SPEC_OK) {
             ctx->backend->release(ctx, matrix);
-            r->tag = TAG_DEAD;
-            delete r;
+            retire(r);
             return st;
         }
         ctx->live.recyclers++;
-        *out = r;
-        return SPEC_OK;
+        return hand_out(r, out);
     });
 }
 
@@ -257,8 +255,7 @@ SPEC_API spec_status spec_recycler_destroy(spec_recycler *rec) {
         rec->ctx->backend->recycler_release(rec);
         rec->ctx->backend->release(rec->ctx, rec->matrix);
         rec->ctx->live.recyclers--;
-        rec->tag = TAG_DEAD;
-        delete rec;
+        retire(rec);
         return SPEC_OK;
     });
 }

@@ -12,6 +12,8 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <shared_mutex>
+#include <unordered_set>
 #include <new>
 
 #ifndef SPECULA_VERSION
@@ -66,6 +68,36 @@ spec_status record(const spec_context *ctx, const Failure &f) {
         const_cast<spec_context *>(ctx)->last_error = f.message;
     }
     return f.status;
+}
+
+namespace {
+// Never destroyed: a handle may be destroyed (a Java cleaner, say) after static destructors have run.
+struct HandleRegistry {
+    std::shared_mutex mu;
+    std::unordered_set<const void *> live;
+};
+HandleRegistry &handle_registry() {
+    static HandleRegistry *registry = new HandleRegistry();
+    return *registry;
+}
+} // namespace
+
+void handle_registry_add(const void *h) {
+    HandleRegistry &r = handle_registry();
+    std::unique_lock<std::shared_mutex> lock(r.mu);
+    r.live.insert(h);
+}
+
+void handle_registry_remove(const void *h) {
+    HandleRegistry &r = handle_registry();
+    std::unique_lock<std::shared_mutex> lock(r.mu);
+    r.live.erase(h);
+}
+
+bool handle_registry_has(const void *h) {
+    HandleRegistry &r = handle_registry();
+    std::shared_lock<std::shared_mutex> lock(r.mu);
+    return r.live.count(h) != 0;
 }
 
 std::string live_objects_list(int32_t buffers, int32_t models, int32_t kvs, int32_t recyclers, int32_t heads) {
@@ -489,12 +521,10 @@ SPEC_API spec_status spec_context_create(const char *backend, int32_t device, sp
         ctx->device = device;
         st = b->context_init(ctx, err);
         if (st != SPEC_OK) {
-            ctx->tag = TAG_DEAD;
-            delete ctx;
+            retire(ctx);
             return st;
         }
-        *out = ctx;
-        return SPEC_OK;
+        return hand_out(ctx, out);
     });
 }
 
@@ -506,8 +536,7 @@ SPEC_API spec_status spec_context_destroy(spec_context *ctx) {
             FAIL(err, SPEC_ERR_IN_USE, "spec_context_destroy: %s still live on this context; destroy them first (nothing was freed)",
                  live.c_str());
         ctx->backend->context_release(ctx);
-        ctx->tag = TAG_DEAD;
-        delete ctx;
+        retire(ctx);
         return SPEC_OK;
     });
 }
@@ -554,8 +583,7 @@ SPEC_API spec_status spec_buffer_alloc(spec_context *ctx, uint64_t nbytes, spec_
         b->ptr = ptr;
         b->size = nbytes;
         ctx->live.buffers++;
-        *out = b;
-        return SPEC_OK;
+        return hand_out(b, out);
     });
 }
 
@@ -564,8 +592,7 @@ SPEC_API spec_status spec_buffer_free(spec_buffer *buf) {
         if (!live_buffer(buf)) FAIL(err, SPEC_ERR_INVALID_HANDLE, "spec_buffer_free: buffer %s", handle_problem(buf));
         buf->ctx->backend->release(buf->ctx, buf->ptr);
         buf->ctx->live.buffers--;
-        buf->tag = TAG_DEAD;
-        delete buf;
+        retire(buf);
         return SPEC_OK;
     });
 }
@@ -628,8 +655,7 @@ SPEC_API spec_status spec_model_create(spec_context *ctx, const spec_model_confi
         m->weights.resize(SPEC_W_ROLE_COUNT);
         for (int r = 0; r < SPEC_W_ROLE_COUNT; r++) m->weights[r].resize(is_global_role(r) ? 1 : config->n_layer);
         ctx->live.models++;
-        *out = m;
-        return SPEC_OK;
+        return hand_out(m, out);
     });
 }
 
@@ -642,8 +668,7 @@ SPEC_API spec_status spec_model_destroy(spec_model *model) {
                  live_objects_list(0, 0, kvs, 0, heads).c_str());
         if (model->finalized) model->ctx->backend->model_release(model);
         model->ctx->live.models--;
-        model->tag = TAG_DEAD;
-        delete model;
+        retire(model);
         return SPEC_OK;
     });
 }
@@ -735,14 +760,12 @@ SPEC_API spec_status spec_kv_create(spec_model *model, int32_t capacity, spec_kv
         kv->capacity = capacity;
         spec_status st = model->ctx->backend->kv_init(kv, err);
         if (st != SPEC_OK) {
-            kv->tag = TAG_DEAD;
-            delete kv;
+            retire(kv);
             return st;
         }
         model->live_kvs++;
         model->ctx->live.kvs++;
-        *out = kv;
-        return SPEC_OK;
+        return hand_out(kv, out);
     });
 }
 
@@ -752,8 +775,7 @@ SPEC_API spec_status spec_kv_destroy(spec_kv *kv) {
         kv->model->ctx->backend->kv_release(kv);
         kv->model->live_kvs--;
         kv->model->ctx->live.kvs--;
-        kv->tag = TAG_DEAD;
-        delete kv;
+        retire(kv);
         return SPEC_OK;
     });
 }

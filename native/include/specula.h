@@ -12,6 +12,9 @@
  *     one thread pool (spec_context_set_threads), and a call's parallel work waits while another
  *     call's runs on it. What a call writes (a KV cache, a recycler, an output buffer) must not be
  *     used by another call at the same time, and no handle may be destroyed while a call uses it.
+ *   - A handle used after its destroy (or destroyed twice), or a pointer that was never a handle, is refused
+ *     with SPEC_ERR_INVALID_HANDLE without its memory being read: every call looks handles up among those
+ *     handed out and not yet destroyed.
  *
  * The Java bindings in java/src/main/java/dev/specula/ffi are generated from this file by
  * jextract/generate.sh. After changing it, regenerate them.
