@@ -167,6 +167,15 @@ public final class SpeculationBudget {
     /** Plain steps measured before c0 counts (the first are often slow: code not yet compiled, pages not touched). */
     static final int FIRST_PLAIN_STEPS = 3;
 
+    /**
+     * With {@code -Dspecula.budget.trace=true} every budget prints, when the process ends, what each policy's steps
+     * cost against what the budget believed and charged (a diagnostic for the back-off's decisions; off by default).
+     */
+    static final boolean TRACE = Boolean.getBoolean("specula.budget.trace");
+    static final String[] TRACE_KINDS = {"plain", "best", "bigger", "probe", "yardstick"};
+    static final String[] TRACE_FIELDS = {"steps", "seconds", "charged", "policy s", "tokens", "tokens*c0", "believed s", "believed tokens"};
+    private static final int PLAIN = 0, BEST = 1, BIGGER = 2, PROBE = 3, YARDSTICK = 4;
+
     private final int[] buckets;
     private final boolean adaptive;
     private final Map<String, Account> accounts = new HashMap<>();
@@ -251,6 +260,8 @@ public final class SpeculationBudget {
         long probes;
         long speculativeSteps;
         double won; // W, seconds
+        int lastKind;  // what choose last decided, for the trace: one of TRACE_KINDS
+        final double[][] trace = new double[TRACE_KINDS.length][TRACE_FIELDS.length];
 
         Account(int buckets, int maxNodes) {
             costs = new Costs[buckets];
@@ -322,6 +333,47 @@ public final class SpeculationBudget {
         sizes[n++] = max;
         buckets = Arrays.copyOf(sizes, n);
         this.adaptive = adaptive;
+        if (TRACE && adaptive) Runtime.getRuntime().addShutdownHook(new Thread(() -> System.err.print(trace())));
+    }
+
+    /** The trace's table: per policy and kind of step, totals of what the steps cost and what was believed. */
+    synchronized String trace() {
+        StringBuilder out = new StringBuilder();
+        for (var e : accounts.entrySet()) {
+            Account a = e.getValue();
+            out.append(String.format("budget trace %s (max %d nodes): c0 %.3f ms, credit %.3f ms, won %.3f ms, probes %d, probe gap %d, sizes measured:",
+                    e.getKey(), maxTreeNodes(), 1e3 * a.plainCost(), 1e3 * a.credit, 1e3 * a.won, a.probes, a.probeGap));
+            for (int i = 1; i < buckets.length; i++)
+                if (a.costs[i].size() > 0) out.append(String.format(" %d:%.3fms(n%d)", buckets[i], 1e3 * a.cost(i), a.costs[i].size()));
+            out.append('\n');
+            for (int k = 0; k < TRACE_KINDS.length; k++) {
+                double[] t = a.trace[k];
+                if (t[0] == 0) continue;
+                out.append(String.format("  %-9s steps %6.0f  ms/step %.3f  charged %.3f  policy %.3f  tokens/step %.2f  plain-equivalent ms/step %.3f  believed ms %.3f tokens %.2f%n",
+                        TRACE_KINDS[k], t[0], 1e3 * t[1] / t[0], 1e3 * t[2] / t[0], 1e3 * t[3] / t[0], t[4] / t[0], 1e3 * t[5] / t[0], 1e3 * t[6] / t[0], t[7] / t[0]));
+            }
+        }
+        return out.toString();
+    }
+
+    private static void trace(Account a, double seconds, double charged, double policySeconds, int tokens) {
+        if (!TRACE) return;
+        double[] t = a.trace[a.lastKind];
+        t[0]++;
+        t[1] += seconds;
+        t[2] += charged;
+        t[3] += policySeconds;
+        t[4] += tokens;
+        t[5] += tokens * a.plainCost();
+    }
+
+    private int traced(Account a, int kind, int bucket) {
+        a.lastKind = kind;
+        if (TRACE && bucket > 0) {
+            a.trace[kind][6] += expectedCost(a, bucket);
+            a.trace[kind][7] += a.expectedTokens(buckets[bucket]);
+        }
+        return buckets[bucket];
     }
 
     public int maxTreeNodes() {
@@ -348,7 +400,7 @@ public final class SpeculationBudget {
         Account a = account(policy);
         a.step++;
         double c0 = a.plainCost();
-        if (c0 == 0) return plain(a); // the yardstick first
+        if (c0 == 0) return traced(a, PLAIN, plain(a)); // the yardstick first
         int best = best(a);
         if (rate(a, best) > (1 + MARGIN_PERCENT / 100.0 + Math.min(NOISE_MARGIN_CAP, NOISE_ERRORS * relativeError(a, best))) / c0 && a.credit >= 0) {
             if (!a.speculating) {
@@ -356,13 +408,13 @@ public final class SpeculationBudget {
                 a.creditAtStretchStart = a.credit;
             }
             int plainEvery = a.costs[0].size() < COST_SAMPLES ? PLAIN_EVERY_WHILE_FEW : PLAIN_EVERY;
-            if (a.step - a.lastPlain > plainEvery) return plain(a);
+            if (a.step - a.lastPlain > plainEvery) return traced(a, YARDSTICK, plain(a));
             int up = best + 1;
             if (up < buckets.length && a.step - a.lastNeighbour > NEIGHBOURS_EVERY && expectedLoss(a, up) <= a.credit) {
                 a.lastNeighbour = a.step;
-                return buckets[up];
+                return traced(a, BIGGER, up);
             }
-            return buckets[best];
+            return traced(a, BEST, best);
         }
         if (a.speculating) {
             // A stretch of speculation ended: probe soon again only if it paid.
@@ -377,14 +429,15 @@ public final class SpeculationBudget {
             a.probes++;
             a.speculating = true;
             a.creditAtStretchStart = a.credit;
-            return buckets[best];
+            return traced(a, PROBE, best);
         }
-        return plain(a);
+        return traced(a, PLAIN, plain(a));
     }
 
+    /** Bucket 0, plain decoding. */
     private int plain(Account a) {
         a.lastPlain = a.step;
-        return 1;
+        return 0;
     }
 
     /**
@@ -502,6 +555,7 @@ public final class SpeculationBudget {
             // All the policy did on a plain step beyond plain decoding (asked for a tree it may not draft, learned)
             // is paid from the credit: a policy whose plain steps eat the allowance gets no probes on top.
             a.credit += ALLOWANCE * seconds - draftSeconds - learnSeconds;
+            trace(a, seconds, draftSeconds + learnSeconds, draftSeconds + learnSeconds, tokens);
         } else {
             draftSeconds += learnSeconds;
             a.speculativeSteps++;
@@ -523,7 +577,10 @@ public final class SpeculationBudget {
                     costs.add(seconds);
                 }
             }
-            if (c0 == 0) return;
+            if (c0 == 0) {
+                trace(a, seconds, 0, draftSeconds, tokens);
+                return;
+            }
             c0 = a.plainCost();
             // The forward's noise is capped; the policy's own drafting is charged in full (a draft model or early
             // exit catching its cache up over every token since its last draft is what probing it costs, however
@@ -546,6 +603,7 @@ public final class SpeculationBudget {
             }
             if (longDraft && !forgiven) charged = draftSeconds;
             double win = tokens * c0 - charged;
+            trace(a, seconds, charged, draftSeconds, tokens);
             a.credit += win;
             a.won += win;
             if (a.probing) {
