@@ -139,6 +139,8 @@ public final class SpeculationBudget {
      * still cold), and a c0 they inflate makes every speculative step look won.
      */
     static final int PLAIN_EVERY_WHILE_FEW = 8;
+    /** Per plain step a policy attends, what its upkeep estimate remembers of the older ones. */
+    static final double UPKEEP_DECAY = 0.9;
     /** While speculating: steps between tries of the next bigger size. */
     static final int NEIGHBOURS_EVERY = 16;
 
@@ -171,10 +173,12 @@ public final class SpeculationBudget {
      * With {@code -Dspecula.budget.trace=true} every budget prints, when the process ends, what each policy's steps
      * cost against what the budget believed and charged (a diagnostic for the back-off's decisions; off by default).
      */
-    static final boolean TRACE = Boolean.getBoolean("specula.budget.trace");
-    static final String[] TRACE_KINDS = {"plain", "best", "bigger", "probe", "yardstick"};
+    static final boolean TRACE = Boolean.getBoolean("specula.budget.trace") || "steps".equals(System.getProperty("specula.budget.trace"));
+    /** ...and with {@code -Dspecula.budget.trace=steps} also a line per speculative step. */
+    static final boolean TRACE_STEPS = "steps".equals(System.getProperty("specula.budget.trace"));
+    static final String[] TRACE_KINDS = {"plain", "best", "bigger", "probe", "yardstick", "waking"};
     static final String[] TRACE_FIELDS = {"steps", "seconds", "charged", "policy s", "tokens", "tokens*c0", "believed s", "believed tokens"};
-    private static final int PLAIN = 0, BEST = 1, BIGGER = 2, PROBE = 3, YARDSTICK = 4;
+    private static final int PLAIN = 0, BEST = 1, BIGGER = 2, PROBE = 3, YARDSTICK = 4, WAKING = 5;
 
     private final int[] buckets;
     private final boolean adaptive;
@@ -253,6 +257,9 @@ public final class SpeculationBudget {
         double learnCost;       // seconds a plain step's learning recently took (a slowly decaying maximum)
         double catchUpPerStep;  // seconds of drafting a probe adds per step since the last tree (a draft cache catching up)
         long lastTreeStep;
+        long probeAt = -1;      // the step of a probe the policy was woken for (-1: none)
+        boolean attends = true; // whether the policy takes part in the step last chosen
+        double upkeep;          // seconds a plain step the policy attends costs it (asked for a tree, observing), recent steps weighing most
         boolean speculating;
         boolean probing;
         double creditAtStretchStart;
@@ -367,13 +374,14 @@ public final class SpeculationBudget {
         t[5] += tokens * a.plainCost();
     }
 
+    /** Returns bucket, noting what kind of step it is for the trace. */
     private int traced(Account a, int kind, int bucket) {
         a.lastKind = kind;
         if (TRACE && bucket > 0) {
             a.trace[kind][6] += expectedCost(a, bucket);
             a.trace[kind][7] += a.expectedTokens(buckets[bucket]);
         }
-        return buckets[bucket];
+        return bucket;
     }
 
     public int maxTreeNodes() {
@@ -394,15 +402,47 @@ public final class SpeculationBudget {
         return adaptive;
     }
 
-    /** The tree size a policy may use this step. */
-    public synchronized int choose(String policy) {
-        if (!adaptive || buckets.length == 1) return maxTreeNodes();
+    /**
+     * What a policy may do this step: the tree size it may use, and whether it takes part in the step at all
+     * ({@code attends}: asked for a tree, shown the outcome). A policy the budget holds to plain decoding between
+     * probes does not attend: its step is plain decoding itself, with nothing of the policy's upkeep in it (EAGLE
+     * copying the step's features, a draft cache kept current), which its credit could not pay for. It attends
+     * again {@code wakeSteps} steps before its next probe, so that a policy that drafts from what it observed has
+     * that much context then (see {@link DraftPolicy#observedStepsBeforeDrafting}).
+     */
+    public record Decision(int treeNodes, boolean attends) {}
+
+    /** The tree size a policy may use this step (a policy that needs no steps observed before it drafts). */
+    public int choose(String policy) {
+        return decide(policy, 0).treeNodes();
+    }
+
+    /** What a policy that wants wakeSteps observed steps before it drafts may do this step. */
+    public synchronized Decision decide(String policy, int wakeSteps) {
+        if (!adaptive || buckets.length == 1) return new Decision(maxTreeNodes(), true);
         Account a = account(policy);
+        boolean asleep = !a.attends; // it skipped the last step
+        a.attends = true;
+        int bucket = choose(a, asleep ? Math.max(0, wakeSteps) : 0);
+        return new Decision(buckets[bucket], a.attends);
+    }
+
+    /**
+     * The bucket a policy may use this step; clears {@code attends} for a step of plain decoding the policy skips.
+     * wakeSteps: the steps it must observe before it drafts (0 if it attended the last step).
+     */
+    private int choose(Account a, int wakeSteps) {
         a.step++;
         double c0 = a.plainCost();
         if (c0 == 0) return traced(a, PLAIN, plain(a)); // the yardstick first
+        if (a.probeAt >= 0) {
+            // Woken: it observes until then, then the budget decides as usual.
+            if (a.step < a.probeAt) return traced(a, WAKING, plain(a));
+            a.probeAt = -1;
+        }
         int best = best(a);
         if (rate(a, best) > (1 + MARGIN_PERCENT / 100.0 + Math.min(NOISE_MARGIN_CAP, NOISE_ERRORS * relativeError(a, best))) / c0 && a.credit >= 0) {
+            if (wakeSteps > 0) return wake(a, wakeSteps); // profitable again after a dormant stretch (c0 moved)
             if (!a.speculating) {
                 a.speculating = true;
                 a.creditAtStretchStart = a.credit;
@@ -423,7 +463,10 @@ public final class SpeculationBudget {
             a.nextProbe = a.step + a.probeGap;
         }
         double catchUp = a.catchUpPerStep * (a.step - a.lastTreeStep);
-        if (a.step >= a.nextProbe && expectedLoss(a, best) + catchUp <= a.credit) {
+        // A probe after a dormant stretch must also pay for the steps the policy observes first, at what its plain
+        // steps cost it.
+        if (a.step >= a.nextProbe && expectedLoss(a, best) + catchUp + wakeSteps * a.upkeep <= a.credit) {
+            if (wakeSteps > 0) return wake(a, wakeSteps);
             a.nextProbe = a.step + a.probeGap;
             a.probing = true;
             a.probes++;
@@ -431,13 +474,31 @@ public final class SpeculationBudget {
             a.creditAtStretchStart = a.credit;
             return traced(a, PROBE, best);
         }
+        a.attends = false; // plain decoding, the fixed point: nothing of the policy's runs
         return traced(a, PLAIN, plain(a));
+    }
+
+    /** A plain step the policy attends, the first of wakeSteps before it may draft. */
+    private int wake(Account a, int wakeSteps) {
+        a.probeAt = a.step + wakeSteps;
+        return traced(a, WAKING, plain(a));
     }
 
     /** Bucket 0, plain decoding. */
     private int plain(Account a) {
         a.lastPlain = a.step;
         return 0;
+    }
+
+    /**
+     * Whether a policy is held to plain decoding and skips its steps, with no wake-up planned: a request starting
+     * now need not prepare it (EAGLE's layer run over the prompt), since it will not draft before it is woken and
+     * has observed the steps it needs.
+     */
+    public synchronized boolean dormant(String policy) {
+        if (!adaptive || buckets.length == 1) return false;
+        Account a = accounts.get(policy);
+        return a != null && !a.attends && a.probeAt < 0 && !a.speculating;
     }
 
     /**
@@ -552,10 +613,14 @@ public final class SpeculationBudget {
         if (i == 0) {
             notePlain(a, seconds - draftSeconds - learnSeconds);
             a.learnCost = Math.max(learnSeconds, LEARN_COST_DECAY * a.learnCost); // the recent learning steps' cost
+            if (a.attends) a.upkeep = a.upkeep == 0 ? draftSeconds + learnSeconds : UPKEEP_DECAY * a.upkeep + (1 - UPKEEP_DECAY) * (draftSeconds + learnSeconds);
             // All the policy did on a plain step beyond plain decoding (asked for a tree it may not draft, learned)
             // is paid from the credit: a policy whose plain steps eat the allowance gets no probes on top.
             a.credit += ALLOWANCE * seconds - draftSeconds - learnSeconds;
             trace(a, seconds, draftSeconds + learnSeconds, draftSeconds + learnSeconds, tokens);
+            if (TRACE_STEPS && a.lastKind == WAKING)
+                System.err.printf(java.util.Locale.ROOT, "budget step %s #%d waking: %.3f ms (policy %.3f), c0 %.3f, credit %.3f%n",
+                        policy, a.step, 1e3 * seconds, 1e3 * (draftSeconds + learnSeconds), 1e3 * a.plainCost(), 1e3 * a.credit);
         } else {
             draftSeconds += learnSeconds;
             a.speculativeSteps++;
@@ -604,6 +669,9 @@ public final class SpeculationBudget {
             if (longDraft && !forgiven) charged = draftSeconds;
             double win = tokens * c0 - charged;
             trace(a, seconds, charged, draftSeconds, tokens);
+            if (TRACE_STEPS)
+                System.err.printf(java.util.Locale.ROOT, "budget step %s #%d %s: allowed %d, nodes %d, %.3f ms (drafting %.3f), charged %.3f, %d tokens, c0 %.3f, credit %.3f -> %.3f%n",
+                        policy, a.step, TRACE_KINDS[a.lastKind], allowed, treeNodes, 1e3 * seconds, 1e3 * draftSeconds, 1e3 * charged, tokens, 1e3 * c0, 1e3 * a.credit, 1e3 * (a.credit + win));
             a.credit += win;
             a.won += win;
             if (a.probing) {
