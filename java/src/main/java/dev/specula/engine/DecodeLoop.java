@@ -185,8 +185,10 @@ public final class DecodeLoop implements AutoCloseable {
         DraftTree tree;
         int allowed;
         boolean attends = true; // whether the policy takes part in this step (the budget's Decision)
-        // Whether the policy sees the prompt (its prefill): not when its budget holds it plain and asleep as the
-        // request starts, so that such a request is plain decoding from its first token to its last.
+        // Whether the policy reads the prompt's final hidden states (EAGLE's layer run over the prompt): not when its
+        // budget holds it plain and asleep as the request starts. Woken, it starts from the steps it observes, with
+        // nothing to catch up. (A draft model's cache is still filled with the prompt: skipped, the first probe would
+        // catch it up over the whole history, the same work moved into the decoding.)
         final boolean preparesPolicy;
         VerifyResult verified;
         double forwardSeconds;
@@ -361,7 +363,7 @@ public final class DecodeLoop implements AutoCloseable {
                 target.forward(s.request.kv(), args);
                 s.request.kv().commitChain(head.length);
             }
-            if (s.preparesPolicy) s.request.policy().prefill(prompt, prompt.length);
+            s.request.policy().prefill(prompt, prompt.length);
             if (promptHidden != null) s.request.policy().prefillFinalHidden(prompt, prompt.length, promptHidden);
         } finally {
             if (promptHidden != null) promptHidden.close();
@@ -378,7 +380,7 @@ public final class DecodeLoop implements AutoCloseable {
     private static void finishPrefill(Sequence s, long t0) {
         int[] prompt = s.request.prompt();
         try {
-            if (s.preparesPolicy) s.request.policy().prefill(prompt, prompt.length);
+            s.request.policy().prefill(prompt, prompt.length);
         } catch (RuntimeException e) {
             s.fail(e);
             return;
@@ -678,10 +680,6 @@ public final class DecodeLoop implements AutoCloseable {
         for (Sequence s : filling) {
             if (!s.active()) continue;
             // The policy's own cache (a draft model's) takes the same chunk, timed as prompt processing.
-            if (!s.preparesPolicy) {
-                s.prefilled += s.chunk;
-                continue;
-            }
             long fillStart = System.nanoTime();
             try {
                 s.request.policy().prefillChunk(s.request.prompt(), s.prefilled, s.prefilled + s.chunk);

@@ -80,9 +80,9 @@ import java.util.Map;
  *       costs nothing worth waiting for). The gap starts again from {@value #MIN_PROBE_GAP} when a stretch of
  *       speculation ends with more credit than it began with.</li>
  *   <li>Between probes a policy held plain <em>sleeps</em> ({@link Decision#attends} false): it is not asked for a
- *       tree nor shown the step's outcome, and a request that starts while it sleeps does not prepare it (no draft
- *       cache filled, no EAGLE layer run over the prompt), so its steps are plain decoding's, with nothing of its
- *       upkeep. Measured on the demo target, EAGLE held plain but awake cost 1-2.5% of each plain step (copying the
+ *       tree nor shown the step's outcome, and a request that starts while it sleeps does not run EAGLE's layer over
+ *       the prompt, so its steps are plain decoding's, with nothing of its upkeep (a draft model's cache is still
+ *       filled with the prompt: skipped, a probe would catch it up over the whole history instead). Measured on the demo target, EAGLE held plain but awake cost 1-2.5% of each plain step (copying the
  *       step's features) and about 1.5 ms a request (its layer's cache): more than the allowance, so the credit
  *       never recovered and the drafter stayed below plain decoding for good. A policy that drafts from what it
  *       observed ({@link DraftPolicy#observedStepsBeforeDrafting}) is woken that many steps before a probe, and the
