@@ -184,6 +184,12 @@ public final class DecodeLoop implements AutoCloseable {
         final SpecStats stats = new SpecStats();
         DraftTree tree;
         int allowed;
+        boolean attends = true; // whether the policy takes part in this step (the budget's Decision)
+        // Whether the policy reads the prompt's final hidden states (EAGLE's layer run over the prompt): not when its
+        // budget holds it plain and asleep as the request starts. Woken, it starts from the steps it observes, with
+        // nothing to catch up. (A draft model's cache is still filled with the prompt: skipped, the first probe would
+        // catch it up over the whole history, the same work moved into the decoding.)
+        final boolean preparesPolicy;
         VerifyResult verified;
         double forwardSeconds;
         double draftSeconds;
@@ -195,6 +201,7 @@ public final class DecodeLoop implements AutoCloseable {
         Sequence(Request r, SpeculationBudget budget) {
             request = r;
             this.budget = budget;
+            preparesPolicy = !budget.dormant(r.policy().name());
             SamplingOptions s = r.sampling();
             params = new SamplingParams(s.seed(), s.temperature(), s.topP(), s.topK());
             sampler = new Sampler(s);
@@ -330,7 +337,7 @@ public final class DecodeLoop implements AutoCloseable {
         else if (r.prompt().length == 1) prefill(s); // nothing to put in the cache: its root is the prompt
         // A policy that reads the prompt's features (EAGLE) gets them only from the one-call prefill: the chunks
         // keep no hidden states, and without them its layer would draft from an empty context.
-        else if (r.policy().readsPromptHidden()) prefill(s);
+        else if (r.policy().readsPromptHidden() && s.preparesPolicy) prefill(s);
         else s.prefilling = true;
         return s;
     }
@@ -347,7 +354,9 @@ public final class DecodeLoop implements AutoCloseable {
             if (prompt.length > 1) {
                 int[] head = Arrays.copyOf(prompt, prompt.length - 1);
                 ForwardArgs args = new ForwardArgs(head, null, null, ForwardArgs.LogitsMode.NONE, null, 0, null, null, false, 0);
-                if (s.request.policy().readsPromptHidden()) { // EAGLE: its layer attends over the prompt's features
+                // EAGLE: its layer attends over the prompt's features (unless the budget holds it plain: then it
+                // starts from the steps it observes once woken)
+                if (s.request.policy().readsPromptHidden() && s.preparesPolicy) {
                     promptHidden = target.context().allocate((long) head.length * target.shape().nEmbd() * Float.BYTES);
                     args = args.withFinalHidden(promptHidden, 0);
                 }
@@ -444,7 +453,9 @@ public final class DecodeLoop implements AutoCloseable {
             if (!s.active()) continue;
             try {
                 KvCache kv = s.request.kv();
-                s.allowed = Math.max(1, Math.min(s.budget.choose(s.request.policy().name()), kv.capacity() - kv.length()));
+                SpeculationBudget.Decision d = s.budget.decide(s.request.policy().name(), s.request.policy().observedStepsBeforeDrafting());
+                s.allowed = Math.max(1, Math.min(d.treeNodes(), kv.capacity() - kv.length()));
+                s.attends = d.attends();
                 active.add(s);
             } catch (RuntimeException e) {
                 s.fail(e);
@@ -471,7 +482,8 @@ public final class DecodeLoop implements AutoCloseable {
             try {
                 KvCache kv = s.request.kv();
                 long t0 = System.nanoTime();
-                DraftTree tree = s.request.policy().propose(s.history, s.length, s.allowed, kv);
+                // A policy held plain between probes is not asked: the step is plain decoding, nothing of its upkeep.
+                DraftTree tree = s.attends ? s.request.policy().propose(s.history, s.length, s.allowed, kv) : DraftTree.rootOnly(s.history[s.length - 1]);
                 s.draftSeconds = (System.nanoTime() - t0) / 1e9;
                 if (tree.size() > s.allowed)
                     throw new IllegalStateException("policy " + s.request.policy().name() + " proposed " + tree.size() + " nodes, more than the " + s.allowed + " allowed");
@@ -548,7 +560,7 @@ public final class DecodeLoop implements AutoCloseable {
     private ForwardArgs treeArgs(Sequence s, int b, int batch) {
         long rowBytes = (long) vocab * Float.BYTES;
         ForwardArgs args = ForwardArgs.tree(s.tree.tokens(), s.tree.parents(), logits, b * maxTreeNodes * rowBytes);
-        if (s.request.policy().readsFinalHidden()) args = args.withFinalHidden(finalHidden(batch), hiddenOffset(b, 0));
+        if (s.attends && s.request.policy().readsFinalHidden()) args = args.withFinalHidden(finalHidden(batch), hiddenOffset(b, 0));
         return args;
     }
 
@@ -708,8 +720,8 @@ public final class DecodeLoop implements AutoCloseable {
                 }
                 s.stats.recordStep(r.nAccepted(), emitted, r.depthFlags());
                 long p0 = System.nanoTime();
-                s.request.policy().observe(s.tree, r);
-                if (s.request.policy().readsFinalHidden()) {
+                if (s.attends) s.request.policy().observe(s.tree, r);
+                if (s.attends && s.request.policy().readsFinalHidden()) {
                     s.request.policy().observeFinalHidden(finalHidden, hiddenOffset(b, r.path()[r.path().length - 1]));
                     s.request.policy().observeFinalHiddenPath(finalHidden, hiddenOffset(b, 0), r.path());
                 }

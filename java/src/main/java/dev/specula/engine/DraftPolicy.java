@@ -51,6 +51,17 @@ public interface DraftPolicy {
     }
 
     /**
+     * How many steps this policy wants to take part in before it drafts again, when the adaptive budget held it to
+     * plain decoding and it skipped those steps (asked for no tree, shown no outcome: see
+     * {@link SpeculationBudget.Decision#attends}). A policy that drafts from what it observed (EAGLE's recent
+     * features, a head's last hidden state) needs some; one that drafts from the history alone, none (the default).
+     * Skipped steps never affect what is generated: after them a policy must accept any history.
+     */
+    default int observedStepsBeforeDrafting() {
+        return 0;
+    }
+
+    /**
      * After each step of its sequence, when {@link #readsFinalHidden}: the final hidden state (after the output norm)
      * of the last accepted node, the state whose LM head row chose the next tree's root: n_embd floats at byte offset
      * of rows, valid only during this call.

@@ -79,6 +79,14 @@ import java.util.Map;
  *       {@value #MAX_PROBE_GAP} steps (a probe that about breaks even, such as prompt lookup finding nothing,
  *       costs nothing worth waiting for). The gap starts again from {@value #MIN_PROBE_GAP} when a stretch of
  *       speculation ends with more credit than it began with.</li>
+ *   <li>Between probes a policy held plain <em>sleeps</em> ({@link Decision#attends} false): it is not asked for a
+ *       tree nor shown the step's outcome, and a request that starts while it sleeps does not run EAGLE's layer over
+ *       the prompt, so its steps are plain decoding's, with nothing of its upkeep (a draft model's cache is still
+ *       filled with the prompt: skipped, a probe would catch it up over the whole history instead). Measured on the demo target, EAGLE held plain but awake cost 1-2.5% of each plain step (copying the
+ *       step's features) and about 1.5 ms a request (its layer's cache): more than the allowance, so the credit
+ *       never recovered and the drafter stayed below plain decoding for good. A policy that drafts from what it
+ *       observed ({@link DraftPolicy#observedStepsBeforeDrafting}) is woken that many steps before a probe, and the
+ *       probe must afford those steps at its recent upkeep per plain step it attended.</li>
  * </ol>
  *
  * <h2>Why the overhead is at most about 3%</h2>
@@ -139,6 +147,8 @@ public final class SpeculationBudget {
      * still cold), and a c0 they inflate makes every speculative step look won.
      */
     static final int PLAIN_EVERY_WHILE_FEW = 8;
+    /** Per plain step a policy attends, what its upkeep estimate remembers of the older ones. */
+    static final double UPKEEP_DECAY = 0.9;
     /** While speculating: steps between tries of the next bigger size. */
     static final int NEIGHBOURS_EVERY = 16;
 
@@ -166,6 +176,17 @@ public final class SpeculationBudget {
     static final double YARDSTICK_FELL = 0.9;
     /** Plain steps measured before c0 counts (the first are often slow: code not yet compiled, pages not touched). */
     static final int FIRST_PLAIN_STEPS = 3;
+
+    /**
+     * With {@code -Dspecula.budget.trace=true} every budget prints, when the process ends, what each policy's steps
+     * cost against what the budget believed and charged (a diagnostic for the back-off's decisions; off by default).
+     */
+    static final boolean TRACE = Boolean.getBoolean("specula.budget.trace") || "steps".equals(System.getProperty("specula.budget.trace"));
+    /** ...and with {@code -Dspecula.budget.trace=steps} also a line per speculative step. */
+    static final boolean TRACE_STEPS = "steps".equals(System.getProperty("specula.budget.trace"));
+    static final String[] TRACE_KINDS = {"plain", "best", "bigger", "probe", "yardstick", "waking"};
+    static final String[] TRACE_FIELDS = {"steps", "seconds", "charged", "policy s", "tokens", "tokens*c0", "believed s", "believed tokens"};
+    private static final int PLAIN = 0, BEST = 1, BIGGER = 2, PROBE = 3, YARDSTICK = 4, WAKING = 5;
 
     private final int[] buckets;
     private final boolean adaptive;
@@ -244,6 +265,9 @@ public final class SpeculationBudget {
         double learnCost;       // seconds a plain step's learning recently took (a slowly decaying maximum)
         double catchUpPerStep;  // seconds of drafting a probe adds per step since the last tree (a draft cache catching up)
         long lastTreeStep;
+        long probeAt = -1;      // the step of a probe the policy was woken for (-1: none)
+        boolean attends = true; // whether the policy takes part in the step last chosen
+        double upkeep;          // seconds a plain step the policy attends costs it (asked for a tree, observing), recent steps weighing most
         boolean speculating;
         boolean probing;
         double creditAtStretchStart;
@@ -251,6 +275,8 @@ public final class SpeculationBudget {
         long probes;
         long speculativeSteps;
         double won; // W, seconds
+        int lastKind;  // what choose last decided, for the trace: one of TRACE_KINDS
+        final double[][] trace = new double[TRACE_KINDS.length][TRACE_FIELDS.length];
 
         Account(int buckets, int maxNodes) {
             costs = new Costs[buckets];
@@ -322,6 +348,48 @@ public final class SpeculationBudget {
         sizes[n++] = max;
         buckets = Arrays.copyOf(sizes, n);
         this.adaptive = adaptive;
+        if (TRACE && adaptive) Runtime.getRuntime().addShutdownHook(new Thread(() -> System.err.print(trace())));
+    }
+
+    /** The trace's table: per policy and kind of step, totals of what the steps cost and what was believed. */
+    synchronized String trace() {
+        StringBuilder out = new StringBuilder();
+        for (var e : accounts.entrySet()) {
+            Account a = e.getValue();
+            out.append(String.format("budget trace %s (max %d nodes): c0 %.3f ms, credit %.3f ms, won %.3f ms, probes %d, probe gap %d, sizes measured:",
+                    e.getKey(), maxTreeNodes(), 1e3 * a.plainCost(), 1e3 * a.credit, 1e3 * a.won, a.probes, a.probeGap));
+            for (int i = 1; i < buckets.length; i++)
+                if (a.costs[i].size() > 0) out.append(String.format(" %d:%.3fms(n%d)", buckets[i], 1e3 * a.cost(i), a.costs[i].size()));
+            out.append('\n');
+            for (int k = 0; k < TRACE_KINDS.length; k++) {
+                double[] t = a.trace[k];
+                if (t[0] == 0) continue;
+                out.append(String.format("  %-9s steps %6.0f  ms/step %.3f  charged %.3f  policy %.3f  tokens/step %.2f  plain-equivalent ms/step %.3f  believed ms %.3f tokens %.2f%n",
+                        TRACE_KINDS[k], t[0], 1e3 * t[1] / t[0], 1e3 * t[2] / t[0], 1e3 * t[3] / t[0], t[4] / t[0], 1e3 * t[5] / t[0], 1e3 * t[6] / t[0], t[7] / t[0]));
+            }
+        }
+        return out.toString();
+    }
+
+    private static void trace(Account a, double seconds, double charged, double policySeconds, int tokens) {
+        if (!TRACE) return;
+        double[] t = a.trace[a.lastKind];
+        t[0]++;
+        t[1] += seconds;
+        t[2] += charged;
+        t[3] += policySeconds;
+        t[4] += tokens;
+        t[5] += tokens * a.plainCost();
+    }
+
+    /** Returns bucket, noting what kind of step it is for the trace. */
+    private int traced(Account a, int kind, int bucket) {
+        a.lastKind = kind;
+        if (TRACE && bucket > 0) {
+            a.trace[kind][6] += expectedCost(a, bucket);
+            a.trace[kind][7] += a.expectedTokens(buckets[bucket]);
+        }
+        return bucket;
     }
 
     public int maxTreeNodes() {
@@ -342,27 +410,59 @@ public final class SpeculationBudget {
         return adaptive;
     }
 
-    /** The tree size a policy may use this step. */
-    public synchronized int choose(String policy) {
-        if (!adaptive || buckets.length == 1) return maxTreeNodes();
+    /**
+     * What a policy may do this step: the tree size it may use, and whether it takes part in the step at all
+     * ({@code attends}: asked for a tree, shown the outcome). A policy the budget holds to plain decoding between
+     * probes does not attend: its step is plain decoding itself, with nothing of the policy's upkeep in it (EAGLE
+     * copying the step's features, a draft cache kept current), which its credit could not pay for. It attends
+     * again {@code wakeSteps} steps before its next probe, so that a policy that drafts from what it observed has
+     * that much context then (see {@link DraftPolicy#observedStepsBeforeDrafting}).
+     */
+    public record Decision(int treeNodes, boolean attends) {}
+
+    /** The tree size a policy may use this step (a policy that needs no steps observed before it drafts). */
+    public int choose(String policy) {
+        return decide(policy, 0).treeNodes();
+    }
+
+    /** What a policy that wants wakeSteps observed steps before it drafts may do this step. */
+    public synchronized Decision decide(String policy, int wakeSteps) {
+        if (!adaptive || buckets.length == 1) return new Decision(maxTreeNodes(), true);
         Account a = account(policy);
+        boolean asleep = !a.attends; // it skipped the last step
+        a.attends = true;
+        int bucket = choose(a, asleep ? Math.max(0, wakeSteps) : 0);
+        return new Decision(buckets[bucket], a.attends);
+    }
+
+    /**
+     * The bucket a policy may use this step; clears {@code attends} for a step of plain decoding the policy skips.
+     * wakeSteps: the steps it must observe before it drafts (0 if it attended the last step).
+     */
+    private int choose(Account a, int wakeSteps) {
         a.step++;
         double c0 = a.plainCost();
-        if (c0 == 0) return plain(a); // the yardstick first
+        if (c0 == 0) return traced(a, PLAIN, plain(a)); // the yardstick first
+        if (a.probeAt >= 0) {
+            // Woken: it observes until then, then the budget decides as usual.
+            if (a.step < a.probeAt) return traced(a, WAKING, plain(a));
+            a.probeAt = -1;
+        }
         int best = best(a);
         if (rate(a, best) > (1 + MARGIN_PERCENT / 100.0 + Math.min(NOISE_MARGIN_CAP, NOISE_ERRORS * relativeError(a, best))) / c0 && a.credit >= 0) {
+            if (wakeSteps > 0) return wake(a, wakeSteps); // profitable again after a dormant stretch (c0 moved)
             if (!a.speculating) {
                 a.speculating = true;
                 a.creditAtStretchStart = a.credit;
             }
             int plainEvery = a.costs[0].size() < COST_SAMPLES ? PLAIN_EVERY_WHILE_FEW : PLAIN_EVERY;
-            if (a.step - a.lastPlain > plainEvery) return plain(a);
+            if (a.step - a.lastPlain > plainEvery) return traced(a, YARDSTICK, plain(a));
             int up = best + 1;
             if (up < buckets.length && a.step - a.lastNeighbour > NEIGHBOURS_EVERY && expectedLoss(a, up) <= a.credit) {
                 a.lastNeighbour = a.step;
-                return buckets[up];
+                return traced(a, BIGGER, up);
             }
-            return buckets[best];
+            return traced(a, BEST, best);
         }
         if (a.speculating) {
             // A stretch of speculation ended: probe soon again only if it paid.
@@ -371,20 +471,42 @@ public final class SpeculationBudget {
             a.nextProbe = a.step + a.probeGap;
         }
         double catchUp = a.catchUpPerStep * (a.step - a.lastTreeStep);
-        if (a.step >= a.nextProbe && expectedLoss(a, best) + catchUp <= a.credit) {
+        // A probe after a dormant stretch must also pay for the steps the policy observes first, at what its plain
+        // steps cost it.
+        if (a.step >= a.nextProbe && expectedLoss(a, best) + catchUp + wakeSteps * a.upkeep <= a.credit) {
+            if (wakeSteps > 0) return wake(a, wakeSteps);
             a.nextProbe = a.step + a.probeGap;
             a.probing = true;
             a.probes++;
             a.speculating = true;
             a.creditAtStretchStart = a.credit;
-            return buckets[best];
+            return traced(a, PROBE, best);
         }
-        return plain(a);
+        a.attends = false; // plain decoding, the fixed point: nothing of the policy's runs
+        return traced(a, PLAIN, plain(a));
     }
 
+    /** A plain step the policy attends, the first of wakeSteps before it may draft. */
+    private int wake(Account a, int wakeSteps) {
+        a.probeAt = a.step + wakeSteps;
+        return traced(a, WAKING, plain(a));
+    }
+
+    /** Bucket 0, plain decoding. */
     private int plain(Account a) {
         a.lastPlain = a.step;
-        return 1;
+        return 0;
+    }
+
+    /**
+     * Whether a policy is held to plain decoding and skips its steps, with no wake-up planned: a request starting
+     * now need not prepare it (EAGLE's layer run over the prompt), since it will not draft before it is woken and
+     * has observed the steps it needs.
+     */
+    public synchronized boolean dormant(String policy) {
+        if (!adaptive || buckets.length == 1) return false;
+        Account a = accounts.get(policy);
+        return a != null && !a.attends && a.probeAt < 0 && !a.speculating;
     }
 
     /**
@@ -499,9 +621,14 @@ public final class SpeculationBudget {
         if (i == 0) {
             notePlain(a, seconds - draftSeconds - learnSeconds);
             a.learnCost = Math.max(learnSeconds, LEARN_COST_DECAY * a.learnCost); // the recent learning steps' cost
+            if (a.attends) a.upkeep = a.upkeep == 0 ? draftSeconds + learnSeconds : UPKEEP_DECAY * a.upkeep + (1 - UPKEEP_DECAY) * (draftSeconds + learnSeconds);
             // All the policy did on a plain step beyond plain decoding (asked for a tree it may not draft, learned)
             // is paid from the credit: a policy whose plain steps eat the allowance gets no probes on top.
             a.credit += ALLOWANCE * seconds - draftSeconds - learnSeconds;
+            trace(a, seconds, draftSeconds + learnSeconds, draftSeconds + learnSeconds, tokens);
+            if (TRACE_STEPS && a.lastKind == WAKING)
+                System.err.printf(java.util.Locale.ROOT, "budget step %s #%d waking: %.3f ms (policy %.3f), c0 %.3f, credit %.3f%n",
+                        policy, a.step, 1e3 * seconds, 1e3 * (draftSeconds + learnSeconds), 1e3 * a.plainCost(), 1e3 * a.credit);
         } else {
             draftSeconds += learnSeconds;
             a.speculativeSteps++;
@@ -523,7 +650,10 @@ public final class SpeculationBudget {
                     costs.add(seconds);
                 }
             }
-            if (c0 == 0) return;
+            if (c0 == 0) {
+                trace(a, seconds, 0, draftSeconds, tokens);
+                return;
+            }
             c0 = a.plainCost();
             // The forward's noise is capped; the policy's own drafting is charged in full (a draft model or early
             // exit catching its cache up over every token since its last draft is what probing it costs, however
@@ -546,6 +676,10 @@ public final class SpeculationBudget {
             }
             if (longDraft && !forgiven) charged = draftSeconds;
             double win = tokens * c0 - charged;
+            trace(a, seconds, charged, draftSeconds, tokens);
+            if (TRACE_STEPS)
+                System.err.printf(java.util.Locale.ROOT, "budget step %s #%d %s: allowed %d, nodes %d, %.3f ms (drafting %.3f), charged %.3f, %d tokens, c0 %.3f, credit %.3f -> %.3f%n",
+                        policy, a.step, TRACE_KINDS[a.lastKind], allowed, treeNodes, 1e3 * seconds, 1e3 * draftSeconds, 1e3 * charged, tokens, 1e3 * c0, 1e3 * a.credit, 1e3 * (a.credit + win));
             a.credit += win;
             a.won += win;
             if (a.probing) {

@@ -79,6 +79,12 @@ public final class DraftHeadsPolicy implements DraftPolicy, AutoCloseable {
         return true;
     }
 
+    /** The heads draft from the last accepted node's hidden state: one step shows it. */
+    @Override
+    public int observedStepsBeforeDrafting() {
+        return 1;
+    }
+
     @Override
     public void observeFinalHidden(DeviceBuffer rows, long offset) {
         hidden.copyFrom(rows, offset, 0, (long) nEmbd * Float.BYTES);

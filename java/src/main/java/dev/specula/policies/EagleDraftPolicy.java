@@ -73,13 +73,16 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
 
     private final String name;
     private final NativeModel layer;
-    private final KvCache kv;
+    private final int contextLength;
     private final int nEmbd, vocab;
     private final long rowBytes;
+    // The layer's cache and buffers are made when first needed (see resources): a request whose policy the budget
+    // holds to plain decoding throughout never makes them.
+    private KvCache kv;
     // features: rows [0, MAX_BACKLOG + MAX_DEPTH + 1) confirmed rows not yet run; then ROOT_ROW, then a row per candidate
-    private final DeviceBuffer features;
-    private final DeviceBuffer outputs; // a call's final hidden rows (the predicted features)
-    private final DeviceBuffer logits;  // a call's logits rows
+    private DeviceBuffer features;
+    private DeviceBuffer outputs; // a call's final hidden rows (the predicted features)
+    private DeviceBuffer logits;  // a call's logits rows
     private final int rootRow, maxCandidates;
     private final double minExpandScore;
     private final List<Integer> backlogTokens = new ArrayList<>(); // the token of each backlog row, the root last
@@ -103,6 +106,15 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
         this.rowBytes = (long) nEmbd * Float.BYTES;
         this.rootRow = FEATURE_ROWS_BEFORE_CANDIDATES;
         this.maxCandidates = MAX_CANDIDATES;
+        this.contextLength = contextLength;
+    }
+
+    /**
+     * Makes the layer's cache and buffers on first use (about 1.5 ms a request on the demo target, with their
+     * release: a few percent of a short request, which a policy held plain throughout need not pay).
+     */
+    private void resources() {
+        if (kv != null) return;
         var ctx = layer.context();
         KvCache cache = layer.newKvCache(kvPositions(contextLength));
         DeviceBuffer f = null, o = null, l = null;
@@ -119,6 +131,10 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
         this.features = f;
         this.outputs = o;
         this.logits = l;
+    }
+
+    private int cached() {
+        return kv == null ? 0 : kv.length();
     }
 
     /** A fresh policy per request over a shared layer. */
@@ -163,11 +179,21 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
         return true;
     }
 
+    /**
+     * After steps it skipped, the layer starts over from the next step's row (see {@link #resync}); it drafts from
+     * as many recent rows as it keeps while held plain.
+     */
+    @Override
+    public int observedStepsBeforeDrafting() {
+        return HELD_PLAIN_ROWS;
+    }
+
     /** The prompt's rows go into the layer's cache now, all but the last, which the first step runs for its logits. */
     @Override
     public void prefillFinalHidden(int[] prompt, int length, DeviceBuffer rows) {
         int n = length - 1; // features f[0..n): row j pairs prompt[j + 1] with f[j]
         if (n < 1) return;
+        resources();
         if (n + 1 > kv.capacity()) {
             lost = true;
             return;
@@ -196,6 +222,7 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
             backlogTokens.clear();
             return;
         }
+        resources();
         for (int i = 0; i < path.length; i++) features.copyFrom(rows, treeOffset + (long) path[i] * rowBytes, (long) (have + i) * rowBytes, rowBytes);
         if (heldPlain && backlogTokens.size() > 2 * HELD_PLAIN_ROWS) dropBacklog(backlogTokens.size() - HELD_PLAIN_ROWS);
         else if (backlogTokens.size() > MAX_BACKLOG) runBacklog(backlogTokens.size() - 1, false);
@@ -218,7 +245,7 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
      * (still lossless, only less informed).
      */
     private void resync(int length) {
-        kv.truncate(0);
+        if (kv != null) kv.truncate(0);
         backlogTokens.clear();
         offset = length - 1;
         lost = false;
@@ -248,7 +275,7 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
         int root = history[length - 1];
         heldPlain = maxTreeNodes <= 1;
         int n = backlogTokens.size();
-        if (lost || (n > 0 && (backlogTokens.get(n - 1) != root || offset + kv.length() + n != length - 1))) {
+        if (lost || (n > 0 && (backlogTokens.get(n - 1) != root || offset + cached() + n != length - 1))) {
             resync(length); // not this sequence's rows: start over
             return DraftTree.rootOnly(root);
         }
@@ -326,9 +353,11 @@ public final class EagleDraftPolicy implements DraftPolicy, AutoCloseable {
 
     @Override
     public void close() {
+        if (kv == null) return;
         kv.close();
         features.close();
         outputs.close();
         logits.close();
+        kv = null;
     }
 }

@@ -204,6 +204,12 @@ public final class EarlyExitPolicy implements DraftPolicy, AutoCloseable {
         return "early-exit";
     }
 
+    /** Where the target's tokens start, known before the first step (which the budget may not show this policy). */
+    @Override
+    public void prefill(int[] prompt, int length) {
+        if (promptLength < 0) promptLength = length;
+    }
+
     /** The current acceptance estimate of each candidate exit layer, in the order of {@link Options#exitLayers}. */
     public double[] acceptanceEstimates() {
         return estimates.values();

@@ -74,9 +74,10 @@ class DraftHeadsLosslessTest {
                             assertEquals(StopReason.MAX_TOKENS, results.get(i).reason());
                             stats.add(results.get(i).stats());
                         }
-                        // after a step the policy has a hidden state and drafts a real tree
+                        // after a step the policy has a hidden state and drafts a real tree (on a fixed budget: an
+                        // adaptive one may have held it plain throughout, the steps skipped, which timing decides)
                         int[] prompt = prompts.get(start);
-                        assertTrue(policies.get(0).propose(prompt, prompt.length, run[0]).size() > 1, "the heads drafted nothing");
+                        if (run[1] == 0) assertTrue(policies.get(0).propose(prompt, prompt.length, run[0]).size() > 1, "the heads drafted nothing");
                         caches.forEach(KvCache::close);
                         policies.forEach(DraftHeadsPolicy::close);
                     }

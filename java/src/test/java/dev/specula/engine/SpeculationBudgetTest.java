@@ -455,6 +455,78 @@ class SpeculationBudgetTest {
         assertTrue(run.ratio() < 0.99, run.ratio() + "x the plain time");
     }
 
+    /**
+     * A policy whose every step it takes part in costs it upkeep (in plain steps) beyond its drafting: EAGLE copying
+     * the step's features and keeping its recent rows, on a target so small that this is a few percent of a step.
+     * The simulated loop asks {@link SpeculationBudget#decide} and charges the upkeep only on steps the policy
+     * attends (asked for a tree, shown the outcome), as the decode loop does. Drafts of acceptance alpha, each
+     * costing draftPerToken plain steps, on the demo-like cost curve. Returns the run; in seen, kept across calls:
+     * [0] the fewest steps attended in a row before a tree that followed a plain step (start it at MAX_VALUE), [1]
+     * the steps attended in a row so far, [2] whether the last step ran a tree.
+     */
+    static Run simulateUpkeep(SpeculationBudget budget, String policy, int wakeSteps, boolean alwaysAttends, double upkeep,
+                              double alpha, double draftPerToken, long tokens, SplittableRandom rng, int[] seen) {
+        Run run = new Run();
+        while (run.tokens < tokens) {
+            SpeculationBudget.Decision d = budget.decide(policy, wakeSteps);
+            boolean attends = alwaysAttends || d.attends();
+            int allowed = d.treeNodes(), drafted = allowed - 1, accepted = 0;
+            while (accepted < drafted && rng.nextDouble() < alpha) accepted++;
+            double draft = drafted * draftPerToken * C0;
+            double kept = attends && allowed == 1 ? upkeep * C0 : 0;
+            double seconds = demoStepCost(allowed) + draft + kept;
+            budget.record(policy, allowed, allowed, draft + kept, 0, seconds, accepted + 1);
+            if (allowed > 1 && seen[2] == 0) seen[0] = Math.min(seen[0], seen[1]);
+            seen[1] = attends ? seen[1] + 1 : 0;
+            seen[2] = allowed > 1 ? 1 : 0;
+            run.seconds += seconds;
+            run.plainSeconds += (accepted + 1) * C0;
+            run.tokens += accepted + 1;
+            run.steps++;
+            if (allowed > 1) run.speculativeSteps++;
+        }
+        return run;
+    }
+
+    @Test
+    void aPolicyHeldPlainPaysNoUpkeepPlainDecodingIsTheFixedPoint() {
+        // Upkeep of 3% of a plain step on every step the policy takes part in, drafts never accepted. The old budget
+        // had every step attended: held plain, the policy still cost 1.03x plain decoding however rarely it probed,
+        // and its credit never recovered (the allowance is 1%). Now a policy held plain between probes is not asked:
+        // its steps are plain decoding, and it is woken wakeSteps steps before a probe, which the credit must pay for.
+        int[] attended = new int[3];
+        for (int seed = 0; seed < 5; seed++) {
+            for (int wake : new int[] {0, 1, 16}) {
+                SpeculationBudget budget = new SpeculationBudget(25, true);
+                Run run = simulateUpkeep(budget, "eagle", wake, false, 0.03, 0, 0.3, 4096, new SplittableRandom(800 + seed), attended);
+                assertTrue(run.ratio() <= 1 + SpeculationBudget.ALLOWANCE + 0.005, "seed " + seed + ", wake " + wake + ": " + run.ratio() + "x the plain time, "
+                        + run.speculativeSteps + " speculative steps");
+                assertTrue(budget.snapshot("eagle").probes >= 2, "it still looks now and then");
+            }
+            // the same policy taking part in every step (the old loop) loses its upkeep whatever the budget decides
+            SpeculationBudget budget = new SpeculationBudget(25, true);
+            Run old = simulateUpkeep(budget, "eagle", 16, true, 0.03, 0, 0.3, 4096, new SplittableRandom(800 + seed), attended);
+            assertTrue(old.ratio() > 1.02, "seed " + seed + ": " + old.ratio());
+        }
+    }
+
+    @Test
+    void aWokenPolicyObservesItsStepsBeforeEveryProbeAndAGoodOneStillSpeculates() {
+        for (int seed = 0; seed < 3; seed++) {
+            // a drafter that loses: every probe comes after wakeSteps attended steps at least
+            SpeculationBudget losing = new SpeculationBudget(25, true);
+            int[] attended = {Integer.MAX_VALUE, 1 << 20, 0}; // it attended every step since the start
+            simulateUpkeep(losing, "eagle", 16, false, 0.03, 0, 0.3, 8192, new SplittableRandom(900 + seed), attended);
+            assertTrue(losing.snapshot("eagle").probes >= 2);
+            assertTrue(attended[0] >= 16 && attended[0] < 1 << 20, "a probe came after only " + attended[0] + " attended steps");
+            // one that pays (acceptance 0.8, cheap drafts) speculates nearly all the time, woken or not
+            SpeculationBudget paying = new SpeculationBudget(25, true);
+            Run run = simulateUpkeep(paying, "eagle", 16, false, 0.03, 0.8, 0.05, 4096, new SplittableRandom(950 + seed), attended);
+            assertTrue(run.ratio() < 0.6, "seed " + seed + ": " + run.ratio() + "x the plain time");
+            assertTrue(run.speculativeSteps >= 0.8 * run.steps, run.speculativeSteps + " of " + run.steps);
+        }
+    }
+
     @Test
     void fixedBudgetsAndLoneRoots() {
         SpeculationBudget fixed = new SpeculationBudget(17, false);
