@@ -481,7 +481,7 @@ void mat_rows_int8(const KernelSet &kern, ThreadScratch &ts, const Mat &W, QActs
         // Prepacked Q8_0 rows: `rows` rows per gemm call, read straight from memory. For more tokens than
         // one call takes, a block of rows (in L2 after the first token group) passes once per token group,
         // the tokens split evenly (8 as 4 + 4, 6 as 3 + 3). The first token group prefetches the next R rows
-        // in the order the next call reads them (gemm_pre). Spreading the next block's rows over every
+        // (gemm_pre: one after the other, a sequential stream). Spreading the next block's rows over every
         // token group's pass instead (as mat_rows_plain does), with blocks of 4, 16 or 32 rows, ran 8 tokens
         // 10-20% and 16 tokens ~30% slower in a kernel driver (bench/RESULTS.md).
         const int R = q8.rows, QT = q8.tokens;

@@ -64,7 +64,7 @@ struct Int8Set {
     // Q8_0 rows prepacked once (at load): one row of K -> int8_groups(K) groups of INT8_P_GROUP_BYTES
     // (int8_dot.hpp), and gemm's products over such rows (the same bits; T 1..tokens). pf_rows (optional):
     // the `rows` rows the caller reads next; bytes [pf_b0, pf_b1) of each are prefetched along the way,
-    // spread over the call's steps in the order the next call reads them.
+    // spread over the call's groups, one row after the other.
     void (*prepack)(const uint8_t *row, int64_t K, uint8_t *dst) = nullptr;
     void (*gemm_pre)(const uint8_t *const *rows, int64_t ng, const uint8_t *qx, int64_t qx_stride, int T, float *out,
                      const uint8_t *const *pf_rows, int64_t pf_b0, int64_t pf_b1) = nullptr;
