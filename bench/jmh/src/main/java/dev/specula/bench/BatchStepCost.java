@@ -22,12 +22,12 @@ import java.util.SplittableRandom;
  * (every thread of the native pool), median of reps. The one-row steps are followed by the batch's greedy
  * verification (one call), as the engine's plain steps are; its cost is shown apart.
  *
- * <p>Usage: BatchStepCost MODEL.gguf [threads=2] [batch=8] [prefix=124] [reps=20]. With "--random 100m" in place
- * of the file, BatchThroughput's 100M random model.
+ * <p>Usage: BatchStepCost MODEL.gguf [threads=2] [batch=8] [prefix=124] [reps=20]. With "--random 100m" (or
+ * 100m-q8_0, 100m-q4_k_m) in place of the file, BatchThroughput's 100M random model.
  */
 public final class BatchStepCost {
     public static void main(String[] args) {
-        Path file = args[0].equals("--random") ? BatchThroughput.random100m() : Path.of(args[0]);
+        Path file = args[0].equals("--random") ? BatchThroughput.random100m(args[1]) : Path.of(args[0]);
         int a = args[0].equals("--random") ? 2 : 1; // "--random 100m"
         int threads = args.length > a ? Integer.parseInt(args[a]) : 2;
         int batch = args.length > a + 1 ? Integer.parseInt(args[a + 1]) : 8;
