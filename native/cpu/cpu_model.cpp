@@ -575,26 +575,53 @@ bool plain_in_place(const KernelSet &kern, const Mat &W) {
 // written. The next group's rows are prefetched during this group's passes, each pass a share of
 // their bytes in the order they will be read (gemm_plain), so memory streams through every pass
 // rather than only the first.
+// Blocking for many tokens (a prompt): the activations of all n tokens (n x K floats: 1.5 MB at 512 tokens of 768)
+// do not stay in L2, and each group of rows passing over all of them streamed them from L3 again (a batch of 8
+// prompts took 13x one prompt's time instead of 8x). So the rows run in blocks of at most PLAIN_ROW_BLOCK_BYTES of
+// weights, and within a block the tokens in blocks of at most PLAIN_TOKEN_BLOCK_BYTES of activations: both stay
+// in L2 while every group of the row block passes over every token of the token block. Only the loop order
+// changes: each output's fmas are the same, so results are bit-identical at any blocking.
+int64_t plain_block_bytes(const char *name, int64_t fallback) {
+    const char *v = std::getenv(name);
+    return v && *v ? std::max<int64_t>(1, std::atoll(v)) : fallback;
+}
+const int64_t PLAIN_TOKEN_BLOCK_BYTES = plain_block_bytes("SPECULA_PLAIN_TOKEN_BLOCK_BYTES", 192 * 1024);
+const int64_t PLAIN_ROW_BLOCK_BYTES = plain_block_bytes("SPECULA_PLAIN_ROW_BLOCK_BYTES", 192 * 1024);
+
 template <class Put>
 void mat_rows_plain(const KernelSet &kern, ThreadScratch &ts, const Mat &W, const float *X, int64_t ldx, int n, Put &&put,
                     int64_t r0, int64_t r1) {
     const int64_t K = W.cols, row_bytes = (int64_t)W.row_bytes;
     const int GR = kern.gemm_r, GT = kern.gemm_t;
     const int n_tg = (n + GT - 1) / GT, tg = (n + n_tg - 1) / n_tg; // 8 tokens, 6 a group: 4 + 4, not 6 + 2
+    // a token block: whole token groups, at least one; a row block: whole row groups, at least one
+    const int tb = (int)std::max<int64_t>(tg, PLAIN_TOKEN_BLOCK_BYTES / (K * (int64_t)sizeof(float)) / tg * tg);
+    const int64_t rb = std::max<int64_t>(GR, PLAIN_ROW_BLOCK_BYTES / row_bytes / GR * GR);
     float out[64];
     const uint8_t *rp[8], *next[8];
-    for (int64_t g = r0; g < r1; g += GR) {
-        const int nr = (int)std::min<int64_t>(GR, r1 - g);
-        for (int i = 0; i < GR; i++) rp[i] = W.row(g + std::min(i, nr - 1));
-        const int64_t g_next = g + GR, nr_next = std::min<int64_t>(GR, r1 - g_next);
-        for (int i = 0; i < GR && nr_next > 0; i++) next[i] = W.row(g_next + std::min<int64_t>(i, nr_next - 1));
-        for (int t0 = 0, j = 0; t0 < n; t0 += tg, j++) {
-            const int T = std::min(tg, n - t0);
-            // pass j prefetches bytes [b0, b1) of each next row (a repeated last row costs nothing more)
-            const int64_t b0 = row_bytes * j / n_tg, b1 = row_bytes * (j + 1) / n_tg;
-            kern.gemm_plain(W.dtype, rp, 0, K, K, X + t0 * ldx, ldx, T, ts.acc.data(), out, nr_next > 0 ? next : nullptr, b0, b1);
-            for (int t = 0; t < T; t++)
-                for (int i = 0; i < nr; i++) put(g + i, t0 + t, out[t * GR + i]);
+    for (int64_t b0 = r0; b0 < r1; b0 += rb) {
+        const int64_t b1 = std::min(r1, b0 + rb);
+        for (int t_b = 0; t_b < n; t_b += tb) {
+            const int t_e = std::min(n, t_b + tb);
+            // the block's first token block reads its rows from memory: the next group's rows are prefetched
+            // over its passes; the later token blocks find the rows in L2 (the last group prefetches the next
+            // row block's first rows)
+            const int passes = (t_e - t_b + tg - 1) / tg;
+            for (int64_t g = b0; g < b1; g += GR) {
+                const int nr = (int)std::min<int64_t>(GR, r1 - g);
+                for (int i = 0; i < GR; i++) rp[i] = W.row(g + std::min(i, nr - 1));
+                const int64_t g_next = g + GR, nr_next = t_b + tb >= n ? std::min<int64_t>(GR, r1 - g_next) : std::min<int64_t>(GR, b1 - g_next);
+                for (int i = 0; i < GR && nr_next > 0; i++) next[i] = W.row(g_next + std::min<int64_t>(i, nr_next - 1));
+                const bool prefetch = nr_next > 0 && (t_b == 0 || t_b + tb >= n);
+                for (int t0 = t_b, j = 0; t0 < t_e; t0 += tg, j++) {
+                    const int T = std::min(tg, t_e - t0);
+                    // pass j prefetches bytes [p0, p1) of each next row (a repeated last row costs nothing more)
+                    const int64_t p0 = row_bytes * j / passes, p1 = row_bytes * (j + 1) / passes;
+                    kern.gemm_plain(W.dtype, rp, 0, K, K, X + t0 * ldx, ldx, T, ts.acc.data(), out, prefetch ? next : nullptr, p0, p1);
+                    for (int t = 0; t < T; t++)
+                        for (int i = 0; i < nr; i++) put(g + i, t0 + t, out[t * GR + i]);
+                }
+            }
         }
     }
 }

@@ -87,6 +87,19 @@ static void test_ranking(void) {
     CHECK(km::composite(1.5f, 9) > km::composite(1.0f, 0));
     CHECK(km::composite_id(km::composite(-2.0f, 123456)) == 123456u);
     CHECK(km::composite(NAN, 0) != 0);
+    /* The row's argmax (two passes) against the largest composite, on rows of few distinct values
+     * (ties), NaN, infinities and signed zeros. */
+    const float pool[] = {NAN, -INFINITY, INFINITY, -0.0f, 0.0f, 1.0f, -1.0f, 3.0f};
+    uint64_t s = 11;
+    for (int trial = 0; trial < 400; trial++) {
+        const int n = 1 + (int)(splitmix64(s) % 70);
+        const int distinct = 1 + trial % 8;
+        std::vector<float> row((size_t)n);
+        for (float &x : row) x = pool[splitmix64(s) % (uint64_t)distinct];
+        uint64_t want = 0;
+        for (int i = 0; i < n; i++) want = std::max(want, km::composite(row[(size_t)i], (uint32_t)i));
+        CHECK(seq::row_argmax(row.data(), n) == want);
+    }
 }
 
 static void test_exp(void) {

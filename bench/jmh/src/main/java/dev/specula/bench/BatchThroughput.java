@@ -30,9 +30,9 @@ import java.util.concurrent.Future;
  * <p>Usage: BatchThroughput [--model FILE | --random 100m] [--requests N] [--max-tokens N] [--drafters none,pld,...]
  * [--threads N] [--prompts FILE.jsonl] [--prompt-chars 400] [--rounds 3] [--alone false]. "--random 100m" writes
  * (once) the 100M random model of bench/RESULTS.md (dim 768, 10 layers, 12/4 heads, ff 2048, vocab 32000, F16) to
- * /tmp. Each prompt is the last prompt-chars characters of a prompt file's first turn. Both ways are warmed up
- * first (one request alone, then all at once, untimed), then run in interleaved rounds (alone then together, then
- * together then alone, ...) so that a change in the machine's load falls on both; each figure is the median over
+ * /tmp; "--random 100m-q8_0" and "--random 100m-q4_k_m" the same model as a Q8_0 or Q4_K_M file. Each prompt is
+ * the last prompt-chars characters of a prompt file's first turn. Both ways are warmed up first (one request
+ * alone, then all at once, untimed), then run in interleaved rounds (alone then together, then together then alone, ...) so that a change in the machine's load falls on both; each figure is the median over
  * the rounds. "--alone false" skips the one-at-a-time runs (for a sweep of batch sizes, speculation on against
  * off). "drafting" is the share of sequence steps in the concurrent runs that drafted at all: where the step cost
  * model's back-off switches speculation off, it falls towards 0. The load average is printed before and after. On
@@ -50,7 +50,7 @@ public final class BatchThroughput {
         int promptChars = Integer.parseInt(o.getOrDefault("--prompt-chars", "400"));
         boolean runAlone = Boolean.parseBoolean(o.getOrDefault("--alone", "true"));
         List<Drafter> drafters = Arrays.stream(o.getOrDefault("--drafters", "none,pld,recycling").split(",")).map(Drafter::parse).toList();
-        Path model = o.containsKey("--random") ? random100m() : Path.of(o.getOrDefault("--model", "models/demo-target.gguf"));
+        Path model = o.containsKey("--random") ? random100m(o.get("--random")) : Path.of(o.getOrDefault("--model", "models/demo-target.gguf"));
         List<String> prompts = new ArrayList<>();
         for (String line : Files.readAllLines(Path.of(o.getOrDefault("--prompts", "models/demo-prompts.jsonl")))) {
             if (prompts.size() == n) break;
@@ -163,11 +163,22 @@ public final class BatchThroughput {
         }
     }
 
-    static Path random100m() {
-        Path path = Path.of(System.getProperty("java.io.tmpdir"), "specula-random-100m.gguf");
+    /**
+     * "100m": the F16 file; "100m-q8_0" and "100m-q4_k_m": the same shape and seed typed as llama.cpp's quantizer
+     * types a Q8_0 or Q4_K_M file (written once to /tmp, like the F16 one).
+     */
+    static Path random100m(String which) {
+        dev.specula.model.LlamaFileType type = switch (which) {
+            case "100m" -> null;
+            case "100m-q8_0" -> dev.specula.model.LlamaFileType.Q8_0;
+            case "100m-q4_k_m" -> dev.specula.model.LlamaFileType.Q4_K_M;
+            default -> throw new IllegalArgumentException("--random takes 100m, 100m-q8_0 or 100m-q4_k_m, not " + which);
+        };
+        Path path = Path.of(System.getProperty("java.io.tmpdir"), "specula-random-" + which + ".gguf");
         if (Files.exists(path)) return path;
-        new TestModelMaker().arch("llama").dim(768).layers(10).heads(12).kvHeads(4).ff(2048).vocab(32000).context(2048)
-                .type(GgmlType.F16).seed(1).tokenizer(VocabTrainer.ggufMetadata("llama", 32000, 1)).write(path);
+        TestModelMaker maker = new TestModelMaker().arch("llama").dim(768).layers(10).heads(12).kvHeads(4).ff(2048).vocab(32000).context(2048)
+                .seed(1).tokenizer(VocabTrainer.ggufMetadata("llama", 32000, 1));
+        (type == null ? maker.type(GgmlType.F16) : maker.fileType(type, false)).write(path);
         return path;
     }
 }
