@@ -13,23 +13,42 @@
 
 namespace {
 
-void test_context_refuses_while_objects_live() {
+// A context with one object of every kind on it: a finalized model, a KV cache and draft heads on the model, a
+// recycler and a buffer.
+struct OneOfEach {
     spec_context *ctx = nullptr;
-    CHECK_OK(spec_context_create("cpu", 0, &ctx));
     spec_model_config c = base_config();
-    TestModel m = make_model(spec_all("lifetimes", c, SPEC_DTYPE_F32, SPEC_DTYPE_F32, true, 11));
-    spec_model *model = load_model(ctx, m);
+    TestModel m;
+    spec_model *model = nullptr;
+    spec_kv *kv = nullptr;
+    spec_heads *heads = nullptr;
+    spec_recycler *rec = nullptr;
+    spec_buffer *buf = nullptr;
+
+    OneOfEach(const char *name, uint64_t seed) {
+        CHECK_OK(spec_context_create("cpu", 0, &ctx));
+        m = make_model(spec_all(name, c, SPEC_DTYPE_F32, SPEC_DTYPE_F32, true, seed));
+        model = load_model(ctx, m);
+        CHECK_OK(spec_kv_create(model, 64, &kv));
+        spec_heads_config hc = {2, 1, 0, 0};
+        CHECK_OK(spec_heads_create(model, &hc, &heads));
+        CHECK_OK(spec_recycler_create(ctx, c.n_vocab, 4, &rec));
+        buf = alloc_buf(ctx, (uint64_t)c.n_vocab);
+    }
+};
+
+void test_context_refuses_while_objects_live() {
+    OneOfEach o("lifetimes", 11);
+    spec_context *ctx = o.ctx;
+    spec_model_config c = o.c;
+    spec_model *model = o.model;
+    spec_kv *kv1 = o.kv, *kv2 = nullptr;
+    spec_heads *heads = o.heads;
+    spec_recycler *rec = o.rec;
+    spec_buffer *buf = o.buf;
     spec_model *eagle_free = nullptr; // a second, unfinalized model: models count whether finalized or not
     CHECK_OK(spec_model_create(ctx, &c, &eagle_free));
-    spec_kv *kv1 = nullptr, *kv2 = nullptr;
-    CHECK_OK(spec_kv_create(model, 64, &kv1));
     CHECK_OK(spec_kv_create(model, 64, &kv2));
-    spec_heads_config hc = {2, 1, 0, 0};
-    spec_heads *heads = nullptr;
-    CHECK_OK(spec_heads_create(model, &hc, &heads));
-    spec_recycler *rec = nullptr;
-    CHECK_OK(spec_recycler_create(ctx, c.n_vocab, 4, &rec));
-    spec_buffer *buf = alloc_buf(ctx, (uint64_t)c.n_vocab);
 
     CHECK_FAILS(ctx, spec_context_destroy(ctx), SPEC_ERR_IN_USE,
                 "2 models, 2 KV caches, 1 draft-heads object, 1 recycler and 1 buffer still live on this context");
@@ -39,8 +58,8 @@ void test_context_refuses_while_objects_live() {
 
     // Nothing was freed: the context, the model and its caches still work.
     CHECK_OK(spec_context_noop(ctx));
-    Out o = forward(ctx, model, kv1, c, {1, 2, 3});
-    CHECK(o.status == SPEC_OK && o.logits.size() == 3u * (size_t)c.n_vocab);
+    Out out = forward(ctx, model, kv1, c, {1, 2, 3});
+    CHECK(out.status == SPEC_OK && out.logits.size() == 3u * (size_t)c.n_vocab);
     int32_t len = -1;
     CHECK_OK(spec_kv_length(kv1, &len));
 
@@ -84,19 +103,14 @@ void test_counts_hold_across_threads() {
 // Every handle kind used again after its destroy: refused with SPEC_ERR_INVALID_HANDLE, and (under ASan) without a
 // read of the freed memory. A double destroy is the same.
 void test_destroyed_handles_are_refused() {
-    spec_context *ctx = nullptr;
-    CHECK_OK(spec_context_create("cpu", 0, &ctx));
-    spec_model_config c = base_config();
-    TestModel m = make_model(spec_all("lifetimes-dead", c, SPEC_DTYPE_F32, SPEC_DTYPE_F32, true, 13));
-    spec_model *model = load_model(ctx, m);
-    spec_kv *kv = nullptr;
-    CHECK_OK(spec_kv_create(model, 64, &kv));
-    spec_heads_config hc = {2, 1, 0, 0};
-    spec_heads *heads = nullptr;
-    CHECK_OK(spec_heads_create(model, &hc, &heads));
-    spec_recycler *rec = nullptr;
-    CHECK_OK(spec_recycler_create(ctx, c.n_vocab, 4, &rec));
-    spec_buffer *buf = alloc_buf(ctx, 64);
+    OneOfEach each("lifetimes-dead", 13);
+    spec_context *ctx = each.ctx;
+    spec_model_config c = each.c;
+    spec_model *model = each.model;
+    spec_kv *kv = each.kv;
+    spec_heads *heads = each.heads;
+    spec_recycler *rec = each.rec;
+    spec_buffer *buf = each.buf;
 
     const char *dead = "is not live (destroyed or foreign)";
     int32_t len = -1;
