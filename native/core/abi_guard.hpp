@@ -35,16 +35,14 @@ void retire(H *h) {
     delete h;
 }
 
+// A registered handle's context and model are live too: their destroy is refused while it lives (SPEC_ERR_IN_USE),
+// so the registry and the tag are the whole check, one lookup per handle.
 inline bool live_context(const spec_context *ctx) { return ctx && handle_registry_has(ctx) && ctx->tag == TAG_CONTEXT; }
-inline bool live_buffer(const spec_buffer *b) {
-    return b && handle_registry_has(b) && b->tag == TAG_BUFFER && live_context(b->ctx);
-}
-inline bool live_model(const spec_model *m) { return m && handle_registry_has(m) && m->tag == TAG_MODEL && live_context(m->ctx); }
-inline bool live_kv(const spec_kv *kv) { return kv && handle_registry_has(kv) && kv->tag == TAG_KV && live_model(kv->model); }
-inline bool live_recycler(const spec_recycler *r) {
-    return r && handle_registry_has(r) && r->tag == TAG_RECYCLER && live_context(r->ctx);
-}
-inline bool live_heads(const spec_heads *h) { return h && handle_registry_has(h) && h->tag == TAG_HEADS && live_model(h->target); }
+inline bool live_buffer(const spec_buffer *b) { return b && handle_registry_has(b) && b->tag == TAG_BUFFER; }
+inline bool live_model(const spec_model *m) { return m && handle_registry_has(m) && m->tag == TAG_MODEL; }
+inline bool live_kv(const spec_kv *kv) { return kv && handle_registry_has(kv) && kv->tag == TAG_KV; }
+inline bool live_recycler(const spec_recycler *r) { return r && handle_registry_has(r) && r->tag == TAG_RECYCLER; }
+inline bool live_heads(const spec_heads *h) { return h && handle_registry_has(h) && h->tag == TAG_HEADS; }
 
 inline const char *handle_problem(const void *h) { return h ? "is not live (destroyed or foreign)" : "is null"; }
 

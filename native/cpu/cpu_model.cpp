@@ -581,12 +581,8 @@ bool plain_in_place(const KernelSet &kern, const Mat &W) {
 // weights, and within a block the tokens in blocks of at most PLAIN_TOKEN_BLOCK_BYTES of activations: both stay
 // in L2 while every group of the row block passes over every token of the token block. Only the loop order
 // changes: each output's fmas are the same, so results are bit-identical at any blocking.
-int64_t plain_block_bytes(const char *name, int64_t fallback) {
-    const char *v = std::getenv(name);
-    return v && *v ? std::max<int64_t>(1, std::atoll(v)) : fallback;
-}
-const int64_t PLAIN_TOKEN_BLOCK_BYTES = plain_block_bytes("SPECULA_PLAIN_TOKEN_BLOCK_BYTES", 192 * 1024);
-const int64_t PLAIN_ROW_BLOCK_BYTES = plain_block_bytes("SPECULA_PLAIN_ROW_BLOCK_BYTES", 192 * 1024);
+const int64_t PLAIN_TOKEN_BLOCK_BYTES = env_int64("SPECULA_PLAIN_TOKEN_BLOCK_BYTES", 192 * 1024, 1, INT64_MAX);
+const int64_t PLAIN_ROW_BLOCK_BYTES = env_int64("SPECULA_PLAIN_ROW_BLOCK_BYTES", 192 * 1024, 1, INT64_MAX);
 
 template <class Put>
 void mat_rows_plain(const KernelSet &kern, ThreadScratch &ts, const Mat &W, const float *X, int64_t ldx, int n, Put &&put,
@@ -1404,10 +1400,7 @@ void forward_slice(const Pass &p, int32_t u0, int32_t nb) {
 // caller such a call passes no pool barriers and leaves no worker spinning (bench/RESULTS.md, "EAGLE drafting cost
 // below the draft model's"). SPECULA_EAGLE_CALLER_ROWS overrides it (0: always the pool).
 int32_t eagle_caller_rows() {
-    static const int32_t rows = [] {
-        const char *v = std::getenv("SPECULA_EAGLE_CALLER_ROWS");
-        return v && *v ? (int32_t)std::atoi(v) : (int32_t)8;
-    }();
+    static const int32_t rows = (int32_t)env_int64("SPECULA_EAGLE_CALLER_ROWS", 8, 0, INT32_MAX);
     return rows;
 }
 

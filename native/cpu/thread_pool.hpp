@@ -31,6 +31,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../core/env_option.hpp"
 #include "../core/internal.hpp"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -51,11 +52,11 @@ public:
     // The spins in effect: the constants above, or SPECULA_POOL_HELD_SPIN_US / SPECULA_POOL_IDLE_SPIN_US (0..100000),
     // read once, for measuring other values without a rebuild (bench/RESULTS.md, "Idle spin").
     static int64_t held_spin_us() {
-        static const int64_t v = spin_from_env("SPECULA_POOL_HELD_SPIN_US", HELD_SPIN_US);
+        static const int64_t v = env_int64("SPECULA_POOL_HELD_SPIN_US", HELD_SPIN_US, 0, 100000);
         return v;
     }
     static int64_t idle_spin_us() {
-        static const int64_t v = spin_from_env("SPECULA_POOL_IDLE_SPIN_US", IDLE_SPIN_US);
+        static const int64_t v = env_int64("SPECULA_POOL_IDLE_SPIN_US", IDLE_SPIN_US, 0, 100000);
         return v;
     }
     static constexpr int64_t DONE_SPIN_US = 50;  // the caller's spin for the job's last tasks
@@ -138,14 +139,6 @@ private:
 
     // The thread index of the task this thread is running, -1 outside tasks (nested jobs run inline).
     static inline thread_local int t_task_thread = -1;
-
-    static int64_t spin_from_env(const char *name, int64_t fallback) {
-        const char *s = std::getenv(name);
-        if (!s || !*s) return fallback;
-        char *end = nullptr;
-        long long v = std::strtoll(s, &end, 10);
-        return (*end == 0 && v >= 0 && v <= 100000) ? (int64_t)v : fallback;
-    }
 
     // Spins until pred() or until limit() microseconds have passed; returns pred().
     template <class Pred, class Limit>
